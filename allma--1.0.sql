@@ -1,0 +1,298 @@
+/* allma--1.0.sql: the base install script of the allma extension */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION allma" to load this file. \quit
+
+/*
+ * Layout.  The public API is a set of allma_* functions in pg_catalog, so
+ * that "SELECT allma_start_flow(...)" works whatever the search_path.  All
+ * data lives in schema allma.  Every table that grows with executions is
+ * keyed by execution_id first, so that it can be distributed by execution.
+ */
+CREATE SCHEMA allma;
+COMMENT ON SCHEMA allma IS 'allma: flow definitions, executions and their history';
+GRANT USAGE ON SCHEMA allma TO PUBLIC;
+
+------------------------------------------------------------------------------
+-- Flow definitions
+------------------------------------------------------------------------------
+
+CREATE TABLE allma.flows (
+	flow_id				text PRIMARY KEY,
+	latest_version		integer NOT NULL DEFAULT 0,
+	published_version	integer,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE allma.flows IS
+	'One row per flow id: its latest and its published version';
+
+CREATE TABLE allma.flow_versions (
+	flow_id				text NOT NULL REFERENCES allma.flows (flow_id) ON DELETE CASCADE,
+	version				integer NOT NULL CHECK (version > 0),
+	definition			jsonb NOT NULL,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	created_by			regrole NOT NULL DEFAULT current_user::regrole,
+	PRIMARY KEY (flow_id, version)
+);
+COMMENT ON TABLE allma.flow_versions IS
+	'Immutable, validated versions of flow definitions (Allma''s JSON format)';
+
+ALTER TABLE allma.flows
+	ADD FOREIGN KEY (flow_id, published_version)
+	REFERENCES allma.flow_versions (flow_id, version) DEFERRABLE INITIALLY DEFERRED;
+
+------------------------------------------------------------------------------
+-- Executions
+------------------------------------------------------------------------------
+
+CREATE TABLE allma.executions (
+	execution_id		uuid PRIMARY KEY,
+	flow_id				text NOT NULL,
+	flow_version		integer NOT NULL,
+	status				text NOT NULL DEFAULT 'RUNNING'
+		CHECK (status IN ('RUNNING', 'COMPLETED', 'FAILED', 'TIMED_OUT', 'CANCELLED')),
+	input				jsonb NOT NULL,
+	output				jsonb,
+	error				jsonb,
+	options				jsonb NOT NULL DEFAULT '{}',
+	enable_execution_logs boolean NOT NULL DEFAULT true,
+	started_by			regrole NOT NULL,
+	trigger_source		text,
+	parent_execution_id	uuid,
+	root_execution_id	uuid,
+	depth				integer NOT NULL DEFAULT 0,
+	step_count			integer NOT NULL DEFAULT 0,
+	started_at			timestamptz NOT NULL DEFAULT clock_timestamp(),
+	ended_at			timestamptz,
+	FOREIGN KEY (flow_id, flow_version) REFERENCES allma.flow_versions (flow_id, version)
+);
+CREATE INDEX executions_flow_started_idx ON allma.executions (flow_id, started_at);
+CREATE INDEX executions_running_idx ON allma.executions (started_at) WHERE status = 'RUNNING';
+COMMENT ON TABLE allma.executions IS
+	'One row per flow execution; output is the final context, error an Allma error object';
+
+/*
+ * The cursor of an execution: one row per path that is still going.  Path 0
+ * is the main path; parallel branches are further paths of the same
+ * execution.  Workers claim READY rows whose due_at has passed with
+ * FOR UPDATE SKIP LOCKED.  Timers (retry backoff, step delays) are simply a
+ * due_at in the future.
+ */
+CREATE TABLE allma.execution_paths (
+	execution_id		uuid NOT NULL REFERENCES allma.executions (execution_id) ON DELETE CASCADE,
+	path_id				bigint NOT NULL,
+	parent_path_id		bigint,
+	branch_id			text,
+	item_index			integer,
+	status				text NOT NULL DEFAULT 'READY'
+		CHECK (status IN ('READY', 'INFLIGHT', 'WAITING', 'DONE', 'FAILED')),
+	step_instance_id	text,
+	attempt				integer NOT NULL DEFAULT 1,
+	seq					integer NOT NULL DEFAULT 0,
+	due_at				timestamptz NOT NULL DEFAULT clock_timestamp(),
+	lease_until			timestamptz,
+	context				jsonb NOT NULL,
+	transition_counts	jsonb NOT NULL DEFAULT '{}',
+	result				jsonb,
+	error				jsonb,
+	PRIMARY KEY (execution_id, path_id)
+);
+CREATE INDEX execution_paths_ready_idx ON allma.execution_paths (due_at) WHERE status = 'READY';
+COMMENT ON TABLE allma.execution_paths IS
+	'Work queue and cursor: one row per live path of an execution (0 = main path)';
+
+CREATE SEQUENCE allma.path_id_seq;
+
+/*
+ * Execution history: one row per step attempt.  Status, attempt, timing and
+ * error are always recorded; input and output only when execution logs are
+ * on.  seq numbers the attempts of one path, so a step that committed twice
+ * would violate the unique key.
+ */
+CREATE TABLE allma.step_executions (
+	execution_id		uuid NOT NULL,
+	path_id				bigint NOT NULL DEFAULT 0,
+	seq					integer NOT NULL,
+	branch_id			text,
+	step_instance_id	text NOT NULL,
+	step_type			text NOT NULL,
+	attempt				integer NOT NULL,
+	status				text NOT NULL
+		CHECK (status IN ('COMPLETED', 'FAILED', 'RETRYING')),
+	input				jsonb,
+	output				jsonb,
+	error				jsonb,
+	next_step_instance_id text,
+	details				jsonb,
+	started_at			timestamptz NOT NULL,
+	ended_at			timestamptz NOT NULL,
+	PRIMARY KEY (execution_id, path_id, seq)
+);
+COMMENT ON TABLE allma.step_executions IS
+	'Execution history: one row per step attempt';
+
+------------------------------------------------------------------------------
+-- Retry rules and module bindings: data, edited with SQL
+------------------------------------------------------------------------------
+
+CREATE TABLE allma.retry_policies (
+	policy_name			text PRIMARY KEY,
+	error_equals		text[] NOT NULL,
+	interval_seconds	double precision NOT NULL CHECK (interval_seconds >= 0),
+	backoff_rate		double precision NOT NULL DEFAULT 2.0 CHECK (backoff_rate >= 1),
+	max_retries			integer NOT NULL CHECK (max_retries BETWEEN 0 AND 100),
+	max_delay_seconds	double precision CHECK (max_delay_seconds > 0),
+	jitter				text NOT NULL DEFAULT 'NONE' CHECK (jitter IN ('NONE', 'FULL')),
+	priority			integer NOT NULL DEFAULT 100
+);
+COMMENT ON TABLE allma.retry_policies IS
+	'Default retry rules by Allma error name; a step''s own onError.retries win';
+
+INSERT INTO allma.retry_policies
+	(policy_name, error_equals, interval_seconds, backoff_rate, max_retries, priority)
+VALUES
+	('transient-infrastructure', ARRAY['TransientStepError'], 1, 3.0, 5, 10),
+	('retryable-step', ARRAY['RetryableStepError'], 10, 2.0, 3, 20);
+
+CREATE TABLE allma.module_bindings (
+	pattern				text PRIMARY KEY,
+	handler				regprocedure NOT NULL,
+	created_at			timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE allma.module_bindings IS
+	'Module identifiers or Lambda ARNs (LIKE patterns) bound to SQL functions (jsonb) RETURNS jsonb';
+
+SELECT pg_catalog.pg_extension_config_dump('allma.flows', '');
+SELECT pg_catalog.pg_extension_config_dump('allma.flow_versions', '');
+SELECT pg_catalog.pg_extension_config_dump('allma.executions', '');
+SELECT pg_catalog.pg_extension_config_dump('allma.execution_paths', '');
+SELECT pg_catalog.pg_extension_config_dump('allma.step_executions', '');
+SELECT pg_catalog.pg_extension_config_dump('allma.module_bindings', '');
+SELECT pg_catalog.pg_extension_config_dump('allma.retry_policies',
+	'WHERE policy_name NOT IN (''transient-infrastructure'', ''retryable-step'')');
+
+------------------------------------------------------------------------------
+-- Visibility: everyone may read definitions; an execution and its history
+-- are visible to the role that started it (and its members).
+------------------------------------------------------------------------------
+
+GRANT SELECT ON allma.flows, allma.flow_versions, allma.retry_policies,
+	allma.module_bindings TO PUBLIC;
+GRANT SELECT ON allma.executions, allma.step_executions TO PUBLIC;
+
+ALTER TABLE allma.executions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY executions_starter ON allma.executions FOR SELECT
+	USING (pg_catalog.pg_has_role(started_by, 'MEMBER'));
+
+ALTER TABLE allma.step_executions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY step_executions_starter ON allma.step_executions FOR SELECT
+	USING (EXISTS (SELECT 1 FROM allma.executions e
+				   WHERE e.execution_id = step_executions.execution_id));
+
+------------------------------------------------------------------------------
+-- SQL API
+------------------------------------------------------------------------------
+
+CREATE FUNCTION allma_validate_flow(definition jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'allma_validate_flow'
+LANGUAGE C STRICT STABLE;
+COMMENT ON FUNCTION allma_validate_flow(jsonb) IS
+	'Checks a flow definition and raises the first problem found; stores nothing';
+
+CREATE FUNCTION allma_create_flow(definition jsonb, publish boolean DEFAULT true)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'allma_create_flow'
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_create_flow(jsonb, boolean) IS
+	'Validates and stores a new immutable version of the flow named by definition->>''id''; returns the version';
+
+CREATE FUNCTION allma_publish_flow(flow_id text, version integer)
+RETURNS void
+AS 'MODULE_PATHNAME', 'allma_publish_flow'
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_publish_flow(text, integer) IS
+	'Makes a stored version the published one (the default for allma_start_flow)';
+
+CREATE FUNCTION allma_start_flow(flow_id text, input jsonb DEFAULT '{}',
+								 options jsonb DEFAULT '{}')
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'allma_start_flow'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_start_flow(text, jsonb, jsonb) IS
+	'Starts an execution; options: version, executionId, enableExecutionLogs, startStepInstanceId';
+
+CREATE FUNCTION allma_wait(execution_id uuid, timeout interval DEFAULT '1 min')
+RETURNS text
+AS 'MODULE_PATHNAME', 'allma_wait'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION allma_wait(uuid, interval) IS
+	'Blocks until the execution is terminal or the timeout passes; returns its status';
+
+CREATE FUNCTION allma_bind_module(module_or_arn_pattern text, handler regprocedure)
+RETURNS void
+AS 'MODULE_PATHNAME', 'allma_bind_module'
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_bind_module(text, regprocedure) IS
+	'Routes a module identifier or Lambda ARN (LIKE pattern) to a SQL function (jsonb) RETURNS jsonb';
+REVOKE ALL ON FUNCTION allma_bind_module(text, regprocedure) FROM PUBLIC;
+
+CREATE FUNCTION allma_unbind_module(module_or_arn_pattern text)
+RETURNS boolean
+LANGUAGE sql STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	WITH d AS (DELETE FROM allma.module_bindings WHERE pattern = module_or_arn_pattern RETURNING 1)
+	SELECT count(*) > 0 FROM d;
+END;
+REVOKE ALL ON FUNCTION allma_unbind_module(text) FROM PUBLIC;
+
+CREATE FUNCTION allma_worker_status(OUT worker integer, OUT pid integer,
+									OUT database name, OUT state text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'allma_worker_status'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION allma_worker_status() IS
+	'The allma worker processes and what each is doing';
+
+-- Authoring helpers: the same code the engine runs, callable from SQL.
+
+CREATE FUNCTION allma_eval_condition(condition text, context jsonb)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'allma_eval_condition'
+LANGUAGE C STRICT IMMUTABLE;
+COMMENT ON FUNCTION allma_eval_condition(text, jsonb) IS
+	'Evaluates a transition condition (Allma syntax or a jsonpath predicate) over a context';
+
+CREATE FUNCTION allma_path_query(context jsonb, path text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'allma_path_query'
+LANGUAGE C STRICT IMMUTABLE;
+COMMENT ON FUNCTION allma_path_query(jsonb, text) IS
+	'Evaluates an Allma (jsonpath-plus) JSONPath over a context; NULL when nothing matches';
+
+CREATE FUNCTION allma_jsonpath(path text)
+RETURNS jsonpath
+AS 'MODULE_PATHNAME', 'allma_jsonpath'
+LANGUAGE C STRICT IMMUTABLE;
+COMMENT ON FUNCTION allma_jsonpath(text) IS
+	'Translates an Allma (jsonpath-plus) JSONPath into PostgreSQL jsonpath';
+
+CREATE FUNCTION allma_render_template(template text, context jsonb)
+RETURNS text
+AS 'MODULE_PATHNAME', 'allma_render_template'
+LANGUAGE C STRICT IMMUTABLE;
+COMMENT ON FUNCTION allma_render_template(text, jsonb) IS
+	'Renders a {{ }} template (Allma''s Handlebars subset and helpers) against a context';
+
+CREATE FUNCTION allma_run_module(module_identifier text, input jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'allma_run_module'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION allma_run_module(text, jsonb) IS
+	'Runs a built-in DATA_TRANSFORMATION module (system/...) on an input, as a step would';

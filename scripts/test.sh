@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Runs allma's whole test suite: pg_regress (sql/), isolation specs (specs/)
+# and TAP tests (t/).  Installs missing Debian packages, builds and installs
+# the extension first.  Exits non-zero on any failure.
+#
+#   scripts/test.sh                      everything
+#   scripts/test.sh regress [NAME...]    only pg_regress (optionally some files)
+#   scripts/test.sh isolation [NAME...]  only isolation specs
+#   scripts/test.sh tap [t/FILE.pl...]   only TAP tests
+#
+# PG_CONFIG selects the PostgreSQL installation (default: Debian's 15).
+# Servers run as the "postgres" user when this script runs as root (CI).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+SRC=$(pwd)
+
+"$SRC/scripts/install-deps.sh"
+
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+BINDIR=$("$PG_CONFIG" --bindir)
+PGXS_DIR=$(dirname "$("$PG_CONFIG" --pgxs)")/../..
+PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress"
+PG_ISOLATION="$PGXS_DIR/src/test/isolation/pg_isolation_regress"
+
+what=${1:-all}
+shift || true
+
+echo "== building allma"
+make -s PG_CONFIG="$PG_CONFIG" >/dev/null
+make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+
+if [ "$(id -u)" -eq 0 ]; then
+  AS_PG=(runuser -u postgres --)
+else
+  AS_PG=()
+fi
+
+# A scratch directory the server's user can write (the clone may be root's).
+WORK=$(mktemp -d /tmp/allma-test.XXXXXX)
+cp -r "$SRC/sql" "$SRC/expected" "$SRC/test" "$WORK/"
+[ -d "$SRC/specs" ] && cp -r "$SRC/specs" "$WORK/"
+[ -d "$SRC/t" ] && cp -r "$SRC/t" "$WORK/"
+mkdir -p "$WORK/mock"
+[ -d "$SRC/mock" ] && cp -r "$SRC/mock/." "$WORK/mock/"
+[ "$(id -u)" -eq 0 ] && chown -R postgres "$WORK"
+export ALLMA_SRC="$SRC"
+
+failed=0
+regress_passed=0
+summary=()
+
+run_regress() {
+  local tests=("$@")
+  if [ ${#tests[@]} -eq 0 ]; then
+    for f in "$WORK"/sql/*.sql; do tests+=("$(basename "$f" .sql)"); done
+  fi
+  echo "== pg_regress: ${#tests[@]} tests"
+  if (cd "$WORK" && "${AS_PG[@]}" "$PG_REGRESS" \
+        --bindir="$BINDIR" --inputdir=. --outputdir="$WORK/regress" \
+        --temp-instance="$WORK/regress/tmp_check" --temp-config=test/allma.conf \
+        --dbname=contrib_regression "${tests[@]}"); then
+    summary+=("pg_regress: ok")
+  else
+    failed=1
+    summary+=("pg_regress: FAILED")
+    [ -f "$WORK/regress/regression.diffs" ] && head -c 20000 "$WORK/regress/regression.diffs"
+    mkdir -p "$SRC/results" && cp -r "$WORK/regress/." "$SRC/results/" 2>/dev/null || true
+  fi
+}
+
+run_isolation() {
+  local tests=("$@")
+  [ -d "$WORK/specs" ] || return 0
+  if [ ${#tests[@]} -eq 0 ]; then
+    for f in "$WORK"/specs/*.spec; do tests+=("$(basename "$f" .spec)"); done
+  fi
+  [ ${#tests[@]} -eq 0 ] && return 0
+  echo "== isolation: ${#tests[@]} specs"
+  mkdir -p "$WORK/isolation"
+  [ "$(id -u)" -eq 0 ] && chown postgres "$WORK/isolation"
+  if (cd "$WORK" && "${AS_PG[@]}" "$PG_ISOLATION" \
+        --bindir="$BINDIR" --inputdir=. --outputdir="$WORK/isolation" \
+        --temp-instance="$WORK/isolation/tmp_check" --temp-config=test/allma.conf \
+        --dbname=contrib_regression "${tests[@]}"); then
+    summary+=("isolation: ok")
+  else
+    failed=1
+    summary+=("isolation: FAILED")
+    [ -f "$WORK/isolation/regression.diffs" ] && head -c 20000 "$WORK/isolation/regression.diffs"
+  fi
+}
+
+run_tap() {
+  local files=("$@")
+  [ -d "$WORK/t" ] || return 0
+  if [ ${#files[@]} -eq 0 ]; then
+    for f in "$WORK"/t/*.pl; do files+=("t/$(basename "$f")"); done
+  fi
+  echo "== TAP: ${#files[@]} files"
+  if (cd "$WORK" && "${AS_PG[@]}" env PATH="$BINDIR:$PATH" PG_REGRESS="$PG_REGRESS" \
+        ALLMA_SRC="$SRC" prove -I "$PGXS_DIR/src/test/perl" -I t "${files[@]}"); then
+    summary+=("TAP: ok")
+  else
+    failed=1
+    summary+=("TAP: FAILED")
+    for log in "$WORK"/tmp_check/log/regress_log_*; do
+      [ -f "$log" ] && { echo "---- $log (tail)"; tail -n 60 "$log"; }
+    done
+  fi
+}
+
+case "$what" in
+  all) run_regress; run_isolation; run_tap ;;
+  regress) run_regress "$@" ;;
+  isolation) run_isolation "$@" ;;
+  tap) run_tap "$@" ;;
+  *) echo "usage: $0 [all|regress|isolation|tap] [names...]" >&2; exit 2 ;;
+esac
+
+echo "== summary"
+printf '%s\n' "${summary[@]}"
+if [ $failed -eq 0 ]; then
+  rm -rf "$WORK"
+else
+  echo "(scratch directory kept: $WORK)"
+fi
+exit $failed

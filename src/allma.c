@@ -1,0 +1,171 @@
+/*-------------------------------------------------------------------------
+ *
+ * allma.c
+ *	  Entry point of the allma extension: module magic, _PG_init (GUCs,
+ *	  shared memory hooks, the launcher background worker) and the utility
+ *	  hook that lets DROP DATABASE through while workers are connected.
+ *
+ * allma must be loaded through shared_preload_libraries, because it
+ * registers a background worker and reserves shared memory.
+ *
+ * Copyright (c) 2026, the allma authors
+ *
+ * IDENTIFICATION
+ *	  src/allma.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "commands/dbcommands.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "postmaster/bgworker.h"
+#include "tcop/utility.h"
+#include "utils/guc.h"
+
+#include "allma.h"
+#include "launcher.h"
+#include "shmem.h"
+
+PG_MODULE_MAGIC;
+
+/* GUC variables */
+char	   *allma_database_name = NULL;
+int			allma_max_workers = 2;
+int			allma_batch_size = 64;
+int			allma_max_chain_steps = 16;
+int			allma_naptime_ms = 1000;
+double		allma_timer_scale = 1.0;
+int			allma_max_context_bytes = 16 * 1024 * 1024;
+
+static ProcessUtility_hook_type prev_process_utility_hook = NULL;
+
+void		_PG_init(void);
+
+static void allma_process_utility(PlannedStmt *pstmt, const char *queryString,
+								  bool readOnlyTree, ProcessUtilityContext context,
+								  ParamListInfo params, QueryEnvironment *queryEnv,
+								  DestReceiver *dest, QueryCompletion *qc);
+
+static void
+define_gucs(void)
+{
+	DefineCustomStringVariable("allma.database_name",
+							   "Sets the database in which allma's workers run flows.",
+							   NULL,
+							   &allma_database_name,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.max_workers",
+							"Sets the number of worker processes that run steps.",
+							"Each worker uses one background worker slot (max_worker_processes).",
+							&allma_max_workers,
+							2, 1, ALLMA_MAX_WORKERS,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.batch_size",
+							"Sets how many runnable paths a worker claims in one transaction.",
+							NULL,
+							&allma_batch_size,
+							64, 1, 10000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.max_chain_steps",
+							"Sets how many consecutive steps of one path a worker runs in one transaction.",
+							"Only steps that are due at once and need no network I/O are chained; "
+							"1 commits after every step.",
+							&allma_max_chain_steps,
+							16, 1, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.naptime",
+							"Sets the longest time an idle worker sleeps before looking for work.",
+							"Workers are woken at once when work is committed; this is a safety net.",
+							&allma_naptime_ms,
+							1000, 10, 60 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomRealVariable("allma.timer_scale",
+							 "Multiplies every retry interval and step delay.",
+							 "Meant for tests, which set it below 1 to make backoff fast.",
+							 &allma_timer_scale,
+							 1.0, 0.0, 1000.0,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.max_context_size",
+							"Sets the largest execution context a step may produce.",
+							"A step whose output makes the context larger fails with a PermanentStepError.",
+							&allma_max_context_bytes,
+							16 * 1024 * 1024, 1024, INT_MAX / 4,
+							PGC_SIGHUP,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("allma");
+}
+
+void
+_PG_init(void)
+{
+	if (IsBinaryUpgrade)
+		return;
+
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("allma can only be loaded via shared_preload_libraries"),
+				 errhint("Add allma to the shared_preload_libraries configuration "
+						 "variable in postgresql.conf and restart the server.")));
+
+	define_gucs();
+	allma_shmem_install_hooks();
+	allma_register_launcher();
+
+	prev_process_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = allma_process_utility;
+}
+
+/*
+ * allma_process_utility: before DROP DATABASE of the database the workers
+ * are connected to, ask them to leave so that the drop does not fail with
+ * "database is being accessed by other users".
+ */
+static void
+allma_process_utility(PlannedStmt *pstmt, const char *queryString,
+					  bool readOnlyTree, ProcessUtilityContext context,
+					  ParamListInfo params, QueryEnvironment *queryEnv,
+					  DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+
+	if (IsA(parsetree, DropdbStmt))
+	{
+		DropdbStmt *stmt = (DropdbStmt *) parsetree;
+		Oid			dboid = get_database_oid(stmt->dbname, true);
+
+		if (OidIsValid(dboid))
+			allma_workers_leave_database(dboid);
+	}
+
+	if (prev_process_utility_hook)
+		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,
+								  params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}

@@ -1,0 +1,455 @@
+/*-------------------------------------------------------------------------
+ *
+ * jsonb_util.c
+ *	  Small helpers over PostgreSQL's jsonb API used throughout allma.
+ *
+ * allma keeps every piece of flow data (contexts, step inputs and outputs,
+ * errors) as jsonb.  This file owns the few conversions the rest of the
+ * code needs so that each caller does not re-learn the JsonbValue,
+ * container and iterator details.  It knows nothing of flows.
+ *
+ * IDENTIFICATION
+ *	  src/jsonb_util.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+#include "jsonb_util.h"
+
+Jsonb *
+allma_jsonb_parse(const char *json)
+{
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+}
+
+Jsonb *
+allma_jsonb_from_value(JsonbValue *v)
+{
+	return JsonbValueToJsonb(v);
+}
+
+Jsonb *
+allma_jsonb_empty_object(void)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+Jsonb *
+allma_jsonb_empty_array(void)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+
+	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	res = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+Jsonb *
+allma_jsonb_string_len(const char *s, int len)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) s;
+	v.val.string.len = len;
+	return JsonbValueToJsonb(&v);
+}
+
+Jsonb *
+allma_jsonb_string(const char *s)
+{
+	return allma_jsonb_string_len(s, strlen(s));
+}
+
+Jsonb *
+allma_jsonb_number(double d)
+{
+	JsonbValue	v;
+
+	if (isnan(d) || isinf(d))
+		return allma_jsonb_null();
+	/* integral values print without a fraction */
+	if (d == floor(d) && fabs(d) < 1e15)
+		return allma_jsonb_int((int64) d);
+	v.type = jbvNumeric;
+	v.val.numeric = DatumGetNumeric(DirectFunctionCall1(float8_numeric,
+														Float8GetDatum(d)));
+	return JsonbValueToJsonb(&v);
+}
+
+Jsonb *
+allma_jsonb_int(int64 i)
+{
+	JsonbValue	v;
+
+	v.type = jbvNumeric;
+	v.val.numeric = int64_to_numeric(i);
+	return JsonbValueToJsonb(&v);
+}
+
+Jsonb *
+allma_jsonb_bool(bool b)
+{
+	JsonbValue	v;
+
+	v.type = jbvBool;
+	v.val.boolean = b;
+	return JsonbValueToJsonb(&v);
+}
+
+Jsonb *
+allma_jsonb_null(void)
+{
+	JsonbValue	v;
+
+	v.type = jbvNull;
+	return JsonbValueToJsonb(&v);
+}
+
+char *
+allma_jsonb_to_cstring(Jsonb *jb)
+{
+	if (jb == NULL)
+		return pstrdup("null");
+	return JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+}
+
+bool
+allma_jsonb_is_object(Jsonb *jb)
+{
+	return jb != NULL && JB_ROOT_IS_OBJECT(jb);
+}
+
+bool
+allma_jsonb_is_array(Jsonb *jb)
+{
+	return jb != NULL && JB_ROOT_IS_ARRAY(jb) && !JB_ROOT_IS_SCALAR(jb);
+}
+
+bool
+allma_jsonb_is_scalar(Jsonb *jb)
+{
+	return jb != NULL && JB_ROOT_IS_SCALAR(jb);
+}
+
+/*
+ * allma_jsonb_scalar extracts the scalar of a raw-scalar jsonb; false for
+ * objects, arrays and NULL.
+ */
+bool
+allma_jsonb_scalar(Jsonb *jb, JsonbValue *out)
+{
+	if (jb == NULL || !JB_ROOT_IS_SCALAR(jb))
+		return false;
+	return JsonbExtractScalar(&jb->root, out);
+}
+
+/*
+ * allma_jsonb_truthy implements Allma's truthiness: absent, null, false, 0,
+ * "" and the empty array are false; everything else (including {}) is true.
+ */
+bool
+allma_jsonb_truthy(Jsonb *jb)
+{
+	JsonbValue	v;
+
+	if (jb == NULL)
+		return false;
+	if (allma_jsonb_is_array(jb))
+		return JB_ROOT_COUNT(jb) > 0;
+	if (allma_jsonb_is_object(jb))
+		return true;
+	if (!allma_jsonb_scalar(jb, &v))
+		return false;
+	switch (v.type)
+	{
+		case jbvNull:
+			return false;
+		case jbvBool:
+			return v.val.boolean;
+		case jbvString:
+			return v.val.string.len > 0;
+		case jbvNumeric:
+			return !(numeric_is_nan(v.val.numeric) ||
+					 DatumGetBool(DirectFunctionCall2(numeric_eq,
+													  NumericGetDatum(v.val.numeric),
+													  NumericGetDatum(int64_to_numeric(0)))));
+		default:
+			return true;
+	}
+}
+
+int
+allma_jsonb_array_length(Jsonb *jb)
+{
+	if (!allma_jsonb_is_array(jb))
+		return -1;
+	return JB_ROOT_COUNT(jb);
+}
+
+Jsonb *
+allma_jsonb_array_element(Jsonb *jb, int index)
+{
+	JsonbValue *v;
+
+	if (!allma_jsonb_is_array(jb) || index < 0)
+		return NULL;
+	v = getIthJsonbValueFromContainer(&jb->root, index);
+	return v ? JsonbValueToJsonb(v) : NULL;
+}
+
+/*
+ * allma_jsonb_to_display_text renders a value the way templates show it:
+ * strings raw, numbers and booleans as JSON, null and absent as "", objects
+ * and arrays as JSON text.
+ */
+char *
+allma_jsonb_to_display_text(Jsonb *jb)
+{
+	JsonbValue	v;
+
+	if (jb == NULL)
+		return pstrdup("");
+	if (allma_jsonb_scalar(jb, &v))
+	{
+		switch (v.type)
+		{
+			case jbvNull:
+				return pstrdup("");
+			case jbvString:
+				return pnstrdup(v.val.string.val, v.val.string.len);
+			case jbvBool:
+				return pstrdup(v.val.boolean ? "true" : "false");
+			case jbvNumeric:
+				return DatumGetCString(DirectFunctionCall1(numeric_out,
+														   NumericGetDatum(v.val.numeric)));
+			default:
+				break;
+		}
+	}
+	return allma_jsonb_to_cstring(jb);
+}
+
+Jsonb *
+allma_jsonb_get(Jsonb *obj, const char *key)
+{
+	JsonbValue *v;
+
+	if (!allma_jsonb_is_object(obj))
+		return NULL;
+	v = getKeyJsonValueFromContainer(&obj->root, key, strlen(key), NULL);
+	return v ? JsonbValueToJsonb(v) : NULL;
+}
+
+bool
+allma_jsonb_has_key(Jsonb *obj, const char *key)
+{
+	if (!allma_jsonb_is_object(obj))
+		return false;
+	return getKeyJsonValueFromContainer(&obj->root, key, strlen(key), NULL) != NULL;
+}
+
+char *
+allma_jsonb_get_cstring(Jsonb *obj, const char *key)
+{
+	JsonbValue *v;
+
+	if (!allma_jsonb_is_object(obj))
+		return NULL;
+	v = getKeyJsonValueFromContainer(&obj->root, key, strlen(key), NULL);
+	if (v == NULL || v->type != jbvString)
+		return NULL;
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+bool
+allma_jsonb_get_number(Jsonb *obj, const char *key, double *out)
+{
+	JsonbValue *v;
+
+	if (!allma_jsonb_is_object(obj))
+		return false;
+	v = getKeyJsonValueFromContainer(&obj->root, key, strlen(key), NULL);
+	if (v == NULL || v->type != jbvNumeric)
+		return false;
+	*out = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+											  NumericGetDatum(v->val.numeric)));
+	return true;
+}
+
+bool
+allma_jsonb_get_bool(Jsonb *obj, const char *key, bool *out)
+{
+	JsonbValue *v;
+
+	if (!allma_jsonb_is_object(obj))
+		return false;
+	v = getKeyJsonValueFromContainer(&obj->root, key, strlen(key), NULL);
+	if (v == NULL || v->type != jbvBool)
+		return false;
+	*out = v->val.boolean;
+	return true;
+}
+
+/* push "value" as the value of the current key or array element */
+static void
+push_jsonb(JsonbParseState **state, JsonbIteratorToken seq, Jsonb *value)
+{
+	JsonbValue	v;
+
+	if (JB_ROOT_IS_SCALAR(value))
+	{
+		JsonbExtractScalar(&value->root, &v);
+		pushJsonbValue(state, seq, &v);
+	}
+	else
+	{
+		v.type = jbvBinary;
+		v.val.binary.data = &value->root;
+		v.val.binary.len = VARSIZE(value) - VARHDRSZ;
+		pushJsonbValue(state, seq, &v);
+	}
+}
+
+static Jsonb *
+single_key_object(const char *key, Jsonb *value)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	k;
+	JsonbValue *res;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(&state, WJB_KEY, &k);
+	push_jsonb(&state, WJB_VALUE, value);
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+/*
+ * allma_jsonb_set_key returns obj with key set to value.  A NULL or
+ * non-object obj is treated as {}.  A NULL value removes the key.
+ */
+Jsonb *
+allma_jsonb_set_key(Jsonb *obj, const char *key, Jsonb *value)
+{
+	if (value == NULL)
+		return allma_jsonb_delete_key(obj, key);
+	if (!allma_jsonb_is_object(obj))
+		return single_key_object(key, value);
+	return allma_jsonb_concat(obj, single_key_object(key, value));
+}
+
+Jsonb *
+allma_jsonb_delete_key(Jsonb *obj, const char *key)
+{
+	if (!allma_jsonb_is_object(obj))
+		return obj ? obj : allma_jsonb_empty_object();
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_delete,
+											  JsonbPGetDatum(obj),
+											  CStringGetTextDatum(key)));
+}
+
+/* jsonb's || operator: objects merge shallowly (b wins), arrays concatenate */
+Jsonb *
+allma_jsonb_concat(Jsonb *a, Jsonb *b)
+{
+	if (a == NULL)
+		return b;
+	if (b == NULL)
+		return a;
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
+											  JsonbPGetDatum(a),
+											  JsonbPGetDatum(b)));
+}
+
+Jsonb *
+allma_jsonb_array_append(Jsonb *arr, Jsonb *value)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+	Jsonb	   *wrapped;
+
+	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	push_jsonb(&state, WJB_ELEM, value ? value : allma_jsonb_null());
+	res = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	wrapped = JsonbValueToJsonb(res);
+	if (!allma_jsonb_is_array(arr))
+		return wrapped;
+	return allma_jsonb_concat(arr, wrapped);
+}
+
+void
+allma_jsonb_foreach_key(Jsonb *obj, allma_jsonb_object_cb cb, void *arg)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+
+	if (!allma_jsonb_is_object(obj))
+		return;
+	it = JsonbIteratorInit(&obj->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+		else if (tok == WJB_VALUE)
+			cb(key, JsonbValueToJsonb(&v), arg);
+	}
+}
+
+List *
+allma_jsonb_object_keys(Jsonb *obj)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	List	   *keys = NIL;
+
+	if (!allma_jsonb_is_object(obj))
+		return NIL;
+	it = JsonbIteratorInit(&obj->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			keys = lappend(keys, pnstrdup(v.val.string.val, v.val.string.len));
+	}
+	return keys;
+}
+
+List *
+allma_jsonb_array_elements(Jsonb *arr)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	List	   *elems = NIL;
+
+	if (!allma_jsonb_is_array(arr))
+		return NIL;
+	it = JsonbIteratorInit(&arr->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_ELEM)
+			elems = lappend(elems, JsonbValueToJsonb(&v));
+	}
+	return elems;
+}

@@ -1,0 +1,304 @@
+/*-------------------------------------------------------------------------
+ *
+ * launcher.c
+ *	  The allma launcher: starts, watches and restarts the worker processes.
+ *
+ * Process topology
+ * ----------------
+ * _PG_init registers one static background worker, "allma launcher".  The
+ * launcher connects to no database (like PostgreSQL's logical replication
+ * launcher), so it survives its database being dropped or not existing
+ * yet.  Every allma.naptime, and whenever a worker starts or stops, it looks
+ * up allma.database_name in pg_database and keeps allma.max_workers dynamic
+ * "allma worker" processes connected to it (worker.c holds their loop).
+ *
+ * Workers are registered with BGW_NEVER_RESTART: the launcher restarts them
+ * itself, no more than once every ALLMA_WORKER_RESTART_MS per slot, so a
+ * worker that cannot start (database gone, extension missing) cannot turn
+ * into a crash loop.  Each worker publishes its PID and PGPROC number in its
+ * shared slot (shmem.c), which is what allma_start_flow uses to wake it.
+ *
+ * DROP DATABASE: allma's ProcessUtility hook calls
+ * allma_workers_leave_database() before the drop; it tells the launcher to
+ * keep away from that database for a while, stops the workers connected to
+ * it, and waits for them to leave, so the drop is not refused.
+ *
+ * Crash semantics: a worker that dies mid-transaction leaves nothing half
+ * done, since every step's effects commit together with its state change.
+ * After a server crash the launcher simply starts new workers, which find
+ * every unfinished path still READY (see worker.c for INFLIGHT leases).
+ *
+ * IDENTIFICATION
+ *	  src/launcher.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+#include "launcher.h"
+#include "shmem.h"
+#include "worker.h"
+
+#define ALLMA_WORKER_RESTART_MS		2000
+#define ALLMA_DROP_DATABASE_PAUSE_MS 10000
+
+static BackgroundWorkerHandle *worker_handles[ALLMA_MAX_WORKERS];
+static TimestampTz worker_last_start[ALLMA_MAX_WORKERS];
+
+void
+allma_register_launcher(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "allma");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "allma_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "allma launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "allma launcher");
+	worker.bgw_main_arg = (Datum) 0;
+	worker.bgw_notify_pid = 0;
+	RegisterBackgroundWorker(&worker);
+}
+
+static void
+launcher_detach(int code, Datum arg)
+{
+	SpinLockAcquire(&allma_shared->mutex);
+	if (allma_shared->launcher_pid == MyProcPid)
+		allma_shared->launcher_pid = 0;
+	SpinLockRelease(&allma_shared->mutex);
+}
+
+/* slot_pid returns the PID published by the worker in slot i, 0 if none */
+static pid_t
+slot_pid(int i)
+{
+	pid_t		pid;
+
+	SpinLockAcquire(&allma_shared->mutex);
+	pid = allma_shared->workers[i].pid;
+	SpinLockRelease(&allma_shared->mutex);
+	return pid;
+}
+
+static bool
+start_worker(int slot, Oid dboid)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "allma");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "allma_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "allma worker %d", slot);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "allma worker");
+	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	memcpy(worker.bgw_extra, &slot, sizeof(int));
+	worker.bgw_notify_pid = MyProcPid;
+
+	worker_last_start[slot] = GetCurrentTimestamp();
+	if (!RegisterDynamicBackgroundWorker(&worker, &worker_handles[slot]))
+	{
+		worker_handles[slot] = NULL;
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("allma could not start worker %d", slot),
+				 errhint("Raise max_worker_processes, or lower allma.max_workers.")));
+		return false;
+	}
+	return true;
+}
+
+static void
+stop_worker(int slot)
+{
+	if (worker_handles[slot] != NULL)
+		TerminateBackgroundWorker(worker_handles[slot]);
+}
+
+/*
+ * lookup_database returns the OID of allma.database_name, InvalidOid if it
+ * does not exist (yet).  Runs its own short transaction.
+ */
+static Oid
+lookup_database(void)
+{
+	Oid			dboid;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	dboid = get_database_oid(allma_database_name, true);
+	CommitTransactionCommand();
+	return dboid;
+}
+
+void
+allma_launcher_main(Datum main_arg)
+{
+	bool		warned_missing = false;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+
+	SpinLockAcquire(&allma_shared->mutex);
+	allma_shared->launcher_pid = MyProcPid;
+	allma_shared->launcher_procno = MyProc->pgprocno;
+	SpinLockRelease(&allma_shared->mutex);
+	before_shmem_exit(launcher_detach, (Datum) 0);
+
+	/* shared catalogs only: this process never belongs to a database */
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("allma launcher");
+
+	ereport(LOG,
+			(errmsg("allma launcher started (version %s, database \"%s\", %d workers)",
+					ALLMA_VERSION, allma_database_name, allma_max_workers)));
+
+	while (!ShutdownRequestPending)
+	{
+		Oid			dboid;
+		TimestampTz now;
+		bool		paused;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		dboid = lookup_database();
+		now = GetCurrentTimestamp();
+
+		SpinLockAcquire(&allma_shared->mutex);
+		paused = OidIsValid(dboid) && allma_shared->drop_dboid == dboid &&
+			now < allma_shared->drop_until;
+		SpinLockRelease(&allma_shared->mutex);
+
+		if (!OidIsValid(dboid) && !warned_missing)
+		{
+			ereport(LOG,
+					(errmsg("allma is waiting for database \"%s\" to exist",
+							allma_database_name),
+					 errhint("Create the database, or set allma.database_name.")));
+			warned_missing = true;
+		}
+		else if (OidIsValid(dboid))
+			warned_missing = false;
+
+		for (int i = 0; i < ALLMA_MAX_WORKERS; i++)
+		{
+			bool		wanted = i < allma_max_workers && OidIsValid(dboid) && !paused;
+
+			if (worker_handles[i] != NULL)
+			{
+				pid_t		pid;
+
+				if (GetBackgroundWorkerPid(worker_handles[i], &pid) == BGWH_STOPPED)
+				{
+					pfree(worker_handles[i]);
+					worker_handles[i] = NULL;
+				}
+				else if (!wanted)
+					stop_worker(i);
+				continue;
+			}
+			/* a worker left over by an earlier launcher is still running */
+			if (slot_pid(i) != 0)
+				continue;
+			if (wanted &&
+				TimestampDifferenceExceeds(worker_last_start[i], now,
+										   ALLMA_WORKER_RESTART_MS))
+				start_worker(i, dboid);
+		}
+
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(allma_naptime_ms, ALLMA_WORKER_RESTART_MS),
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+
+	for (int i = 0; i < ALLMA_MAX_WORKERS; i++)
+		stop_worker(i);
+	proc_exit(0);
+}
+
+/*
+ * allma_workers_leave_database runs in the backend executing DROP DATABASE
+ * (from the utility hook), before the drop.  If allma's workers are
+ * connected to that database and the user may drop it, it stops them and
+ * keeps the launcher from restarting them for a while, then waits (up to 5
+ * seconds) for them to exit.
+ */
+void
+allma_workers_leave_database(Oid dboid)
+{
+	pid_t		pids[ALLMA_MAX_WORKERS];
+	int			n = 0;
+
+	if (allma_shared == NULL || !pg_database_ownercheck(dboid, GetUserId()))
+		return;
+
+	SpinLockAcquire(&allma_shared->mutex);
+	for (int i = 0; i < ALLMA_MAX_WORKERS; i++)
+	{
+		if (allma_shared->workers[i].pid != 0 &&
+			allma_shared->workers[i].dboid == dboid)
+			pids[n++] = allma_shared->workers[i].pid;
+	}
+	if (n > 0)
+	{
+		allma_shared->drop_dboid = dboid;
+		allma_shared->drop_until =
+			TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										ALLMA_DROP_DATABASE_PAUSE_MS);
+	}
+	SpinLockRelease(&allma_shared->mutex);
+
+	if (n == 0)
+		return;
+
+	for (int i = 0; i < n; i++)
+		kill(pids[i], SIGTERM);
+
+	for (int waited = 0; waited < 5000; waited += 10)
+	{
+		bool		any = false;
+
+		SpinLockAcquire(&allma_shared->mutex);
+		for (int i = 0; i < ALLMA_MAX_WORKERS; i++)
+		{
+			if (allma_shared->workers[i].pid != 0 &&
+				allma_shared->workers[i].dboid == dboid)
+				any = true;
+		}
+		SpinLockRelease(&allma_shared->mutex);
+		if (!any)
+			break;
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(10000L);
+	}
+}

@@ -1,0 +1,42 @@
+/*-------------------------------------------------------------------------
+ *
+ * sqlstep.h
+ *	  Steps that run SQL: system/sql-query, system/sql-execute, and module
+ *	  bindings (CUSTOM_LOGIC, CUSTOM_LAMBDA_INVOKE and unknown modules
+ *	  dispatched to a user's SQL function).
+ *
+ * The engine calls these inside a subtransaction, already switched to the
+ * role that started the execution, with SPI not connected by the caller
+ * for this level (each function connects and finishes SPI itself).
+ *
+ * IDENTIFICATION
+ *	  src/sqlstep.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ALLMA_SQLSTEP_H
+#define ALLMA_SQLSTEP_H
+
+#include "allma.h"
+
+#define ALLMA_MODULE_SQL_QUERY		"system/sql-query"
+#define ALLMA_MODULE_SQL_EXECUTE	"system/sql-execute"
+
+/*
+ * allma_sqlstep_run runs "config->sql" with "config->parameters" (strings
+ * starting with "$" are JSONPaths into ctx, other values are literals).
+ * returns_rows: output {rows, rowCount}; else {rowCount}.
+ */
+extern Jsonb *allma_sqlstep_run(Jsonb *config, Jsonb *ctx, bool returns_rows);
+
+/*
+ * allma_binding_lookup finds the handler bound to a module identifier or
+ * Lambda ARN (exact match first, then the longest LIKE pattern).
+ * InvalidOid when none.
+ */
+extern Oid	allma_binding_lookup(const char *key);
+
+/* allma_binding_invoke calls handler(jsonb) and returns its jsonb result */
+extern Jsonb *allma_binding_invoke(Oid handler, Jsonb *input);
+
+#endif							/* ALLMA_SQLSTEP_H */
