@@ -65,7 +65,7 @@ run_regress() {
     failed=1
     summary+=("pg_regress: FAILED")
     [ -f "$WORK/regress/regression.diffs" ] && head -c 20000 "$WORK/regress/regression.diffs"
-    mkdir -p "$SRC/results" && cp -r "$WORK/regress/." "$SRC/results/" 2>/dev/null || true
+    mkdir -p "$SRC/results" && cp -r "$WORK/regress/results/." "$SRC/results/" 2>/dev/null || true
   fi
 }
 
