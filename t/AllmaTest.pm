@@ -1,0 +1,74 @@
+# Shared helpers for allma's TAP tests.
+package AllmaTest;
+
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Exporter 'import';
+
+our @EXPORT = qw(allma_node wait_for_workers linear_flow poll_until_true);
+
+# allma_node(name, extra_conf): an initialized, started cluster with allma
+# preloaded and the extension created in "postgres".
+sub allma_node
+{
+	my ($name, $extra) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'allma'
+allma.database_name = 'postgres'
+allma.max_workers = 2
+max_worker_processes = 16
+log_min_messages = log
+restart_after_crash = on
+});
+	$node->append_conf('postgresql.conf', $extra) if defined $extra;
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION allma');
+	wait_for_workers($node, 2);
+	return $node;
+}
+
+# wait_for_workers(node, n): until n allma workers are running
+sub wait_for_workers
+{
+	my ($node, $n) = @_;
+	$node->poll_query_until('postgres',
+		"SELECT count(*) >= $n FROM pg_stat_activity WHERE backend_type = 'allma worker'")
+	  or die "allma workers did not start";
+}
+
+# poll_until_true(node, sql): like poll_query_until, but survives the server
+# being in crash recovery (connections refused) while it polls.
+sub poll_until_true
+{
+	my ($node, $sql, $timeout) = @_;
+	$timeout //= 180;
+	for (my $i = 0; $i < $timeout * 5; $i++)
+	{
+		my ($ret, $out, $err) = $node->psql('postgres', $sql, on_error_stop => 1);
+		return 1 if $ret == 0 && $out eq 't';
+		select(undef, undef, undef, 0.2);
+	}
+	return 0;
+}
+
+# linear_flow(id, nsteps, delay_ms): JSON of a flow of nsteps NO_OP steps
+sub linear_flow
+{
+	my ($id, $n, $delay) = @_;
+	my @steps;
+	for my $i (1 .. $n)
+	{
+		my $next = $i < $n ? qq{, "defaultNextStepInstanceId": "s@{[$i+1]}"} : '';
+		my $d = $delay ? qq{, "delay": {"milliseconds": $delay, "position": "after"}} : '';
+		push @steps, qq{"s$i": {"stepType": "NO_OP"$next$d}};
+	}
+	return '{"id": "' . $id . '", "startStepInstanceId": "s1", "steps": {'
+	  . join(', ', @steps) . '}}';
+}
+
+1;
