@@ -1,13 +1,568 @@
-/* PLACEHOLDER */
+/*-------------------------------------------------------------------------
+ *
+ * api.c
+ *	  The SQL API: allma_create_flow, allma_publish_flow, allma_start_flow,
+ *	  allma_wait and allma_worker_status.
+ *
+ * Callers need no privileges on allma's tables: these functions record the
+ * calling role (it is the role an execution's SQL steps run as), then do
+ * their writes as the bootstrap superuser, with search_path pinned by the
+ * function definitions.  Every value reaches SQL as a parameter.
+ *
+ * allma_start_flow wakes the workers when the caller's transaction
+ * commits (shmem.c), so a step starts within milliseconds of the commit.
+ * allma_wait sleeps on a condition variable that workers broadcast after
+ * committing terminal executions.
+ *
+ * IDENTIFICATION
+ *	  src/api.c
+ *
+ *-------------------------------------------------------------------------
+ */
 #include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/condition_variable.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "flowcache.h"
+#include "jsonb_util.h"
+#include "shmem.h"
+#include "validate.h"
+
 PG_FUNCTION_INFO_V1(allma_create_flow);
 PG_FUNCTION_INFO_V1(allma_publish_flow);
 PG_FUNCTION_INFO_V1(allma_start_flow);
 PG_FUNCTION_INFO_V1(allma_wait);
 PG_FUNCTION_INFO_V1(allma_worker_status);
-Datum allma_create_flow(PG_FUNCTION_ARGS) { elog(ERROR, "placeholder"); PG_RETURN_NULL(); }
-Datum allma_publish_flow(PG_FUNCTION_ARGS) { elog(ERROR, "placeholder"); PG_RETURN_NULL(); }
-Datum allma_start_flow(PG_FUNCTION_ARGS) { elog(ERROR, "placeholder"); PG_RETURN_NULL(); }
-Datum allma_wait(PG_FUNCTION_ARGS) { elog(ERROR, "placeholder"); PG_RETURN_NULL(); }
-Datum allma_worker_status(PG_FUNCTION_ARGS) { elog(ERROR, "placeholder"); PG_RETURN_NULL(); }
+
+/* run SPI as the bootstrap superuser; restored by the caller or by abort */
+typedef struct AsOwner
+{
+	Oid			save_userid;
+	int			save_sec;
+} AsOwner;
+
+static void
+become_owner(AsOwner *st)
+{
+	GetUserIdAndSecContext(&st->save_userid, &st->save_sec);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   st->save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	SPI_connect();
+}
+
+static void
+restore_user(AsOwner *st)
+{
+	SPI_finish();
+	SetUserIdAndSecContext(st->save_userid, st->save_sec);
+}
+
+static void
+spi_exec(const char *sql, int nargs, Oid *types, Datum *values,
+		 const char *nulls, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "allma: query failed (%s): %s", SPI_result_code_string(rc), sql);
+}
+
+/*
+ * allma_create_flow(definition jsonb, publish boolean) returns integer:
+ * validates the definition and stores it as the next version of its flow.
+ */
+Datum
+allma_create_flow(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *def = PG_GETARG_JSONB_P(0);
+	bool		publish = PG_GETARG_BOOL(1);
+	char	   *flow_id;
+	int32		version;
+	AsOwner		st;
+	Oid			types[3] = {TEXTOID, INT4OID, JSONBOID};
+	Datum		values[3];
+	Oid			caller = GetUserId();
+	bool		isnull;
+
+	allma_validate_definition(def);
+	flow_id = allma_jsonb_get_cstring(def, "id");
+
+	become_owner(&st);
+	values[0] = CStringGetTextDatum(flow_id);
+	spi_exec("INSERT INTO allma.flows AS f (flow_id, latest_version) VALUES ($1, 1) "
+			 "ON CONFLICT (flow_id) DO UPDATE SET latest_version = f.latest_version + 1, "
+			 "updated_at = now() RETURNING latest_version",
+			 1, types, values, NULL, SPI_OK_INSERT_RETURNING);
+	version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+
+	/* the stored definition carries its server-assigned version */
+	def = allma_jsonb_set_key(def, "version", allma_jsonb_int(version));
+	def = allma_jsonb_delete_key(def, "isPublished");
+	values[1] = Int32GetDatum(version);
+	values[2] = JsonbPGetDatum(def);
+	{
+		Oid			types4[4] = {TEXTOID, INT4OID, JSONBOID, OIDOID};
+		Datum		values4[4] = {values[0], values[1], values[2], ObjectIdGetDatum(caller)};
+
+		spi_exec("INSERT INTO allma.flow_versions (flow_id, version, definition, created_by) "
+				 "VALUES ($1, $2, $3, $4::regrole)", 4, types4, values4, NULL, SPI_OK_INSERT);
+	}
+	if (publish)
+		spi_exec("UPDATE allma.flows SET published_version = $2, updated_at = now() "
+				 "WHERE flow_id = $1", 2, types, values, NULL, SPI_OK_UPDATE);
+	restore_user(&st);
+
+	PG_RETURN_INT32(version);
+}
+
+/* allma_publish_flow(flow_id text, version integer) */
+Datum
+allma_publish_flow(PG_FUNCTION_ARGS)
+{
+	text	   *flow_id = PG_GETARG_TEXT_PP(0);
+	int32		version = PG_GETARG_INT32(1);
+	AsOwner		st;
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2] = {PointerGetDatum(flow_id), Int32GetDatum(version)};
+
+	become_owner(&st);
+	spi_exec("SELECT 1 FROM allma.flows WHERE flow_id = $1 FOR UPDATE",
+			 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_UNKNOWN_FLOW),
+				 errmsg("flow \"%s\" does not exist", text_to_cstring(flow_id))));
+	spi_exec("UPDATE allma.flows SET published_version = $2, updated_at = now() "
+			 "WHERE flow_id = $1 AND EXISTS (SELECT 1 FROM allma.flow_versions v "
+			 "WHERE v.flow_id = $1 AND v.version = $2)",
+			 2, types, values, NULL, SPI_OK_UPDATE);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_UNKNOWN_VERSION),
+				 errmsg("flow \"%s\" has no version %d", text_to_cstring(flow_id), version)));
+	restore_user(&st);
+	PG_RETURN_VOID();
+}
+
+/* ----------------------------------------------------------------
+ * allma_start_flow
+ * ----------------------------------------------------------------
+ */
+
+typedef struct StartOptions
+{
+	int32		version;		/* 0 = published */
+	pg_uuid_t  *execution_id;
+	int			enable_logs;	/* -1 = unset */
+	char	   *start_step;
+	char	   *trigger_source;
+} StartOptions;
+
+static void
+bad_option(const char *option, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_ALLMA_INVALID_OPTION),
+			 errmsg("invalid start option \"%s\"", option),
+			 errdetail("%s", why),
+			 errhint("Valid options are version, executionId, enableExecutionLogs, "
+					 "startStepInstanceId and triggerSource.")));
+}
+
+static void
+parse_start_option(const char *key, Jsonb *value, void *arg)
+{
+	StartOptions *opts = arg;
+	JsonbValue	v;
+	bool		scalar = allma_jsonb_scalar(value, &v);
+
+	if (strcmp(key, "version") == 0 || strcmp(key, "flowVersion") == 0)
+	{
+		if (scalar && v.type == jbvString)
+		{
+			char	   *s = pnstrdup(v.val.string.val, v.val.string.len);
+
+			if (strcmp(s, "LATEST_PUBLISHED") == 0)
+				opts->version = 0;
+			else
+			{
+				char	   *end;
+				long		n = strtol(s, &end, 10);
+
+				if (*s == '\0' || *end != '\0' || n <= 0 || n > PG_INT32_MAX)
+					bad_option(key, "The version must be a positive integer or \"LATEST_PUBLISHED\".");
+				opts->version = (int32) n;
+			}
+		}
+		else if (scalar && v.type == jbvNumeric)
+		{
+			double		d;
+
+			(void) allma_jsonb_get_number(allma_jsonb_set_key(NULL, "v", value), "v", &d);
+			if (d <= 0 || d != (int32) d)
+				bad_option(key, "The version must be a positive integer.");
+			opts->version = (int32) d;
+		}
+		else
+			bad_option(key, "The version must be a number.");
+	}
+	else if (strcmp(key, "executionId") == 0 || strcmp(key, "flowExecutionId") == 0)
+	{
+		char	   *s;
+
+		if (!scalar || v.type != jbvString)
+			bad_option(key, "The execution id must be a UUID string.");
+		s = pnstrdup(v.val.string.val, v.val.string.len);
+		opts->execution_id = DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(s)));
+	}
+	else if (strcmp(key, "enableExecutionLogs") == 0)
+	{
+		if (!scalar || v.type != jbvBool)
+			bad_option(key, "enableExecutionLogs must be true or false.");
+		opts->enable_logs = v.val.boolean ? 1 : 0;
+	}
+	else if (strcmp(key, "startStepInstanceId") == 0)
+	{
+		if (!scalar || v.type != jbvString)
+			bad_option(key, "startStepInstanceId must be a string.");
+		opts->start_step = pnstrdup(v.val.string.val, v.val.string.len);
+	}
+	else if (strcmp(key, "triggerSource") == 0)
+	{
+		if (!scalar || v.type != jbvString)
+			bad_option(key, "triggerSource must be a string.");
+		opts->trigger_source = pnstrdup(v.val.string.val, v.val.string.len);
+	}
+	else
+		bad_option(key, "allma does not know this option.");
+}
+
+static int32
+resolve_version(const char *flow_id, int32 requested)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(flow_id)};
+	bool		isnull;
+	Datum		d;
+
+	spi_exec("SELECT published_version FROM allma.flows WHERE flow_id = $1",
+			 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_UNKNOWN_FLOW),
+				 errmsg("flow \"%s\" does not exist", flow_id),
+				 errhint("Create it with allma_create_flow().")));
+	if (requested > 0)
+		return requested;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_NOT_PUBLISHED),
+				 errmsg("flow \"%s\" has no published version", flow_id),
+				 errhint("Publish a version with allma_publish_flow(), or pass {\"version\": N} in the options.")));
+	return DatumGetInt32(d);
+}
+
+/*
+ * allma_start_flow(flow_id text, input jsonb, options jsonb) returns uuid.
+ */
+Datum
+allma_start_flow(PG_FUNCTION_ARGS)
+{
+	char	   *flow_id;
+	Jsonb	   *input;
+	Jsonb	   *options;
+	StartOptions opts = {0, NULL, -1, NULL, NULL};
+	Oid			caller = GetUserId();
+	AsOwner		st;
+	int32		version;
+	AllmaFlow  *flow;
+	AllmaStep  *start;
+	pg_uuid_t  *execution_id;
+	Jsonb	   *context;
+	Jsonb	   *flow_vars;
+	bool		logs;
+	TimestampTz due;
+	Datum		uuid_text;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("flow id must not be null")));
+	flow_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	input = PG_ARGISNULL(1) ? allma_jsonb_empty_object() : PG_GETARG_JSONB_P(1);
+	options = PG_ARGISNULL(2) ? allma_jsonb_empty_object() : PG_GETARG_JSONB_P(2);
+
+	if (!allma_jsonb_is_object(input))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("flow input must be a JSON object"),
+				 errdetail("Allma places the input's fields at the root of the execution context.")));
+	if (!allma_jsonb_is_object(options))
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_INVALID_OPTION),
+				 errmsg("start options must be a JSON object")));
+	allma_jsonb_foreach_key(options, parse_start_option, &opts);
+
+	if (opts.execution_id != NULL)
+		execution_id = opts.execution_id;
+	else
+		execution_id = DatumGetUUIDP(DirectFunctionCall1(gen_random_uuid, (Datum) 0));
+
+	become_owner(&st);
+
+	version = resolve_version(flow_id, opts.version);
+	flow = allma_flow_get(flow_id, version);
+	if (flow == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_UNKNOWN_VERSION),
+				 errmsg("flow \"%s\" has no version %d", flow_id, version)));
+
+	start = allma_flow_step(flow, opts.start_step ? opts.start_step : flow->start_step);
+	if (start == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_INVALID_OPTION),
+				 errmsg("flow \"%s\" version %d has no step \"%s\"", flow_id, version,
+						opts.start_step ? opts.start_step : flow->start_step)));
+
+	uuid_text = DirectFunctionCall1(uuid_out, UUIDPGetDatum(execution_id));
+
+	logs = opts.enable_logs >= 0 ? opts.enable_logs : (flow->enable_logs != 0);
+
+	/* flow_variables: the version's, then the input's, then flowExecutionId */
+	flow_vars = flow->flow_variables;
+	{
+		Jsonb	   *input_vars = allma_jsonb_get(input, "flow_variables");
+
+		if (allma_jsonb_is_object(input_vars))
+			flow_vars = allma_jsonb_concat(flow_vars, input_vars);
+	}
+	flow_vars = allma_jsonb_set_key(flow_vars, "flowExecutionId",
+									allma_jsonb_string(DatumGetCString(uuid_text)));
+	context = allma_jsonb_set_key(input, "flow_variables", flow_vars);
+
+	{
+		Oid			types[8] = {UUIDOID, TEXTOID, INT4OID, JSONBOID, JSONBOID,
+		BOOLOID, OIDOID, TEXTOID};
+		Datum		values[8];
+		char		nulls[8] = "        ";
+
+		values[0] = UUIDPGetDatum(execution_id);
+		values[1] = CStringGetTextDatum(flow_id);
+		values[2] = Int32GetDatum(version);
+		values[3] = JsonbPGetDatum(input);
+		values[4] = JsonbPGetDatum(options);
+		values[5] = BoolGetDatum(logs);
+		values[6] = ObjectIdGetDatum(caller);
+		values[7] = opts.trigger_source ? CStringGetTextDatum(opts.trigger_source) : (Datum) 0;
+		if (opts.trigger_source == NULL)
+			nulls[7] = 'n';
+		spi_exec("INSERT INTO allma.executions (execution_id, flow_id, flow_version, input, "
+				 "options, enable_execution_logs, started_by, trigger_source, root_execution_id) "
+				 "VALUES ($1, $2, $3, $4, $5, $6, $7::regrole, $8, $1) "
+				 "ON CONFLICT (execution_id) DO NOTHING RETURNING 1",
+				 8, types, values, nulls, SPI_OK_INSERT_RETURNING);
+	}
+
+	if (SPI_processed == 0)
+	{
+		/* the caller chose an id that exists: idempotent start */
+		Oid			types[1] = {UUIDOID};
+		Datum		values[1] = {UUIDPGetDatum(execution_id)};
+		char	   *existing_flow;
+
+		spi_exec("SELECT flow_id FROM allma.executions WHERE execution_id = $1",
+				 1, types, values, NULL, SPI_OK_SELECT);
+		existing_flow = SPI_processed ? SPI_getvalue(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 1) : NULL;
+		if (existing_flow == NULL || strcmp(existing_flow, flow_id) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_ALLMA_EXECUTION_CONFLICT),
+					 errmsg("execution %s already exists for flow \"%s\"",
+							DatumGetCString(uuid_text), existing_flow ? existing_flow : "?"),
+					 errdetail("A start with a caller-chosen executionId is idempotent only for the same flow.")));
+		restore_user(&st);
+		PG_RETURN_UUID_P(execution_id);
+	}
+
+	due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+									  allma_step_delay_ms(start, true));
+	{
+		Oid			types[4] = {UUIDOID, TEXTOID, JSONBOID, TIMESTAMPTZOID};
+		Datum		values[4];
+
+		values[0] = UUIDPGetDatum(execution_id);
+		values[1] = CStringGetTextDatum(start->id);
+		values[2] = JsonbPGetDatum(context);
+		values[3] = TimestampTzGetDatum(due);
+		spi_exec("INSERT INTO allma.execution_paths (execution_id, path_id, step_instance_id, "
+				 "context, due_at) VALUES ($1, 0, $2, $3, $4)",
+				 4, types, values, NULL, SPI_OK_INSERT);
+	}
+	restore_user(&st);
+
+	allma_request_wake_at_commit();
+	PG_RETURN_UUID_P(execution_id);
+}
+
+/* ----------------------------------------------------------------
+ * allma_wait
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * execution_status returns the execution's status (NULL if it is not
+ * visible) and whether the current transaction inserted it.  Each call
+ * takes a new snapshot.
+ */
+static char *
+execution_status(pg_uuid_t *id, bool *mine)
+{
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1] = {UUIDPGetDatum(id)};
+	char	   *status = NULL;
+	int			rc;
+	MemoryContext outer = CurrentMemoryContext;
+
+	SPI_connect();
+	rc = SPI_execute_with_args("SELECT status, xmin FROM allma.executions WHERE execution_id = $1",
+							   1, types, values, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read allma.executions");
+	*mine = false;
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		TransactionId xmin;
+
+		status = MemoryContextStrdup(outer,
+									 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+		xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0],
+												   SPI_tuptable->tupdesc, 2, &isnull));
+		*mine = TransactionIdIsCurrentTransactionId(xmin);
+	}
+	SPI_finish();
+	return status;
+}
+
+static bool
+status_is_terminal(const char *status)
+{
+	return strcmp(status, "RUNNING") != 0;
+}
+
+/*
+ * allma_wait(execution_id uuid, timeout interval) returns text: the status
+ * once terminal, or the current status when the timeout passes.
+ */
+Datum
+allma_wait(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *id = PG_GETARG_UUID_P(0);
+	Interval   *timeout = PG_GETARG_INTERVAL_P(1);
+	TimestampTz deadline;
+	char	   *status;
+	bool		mine;
+
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("allma_wait cannot run in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errdetail("Its snapshot would never show the execution finishing."),
+				 errhint("Call it in a READ COMMITTED transaction.")));
+
+	deadline = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+													   TimestampTzGetDatum(GetCurrentTimestamp()),
+													   IntervalPGetDatum(timeout)));
+
+	ConditionVariablePrepareToSleep(&allma_shared->terminal_cv);
+	for (;;)
+	{
+		long		secs;
+		int			usecs;
+		long		remaining_ms;
+
+		status = execution_status(id, &mine);
+		if (status == NULL)
+		{
+			ConditionVariableCancelSleep();
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("execution %s does not exist",
+							DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))))));
+		}
+		if (status_is_terminal(status))
+			break;
+		if (mine)
+		{
+			ConditionVariableCancelSleep();
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot wait for an execution started in the same transaction"),
+					 errdetail("The workers cannot see the execution until the transaction commits."),
+					 errhint("Commit the transaction that called allma_start_flow first.")));
+		}
+		if (GetCurrentTimestamp() >= deadline)
+			break;
+		TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
+		remaining_ms = Min(secs * 1000 + usecs / 1000 + 1, 1000L);
+		(void) ConditionVariableTimedSleep(&allma_shared->terminal_cv, remaining_ms,
+										   PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+	PG_RETURN_TEXT_P(cstring_to_text(status));
+}
+
+/*
+ * allma_worker_status() returns setof (worker, pid, database, state)
+ */
+Datum
+allma_worker_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	AllmaWorkerSlot slots[ALLMA_MAX_WORKERS];
+	static const char *state_names[] = {"free", "starting", "idle", "busy", "no extension"};
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	SpinLockAcquire(&allma_shared->mutex);
+	memcpy(slots, allma_shared->workers, sizeof(slots));
+	SpinLockRelease(&allma_shared->mutex);
+
+	for (int i = 0; i < ALLMA_MAX_WORKERS; i++)
+	{
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+		char	   *dbname;
+
+		if (slots[i].pid == 0)
+			continue;
+		values[0] = Int32GetDatum(i);
+		values[1] = Int32GetDatum(slots[i].pid);
+		dbname = get_database_name(slots[i].dboid);
+		if (dbname)
+			values[2] = DirectFunctionCall1(namein, CStringGetDatum(dbname));
+		else
+			nulls[2] = true;
+		values[3] = CStringGetTextDatum(state_names[slots[i].state]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

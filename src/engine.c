@@ -1,2 +1,809 @@
-/* PLACEHOLDER */
+/*-------------------------------------------------------------------------
+ *
+ * engine.c
+ *	  The flow state machine: runs the steps of one execution path.
+ *
+ * A worker (worker.c) claims paths and hands each to allma_engine_advance,
+ * which runs the path's current step and, while the next one is due at
+ * once and needs no network I/O, the following ones: all inside the
+ * worker's transaction, so that every step's effects, its history row and
+ * the path's new position commit together.
+ *
+ * One step, in order (allma-semantics.md section 4.4):
+ *	1. input: inputMappings evaluated over the context (falling back to the
+ *	   runtime state), then rendered literals set by dot path;
+ *	2. the handler, chosen by stepType (and moduleIdentifier);
+ *	3. outputValidation.requiredFields;
+ *	4. outputMappings into the context (default $.steps_output.<step>);
+ *	5. transitions: first true condition, else defaultNextStepInstanceId,
+ *	   else the path ends; each edge counted against its loop guard.
+ * Steps 1-5 run in a subtransaction: any error rolls back the step's own
+ * effects (a SQL step's writes, a bound function's) and becomes an Allma
+ * error object (errors.c).  Then, in order: a retry (retry.c) re-schedules
+ * the same step with a durable due time; a matching onError.catch rule
+ * routes to its handler step with the error placed in the context; with
+ * continueOnFailure the error object becomes the step's output and the
+ * transitions run; onError.fallbackStepInstanceId continues there; else
+ * the path fails.
+ *
+ * User code (SQL steps, bound functions) runs as the role that started the
+ * execution, in a security-restricted operation, and GUC changes it makes
+ * are undone afterwards.
+ *
+ * Memory: each step works in a child context that is reset after the step;
+ * only the new context, counters and the history record are copied out.
+ *
+ * IDENTIFICATION
+ *	  src/engine.c
+ *
+ *-------------------------------------------------------------------------
+ */
 #include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+#include "condition.h"
+#include "engine.h"
+#include "errors.h"
+#include "jsonb_util.h"
+#include "path.h"
+#include "retry.h"
+#include "sqlstep.h"
+#include "template.h"
+#include "transform.h"
+
+/* what one attempt of one step produced */
+typedef struct StepRun
+{
+	AllmaPathState *ps;
+	AllmaStep  *step;
+	Jsonb	   *runtime;		/* built on first use */
+	const char *default_error_name;
+
+	/* results */
+	Jsonb	   *input;
+	Jsonb	   *output;
+	Jsonb	   *context;
+	Jsonb	   *counts;
+	char	   *next_step;
+	bool		end_flow;
+	Jsonb	   *error;
+} StepRun;
+
+typedef void (*guarded_fn) (StepRun *run);
+
+/*
+ * run_guarded runs fn in a subtransaction.  Returns NULL on success, or the
+ * error (copied into the caller's memory context) after rolling back.
+ */
+static ErrorData *
+run_guarded(guarded_fn fn, StepRun *run)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+
+	PG_TRY();
+	{
+		fn(run);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_END_TRY();
+
+	return edata;
+}
+
+static char *
+timestamptz_iso(TimestampTz ts)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+
+	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		return pstrdup("");
+	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+					tm.tm_year, tm.tm_mon, tm.tm_mday,
+					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (fsec / 1000));
+}
+
+Jsonb *
+allma_runtime_state(AllmaPathState *ps)
+{
+	Jsonb	   *rs = allma_jsonb_empty_object();
+
+	rs = allma_jsonb_set_key(rs, "flowExecutionId",
+							 allma_jsonb_string(DatumGetCString(DirectFunctionCall1(uuid_out,
+																					 UUIDPGetDatum(&ps->execution_id)))));
+	rs = allma_jsonb_set_key(rs, "flowDefinitionId", allma_jsonb_string(ps->flow->flow_id));
+	rs = allma_jsonb_set_key(rs, "flowDefinitionVersion", allma_jsonb_int(ps->flow->version));
+	if (ps->step_id)
+		rs = allma_jsonb_set_key(rs, "currentStepInstanceId", allma_jsonb_string(ps->step_id));
+	if (ps->branch_id)
+		rs = allma_jsonb_set_key(rs, "branchId", allma_jsonb_string(ps->branch_id));
+	rs = allma_jsonb_set_key(rs, "startTime",
+							 allma_jsonb_string(timestamptz_iso(ps->execution_started_at)));
+	rs = allma_jsonb_set_key(rs, "status", allma_jsonb_string("RUNNING"));
+	return rs;
+}
+
+static Jsonb *
+runtime_of(StepRun *run)
+{
+	if (run->runtime == NULL)
+		run->runtime = allma_runtime_state(run->ps);
+	return run->runtime;
+}
+
+/* value at an input-mapping path: the context first, then the runtime state */
+static Jsonb *
+lookup_context(StepRun *run, const char *path)
+{
+	Jsonb	   *v = allma_path_get(run->ps->context, path);
+
+	if (v == NULL)
+		v = allma_path_get(runtime_of(run), path);
+	return v;
+}
+
+/* the document templates see: {...context, ...runtimeState, ...stepInput} */
+static Jsonb *
+template_context(StepRun *run)
+{
+	return allma_jsonb_concat(allma_jsonb_concat(run->ps->context, runtime_of(run)),
+							  run->input);
+}
+
+static void
+build_input(StepRun *run)
+{
+	AllmaStep  *step = run->step;
+	Jsonb	   *input = allma_jsonb_empty_object();
+	ListCell   *lc;
+
+	if (step->input_mappings != NULL)
+	{
+		List	   *keys = allma_jsonb_object_keys(step->input_mappings);
+
+		foreach(lc, keys)
+		{
+			char	   *key = lfirst(lc);
+			char	   *path = allma_jsonb_get_cstring(step->input_mappings, key);
+			Jsonb	   *v;
+
+			if (path == NULL)
+				continue;
+			v = lookup_context(run, path);
+			if (v != NULL)
+				input = allma_dotpath_set(input, key, v);
+		}
+	}
+	run->input = input;
+
+	if (step->literals != NULL)
+	{
+		Jsonb	   *rendered = allma_template_render_value(step->literals,
+														   template_context(run));
+		List	   *keys = allma_jsonb_object_keys(rendered);
+
+		foreach(lc, keys)
+		{
+			char	   *key = lfirst(lc);
+
+			input = allma_dotpath_set(input, key, allma_jsonb_get(rendered, key));
+		}
+		run->input = input;
+	}
+}
+
+/* module input: rendered customConfig with the step input merged over it */
+static Jsonb *
+module_input(StepRun *run)
+{
+	Jsonb	   *cfg = run->step->custom_config;
+
+	if (cfg == NULL)
+		return run->input;
+	cfg = allma_template_render_value(cfg, template_context(run));
+	if (!allma_jsonb_is_object(cfg))
+		cfg = allma_jsonb_empty_object();
+	return allma_jsonb_concat(cfg, run->input);
+}
+
+/*
+ * enter_user_code switches to the execution's starter role for user code;
+ * leave_user_code switches back and undoes GUC changes.  On error the
+ * subtransaction abort restores both.
+ */
+typedef struct UserCodeState
+{
+	Oid			save_userid;
+	int			save_sec;
+	int			save_nestlevel;
+} UserCodeState;
+
+static void
+enter_user_code(StepRun *run, UserCodeState *st)
+{
+	GetUserIdAndSecContext(&st->save_userid, &st->save_sec);
+	SetUserIdAndSecContext(run->ps->run_as,
+						   st->save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	st->save_nestlevel = NewGUCNestLevel();
+}
+
+static void
+leave_user_code(UserCodeState *st)
+{
+	AtEOXact_GUC(false, st->save_nestlevel);
+	SetUserIdAndSecContext(st->save_userid, st->save_sec);
+}
+
+static Jsonb *
+invoke_binding(StepRun *run, const char *key, Jsonb *payload,
+			   const char *error_name)
+{
+	Oid			handler = allma_binding_lookup(key);
+	UserCodeState st;
+	Jsonb	   *result;
+
+	if (!OidIsValid(handler))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("no handler is bound to module \"%s\"", key),
+				 errdetail("Step \"%s\" (%s) dispatches to a module that allma does not provide.",
+						   run->step->id, run->step->type_name),
+				 errhint("Bind a SQL function with allma_bind_module('%s', 'my_handler(jsonb)'::regprocedure).",
+						 key)));
+	run->default_error_name = error_name;
+	enter_user_code(run, &st);
+	result = allma_binding_invoke(handler, payload);
+	leave_user_code(&st);
+	run->default_error_name = ALLMA_ERR_PERMANENT;
+	return result;
+}
+
+static Jsonb *
+run_sql_step(StepRun *run, bool returns_rows)
+{
+	UserCodeState st;
+	Jsonb	   *result;
+	Jsonb	   *config = module_input(run);
+
+	enter_user_code(run, &st);
+	result = allma_sqlstep_run(config, run->ps->context, returns_rows);
+	leave_user_code(&st);
+	return result;
+}
+
+static Jsonb *
+lambda_payload(StepRun *run, const char *key)
+{
+	Jsonb	   *tmpl = allma_jsonb_get(run->step->def, "payloadTemplate");
+	Jsonb	   *correlation = allma_jsonb_get(runtime_of(run), "flowExecutionId");
+	Jsonb	   *payload = allma_jsonb_empty_object();
+
+	if (allma_jsonb_is_object(tmpl))
+	{
+		List	   *keys = allma_jsonb_object_keys(tmpl);
+		ListCell   *lc;
+
+		payload = allma_jsonb_set_key(payload, "correlationId", correlation);
+		foreach(lc, keys)
+		{
+			char	   *k = lfirst(lc);
+			char	   *path = allma_jsonb_get_cstring(tmpl, k);
+			Jsonb	   *v = path ? allma_path_get(run->ps->context, path) : allma_jsonb_get(tmpl, k);
+
+			if (v != NULL)
+				payload = allma_jsonb_set_key(payload, k, v);
+		}
+		return payload;
+	}
+	payload = allma_jsonb_set_key(payload, "moduleIdentifier", allma_jsonb_string(key));
+	payload = allma_jsonb_set_key(payload, "stepInput", module_input(run));
+	payload = allma_jsonb_set_key(payload, "correlationId", correlation);
+	return payload;
+}
+
+static Jsonb *
+dispatch(StepRun *run)
+{
+	AllmaStep  *step = run->step;
+	const char *module = step->module;
+
+	switch (step->type)
+	{
+		case ALLMA_STEP_NO_OP:
+		case ALLMA_STEP_EMAIL_START_POINT:
+		case ALLMA_STEP_SCHEDULE_START_POINT:
+		case ALLMA_STEP_END_FLOW:
+			return run->input;
+
+		case ALLMA_STEP_DATA_TRANSFORMATION:
+			if (module != NULL && allma_transform_exists(module))
+				return allma_transform_run(module, module_input(run));
+			return invoke_binding(run, module ? module : "", module_input(run),
+								  ALLMA_ERR_PERMANENT);
+
+		case ALLMA_STEP_DATA_LOAD:
+		case ALLMA_STEP_DATA_SAVE:
+			if (module != NULL && strcmp(module, ALLMA_MODULE_SQL_QUERY) == 0)
+				return run_sql_step(run, true);
+			if (module != NULL && strcmp(module, ALLMA_MODULE_SQL_EXECUTE) == 0)
+				return run_sql_step(run, false);
+			return invoke_binding(run, module ? module : "", module_input(run),
+								  ALLMA_ERR_PERMANENT);
+
+		case ALLMA_STEP_CUSTOM_LOGIC:
+			return invoke_binding(run, module ? module : "", module_input(run),
+								  ALLMA_ERR_PERMANENT);
+
+		case ALLMA_STEP_CUSTOM_LAMBDA_INVOKE:
+			{
+				char	   *arn = allma_jsonb_get_cstring(step->def, "lambdaFunctionArnTemplate");
+				char	   *key;
+
+				if (arn != NULL)
+					key = allma_template_render(arn, template_context(run));
+				else
+					key = module ? pstrdup(module) : pstrdup("");
+				/* Allma: a Lambda function error is a TransientStepError */
+				return invoke_binding(run, key, lambda_payload(run, key),
+									  ALLMA_ERR_TRANSIENT);
+			}
+
+		case ALLMA_STEP_OTHER:
+			break;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("step type \"%s\" is not supported by allma %s",
+					step->type_name, ALLMA_VERSION),
+			 errdetail("Step \"%s\" cannot run.", step->id),
+			 errhint("See the README for the step types this version runs.")));
+	return NULL;				/* keep compiler quiet */
+}
+
+static void
+validate_output(StepRun *run)
+{
+	List	   *fields = allma_jsonb_array_elements(run->step->required_fields);
+	ListCell   *lc;
+
+	foreach(lc, fields)
+	{
+		JsonbValue	v;
+		Jsonb	   *found;
+		char	   *path;
+
+		if (!allma_jsonb_scalar(lfirst(lc), &v) || v.type != jbvString)
+			continue;
+		path = pnstrdup(v.val.string.val, v.val.string.len);
+		found = allma_path_get(run->output, path);
+		if (found == NULL || (allma_jsonb_scalar(found, &v) && v.type == jbvNull))
+			ereport(ERROR,
+					(errcode(ERRCODE_ALLMA_CONTENT_ERROR),
+					 errmsg("output of step \"%s\" lacks required field \"%s\"",
+							run->step->id, path)));
+	}
+}
+
+/* apply_output_mappings writes run->output into run->context */
+static void
+apply_output_mappings(StepRun *run)
+{
+	AllmaStep  *step = run->step;
+	List	   *keys;
+	ListCell   *lc;
+
+	if (step->output_mappings == NULL)
+	{
+		Jsonb	   *sink = allma_jsonb_get(run->context, "steps_output");
+
+		sink = allma_jsonb_set_key(allma_jsonb_is_object(sink) ? sink : NULL,
+								   step->id, run->output);
+		run->context = allma_jsonb_set_key(run->context, "steps_output", sink);
+		return;
+	}
+
+	keys = allma_jsonb_object_keys(step->output_mappings);
+	foreach(lc, keys)
+	{
+		char	   *target = lfirst(lc);
+		char	   *source = allma_jsonb_get_cstring(step->output_mappings, target);
+		Jsonb	   *v;
+
+		if (source == NULL)
+			continue;
+		if (strcmp(source, "$") == 0 || strcmp(source, "$.") == 0)
+			v = run->output;
+		else
+		{
+			v = allma_path_get(run->output, source);
+			/* Allma's "smart fallback": a path missing from the output is read from the input */
+			if (v == NULL && run->input != NULL)
+				v = allma_path_get(run->input, source);
+		}
+		if (v != NULL)
+			run->context = allma_path_set(run->context, target, v);
+	}
+}
+
+/* take_edge counts a traversal of an edge against its loop guard */
+static void
+take_edge(StepRun *run, const char *edge, int max_transitions)
+{
+	double		count = 0;
+
+	(void) allma_jsonb_get_number(run->counts, edge, &count);
+	if (max_transitions > 0 && count >= max_transitions)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_PERMANENT_STEP_ERROR),
+				 errmsg("Infinite loop prevented: edge \"%s\" of step \"%s\" was already taken %d times",
+						edge, run->step->id, (int) count),
+				 errhint("Raise maxTransitions or defaultNextMaxTransitions on step \"%s\" (0 means unlimited).",
+						 run->step->id)));
+	run->counts = allma_jsonb_set_key(run->counts, edge, allma_jsonb_int((int64) count + 1));
+}
+
+static void
+resolve_transition(StepRun *run)
+{
+	AllmaStep  *step = run->step;
+
+	run->next_step = NULL;
+	if (step->type == ALLMA_STEP_END_FLOW)
+	{
+		run->end_flow = true;
+		return;
+	}
+	for (int i = 0; i < step->ntransitions; i++)
+	{
+		AllmaTransition *t = &step->transitions[i];
+
+		if (allma_condition_eval(t->condition, run->context))
+		{
+			take_edge(run, psprintf("%s_transition_%d", step->id, i), t->max_transitions);
+			run->next_step = t->next_step;
+			return;
+		}
+	}
+	if (step->default_next != NULL)
+	{
+		take_edge(run, psprintf("%s_default", step->id), step->default_max_transitions);
+		run->next_step = step->default_next;
+	}
+}
+
+static void
+check_context_size(StepRun *run)
+{
+	if (VARSIZE(run->context) > allma_max_context_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("execution context of %zu bytes exceeds allma.max_context_size (%d bytes)",
+						(size_t) VARSIZE(run->context), allma_max_context_bytes),
+				 errdetail("Step \"%s\" produced the oversized context.", run->step->id),
+				 errhint("Map only the fields you need with outputMappings.")));
+}
+
+/* the part of a step that ends it: mappings, transitions, size check */
+static void
+finish_step(StepRun *run)
+{
+	run->context = run->ps->context;
+	run->counts = run->ps->transition_counts;
+	if (run->step->type != ALLMA_STEP_END_FLOW)
+		apply_output_mappings(run);
+	resolve_transition(run);
+	check_context_size(run);
+}
+
+static void
+attempt_step(StepRun *run)
+{
+	build_input(run);
+	run->output = dispatch(run);
+	if (run->output == NULL)
+		run->output = allma_jsonb_null();
+	if (run->step->required_fields != NULL)
+		validate_output(run);
+	finish_step(run);
+}
+
+static void
+finish_with_error_output(StepRun *run)
+{
+	run->output = run->error;
+	finish_step(run);
+}
+
+static Jsonb *
+copy_jsonb(Jsonb *jb)
+{
+	Jsonb	   *copy;
+
+	if (jb == NULL)
+		return NULL;
+	copy = palloc(VARSIZE(jb));
+	memcpy(copy, jb, VARSIZE(jb));
+	return copy;
+}
+
+static char *
+copy_str(const char *s)
+{
+	return s ? pstrdup(s) : NULL;
+}
+
+static Jsonb *
+find_catch(AllmaStep *step, const char *name, char **next, char **result_path)
+{
+	Jsonb	   *rules = step->on_error ? allma_jsonb_get(step->on_error, "catch") : NULL;
+	ListCell   *lc;
+	List	   *elems = allma_jsonb_array_elements(rules);
+
+	foreach(lc, elems)
+	{
+		Jsonb	   *rule = lfirst(lc);
+		List	   *names = allma_jsonb_array_elements(allma_jsonb_get(rule, "errorEquals"));
+		ListCell   *lc2;
+		bool		match = names == NIL;
+
+		foreach(lc2, names)
+		{
+			JsonbValue	v;
+
+			if (allma_jsonb_scalar(lfirst(lc2), &v) && v.type == jbvString)
+			{
+				char	   *n = pnstrdup(v.val.string.val, v.val.string.len);
+
+				if (strcmp(n, name) == 0 || strcmp(n, "States.ALL") == 0)
+					match = true;
+			}
+		}
+		if (match)
+		{
+			*next = allma_jsonb_get_cstring(rule, "nextStepInstanceId");
+			*result_path = allma_jsonb_get_cstring(rule, "resultPath");
+			if (*result_path == NULL)
+				*result_path = "$.errorInfo";
+			return rule;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * move_to sets the path's cursor to the first attempt of next_step (or ends
+ * the path), due after the current step's "after" delay and the next
+ * step's "before" delay.
+ */
+static void
+move_to(AllmaPathState *ps, AllmaStep *from, const char *next_step, TimestampTz now)
+{
+	int64		delay_ms = allma_step_delay_ms(from, false);
+
+	if (next_step == NULL)
+	{
+		ps->step_id = NULL;
+		ps->ended = true;
+		return;
+	}
+	delay_ms += allma_step_delay_ms(allma_flow_step(ps->flow, next_step), true);
+	ps->step_id = pstrdup(next_step);
+	ps->attempt = 1;
+	ps->due_at = TimestampTzPlusMilliseconds(now, delay_ms);
+}
+
+static void
+fail_path(AllmaPathState *ps, Jsonb *error)
+{
+	ps->step_id = NULL;
+	ps->ended = true;
+	ps->failed = true;
+	ps->error = error;
+}
+
+/*
+ * run_step runs one attempt of the path's current step and decides what
+ * comes next.  Allocates in CurrentMemoryContext (the step context); the
+ * caller copies out what must survive.
+ */
+static AllmaStepRecord *
+run_step(AllmaPathState *ps, AllmaStep *step)
+{
+	StepRun		run;
+	ErrorData  *edata;
+	AllmaStepRecord *rec = palloc0(sizeof(AllmaStepRecord));
+	TimestampTz now;
+
+	memset(&run, 0, sizeof(run));
+	run.ps = ps;
+	run.step = step;
+	run.default_error_name = ALLMA_ERR_PERMANENT;
+
+	rec->seq = ++ps->seq;
+	rec->step_id = step->id;
+	rec->step_type = step->type_name;
+	rec->attempt = ps->attempt;
+	rec->started_at = GetCurrentTimestamp();
+
+	edata = run_guarded(attempt_step, &run);
+	now = GetCurrentTimestamp();
+	rec->ended_at = now;
+	rec->input = run.input;
+
+	if (edata == NULL)
+	{
+		rec->status = "COMPLETED";
+		rec->output = run.output;
+		rec->next_step = run.next_step;
+		ps->context = run.context;
+		ps->transition_counts = run.counts;
+		move_to(ps, step, run.end_flow ? NULL : run.next_step, now);
+		return rec;
+	}
+
+	/* the attempt failed */
+	{
+		Jsonb	   *error = allma_error_from_edata(edata, run.default_error_name, step->id);
+		char	   *name = allma_error_name(error);
+		const char *policy;
+		int64		delay_ms;
+		char	   *catch_next = NULL;
+		char	   *result_path = NULL;
+		bool		continue_on_failure = false;
+		char	   *fallback;
+
+		FreeErrorData(edata);
+		rec->error = error;
+
+		delay_ms = allma_retry_delay_ms(step, name, ps->attempt, &policy);
+		if (delay_ms >= 0)
+		{
+			rec->status = "RETRYING";
+			rec->details = allma_jsonb_set_key(allma_jsonb_set_key(NULL, "retryPolicy",
+																   allma_jsonb_string(policy)),
+											   "retryInMs", allma_jsonb_int(delay_ms));
+			ps->attempt++;
+			ps->due_at = TimestampTzPlusMilliseconds(now, delay_ms);
+			return rec;
+		}
+
+		rec->status = "FAILED";
+		if (find_catch(step, name, &catch_next, &result_path) != NULL && catch_next != NULL)
+		{
+			ps->context = allma_path_set(ps->context, result_path, error);
+			rec->next_step = catch_next;
+			rec->details = allma_jsonb_set_key(NULL, "caughtBy", allma_jsonb_string("onError.catch"));
+			move_to(ps, step, catch_next, now);
+			return rec;
+		}
+
+		if (step->on_error != NULL)
+			(void) allma_jsonb_get_bool(step->on_error, "continueOnFailure", &continue_on_failure);
+		if (continue_on_failure)
+		{
+			ErrorData  *edata2;
+
+			run.error = error;
+			edata2 = run_guarded(finish_with_error_output, &run);
+			if (edata2 == NULL)
+			{
+				rec->status = "COMPLETED";
+				rec->output = error;
+				rec->next_step = run.next_step;
+				rec->details = allma_jsonb_set_key(NULL, "continuedOnFailure", allma_jsonb_bool(true));
+				ps->context = run.context;
+				ps->transition_counts = run.counts;
+				move_to(ps, step, run.end_flow ? NULL : run.next_step, now);
+				return rec;
+			}
+			/* the error output could not even be mapped: the path fails */
+			error = allma_error_from_edata(edata2, ALLMA_ERR_PERMANENT, step->id);
+			rec->error = error;
+			fail_path(ps, error);
+			return rec;
+		}
+
+		fallback = step->on_error ? allma_jsonb_get_cstring(step->on_error, "fallbackStepInstanceId") : NULL;
+		if (fallback != NULL)
+		{
+			rec->next_step = fallback;
+			rec->details = allma_jsonb_set_key(NULL, "caughtBy",
+											   allma_jsonb_string("onError.fallbackStepInstanceId"));
+			move_to(ps, step, fallback, now);
+			return rec;
+		}
+
+		fail_path(ps, error);
+		return rec;
+	}
+}
+
+/* copy_record copies a record made in the step context into CurrentMemoryContext */
+static AllmaStepRecord *
+copy_record(AllmaStepRecord *src, bool logs)
+{
+	AllmaStepRecord *rec = palloc(sizeof(AllmaStepRecord));
+
+	*rec = *src;
+	rec->step_id = copy_str(src->step_id);
+	rec->step_type = copy_str(src->step_type);
+	rec->next_step = copy_str(src->next_step);
+	rec->input = logs ? copy_jsonb(src->input) : NULL;
+	rec->output = logs ? copy_jsonb(src->output) : NULL;
+	rec->error = copy_jsonb(src->error);
+	rec->details = copy_jsonb(src->details);
+	return rec;
+}
+
+void
+allma_engine_advance(AllmaPathState *ps, int max_steps)
+{
+	MemoryContext pathcxt = CurrentMemoryContext;
+	MemoryContext stepcxt = AllocSetContextCreate(pathcxt, "allma step",
+												  ALLOCSET_DEFAULT_SIZES);
+
+	while (!ps->ended && ps->steps_run < max_steps)
+	{
+		AllmaStep  *step = allma_flow_step(ps->flow, ps->step_id);
+		AllmaStepRecord *rec;
+		Jsonb	   *context_before = ps->context;
+		Jsonb	   *counts_before = ps->transition_counts;
+
+		CHECK_FOR_INTERRUPTS();
+
+		if (step == NULL)
+		{
+			/* cannot happen for a validated definition, but never loop on it */
+			fail_path(ps, allma_error_make(ALLMA_ERR_CONFIG,
+										   psprintf("step \"%s\" does not exist in flow \"%s\" version %d",
+													ps->step_id ? ps->step_id : "(null)",
+													ps->flow->flow_id, ps->flow->version),
+										   NULL));
+			break;
+		}
+
+		MemoryContextSwitchTo(stepcxt);
+		rec = run_step(ps, step);
+		MemoryContextSwitchTo(pathcxt);
+
+		ps->records = lappend(ps->records, copy_record(rec, ps->logs));
+		if (ps->context != context_before)
+			ps->context = copy_jsonb(ps->context);
+		if (ps->transition_counts != counts_before)
+			ps->transition_counts = copy_jsonb(ps->transition_counts);
+		ps->error = copy_jsonb(ps->error);
+		ps->step_id = copy_str(ps->step_id);
+		ps->steps_run++;
+		MemoryContextReset(stepcxt);
+
+		/* chain only into steps that are due now */
+		if (ps->due_at > GetCurrentTimestamp())
+			break;
+	}
+	MemoryContextDelete(stepcxt);
+}

@@ -37,7 +37,12 @@
 
 #include <signal.h>
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -49,6 +54,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "launcher.h"
@@ -144,11 +150,33 @@ stop_worker(int slot)
 static Oid
 lookup_database(void)
 {
-	Oid			dboid;
+	Oid			dboid = InvalidOid;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
 
+	/*
+	 * A plain heap scan of the shared catalog, as the autovacuum launcher
+	 * does: without a database, catalog indexes are not available.
+	 */
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	dboid = get_database_oid(allma_database_name, true);
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (strcmp(NameStr(db->datname), allma_database_name) == 0 &&
+			db->datconnlimit != DATCONNLIMIT_INVALID_DB)
+		{
+			dboid = db->oid;
+			break;
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
 	return dboid;
 }

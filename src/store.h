@@ -1,0 +1,24 @@
+/*-------------------------------------------------------------------------
+ *
+ * store.h
+ *	  The worker's SQL: claiming runnable paths and writing back a batch.
+ *
+ * IDENTIFICATION
+ *	  src/store.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ALLMA_STORE_H
+#define ALLMA_STORE_H
+
+#include "allma.h"
+
+#include "nodes/pg_list.h"
+#include "utils/timestamp.h"
+
+extern List *allma_store_claim(int limit);
+extern int	allma_store_save(List *paths);
+extern TimestampTz allma_store_next_due(void);
+extern void allma_store_reset(void);
+
+#endif							/* ALLMA_STORE_H */
