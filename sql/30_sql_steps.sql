@@ -1,12 +1,17 @@
 -- SQL steps, end to end through flows: DATA_LOAD system/sql-query and
 -- DATA_SAVE system/sql-execute.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS allma;
+RESET client_min_messages;
 
 -- The outcome of an execution: status, what its steps wrote, its error.
+-- The original SQLSTATE travels in errorDetails.
 CREATE FUNCTION sqlsteps_outcome(e uuid,
-	OUT status text, OUT steps_output jsonb, OUT error_name text, OUT error_message text)
+	OUT status text, OUT steps_output jsonb, OUT error_name text, OUT sqlstate text,
+	OUT error_message text)
 LANGUAGE sql AS $$
-	SELECT status, output->'steps_output', error->>'errorName', error->>'errorMessage'
+	SELECT status, output->'steps_output', error->>'errorName',
+		   error->'errorDetails'->>'sqlstate', error->>'errorMessage'
 	  FROM allma.executions WHERE execution_id = e
 $$;
 
@@ -148,7 +153,7 @@ SELECT allma_create_flow('{"id": "sqlsteps_err_syntax", "startStepInstanceId": "
 	"customConfig": {"sql": "SELEC id FROM sqlsteps_items"}}}}');
 SELECT allma_start_flow('sqlsteps_err_syntax') AS e \gset
 SELECT allma_wait(:'e');
-SELECT status, error_name, error_message ~ 'syntax error' AS says_syntax FROM sqlsteps_outcome(:'e');
+SELECT status, error_name, sqlstate, error_message ~ 'syntax error' AS says_syntax FROM sqlsteps_outcome(:'e');
 SELECT status, error->>'errorName' AS error_name FROM allma.step_executions WHERE execution_id = :'e';
 
 -- a constraint violation in the middle of a multi-row insert: no row stays
@@ -158,13 +163,13 @@ SELECT allma_create_flow('{"id": "sqlsteps_err_check", "startStepInstanceId": "q
 					 "parameters": ["bob", "forbidden", "carl"]}}}}');
 SELECT allma_start_flow('sqlsteps_err_check') AS e \gset
 SELECT allma_wait(:'e');
-SELECT status, error_name, error_message ~ 'check constraint' AS says_check FROM sqlsteps_outcome(:'e');
+SELECT status, error_name, sqlstate, error_message ~ 'check constraint' AS says_check FROM sqlsteps_outcome(:'e');
 SELECT count(*) FROM sqlsteps_log WHERE who IN ('bob', 'carl');
 
 -- a value that does not fit the inferred type
 SELECT allma_start_flow('sqlsteps_q1', '{"id": "abc"}') AS e \gset
 SELECT allma_wait(:'e');
-SELECT status, error_name, error_message ~ 'invalid input syntax for type integer' AS says_type
+SELECT status, error_name, sqlstate, error_message ~ 'invalid input syntax for type integer' AS says_type
   FROM sqlsteps_outcome(:'e');
 
 -- a failure after an earlier step: that step's effects stay, the failing one's go
@@ -176,7 +181,7 @@ SELECT allma_create_flow('{"id": "sqlsteps_err_second", "startStepInstanceId": "
 		  "customConfig": {"sql": "INSERT INTO sqlsteps_log (who) VALUES (''second'') RETURNING 1 / 0 AS boom"}}}}');
 SELECT allma_start_flow('sqlsteps_err_second') AS e \gset
 SELECT allma_wait(:'e');
-SELECT status, error_name, error_message ~ 'division by zero' AS says_div FROM sqlsteps_outcome(:'e');
+SELECT status, error_name, sqlstate, error_message ~ 'division by zero' AS says_div FROM sqlsteps_outcome(:'e');
 SELECT who FROM sqlsteps_log WHERE who IN ('first', 'second');
 SELECT step_instance_id, status FROM allma.step_executions WHERE execution_id = :'e' ORDER BY seq;
 
@@ -193,7 +198,7 @@ SELECT status, steps_output->'q'->'rowCount' AS row_count,
 	   jsonb_array_length(steps_output->'q'->'rows') AS rows FROM sqlsteps_outcome(:'e');
 SELECT allma_start_flow('sqlsteps_cap_default', '{"n": 10001}') AS e \gset
 SELECT allma_wait(:'e');
-SELECT status, error_name, error_message FROM sqlsteps_outcome(:'e');
+SELECT status, error_name, sqlstate, error_message FROM sqlsteps_outcome(:'e');
 
 -- maxRows, and the cap on DML ... RETURNING rolls the DML back
 SELECT allma_create_flow('{"id": "sqlsteps_cap", "startStepInstanceId": "q", "steps": {"q": {
@@ -205,7 +210,8 @@ SELECT allma_wait(:'e');
 SELECT status, steps_output->'q'->'rowCount' AS row_count FROM sqlsteps_outcome(:'e');
 SELECT allma_start_flow('sqlsteps_cap', '{"n": 4}') AS e \gset
 SELECT allma_wait(:'e');
-SELECT status, error_name, error_message FROM sqlsteps_outcome(:'e');
+SELECT status, error_name, sqlstate, error_message FROM sqlsteps_outcome(:'e');
+-- only the first run's three rows are there
 SELECT count(*) AS capped_rows FROM sqlsteps_log WHERE who = 'capped';
 
 SELECT allma_create_flow('{"id": "sqlsteps_multi", "startStepInstanceId": "q", "steps": {"q": {
@@ -213,7 +219,7 @@ SELECT allma_create_flow('{"id": "sqlsteps_multi", "startStepInstanceId": "q", "
 	"customConfig": {"sql": "DELETE FROM sqlsteps_log; DELETE FROM sqlsteps_items"}}}}');
 SELECT allma_start_flow('sqlsteps_multi') AS e \gset
 SELECT allma_wait(:'e');
-SELECT status, error_name, error_message FROM sqlsteps_outcome(:'e');
+SELECT status, error_name, sqlstate, error_message FROM sqlsteps_outcome(:'e');
 SELECT (SELECT count(*) FROM sqlsteps_log) > 0 AS log_kept, (SELECT count(*) FROM sqlsteps_items) AS items;
 
 SELECT allma_create_flow('{"id": "sqlsteps_norows", "startStepInstanceId": "q", "steps": {"q": {
@@ -221,7 +227,7 @@ SELECT allma_create_flow('{"id": "sqlsteps_norows", "startStepInstanceId": "q", 
 	"customConfig": {"sql": "DELETE FROM sqlsteps_log"}}}}');
 SELECT allma_start_flow('sqlsteps_norows') AS e \gset
 SELECT allma_wait(:'e');
-SELECT status, error_name, error_message FROM sqlsteps_outcome(:'e');
+SELECT status, error_name, sqlstate, error_message FROM sqlsteps_outcome(:'e');
 SELECT count(*) > 0 AS log_kept FROM sqlsteps_log;
 
 SELECT allma_create_flow('{"id": "sqlsteps_noparam", "startStepInstanceId": "q", "steps": {"q": {
@@ -229,14 +235,14 @@ SELECT allma_create_flow('{"id": "sqlsteps_noparam", "startStepInstanceId": "q",
 	"customConfig": {"sql": "SELECT $1::int AS a, $2::int AS b", "parameters": [1]}}}}');
 SELECT allma_start_flow('sqlsteps_noparam') AS e \gset
 SELECT allma_wait(:'e');
-SELECT status, error_name, error_message FROM sqlsteps_outcome(:'e');
+SELECT status, error_name, sqlstate, error_message FROM sqlsteps_outcome(:'e');
 
 SELECT allma_create_flow('{"id": "sqlsteps_commit", "startStepInstanceId": "q", "steps": {"q": {
 	"stepType": "DATA_SAVE", "moduleIdentifier": "system/sql-execute",
 	"customConfig": {"sql": "COMMIT"}}}}');
 SELECT allma_start_flow('sqlsteps_commit') AS e \gset
 SELECT allma_wait(:'e');
-SELECT status, error_name FROM sqlsteps_outcome(:'e');
+SELECT status, error_name, sqlstate, error_message FROM sqlsteps_outcome(:'e');
 
 ------------------------------------------------------------------------------
 -- SQL runs with the privileges of the role that started the execution.
@@ -251,7 +257,7 @@ SET ROLE regress_allma_sql_reader;
 SELECT allma_start_flow('sqlsteps_secret') AS e \gset
 RESET ROLE;
 SELECT allma_wait(:'e');
-SELECT status, error_name, error_message FROM sqlsteps_outcome(:'e');
+SELECT status, error_name, sqlstate, error_message FROM sqlsteps_outcome(:'e');
 GRANT SELECT ON sqlsteps_secret TO regress_allma_sql_reader;
 SET ROLE regress_allma_sql_reader;
 SELECT allma_start_flow('sqlsteps_secret') AS e \gset
@@ -272,7 +278,7 @@ SET ROLE regress_allma_sql_reader;
 SELECT allma_start_flow('sqlsteps_setrole', jsonb_build_object('role', session_user)) AS e \gset
 RESET ROLE;
 SELECT allma_wait(:'e');
-SELECT status, error_name FROM sqlsteps_outcome(:'e');
+SELECT status, error_name, sqlstate, error_message FROM sqlsteps_outcome(:'e');
 
 -- clean up
 DROP TABLE sqlsteps_secret;

@@ -1,12 +1,16 @@
 -- Module bindings: CUSTOM_LOGIC, CUSTOM_LAMBDA_INVOKE and non-system
 -- DATA_LOAD modules run SQL functions (jsonb) RETURNS jsonb bound with
 -- allma_bind_module.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS allma;
+RESET client_min_messages;
 
 CREATE FUNCTION bindings_outcome(e uuid,
-	OUT status text, OUT steps_output jsonb, OUT error_name text, OUT error_message text)
+	OUT status text, OUT steps_output jsonb, OUT error_name text, OUT sqlstate text,
+	OUT error_message text)
 LANGUAGE sql AS $$
-	SELECT status, output->'steps_output', error->>'errorName', error->>'errorMessage'
+	SELECT status, output->'steps_output', error->>'errorName',
+		   error->'errorDetails'->>'sqlstate', error->>'errorMessage'
 	  FROM allma.executions WHERE execution_id = e
 $$;
 
@@ -30,9 +34,9 @@ BEGIN
 	RAISE EXCEPTION 'handler failed for %', input->>'x';
 END
 $$;
-CREATE FUNCTION bindings_permanent(input jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+CREATE FUNCTION bindings_content(input jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
-	RAISE EXCEPTION 'cannot handle %', input->>'x' USING ERRCODE = 'LM200';
+	RAISE EXCEPTION 'cannot handle %', input->>'x' USING ERRCODE = 'LM203';
 END
 $$;
 
@@ -49,7 +53,7 @@ SELECT allma_bind_module('arn:aws:lambda:%:function:resize', 'bindings_lambda(js
 SELECT allma_bind_module('acme/null', 'bindings_null(jsonb)');
 SELECT allma_bind_module('acme/whoami', 'bindings_whoami(jsonb)');
 SELECT allma_bind_module('acme/boom', 'bindings_boom(jsonb)');
-SELECT allma_bind_module('acme/permanent', 'bindings_permanent(jsonb)');
+SELECT allma_bind_module('acme/content', 'bindings_content(jsonb)');
 SELECT pattern, handler FROM allma.module_bindings ORDER BY pattern;
 
 -- a handler takes exactly one jsonb and returns jsonb
@@ -94,24 +98,28 @@ SELECT allma_start_flow('bindings_dispatch', '{"fromInput": "three"}') AS e \gse
 SELECT allma_wait(:'e');
 SELECT status, error_name, jsonb_pretty(steps_output) FROM bindings_outcome(:'e');
 
--- CUSTOM_LAMBDA_INVOKE: the rendered function ARN is looked up
+-- CUSTOM_LAMBDA_INVOKE: the function ARN is looked up
 SELECT allma_create_flow('{"id": "bindings_lambda", "startStepInstanceId": "l", "steps": {
 	"l": {"stepType": "CUSTOM_LAMBDA_INVOKE",
-		  "lambdaFunctionArnTemplate": "arn:aws:lambda:eu-west-1:123456789012:function:{{fn}}",
+		  "lambdaFunctionArnTemplate": "arn:aws:lambda:eu-west-1:123456789012:function:resize",
 		  "payloadTemplate": {"size": "$.size"}}}}');
-SELECT allma_start_flow('bindings_lambda', '{"fn": "resize", "size": 640}') AS e \gset
+SELECT allma_start_flow('bindings_lambda', '{"size": 640}') AS e \gset
 SELECT allma_wait(:'e');
 SELECT status, error_name, steps_output->'l' FROM bindings_outcome(:'e');
-SELECT allma_start_flow('bindings_lambda', '{"fn": "crop", "size": 640}') AS e \gset
+SELECT allma_create_flow('{"id": "bindings_lambda_crop", "startStepInstanceId": "l", "steps": {
+	"l": {"stepType": "CUSTOM_LAMBDA_INVOKE",
+		  "lambdaFunctionArnTemplate": "arn:aws:lambda:eu-west-1:123456789012:function:crop",
+		  "payloadTemplate": {"size": "$.size"}}}}');
+SELECT allma_start_flow('bindings_lambda_crop', '{"size": 640}') AS e \gset
 SELECT allma_wait(:'e');
-SELECT status, error_name, error_message ~ 'crop' AS names_function FROM bindings_outcome(:'e');
+SELECT status, error_name, sqlstate, error_message ~ 'function:crop' AS names_function FROM bindings_outcome(:'e');
 
 -- a module nobody bound fails the step
 SELECT allma_create_flow('{"id": "bindings_unbound", "startStepInstanceId": "a", "steps": {
 	"a": {"stepType": "CUSTOM_LOGIC", "moduleIdentifier": "nobody/bound-this"}}}');
 SELECT allma_start_flow('bindings_unbound') AS e \gset
 SELECT allma_wait(:'e');
-SELECT status, error_name, error_message ~ 'nobody/bound-this' AS names_module FROM bindings_outcome(:'e');
+SELECT status, error_name, sqlstate, error_message ~ 'nobody/bound-this' AS names_module FROM bindings_outcome(:'e');
 
 -- unbinding takes effect for the next step
 SELECT allma_unbind_module('acme/enrich');
@@ -128,16 +136,16 @@ SELECT allma_create_flow('{"id": "bindings_boom", "startStepInstanceId": "a", "s
 	"a": {"stepType": "CUSTOM_LOGIC", "moduleIdentifier": "acme/boom", "customConfig": {"x": "item-7"}}}}');
 SELECT allma_start_flow('bindings_boom') AS e \gset
 SELECT allma_wait(:'e');
-SELECT status, error_name, error_message FROM bindings_outcome(:'e');
+SELECT status, error_name, sqlstate, error_message FROM bindings_outcome(:'e');
 SELECT status, error->>'errorName' AS error_name FROM allma.step_executions WHERE execution_id = :'e';
 SELECT count(*) AS audit_rows FROM bindings_audit;
 
 -- a handler picks the Allma error with an LM2xx SQLSTATE
-SELECT allma_create_flow('{"id": "bindings_permanent", "startStepInstanceId": "a", "steps": {
-	"a": {"stepType": "CUSTOM_LOGIC", "moduleIdentifier": "acme/permanent", "customConfig": {"x": "item-8"}}}}');
-SELECT allma_start_flow('bindings_permanent') AS e \gset
+SELECT allma_create_flow('{"id": "bindings_content", "startStepInstanceId": "a", "steps": {
+	"a": {"stepType": "CUSTOM_LOGIC", "moduleIdentifier": "acme/content", "customConfig": {"x": "item-8"}}}}');
+SELECT allma_start_flow('bindings_content') AS e \gset
 SELECT allma_wait(:'e');
-SELECT status, error_name, error_message FROM bindings_outcome(:'e');
+SELECT status, error_name, sqlstate, error_message FROM bindings_outcome(:'e');
 
 ------------------------------------------------------------------------------
 -- Handlers run as the role that started the execution, which needs EXECUTE
@@ -155,7 +163,7 @@ SET ROLE regress_allma_runner;
 SELECT allma_start_flow('bindings_whoami') AS e \gset
 RESET ROLE;
 SELECT allma_wait(:'e');
-SELECT status, error_name, error_message FROM bindings_outcome(:'e');
+SELECT status, error_name, sqlstate, error_message FROM bindings_outcome(:'e');
 GRANT EXECUTE ON FUNCTION bindings_whoami(jsonb) TO regress_allma_runner;
 SET ROLE regress_allma_runner;
 SELECT allma_start_flow('bindings_whoami') AS e \gset
@@ -169,7 +177,7 @@ SELECT allma_create_flow('{"id": "bindings_dropped", "startStepInstanceId": "a",
 	"a": {"stepType": "CUSTOM_LOGIC", "moduleIdentifier": "acme/null"}}}');
 SELECT allma_start_flow('bindings_dropped') AS e \gset
 SELECT allma_wait(:'e');
-SELECT status, error_name, error_message ~ 'does not exist' AS says_missing FROM bindings_outcome(:'e');
+SELECT status, error_name, sqlstate, error_message ~ 'does not exist' AS says_missing FROM bindings_outcome(:'e');
 
 -- clean up
 DROP OWNED BY regress_allma_runner;

@@ -522,14 +522,18 @@ allma_sqlstep_run(Jsonb *config, Jsonb *ctx, bool returns_rows)
 	/* one row more than allowed tells that the cap was passed */
 	options.tcount = returns_rows ? (uint64) max_rows + 1 : 0;
 	rc = SPI_execute_plan_extended(plan, &options);
-	if (rc < 0)
+	if (rc == SPI_ERROR_TRANSACTION)
 		ereport(ERROR,
-				(errcode(rc == SPI_ERROR_TRANSACTION ?
-						 ERRCODE_INVALID_TRANSACTION_TERMINATION :
-						 ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("statement not allowed in step module %s: %s", module,
-						SPI_result_code_string(rc)),
-				 errdetail("SQL steps run inside the engine's transaction and cannot control it.")));
+				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
+				 errmsg("transaction control is not allowed in step module %s", module),
+				 errdetail("SQL steps run inside the engine's transaction.")));
+	if (rc == SPI_ERROR_COPY)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("COPY to or from the client is not allowed in step module %s", module)));
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan_extended failed: %s",
+			 SPI_result_code_string(rc));
 
 	nrows = SPI_processed;
 	if (returns_rows)
