@@ -48,7 +48,6 @@ PG_FUNCTION_INFO_V1(allma_create_flow);
 PG_FUNCTION_INFO_V1(allma_publish_flow);
 PG_FUNCTION_INFO_V1(allma_start_flow);
 PG_FUNCTION_INFO_V1(allma_wait);
-PG_FUNCTION_INFO_V1(allma_bind_module);
 PG_FUNCTION_INFO_V1(allma_worker_status);
 
 /* run SPI as the bootstrap superuser; restored by the caller or by abort */
@@ -529,15 +528,6 @@ allma_wait(PG_FUNCTION_ARGS)
 	}
 	ConditionVariableCancelSleep();
 	PG_RETURN_TEXT_P(cstring_to_text(status));
-}
-
-/* placeholder until module bindings land (sqlstep.c) */
-Datum
-allma_bind_module(PG_FUNCTION_ARGS)
-{
-	ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					errmsg("allma_bind_module is not available yet")));
-	PG_RETURN_VOID();
 }
 
 /*

@@ -1,9 +1,25 @@
 /*-------------------------------------------------------------------------
  *
  * sqlstep.c
- *	  SQL steps and module bindings.
+ *	  SQL steps (system/sql-query, system/sql-execute) and module bindings.
  *
- * PLACEHOLDER: replaced by the real implementation.
+ * In Allma, DATA_LOAD and DATA_SAVE steps talk to DynamoDB and S3.  In
+ * allma they talk to the database they run in: a step's customConfig
+ * carries a single SQL statement with $1..$n placeholders and a list of
+ * parameters (JSONPaths into the step's context, or literals).  Values are
+ * always bound as parameters, never spliced into the SQL text.  Parameter
+ * types are inferred from the statement the way the extended query
+ * protocol does it, so "WHERE id = $1" works against an integer column
+ * whether the JSON value is 3 or "3".
+ *
+ * Module bindings route a module identifier or a Lambda ARN (a LIKE
+ * pattern) to a SQL function (jsonb) RETURNS jsonb; CUSTOM_LOGIC and
+ * CUSTOM_LAMBDA_INVOKE steps run through them.  This file owns the binding
+ * table's SQL API (allma_bind_module), its lookup and the call.
+ *
+ * The engine calls in here inside a subtransaction, already running as the
+ * role that started the execution; errors are thrown with their original
+ * SQLSTATE and the engine maps them to Allma error names.
  *
  * IDENTIFICATION
  *	  src/sqlstep.c
@@ -12,11 +28,716 @@
  */
 #include "postgres.h"
 
-#include "fmgr.h"
-#include "utils/builtins.h"
-#include "utils/jsonb.h"
+#include <math.h>
 
+#include "access/htup_details.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "nodes/params.h"
+#include "parser/parse_param.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+#include "utils/plancache.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+
+#include "jsonb_util.h"
+#include "path.h"
 #include "sqlstep.h"
-Jsonb *allma_sqlstep_run(Jsonb *config, Jsonb *ctx, bool returns_rows) { elog(ERROR, "placeholder"); return NULL; }
-Oid allma_binding_lookup(const char *key) { return InvalidOid; }
-Jsonb *allma_binding_invoke(Oid handler, Jsonb *input) { elog(ERROR, "placeholder"); return NULL; }
+
+/* rows a system/sql-query step may return unless customConfig.maxRows says */
+#define SQLSTEP_DEFAULT_MAX_ROWS	10000
+
+/*
+ * State of the parser hook: where the variable-parameter machinery of the
+ * parser records the type it deduces for each $n.  The array is allocated
+ * by us in a context that outlives the parse (the parser may enlarge it
+ * with repalloc, which keeps it there).
+ */
+typedef struct SqlStepParamState
+{
+	Oid		   *types;
+	int			ntypes;
+} SqlStepParamState;
+
+/* what the error context callback of parameter binding reports */
+typedef struct SqlStepParamErrorInfo
+{
+	const char *module;
+	int			paramno;
+	Oid			paramtype;
+} SqlStepParamErrorInfo;
+
+/* the binding lookup, prepared once per backend */
+static SPIPlanPtr binding_lookup_plan = NULL;
+
+PG_FUNCTION_INFO_V1(allma_bind_module);
+
+
+/*
+ * param_setup_hook is the ParserSetupHook of SQL steps: parameters get
+ * their types from the context they appear in.
+ */
+static void
+param_setup_hook(struct ParseState *pstate, void *arg)
+{
+	SqlStepParamState *state = (SqlStepParamState *) arg;
+
+	setup_parse_variable_parameters(pstate, &state->types, &state->ntypes);
+}
+
+/*
+ * param_types_walker returns true when some external Param of the tree does
+ * not carry the type finally deduced for its number, or is still of type
+ * unknown.  That happens when a parameter was used before its type was
+ * settled (e.g. "SELECT $1, $1 = 5"); such a plan must not be run with the
+ * deduced types, so the caller prepares the statement again with fixed ones.
+ */
+static bool
+param_types_walker(Node *node, SqlStepParamState *state)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Param))
+	{
+		Param	   *param = (Param *) node;
+
+		if (param->paramkind != PARAM_EXTERN)
+			return false;
+		if (param->paramid <= 0 || param->paramid > state->ntypes)
+			return true;
+		return param->paramtype == UNKNOWNOID ||
+			param->paramtype != state->types[param->paramid - 1];
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, param_types_walker,
+								 (void *) state, 0);
+	return expression_tree_walker(node, param_types_walker, (void *) state);
+}
+
+/* param_error_callback names the parameter whose value could not be bound */
+static void
+param_error_callback(void *arg)
+{
+	SqlStepParamErrorInfo *info = (SqlStepParamErrorInfo *) arg;
+
+	errcontext("binding parameter $%d (type %s) of step module %s",
+			   info->paramno, format_type_be(info->paramtype), info->module);
+}
+
+/*
+ * jsonb_text_form renders a JSON value as the text handed to a type's input
+ * function: strings raw, numbers as numeric text, booleans as true/false,
+ * objects and arrays as JSON text.  Never called for null.
+ */
+static char *
+jsonb_text_form(Jsonb *value)
+{
+	JsonbValue	v;
+
+	if (allma_jsonb_scalar(value, &v))
+	{
+		switch (v.type)
+		{
+			case jbvString:
+				return pnstrdup(v.val.string.val, v.val.string.len);
+			case jbvNumeric:
+				return DatumGetCString(DirectFunctionCall1(numeric_out,
+														   NumericGetDatum(v.val.numeric)));
+			case jbvBool:
+				return pstrdup(v.val.boolean ? "true" : "false");
+			default:
+				break;
+		}
+	}
+	return allma_jsonb_to_cstring(value);
+}
+
+/* is_json_null: absent or JSON null */
+static bool
+is_json_null(Jsonb *value)
+{
+	JsonbValue	v;
+
+	if (value == NULL)
+		return true;
+	return allma_jsonb_scalar(value, &v) && v.type == jbvNull;
+}
+
+/*
+ * json_to_datum converts a JSON value into a datum of type "typid" through
+ * the type's input function.  Absent and null give SQL NULL.  For json and
+ * jsonb (and domains over them) the value keeps its JSON form, so a string
+ * stays a JSON string.  A JSON array bound to an array type becomes that
+ * array, element by element.  Throws the input function's errors (e.g.
+ * 22P02 for "abc" bound to an integer).
+ */
+static Datum
+json_to_datum(Jsonb *value, Oid typid, bool *isnull)
+{
+	Oid			basetype;
+	Oid			elemtype;
+	Oid			infunc;
+	Oid			ioparam;
+	char	   *str;
+
+	*isnull = false;
+	if (is_json_null(value))
+	{
+		*isnull = true;
+		return (Datum) 0;
+	}
+
+	if (typid == JSONBOID)
+		return JsonbPGetDatum(value);
+
+	basetype = getBaseType(typid);
+	elemtype = get_element_type(basetype);
+	if (OidIsValid(elemtype) && allma_jsonb_is_array(value))
+	{
+		List	   *elems = allma_jsonb_array_elements(value);
+		int			nelems = list_length(elems);
+		Datum	   *datums = palloc(sizeof(Datum) * Max(nelems, 1));
+		bool	   *nulls = palloc(sizeof(bool) * Max(nelems, 1));
+		int			dims[1];
+		int			lbs[1];
+		int16		elemlen;
+		bool		elembyval;
+		char		elemalign;
+		ListCell   *lc;
+		int			i = 0;
+		Datum		result;
+
+		foreach(lc, elems)
+		{
+			datums[i] = json_to_datum((Jsonb *) lfirst(lc), elemtype, &nulls[i]);
+			i++;
+		}
+		get_typlenbyvalalign(elemtype, &elemlen, &elembyval, &elemalign);
+		dims[0] = nelems;
+		lbs[0] = 1;
+		if (nelems == 0)
+			result = PointerGetDatum(construct_empty_array(elemtype));
+		else
+			result = PointerGetDatum(construct_md_array(datums, nulls, 1, dims, lbs,
+														elemtype, elemlen,
+														elembyval, elemalign));
+		/* a domain over an array type still has its constraints checked */
+		if (basetype != typid)
+		{
+			Oid			outfunc;
+			bool		isvarlena;
+
+			getTypeOutputInfo(basetype, &outfunc, &isvarlena);
+			str = OidOutputFunctionCall(outfunc, result);
+			getTypeInputInfo(typid, &infunc, &ioparam);
+			return OidInputFunctionCall(infunc, str, ioparam, -1);
+		}
+		return result;
+	}
+
+	if (basetype == JSONBOID || basetype == JSONOID)
+		str = allma_jsonb_to_cstring(value);
+	else
+		str = jsonb_text_form(value);
+	getTypeInputInfo(typid, &infunc, &ioparam);
+	return OidInputFunctionCall(infunc, str, ioparam, -1);
+}
+
+/*
+ * step_parameters evaluates customConfig.parameters: strings starting with
+ * "$" are JSONPaths over ctx (no match gives NULL), everything else is a
+ * literal.  Returns a list of Jsonb * (NULL entries for absent values).
+ */
+static List *
+step_parameters(Jsonb *config, Jsonb *ctx)
+{
+	Jsonb	   *params = allma_jsonb_get(config, "parameters");
+	List	   *elems;
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	if (params == NULL || is_json_null(params))
+		return NIL;
+	if (!allma_jsonb_is_array(params))
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+				 errmsg("customConfig.parameters of a SQL step must be an array")));
+
+	elems = allma_jsonb_array_elements(params);
+	foreach(lc, elems)
+	{
+		Jsonb	   *elem = (Jsonb *) lfirst(lc);
+		JsonbValue	v;
+
+		if (allma_jsonb_scalar(elem, &v) && v.type == jbvString &&
+			v.val.string.len > 0 && v.val.string.val[0] == '$')
+		{
+			char	   *path = pnstrdup(v.val.string.val, v.val.string.len);
+
+			result = lappend(result, allma_path_get(ctx, path));
+		}
+		else
+			result = lappend(result, elem);
+	}
+	return result;
+}
+
+/*
+ * step_max_rows reads customConfig.maxRows (a positive integer), or gives
+ * the default.
+ */
+static int64
+step_max_rows(Jsonb *config)
+{
+	Jsonb	   *jb = allma_jsonb_get(config, "maxRows");
+	double		d;
+
+	if (jb == NULL || is_json_null(jb))
+		return SQLSTEP_DEFAULT_MAX_ROWS;
+	if (!allma_jsonb_get_number(config, "maxRows", &d) ||
+		d != floor(d) || d < 1 || d > (double) (PG_INT32_MAX - 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+				 errmsg("customConfig.maxRows of a SQL step must be a positive integer"),
+				 errdetail("The value is %s.", allma_jsonb_to_cstring(jb))));
+	return (int64) d;
+}
+
+/*
+ * rows_to_jsonb turns SPI's result tuples into a JSON array of objects, one
+ * key per column, through to_jsonb on the whole row: json and jsonb columns
+ * nest, numbers stay numbers, arrays and composites become JSON arrays and
+ * objects, everything else becomes its text form.
+ */
+static JsonbValue *
+rows_to_jsonb(SPITupleTable *tuptable, uint64 nrows)
+{
+	TupleDesc	tupdesc = tuptable->tupdesc;
+	JsonbParseState *state = NULL;
+	FmgrInfo	flinfo;
+	FuncExpr   *expr;
+	uint64		i;
+
+	/* make the row type known to the typcache, so to_jsonb can look it up */
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	/* to_jsonb takes its argument's type from the call expression */
+	fmgr_info(F_TO_JSONB, &flinfo);
+	expr = makeFuncExpr(F_TO_JSONB, JSONBOID,
+						list_make1(makeNullConst(RECORDOID, -1, InvalidOid)),
+						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	fmgr_info_set_expr((Node *) expr, &flinfo);
+
+	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	for (i = 0; i < nrows; i++)
+	{
+		Datum		row;
+		Jsonb	   *obj;
+		JsonbValue	v;
+
+		row = heap_copy_tuple_as_datum(tuptable->vals[i], tupdesc);
+		obj = DatumGetJsonbP(FunctionCall1(&flinfo, row));
+		pfree(DatumGetPointer(row));
+		v.type = jbvBinary;
+		v.val.binary.data = &obj->root;
+		v.val.binary.len = VARSIZE(obj) - VARHDRSZ;
+		pushJsonbValue(&state, WJB_ELEM, &v);
+	}
+	return pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+}
+
+/* push_key pushes an object key */
+static void
+push_key(JsonbParseState **state, const char *key)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(state, WJB_KEY, &k);
+}
+
+/*
+ * allma_sqlstep_run runs one SQL statement for a system/sql-query
+ * (returns_rows) or system/sql-execute step and returns the step output:
+ * {"rows": [...], "rowCount": n} or {"rowCount": n}.
+ *
+ * Throws ERRCODE_ALLMA_INVALID_DEFINITION for a bad customConfig (no sql,
+ * several statements, a query that returns no rows), ERRCODE_UNDEFINED_PARAMETER
+ * when the SQL uses more parameters than given, ERRCODE_PROGRAM_LIMIT_EXCEEDED
+ * when a query returns more than maxRows rows, and whatever the statement
+ * itself throws, with its SQLSTATE.
+ */
+Jsonb *
+allma_sqlstep_run(Jsonb *config, Jsonb *ctx, bool returns_rows)
+{
+	MemoryContext callercxt = CurrentMemoryContext;
+	const char *module = returns_rows ? ALLMA_MODULE_SQL_QUERY : ALLMA_MODULE_SQL_EXECUTE;
+	char	   *sql;
+	List	   *values;
+	int			nvalues;
+	int64		max_rows = 0;
+	SqlStepParamState *pstate;
+	SPIPlanPtr	plan;
+	List	   *sources;
+	CachedPlanSource *source;
+	bool		refix = false;
+	ListCell   *lc;
+	ParamListInfo paramli = NULL;
+	SPIExecuteOptions options;
+	int			rc;
+	uint64		nrows;
+	JsonbParseState *state = NULL;
+	JsonbValue	count;
+	Jsonb	   *rows = NULL;
+	JsonbValue *res;
+	Jsonb	   *result;
+	int			i;
+
+	sql = allma_jsonb_get_cstring(config, "sql");
+	if (sql == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+				 errmsg("step module %s needs customConfig.sql", module),
+				 errdetail("customConfig.sql must be a string holding one SQL statement.")));
+	if (returns_rows)
+		max_rows = step_max_rows(config);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	/* everything below lives in SPI's procedure context until SPI_finish */
+	values = step_parameters(config, ctx);
+	nvalues = list_length(values);
+
+	pstate = palloc0(sizeof(SqlStepParamState));
+	pstate->ntypes = nvalues;
+	pstate->types = nvalues > 0 ? palloc0(sizeof(Oid) * nvalues) : NULL;
+
+	plan = SPI_prepare_params(sql, param_setup_hook, pstate, 0);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare_params failed: %s",
+			 SPI_result_code_string(SPI_result));
+
+	sources = SPI_plan_get_plan_sources(plan);
+	if (list_length(sources) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+				 errmsg("customConfig.sql of step module %s holds no statement", module)));
+	if (list_length(sources) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+				 errmsg("customConfig.sql of step module %s holds %d statements", module,
+						list_length(sources)),
+				 errdetail("A SQL step runs exactly one statement."),
+				 errhint("Split the statements over several steps, or wrap them in a function.")));
+	if (pstate->ntypes > nvalues)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_PARAMETER),
+				 errmsg("there is no parameter $%d", pstate->ntypes),
+				 errdetail("The SQL uses $%d but customConfig.parameters gives %d value(s).",
+						   pstate->ntypes, nvalues)));
+
+	/*
+	 * Parameters whose type could not be deduced, or was deduced only after
+	 * a first use, are settled now (text by default), and the statement is
+	 * prepared again with fixed types.
+	 */
+	source = (CachedPlanSource *) linitial(sources);
+	foreach(lc, source->query_list)
+	{
+		if (param_types_walker((Node *) lfirst(lc), pstate))
+			refix = true;
+	}
+	for (i = 0; i < nvalues; i++)
+	{
+		if (pstate->types[i] == InvalidOid || pstate->types[i] == UNKNOWNOID)
+			pstate->types[i] = TEXTOID;
+	}
+	if (refix)
+	{
+		SPI_freeplan(plan);
+		plan = SPI_prepare(sql, nvalues, pstate->types);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		source = (CachedPlanSource *) linitial(SPI_plan_get_plan_sources(plan));
+	}
+
+	if (returns_rows && source->resultDesc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+				 errmsg("statement of step module %s returns no rows", module),
+				 errdetail("The statement is %s.", GetCommandTagName(source->commandTag)),
+				 errhint("Use %s for statements without a result, or add RETURNING.",
+						 ALLMA_MODULE_SQL_EXECUTE)));
+
+	/* bind the values with the deduced types */
+	if (nvalues > 0)
+	{
+		ErrorContextCallback errcallback;
+		SqlStepParamErrorInfo errinfo;
+
+		errinfo.module = module;
+		errcallback.callback = param_error_callback;
+		errcallback.arg = &errinfo;
+		errcallback.previous = error_context_stack;
+		error_context_stack = &errcallback;
+
+		paramli = makeParamList(nvalues);
+		i = 0;
+		foreach(lc, values)
+		{
+			ParamExternData *prm = &paramli->params[i];
+
+			prm->ptype = pstate->types[i];
+			prm->pflags = PARAM_FLAG_CONST;
+			errinfo.paramno = i + 1;
+			errinfo.paramtype = prm->ptype;
+			prm->value = json_to_datum((Jsonb *) lfirst(lc), prm->ptype,
+									   &prm->isnull);
+			i++;
+		}
+
+		error_context_stack = errcallback.previous;
+	}
+
+	memset(&options, 0, sizeof(options));
+	options.params = paramli;
+	options.read_only = false;
+	/* one row more than allowed tells that the cap was passed */
+	options.tcount = returns_rows ? (uint64) max_rows + 1 : 0;
+	rc = SPI_execute_plan_extended(plan, &options);
+	if (rc == SPI_ERROR_TRANSACTION)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
+				 errmsg("transaction control is not allowed in step module %s", module),
+				 errdetail("SQL steps run inside the engine's transaction.")));
+	if (rc == SPI_ERROR_COPY)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("COPY to or from the client is not allowed in step module %s", module)));
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan_extended failed: %s",
+			 SPI_result_code_string(rc));
+
+	nrows = SPI_processed;
+	if (returns_rows)
+	{
+		if (nrows > (uint64) max_rows)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("statement of step module %s returned more than %lld rows", module,
+							(long long) max_rows),
+					 errhint("Add a LIMIT to the query or raise customConfig.maxRows.")));
+		if (SPI_tuptable == NULL || nrows == 0)
+			rows = allma_jsonb_empty_array();
+		else
+			rows = JsonbValueToJsonb(rows_to_jsonb(SPI_tuptable, nrows));
+	}
+
+	/* build the output in the caller's context; SPI_finish frees the rest */
+	MemoryContextSwitchTo(callercxt);
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	if (returns_rows)
+	{
+		JsonbValue	v;
+
+		push_key(&state, "rows");
+		v.type = jbvBinary;
+		v.val.binary.data = &rows->root;
+		v.val.binary.len = VARSIZE(rows) - VARHDRSZ;
+		pushJsonbValue(&state, WJB_VALUE, &v);
+	}
+	push_key(&state, "rowCount");
+	count.type = jbvNumeric;
+	count.val.numeric = int64_to_numeric((int64) nrows);
+	pushJsonbValue(&state, WJB_VALUE, &count);
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	result = JsonbValueToJsonb(res);
+
+	SPI_finish();
+	return result;
+}
+
+/*
+ * check_handler_signature throws ERRCODE_INVALID_FUNCTION_DEFINITION unless
+ * "handler" is a plain function taking exactly one jsonb and returning one
+ * jsonb, and ERRCODE_UNDEFINED_FUNCTION when it does not exist.  Returns
+ * whether it is STRICT.
+ */
+static bool
+check_handler_signature(Oid handler)
+{
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	bool		ok;
+	bool		strict;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(handler));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("module handler function with OID %u does not exist", handler),
+				 errhint("Bind the module again with allma_bind_module.")));
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	ok = proc->prokind == PROKIND_FUNCTION &&
+		proc->pronargs == 1 &&
+		proc->proargtypes.values[0] == JSONBOID &&
+		proc->prorettype == JSONBOID &&
+		!proc->proretset;
+	strict = proc->proisstrict;
+	ReleaseSysCache(tup);
+
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("function %s cannot be a module handler",
+						format_procedure(handler)),
+				 errdetail("A module handler is a function taking exactly one jsonb argument and returning jsonb.")));
+	return strict;
+}
+
+/*
+ * allma_bind_module(module_or_arn_pattern text, handler regprocedure)
+ *	  Binds a module identifier or Lambda ARN (a LIKE pattern) to a handler
+ *	  function; binding the same pattern again replaces its handler.
+ */
+Datum
+allma_bind_module(PG_FUNCTION_ARGS)
+{
+	text	   *pattern = PG_GETARG_TEXT_PP(0);
+	Oid			handler = PG_GETARG_OID(1);
+	Oid			argtypes[2] = {TEXTOID, OIDOID};
+	Datum		values[2];
+	int			rc;
+
+	if (VARSIZE_ANY_EXHDR(pattern) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("module pattern must not be empty")));
+	check_handler_signature(handler);
+
+	values[0] = PointerGetDatum(pattern);
+	values[1] = ObjectIdGetDatum(handler);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_with_args("INSERT INTO allma.module_bindings AS b (pattern, handler) "
+							   "VALUES ($1, $2::pg_catalog.regprocedure) "
+							   "ON CONFLICT (pattern) DO UPDATE "
+							   "SET handler = excluded.handler, "
+							   "created_at = pg_catalog.now()",
+							   2, argtypes, values, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not store module binding: %s",
+			 SPI_result_code_string(rc));
+	SPI_finish();
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * allma_binding_lookup returns the handler bound to "key": the binding whose
+ * pattern equals key, else the longest pattern key is LIKE (ties broken by
+ * pattern order, for a stable choice); InvalidOid when none.  Reads the
+ * table with the caller's privileges (it is readable by PUBLIC).
+ */
+Oid
+allma_binding_lookup(const char *key)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	Oid			handler = InvalidOid;
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (binding_lookup_plan == NULL)
+	{
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("SELECT handler::pg_catalog.oid "
+						   "FROM allma.module_bindings "
+						   "WHERE pattern OPERATOR(pg_catalog.=) $1 "
+						   "OR $1 OPERATOR(pg_catalog.~~) pattern "
+						   "ORDER BY pattern OPERATOR(pg_catalog.=) $1 DESC, "
+						   "pg_catalog.length(pattern) DESC, pattern "
+						   "LIMIT 1",
+						   1, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		binding_lookup_plan = plan;
+	}
+
+	values[0] = CStringGetTextDatum(key);
+	rc = SPI_execute_plan(binding_lookup_plan, values, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not look up module binding: %s",
+			 SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		Datum		d;
+
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+						  &isnull);
+		if (!isnull)
+			handler = DatumGetObjectId(d);
+	}
+
+	SPI_finish();
+	return handler;
+}
+
+/*
+ * allma_binding_invoke calls handler(input) as the current user and
+ * returns its result; a SQL NULL result becomes JSON null, a NULL input
+ * pointer is passed as SQL NULL (a STRICT handler is then not called).
+ * Throws when the handler is gone, has the wrong signature, may not be
+ * executed by the current user, or raises an error itself.
+ */
+Jsonb *
+allma_binding_invoke(Oid handler, Jsonb *input)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+	FmgrInfo	flinfo;
+	AclResult	aclresult;
+	bool		strict;
+	Datum		result;
+
+	strict = check_handler_signature(handler);
+	aclresult = pg_proc_aclcheck(handler, GetUserId(), ACL_EXECUTE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(handler));
+	InvokeFunctionExecuteHook(handler);
+
+	if (input == NULL && strict)
+		return allma_jsonb_null();
+
+	fmgr_info(handler, &flinfo);
+	InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = input ? JsonbPGetDatum(input) : (Datum) 0;
+	fcinfo->args[0].isnull = (input == NULL);
+	result = FunctionCallInvoke(fcinfo);
+	if (fcinfo->isnull)
+		return allma_jsonb_null();
+	return DatumGetJsonbP(result);
+}
