@@ -29,6 +29,16 @@ sub run_flow
 
 run_flow('at start');
 
+# the terminal NOTIFY reaches a listener, with execution id, flow id and status
+my $out = $node->safe_psql('postgres', q{
+LISTEN allma_execution_events;
+SELECT allma_start_flow('f', '{}', '{"executionId": "00000000-0000-4000-8000-0000000000aa"}');
+SELECT allma_wait('00000000-0000-4000-8000-0000000000aa');
+SELECT pg_sleep(0.2);
+});
+like($out, qr/Asynchronous notification "allma_execution_events" with payload "\{"flowId": "f", "status": "COMPLETED", "executionId": "00000000-0000-4000-8000-0000000000aa"\}"/,
+	'a NOTIFY announces the terminal status');
+
 # restart
 $node->restart;
 wait_for_workers($node, 2);
