@@ -1,0 +1,82 @@
+-- allma benchmark objects: flows and procedures used by bench/run.sh
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS allma;
+
+-- (b) a 20-step flow alternating NO_OP and a transformation that reads the
+-- previous step's output through an input mapping
+DO $$
+DECLARE
+	steps jsonb := '{}';
+	i int;
+	step jsonb;
+BEGIN
+	FOR i IN 1..20 LOOP
+		IF i % 2 = 1 THEN
+			step := jsonb_build_object('stepType', 'NO_OP');
+		ELSE
+			step := jsonb_build_object(
+				'stepType', 'DATA_TRANSFORMATION',
+				'moduleIdentifier', 'system/compose-object-from-input',
+				'inputMappings', jsonb_build_object('n', '$.n', 'prev', format('$.steps_output.s%s', i - 1)),
+				'outputMappings', jsonb_build_object(format('$.steps_output.s%s', i), '$.n'));
+		END IF;
+		IF i < 20 THEN
+			step := step || jsonb_build_object('defaultNextStepInstanceId', format('s%s', i + 1));
+		END IF;
+		steps := steps || jsonb_build_object(format('s%s', i), step);
+	END LOOP;
+	PERFORM allma_create_flow(jsonb_build_object('id', 'bench20', 'startStepInstanceId', 's1',
+												 'steps', steps));
+END $$;
+
+-- (c) a 3-step flow
+SELECT allma_create_flow('{"id": "lat3", "startStepInstanceId": "a", "steps": {
+  "a": {"stepType": "NO_OP", "defaultNextStepInstanceId": "b"},
+  "b": {"stepType": "DATA_TRANSFORMATION", "moduleIdentifier": "system/compose-object-from-input",
+        "inputMappings": {"x": "$.x"}, "defaultNextStepInstanceId": "c"},
+  "c": {"stepType": "END_FLOW"}}}');
+
+CREATE TABLE IF NOT EXISTS bench_latency (run int, ms double precision);
+
+CREATE OR REPLACE PROCEDURE bench_latency_run(run int, n int)
+LANGUAGE plpgsql AS $$
+DECLARE
+	e uuid;
+	t0 timestamptz;
+BEGIN
+	FOR i IN 1..n LOOP
+		t0 := clock_timestamp();
+		e := allma_start_flow('lat3', '{"x": 1}');
+		COMMIT;
+		IF allma_wait(e, '30 s') <> 'COMPLETED' THEN
+			RAISE EXCEPTION 'latency run: execution % did not complete', e;
+		END IF;
+		INSERT INTO bench_latency VALUES (run, extract(epoch FROM clock_timestamp() - t0) * 1000);
+		COMMIT;
+	END LOOP;
+END $$;
+
+-- throughput: start n executions in one transaction, wait for all of them
+CREATE OR REPLACE PROCEDURE bench_throughput_run(n int, INOUT seconds double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+	t0 timestamptz;
+	left_running bigint;
+BEGIN
+	DELETE FROM allma.step_executions;
+	DELETE FROM allma.executions;
+	COMMIT;
+	t0 := clock_timestamp();
+	PERFORM allma_start_flow('bench20', jsonb_build_object('n', g)) FROM generate_series(1, n) g;
+	COMMIT;
+	LOOP
+		SELECT count(*) INTO left_running FROM allma.executions WHERE status = 'RUNNING';
+		EXIT WHEN left_running = 0;
+		PERFORM pg_sleep(0.01);
+		COMMIT;
+	END LOOP;
+	seconds := extract(epoch FROM clock_timestamp() - t0);
+	IF (SELECT count(*) FROM allma.executions WHERE status <> 'COMPLETED') > 0 THEN
+		RAISE EXCEPTION 'throughput run: some executions failed';
+	END IF;
+END $$;
