@@ -1,6 +1,8 @@
 -- Allma JSONPaths (jsonpath-plus syntax) and dot paths: translation into
 -- PostgreSQL jsonpath, wrap:false evaluation, assignment, errors.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS allma;
+RESET client_min_messages;
 
 -- C entry points without a SQL function of their own (test-only)
 CREATE FUNCTION pg_temp.path_set(doc jsonb, path text, value jsonb) RETURNS jsonb
