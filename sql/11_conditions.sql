@@ -67,7 +67,8 @@ SELECT c, allma_eval_condition(c, :'ctx') AS result
   FROM (VALUES ('$.m == $.m2'), ('$.m === $.m2'), ('$.n < $.m'), ('$.n > $.m'),
 			   ('$.s5 == $.n'), ('$.s5 === $.n'), ('$.missing == $.other_missing'),
 			   ('$.missing == $.nul'), ('$.missing === $.nul'), ('$.m >= $.missing'),
-			   ('$.two[0] == $.one[0]')) v(c);
+			   ('$.two[0] == $.one[0]'), ('$.tags.length > 2'), ('$.arr.length == 0'),
+			   ('$.two.length === $.two[1]'), ('$.s.length == 3')) v(c);
 
 --
 -- && binds tighter than ||; "||" and "&&" inside quotes or brackets are
