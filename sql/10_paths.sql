@@ -49,7 +49,7 @@ SELECT p, allma_path_query(d, p) AS allma, jsonb_path_query_array(d, allma_jsonp
 \set doc '{"a":{"b":[10,20,{"c":"x"}],"x y":1,"a-b":2,"0":"zero","it''s":"q","":"empty"},"list":[{"x":1,"y":"a","t":""},{"x":5,"y":"a","t":"s"},{"x":3,"y":"b","t":0},{"x":9,"t":[]}],"o":{"p":{"x":1},"q":{"x":7}},"x":"top","é":{"日本":true},"n":null,"arr":[[1,2],[3]],"idx":1,"key":"x y","keys":{"k":"p"},"len":{"length":"own"},"emoji":"日本😀"}'
 SELECT p, allma_path_query(:'doc', p) AS result
   FROM (VALUES ('$.a.b'), ('$.a.b[2].c'), ('$.a.b[0]'), ('$.a.b.0'), ('$.a.b[-1]'),
-			   ('$.a.b[-3]'), ('$.a[''x y'']'), ('$.a["a-b"]'), ('$.a.a-b'),
+			   ('$.a.b[-3]'), ('$.a.b.[1]'), ('$.a[''x y'']'), ('$.a["a-b"]'), ('$.a.a-b'),
 			   ('$.a[''it\''s'']'), ('$.a[0]'), ('$.é.日本'), ('$.n'), ('$.x'),
 			   ('$.a.b[1:]'), ('$.a.b[0:1]'), ('$.list[*].x'), ('$.list.*.y'),
 			   ('$.o.*.x'), ('$.o[*]'), ('$..c'), ('$.list[1:3].x'), ('$.list[-2:].x'),

@@ -69,6 +69,7 @@
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/hsearch.h"
@@ -703,6 +704,7 @@ parse_dynamic(PathParser *ps, bool recursive)
 	PathParser	inner;
 	int			pos = parse_pos(ps);
 
+	check_stack_depth();
 	if (ps->is_dot)
 		return parse_fail(ps, "Dynamic segments are not allowed in dot paths (character %d).", pos);
 	if (recursive)
@@ -1014,6 +1016,9 @@ parse_segments(PathParser *ps)
 				ps->p++;
 				if (ps->p >= ps->end)
 					return parse_fail(ps, "The path ends with \".\".");
+				/* ".[" is read as "[", as jsonpath-plus does */
+				if (peek(ps) == '[')
+					continue;
 				if (!parse_dot_member(ps, false))
 					return false;
 			}
@@ -1149,6 +1154,7 @@ filter_primary(PathParser *ps, FilterKind *kind)
 {
 	char		c;
 
+	check_stack_depth();
 	skip_ws(ps);
 	c = peek(ps);
 
