@@ -837,7 +837,10 @@ parse_path_rest(Parser *P, Token *first, bool data)
 		lex_segment(P, &t);
 		if (t.kind != TK_ID)
 		{
-			parse_fail(P, t.start, "expected a name after a path separator");
+			if (t.kind == TK_INVALID)
+				parse_fail_token(P, &t);
+			else
+				parse_fail(P, t.start, "expected a name after a path separator");
 			return NULL;
 		}
 		segs = lappend(segs, t.text);
@@ -2148,13 +2151,16 @@ js_to_number(JsonbValue *v)
 		case jbvBool:
 			return v->val.boolean ? 1 : 0;
 		case jbvNumeric:
-			return DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+			return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
 													  NumericGetDatum(v->val.numeric)));
 		case jbvString:
 			s = v->val.string.val;
 			len = v->val.string.len;
 			while (len > 0 && is_space(*s))
-				s++, len--;
+			{
+				s++;
+				len--;
+			}
 			while (len > 0 && is_space(s[len - 1]))
 				len--;
 			if (len == 0)
@@ -2172,7 +2178,6 @@ js_to_number(JsonbValue *v)
 			}
 			if (strspn(s, "0123456789+-.eE") != len)
 				return get_float8_nan();
-			errno = 0;
 			d = strtod(s, &end);
 			if (*end != '\0')
 				return get_float8_nan();
@@ -2356,7 +2361,7 @@ static void render_program(Renderer *R, const Env *outer, TProgram *program,
 						   bool push, JsonbValue *ctx, DataFrame *data,
 						   JsonbValue **bpvalues, int nbpvalues);
 
-static void render_error(TCall *call, const char *fmt,...) pg_attribute_printf(2, 3);
+static void render_error(TCall *call, const char *fmt,...) pg_attribute_printf(2, 3) pg_attribute_noreturn();
 
 /* throw a render error about "call", with its position */
 static void
@@ -2415,7 +2420,7 @@ lookup_path(Renderer *R, const Env *env, TPath *path)
 	if (path->data)
 	{
 		DataFrame  *d = env->data;
-		const char *name = path->parts[0];
+		const char *name = path->nparts > 0 ? path->parts[0] : "";
 
 		for (i = 0; i < path->depth && d != NULL; i++)
 			d = d->parent;
@@ -2661,6 +2666,8 @@ call_helper(Renderer *R, const Env *env, TCall *call)
 	elog(ERROR, "unexpected template helper %d", (int) call->helper);
 	return NULL;
 }
+
+static void unknown_helper(TCall *call) pg_attribute_noreturn();
 
 static void
 unknown_helper(TCall *call)
@@ -3217,13 +3224,13 @@ allma_render_template(PG_FUNCTION_ARGS)
  * declare them (CREATE FUNCTION ... AS 'MODULE_PATHNAME', ...) to reach
  * allma_template_check and allma_template_render_value from SQL.
  *
- * allma_template_check_text(template text) RETURNS text: NULL when the
+ * allma_test_template_check(template text) RETURNS text: NULL when the
  * template parses, else the error message.
  */
-PG_FUNCTION_INFO_V1(allma_template_check_text);
+PG_FUNCTION_INFO_V1(allma_test_template_check);
 
 Datum
-allma_template_check_text(PG_FUNCTION_ARGS)
+allma_test_template_check(PG_FUNCTION_ARGS)
 {
 	char	   *tmpl = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *msg = NULL;
@@ -3234,14 +3241,14 @@ allma_template_check_text(PG_FUNCTION_ARGS)
 }
 
 /*
- * allma_template_render_jsonb(value jsonb, context jsonb) RETURNS jsonb:
+ * allma_test_render_value(value jsonb, context jsonb) RETURNS jsonb:
  * allma_template_render_value; the result says whether value came back as
  * the same pointer ({"same": true/false, "value": ...}).
  */
-PG_FUNCTION_INFO_V1(allma_template_render_jsonb);
+PG_FUNCTION_INFO_V1(allma_test_render_value);
 
 Datum
-allma_template_render_jsonb(PG_FUNCTION_ARGS)
+allma_test_render_value(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *value = PG_GETARG_JSONB_P(0);
 	Jsonb	   *ctx = PG_GETARG_JSONB_P(1);
