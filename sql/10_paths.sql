@@ -1,6 +1,8 @@
 -- Allma JSONPaths (jsonpath-plus syntax) and dot paths: translation into
 -- PostgreSQL jsonpath, wrap:false evaluation, assignment, errors.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS allma;
+RESET client_min_messages;
 
 -- C entry points without a SQL function of their own (test-only)
 CREATE FUNCTION pg_temp.path_set(doc jsonb, path text, value jsonb) RETURNS jsonb
@@ -44,10 +46,10 @@ SELECT p, allma_path_query(d, p) AS allma, jsonb_path_query_array(d, allma_jsonp
 -- Evaluation: wrap:false (no match -> NULL, one match -> the value,
 -- several -> an array).
 --
-\set doc '{"a":{"b":[10,20,{"c":"x"}],"x y":1,"a-b":2,"0":"zero","it''s":"q","":"empty"},"list":[{"x":1,"y":"a","t":""},{"x":5,"y":"a","t":"s"},{"x":3,"y":"b","t":0},{"x":9,"t":[]}],"o":{"p":{"x":1},"q":{"x":7}},"x":"top","é":{"日本":true},"n":null,"arr":[[1,2],[3]],"idx":1,"key":"x y","keys":{"k":"p"}}'
+\set doc '{"a":{"b":[10,20,{"c":"x"}],"x y":1,"a-b":2,"0":"zero","it''s":"q","":"empty"},"list":[{"x":1,"y":"a","t":""},{"x":5,"y":"a","t":"s"},{"x":3,"y":"b","t":0},{"x":9,"t":[]}],"o":{"p":{"x":1},"q":{"x":7}},"x":"top","é":{"日本":true},"n":null,"arr":[[1,2],[3]],"idx":1,"key":"x y","keys":{"k":"p"},"len":{"length":"own"},"emoji":"日本😀"}'
 SELECT p, allma_path_query(:'doc', p) AS result
   FROM (VALUES ('$.a.b'), ('$.a.b[2].c'), ('$.a.b[0]'), ('$.a.b.0'), ('$.a.b[-1]'),
-			   ('$.a.b[-3]'), ('$.a[''x y'']'), ('$.a["a-b"]'), ('$.a.a-b'),
+			   ('$.a.b[-3]'), ('$.a.b.[1]'), ('$.a[''x y'']'), ('$.a["a-b"]'), ('$.a.a-b'),
 			   ('$.a[''it\''s'']'), ('$.a[0]'), ('$.é.日本'), ('$.n'), ('$.x'),
 			   ('$.a.b[1:]'), ('$.a.b[0:1]'), ('$.list[*].x'), ('$.list.*.y'),
 			   ('$.o.*.x'), ('$.o[*]'), ('$..c'), ('$.list[1:3].x'), ('$.list[-2:].x'),
@@ -57,14 +59,18 @@ SELECT p, allma_path_query(:'doc', p) AS result
 			   ('$.list[?(@.y === "a" || @.x == 9)].x'),
 			   ('$.list[?(@.t)].x'), ('$.list[?(!@.t)].x'), ('$.list[?(@.x > $.idx)].x'),
 			   ('$.o[?(@.x > 2)]'), ('$.arr[*][0]'), ('$..[0]'),
-			   ('$.list[$.idx].x'), ('$.a[$.key]'), ('$.o[$.keys.k].x')) v(p);
+			   ('$.list[$.idx].x'), ('$.a[$.key]'), ('$.o[$.keys.k].x'),
+			   -- "length" of an array or a string, as in JavaScript
+			   ('$.list.length'), ('$.a.b.length'), ('$.x.length'), ('$.emoji.length'),
+			   ('$.len.length'), ('$.list[$.list.length]'), ('$.list[-1].t.length')) v(p);
 
 -- missing paths are NULL, whatever the reason
 SELECT p, allma_path_query(:'doc', p) AS result
   FROM (VALUES ('$.missing'), ('$.a.missing.deeper'), ('$.a.b[3]'), ('$.a.b[-4]'),
 			   ('$.x.y'), ('$.n.y'), ('$.a.b.c'), ('$.list.x'), ('$.list[?(@.x > 100)]'),
 			   ('$..nothing'), ('$.x[*]'), ('$.x[?(@ == 1)]'), ('$.o[5:]'),
-			   ('$.list[$.missing]'), ('$.list[$.o]')) v(p);
+			   ('$.list[$.missing]'), ('$.list[$.o]'), ('$.o.length'), ('$.idx.length'),
+			   ('$.x.length.more')) v(p);
 
 -- $ and $. are the whole document, scalars included
 SELECT allma_path_query('{"a":1}', '$') AS dollar, allma_path_query('{"a":1}', '$.') AS dollar_dot,

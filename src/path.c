@@ -23,7 +23,8 @@
  *   the common case in hot loops, so they are walked directly over the
  *   jsonb containers, with JavaScript's property rules: a numeric key
  *   indexes an array, an index names a key of an object, a negative
- *   index counts from the end of an array.
+ *   index counts from the end of an array, and "length" of an array or a
+ *   string is its length.
  *
  * - Other paths are translated into PostgreSQL jsonpath and evaluated by
  *   the core engine.  jsonpath-plus never unwraps arrays implicitly, its
@@ -68,6 +69,7 @@
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/hsearch.h"
@@ -702,6 +704,7 @@ parse_dynamic(PathParser *ps, bool recursive)
 	PathParser	inner;
 	int			pos = parse_pos(ps);
 
+	check_stack_depth();
 	if (ps->is_dot)
 		return parse_fail(ps, "Dynamic segments are not allowed in dot paths (character %d).", pos);
 	if (recursive)
@@ -1013,6 +1016,9 @@ parse_segments(PathParser *ps)
 				ps->p++;
 				if (ps->p >= ps->end)
 					return parse_fail(ps, "The path ends with \".\".");
+				/* ".[" is read as "[", as jsonpath-plus does */
+				if (peek(ps) == '[')
+					continue;
 				if (!parse_dot_member(ps, false))
 					return false;
 			}
@@ -1148,6 +1154,7 @@ filter_primary(PathParser *ps, FilterKind *kind)
 {
 	char		c;
 
+	check_stack_depth();
 	skip_ws(ps);
 	c = peek(ps);
 
@@ -1705,30 +1712,66 @@ resolve_segments(ParsedPath *pp, Jsonb *doc, const char **why)
 	return segs;
 }
 
+/* JavaScript's String.prototype.length: UTF-16 code units of UTF-8 text */
+static int
+js_string_length(const char *s, int len)
+{
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if ((c & 0xC0) != 0x80)
+			n += (c >= 0xF0) ? 2 : 1;
+	}
+	return n;
+}
+
 /*
  * walk_simple follows keys and indexes from the root of doc; NULL when a
- * step is missing.
+ * step is missing.  As in JavaScript, "length" of an array or a string is
+ * its length.
  */
 static Jsonb *
 walk_simple(Jsonb *doc, PathSeg *segs, int nsegs)
 {
 	JsonbValue *cur = NULL;		/* NULL: the root of doc */
+	JsonbValue	scalar;
 	int			i;
 
 	for (i = 0; i < nsegs; i++)
 	{
 		PathSeg    *seg = &segs[i];
-		JsonbContainer *jc;
+		JsonbContainer *jc = NULL;
+		JsonbValue *str = NULL;
 		int			idx;
 
 		if (cur == NULL)
-			jc = &doc->root;
+		{
+			if (!JB_ROOT_IS_SCALAR(doc))
+				jc = &doc->root;
+			else if (JsonbExtractScalar(&doc->root, &scalar))
+				str = &scalar;
+		}
 		else if (cur->type == jbvBinary)
 			jc = cur->val.binary.data;
 		else
-			return NULL;
-		if (JsonContainerIsScalar(jc))
-			return NULL;
+			str = cur;
+
+		if (jc == NULL)
+		{
+			/* a scalar: only a string's length is there */
+			if (str == NULL || str->type != jbvString ||
+				seg->kind != SEG_KEY || strcmp(seg->text, "length") != 0)
+				return NULL;
+			cur = palloc(sizeof(JsonbValue));
+			cur->type = jbvNumeric;
+			cur->val.numeric = int64_to_numeric(js_string_length(str->val.string.val,
+																 str->val.string.len));
+			continue;
+		}
 
 		if (JsonContainerIsArray(jc))
 		{
@@ -1736,6 +1779,13 @@ walk_simple(Jsonb *doc, PathSeg *segs, int nsegs)
 
 			if (seg->kind == SEG_INDEX)
 				idx = seg->index;
+			else if (strcmp(seg->text, "length") == 0)
+			{
+				cur = palloc(sizeof(JsonbValue));
+				cur->type = jbvNumeric;
+				cur->val.numeric = int64_to_numeric(size);
+				continue;
+			}
 			else if (!is_canonical_index(seg->text, seg->len, &idx))
 				return NULL;
 			if (idx < 0)
