@@ -29,7 +29,7 @@ for my $i (1 .. $nsteps)
 	push @steps, qq{"s$i": {"stepType": "DATA_SAVE", "moduleIdentifier": "system/sql-execute",
 		"customConfig": {"sql": "INSERT INTO effects VALUES (\$1::uuid, \$2)",
 		                 "parameters": ["\$.flow_variables.flowExecutionId", "s$i"]},
-		"delay": {"milliseconds": 20, "position": "after"}$next}};
+		"delay": {"milliseconds": 200, "position": "after"}$next}};
 }
 $node->safe_psql('postgres',
 	"SELECT allma_create_flow('{\"id\": \"crash\", \"startStepInstanceId\": \"s1\", \"steps\": {"
