@@ -76,6 +76,20 @@ for r in $(seq 1 "$RUNS"); do
 done
 SPS=$(printf '%s\n' "${sps_list[@]}" | median)
 
+echo "== (b1) the same with allma.max_chain_steps = 1 (one step per path per transaction)"
+"${PSQL[@]}" -c "ALTER SYSTEM SET allma.max_chain_steps = 1" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 1
+sps1_list=()
+for r in $(seq 1 "$RUNS"); do
+  secs=$("${PSQL[@]}" -c "CALL bench_throughput_run(1000, NULL)")
+  sps=$(awk -v s="$secs" 'BEGIN {printf "%.0f", 20000 / s}')
+  echo "   run $r: ${secs}s, $sps steps/s"
+  sps1_list+=("$sps")
+done
+SPS1=$(printf '%s\n' "${sps1_list[@]}" | median)
+"${PSQL[@]}" -c "ALTER SYSTEM RESET allma.max_chain_steps" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 1
+
 echo "== (c) latency: 3-step flow, single client, 300 executions per run"
 "${PSQL[@]}" -c "TRUNCATE bench_latency"
 for r in $(seq 1 "$RUNS"); do
@@ -86,6 +100,7 @@ P50=$("${PSQL[@]}" -c "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY 
 P99=$("${PSQL[@]}" -c "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY p99)::numeric, 2) FROM (SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99 FROM bench_latency GROUP BY run) r")
 
 RATIO=$(awk -v a="$SPS" -v b="$TPS" 'BEGIN {printf "%.2f", a / b}')
+RATIO1=$(awk -v a="$SPS1" -v b="$TPS" 'BEGIN {printf "%.2f", a / b}')
 CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 PGV=$("${PSQL[@]}" -c "SHOW server_version")
 GIT=$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -109,6 +124,8 @@ Produced by \`bench/run.sh\` (medians of $RUNS runs, all measured in one run on 
 | (a) baseline: pgbench -N, 4 clients, 2 threads, ${SECONDS_PGBENCH}s | $TPS tps (runs: ${tps_list[*]}) | |
 | (b) step throughput: 1,000 concurrent executions x 20 steps | $SPS steps/s (runs: ${sps_list[*]}) | |
 | (b)/(a) | $RATIO | >= 3 |
+| (b1) the same, allma.max_chain_steps = 1: every step of a path commits separately, batching only across executions | $SPS1 steps/s (runs: ${sps1_list[*]}) | |
+| (b1)/(a) | $RATIO1 | |
 | (c) start-to-completion latency, 3-step flow, single client: p50 | $P50 ms | <= 10 ms |
 | (c) p99 | $P99 ms | |
 MD
