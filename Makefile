@@ -39,3 +39,6 @@ EXTRA_CLEAN = tmp_check tmp_check_iso output_iso results regression.diffs regres
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# every object depends on every header of the extension (PGXS has no automatic dependencies)
+$(OBJS): $(wildcard $(srcdir)/src/*.h)

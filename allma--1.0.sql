@@ -84,7 +84,9 @@ CREATE TABLE allma.execution_paths (
 	path_id				bigint NOT NULL,
 	parent_path_id		bigint,
 	branch_id			text,
+	branch_ordinal		integer,
 	item_index			integer,
+	joining				boolean NOT NULL DEFAULT false,
 	status				text NOT NULL DEFAULT 'READY'
 		CHECK (status IN ('READY', 'INFLIGHT', 'WAITING', 'DONE', 'FAILED')),
 	step_instance_id	text,
@@ -102,7 +104,34 @@ CREATE INDEX execution_paths_ready_idx ON allma.execution_paths (due_at) WHERE s
 COMMENT ON TABLE allma.execution_paths IS
 	'Work queue and cursor: one row per live path of an execution (0 = main path)';
 
+CREATE INDEX execution_paths_parent_idx ON allma.execution_paths (execution_id, parent_path_id, status)
+	WHERE parent_path_id IS NOT NULL;
+
 CREATE SEQUENCE allma.path_id_seq;
+
+/*
+ * One row per running PARALLEL_FORK_MANAGER step.  Its branches are rows of
+ * execution_paths whose parent_path_id is fork_path_id; their context holds
+ * only what differs from base_context (the parent's context without the
+ * item list), so a wide fork does not copy the parent's data per branch.
+ * pending counts branches not finished; the transaction that brings it to
+ * zero makes the parent path runnable again to join.
+ */
+CREATE TABLE allma.forks (
+	execution_id		uuid NOT NULL REFERENCES allma.executions (execution_id) ON DELETE CASCADE,
+	fork_path_id		bigint NOT NULL,
+	step_instance_id	text NOT NULL,
+	base_context		jsonb NOT NULL,
+	total				integer NOT NULL,
+	pending				integer NOT NULL,
+	completed			integer NOT NULL DEFAULT 0,
+	failed				integer NOT NULL DEFAULT 0,
+	max_concurrency		integer NOT NULL DEFAULT 0,
+	started_at			timestamptz NOT NULL DEFAULT clock_timestamp(),
+	PRIMARY KEY (execution_id, fork_path_id)
+);
+COMMENT ON TABLE allma.forks IS
+	'Running parallel forks: branch counters and the context shared by their branches';
 
 /*
  * Execution history: one row per step attempt.  Status, attempt, timing and
@@ -168,9 +197,26 @@ SELECT pg_catalog.pg_extension_config_dump('allma.flow_versions', '');
 SELECT pg_catalog.pg_extension_config_dump('allma.executions', '');
 SELECT pg_catalog.pg_extension_config_dump('allma.execution_paths', '');
 SELECT pg_catalog.pg_extension_config_dump('allma.step_executions', '');
+SELECT pg_catalog.pg_extension_config_dump('allma.forks', '');
 SELECT pg_catalog.pg_extension_config_dump('allma.module_bindings', '');
 SELECT pg_catalog.pg_extension_config_dump('allma.retry_policies',
 	'WHERE policy_name NOT IN (''transient-infrastructure'', ''retryable-step'')');
+
+/* progress of running forks, visible while they run */
+CREATE VIEW allma.fork_progress AS
+SELECT f.execution_id, f.fork_path_id, f.step_instance_id, f.total,
+	   count(*) FILTER (WHERE p.status IN ('READY', 'INFLIGHT')) AS running,
+	   count(*) FILTER (WHERE p.status = 'WAITING') AS queued,
+	   f.completed, f.failed, f.started_at
+  FROM allma.forks f
+  JOIN allma.executions e ON e.execution_id = f.execution_id
+  LEFT JOIN allma.execution_paths p
+	ON p.execution_id = f.execution_id AND p.parent_path_id = f.fork_path_id
+ WHERE pg_catalog.pg_has_role(e.started_by, 'MEMBER')
+ GROUP BY f.execution_id, f.fork_path_id, f.step_instance_id, f.total,
+		  f.completed, f.failed, f.started_at;
+COMMENT ON VIEW allma.fork_progress IS
+	'Branches of each running parallel fork: total, running, queued (maxConcurrency), completed, failed';
 
 ------------------------------------------------------------------------------
 -- Visibility: everyone may read definitions; an execution and its history
@@ -180,6 +226,7 @@ SELECT pg_catalog.pg_extension_config_dump('allma.retry_policies',
 GRANT SELECT ON allma.flows, allma.flow_versions, allma.retry_policies,
 	allma.module_bindings TO PUBLIC;
 GRANT SELECT ON allma.executions, allma.step_executions TO PUBLIC;
+GRANT SELECT ON allma.fork_progress TO PUBLIC;
 
 ALTER TABLE allma.executions ENABLE ROW LEVEL SECURITY;
 CREATE POLICY executions_starter ON allma.executions FOR SELECT

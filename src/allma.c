@@ -39,6 +39,7 @@ int			allma_max_chain_steps = 16;
 int			allma_naptime_ms = 1000;
 double		allma_timer_scale = 1.0;
 int			allma_max_context_bytes = 16 * 1024 * 1024;
+int			allma_max_fork_branches = 200000;
 
 static ProcessUtility_hook_type prev_process_utility_hook = NULL;
 
@@ -114,6 +115,15 @@ define_gucs(void)
 							16 * 1024 * 1024, 1024, INT_MAX / 4,
 							PGC_SIGHUP,
 							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.max_fork_branches",
+							"Sets the most branches one PARALLEL_FORK_MANAGER step may start.",
+							"A wider fork fails with a PermanentStepError that catch rules can handle.",
+							&allma_max_fork_branches,
+							200000, 1, 10000000,
+							PGC_SIGHUP,
+							0,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("allma");

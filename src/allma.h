@@ -78,5 +78,6 @@ extern int	allma_max_chain_steps;
 extern int	allma_naptime_ms;
 extern double allma_timer_scale;
 extern int	allma_max_context_bytes;
+extern int	allma_max_fork_branches;
 
 #endif							/* ALLMA_H */

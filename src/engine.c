@@ -41,6 +41,8 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -65,6 +67,8 @@ typedef struct StepRun
 	AllmaStep  *step;
 	Jsonb	   *runtime;		/* built on first use */
 	const char *default_error_name;
+	MemoryContext pathcxt;		/* outlives the step: fork specs go here */
+	bool		forked;			/* the step started a fork */
 
 	/* results */
 	Jsonb	   *input;
@@ -189,9 +193,14 @@ build_input(StepRun *run)
 		{
 			char	   *key = lfirst(lc);
 			char	   *path = allma_jsonb_get_cstring(step->input_mappings, key);
+			char	   *why;
 			Jsonb	   *v;
 
-			if (path == NULL)
+			/*
+			 * Like Allma, a source that is not a usable JSONPath (validation
+			 * warned about it) yields nothing instead of failing the step.
+			 */
+			if (path == NULL || !allma_path_check(path, &why))
 				continue;
 			v = lookup_context(run, path);
 			if (v != NULL)
@@ -326,6 +335,366 @@ lambda_payload(StepRun *run, const char *key)
 	return payload;
 }
 
+
+/* ----------------------------------------------------------------
+ * PARALLEL_FORK_MANAGER
+ *
+ * Starting: every item at itemsPath times every branch template whose
+ * condition holds becomes an AllmaBranchSpec; store.c inserts them as
+ * paths of this execution and the parent path waits.  Joining: when the
+ * last branch finishes, the parent is claimed again with joining set and
+ * aggregate() builds the step's output from the branch rows with SQL, so
+ * the worker never holds every branch result at once.
+ * ----------------------------------------------------------------
+ */
+
+static Jsonb *
+aggregation_config(AllmaStep *step)
+{
+	Jsonb	   *agg = allma_jsonb_get(step->def, "aggregationConfig");
+
+	return allma_jsonb_is_object(agg) ? agg : allma_jsonb_empty_object();
+}
+
+static const char *
+aggregation_strategy(Jsonb *agg)
+{
+	char	   *strategy = allma_jsonb_get_cstring(agg, "strategy");
+
+	return strategy ? strategy : "COLLECT_ARRAY";
+}
+
+static Jsonb *
+aggregated_output(Jsonb *data)
+{
+	return allma_jsonb_set_key(NULL, "aggregatedData", data);
+}
+
+static Jsonb *
+empty_aggregate(Jsonb *agg)
+{
+	const char *strategy = aggregation_strategy(agg);
+
+	if (strcmp(strategy, "MERGE_OBJECTS") == 0)
+		return aggregated_output(allma_jsonb_empty_object());
+	if (strcmp(strategy, "SUM") == 0)
+		return aggregated_output(allma_jsonb_int(0));
+	if (strcmp(strategy, "NONE") == 0)
+	{
+		Jsonb	   *out = aggregated_output(allma_jsonb_null());
+
+		out = allma_jsonb_set_key(out, "aggregationSkipped", allma_jsonb_bool(true));
+		out = allma_jsonb_set_key(out, "branchCount", allma_jsonb_int(0));
+		return allma_jsonb_set_key(out, "failedBranchCount", allma_jsonb_int(0));
+	}
+	return aggregated_output(allma_jsonb_empty_array());
+}
+
+/* the branch's overlay: {currentItem} plus its inputMappings and literals */
+static Jsonb *
+branch_overlay(StepRun *run, Jsonb *branch, Jsonb *item, Jsonb *item_ctx)
+{
+	Jsonb	   *overlay = allma_jsonb_set_key(NULL, "currentItem", item);
+	Jsonb	   *mappings = allma_jsonb_get(branch, "inputMappings");
+	Jsonb	   *literals = allma_jsonb_get(branch, "literals");
+	ListCell   *lc;
+
+	if (allma_jsonb_is_object(mappings))
+	{
+		List	   *keys = allma_jsonb_object_keys(mappings);
+
+		foreach(lc, keys)
+		{
+			char	   *key = lfirst(lc);
+			char	   *path = allma_jsonb_get_cstring(mappings, key);
+			Jsonb	   *v = path ? allma_path_get(item_ctx, path) : NULL;
+
+			if (v != NULL)
+				overlay = allma_dotpath_set(overlay, key, v);
+		}
+	}
+	if (allma_jsonb_is_object(literals))
+	{
+		Jsonb	   *rendered = allma_template_render_value(literals, item_ctx);
+		List	   *keys = allma_jsonb_object_keys(rendered);
+
+		foreach(lc, keys)
+		{
+			char	   *key = lfirst(lc);
+
+			overlay = allma_dotpath_set(overlay, key, allma_jsonb_get(rendered, key));
+		}
+	}
+	return overlay;
+}
+
+static void
+add_branch(AllmaForkSpec *spec, const char *branch_id, int ordinal, int item_index,
+		   const char *step_id, Jsonb *overlay)
+{
+	AllmaBranchSpec *b;
+
+	if (spec->nbranches == spec->capacity)
+	{
+		spec->capacity *= 2;
+		spec->branches = repalloc_huge(spec->branches,
+									   sizeof(AllmaBranchSpec) * spec->capacity);
+	}
+	b = &spec->branches[spec->nbranches++];
+	b->branch_id = pstrdup(branch_id);
+	b->ordinal = ordinal;
+	b->item_index = item_index;
+	b->step_id = pstrdup(step_id);
+	b->overlay = (Jsonb *) palloc(VARSIZE(overlay));
+	memcpy(b->overlay, overlay, VARSIZE(overlay));
+}
+
+/*
+ * start_fork plans the branches of a fork.  Returns the step's output when
+ * there is nothing to run (no item or no matching branch), else NULL with
+ * run->forked set and the spec in run->ps->fork.
+ */
+static Jsonb *
+start_fork(StepRun *run)
+{
+	AllmaStep  *step = run->step;
+	Jsonb	   *agg = aggregation_config(step);
+	char	   *items_path = allma_jsonb_get_cstring(step->def, "itemsPath");
+	Jsonb	   *items = items_path ? allma_path_get(run->ps->context, items_path) : NULL;
+	List	   *item_list;
+	List	   *templates = allma_jsonb_array_elements(allma_jsonb_get(step->def, "parallelBranches"));
+	Jsonb	   *base = run->ps->context;
+	double		max_concurrency = 0;
+	AllmaForkSpec *spec;
+	MemoryContext oldcxt;
+	MemoryContext itemcxt;
+	int			item_index = 0;
+	ListCell   *lc;
+	JsonbValue	v;
+
+	if (items == NULL || (allma_jsonb_scalar(items, &v) && v.type == jbvNull))
+		item_list = NIL;
+	else if (allma_jsonb_is_array(items))
+		item_list = allma_jsonb_array_elements(items);
+	else
+		item_list = list_make1(items);	/* Allma: a non-array is one item */
+
+	if ((int64) list_length(item_list) * list_length(templates) > allma_max_fork_branches)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("fork step \"%s\" would start up to %lld branches, more than allma.max_fork_branches (%d)",
+						step->id, (long long) list_length(item_list) * list_length(templates),
+						allma_max_fork_branches),
+				 errhint("Split the work, or raise allma.max_fork_branches.")));
+
+	/* the item list is not copied into the branches' shared context */
+	if (items_path != NULL && strncmp(items_path, "$.", 2) == 0 &&
+		strpbrk(items_path + 2, ".[*?'\" ") == NULL)
+		base = allma_jsonb_delete_key(base, items_path + 2);
+
+	(void) allma_jsonb_get_number(agg, "maxConcurrency", &max_concurrency);
+
+	oldcxt = MemoryContextSwitchTo(run->pathcxt);
+	spec = palloc0(sizeof(AllmaForkSpec));
+	spec->step_id = pstrdup(step->id);
+	spec->base = (Jsonb *) palloc(VARSIZE(base));
+	memcpy(spec->base, base, VARSIZE(base));
+	spec->max_concurrency = (int32) Max(max_concurrency, 0);
+	spec->capacity = 64;
+	spec->branches = palloc(sizeof(AllmaBranchSpec) * spec->capacity);
+	MemoryContextSwitchTo(oldcxt);
+
+	itemcxt = AllocSetContextCreate(CurrentMemoryContext, "allma fork item",
+									ALLOCSET_DEFAULT_SIZES);
+	foreach(lc, item_list)
+	{
+		Jsonb	   *item = lfirst(lc);
+		Jsonb	   *item_ctx;
+		ListCell   *lc2;
+		int			ordinal = 0;
+
+		oldcxt = MemoryContextSwitchTo(itemcxt);
+		item_ctx = allma_jsonb_set_key(base, "currentItem", item);
+		foreach(lc2, templates)
+		{
+			Jsonb	   *branch = lfirst(lc2);
+			char	   *cond = allma_jsonb_get_cstring(branch, "condition");
+			char	   *branch_id = allma_jsonb_get_cstring(branch, "branchId");
+			char	   *first = allma_jsonb_get_cstring(branch, "stepInstanceId");
+
+			if (first != NULL && (cond == NULL || allma_condition_eval(cond, item_ctx)))
+			{
+				Jsonb	   *overlay = branch_overlay(run, branch, item, item_ctx);
+
+				MemoryContextSwitchTo(run->pathcxt);
+				add_branch(spec, branch_id ? branch_id : first, ordinal, item_index,
+						   first, overlay);
+				MemoryContextSwitchTo(itemcxt);
+			}
+			ordinal++;
+		}
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(itemcxt);
+		item_index++;
+	}
+	MemoryContextDelete(itemcxt);
+
+	if (spec->nbranches == 0)
+		return empty_aggregate(agg);
+
+	run->forked = true;
+	run->ps->fork = spec;
+	return NULL;
+}
+
+static Jsonb *
+spi_jsonb(const char *sql, AllmaPathState *ps, Jsonb *arg3)
+{
+	Oid			types[3] = {UUIDOID, INT8OID, JSONBOID};
+	Datum		values[3];
+	bool		isnull;
+	Datum		d;
+	Jsonb	   *result = NULL;
+	MemoryContext outer = CurrentMemoryContext;
+
+	values[0] = UUIDPGetDatum(&ps->execution_id);
+	values[1] = Int64GetDatum(ps->path_id);
+	values[2] = arg3 ? JsonbPGetDatum(arg3) : (Datum) 0;
+	SPI_connect();
+	if (SPI_execute_with_args(sql, arg3 ? 3 : 2, types, values, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "allma: fork aggregation query failed");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+	{
+		MemoryContext spicxt = MemoryContextSwitchTo(outer);
+
+		result = DatumGetJsonbPCopy(d);
+		MemoryContextSwitchTo(spicxt);
+	}
+	SPI_finish();
+	return result;
+}
+
+#define BRANCHES_OF_FORK \
+	" FROM allma.execution_paths WHERE execution_id = $1 AND parent_path_id = $2"
+
+/*
+ * aggregate joins a finished fork: counts, failure policy, then the
+ * strategy's aggregate, all computed by SQL over the branch rows.
+ */
+static Jsonb *
+aggregate(StepRun *run)
+{
+	AllmaPathState *ps = run->ps;
+	Jsonb	   *agg = aggregation_config(run->step);
+	const char *strategy = aggregation_strategy(agg);
+	Jsonb	   *counts;
+	double		total = 0,
+				failed = 0,
+				pct = -1,
+				tolerated_count = -1;
+	bool		fail_on_error = true;
+	bool		tolerated;
+	Jsonb	   *data;
+
+	ps->joined = true;
+	counts = spi_jsonb("SELECT jsonb_build_object('total', count(*), "
+					   "'failed', count(*) FILTER (WHERE status = 'FAILED'))"
+					   BRANCHES_OF_FORK, ps, NULL);
+	(void) allma_jsonb_get_number(counts, "total", &total);
+	(void) allma_jsonb_get_number(counts, "failed", &failed);
+	(void) allma_jsonb_get_bool(agg, "failOnBranchError", &fail_on_error);
+	(void) allma_jsonb_get_number(agg, "toleratedFailurePercentage", &pct);
+	(void) allma_jsonb_get_number(agg, "toleratedFailureCount", &tolerated_count);
+
+	tolerated = failed == 0 || !fail_on_error ||
+		(pct >= 0 && failed * 100.0 <= pct * total) ||
+		(tolerated_count >= 0 && failed <= tolerated_count);
+
+	if (!tolerated)
+	{
+		Jsonb	   *errors = spi_jsonb("SELECT jsonb_agg(jsonb_build_object('branchId', branch_id, "
+									   "'itemIndex', item_index, 'error', error) ORDER BY item_index, branch_ordinal) "
+									   "FROM (SELECT * " BRANCHES_OF_FORK " AND status = 'FAILED' "
+									   "ORDER BY item_index, branch_ordinal LIMIT 100) f", ps, NULL);
+		Jsonb	   *first = allma_jsonb_get(allma_jsonb_array_element(errors, 0), "error");
+		Jsonb	   *details = allma_jsonb_set_key(NULL, "branchErrors", errors);
+		Jsonb	   *detail;
+
+		details = allma_jsonb_set_key(details, "branchCount", allma_jsonb_int((int64) total));
+		details = allma_jsonb_set_key(details, "failedBranchCount", allma_jsonb_int((int64) failed));
+		detail = allma_jsonb_set_key(NULL, "errorName", allma_jsonb_string(ALLMA_ERR_PARALLEL));
+		detail = allma_jsonb_set_key(detail, "errorDetails", details);
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_PERMANENT_STEP_ERROR),
+				 errmsg("One or more parallel branches failed. First error: %s",
+						first ? allma_jsonb_to_display_text(allma_jsonb_get(first, "errorMessage")) : "unknown"),
+				 errdetail_internal("%s", allma_jsonb_to_cstring(detail))));
+	}
+
+	if (strcmp(strategy, "NONE") == 0)
+	{
+		Jsonb	   *out = aggregated_output(allma_jsonb_null());
+
+		out = allma_jsonb_set_key(out, "aggregationSkipped", allma_jsonb_bool(true));
+		out = allma_jsonb_set_key(out, "branchCount", allma_jsonb_int((int64) total));
+		return allma_jsonb_set_key(out, "failedBranchCount", allma_jsonb_int((int64) failed));
+	}
+	if (strcmp(strategy, "SUM") == 0)
+		data = spi_jsonb("SELECT to_jsonb(coalesce(sum((result #>> '{}')::numeric) "
+						 "FILTER (WHERE jsonb_typeof(result) = 'number'), 0))"
+						 BRANCHES_OF_FORK " AND status = 'DONE'", ps, NULL);
+	else if (strcmp(strategy, "MERGE_OBJECTS") == 0)
+	{
+		data = spi_jsonb("SELECT coalesce(jsonb_object_agg(e.key, e.value ORDER BY p.item_index, p.branch_ordinal), '{}') "
+						 "FROM allma.execution_paths p, jsonb_each(p.result) e "
+						 "WHERE p.execution_id = $1 AND p.parent_path_id = $2 AND p.status = 'DONE' "
+						 "AND jsonb_typeof(p.result) = 'object'", ps, NULL);
+		if (failed > 0)
+			data = allma_jsonb_set_key(data, "_branchErrors",
+									   spi_jsonb("SELECT jsonb_agg(jsonb_build_object('branchId', branch_id, "
+												 "'error', error) ORDER BY item_index, branch_ordinal)"
+												 BRANCHES_OF_FORK " AND status = 'FAILED'", ps, NULL));
+	}
+	else
+		/* COLLECT_ARRAY (and CUSTOM_MODULE, which Allma never implemented) */
+		data = spi_jsonb("SELECT coalesce(jsonb_agg(CASE WHEN status = 'DONE' THEN result "
+						 "ELSE jsonb_build_object('branchId', branch_id, 'error', error) END "
+						 "ORDER BY item_index, branch_ordinal), '[]')"
+						 BRANCHES_OF_FORK, ps, NULL);
+	return aggregated_output(data ? data : allma_jsonb_null());
+}
+
+/*
+ * branch_result: what a finished branch contributes: its context's
+ * "output" key (Allma), or else its last step's output, reduced by the
+ * fork's aggregationConfig.dataPath.
+ */
+static Jsonb *
+branch_result(AllmaPathState *ps)
+{
+	Jsonb	   *result = allma_jsonb_get(ps->context, "output");
+	AllmaStep  *fork = allma_flow_step(ps->flow, ps->fork_step_id);
+	char	   *data_path;
+
+	if (result == NULL)
+		result = ps->last_output ? ps->last_output : allma_jsonb_null();
+	if (fork == NULL)
+		return result;
+	data_path = allma_jsonb_get_cstring(aggregation_config(fork), "dataPath");
+	if (data_path != NULL && strcmp(data_path, "$") != 0 && strcmp(data_path, "$.") != 0 &&
+		strcmp(data_path, "$.output") != 0)
+	{
+		Jsonb	   *v = allma_path_get(result, data_path);
+
+		if (v == NULL && strncmp(data_path, "$.output", 8) == 0)
+			v = allma_path_get(allma_jsonb_set_key(NULL, "output", result), data_path);
+		result = v ? v : allma_jsonb_null();
+	}
+	return result;
+}
+
 static Jsonb *
 dispatch(StepRun *run)
 {
@@ -372,6 +741,11 @@ dispatch(StepRun *run)
 				return invoke_binding(run, key, lambda_payload(run, key),
 									  ALLMA_ERR_TRANSIENT);
 			}
+
+		case ALLMA_STEP_PARALLEL_FORK_MANAGER:
+			if (run->ps->joining)
+				return aggregate(run);
+			return start_fork(run);
 
 		case ALLMA_STEP_OTHER:
 			break;
@@ -525,6 +899,8 @@ attempt_step(StepRun *run)
 {
 	build_input(run);
 	run->output = dispatch(run);
+	if (run->forked)
+		return;
 	if (run->output == NULL)
 		run->output = allma_jsonb_null();
 	if (run->step->required_fields != NULL)
@@ -632,7 +1008,7 @@ fail_path(AllmaPathState *ps, Jsonb *error)
  * caller copies out what must survive.
  */
 static AllmaStepRecord *
-run_step(AllmaPathState *ps, AllmaStep *step)
+run_step(AllmaPathState *ps, AllmaStep *step, MemoryContext pathcxt)
 {
 	StepRun		run;
 	ErrorData  *edata;
@@ -643,6 +1019,7 @@ run_step(AllmaPathState *ps, AllmaStep *step)
 	run.ps = ps;
 	run.step = step;
 	run.default_error_name = ALLMA_ERR_PERMANENT;
+	run.pathcxt = pathcxt;
 
 	rec->seq = ++ps->seq;
 	rec->step_id = step->id;
@@ -655,9 +1032,22 @@ run_step(AllmaPathState *ps, AllmaStep *step)
 	rec->ended_at = now;
 	rec->input = run.input;
 
+	/* a join attempt ends the fork whatever its outcome */
+	if (ps->joining)
+		ps->joining = false;
+
+	if (edata == NULL && run.forked)
+	{
+		/* the branches start when this pass commits; the step is recorded at the join */
+		ps->seq--;
+		ps->waiting = true;
+		return NULL;
+	}
+
 	if (edata == NULL)
 	{
 		rec->status = "COMPLETED";
+		ps->last_output = run.output;
 		rec->output = run.output;
 		rec->next_step = run.next_step;
 		ps->context = run.context;
@@ -714,6 +1104,7 @@ run_step(AllmaPathState *ps, AllmaStep *step)
 			{
 				rec->status = "COMPLETED";
 				rec->output = error;
+				ps->last_output = error;
 				rec->next_step = run.next_step;
 				rec->details = allma_jsonb_set_key(NULL, "continuedOnFailure", allma_jsonb_bool(true));
 				ps->context = run.context;
@@ -767,7 +1158,7 @@ allma_engine_advance(AllmaPathState *ps, int max_steps)
 	MemoryContext stepcxt = AllocSetContextCreate(pathcxt, "allma step",
 												  ALLOCSET_DEFAULT_SIZES);
 
-	while (!ps->ended && ps->steps_run < max_steps)
+	while (!ps->ended && !ps->waiting && ps->steps_run < max_steps)
 	{
 		AllmaStep  *step = allma_flow_step(ps->flow, ps->step_id);
 		AllmaStepRecord *rec;
@@ -788,10 +1179,12 @@ allma_engine_advance(AllmaPathState *ps, int max_steps)
 		}
 
 		MemoryContextSwitchTo(stepcxt);
-		rec = run_step(ps, step);
+		rec = run_step(ps, step, pathcxt);
 		MemoryContextSwitchTo(pathcxt);
 
-		ps->records = lappend(ps->records, copy_record(rec, ps->logs));
+		if (rec != NULL)
+			ps->records = lappend(ps->records, copy_record(rec, ps->logs));
+		ps->last_output = copy_jsonb(ps->last_output);
 		if (ps->context != context_before)
 			ps->context = copy_jsonb(ps->context);
 		if (ps->transition_counts != counts_before)
@@ -799,6 +1192,8 @@ allma_engine_advance(AllmaPathState *ps, int max_steps)
 		ps->error = copy_jsonb(ps->error);
 		ps->step_id = copy_str(ps->step_id);
 		ps->steps_run++;
+		if (ps->ended && ps->is_branch && !ps->failed)
+			ps->result = branch_result(ps);
 		MemoryContextReset(stepcxt);
 
 		/* chain only into steps that are due now */

@@ -36,6 +36,27 @@ typedef struct AllmaStepRecord
 	TimestampTz ended_at;
 } AllmaStepRecord;
 
+/* a branch to create: one item x one matching branch template */
+typedef struct AllmaBranchSpec
+{
+	char	   *branch_id;
+	int32		ordinal;		/* index in parallelBranches */
+	int32		item_index;
+	char	   *step_id;		/* the branch's first step */
+	Jsonb	   *overlay;		/* {currentItem, mapped inputs} over the base */
+} AllmaBranchSpec;
+
+/* a fork started by a path's PARALLEL_FORK_MANAGER step */
+typedef struct AllmaForkSpec
+{
+	char	   *step_id;
+	Jsonb	   *base;			/* context shared by every branch */
+	int32		max_concurrency;	/* 0 = unlimited */
+	int			nbranches;
+	int			capacity;
+	AllmaBranchSpec *branches;
+} AllmaForkSpec;
+
 /* an execution path claimed by a worker, and what happened to it */
 typedef struct AllmaPathState
 {
@@ -56,7 +77,21 @@ typedef struct AllmaPathState
 	Jsonb	   *context;
 	Jsonb	   *transition_counts;
 
+	/* parallel branches */
+	bool		is_branch;		/* a parallel branch (else the main path) */
+	int64		parent_path_id; /* the forking path, for branches */
+	int32		item_index;
+	int32		branch_ordinal;
+	char	   *fork_step_id;	/* the parent's fork step (branches only) */
+	Jsonb	   *base_context;	/* the fork's shared context (branches only) */
+	bool		joining;		/* claimed to join its finished fork */
+	Jsonb	   *last_output;	/* output of the last completed step */
+
 	/* outcome */
+	bool		waiting;		/* started a fork: waits for its branches */
+	AllmaForkSpec *fork;		/* the fork to create, when waiting */
+	bool		joined;			/* joined a fork: its rows are to be deleted */
+	Jsonb	   *result;			/* a finished branch's result */
 	bool		ended;
 	bool		failed;
 	Jsonb	   *error;			/* Allma error object when failed */

@@ -24,6 +24,7 @@ typedef enum AllmaStepType
 	ALLMA_STEP_DATA_TRANSFORMATION,
 	ALLMA_STEP_EMAIL_START_POINT,
 	ALLMA_STEP_SCHEDULE_START_POINT,
+	ALLMA_STEP_PARALLEL_FORK_MANAGER,
 	ALLMA_STEP_OTHER			/* known to Allma, not run by this version */
 } AllmaStepType;
 

@@ -29,6 +29,7 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -45,6 +46,14 @@ static SPIPlanPtr delete_paths_plan = NULL;
 static SPIPlanPtr finish_executions_plan = NULL;
 static SPIPlanPtr insert_history_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
+static SPIPlanPtr insert_forks_plan = NULL;
+static SPIPlanPtr insert_branches_plan = NULL;
+static SPIPlanPtr finish_branches_plan = NULL;
+static SPIPlanPtr lock_forks_plan = NULL;
+static SPIPlanPtr count_forks_plan = NULL;
+static SPIPlanPtr wake_parents_plan = NULL;
+static SPIPlanPtr release_branches_plan = NULL;
+static SPIPlanPtr delete_forks_plan = NULL;
 
 static SPIPlanPtr
 prepare(const char *sql, int nargs, Oid *types)
@@ -62,7 +71,9 @@ void
 allma_store_reset(void)
 {
 	SPIPlanPtr *plans[] = {&claim_plan, &update_paths_plan, &delete_paths_plan,
-	&finish_executions_plan, &insert_history_plan, &next_due_plan};
+	&finish_executions_plan, &insert_history_plan, &next_due_plan, &insert_forks_plan,
+		&insert_branches_plan, &finish_branches_plan, &lock_forks_plan, &count_forks_plan,
+	&wake_parents_plan, &release_branches_plan, &delete_forks_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
 	{
@@ -178,9 +189,14 @@ allma_store_claim(int limit)
 							 "SELECT p.execution_id, p.path_id, p.branch_id, p.step_instance_id, "
 							 "       p.attempt, p.seq, p.context, p.transition_counts, p.due_at, "
 							 "       e.flow_id, e.flow_version, e.started_by, "
-							 "       e.enable_execution_logs, e.started_at "
+							 "       e.enable_execution_logs, e.started_at, "
+							 "       coalesce(p.parent_path_id, -1), coalesce(p.item_index, 0), "
+							 "       coalesce(p.branch_ordinal, 0), p.joining, "
+							 "       f.step_instance_id, f.base_context "
 							 "FROM allma.execution_paths p "
 							 "JOIN allma.executions e ON e.execution_id = p.execution_id "
+							 "LEFT JOIN allma.forks f ON f.execution_id = p.execution_id "
+							 "     AND f.fork_path_id = p.parent_path_id "
 							 "WHERE p.status = 'READY' AND p.due_at <= clock_timestamp() "
 							 "ORDER BY p.due_at "
 							 "LIMIT $1 "
@@ -216,6 +232,22 @@ allma_store_claim(int limit)
 		ps->run_as = DatumGetObjectId(SPI_getbinval(tup, desc, 12, &isnull));
 		ps->logs = DatumGetBool(SPI_getbinval(tup, desc, 13, &isnull));
 		ps->execution_started_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 14, &isnull));
+		ps->parent_path_id = DatumGetInt64(SPI_getbinval(tup, desc, 15, &isnull));
+		ps->is_branch = ps->parent_path_id >= 0;
+		ps->item_index = DatumGetInt32(SPI_getbinval(tup, desc, 16, &isnull));
+		ps->branch_ordinal = DatumGetInt32(SPI_getbinval(tup, desc, 17, &isnull));
+		ps->joining = DatumGetBool(SPI_getbinval(tup, desc, 18, &isnull));
+		ps->fork_step_id = SPI_getvalue(tup, desc, 19);
+		{
+			Datum		base = SPI_getbinval(tup, desc, 20, &isnull);
+
+			if (!isnull)
+			{
+				/* a branch: its row holds only what differs from the fork's base */
+				ps->base_context = DatumGetJsonbPCopy(base);
+				ps->context = allma_jsonb_concat(ps->base_context, ps->context);
+			}
+		}
 		MemoryContextSwitchTo(oldcxt);
 
 		paths = lappend(paths, ps);
@@ -251,6 +283,34 @@ execute_plan(SPIPlanPtr plan, Datum *args, int expected)
 		elog(ERROR, "allma batch write failed: %s", SPI_result_code_string(rc));
 }
 
+/*
+ * overlay_of: what a branch stores: the keys of its context whose value
+ * differs from the fork's base context.
+ */
+static Jsonb *
+overlay_of(AllmaPathState *ps)
+{
+	Jsonb	   *overlay = allma_jsonb_empty_object();
+	List	   *keys;
+	ListCell   *lc;
+
+	if (ps->base_context == NULL)
+		return ps->context;
+	keys = allma_jsonb_object_keys(ps->context);
+	foreach(lc, keys)
+	{
+		char	   *key = lfirst(lc);
+		Jsonb	   *mine = allma_jsonb_get(ps->context, key);
+		Jsonb	   *base = allma_jsonb_get(ps->base_context, key);
+
+		if (base == NULL ||
+			!DatumGetBool(DirectFunctionCall2(jsonb_eq, JsonbPGetDatum(mine),
+											  JsonbPGetDatum(base))))
+			overlay = allma_jsonb_set_key(overlay, key, mine);
+	}
+	return overlay;
+}
+
 static void
 save_paths(List *paths)
 {
@@ -262,7 +322,8 @@ save_paths(List *paths)
 				seq,
 				due,
 				ctx,
-				counts;
+				counts,
+				status;
 	Column		de,
 				dp;
 	ListCell   *lc;
@@ -275,6 +336,7 @@ save_paths(List *paths)
 	col_init(&due, TIMESTAMPTZOID, n);
 	col_init(&ctx, JSONBOID, n);
 	col_init(&counts, JSONBOID, n);
+	col_init(&status, TEXTOID, n);
 	col_init(&de, UUIDOID, n);
 	col_init(&dp, INT8OID, n);
 
@@ -284,8 +346,12 @@ save_paths(List *paths)
 
 		if (ps->ended)
 		{
-			col_add(&de, UUIDPGetDatum(&ps->execution_id), false);
-			col_add(&dp, Int64GetDatum(ps->path_id), false);
+			/* finished branches stay until their fork joins (save_branches) */
+			if (!ps->is_branch)
+			{
+				col_add(&de, UUIDPGetDatum(&ps->execution_id), false);
+				col_add(&dp, Int64GetDatum(ps->path_id), false);
+			}
 			continue;
 		}
 		col_add(&e, UUIDPGetDatum(&ps->execution_id), false);
@@ -294,26 +360,29 @@ save_paths(List *paths)
 		col_add(&attempt, Int32GetDatum(ps->attempt), false);
 		col_add(&seq, Int32GetDatum(ps->seq), false);
 		col_add(&due, TimestampTzGetDatum(ps->due_at), false);
-		col_add_jsonb(&ctx, ps->context);
+		col_add_jsonb(&ctx, overlay_of(ps));
 		col_add_jsonb(&counts, ps->transition_counts);
+		col_add_text(&status, ps->waiting ? "WAITING" : "READY");
 	}
 
 	if (e.n > 0)
 	{
-		Datum		args[8];
+		Datum		args[9];
 
 		if (update_paths_plan == NULL)
 		{
-			Oid			types[8] = {UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
-			INT4ARRAYOID, TIMESTAMPTZARRAYOID, JSONBARRAYOID, JSONBARRAYOID};
+			Oid			types[9] = {UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+				INT4ARRAYOID, TIMESTAMPTZARRAYOID, JSONBARRAYOID, JSONBARRAYOID,
+			TEXTARRAYOID};
 
 			update_paths_plan = prepare(
 										"UPDATE allma.execution_paths p "
 										"SET step_instance_id = u.step, attempt = u.attempt, seq = u.seq, "
-										"    due_at = u.due, context = u.ctx, transition_counts = u.counts "
-										"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) "
-										"     AS u(e, p, step, attempt, seq, due, ctx, counts) "
-										"WHERE p.execution_id = u.e AND p.path_id = u.p", 8, types);
+										"    due_at = u.due, context = u.ctx, transition_counts = u.counts, "
+										"    status = u.status, joining = false "
+										"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+										"     AS u(e, p, step, attempt, seq, due, ctx, counts, status) "
+										"WHERE p.execution_id = u.e AND p.path_id = u.p", 9, types);
 		}
 		args[0] = col_array(&e);
 		args[1] = col_array(&p);
@@ -323,6 +392,7 @@ save_paths(List *paths)
 		args[5] = col_array(&due);
 		args[6] = col_array(&ctx);
 		args[7] = col_array(&counts);
+		args[8] = col_array(&status);
 		execute_plan(update_paths_plan, args, SPI_OK_UPDATE);
 	}
 
@@ -343,6 +413,385 @@ save_paths(List *paths)
 		args[1] = col_array(&dp);
 		execute_plan(delete_paths_plan, args, SPI_OK_DELETE);
 	}
+}
+
+/*
+ * save_new_forks inserts the fork rows and the branch paths of every fork
+ * started in this batch.  Branches beyond maxConcurrency start WAITING.
+ */
+static void
+save_new_forks(List *paths)
+{
+	ListCell   *lc;
+	int			nforks = 0;
+	int			nbranches = 0;
+	Column		fe,
+				fp,
+				fstep,
+				fbase,
+				ftotal,
+				fmax;
+	Column		be,
+				bparent,
+				bid,
+				bord,
+				bitem,
+				bstatus,
+				bstep,
+				bctx;
+	Datum		args[8];
+
+	foreach(lc, paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+
+		if (ps->waiting && ps->fork != NULL)
+		{
+			nforks++;
+			nbranches += ps->fork->nbranches;
+		}
+	}
+	if (nforks == 0)
+		return;
+
+	col_init(&fe, UUIDOID, nforks);
+	col_init(&fp, INT8OID, nforks);
+	col_init(&fstep, TEXTOID, nforks);
+	col_init(&fbase, JSONBOID, nforks);
+	col_init(&ftotal, INT4OID, nforks);
+	col_init(&fmax, INT4OID, nforks);
+	col_init(&be, UUIDOID, nbranches);
+	col_init(&bparent, INT8OID, nbranches);
+	col_init(&bid, TEXTOID, nbranches);
+	col_init(&bord, INT4OID, nbranches);
+	col_init(&bitem, INT4OID, nbranches);
+	col_init(&bstatus, TEXTOID, nbranches);
+	col_init(&bstep, TEXTOID, nbranches);
+	col_init(&bctx, JSONBOID, nbranches);
+
+	foreach(lc, paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+		AllmaForkSpec *f = ps->fork;
+
+		if (!ps->waiting || f == NULL)
+			continue;
+		col_add(&fe, UUIDPGetDatum(&ps->execution_id), false);
+		col_add(&fp, Int64GetDatum(ps->path_id), false);
+		col_add_text(&fstep, f->step_id);
+		col_add_jsonb(&fbase, f->base);
+		col_add(&ftotal, Int32GetDatum(f->nbranches), false);
+		col_add(&fmax, Int32GetDatum(f->max_concurrency), false);
+		for (int i = 0; i < f->nbranches; i++)
+		{
+			AllmaBranchSpec *b = &f->branches[i];
+			bool		queued = f->max_concurrency > 0 && i >= f->max_concurrency;
+
+			col_add(&be, UUIDPGetDatum(&ps->execution_id), false);
+			col_add(&bparent, Int64GetDatum(ps->path_id), false);
+			col_add_text(&bid, b->branch_id);
+			col_add(&bord, Int32GetDatum(b->ordinal), false);
+			col_add(&bitem, Int32GetDatum(b->item_index), false);
+			col_add_text(&bstatus, queued ? "WAITING" : "READY");
+			col_add_text(&bstep, b->step_id);
+			col_add_jsonb(&bctx, b->overlay);
+		}
+	}
+
+	if (insert_forks_plan == NULL)
+	{
+		Oid			types[6] = {UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
+		INT4ARRAYOID, INT4ARRAYOID};
+
+		insert_forks_plan = prepare(
+									"INSERT INTO allma.forks (execution_id, fork_path_id, step_instance_id, "
+									"  base_context, total, pending, max_concurrency) "
+									"SELECT e, p, step, base, total, total, maxc "
+									"FROM unnest($1, $2, $3, $4, $5, $6) AS u(e, p, step, base, total, maxc)",
+									6, types);
+	}
+	args[0] = col_array(&fe);
+	args[1] = col_array(&fp);
+	args[2] = col_array(&fstep);
+	args[3] = col_array(&fbase);
+	args[4] = col_array(&ftotal);
+	args[5] = col_array(&fmax);
+	execute_plan(insert_forks_plan, args, SPI_OK_INSERT);
+
+	if (insert_branches_plan == NULL)
+	{
+		Oid			types[8] = {UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+		INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID};
+
+		insert_branches_plan = prepare(
+									   "INSERT INTO allma.execution_paths (execution_id, path_id, parent_path_id, "
+									   "  branch_id, branch_ordinal, item_index, status, step_instance_id, context) "
+									   "SELECT e, nextval('allma.path_id_seq'), parent, bid, ord, item, st, step, ctx "
+									   "FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) "
+									   "     AS u(e, parent, bid, ord, item, st, step, ctx)", 8, types);
+	}
+	args[0] = col_array(&be);
+	args[1] = col_array(&bparent);
+	args[2] = col_array(&bid);
+	args[3] = col_array(&bord);
+	args[4] = col_array(&bitem);
+	args[5] = col_array(&bstatus);
+	args[6] = col_array(&bstep);
+	args[7] = col_array(&bctx);
+	execute_plan(insert_branches_plan, args, SPI_OK_INSERT);
+}
+
+typedef struct ForkTally
+{
+	pg_uuid_t	execution_id;
+	int64		fork_path_id;
+	int			ok;
+	int			bad;
+} ForkTally;
+
+/*
+ * save_branches records finished branches, counts them against their
+ * forks, releases queued branches (maxConcurrency) and makes a parent whose
+ * last branch just finished runnable again, to join.  The fork rows are
+ * locked in a fixed order first, so that concurrent workers neither
+ * deadlock nor both see the count reach zero: exactly one transaction
+ * triggers each join.
+ */
+static void
+save_branches(List *paths)
+{
+	ListCell   *lc;
+	List	   *tallies = NIL;
+	int			nended = 0;
+	Column		e,
+				p,
+				status,
+				result,
+				error;
+	Column		te,
+				tp,
+				tok,
+				tbad;
+	Datum		args[5];
+	Column		we,
+				wp;
+
+	foreach(lc, paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+
+		if (ps->ended && ps->is_branch)
+			nended++;
+	}
+	if (nended == 0)
+		return;
+
+	col_init(&e, UUIDOID, nended);
+	col_init(&p, INT8OID, nended);
+	col_init(&status, TEXTOID, nended);
+	col_init(&result, JSONBOID, nended);
+	col_init(&error, JSONBOID, nended);
+
+	foreach(lc, paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+		ForkTally  *t = NULL;
+		ListCell   *lc2;
+
+		if (!ps->ended || !ps->is_branch)
+			continue;
+		col_add(&e, UUIDPGetDatum(&ps->execution_id), false);
+		col_add(&p, Int64GetDatum(ps->path_id), false);
+		col_add_text(&status, ps->failed ? "FAILED" : "DONE");
+		col_add_jsonb(&result, ps->failed ? NULL : (ps->result ? ps->result : allma_jsonb_null()));
+		col_add_jsonb(&error, ps->failed ? ps->error : NULL);
+
+		foreach(lc2, tallies)
+		{
+			ForkTally  *x = lfirst(lc2);
+
+			if (x->fork_path_id == ps->parent_path_id &&
+				memcmp(&x->execution_id, &ps->execution_id, sizeof(pg_uuid_t)) == 0)
+				t = x;
+		}
+		if (t == NULL)
+		{
+			t = palloc0(sizeof(ForkTally));
+			t->execution_id = ps->execution_id;
+			t->fork_path_id = ps->parent_path_id;
+			tallies = lappend(tallies, t);
+		}
+		if (ps->failed)
+			t->bad++;
+		else
+			t->ok++;
+	}
+
+	if (finish_branches_plan == NULL)
+	{
+		Oid			types[5] = {UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
+		JSONBARRAYOID};
+
+		finish_branches_plan = prepare(
+									   "UPDATE allma.execution_paths p "
+									   "SET status = u.status, result = u.result, error = u.error, "
+									   "    step_instance_id = NULL, context = '{}' "
+									   "FROM unnest($1, $2, $3, $4, $5) AS u(e, p, status, result, error) "
+									   "WHERE p.execution_id = u.e AND p.path_id = u.p", 5, types);
+	}
+	args[0] = col_array(&e);
+	args[1] = col_array(&p);
+	args[2] = col_array(&status);
+	args[3] = col_array(&result);
+	args[4] = col_array(&error);
+	execute_plan(finish_branches_plan, args, SPI_OK_UPDATE);
+
+	col_init(&te, UUIDOID, list_length(tallies));
+	col_init(&tp, INT8OID, list_length(tallies));
+	col_init(&tok, INT4OID, list_length(tallies));
+	col_init(&tbad, INT4OID, list_length(tallies));
+	foreach(lc, tallies)
+	{
+		ForkTally  *t = lfirst(lc);
+
+		col_add(&te, UUIDPGetDatum(&t->execution_id), false);
+		col_add(&tp, Int64GetDatum(t->fork_path_id), false);
+		col_add(&tok, Int32GetDatum(t->ok), false);
+		col_add(&tbad, Int32GetDatum(t->bad), false);
+	}
+	args[0] = col_array(&te);
+	args[1] = col_array(&tp);
+	args[2] = col_array(&tok);
+	args[3] = col_array(&tbad);
+
+	if (lock_forks_plan == NULL)
+	{
+		Oid			types[2] = {UUIDARRAYOID, INT8ARRAYOID};
+
+		lock_forks_plan = prepare(
+								  "SELECT 1 FROM allma.forks f, unnest($1, $2) AS u(e, p) "
+								  "WHERE f.execution_id = u.e AND f.fork_path_id = u.p "
+								  "ORDER BY f.execution_id, f.fork_path_id FOR UPDATE OF f", 2, types);
+	}
+	execute_plan(lock_forks_plan, args, SPI_OK_SELECT);
+
+	if (count_forks_plan == NULL)
+	{
+		Oid			types[4] = {UUIDARRAYOID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID};
+
+		count_forks_plan = prepare(
+								   "UPDATE allma.forks f "
+								   "SET pending = f.pending - u.ok - u.bad, completed = f.completed + u.ok, "
+								   "    failed = f.failed + u.bad "
+								   "FROM unnest($1, $2, $3, $4) AS u(e, p, ok, bad) "
+								   "WHERE f.execution_id = u.e AND f.fork_path_id = u.p "
+								   "RETURNING f.execution_id, f.fork_path_id, f.pending, f.max_concurrency, "
+								   "          u.ok + u.bad", 4, types);
+	}
+	execute_plan(count_forks_plan, args, SPI_OK_UPDATE_RETURNING);
+
+	{
+		SPITupleTable *tuptable = SPI_tuptable;
+		uint64		nrows = SPI_processed;
+
+		col_init(&we, UUIDOID, (int) nrows);
+		col_init(&wp, INT8OID, (int) nrows);
+		for (uint64 i = 0; i < nrows; i++)
+		{
+			HeapTuple	tup = tuptable->vals[i];
+			TupleDesc	desc = tuptable->tupdesc;
+			bool		isnull;
+			Datum		exec = SPI_getbinval(tup, desc, 1, &isnull);
+			int64		fork = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+			int32		pending = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+			int32		maxc = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+			int32		finished = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+
+			if (pending <= 0)
+			{
+				pg_uuid_t  *copy = palloc(sizeof(pg_uuid_t));
+
+				memcpy(copy, DatumGetUUIDP(exec), sizeof(pg_uuid_t));
+				col_add(&we, UUIDPGetDatum(copy), false);
+				col_add(&wp, Int64GetDatum(fork), false);
+			}
+			else if (maxc > 0)
+			{
+				Datum		rargs[3];
+
+				if (release_branches_plan == NULL)
+				{
+					Oid			types[3] = {UUIDOID, INT8OID, INT4OID};
+
+					release_branches_plan = prepare(
+													"UPDATE allma.execution_paths SET status = 'READY', due_at = clock_timestamp() "
+													"WHERE (execution_id, path_id) IN ("
+													"  SELECT execution_id, path_id FROM allma.execution_paths "
+													"  WHERE execution_id = $1 AND parent_path_id = $2 AND status = 'WAITING' "
+													"  ORDER BY path_id LIMIT $3 FOR UPDATE SKIP LOCKED)", 3, types);
+				}
+				rargs[0] = exec;
+				rargs[1] = Int64GetDatum(fork);
+				rargs[2] = Int32GetDatum(finished);
+				execute_plan(release_branches_plan, rargs, SPI_OK_UPDATE);
+			}
+		}
+	}
+
+	if (we.n > 0)
+	{
+		if (wake_parents_plan == NULL)
+		{
+			Oid			types[2] = {UUIDARRAYOID, INT8ARRAYOID};
+
+			wake_parents_plan = prepare(
+										"UPDATE allma.execution_paths p "
+										"SET status = 'READY', joining = true, due_at = clock_timestamp() "
+										"FROM unnest($1, $2) AS u(e, p) "
+										"WHERE p.execution_id = u.e AND p.path_id = u.p", 2, types);
+		}
+		args[0] = col_array(&we);
+		args[1] = col_array(&wp);
+		execute_plan(wake_parents_plan, args, SPI_OK_UPDATE);
+	}
+}
+
+/* save_joined_forks deletes the branches and fork row of every joined fork */
+static void
+save_joined_forks(List *paths)
+{
+	ListCell   *lc;
+	Column		e,
+				p;
+	Datum		args[2];
+
+	col_init(&e, UUIDOID, list_length(paths));
+	col_init(&p, INT8OID, list_length(paths));
+	foreach(lc, paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+
+		if (!ps->joined)
+			continue;
+		col_add(&e, UUIDPGetDatum(&ps->execution_id), false);
+		col_add(&p, Int64GetDatum(ps->path_id), false);
+	}
+	if (e.n == 0)
+		return;
+	if (delete_forks_plan == NULL)
+	{
+		Oid			types[2] = {UUIDARRAYOID, INT8ARRAYOID};
+
+		delete_forks_plan = prepare(
+									"WITH u AS (SELECT * FROM unnest($1, $2) AS u(e, p)), "
+									"branches AS (DELETE FROM allma.execution_paths x USING u "
+									"  WHERE x.execution_id = u.e AND x.parent_path_id = u.p) "
+									"DELETE FROM allma.forks f USING u "
+									"WHERE f.execution_id = u.e AND f.fork_path_id = u.p", 2, types);
+	}
+	args[0] = col_array(&e);
+	args[1] = col_array(&p);
+	execute_plan(delete_forks_plan, args, SPI_OK_DELETE);
 }
 
 static int
@@ -525,7 +974,10 @@ allma_store_save(List *paths)
 	if (paths == NIL)
 		return 0;
 	save_history(paths);
+	save_joined_forks(paths);
+	save_new_forks(paths);
 	save_paths(paths);
+	save_branches(paths);
 	return save_terminal_executions(paths);
 }
 
