@@ -1,6 +1,8 @@
 -- allma_validate_flow: every rule of src/validate.c, each error with its
 -- SQLSTATE, message, detail and hint.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS allma;
+RESET client_min_messages;
 
 -- check() runs the validator and prints "ok" or "SQLSTATE: message" plus the
 -- DETAIL and HINT lines (the same fields \set VERBOSITY verbose shows, without

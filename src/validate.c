@@ -62,6 +62,7 @@
 
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -747,6 +748,7 @@ check_template(Checker *ck, const char *field, const char *s)
 static void
 check_templates_in(Checker *ck, const char *field, JsonbValue *v)
 {
+	check_stack_depth();
 	if (v->type == jbvString)
 		check_template(ck, field, string_value(v));
 	else if (v->type == jbvBinary)
