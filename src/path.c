@@ -1,9 +1,59 @@
 /*-------------------------------------------------------------------------
  *
  * path.c
- *	  Allma JSONPaths and dot paths.
+ *	  Allma JSONPaths (jsonpath-plus syntax) and dot paths.
  *
- * PLACEHOLDER: replaced by the real implementation.
+ * Allma flows address data with jsonpath-plus paths ("$.a.b[0]", "$['k']",
+ * "$..x", "$.a[*]", "$.a[?(@.x > 1)]", "$.a[-1:]") and name places inside
+ * a step input with dot paths ("a.b[0].c", "a['x y']").  This file owns
+ * both languages: their parser, the translation of JSONPaths into
+ * PostgreSQL's jsonpath language, evaluation, and assignment.
+ *
+ * Design notes:
+ *
+ * - Each path is parsed once and kept in a bounded cache (PathCache, in
+ *   its own memory context under TopMemoryContext, emptied when it holds
+ *   PATH_CACHE_SIZE entries).  Nothing outside this file holds a pointer
+ *   into the cache, and no function here keeps one across a call that
+ *   could empty it.
+ *
+ * - A "simple" path is made only of keys, indexes and dynamic segments
+ *   ("[$.inner.path]", resolved against the document at run time and
+ *   substituted as a key or an index, as Allma does).  Simple paths are
+ *   the common case in hot loops, so they are walked directly over the
+ *   jsonb containers, with JavaScript's property rules: a numeric key
+ *   indexes an array, an index names a key of an object, a negative
+ *   index counts from the end of an array, and "length" of an array or a
+ *   string is its length.
+ *
+ * - Other paths are translated into PostgreSQL jsonpath and evaluated by
+ *   the core engine.  jsonpath-plus never unwraps arrays implicitly, its
+ *   wildcards and filters visit the children of objects and arrays alike,
+ *   and "$..x" visits each node once, while PostgreSQL's lax mode unwraps
+ *   arrays (so "lax $.**.x" reports an element of an array twice) and its
+ *   strict mode aborts the whole query on the first missing key.  The
+ *   translation therefore runs in strict mode under a leading ".**{0}":
+ *   inside an any-level accessor the engine ignores structural errors, so
+ *   a missing key or a type mismatch only drops that one branch, exactly
+ *   like jsonpath-plus.  Wildcards become ".**{1}" (all children of an
+ *   object or an array), "..x" becomes ".**.x", filters become
+ *   ".**{1} ? (...)".  Simple paths keep the plain lax form ("$."a"[0]")
+ *   when shown by allma_jsonpath(); for well-typed documents it selects
+ *   the same value as the direct walk.
+ *
+ * - Results follow jsonpath-plus' wrap:false: no match is NULL (absent),
+ *   one match is that value, several matches are an array of them.
+ *
+ * - Filters ("[?(...)]") accept the common subset of JavaScript that
+ *   flows use: @ and $ paths with keys and indexes, numbers, strings,
+ *   true/false/null, the comparisons == === != !== < <= > >=, && || !
+ *   and parentheses.  A bare path used as a condition tests JavaScript
+ *   truthiness.  Comparisons follow PostgreSQL's typed rules (a string is
+ *   never equal to a number), which is the one deliberate difference from
+ *   JavaScript's loose "==" inside filters.  Anything else is reported as
+ *   unsupported when the path is checked.
+ *
+ * Copyright (c) 2026, the allma authors
  *
  * IDENTIFICATION
  *	  src/path.c
@@ -12,19 +62,2088 @@
  */
 #include "postgres.h"
 
-#include "fmgr.h"
-#include "utils/builtins.h"
-#include "utils/jsonb.h"
+#include <ctype.h>
+#include <limits.h>
+#include <math.h>
 
+#include "common/hashfn.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/jsonpath.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+
+#include "jsonb_util.h"
 #include "path.h"
+
 PG_FUNCTION_INFO_V1(allma_path_query);
 PG_FUNCTION_INFO_V1(allma_jsonpath);
-Datum allma_path_query(PG_FUNCTION_ARGS) { elog(ERROR, "placeholder"); PG_RETURN_NULL(); }
-Datum allma_jsonpath(PG_FUNCTION_ARGS) { elog(ERROR, "placeholder"); PG_RETURN_NULL(); }
-bool allma_path_check(const char *path, char **errmsg) { return path[0] == 0x24; }
-bool allma_path_check_settable(const char *path, char **errmsg) { return path[0] == 0x24; }
-char *allma_path_to_pg(const char *path, char **errmsg) { return pstrdup(path); }
-Jsonb *allma_path_get(Jsonb *doc, const char *path) { return doc; }
-Jsonb *allma_path_set(Jsonb *doc, const char *path, Jsonb *value) { return value; }
-bool allma_dotpath_check(const char *dotpath, char **errmsg) { return true; }
-Jsonb *allma_dotpath_set(Jsonb *doc, const char *dotpath, Jsonb *value) { return value; }
+
+/* number of parsed paths kept before the cache is emptied */
+#define PATH_CACHE_SIZE 256
+
+/* largest index accepted in a path; keeps arithmetic far from overflow */
+#define PATH_MAX_INDEX 100000000
+
+/* the kinds of segment a simple path is made of */
+typedef enum PathSegKind
+{
+	SEG_KEY,					/* .name, ['name'] */
+	SEG_INDEX,					/* [n]; negative counts from the end */
+	SEG_DYNAMIC					/* [$.inner.path], resolved at run time */
+} PathSegKind;
+
+typedef struct PathSeg
+{
+	PathSegKind kind;
+	int			index;			/* SEG_INDEX */
+	char	   *text;			/* SEG_KEY: key; SEG_DYNAMIC: inner JSONPath */
+	int			len;			/* strlen(text) */
+} PathSeg;
+
+/* a parsed JSONPath or dot path */
+typedef struct ParsedPath
+{
+	char	   *source;			/* the text as given (the cache key) */
+	bool		is_dot;			/* a dot path, not a JSONPath */
+	bool		simple;			/* only keys, indexes and dynamic segments */
+	bool		settable;		/* simple and no negative index */
+	bool		dynamic;		/* has a dynamic segment */
+	int			nsegs;			/* segments, meaningful when simple */
+	PathSeg    *segs;
+	char	   *pgtext;			/* PostgreSQL jsonpath; NULL when dynamic */
+	JsonPath   *jsp;			/* pgtext compiled, when not simple */
+} ParsedPath;
+
+/* parser state */
+typedef struct PathParser
+{
+	const char *start;			/* the (trimmed) text */
+	const char *p;				/* cursor */
+	const char *end;
+	bool		is_dot;
+	StringInfoData pg;			/* translation after the leading "$" */
+	PathSeg    *segs;
+	int			nsegs;
+	int			maxsegs;
+	bool		simple;
+	bool		settable;
+	bool		dynamic;
+	char	   *err;			/* first error, a full sentence */
+} PathParser;
+
+/* what a piece of a translated filter is */
+typedef enum FilterKind
+{
+	FK_PRED,					/* a predicate (comparison, &&, !) */
+	FK_PRED_OR,					/* a predicate whose top operator is || */
+	FK_PATH,					/* an @ or $ path */
+	FK_LITERAL					/* a number, string, true, false or null */
+} FilterKind;
+
+typedef struct PathCacheEntry
+{
+	uint32		hash;			/* hash of the text (and kind): the key */
+	ParsedPath *pp;
+} PathCacheEntry;
+
+static MemoryContext PathCacheContext = NULL;
+static HTAB *PathCache = NULL;
+static int	PathCacheInserts = 0;
+
+static bool parse_segments(PathParser *ps);
+static char *filter_or(PathParser *ps, FilterKind *kind);
+static Jsonb *path_get_parsed(Jsonb *doc, ParsedPath *pp);
+
+
+/* ---------------------------------------------------------------------
+ * Small text helpers
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * parse_fail records the first error of a parse, as a full sentence, and
+ * returns false so that callers can "return parse_fail(...)".
+ */
+static bool
+parse_fail(PathParser *ps, const char *fmt,...)
+pg_attribute_printf(2, 3);
+
+static bool
+parse_fail(PathParser *ps, const char *fmt,...)
+{
+	StringInfoData buf;
+
+	if (ps->err != NULL)
+		return false;
+	initStringInfo(&buf);
+	for (;;)
+	{
+		va_list		args;
+		int			needed;
+
+		va_start(args, fmt);
+		needed = appendStringInfoVA(&buf, fmt, args);
+		va_end(args);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&buf, needed);
+	}
+	ps->err = buf.data;
+	return false;
+}
+
+/* 1-based character position of the cursor, for messages */
+static int
+parse_pos(PathParser *ps)
+{
+	return (int) (ps->p - ps->start) + 1;
+}
+
+static void
+skip_ws(PathParser *ps)
+{
+	while (ps->p < ps->end && isspace((unsigned char) *ps->p))
+		ps->p++;
+}
+
+/* the character under the cursor, or '\0' at the end */
+static char
+peek(PathParser *ps)
+{
+	return ps->p < ps->end ? *ps->p : '\0';
+}
+
+static char
+peek_at(PathParser *ps, int ahead)
+{
+	return ps->p + ahead < ps->end ? ps->p[ahead] : '\0';
+}
+
+/* a short quote of the text at the cursor, for messages */
+static char *
+near_text(PathParser *ps)
+{
+	int			len = (int) (ps->end - ps->p);
+
+	if (len == 0)
+		return pstrdup("end of path");
+	if (len > 20)
+		len = 20;
+	return psprintf("\"%.*s\"", len, ps->p);
+}
+
+/*
+ * append_pg_string appends s as a PostgreSQL jsonpath string literal:
+ * double quotes, with quote, backslash and control characters escaped.
+ */
+static void
+append_pg_string(StringInfo buf, const char *s, int len)
+{
+	int			i;
+
+	appendStringInfoChar(buf, '"');
+	for (i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c == '"' || c == '\\')
+		{
+			appendStringInfoChar(buf, '\\');
+			appendStringInfoChar(buf, c);
+		}
+		else if (c < 0x20)
+			appendStringInfo(buf, "\\u%04x", c);
+		else
+			appendStringInfoChar(buf, c);
+	}
+	appendStringInfoChar(buf, '"');
+}
+
+/* appends a Unicode code point as UTF-8 */
+static void
+append_utf8(StringInfo buf, uint32 cp)
+{
+	unsigned char tmp[4];
+	int			n;
+
+	if (cp < 0x80)
+	{
+		tmp[0] = cp;
+		n = 1;
+	}
+	else if (cp < 0x800)
+	{
+		tmp[0] = 0xC0 | (cp >> 6);
+		tmp[1] = 0x80 | (cp & 0x3F);
+		n = 2;
+	}
+	else if (cp < 0x10000)
+	{
+		tmp[0] = 0xE0 | (cp >> 12);
+		tmp[1] = 0x80 | ((cp >> 6) & 0x3F);
+		tmp[2] = 0x80 | (cp & 0x3F);
+		n = 3;
+	}
+	else
+	{
+		tmp[0] = 0xF0 | (cp >> 18);
+		tmp[1] = 0x80 | ((cp >> 12) & 0x3F);
+		tmp[2] = 0x80 | ((cp >> 6) & 0x3F);
+		tmp[3] = 0x80 | (cp & 0x3F);
+		n = 4;
+	}
+	appendBinaryStringInfo(buf, (char *) tmp, n);
+}
+
+/* reads n hex digits at s; -1 if they are not all hex digits */
+static int
+read_hex(const char *s, const char *end, int n)
+{
+	int			v = 0;
+	int			i;
+
+	if (end - s < n)
+		return -1;
+	for (i = 0; i < n; i++)
+	{
+		char		c = s[i];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v |= c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			v |= c - 'A' + 10;
+		else
+			return -1;
+	}
+	return v;
+}
+
+/*
+ * allma_js_string_literal decodes the JavaScript string literal at s (s[0]
+ * is ' or ").  Escapes: \\ \' \" \/ \b \f \n \r \t \v, \xHH, \uHHHH
+ * (surrogate pairs combine); any other escaped character stands for
+ * itself.  Returns the palloc'd text and sets *consumed to the number of
+ * bytes read, closing quote included.  NULL + *errmsg on an unterminated
+ * literal, a bad escape or a NUL character.  Never throws.
+ */
+char *
+allma_js_string_literal(const char *s, int *consumed, char **errmsg)
+{
+	StringInfoData buf;
+	const char *end = s + strlen(s);
+	const char *p = s + 1;
+	char		quote = s[0];
+
+	initStringInfo(&buf);
+	while (p < end && *p != quote)
+	{
+		if (*p != '\\')
+		{
+			appendStringInfoChar(&buf, *p++);
+			continue;
+		}
+		p++;
+		if (p >= end)
+			break;
+		switch (*p)
+		{
+			case 'b':
+				appendStringInfoChar(&buf, '\b');
+				p++;
+				break;
+			case 'f':
+				appendStringInfoChar(&buf, '\f');
+				p++;
+				break;
+			case 'n':
+				appendStringInfoChar(&buf, '\n');
+				p++;
+				break;
+			case 'r':
+				appendStringInfoChar(&buf, '\r');
+				p++;
+				break;
+			case 't':
+				appendStringInfoChar(&buf, '\t');
+				p++;
+				break;
+			case 'v':
+				appendStringInfoChar(&buf, '\v');
+				p++;
+				break;
+			case 'x':
+			case 'u':
+				{
+					int			n = (*p == 'x') ? 2 : 4;
+					int			cp = read_hex(p + 1, end, n);
+
+					if (cp < 0)
+					{
+						if (errmsg)
+							*errmsg = psprintf("Invalid \"\\%c\" escape in string literal %s.",
+											   *p, s);
+						return NULL;
+					}
+					p += 1 + n;
+					if (cp >= 0xD800 && cp <= 0xDBFF && p + 1 < end &&
+						p[0] == '\\' && p[1] == 'u')
+					{
+						int			lo = read_hex(p + 2, end, 4);
+
+						if (lo >= 0xDC00 && lo <= 0xDFFF)
+						{
+							cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+							p += 6;
+						}
+					}
+					if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF))
+					{
+						if (errmsg)
+							*errmsg = psprintf("String literal %s contains a NUL character or a lone surrogate.",
+											   s);
+						return NULL;
+					}
+					append_utf8(&buf, (uint32) cp);
+					break;
+				}
+			default:
+				appendStringInfoChar(&buf, *p++);
+				break;
+		}
+	}
+	if (p >= end)
+	{
+		if (errmsg)
+			*errmsg = psprintf("Unterminated string literal %s.", s);
+		return NULL;
+	}
+	*consumed = (int) (p + 1 - s);
+	return buf.data;
+}
+
+/*
+ * allma_jsonpath_parse compiles PostgreSQL jsonpath text.  On a syntax
+ * error (or an invalid literal or regular expression) it returns NULL and
+ * sets *errmsg to the parser's message.  Other errors (out of memory,
+ * cancellation) propagate.  The jsonpath parser holds no resources but
+ * memory, so catching its error without a subtransaction is safe.
+ */
+JsonPath *
+allma_jsonpath_parse(const char *text, char **errmsg)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	JsonPath   *volatile result = NULL;
+
+	PG_TRY();
+	{
+		result = DatumGetJsonPathP(DirectFunctionCall1(jsonpath_in,
+													   CStringGetDatum(text)));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		int			category;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		category = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+		if (category != ERRCODE_SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION &&
+			category != ERRCODE_DATA_EXCEPTION)
+			PG_RE_THROW();
+		FlushErrorState();
+		if (errmsg)
+			*errmsg = pstrdup(edata->message);
+		FreeErrorData(edata);
+		result = NULL;
+	}
+	PG_END_TRY();
+
+	return result;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Parser
+ * ---------------------------------------------------------------------
+ */
+
+static void
+add_seg(PathParser *ps, PathSegKind kind, int index, const char *text, int len)
+{
+	PathSeg    *seg;
+
+	if (ps->nsegs == ps->maxsegs)
+	{
+		ps->maxsegs = ps->maxsegs ? ps->maxsegs * 2 : 8;
+		if (ps->segs == NULL)
+			ps->segs = palloc(ps->maxsegs * sizeof(PathSeg));
+		else
+			ps->segs = repalloc(ps->segs, ps->maxsegs * sizeof(PathSeg));
+	}
+	seg = &ps->segs[ps->nsegs++];
+	seg->kind = kind;
+	seg->index = index;
+	seg->text = text ? pnstrdup(text, len) : NULL;
+	seg->len = text ? len : 0;
+}
+
+/* emits a key segment; recursive means it follows ".." */
+static void
+emit_key(PathParser *ps, const char *key, int len, bool recursive)
+{
+	if (recursive)
+	{
+		appendStringInfoString(&ps->pg, ".**.");
+		ps->simple = false;
+	}
+	else
+	{
+		appendStringInfoChar(&ps->pg, '.');
+		add_seg(ps, SEG_KEY, 0, key, len);
+	}
+	append_pg_string(&ps->pg, key, len);
+}
+
+/* appends a PostgreSQL subscript for index n (negative: from the end) */
+static void
+append_subscript(StringInfo buf, int n)
+{
+	if (n >= 0)
+		appendStringInfo(buf, "%d", n);
+	else if (n == -1)
+		appendStringInfoString(buf, "last");
+	else
+		appendStringInfo(buf, "last-%d", -n - 1);
+}
+
+static void
+emit_index(PathParser *ps, int n, bool recursive)
+{
+	if (recursive)
+	{
+		appendStringInfoString(&ps->pg, ".**");
+		ps->simple = false;
+	}
+	else
+	{
+		add_seg(ps, SEG_INDEX, n, NULL, 0);
+		if (n < 0)
+			ps->settable = false;
+	}
+	appendStringInfoChar(&ps->pg, '[');
+	append_subscript(&ps->pg, n);
+	appendStringInfoChar(&ps->pg, ']');
+}
+
+/* true when [s, s+len) is a canonical non-negative integer */
+static bool
+is_canonical_index(const char *s, int len, int *out)
+{
+	int			i;
+	int64		v = 0;
+
+	if (len <= 0 || len > 9 || (len > 1 && s[0] == '0'))
+		return false;
+	for (i = 0; i < len; i++)
+	{
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (v > PATH_MAX_INDEX)
+		return false;
+	if (out)
+		*out = (int) v;
+	return true;
+}
+
+/*
+ * parse_int reads an optionally signed integer at the cursor.  Returns
+ * false (without error) when there is no digit; sets an error when the
+ * number is too large.
+ */
+static bool
+parse_int(PathParser *ps, int *out, bool *present)
+{
+	bool		neg = false;
+	int64		v = 0;
+	const char *save = ps->p;
+
+	*present = false;
+	if (peek(ps) == '-' || peek(ps) == '+')
+	{
+		neg = (peek(ps) == '-');
+		ps->p++;
+	}
+	if (!isdigit((unsigned char) peek(ps)))
+	{
+		ps->p = save;
+		return true;
+	}
+	while (isdigit((unsigned char) peek(ps)))
+	{
+		v = v * 10 + (*ps->p++ - '0');
+		if (v > PATH_MAX_INDEX)
+			return parse_fail(ps, "Index at character %d is too large.",
+							  (int) (save - ps->start) + 1);
+	}
+	*out = neg ? (int) -v : (int) v;
+	*present = true;
+	return true;
+}
+
+static bool
+expect_char(PathParser *ps, char c, const char *what)
+{
+	skip_ws(ps);
+	if (peek(ps) != c)
+		return parse_fail(ps, "Expected \"%c\" %s at character %d, found %s.",
+						  c, what, parse_pos(ps), near_text(ps));
+	ps->p++;
+	return true;
+}
+
+/*
+ * parse_quoted reads a quoted string at the cursor into *out and *outlen.
+ */
+static bool
+parse_quoted(PathParser *ps, char **out, int *outlen)
+{
+	char	   *text = pnstrdup(ps->p, ps->end - ps->p);
+	char	   *msg = NULL;
+	int			consumed = 0;
+	char	   *val;
+
+	val = allma_js_string_literal(text, &consumed, &msg);
+	if (val == NULL)
+		return parse_fail(ps, "%s", msg);
+	ps->p += consumed;
+	*out = val;
+	*outlen = strlen(val);
+	return true;
+}
+
+/*
+ * check_key rejects keys that are jsonpath-plus features allma does not
+ * support (@property selectors, ~ property names, ^ parent, method calls).
+ */
+static bool
+check_key(PathParser *ps, const char *key, int len, int pos)
+{
+	if (len == 0)
+		return parse_fail(ps, "Empty key at character %d.", pos);
+	if (memchr(key, '\0', len) != NULL)
+		return parse_fail(ps, "Key at character %d contains a NUL character.", pos);
+	if (ps->is_dot)
+		return true;
+	if (key[0] == '@' || key[len - 1] == '~' || key[len - 1] == '^')
+		return parse_fail(ps, "The jsonpath-plus selector \"%.*s\" at character %d is not supported.",
+						  len, key, pos);
+	if (memchr(key, '(', len) != NULL || memchr(key, ')', len) != NULL)
+		return parse_fail(ps, "Method calls and script expressions such as \"%.*s\" (character %d) are not supported in Allma JSONPaths.",
+						  len, key, pos);
+	return true;
+}
+
+/*
+ * parse_dot_member parses what follows a "." (or starts a dot path): a
+ * key, a numeric index or, in JSONPaths, "*".
+ */
+static bool
+parse_dot_member(PathParser *ps, bool recursive)
+{
+	const char *kstart = ps->p;
+	int			pos = parse_pos(ps);
+	int			idx;
+
+	if (!ps->is_dot && peek(ps) == '*' &&
+		(peek_at(ps, 1) == '\0' || peek_at(ps, 1) == '.' || peek_at(ps, 1) == '['))
+	{
+		ps->p++;
+		appendStringInfoString(&ps->pg, recursive ? ".**{1 to last}" : ".**{1}");
+		ps->simple = false;
+		return true;
+	}
+	while (ps->p < ps->end && *ps->p != '.' && *ps->p != '[' && *ps->p != ']')
+	{
+		if (!ps->is_dot && isspace((unsigned char) *ps->p))
+			return parse_fail(ps, "Whitespace in a key at character %d; write keys with spaces as ['a b'].",
+							  parse_pos(ps));
+		ps->p++;
+	}
+	if (peek(ps) == ']')
+		return parse_fail(ps, "Unexpected \"]\" at character %d.", parse_pos(ps));
+	if (!check_key(ps, kstart, (int) (ps->p - kstart), pos))
+		return false;
+	if (is_canonical_index(kstart, (int) (ps->p - kstart), &idx))
+		emit_index(ps, idx, recursive);
+	else
+		emit_key(ps, kstart, (int) (ps->p - kstart), recursive);
+	return true;
+}
+
+/*
+ * parse_dynamic parses "[$inner]" (cursor on "$"): the inner JSONPath is
+ * scanned to the matching "]", checked to be simple, and recorded.
+ */
+static bool
+parse_dynamic(PathParser *ps, bool recursive)
+{
+	const char *istart = ps->p;
+	int			depth = 0;
+	char		quote = '\0';
+	PathParser	inner;
+	int			pos = parse_pos(ps);
+
+	check_stack_depth();
+	if (ps->is_dot)
+		return parse_fail(ps, "Dynamic segments are not allowed in dot paths (character %d).", pos);
+	if (recursive)
+		return parse_fail(ps, "A dynamic segment cannot follow \"..\" (character %d).", pos);
+
+	for (; ps->p < ps->end; ps->p++)
+	{
+		char		c = *ps->p;
+
+		if (quote)
+		{
+			if (c == '\\')
+				ps->p++;
+			else if (c == quote)
+				quote = '\0';
+		}
+		else if (c == '\'' || c == '"')
+			quote = c;
+		else if (c == '[')
+			depth++;
+		else if (c == ']')
+		{
+			if (depth == 0)
+				break;
+			depth--;
+		}
+	}
+	if (ps->p >= ps->end)
+		return parse_fail(ps, "Unterminated dynamic segment at character %d.", pos);
+
+	memset(&inner, 0, sizeof(inner));
+	inner.start = istart;
+	inner.p = istart;
+	inner.end = ps->p;
+	while (inner.end > inner.start && isspace((unsigned char) inner.end[-1]))
+		inner.end--;
+	inner.simple = true;
+	inner.settable = true;
+	initStringInfo(&inner.pg);
+	if (!parse_segments(&inner))
+		return parse_fail(ps, "Invalid dynamic segment \"%.*s\": %s",
+						  (int) (inner.end - istart), istart, inner.err);
+	if (!inner.simple)
+		return parse_fail(ps, "The dynamic segment \"%.*s\" must be made of keys and indexes only.",
+						  (int) (inner.end - istart), istart);
+	ps->p++;					/* the closing "]" */
+	add_seg(ps, SEG_DYNAMIC, 0, istart, (int) (inner.end - istart));
+	ps->dynamic = true;
+	return true;
+}
+
+/*
+ * parse_bracket parses a "[...]" segment, cursor on "[".  recursive is set
+ * after "..".  Dot paths accept keys and non-negative indexes only.
+ */
+static bool
+parse_bracket(PathParser *ps, bool recursive)
+{
+	int			pos = parse_pos(ps);
+	int			a = 0;
+	bool		has_a;
+
+	ps->p++;
+	skip_ws(ps);
+
+	if (peek(ps) == '\'' || peek(ps) == '"')
+	{
+		char	   *key;
+		int			klen;
+
+		if (!parse_quoted(ps, &key, &klen))
+			return false;
+		skip_ws(ps);
+		if (peek(ps) == ',')
+			return parse_fail(ps, "Unions of keys (character %d) are not supported.", pos);
+		if (!expect_char(ps, ']', "after a quoted key"))
+			return false;
+		if (!check_key(ps, key, klen, pos))
+			return false;
+		emit_key(ps, key, klen, recursive);
+		return true;
+	}
+
+	if (ps->is_dot)
+	{
+		const char *kstart = ps->p;
+		const char *kend;
+		int			idx;
+
+		while (ps->p < ps->end && *ps->p != ']')
+			ps->p++;
+		if (ps->p >= ps->end)
+			return parse_fail(ps, "Unterminated \"[\" at character %d.", pos);
+		kend = ps->p;
+		while (kend > kstart && isspace((unsigned char) kend[-1]))
+			kend--;
+		ps->p++;
+		if (is_canonical_index(kstart, (int) (kend - kstart), &idx))
+			emit_index(ps, idx, false);
+		else
+		{
+			if (kend - kstart > 0 && (*kstart == '-' || isdigit((unsigned char) *kstart)))
+				return parse_fail(ps, "Invalid index \"%.*s\" at character %d; dot paths accept non-negative indexes only.",
+								  (int) (kend - kstart), kstart, pos);
+			if (!check_key(ps, kstart, (int) (kend - kstart), pos))
+				return false;
+			emit_key(ps, kstart, (int) (kend - kstart), false);
+		}
+		return true;
+	}
+
+	switch (peek(ps))
+	{
+		case '*':
+			ps->p++;
+			if (!expect_char(ps, ']', "after \"[*\""))
+				return false;
+			appendStringInfoString(&ps->pg, recursive ? ".**{1 to last}" : ".**{1}");
+			ps->simple = false;
+			return true;
+
+		case '?':
+			{
+				FilterKind	kind;
+				char	   *pred;
+
+				ps->p++;
+				pred = filter_or(ps, &kind);
+				if (pred == NULL)
+					return false;
+				if (kind == FK_LITERAL)
+					return parse_fail(ps, "The filter at character %d is a constant, not a condition.", pos);
+				if (!expect_char(ps, ']', "to close the filter"))
+					return false;
+				appendStringInfoString(&ps->pg, recursive ? ".**{1 to last} ? (" : ".**{1} ? (");
+				appendStringInfoString(&ps->pg, pred);
+				appendStringInfoChar(&ps->pg, ')');
+				ps->simple = false;
+				return true;
+			}
+
+		case '(':
+			return parse_fail(ps, "Script expressions \"[(...)]\" (character %d) are not supported; use a filter \"[?(...)]\" or an index.",
+							  pos);
+
+		case '$':
+			return parse_dynamic(ps, recursive);
+
+		default:
+			break;
+	}
+
+	if (!parse_int(ps, &a, &has_a))
+		return false;
+	skip_ws(ps);
+
+	if (peek(ps) == ':')
+	{
+		int			b = 0;
+		int			step = 1;
+		bool		has_b;
+		bool		has_step = false;
+
+		ps->p++;
+		skip_ws(ps);
+		if (!parse_int(ps, &b, &has_b))
+			return false;
+		skip_ws(ps);
+		if (peek(ps) == ':')
+		{
+			ps->p++;
+			skip_ws(ps);
+			if (!parse_int(ps, &step, &has_step))
+				return false;
+		}
+		if (has_step && step != 1)
+			return parse_fail(ps, "Slice steps other than 1 (character %d) are not supported.", pos);
+		if (!expect_char(ps, ']', "to close the slice"))
+			return false;
+
+		if (recursive)
+			appendStringInfoString(&ps->pg, ".**");
+		appendStringInfoChar(&ps->pg, '[');
+		append_subscript(&ps->pg, has_a ? a : 0);
+		appendStringInfoString(&ps->pg, " to ");
+		if (!has_b)
+			appendStringInfoString(&ps->pg, "last");
+		else if (b > 0)
+			appendStringInfo(&ps->pg, "%d", b - 1);
+		else if (b == 0)
+			appendStringInfoString(&ps->pg, "-1");
+		else
+			appendStringInfo(&ps->pg, "last-%d", -b);
+		appendStringInfoChar(&ps->pg, ']');
+		ps->simple = false;
+		return true;
+	}
+
+	if (has_a && peek(ps) == ',')
+	{
+		if (recursive)
+			appendStringInfoString(&ps->pg, ".**");
+		appendStringInfoChar(&ps->pg, '[');
+		append_subscript(&ps->pg, a);
+		while (peek(ps) == ',')
+		{
+			ps->p++;
+			skip_ws(ps);
+			if (!parse_int(ps, &a, &has_a))
+				return false;
+			if (!has_a)
+				return parse_fail(ps, "Expected an index in the union at character %d, found %s.",
+								  parse_pos(ps), near_text(ps));
+			appendStringInfoString(&ps->pg, ", ");
+			append_subscript(&ps->pg, a);
+			skip_ws(ps);
+		}
+		if (!expect_char(ps, ']', "to close the index union"))
+			return false;
+		appendStringInfoChar(&ps->pg, ']');
+		ps->simple = false;
+		return true;
+	}
+
+	if (has_a)
+	{
+		if (!expect_char(ps, ']', "after the index"))
+			return false;
+		emit_index(ps, a, recursive);
+		return true;
+	}
+
+	/* an unquoted key: $[key] */
+	{
+		const char *kstart = ps->p;
+		const char *kend;
+
+		while (ps->p < ps->end && *ps->p != ']' && *ps->p != '[')
+			ps->p++;
+		if (peek(ps) != ']')
+			return parse_fail(ps, "Unterminated \"[\" at character %d.", pos);
+		kend = ps->p;
+		while (kend > kstart && isspace((unsigned char) kend[-1]))
+			kend--;
+		ps->p++;
+		if (kend == kstart)
+			return parse_fail(ps, "Empty brackets at character %d.", pos);
+		if (!check_key(ps, kstart, (int) (kend - kstart), pos))
+			return false;
+		emit_key(ps, kstart, (int) (kend - kstart), recursive);
+		return true;
+	}
+}
+
+/*
+ * parse_segments parses the segments of a JSONPath after "$", or a whole
+ * dot path.  Fills ps->pg, ps->segs and the flags.
+ */
+static bool
+parse_segments(PathParser *ps)
+{
+	if (ps->is_dot)
+	{
+		if (ps->p >= ps->end)
+			return parse_fail(ps, "The dot path is empty.");
+		if (peek(ps) == '[')
+		{
+			if (!parse_bracket(ps, false))
+				return false;
+		}
+		else if (peek(ps) == '.')
+			return parse_fail(ps, "A dot path cannot start with \".\".");
+		else if (!parse_dot_member(ps, false))
+			return false;
+	}
+	else
+	{
+		if (peek(ps) != '$')
+			return parse_fail(ps, "A JSONPath must start with \"$\".");
+		ps->p++;
+		/* "$." alone means the root */
+		if (peek(ps) == '.' && ps->p + 1 == ps->end)
+			ps->p++;
+	}
+
+	while (ps->p < ps->end)
+	{
+		if (peek(ps) == '.')
+		{
+			if (peek_at(ps, 1) == '.')
+			{
+				if (ps->is_dot)
+					return parse_fail(ps, "Empty key at character %d.", parse_pos(ps) + 1);
+				ps->p += 2;
+				if (peek(ps) == '[')
+				{
+					if (!parse_bracket(ps, true))
+						return false;
+				}
+				else if (peek(ps) == '\0' || peek(ps) == '.')
+					return parse_fail(ps, "Expected a key or \"*\" after \"..\" at character %d.",
+									  parse_pos(ps));
+				else if (!parse_dot_member(ps, true))
+					return false;
+				ps->simple = false;
+			}
+			else
+			{
+				ps->p++;
+				if (ps->p >= ps->end)
+					return parse_fail(ps, "The path ends with \".\".");
+				/* ".[" is read as "[", as jsonpath-plus does */
+				if (peek(ps) == '[')
+					continue;
+				if (!parse_dot_member(ps, false))
+					return false;
+			}
+		}
+		else if (peek(ps) == '[')
+		{
+			if (!parse_bracket(ps, false))
+				return false;
+		}
+		else
+			return parse_fail(ps, "Unexpected %s at character %d.",
+							  near_text(ps), parse_pos(ps));
+	}
+	if (!ps->simple)
+		ps->settable = false;
+	return true;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Filter expressions: a JavaScript subset translated into a predicate
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * filter_truthy wraps a path operand into a predicate testing JavaScript
+ * truthiness of its value (present, and not false, 0, "" or null).
+ */
+static char *
+filter_truthy(const char *path)
+{
+	/*
+	 * A comparison between different types is "unknown" in PostgreSQL, and
+	 * null compares false, so each disjunct below can only be true for the
+	 * truthy values of one type.
+	 */
+	return psprintf("exists(%s ? (@.type() == \"object\" || @.type() == \"array\" || "
+					"@ == true || @ > 0 || @ < 0 || @ > \"\"))", path);
+}
+
+/* converts an operand of && || ! into a predicate; NULL on a literal */
+static char *
+filter_as_pred(PathParser *ps, char *text, FilterKind kind)
+{
+	if (kind == FK_PRED || kind == FK_PRED_OR)
+		return text;
+	if (kind == FK_PATH)
+		return filter_truthy(text);
+	parse_fail(ps, "A constant cannot be used as a condition in a filter (near character %d).",
+			   parse_pos(ps));
+	return NULL;
+}
+
+/* reads the accessors after "@" or "$" in a filter */
+static char *
+filter_path(PathParser *ps)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, *ps->p++);
+	for (;;)
+	{
+		if (peek(ps) == '.' && peek_at(ps, 1) != '.')
+		{
+			const char *kstart;
+
+			ps->p++;
+			kstart = ps->p;
+			while (ps->p < ps->end &&
+				   (isalnum((unsigned char) *ps->p) || *ps->p == '_' || *ps->p == '$' ||
+					IS_HIGHBIT_SET(*ps->p)))
+				ps->p++;
+			if (ps->p == kstart)
+			{
+				parse_fail(ps, "Expected a property name at character %d in a filter, found %s.",
+						   parse_pos(ps), near_text(ps));
+				return NULL;
+			}
+			if (peek(ps) == '(')
+			{
+				parse_fail(ps, "Method calls such as \"%.*s()\" (character %d) are not supported in filters.",
+						   (int) (ps->p - kstart), kstart, (int) (kstart - ps->start) + 1);
+				return NULL;
+			}
+			appendStringInfoChar(&buf, '.');
+			append_pg_string(&buf, kstart, (int) (ps->p - kstart));
+		}
+		else if (peek(ps) == '[')
+		{
+			int			pos = parse_pos(ps);
+			int			n;
+			bool		has_n;
+
+			ps->p++;
+			skip_ws(ps);
+			if (peek(ps) == '\'' || peek(ps) == '"')
+			{
+				char	   *key;
+				int			klen;
+
+				if (!parse_quoted(ps, &key, &klen))
+					return NULL;
+				appendStringInfoChar(&buf, '.');
+				append_pg_string(&buf, key, klen);
+			}
+			else
+			{
+				if (!parse_int(ps, &n, &has_n))
+					return NULL;
+				if (!has_n)
+				{
+					parse_fail(ps, "Only quoted keys and indexes are supported in brackets inside a filter (character %d).",
+							   pos);
+					return NULL;
+				}
+				appendStringInfoChar(&buf, '[');
+				append_subscript(&buf, n);
+				appendStringInfoChar(&buf, ']');
+			}
+			if (!expect_char(ps, ']', "in the filter path"))
+				return NULL;
+		}
+		else
+			break;
+	}
+	return buf.data;
+}
+
+/* a primary: ( expr ), @path, $path, number, string, true, false, null */
+static char *
+filter_primary(PathParser *ps, FilterKind *kind)
+{
+	char		c;
+
+	check_stack_depth();
+	skip_ws(ps);
+	c = peek(ps);
+
+	if (c == '(')
+	{
+		char	   *inner;
+
+		ps->p++;
+		inner = filter_or(ps, kind);
+		if (inner == NULL || !expect_char(ps, ')', "in the filter"))
+			return NULL;
+		return inner;
+	}
+	if (c == '@' || c == '$')
+	{
+		*kind = FK_PATH;
+		return filter_path(ps);
+	}
+	if (c == '\'' || c == '"')
+	{
+		char	   *s;
+		int			len;
+		StringInfoData buf;
+
+		if (!parse_quoted(ps, &s, &len))
+			return NULL;
+		initStringInfo(&buf);
+		append_pg_string(&buf, s, len);
+		*kind = FK_LITERAL;
+		return buf.data;
+	}
+	if (isdigit((unsigned char) c) || c == '-' ||
+		(c == '.' && isdigit((unsigned char) peek_at(ps, 1))))
+	{
+		const char *nstart = ps->p;
+		StringInfoData buf;
+
+		if (c == '-')
+			ps->p++;
+		while (isdigit((unsigned char) peek(ps)))
+			ps->p++;
+		if (peek(ps) == '.')
+		{
+			ps->p++;
+			while (isdigit((unsigned char) peek(ps)))
+				ps->p++;
+		}
+		if (peek(ps) == 'e' || peek(ps) == 'E')
+		{
+			ps->p++;
+			if (peek(ps) == '+' || peek(ps) == '-')
+				ps->p++;
+			if (!isdigit((unsigned char) peek(ps)))
+			{
+				parse_fail(ps, "Invalid number at character %d in a filter.",
+						   (int) (nstart - ps->start) + 1);
+				return NULL;
+			}
+			while (isdigit((unsigned char) peek(ps)))
+				ps->p++;
+		}
+		if (ps->p == nstart + (c == '-' ? 1 : 0) ||
+			isalpha((unsigned char) peek(ps)) || peek(ps) == '_')
+		{
+			parse_fail(ps, "Invalid number at character %d in a filter.",
+					   (int) (nstart - ps->start) + 1);
+			return NULL;
+		}
+		/* PostgreSQL wants a digit before the point: "0.5", not ".5" */
+		initStringInfo(&buf);
+		if (c == '-')
+			appendStringInfoChar(&buf, '-');
+		if (nstart[c == '-' ? 1 : 0] == '.')
+			appendStringInfoChar(&buf, '0');
+		appendBinaryStringInfo(&buf, nstart + (c == '-' ? 1 : 0),
+							   (int) (ps->p - nstart) - (c == '-' ? 1 : 0));
+		*kind = FK_LITERAL;
+		return buf.data;
+	}
+	if (isalpha((unsigned char) c))
+	{
+		const char *wstart = ps->p;
+		int			wlen;
+
+		while (isalnum((unsigned char) peek(ps)) || peek(ps) == '_')
+			ps->p++;
+		wlen = (int) (ps->p - wstart);
+		*kind = FK_LITERAL;
+		if (wlen == 4 && strncmp(wstart, "true", 4) == 0)
+			return pstrdup("true");
+		if (wlen == 5 && strncmp(wstart, "false", 5) == 0)
+			return pstrdup("false");
+		if (wlen == 4 && strncmp(wstart, "null", 4) == 0)
+			return pstrdup("null");
+		parse_fail(ps, "Unsupported word \"%.*s\" at character %d in a filter; filters accept @ and $ paths, numbers, strings, true, false and null.",
+				   wlen, wstart, (int) (wstart - ps->start) + 1);
+		return NULL;
+	}
+	parse_fail(ps, "Unsupported filter syntax at character %d: %s.",
+			   parse_pos(ps), near_text(ps));
+	return NULL;
+}
+
+/* reads a comparison operator, returning its PostgreSQL form or NULL */
+static const char *
+filter_cmp_op(PathParser *ps)
+{
+	static const struct
+	{
+		const char *js;
+		const char *pg;
+	}			ops[] =
+	{
+		{"===", "=="}, {"!==", "!="}, {"==", "=="}, {"!=", "!="},
+		{"<=", "<="}, {">=", ">="}, {"<", "<"}, {">", ">"}
+	};
+	int			i;
+
+	skip_ws(ps);
+	for (i = 0; i < lengthof(ops); i++)
+	{
+		int			len = strlen(ops[i].js);
+
+		if (ps->end - ps->p >= len && strncmp(ps->p, ops[i].js, len) == 0)
+		{
+			ps->p += len;
+			return ops[i].pg;
+		}
+	}
+	return NULL;
+}
+
+static char *
+filter_cmp(PathParser *ps, FilterKind *kind)
+{
+	char	   *left;
+	char	   *right;
+	const char *op;
+	FilterKind	rkind;
+
+	left = filter_primary(ps, kind);
+	if (left == NULL)
+		return NULL;
+	skip_ws(ps);
+	if (peek(ps) == '=' && peek_at(ps, 1) != '=')
+	{
+		parse_fail(ps, "Assignment \"=\" at character %d in a filter; use \"==\".", parse_pos(ps));
+		return NULL;
+	}
+	op = filter_cmp_op(ps);
+	if (op == NULL)
+		return left;
+	right = filter_primary(ps, &rkind);
+	if (right == NULL)
+		return NULL;
+	if (*kind == FK_PRED || *kind == FK_PRED_OR ||
+		rkind == FK_PRED || rkind == FK_PRED_OR)
+	{
+		parse_fail(ps, "Comparing the result of a condition (near character %d) is not supported in filters.",
+				   parse_pos(ps));
+		return NULL;
+	}
+	*kind = FK_PRED;
+	return psprintf("%s %s %s", left, op, right);
+}
+
+static char *
+filter_unary(PathParser *ps, FilterKind *kind)
+{
+	skip_ws(ps);
+	if (peek(ps) == '!' && peek_at(ps, 1) != '=')
+	{
+		char	   *inner;
+
+		ps->p++;
+		inner = filter_unary(ps, kind);
+		if (inner == NULL)
+			return NULL;
+		inner = filter_as_pred(ps, inner, *kind);
+		if (inner == NULL)
+			return NULL;
+		*kind = FK_PRED;
+		return psprintf("!(%s)", inner);
+	}
+	return filter_cmp(ps, kind);
+}
+
+static char *
+filter_and(PathParser *ps, FilterKind *kind)
+{
+	char	   *left = filter_unary(ps, kind);
+
+	while (left != NULL)
+	{
+		FilterKind	rkind;
+		char	   *right;
+
+		skip_ws(ps);
+		if (!(peek(ps) == '&' && peek_at(ps, 1) == '&'))
+			break;
+		ps->p += 2;
+		right = filter_unary(ps, &rkind);
+		if (right == NULL)
+			return NULL;
+		left = filter_as_pred(ps, left, *kind);
+		right = filter_as_pred(ps, right, rkind);
+		if (left == NULL || right == NULL)
+			return NULL;
+		/* && binds tighter than ||: keep a parenthesized || together */
+		left = psprintf(*kind == FK_PRED_OR ? "(%s) && " : "%s && ", left);
+		left = psprintf(rkind == FK_PRED_OR ? "%s(%s)" : "%s%s", left, right);
+		*kind = FK_PRED;
+	}
+	return left;
+}
+
+/*
+ * filter_or translates a filter expression at the cursor (the JavaScript
+ * subset described in the file header) into PostgreSQL jsonpath and says
+ * what it is in *kind.  Returns NULL with ps->err set on error.  A bare
+ * path operand of the whole filter is turned into a truthiness test.
+ */
+static char *
+filter_or(PathParser *ps, FilterKind *kind)
+{
+	char	   *left = filter_and(ps, kind);
+
+	while (left != NULL)
+	{
+		FilterKind	rkind;
+		char	   *right;
+
+		skip_ws(ps);
+		if (!(peek(ps) == '|' && peek_at(ps, 1) == '|'))
+			break;
+		ps->p += 2;
+		right = filter_and(ps, &rkind);
+		if (right == NULL)
+			return NULL;
+		left = filter_as_pred(ps, left, *kind);
+		right = filter_as_pred(ps, right, rkind);
+		if (left == NULL || right == NULL)
+			return NULL;
+		left = psprintf("%s || %s", left, right);
+		*kind = FK_PRED_OR;
+	}
+	if (left != NULL && *kind == FK_PATH)
+	{
+		left = filter_truthy(left);
+		*kind = FK_PRED;
+	}
+	return left;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Parsing entry point and cache
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * parse_path parses a JSONPath (or, with is_dot, a dot path) into a
+ * ParsedPath in CurrentMemoryContext.  Non-simple paths are compiled with
+ * PostgreSQL's jsonpath parser too, so a path that parses here is known
+ * to be evaluable.  NULL + *errmsg on error; never throws for bad input.
+ */
+static ParsedPath *
+parse_path(const char *text, bool is_dot, char **errmsg)
+{
+	PathParser	ps;
+	ParsedPath *pp;
+
+	memset(&ps, 0, sizeof(ps));
+	ps.start = text;
+	ps.end = text + strlen(text);
+	while (ps.start < ps.end && isspace((unsigned char) *ps.start))
+		ps.start++;
+	while (ps.end > ps.start && isspace((unsigned char) ps.end[-1]))
+		ps.end--;
+	ps.p = ps.start;
+	ps.is_dot = is_dot;
+	ps.simple = true;
+	ps.settable = true;
+	initStringInfo(&ps.pg);
+
+	if (!parse_segments(&ps))
+	{
+		if (errmsg)
+			*errmsg = ps.err;
+		return NULL;
+	}
+
+	pp = palloc0(sizeof(ParsedPath));
+	pp->source = pstrdup(text);
+	pp->is_dot = is_dot;
+	pp->simple = ps.simple;
+	pp->settable = ps.settable && ps.simple;
+	pp->dynamic = ps.dynamic;
+	pp->nsegs = ps.nsegs;
+	pp->segs = ps.segs;
+
+	if (ps.dynamic)
+	{
+		if (!ps.simple)
+		{
+			if (errmsg)
+				*errmsg = pstrdup("Dynamic segments \"[$...]\" are only supported in paths made of keys and indexes.");
+			return NULL;
+		}
+		pp->pgtext = NULL;
+	}
+	else if (ps.simple)
+		pp->pgtext = psprintf("$%s", ps.pg.data);
+	else
+	{
+		char	   *pgerr = NULL;
+
+		pp->pgtext = psprintf("strict $.**{0}%s", ps.pg.data);
+		pp->jsp = allma_jsonpath_parse(pp->pgtext, &pgerr);
+		if (pp->jsp == NULL)
+		{
+			if (errmsg)
+				*errmsg = psprintf("Its translation \"%s\" is not a valid PostgreSQL jsonpath: %s.",
+								   pp->pgtext, pgerr);
+			return NULL;
+		}
+	}
+	return pp;
+}
+
+/* deep copy of a ParsedPath into cxt */
+static ParsedPath *
+copy_parsed_path(ParsedPath *src, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	ParsedPath *dst = palloc(sizeof(ParsedPath));
+	int			i;
+
+	*dst = *src;
+	dst->source = pstrdup(src->source);
+	dst->segs = src->nsegs > 0 ? palloc(src->nsegs * sizeof(PathSeg)) : NULL;
+	for (i = 0; i < src->nsegs; i++)
+	{
+		dst->segs[i] = src->segs[i];
+		if (src->segs[i].text)
+			dst->segs[i].text = pnstrdup(src->segs[i].text, src->segs[i].len);
+	}
+	dst->pgtext = src->pgtext ? pstrdup(src->pgtext) : NULL;
+	if (src->jsp)
+	{
+		dst->jsp = palloc(VARSIZE(src->jsp));
+		memcpy(dst->jsp, src->jsp, VARSIZE(src->jsp));
+	}
+	MemoryContextSwitchTo(old);
+	return dst;
+}
+
+static uint32
+path_hash(const char *text, bool is_dot)
+{
+	uint32		h = hash_bytes((const unsigned char *) text, strlen(text));
+
+	return is_dot ? h ^ 0x5bd1e995 : h;
+}
+
+/*
+ * get_parsed returns the parsed form of text from the cache, parsing and
+ * caching it on a miss.  NULL + *errmsg when the text does not parse.
+ * The result lives in the cache: callers must not keep it across another
+ * get_parsed call.
+ */
+static ParsedPath *
+get_parsed(const char *text, bool is_dot, char **errmsg)
+{
+	uint32		h = path_hash(text, is_dot);
+	PathCacheEntry *entry;
+	ParsedPath *pp;
+	bool		found;
+
+	if (PathCache != NULL)
+	{
+		entry = hash_search(PathCache, &h, HASH_FIND, NULL);
+		if (entry != NULL && entry->pp->is_dot == is_dot &&
+			strcmp(entry->pp->source, text) == 0)
+			return entry->pp;
+	}
+
+	pp = parse_path(text, is_dot, errmsg);
+	if (pp == NULL)
+		return NULL;
+
+	if (PathCacheContext == NULL)
+		PathCacheContext = AllocSetContextCreate(TopMemoryContext,
+												 "allma path cache",
+												 ALLOCSET_DEFAULT_SIZES);
+	if (PathCache != NULL && PathCacheInserts >= PATH_CACHE_SIZE)
+	{
+		MemoryContextReset(PathCacheContext);
+		PathCache = NULL;
+	}
+	if (PathCache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(uint32);
+		ctl.entrysize = sizeof(PathCacheEntry);
+		ctl.hcxt = PathCacheContext;
+		PathCache = hash_create("allma path cache", PATH_CACHE_SIZE, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		PathCacheInserts = 0;
+	}
+
+	pp = copy_parsed_path(pp, PathCacheContext);
+	entry = hash_search(PathCache, &h, HASH_ENTER, &found);
+	entry->pp = pp;
+	PathCacheInserts++;
+	return pp;
+}
+
+/* get_parsed, throwing ERRCODE_ALLMA_INVALID_PATH when text is invalid */
+static ParsedPath *
+get_parsed_or_throw(const char *text, bool is_dot)
+{
+	char	   *err = NULL;
+	ParsedPath *pp = get_parsed(text, is_dot, &err);
+
+	if (pp == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_INVALID_PATH),
+				 is_dot ?
+				 errmsg("invalid dot path \"%s\"", text) :
+				 errmsg("invalid JSONPath \"%s\"", text),
+				 errdetail("%s", err)));
+	return pp;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Checks and translation
+ * ---------------------------------------------------------------------
+ */
+
+bool
+allma_path_check(const char *path, char **errmsg)
+{
+	return get_parsed(path, false, errmsg) != NULL;
+}
+
+bool
+allma_path_check_settable(const char *path, char **errmsg)
+{
+	ParsedPath *pp = get_parsed(path, false, errmsg);
+
+	if (pp == NULL)
+		return false;
+	if (!pp->settable)
+	{
+		if (errmsg)
+			*errmsg = psprintf("The JSONPath \"%s\" cannot be assigned to: a target path may use only keys and non-negative indexes.",
+							   path);
+		return false;
+	}
+	return true;
+}
+
+char *
+allma_path_to_pg(const char *path, char **errmsg)
+{
+	ParsedPath *pp = get_parsed(path, false, errmsg);
+
+	if (pp == NULL)
+		return NULL;
+	if (pp->pgtext == NULL)
+	{
+		if (errmsg)
+			*errmsg = pstrdup("A JSONPath with dynamic segments \"[$...]\" is resolved at run time and has no fixed jsonpath translation.");
+		return NULL;
+	}
+	return pstrdup(pp->pgtext);
+}
+
+bool
+allma_dotpath_check(const char *dotpath, char **errmsg)
+{
+	return get_parsed(dotpath, true, errmsg) != NULL;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Evaluation
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * resolve_segments returns a private copy of pp's segments in which every
+ * dynamic segment is replaced by the key or index its inner path yields
+ * over doc.  Returns NULL when an inner path is absent or yields neither
+ * a string nor an integer (with *why set).  Copies first, because
+ * evaluating the inner paths may empty the cache that pp lives in.
+ */
+static PathSeg *
+resolve_segments(ParsedPath *pp, Jsonb *doc, const char **why)
+{
+	int			n = pp->nsegs;
+	PathSeg    *segs = palloc(n * sizeof(PathSeg));
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		segs[i] = pp->segs[i];
+		if (segs[i].text)
+			segs[i].text = pnstrdup(segs[i].text, segs[i].len);
+	}
+	/* pp must not be used from here on */
+	for (i = 0; i < n; i++)
+	{
+		Jsonb	   *v;
+		JsonbValue	sv;
+
+		if (segs[i].kind != SEG_DYNAMIC)
+			continue;
+		v = allma_path_get(doc, segs[i].text);
+		if (v == NULL || !allma_jsonb_scalar(v, &sv))
+		{
+			*why = psprintf("The dynamic segment \"[%s]\" has no string or number value.",
+							segs[i].text);
+			return NULL;
+		}
+		if (sv.type == jbvString)
+		{
+			segs[i].kind = SEG_KEY;
+			segs[i].text = pnstrdup(sv.val.string.val, sv.val.string.len);
+			segs[i].len = sv.val.string.len;
+		}
+		else if (sv.type == jbvNumeric)
+		{
+			double		d = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+															   NumericGetDatum(sv.val.numeric)));
+
+			if (d != floor(d) || fabs(d) > PATH_MAX_INDEX)
+			{
+				*why = psprintf("The dynamic segment \"[%s]\" is not an integer.", segs[i].text);
+				return NULL;
+			}
+			segs[i].kind = SEG_INDEX;
+			segs[i].index = (int) d;
+		}
+		else
+		{
+			*why = psprintf("The dynamic segment \"[%s]\" has no string or number value.",
+							segs[i].text);
+			return NULL;
+		}
+	}
+	return segs;
+}
+
+/* JavaScript's String.prototype.length: UTF-16 code units of UTF-8 text */
+static int
+js_string_length(const char *s, int len)
+{
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if ((c & 0xC0) != 0x80)
+			n += (c >= 0xF0) ? 2 : 1;
+	}
+	return n;
+}
+
+/*
+ * walk_simple follows keys and indexes from the root of doc; NULL when a
+ * step is missing.  As in JavaScript, "length" of an array or a string is
+ * its length.
+ */
+static Jsonb *
+walk_simple(Jsonb *doc, PathSeg *segs, int nsegs)
+{
+	JsonbValue *cur = NULL;		/* NULL: the root of doc */
+	JsonbValue	scalar;
+	int			i;
+
+	for (i = 0; i < nsegs; i++)
+	{
+		PathSeg    *seg = &segs[i];
+		JsonbContainer *jc = NULL;
+		JsonbValue *str = NULL;
+		int			idx;
+
+		if (cur == NULL)
+		{
+			if (!JB_ROOT_IS_SCALAR(doc))
+				jc = &doc->root;
+			else if (JsonbExtractScalar(&doc->root, &scalar))
+				str = &scalar;
+		}
+		else if (cur->type == jbvBinary)
+			jc = cur->val.binary.data;
+		else
+			str = cur;
+
+		if (jc == NULL)
+		{
+			/* a scalar: only a string's length is there */
+			if (str == NULL || str->type != jbvString ||
+				seg->kind != SEG_KEY || strcmp(seg->text, "length") != 0)
+				return NULL;
+			cur = palloc(sizeof(JsonbValue));
+			cur->type = jbvNumeric;
+			cur->val.numeric = int64_to_numeric(js_string_length(str->val.string.val,
+																 str->val.string.len));
+			continue;
+		}
+
+		if (JsonContainerIsArray(jc))
+		{
+			int			size = JsonContainerSize(jc);
+
+			if (seg->kind == SEG_INDEX)
+				idx = seg->index;
+			else if (strcmp(seg->text, "length") == 0)
+			{
+				cur = palloc(sizeof(JsonbValue));
+				cur->type = jbvNumeric;
+				cur->val.numeric = int64_to_numeric(size);
+				continue;
+			}
+			else if (!is_canonical_index(seg->text, seg->len, &idx))
+				return NULL;
+			if (idx < 0)
+				idx += size;
+			if (idx < 0 || idx >= size)
+				return NULL;
+			cur = getIthJsonbValueFromContainer(jc, idx);
+		}
+		else
+		{
+			if (seg->kind == SEG_INDEX)
+			{
+				char		buf[16];
+
+				snprintf(buf, sizeof(buf), "%d", seg->index);
+				cur = getKeyJsonValueFromContainer(jc, buf, strlen(buf), NULL);
+			}
+			else
+				cur = getKeyJsonValueFromContainer(jc, seg->text, seg->len, NULL);
+		}
+		if (cur == NULL)
+			return NULL;
+	}
+	return cur == NULL ? doc : JsonbValueToJsonb(cur);
+}
+
+/*
+ * path_get_parsed evaluates a parsed JSONPath (see allma_path_get).  pp
+ * may be dropped from the cache during the call.
+ */
+static Jsonb *
+path_get_parsed(Jsonb *doc, ParsedPath *pp)
+{
+	Jsonb	   *res;
+	int			count;
+
+	if (pp->simple)
+	{
+		PathSeg    *segs = pp->segs;
+		int			nsegs = pp->nsegs;
+
+		if (pp->dynamic)
+		{
+			const char *why;
+
+			segs = resolve_segments(pp, doc, &why);
+			if (segs == NULL)
+				return NULL;
+		}
+		return walk_simple(doc, segs, nsegs);
+	}
+
+	res = DatumGetJsonbP(DirectFunctionCall4(jsonb_path_query_array,
+											 JsonbPGetDatum(doc),
+											 PointerGetDatum(pp->jsp),
+											 JsonbPGetDatum(allma_jsonb_empty_object()),
+											 BoolGetDatum(true)));
+	count = JB_ROOT_COUNT(res);
+	if (count == 0)
+		return NULL;
+	if (count == 1)
+		return JsonbValueToJsonb(getIthJsonbValueFromContainer(&res->root, 0));
+	return res;
+}
+
+/*
+ * allma_path_get: see path.h.  Throws ERRCODE_ALLMA_INVALID_PATH for an
+ * invalid path.  A NULL doc is absent: the result is NULL.
+ */
+Jsonb *
+allma_path_get(Jsonb *doc, const char *path)
+{
+	ParsedPath *pp = get_parsed_or_throw(path, false);
+
+	if (doc == NULL)
+		return NULL;
+	return path_get_parsed(doc, pp);
+}
+
+
+/* ---------------------------------------------------------------------
+ * Assignment
+ * ---------------------------------------------------------------------
+ */
+
+/* pushes a whole jsonb value as an array element or object value */
+static void
+push_value(JsonbParseState **state, JsonbIteratorToken seq, Jsonb *value)
+{
+	JsonbValue	v;
+
+	if (JB_ROOT_IS_SCALAR(value))
+	{
+		JsonbExtractScalar(&value->root, &v);
+		pushJsonbValue(state, seq, &v);
+	}
+	else
+	{
+		v.type = jbvBinary;
+		v.val.binary.data = &value->root;
+		v.val.binary.len = VARSIZE(value) - VARHDRSZ;
+		pushJsonbValue(state, seq, &v);
+	}
+}
+
+/*
+ * jsonb_array_put returns arr (an array, or NULL for a new one) with element
+ * idx replaced by value, padding with nulls when idx is past the end, as
+ * a JavaScript assignment does.
+ */
+static Jsonb *
+jsonb_array_put(Jsonb *arr, int idx, Jsonb *value)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	v;
+	JsonbValue *res;
+	int			i = 0;
+
+	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	if (arr != NULL)
+	{
+		JsonbIterator *it = JsonbIteratorInit(&arr->root);
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok != WJB_ELEM)
+				continue;
+			if (i == idx)
+				push_value(&state, WJB_ELEM, value);
+			else
+				pushJsonbValue(&state, WJB_ELEM, &v);
+			i++;
+		}
+	}
+	if (idx >= i)
+	{
+		v.type = jbvNull;
+		for (; i < idx; i++)
+			pushJsonbValue(&state, WJB_ELEM, &v);
+		push_value(&state, WJB_ELEM, value);
+	}
+	res = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+/*
+ * set_rec returns cur (NULL when absent) with the place named by
+ * segs[i..n) set to value.  Missing or non-container intermediates are
+ * replaced by a new object, or an array when the segment is an index.
+ */
+static Jsonb *
+set_rec(Jsonb *cur, PathSeg *segs, int i, int n, Jsonb *value)
+{
+	PathSeg    *seg;
+	int			idx;
+
+	if (i == n)
+		return value;
+	seg = &segs[i];
+
+	if (allma_jsonb_is_array(cur) &&
+		(seg->kind == SEG_INDEX ||
+		 is_canonical_index(seg->text, seg->len, NULL)))
+	{
+		if (seg->kind == SEG_INDEX)
+			idx = seg->index;
+		else
+			is_canonical_index(seg->text, seg->len, &idx);
+		return jsonb_array_put(cur, idx,
+						 set_rec(allma_jsonb_array_element(cur, idx),
+								 segs, i + 1, n, value));
+	}
+	if (seg->kind == SEG_INDEX && !allma_jsonb_is_object(cur))
+		return jsonb_array_put(NULL, seg->index,
+						 set_rec(NULL, segs, i + 1, n, value));
+	else
+	{
+		char	   *key;
+		Jsonb	   *child;
+
+		if (seg->kind == SEG_INDEX)
+			key = psprintf("%d", seg->index);
+		else
+			key = seg->text;
+		child = allma_jsonb_is_object(cur) ? allma_jsonb_get(cur, key) : NULL;
+		return allma_jsonb_set_key(allma_jsonb_is_object(cur) ? cur : NULL, key,
+								   set_rec(child, segs, i + 1, n, value));
+	}
+}
+
+/*
+ * set_parsed assigns value at a parsed settable path (see allma_path_set).
+ */
+static Jsonb *
+set_parsed(Jsonb *doc, ParsedPath *pp, const char *text, Jsonb *value)
+{
+	PathSeg    *segs = pp->segs;
+	int			nsegs = pp->nsegs;
+	int			i;
+
+	if (value == NULL)
+		value = allma_jsonb_null();
+	if (pp->dynamic)
+	{
+		const char *why = NULL;
+
+		segs = resolve_segments(pp, doc, &why);
+		if (segs == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_ALLMA_INVALID_PATH),
+					 errmsg("cannot assign to JSONPath \"%s\"", text),
+					 errdetail("%s", why)));
+		for (i = 0; i < nsegs; i++)
+			if (segs[i].kind == SEG_INDEX && segs[i].index < 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_ALLMA_INVALID_PATH),
+						 errmsg("cannot assign to JSONPath \"%s\"", text),
+						 errdetail("A dynamic segment yields the negative index %d.",
+								   segs[i].index)));
+	}
+	if (nsegs == 0)
+		return value;
+	return set_rec(doc, segs, 0, nsegs, value);
+}
+
+/*
+ * allma_path_set: see path.h.  Throws ERRCODE_ALLMA_INVALID_PATH when the
+ * path is invalid or not settable.  A NULL value is stored as JSON null.
+ */
+Jsonb *
+allma_path_set(Jsonb *doc, const char *path, Jsonb *value)
+{
+	ParsedPath *pp = get_parsed_or_throw(path, false);
+
+	if (!pp->settable)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_INVALID_PATH),
+				 errmsg("cannot assign to JSONPath \"%s\"", path),
+				 errdetail("A target path may use only keys and non-negative indexes."),
+				 errhint("Write the target as \"$.a.b[0]\" or \"$['a b']\".")));
+	return set_parsed(doc, pp, path, value);
+}
+
+/*
+ * allma_dotpath_set sets value at a dot path ("a.b[0].c") of doc (NULL:
+ * a new document), creating intermediates like allma_path_set.  Throws
+ * ERRCODE_ALLMA_INVALID_PATH for an invalid dot path.
+ */
+Jsonb *
+allma_dotpath_set(Jsonb *doc, const char *dotpath, Jsonb *value)
+{
+	ParsedPath *pp = get_parsed_or_throw(dotpath, true);
+
+	return set_parsed(doc, pp, dotpath, value);
+}
+
+
+/* ---------------------------------------------------------------------
+ * SQL-callable functions
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * allma_path_query(context jsonb, path text) RETURNS jsonb: the value of
+ * an Allma JSONPath with wrap:false semantics; SQL NULL when nothing
+ * matches.
+ */
+Datum
+allma_path_query(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *doc = PG_GETARG_JSONB_P(0);
+	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Jsonb	   *res = allma_path_get(doc, path);
+
+	if (res == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_JSONB_P(res);
+}
+
+/*
+ * allma_jsonpath(path text) RETURNS jsonpath: the PostgreSQL jsonpath an
+ * Allma JSONPath translates into.
+ */
+Datum
+allma_jsonpath(PG_FUNCTION_ARGS)
+{
+	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *err = NULL;
+	char	   *pgtext = allma_path_to_pg(path, &err);
+
+	if (pgtext == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_INVALID_PATH),
+				 errmsg("cannot translate JSONPath \"%s\"", path),
+				 errdetail("%s", err)));
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonpath_in, CStringGetDatum(pgtext)));
+}
+
+/*
+ * Test entry points.  They are not part of the extension's SQL script; the
+ * regression tests create them with CREATE FUNCTION ... AS '$libdir/allma'
+ * to reach the C interfaces that have no SQL function of their own.
+ */
+PG_FUNCTION_INFO_V1(allma_test_path_set);
+PG_FUNCTION_INFO_V1(allma_test_dotpath_set);
+PG_FUNCTION_INFO_V1(allma_test_path_check);
+
+/*
+ * allma_test_path_set(doc jsonb, path text, value jsonb) RETURNS jsonb:
+ * allma_path_set; a NULL doc is absent, a NULL value is SQL NULL.
+ */
+Datum
+allma_test_path_set(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *doc = PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0);
+	Jsonb	   *value = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+
+	if (PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	PG_RETURN_JSONB_P(allma_path_set(doc, text_to_cstring(PG_GETARG_TEXT_PP(1)),
+									 value));
+}
+
+/* allma_test_dotpath_set(doc jsonb, dotpath text, value jsonb) RETURNS jsonb */
+Datum
+allma_test_dotpath_set(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *doc = PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0);
+	Jsonb	   *value = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+
+	if (PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	PG_RETURN_JSONB_P(allma_dotpath_set(doc, text_to_cstring(PG_GETARG_TEXT_PP(1)),
+										value));
+}
+
+/*
+ * allma_test_path_check(path text, kind text) RETURNS text: NULL when the
+ * path is valid, else the message.  kind is 'path', 'settable' or 'dot'.
+ */
+Datum
+allma_test_path_check(PG_FUNCTION_ARGS)
+{
+	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *kind = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *err = NULL;
+	bool		ok;
+
+	if (strcmp(kind, "path") == 0)
+		ok = allma_path_check(path, &err);
+	else if (strcmp(kind, "settable") == 0)
+		ok = allma_path_check_settable(path, &err);
+	else if (strcmp(kind, "dot") == 0)
+		ok = allma_dotpath_check(path, &err);
+	else
+		elog(ERROR, "unknown path kind \"%s\"", kind);
+	if (ok)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(err ? err : "(no message)"));
+}

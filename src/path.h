@@ -20,6 +20,8 @@
 
 #include "allma.h"
 
+#include "utils/jsonpath.h"
+
 /*
  * allma_path_check returns true when "path" is a valid Allma JSONPath; else
  * false with *errmsg (palloc'd, may be NULL) saying why.  Never throws.
@@ -53,5 +55,15 @@ extern Jsonb *allma_path_set(Jsonb *doc, const char *path, Jsonb *value);
 /* dot paths: "a.b[0].c", "a['x y']" */
 extern bool allma_dotpath_check(const char *dotpath, char **errmsg);
 extern Jsonb *allma_dotpath_set(Jsonb *doc, const char *dotpath, Jsonb *value);
+
+/*
+ * Helpers shared with condition.c.  allma_jsonpath_parse compiles
+ * PostgreSQL jsonpath text, returning NULL + *errmsg on a syntax error
+ * instead of throwing.  allma_js_string_literal decodes the JavaScript
+ * string literal starting at s (s[0] is a quote), setting *consumed to
+ * the bytes read; NULL + *errmsg when it is malformed.
+ */
+extern JsonPath *allma_jsonpath_parse(const char *text, char **errmsg);
+extern char *allma_js_string_literal(const char *s, int *consumed, char **errmsg);
 
 #endif							/* ALLMA_PATH_H */
