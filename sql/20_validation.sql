@@ -475,17 +475,26 @@ SELECT pg_temp.check(jsonb_set(jsonb_set(def, '{steps,start,stepType}', '"BAD"')
 SELECT pg_temp.check(jsonb_set(def, '{steps,end,stepType}', '"BAD"') || '{"version": -1}') FROM base;
 
 ------------------------------------------------------------------------
--- JSONPaths, dot paths, conditions and templates that only the real
--- checkers of src/path.c, src/condition.c and src/template.c reject
+-- JSONPaths, dot paths, conditions and templates rejected by the parsers
+-- of src/path.c, src/condition.c and src/template.c (the detail is theirs)
 ------------------------------------------------------------------------
+SELECT pg_temp.patch('start', '{"transitions": [
+	{"condition": "$.s3Key endsWith ''.xlsx'' || $.s3Key endsWith ''.xls''", "nextStepInstanceId": "load"},
+	{"condition": "$.rows[?(@.severity==''High'')]", "nextStepInstanceId": "load"},
+	{"condition": "$.a >= $.b && $.c !== null", "nextStepInstanceId": "load"}]}');
 SELECT pg_temp.patch('start', '{"transitions": [{"condition": "$.a ==", "nextStepInstanceId": "load"}]}');
 SELECT pg_temp.patch('start', '{"transitions": [{"condition": "hello", "nextStepInstanceId": "load"}]}');
 SELECT pg_temp.patch('fork', '{"parallelBranches": [{"branchId": "a", "stepInstanceId": "work", "condition": "$.a >"}]}');
 SELECT pg_temp.patch('poll', '{"exitConditions": {"successCondition": "$.a == "}}');
 SELECT pg_temp.flow('{"onCompletionActions": [{"actionType": "LOG_ONLY", "condition": "$.x =="}]}');
+-- an input mapping source with Allma's "$." prefix is only warned about, as
+-- real flows hold sources such as "$.a | prepend: 'x'"
 SELECT pg_temp.patch('load', '{"inputMappings": {"a": "$.a["}}');
+SELECT pg_temp.patch('fork', '{"parallelBranches": [{"branchId": "a", "stepInstanceId": "work",
+	"inputMappings": {"k": "$.id | prepend: ''RFQ#''"}}]}');
 SELECT pg_temp.patch('load', '{"inputMappings": {"a..b": "$.a"}}');
 SELECT pg_temp.patch('load', '{"inputMappings": {"a[": "$.a"}}');
+SELECT pg_temp.patch('load', '{"outputMappings": {"$": "$.", "$[''a b''][0]": "$..x", "$.c": "$.items[?(@.n > 1)].id"}}');
 SELECT pg_temp.patch('load', '{"outputMappings": {"$.a[*]": "$"}}');
 SELECT pg_temp.patch('load', '{"outputMappings": {"$..a": "$"}}');
 SELECT pg_temp.patch('load', '{"outputMappings": {"$.a": "$.b["}}');

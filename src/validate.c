@@ -34,7 +34,9 @@
  *	  through), and so are unknown module identifiers: a module that is not
  *	  built in runs through allma.module_bindings at run time.
  *	- JSONPaths may be "$", "$." (Allma's "whole value") or start with "$."
- *	  or "$["; Allma itself requires "$.".
+ *	  or "$["; Allma itself requires "$.".  An input mapping source that has
+ *	  the prefix but does not parse only draws a WARNING, since Allma checks
+ *	  nothing more and real flows contain such sources.
  *	- onError.retries allows count 0..10 (Allma: 0..5), intervalSeconds in
  *	  (0, 86400] (Allma: integer 1..300) and backoffRate 1..10 (Allma: 1..5),
  *	  plus allma's maxDelaySeconds and jitterStrategy.  onError.catch is an
@@ -675,8 +677,7 @@ check_settable_path(Checker *ck, const char *field, const char *path)
 				(errcode(ERRCODE_ALLMA_INVALID_PATH),
 				 errmsg("%s has JSONPath \"%s\" that cannot be assigned to",
 						where(ck, field), path),
-				 msg ? errdetail("%s", msg) : 0,
-				 errhint("A target path may contain only member names and array indexes.")));
+				 msg ? errdetail("%s", msg) : 0));
 }
 
 /* LM103 unless "dotpath" is a dot path ("a.b[0].c") into a step input */
@@ -690,6 +691,31 @@ check_dotpath(Checker *ck, const char *field, const char *dotpath)
 				(errcode(ERRCODE_ALLMA_INVALID_PATH),
 				 errmsg("%s has invalid dot path \"%s\"", where(ck, field), dotpath),
 				 msg ? errdetail("%s", msg) : 0));
+}
+
+/*
+ * check_mapping_source: the source JSONPath of an input mapping (Allma's
+ * StepInputMappingSchema values).  Allma checks only its "$." prefix, and
+ * real flows hold sources such as "$.a | prepend: 'x'" that select nothing;
+ * so a source that has the prefix but does not parse is stored with a
+ * WARNING instead of an error.
+ */
+static void
+check_mapping_source(Checker *ck, const char *field, const char *path)
+{
+	char	   *msg = NULL;
+
+	if (strcmp(path, "$.") == 0)
+		return;
+	if (path[0] != '$' || (path[1] != '\0' && path[1] != '.' && path[1] != '['))
+		check_jsonpath(ck, field, path);	/* raises */
+	if (!allma_path_check(path, &msg))
+		ereport(WARNING,
+				(errcode(ERRCODE_ALLMA_INVALID_PATH),
+				 errmsg("%s has JSONPath \"%s\" that selects nothing",
+						where(ck, field), path),
+				 msg ? errdetail("%s", msg) : 0,
+				 errhint("Allma checks only that a mapping source starts with \"$.\", so the flow is accepted.")));
 }
 
 /* a string field holding a JSONPath */
@@ -819,7 +845,7 @@ check_input_mappings(Checker *ck, JsonbContainer *obj, const char *parent,
 		check_dotpath(ck, field, ms[i].key);
 		if (ms[i].value.type != jbvString)
 			error_type(ck, entry, "a JSONPath string", &ms[i].value);
-		check_jsonpath(ck, entry, string_value(&ms[i].value));
+		check_mapping_source(ck, entry, string_value(&ms[i].value));
 	}
 }
 
