@@ -418,8 +418,11 @@ SELECT pg_temp.patch('mail', '{"customHeaders": 5}');
 SELECT pg_temp.patch('mail', '{"attachmentsPath": "$.files"}');
 SELECT pg_temp.patch('mail', '{"attachments": [{"filename": "a"}]}');
 SELECT pg_temp.patch('mail', '{"attachments": [{"s3Pointer": "{{p}}"}]}');
+-- trigger markers run as no-ops: their trigger fields are optional
 SELECT pg_temp.add('x', '{"stepType": "EMAIL_START_POINT"}');
 SELECT pg_temp.add('x', '{"stepType": "SCHEDULE_START_POINT"}');
+SELECT pg_temp.add('x', '{"stepType": "EMAIL_START_POINT", "emailAddress": ""}');
+SELECT pg_temp.add('x', '{"stepType": "EMAIL_START_POINT", "emailAddress": ["a@example.com"]}');
 SELECT pg_temp.add('x', '{"stepType": "SCHEDULE_START_POINT", "scheduleExpression": "rate(1 day)", "enabled": "yes"}');
 SELECT pg_temp.add('x', '{"stepType": "FILE_DOWNLOAD"}');
 SELECT pg_temp.add('x', '{"stepType": "FILE_DOWNLOAD", "sourceUrlTemplate": "http://f", "method": "FETCH"}');

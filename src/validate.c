@@ -47,6 +47,8 @@
  *	  definition, so the fields its type requires are not required on it.
  *	- Step keys may use letters, digits, "_" and "-" only, because the
  *	  default output mapping writes to "$.steps_output.<key>".
+ *	- The trigger markers EMAIL_START_POINT and SCHEDULE_START_POINT do not
+ *	  need emailAddress / scheduleExpression (they do nothing when run).
  *
  * Everything is allocated in a private memory context that is deleted on
  * return; errors are formatted into ErrorContext by ereport.
@@ -1665,10 +1667,14 @@ check_email(Checker *ck, JsonbContainer *step)
 		check_templates_field(ck, step, NULL, rendered[i]);
 }
 
+/*
+ * The start points are trigger markers that do nothing when run, so unlike
+ * Allma we do not require their trigger fields.
+ */
 static void
 check_email_start_point(Checker *ck, JsonbContainer *step)
 {
-	get_template_string(ck, step, NULL, "emailAddress", !ck->inherits);
+	get_template_string(ck, step, NULL, "emailAddress", false);
 	get_string(ck, step, NULL, "keyword", false);
 	get_string(ck, step, NULL, "triggerMessagePattern", false);
 }
@@ -1676,7 +1682,7 @@ check_email_start_point(Checker *ck, JsonbContainer *step)
 static void
 check_schedule_start_point(Checker *ck, JsonbContainer *step)
 {
-	get_template_string(ck, step, NULL, "scheduleExpression", !ck->inherits);
+	get_template_string(ck, step, NULL, "scheduleExpression", false);
 	get_string(ck, step, NULL, "timezone", false);
 	get_bool(ck, step, NULL, "enabled", NULL);
 	if (get_object(ck, step, NULL, "payloadTemplate", false) != NULL)
