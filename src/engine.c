@@ -430,7 +430,7 @@ branch_overlay(StepRun *run, Jsonb *branch, Jsonb *item, Jsonb *item_ctx)
 
 static void
 add_branch(AllmaForkSpec *spec, const char *branch_id, int ordinal, int item_index,
-		   const char *step_id, Jsonb *overlay)
+		   const char *step_id, Jsonb *overlay, int64 delay_ms)
 {
 	AllmaBranchSpec *b;
 
@@ -447,6 +447,7 @@ add_branch(AllmaForkSpec *spec, const char *branch_id, int ordinal, int item_ind
 	b->step_id = pstrdup(step_id);
 	b->overlay = (Jsonb *) palloc(VARSIZE(overlay));
 	memcpy(b->overlay, overlay, VARSIZE(overlay));
+	b->delay_ms = delay_ms;
 }
 
 /*
@@ -528,7 +529,8 @@ start_fork(StepRun *run)
 
 				MemoryContextSwitchTo(run->pathcxt);
 				add_branch(spec, branch_id ? branch_id : first, ordinal, item_index,
-						   first, overlay);
+						   first, overlay,
+						   allma_step_delay_ms(allma_flow_step(run->ps->flow, first), true));
 				MemoryContextSwitchTo(itemcxt);
 			}
 			ordinal++;

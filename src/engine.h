@@ -44,6 +44,7 @@ typedef struct AllmaBranchSpec
 	int32		item_index;
 	char	   *step_id;		/* the branch's first step */
 	Jsonb	   *overlay;		/* {currentItem, mapped inputs} over the base */
+	int64		delay_ms;		/* the first step's "before" delay */
 } AllmaBranchSpec;
 
 /* a fork started by a path's PARALLEL_FORK_MANAGER step */

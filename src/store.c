@@ -438,8 +438,9 @@ save_new_forks(List *paths)
 				bitem,
 				bstatus,
 				bstep,
-				bctx;
-	Datum		args[8];
+				bctx,
+				bdelay;
+	Datum		args[9];
 
 	foreach(lc, paths)
 	{
@@ -468,6 +469,7 @@ save_new_forks(List *paths)
 	col_init(&bstatus, TEXTOID, nbranches);
 	col_init(&bstep, TEXTOID, nbranches);
 	col_init(&bctx, JSONBOID, nbranches);
+	col_init(&bdelay, INT8OID, nbranches);
 
 	foreach(lc, paths)
 	{
@@ -495,6 +497,7 @@ save_new_forks(List *paths)
 			col_add_text(&bstatus, queued ? "WAITING" : "READY");
 			col_add_text(&bstep, b->step_id);
 			col_add_jsonb(&bctx, b->overlay);
+			col_add(&bdelay, Int64GetDatum(b->delay_ms), false);
 		}
 	}
 
@@ -520,15 +523,22 @@ save_new_forks(List *paths)
 
 	if (insert_branches_plan == NULL)
 	{
-		Oid			types[8] = {UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
-		INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID};
+		Oid			types[9] = {UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+		INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID, INT8ARRAYOID};
 
+		/*
+		 * A queued (WAITING) branch keeps its first step's delay as an
+		 * offset from the epoch in due_at; release_branches_plan turns it
+		 * into a due time when the branch is let go.
+		 */
 		insert_branches_plan = prepare(
 									   "INSERT INTO allma.execution_paths (execution_id, path_id, parent_path_id, "
-									   "  branch_id, branch_ordinal, item_index, status, step_instance_id, context) "
-									   "SELECT e, nextval('allma.path_id_seq'), parent, bid, ord, item, st, step, ctx "
-									   "FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) "
-									   "     AS u(e, parent, bid, ord, item, st, step, ctx)", 8, types);
+									   "  branch_id, branch_ordinal, item_index, status, step_instance_id, context, due_at) "
+									   "SELECT e, nextval('allma.path_id_seq'), parent, bid, ord, item, st, step, ctx, "
+									   "  CASE WHEN st = 'READY' THEN clock_timestamp() ELSE to_timestamp(0) END "
+									   "  + make_interval(secs => d / 1000.0) "
+									   "FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+									   "     AS u(e, parent, bid, ord, item, st, step, ctx, d)", 9, types);
 	}
 	args[0] = col_array(&be);
 	args[1] = col_array(&bparent);
@@ -538,6 +548,7 @@ save_new_forks(List *paths)
 	args[5] = col_array(&bstatus);
 	args[6] = col_array(&bstep);
 	args[7] = col_array(&bctx);
+	args[8] = col_array(&bdelay);
 	execute_plan(insert_branches_plan, args, SPI_OK_INSERT);
 }
 
@@ -724,7 +735,8 @@ save_branches(List *paths)
 					Oid			types[3] = {UUIDOID, INT8OID, INT4OID};
 
 					release_branches_plan = prepare(
-													"UPDATE allma.execution_paths SET status = 'READY', due_at = clock_timestamp() "
+													"UPDATE allma.execution_paths SET status = 'READY', "
+													"  due_at = clock_timestamp() + (due_at - to_timestamp(0)) "
 													"WHERE (execution_id, path_id) IN ("
 													"  SELECT execution_id, path_id FROM allma.execution_paths "
 													"  WHERE execution_id = $1 AND parent_path_id = $2 AND status = 'WAITING' "
