@@ -21,6 +21,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 
 #include "jsonb_util.h"
@@ -344,17 +345,55 @@ single_key_object(const char *key, Jsonb *value)
 }
 
 /*
+ * Building a jsonb value expands every nested container of its inputs into
+ * an in-memory JsonbValue tree, several times larger than the binary form.
+ * For large inputs, set_key and concat therefore work in a scratch context
+ * and copy only the result out, so the trees of one operation are freed
+ * before the next one builds its own.
+ */
+#define SCRATCH_THRESHOLD (64 * 1024)
+
+static Jsonb *
+copy_out(Jsonb *jb, MemoryContext target)
+{
+	Jsonb	   *copy = MemoryContextAlloc(target, VARSIZE(jb));
+
+	memcpy(copy, jb, VARSIZE(jb));
+	return copy;
+}
+
+static Jsonb *
+set_key_direct(Jsonb *obj, const char *key, Jsonb *value)
+{
+	if (!allma_jsonb_is_object(obj))
+		return single_key_object(key, value);
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
+											  JsonbPGetDatum(obj),
+											  JsonbPGetDatum(single_key_object(key, value))));
+}
+
+/*
  * allma_jsonb_set_key returns obj with key set to value.  A NULL or
  * non-object obj is treated as {}.  A NULL value removes the key.
  */
 Jsonb *
 allma_jsonb_set_key(Jsonb *obj, const char *key, Jsonb *value)
 {
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext scratch;
+	Jsonb	   *result;
+
 	if (value == NULL)
 		return allma_jsonb_delete_key(obj, key);
-	if (!allma_jsonb_is_object(obj))
-		return single_key_object(key, value);
-	return allma_jsonb_concat(obj, single_key_object(key, value));
+	if (VARSIZE(value) + (obj ? VARSIZE(obj) : 0) < SCRATCH_THRESHOLD)
+		return set_key_direct(obj, key, value);
+
+	scratch = AllocSetContextCreate(caller, "allma jsonb scratch", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(scratch);
+	result = copy_out(set_key_direct(obj, key, value), caller);
+	MemoryContextSwitchTo(caller);
+	MemoryContextDelete(scratch);
+	return result;
 }
 
 Jsonb *
@@ -371,13 +410,28 @@ allma_jsonb_delete_key(Jsonb *obj, const char *key)
 Jsonb *
 allma_jsonb_concat(Jsonb *a, Jsonb *b)
 {
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext scratch;
+	Jsonb	   *result;
+
 	if (a == NULL)
 		return b;
 	if (b == NULL)
 		return a;
-	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
-											  JsonbPGetDatum(a),
-											  JsonbPGetDatum(b)));
+	if (VARSIZE(a) + VARSIZE(b) < SCRATCH_THRESHOLD)
+		return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
+												  JsonbPGetDatum(a),
+												  JsonbPGetDatum(b)));
+
+	scratch = AllocSetContextCreate(caller, "allma jsonb scratch", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(scratch);
+	result = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
+												JsonbPGetDatum(a),
+												JsonbPGetDatum(b)));
+	result = copy_out(result, caller);
+	MemoryContextSwitchTo(caller);
+	MemoryContextDelete(scratch);
+	return result;
 }
 
 Jsonb *
