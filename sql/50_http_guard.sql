@@ -1,7 +1,9 @@
 -- HTTP client checks that need no server: destinations refused before any
 -- connection is made, URL / method / header validation, option checks and
 -- privileges.  (t/010_http_client.pl covers real requests.)
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS allma;
+RESET client_min_messages;
 
 -- errors as "SQLSTATE: message (detail)" (VERBOSITY verbose would print
 -- C source line numbers)
