@@ -122,14 +122,19 @@ typedef struct AllmaHttpRequest
  * was current when allma_http_poll returned it.
  *
  * A transfer that got a complete response has curl_code 0 and error NULL,
- * whatever its HTTP status.  Otherwise curl_code is libcurl's CURLcode (or
- * 0 for a refusal decided before curl ran) and error says what happened;
- * status is the status of a response that was cut short (too large), else 0.
+ * whatever its HTTP status.  Otherwise curl_code is libcurl's CURLcode and
+ * error says what happened; status, headers and content_type then describe
+ * the last response received, if any (the response that was too large, or
+ * the redirect that led to a refused destination), and the body is empty.
+ *
+ * Redirects are followed by libcurl (CURLOPT_FOLLOWLOCATION); the per-host
+ * limit counts the original URL's host, and CURLMOPT_MAX_HOST_CONNECTIONS
+ * bounds connections to redirect targets.
  */
 typedef struct AllmaHttpCompletion
 {
 	void	   *tag;
-	int			status;			/* HTTP status of the final response, or 0 */
+	int			status;			/* HTTP status of the last response, or 0 */
 	Jsonb	   *headers;		/* object; lower-cased names, repeats joined
 								 * with ", "; {} when there was no response */
 	char	   *content_type;	/* NULL when absent */
