@@ -22,7 +22,8 @@ OBJS = \
 	src/condition.o \
 	src/template.o \
 	src/transform.o \
-	src/sqlstep.o
+	src/sqlstep.o \
+	src/http.o
 
 DATA = $(EXTENSION)--$(EXTVERSION).sql $(wildcard $(EXTENSION)--*--*.sql)
 

@@ -343,3 +343,24 @@ AS 'MODULE_PATHNAME', 'allma_run_module'
 LANGUAGE C STRICT VOLATILE;
 COMMENT ON FUNCTION allma_run_module(text, jsonb) IS
 	'Runs a built-in DATA_TRANSFORMATION module (system/...) on an input, as a step would';
+
+-- HTTP client debug functions: the client the workers use for API_CALL and
+-- LLM steps, run synchronously in the calling backend.  Not granted to
+-- PUBLIC: they make outbound requests from the database server.
+
+CREATE FUNCTION allma_http_request(method text, url text, headers jsonb DEFAULT '{}',
+								   body text DEFAULT NULL, options jsonb DEFAULT '{}')
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'allma_http_request'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION allma_http_request(text, text, jsonb, text, jsonb) IS
+	'Runs one HTTP request through allma''s HTTP client; returns {status, headers, body, durationMs, error, ...}';
+REVOKE ALL ON FUNCTION allma_http_request(text, text, jsonb, text, jsonb) FROM PUBLIC;
+
+CREATE FUNCTION allma_http_batch(requests jsonb, options jsonb DEFAULT '{}')
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'allma_http_batch'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION allma_http_batch(jsonb, jsonb) IS
+	'Runs an array of HTTP requests concurrently through allma''s HTTP client; results in the same order';
+REVOKE ALL ON FUNCTION allma_http_batch(jsonb, jsonb) FROM PUBLIC;

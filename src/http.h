@@ -1,0 +1,239 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.h
+ *	  allma's HTTP client: many concurrent requests through libcurl's multi
+ *	  interface, with no transaction involved.
+ *
+ * Usage (a worker's I/O phase):
+ *
+ *	  client = allma_http_client_create(&limits);	-- once, long-lived context
+ *	  ...
+ *	  allma_http_submit(client, &req);				-- any number; copied
+ *	  while (allma_http_in_flight(client) > 0)
+ *	  {
+ *		  n = allma_http_poll(client, 1000, done, lengthof(done));
+ *		  for (i = 0; i < n; i++)
+ *			  record(done[i].tag, &done[i]);		-- status, body, flags
+ *	  }
+ *
+ * The client never opens or needs a transaction; it palloc's only in its
+ * own memory context (a child of the context current at creation, so for a
+ * worker create it in a long-lived one) and in the caller's context for the
+ * completions it returns.  libcurl callbacks never palloc or ereport: a
+ * problem is recorded in the request's private state and curl is told to
+ * stop, and it shows up in the completion.
+ *
+ * Requests beyond the in-flight limits wait in the client's queue (one FIFO
+ * per host, served round robin), so a large burst costs memory for the
+ * queued requests only and their timeouts start when they are started.
+ *
+ * Destinations: every connection's resolved address is checked before the
+ * socket is opened (so also for redirects and after DNS changes), and again
+ * before each request on a reused connection.  Loopback, private,
+ * link-local, carrier-grade NAT, multicast, reserved and unspecified
+ * addresses (IPv4 and IPv6, also embedded in IPv4-mapped, NAT64 and 6to4
+ * IPv6 addresses) are refused unless the allow-list names them.  Public
+ * addresses are always allowed.  Proxies from the environment are not used.
+ *
+ * Waiting: allma_http_poll waits on one epoll descriptor that covers every
+ * socket of the client and a wakeup eventfd.  A process that must also
+ * wait for its latch can either call allma_http_wakeup (async-signal-safe)
+ * from wherever it would set the latch, or put allma_http_wait_fd into its
+ * own WaitEventSet (WL_SOCKET_READABLE) with allma_http_next_timeout as the
+ * timeout, and call allma_http_poll with timeout 0 when it fires.
+ *
+ * Linux only (epoll, eventfd), libcurl 7.85 or later.
+ *
+ * IDENTIFICATION
+ *	  src/http.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ALLMA_HTTP_H
+#define ALLMA_HTTP_H
+
+#include "allma.h"
+
+/* defaults used for a zero field of AllmaHttpLimits */
+#define ALLMA_HTTP_DEFAULT_MAX_IN_FLIGHT		512
+#define ALLMA_HTTP_DEFAULT_MAX_PER_HOST			128
+#define ALLMA_HTTP_DEFAULT_CONNECT_TIMEOUT_MS	10000
+#define ALLMA_HTTP_DEFAULT_TIMEOUT_MS			30000
+#define ALLMA_HTTP_DEFAULT_MAX_RESPONSE_BYTES	(10 * 1024 * 1024)
+#define ALLMA_HTTP_DEFAULT_MAX_REDIRECTS		5
+/* upper bound of max_response_bytes (a palloc'able body plus NUL) */
+#define ALLMA_HTTP_MAX_RESPONSE_BYTES_LIMIT		((size_t) MaxAllocSize - 1)
+/* all response header lines of one request, redirects included */
+#define ALLMA_HTTP_MAX_HEADER_BYTES				(256 * 1024)
+
+/*
+ * Limits of one client.  Zero (or NULL) fields take the defaults above;
+ * max_redirects < 0 means "do not follow redirects".
+ */
+typedef struct AllmaHttpLimits
+{
+	int			max_in_flight;	/* transfers running at once */
+	int			max_per_host;	/* of those, to one scheme://host:port */
+	long		connect_timeout_ms;
+	long		timeout_ms;		/* whole transfer, unless the request says */
+	size_t		max_response_bytes; /* body, after content decoding */
+	int			max_redirects;
+	const char *user_agent;		/* NULL: "allma/<version>" */
+
+	/*
+	 * Allow-list spec (see allma_http_set_allowlist) for this client only;
+	 * NULL: follow the process-wide list.
+	 */
+	const char *allowlist;
+} AllmaHttpLimits;
+
+typedef struct AllmaHttpHeader
+{
+	const char *name;
+	const char *value;
+} AllmaHttpHeader;
+
+/*
+ * One request.  allma_http_submit copies everything, so the caller may
+ * free or reset its memory right after submitting.
+ *
+ * A body is sent when body is not NULL (body_len bytes, may be 0), and for
+ * POST, PUT and PATCH always (empty if NULL).  No Content-Type is sent
+ * unless headers has one.  Header names and values must not contain CR, LF
+ * or NUL.  An Idempotency-Key header in headers is replaced by
+ * idempotency_key when that is set.
+ */
+typedef struct AllmaHttpRequest
+{
+	const char *method;			/* NULL: GET; upper-cased */
+	const char *url;			/* absolute http:// or https:// URL */
+	const AllmaHttpHeader *headers;
+	int			nheaders;
+	const char *body;
+	size_t		body_len;
+	long		timeout_ms;		/* 0: the client's timeout_ms */
+	size_t		max_response_bytes; /* 0: the client's limit */
+	const char *idempotency_key;	/* sent as Idempotency-Key when set */
+	void	   *tag;			/* returned untouched in the completion */
+} AllmaHttpRequest;
+
+/*
+ * A finished request.  All pointers are palloc'd in the memory context that
+ * was current when allma_http_poll returned it.
+ *
+ * A transfer that got a complete response has curl_code 0 and error NULL,
+ * whatever its HTTP status.  Otherwise curl_code is libcurl's CURLcode and
+ * error says what happened; status, headers and content_type then describe
+ * the last response received, if any (the response that was too large, or
+ * the redirect that led to a refused destination), and the body is empty.
+ *
+ * Redirects are followed by libcurl (CURLOPT_FOLLOWLOCATION); the per-host
+ * limit counts the original URL's host, and CURLMOPT_MAX_HOST_CONNECTIONS
+ * bounds connections to redirect targets.
+ */
+typedef struct AllmaHttpCompletion
+{
+	void	   *tag;
+	int			status;			/* HTTP status of the last response, or 0 */
+	Jsonb	   *headers;		/* object; lower-cased names, repeats joined
+								 * with ", "; {} when there was no response */
+	char	   *content_type;	/* NULL when absent */
+	char	   *body;			/* body_len bytes plus a NUL; "" on failure */
+	size_t		body_len;
+	char	   *effective_url;	/* the last URL, after redirects */
+	int			redirects;		/* redirects followed */
+	long		retry_after_ms; /* parsed Retry-After (seconds or HTTP
+								 * date, >= 0); -1 when absent or invalid */
+	double		total_ms;		/* transfer time (curl's total time) */
+	double		queued_ms;		/* time spent waiting in the client queue */
+
+	int			curl_code;
+	char	   *error;			/* NULL on success */
+	bool		timed_out;
+	bool		too_large;		/* body or headers over the limits */
+	bool		refused_destination;	/* allow-list, or a redirect to a
+										 * scheme other than http(s) */
+} AllmaHttpCompletion;
+
+typedef struct AllmaHttpClient AllmaHttpClient;
+
+/*
+ * allma_http_client_create: a new client (curl multi handle, epoll set,
+ * queue) with the given limits (NULL: all defaults).  Its memory lives in
+ * a child of CurrentMemoryContext.  Throws on an invalid allow-list spec or
+ * when libcurl cannot be initialized.
+ */
+extern AllmaHttpClient *allma_http_client_create(const AllmaHttpLimits *limits);
+
+/*
+ * allma_http_client_destroy: aborts every queued and running request
+ * (their completions are never returned) and frees everything.  Never
+ * throws; NULL is allowed.
+ */
+extern void allma_http_client_destroy(AllmaHttpClient *client);
+
+/*
+ * allma_http_submit: validates and queues a request; it starts on the next
+ * allma_http_poll once the limits allow.  Throws (ERRCODE_INVALID_PARAMETER_VALUE)
+ * for a URL that does not parse or is not http/https, a bad method, or a
+ * header with forbidden characters; the client is unchanged then.
+ */
+extern void allma_http_submit(AllmaHttpClient *client, const AllmaHttpRequest *req);
+
+/*
+ * allma_http_poll: starts queued requests, waits up to timeout_ms for
+ * network activity (0: do not wait, -1: until something completes or a
+ * wakeup), drives the transfers and fills done[] with up to max_done
+ * finished requests; returns how many.  Returns early, possibly with 0,
+ * when allma_http_wakeup is called or a signal arrives, so the caller can
+ * check its latch / CHECK_FOR_INTERRUPTS.  Reports wait event "Extension"
+ * while waiting.  Throws only on out-of-memory; completions not returned
+ * yet stay in the client.
+ */
+extern int	allma_http_poll(AllmaHttpClient *client, long timeout_ms,
+							AllmaHttpCompletion *done, int max_done);
+
+/* allma_http_wakeup: makes a waiting allma_http_poll return; async-signal-safe */
+extern void allma_http_wakeup(AllmaHttpClient *client);
+
+/* requests submitted and not yet returned by allma_http_poll (queued included) */
+extern int	allma_http_in_flight(AllmaHttpClient *client);
+
+/* of those, how many wait in the queue */
+extern int	allma_http_queued(AllmaHttpClient *client);
+
+/*
+ * For a caller's own WaitEventSet: a descriptor that becomes readable on
+ * activity or wakeup, and the longest the caller may wait before calling
+ * allma_http_poll (ms; -1 when nothing is in flight).
+ */
+extern int	allma_http_wait_fd(AllmaHttpClient *client);
+extern long allma_http_next_timeout(AllmaHttpClient *client);
+
+/*
+ * Allow-list of destinations that would otherwise be refused: a comma
+ * separated list of
+ *	  - IPv4 or IPv6 addresses ("127.0.0.1", "::1", "[::1]"),
+ *	  - CIDR ranges ("10.0.0.0/8", "fd00::/8"),
+ *	  - host names, matched against the URL's host ("mock.internal"), or
+ *		"*.example.com" for any name below example.com.
+ * Whitespace around entries is ignored; "" means none.
+ *
+ * allma_http_check_allowlist validates a spec without throwing (for GUC
+ * check hooks): false and a palloc'd message in *error when invalid.
+ * allma_http_set_allowlist replaces the process-wide list (used by clients
+ * created without their own); throws ERRCODE_INVALID_PARAMETER_VALUE on an
+ * invalid spec.  Connections already open are checked again before their
+ * next request.
+ */
+extern bool allma_http_check_allowlist(const char *spec, char **error);
+extern void allma_http_set_allowlist(const char *spec);
+
+/*
+ * allma_http_check_url: is url an absolute http:// or https:// URL that
+ * libcurl can parse?  false and a palloc'd message in *error if not.
+ * Never throws.
+ */
+extern bool allma_http_check_url(const char *url, char **error);
+
+#endif							/* ALLMA_HTTP_H */
