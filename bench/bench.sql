@@ -80,3 +80,29 @@ BEGIN
 		RAISE EXCEPTION 'throughput run: some executions failed';
 	END IF;
 END $$;
+
+-- (d) fan-out: one execution forking n NO_OP branches, COLLECT_ARRAY
+SELECT allma_create_flow('{"id": "fanout", "startStepInstanceId": "fork", "steps": {
+  "fork": {"stepType": "PARALLEL_FORK_MANAGER", "itemsPath": "$.items",
+           "parallelBranches": [{"branchId": "b", "stepInstanceId": "noop"}],
+           "aggregationConfig": {"strategy": "COLLECT_ARRAY"}},
+  "noop": {"stepType": "NO_OP"}}}');
+
+CREATE OR REPLACE PROCEDURE bench_fork_run(n int, INOUT seconds double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+	e uuid;
+BEGIN
+	e := allma_start_flow('fanout', jsonb_build_object('items', (SELECT jsonb_agg(g) FROM generate_series(1, n) g)));
+	COMMIT;
+	IF allma_wait(e, '30 min') <> 'COMPLETED' THEN
+		RAISE EXCEPTION 'fan-out run: execution % did not complete', e;
+	END IF;
+	SELECT extract(epoch FROM ended_at - started_at) INTO seconds FROM allma.executions WHERE execution_id = e;
+	IF (SELECT jsonb_array_length(output->'steps_output'->'fork'->'aggregatedData')
+	      FROM allma.executions WHERE execution_id = e) <> n THEN
+		RAISE EXCEPTION 'fan-out run: wrong number of results';
+	END IF;
+	DELETE FROM allma.step_executions WHERE execution_id = e;
+	DELETE FROM allma.executions WHERE execution_id = e;
+END $$;

@@ -41,7 +41,7 @@ unix_socket_directories = '$WORK'
 shared_preload_libraries = 'allma'
 allma.database_name = 'postgres'
 allma.max_workers = 2
-shared_buffers = 1GB
+shared_buffers = 256MB
 max_wal_size = 4GB
 checkpoint_timeout = 30min
 CONF
@@ -99,6 +99,38 @@ done
 P50=$("${PSQL[@]}" -c "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY p50)::numeric, 2) FROM (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50 FROM bench_latency GROUP BY run) r")
 P99=$("${PSQL[@]}" -c "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY p99)::numeric, 2) FROM (SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99 FROM bench_latency GROUP BY run) r")
 
+echo "== (d) fan-out: one execution forking 10,000 and 100,000 NO_OP branches (fresh workers)"
+"${AS_PG[@]}" "$BINDIR/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w restart >/dev/null
+"${PSQL[@]}" -c "SELECT pg_sleep(2)" >/dev/null
+worker_pids() { pgrep -f "allma worker" | tr '\n' ' '; }
+# samples the workers' anonymous memory (RssAnon) every 50 ms into $1
+sample_rss() {
+  while :; do
+    for p in $(worker_pids); do awk '/^RssAnon/ {print $2}' "/proc/$p/status" 2>/dev/null; done >> "$1"
+    sleep 0.05
+  done
+}
+hwm() { for p in $(worker_pids); do awk '/^VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null; done | sort -n | tail -1; }
+FORK_ROWS=""
+for n in 10000 100000; do
+  bps_list=()
+  : > "$WORK/rss.$n"
+  sample_rss "$WORK/rss.$n" & SAMPLER=$!
+  for r in $(seq 1 "$RUNS"); do
+    secs=$("${PSQL[@]}" -c "CALL bench_fork_run($n, NULL)")
+    bps=$(awk -v s="$secs" -v n="$n" 'BEGIN {printf "%.0f", n / s}')
+    echo "   $n branches, run $r: ${secs}s, $bps branches/s"
+    bps_list+=("$bps")
+  done
+  kill $SAMPLER; wait $SAMPLER 2>/dev/null || true
+  BPS=$(printf '%s\n' "${bps_list[@]}" | median)
+  HWM=$(( $(hwm) / 1024 ))
+  ANON=$(( $(sort -n "$WORK/rss.$n" | tail -1) / 1024 ))
+  echo "   $n branches: median $BPS branches/s, worker VmHWM so far ${HWM} MB, peak RssAnon ${ANON} MB"
+  FORK_ROWS="$FORK_ROWS
+| (d) fan-out, $n NO_OP branches, COLLECT_ARRAY | $BPS branches/s (runs: ${bps_list[*]}); worker VmHWM after these runs: ${HWM} MB; peak worker RssAnon: ${ANON} MB | >= 5,000 branches/s; VmHWM < 256 MB, not growing from 10k to 100k |"
+done
+
 RATIO=$(awk -v a="$SPS" -v b="$TPS" 'BEGIN {printf "%.2f", a / b}')
 RATIO1=$(awk -v a="$SPS1" -v b="$TPS" 'BEGIN {printf "%.2f", a / b}')
 CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
@@ -117,7 +149,7 @@ Produced by \`bench/run.sh\` (medians of $RUNS runs, all measured in one run on 
 | CPU | $CPU, $(nproc) cores |
 | memory | $(free -g | awk '/^Mem:/ {print $2}') GiB |
 | PostgreSQL | $PGV |
-| server settings | shared_buffers = 1GB, max_wal_size = 4GB, synchronous_commit = on (default), allma.max_workers = 2, allma.batch_size = default, allma.max_chain_steps = default |
+| server settings | shared_buffers = 256MB, max_wal_size = 4GB, synchronous_commit = on (default), allma.max_workers = 2, allma.batch_size = default, allma.max_chain_steps = default |
 
 | measurement | result | target |
 | --- | --- | --- |
@@ -127,7 +159,10 @@ Produced by \`bench/run.sh\` (medians of $RUNS runs, all measured in one run on 
 | (b1) the same, allma.max_chain_steps = 1: every step of a path commits separately, batching only across executions | $SPS1 steps/s (runs: ${sps1_list[*]}) | |
 | (b1)/(a) | $RATIO1 | |
 | (c) start-to-completion latency, 3-step flow, single client: p50 | $P50 ms | <= 10 ms |
-| (c) p99 | $P99 ms | |
+| (c) p99 | $P99 ms | |$FORK_ROWS
+
+VmHWM is the workers' peak resident set since they started (the cluster is restarted before (d)), and
+includes the shared-buffer pages a worker touched; RssAnon is its private memory, sampled every 50 ms.
 MD
 echo
 cat "$SRC/bench/RESULTS.md"

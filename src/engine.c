@@ -562,8 +562,13 @@ spi_jsonb(const char *sql, AllmaPathState *ps, Jsonb *arg3)
 	values[0] = UUIDPGetDatum(&ps->execution_id);
 	values[1] = Int64GetDatum(ps->path_id);
 	values[2] = arg3 ? JsonbPGetDatum(arg3) : (Datum) 0;
+	/*
+	 * Not read-only: that takes a fresh snapshot.  The parent path may have
+	 * been claimed through FOR UPDATE after its wake-up committed later than
+	 * this pass's first snapshot, which would not show the last branches.
+	 */
 	SPI_connect();
-	if (SPI_execute_with_args(sql, arg3 ? 3 : 2, types, values, NULL, true, 1) != SPI_OK_SELECT ||
+	if (SPI_execute_with_args(sql, arg3 ? 3 : 2, types, values, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "allma: fork aggregation query failed");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

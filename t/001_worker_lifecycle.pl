@@ -86,7 +86,8 @@ $node->safe_psql('scratch', 'CREATE EXTENSION allma');
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 3 FROM pg_stat_activity WHERE backend_type = 'allma worker' AND datname = 'scratch'")
   or die 'workers did not move to scratch';
-my ($ret, $out, $err) = $node->psql('postgres', 'DROP DATABASE scratch');
+my ($ret, $err);
+($ret, $out, $err) = $node->psql('postgres', 'DROP DATABASE scratch');
 is($ret, 0, 'DROP DATABASE of the workers\' database succeeds') or diag($err);
 $node->safe_psql('postgres', 'CREATE DATABASE scratch');
 $node->safe_psql('scratch', 'CREATE EXTENSION allma');
