@@ -157,11 +157,36 @@ SELECT pg_temp.run('nested', '{"groups": [{"members": [1, 2]}, {"members": [3]},
 SELECT allma_wait(:'e');
 SELECT output->'steps_output'->'outer' FROM allma.executions WHERE execution_id = :'e';
 
+-- two forks in a row on the same path (the second starts in the pass that joins the first)
+SELECT allma_create_flow($$ {"id": "two-forks", "startStepInstanceId": "one", "steps": {
+  "one": {"stepType": "PARALLEL_FORK_MANAGER", "itemsPath": "$.items",
+          "parallelBranches": [{"branchId": "a", "stepInstanceId": "sq"}], "defaultNextStepInstanceId": "two"},
+  "two": {"stepType": "PARALLEL_FORK_MANAGER", "itemsPath": "$.items",
+          "parallelBranches": [{"branchId": "b", "stepInstanceId": "sq"}],
+          "aggregationConfig": {"strategy": "SUM"}},
+  "sq": {"stepType": "CUSTOM_LOGIC", "moduleIdentifier": "test/square",
+         "inputMappings": {"n": "$.currentItem"}, "outputMappings": {"$.output": "$.sq"}}}} $$);
+SELECT pg_temp.run('two-forks', '{"items": [2, 3]}') AS e \gset
+SELECT allma_wait(:'e');
+SELECT output->'steps_output'->'one' AS one, output->'steps_output'->'two' AS two
+  FROM allma.executions WHERE execution_id = :'e';
+
 -- allma.max_fork_branches caps the width with a catchable error
 SELECT pg_temp.fork_flow('too-wide', $$ {"parallelBranches": [{"branchId": "a", "stepInstanceId": "label"}]} $$);
 SELECT pg_temp.run('too-wide', jsonb_build_object('items', (SELECT jsonb_agg(g) FROM generate_series(1, 200001) g))) AS e \gset
 SELECT allma_wait(:'e');
 SELECT error->>'errorName' AS name, error->>'errorMessage' AS message
+  FROM allma.executions WHERE execution_id = :'e';
+
+-- an aggregate larger than allma.max_context_size (512kB in the test server)
+-- fails the fork step cleanly
+SELECT pg_temp.fork_flow('too-big', $$ {"parallelBranches": [{"branchId": "l", "stepInstanceId": "big"}]} $$,
+  $$ {"big": {"stepType": "NO_OP", "literals": {"pad": "{{currentItem}} xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}} $$);
+SELECT pg_temp.run('too-big', jsonb_build_object('items', (SELECT jsonb_agg(g) FROM generate_series(1, 12000) g))) AS e \gset
+SELECT allma_wait(:'e');
+SELECT error->>'errorName' AS name,
+       error->>'errorMessage' LIKE 'execution context of % bytes exceeds allma.max_context_size%' AS too_large,
+       (SELECT count(*) FROM allma.execution_paths WHERE execution_id = :'e') AS paths_left
   FROM allma.executions WHERE execution_id = :'e';
 
 DROP FUNCTION public.allma_test_square(jsonb);

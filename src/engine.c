@@ -57,6 +57,7 @@
 #include "path.h"
 #include "retry.h"
 #include "sqlstep.h"
+#include "store.h"
 #include "template.h"
 #include "transform.h"
 
@@ -428,19 +429,25 @@ branch_overlay(StepRun *run, Jsonb *branch, Jsonb *item, Jsonb *item_ctx)
 	return overlay;
 }
 
+/* branches are inserted in chunks of this many, so memory stays bounded */
+#define FORK_CHUNK 5000
+
 static void
-add_branch(AllmaForkSpec *spec, const char *branch_id, int ordinal, int item_index,
-		   const char *step_id, Jsonb *overlay, int64 delay_ms)
+add_branch(AllmaPathState *ps, AllmaForkSpec *spec, const char *branch_id, int ordinal,
+		   int item_index, const char *step_id, Jsonb *overlay, int64 delay_ms)
 {
 	AllmaBranchSpec *b;
+	MemoryContext oldcxt;
 
 	if (spec->nbranches == spec->capacity)
 	{
-		spec->capacity *= 2;
-		spec->branches = repalloc_huge(spec->branches,
-									   sizeof(AllmaBranchSpec) * spec->capacity);
+		allma_store_insert_branches(&ps->execution_id, ps->path_id, spec);
+		MemoryContextReset(spec->chunkcxt);
+		spec->nbranches = 0;
 	}
+	oldcxt = MemoryContextSwitchTo(spec->chunkcxt);
 	b = &spec->branches[spec->nbranches++];
+	spec->ntotal++;
 	b->branch_id = pstrdup(branch_id);
 	b->ordinal = ordinal;
 	b->item_index = item_index;
@@ -448,12 +455,36 @@ add_branch(AllmaForkSpec *spec, const char *branch_id, int ordinal, int item_ind
 	b->overlay = (Jsonb *) palloc(VARSIZE(overlay));
 	memcpy(b->overlay, overlay, VARSIZE(overlay));
 	b->delay_ms = delay_ms;
+	MemoryContextSwitchTo(oldcxt);
 }
 
 /*
  * start_fork plans the branches of a fork.  Returns the step's output when
  * there is nothing to run (no item or no matching branch), else NULL with
  * run->forked set and the spec in run->ps->fork.
+ */
+/*
+ * fork_items: the items at itemsPath as a list of Jsonb; NIL for none.  A
+ * non-array value is one item (Allma).
+ */
+static int
+fork_item_count(Jsonb *items)
+{
+	JsonbValue	v;
+
+	if (items == NULL || (allma_jsonb_scalar(items, &v) && v.type == jbvNull))
+		return 0;
+	if (allma_jsonb_is_array(items))
+		return JB_ROOT_COUNT(items);
+	return 1;
+}
+
+/*
+ * start_fork plans and inserts the branches of a fork, a chunk at a time,
+ * walking the item array without copying it.  Returns the step's output
+ * when there is nothing to run (no item or no matching branch), else NULL
+ * with run->forked set and the fork in run->ps->fork (store.c inserts its
+ * row when the pass ends).
  */
 static Jsonb *
 start_fork(StepRun *run)
@@ -462,29 +493,22 @@ start_fork(StepRun *run)
 	Jsonb	   *agg = aggregation_config(step);
 	char	   *items_path = allma_jsonb_get_cstring(step->def, "itemsPath");
 	Jsonb	   *items = items_path ? allma_path_get(run->ps->context, items_path) : NULL;
-	List	   *item_list;
+	int			nitems = fork_item_count(items);
 	List	   *templates = allma_jsonb_array_elements(allma_jsonb_get(step->def, "parallelBranches"));
 	Jsonb	   *base = run->ps->context;
 	double		max_concurrency = 0;
 	AllmaForkSpec *spec;
 	MemoryContext oldcxt;
 	MemoryContext itemcxt;
-	int			item_index = 0;
-	ListCell   *lc;
+	JsonbIterator *it = NULL;
 	JsonbValue	v;
+	JsonbIteratorToken tok;
 
-	if (items == NULL || (allma_jsonb_scalar(items, &v) && v.type == jbvNull))
-		item_list = NIL;
-	else if (allma_jsonb_is_array(items))
-		item_list = allma_jsonb_array_elements(items);
-	else
-		item_list = list_make1(items);	/* Allma: a non-array is one item */
-
-	if ((int64) list_length(item_list) * list_length(templates) > allma_max_fork_branches)
+	if ((int64) nitems * list_length(templates) > allma_max_fork_branches)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("fork step \"%s\" would start up to %lld branches, more than allma.max_fork_branches (%d)",
-						step->id, (long long) list_length(item_list) * list_length(templates),
+						step->id, (long long) nitems * list_length(templates),
 						allma_max_fork_branches),
 				 errhint("Split the work, or raise allma.max_fork_branches.")));
 
@@ -501,20 +525,34 @@ start_fork(StepRun *run)
 	spec->base = (Jsonb *) palloc(VARSIZE(base));
 	memcpy(spec->base, base, VARSIZE(base));
 	spec->max_concurrency = (int32) Max(max_concurrency, 0);
-	spec->capacity = 64;
+	spec->capacity = FORK_CHUNK;
 	spec->branches = palloc(sizeof(AllmaBranchSpec) * spec->capacity);
+	spec->chunkcxt = AllocSetContextCreate(run->pathcxt, "allma fork chunk",
+										   ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(oldcxt);
 
 	itemcxt = AllocSetContextCreate(CurrentMemoryContext, "allma fork item",
 									ALLOCSET_DEFAULT_SIZES);
-	foreach(lc, item_list)
+	if (nitems > 0 && allma_jsonb_is_array(items))
+		it = JsonbIteratorInit(&items->root);
+
+	for (int item_index = 0; item_index < nitems; item_index++)
 	{
-		Jsonb	   *item = lfirst(lc);
+		Jsonb	   *item;
 		Jsonb	   *item_ctx;
 		ListCell   *lc2;
 		int			ordinal = 0;
 
 		oldcxt = MemoryContextSwitchTo(itemcxt);
+		if (it == NULL)
+			item = items;
+		else
+		{
+			/* next element of the array (containers come back whole) */
+			while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_ELEM)
+				Assert(tok != WJB_DONE);
+			item = JsonbValueToJsonb(&v);
+		}
 		item_ctx = allma_jsonb_set_key(base, "currentItem", item);
 		foreach(lc2, templates)
 		{
@@ -524,25 +562,27 @@ start_fork(StepRun *run)
 			char	   *first = allma_jsonb_get_cstring(branch, "stepInstanceId");
 
 			if (first != NULL && (cond == NULL || allma_condition_eval(cond, item_ctx)))
-			{
-				Jsonb	   *overlay = branch_overlay(run, branch, item, item_ctx);
-
-				MemoryContextSwitchTo(run->pathcxt);
-				add_branch(spec, branch_id ? branch_id : first, ordinal, item_index,
-						   first, overlay,
+				add_branch(run->ps, spec, branch_id ? branch_id : first, ordinal, item_index,
+						   first, branch_overlay(run, branch, item, item_ctx),
 						   allma_step_delay_ms(allma_flow_step(run->ps->flow, first), true));
-				MemoryContextSwitchTo(itemcxt);
-			}
 			ordinal++;
 		}
 		MemoryContextSwitchTo(oldcxt);
+		/* the iterator's state lives in the caller's context, not itemcxt */
 		MemoryContextReset(itemcxt);
-		item_index++;
 	}
 	MemoryContextDelete(itemcxt);
 
-	if (spec->nbranches == 0)
+	if (spec->ntotal == 0)
 		return empty_aggregate(agg);
+
+	/* the last chunk */
+	if (spec->nbranches > 0)
+		allma_store_insert_branches(&run->ps->execution_id, run->ps->path_id, spec);
+	MemoryContextDelete(spec->chunkcxt);
+	spec->chunkcxt = NULL;
+	spec->nbranches = 0;
+	spec->branches = NULL;
 
 	run->forked = true;
 	run->ps->fork = spec;

@@ -53,9 +53,12 @@ typedef struct AllmaForkSpec
 	char	   *step_id;
 	Jsonb	   *base;			/* context shared by every branch */
 	int32		max_concurrency;	/* 0 = unlimited */
+	int64		ntotal;			/* branches created so far */
+	/* the chunk of branches not inserted yet (store.c flushes it) */
 	int			nbranches;
 	int			capacity;
 	AllmaBranchSpec *branches;
+	MemoryContext chunkcxt;
 } AllmaForkSpec;
 
 /* an execution path claimed by a worker, and what happened to it */

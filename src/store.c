@@ -416,21 +416,17 @@ save_paths(List *paths)
 }
 
 /*
- * save_new_forks inserts the fork rows and the branch paths of every fork
- * started in this batch.  Branches beyond maxConcurrency start WAITING.
+ * allma_store_insert_branches inserts the pending chunk of a fork's branch
+ * paths (the engine calls it while it plans the fork, so that a wide fork
+ * never holds all its branches in memory).  Branches beyond maxConcurrency
+ * start WAITING.  SPI must be connected.
  */
-static void
-save_new_forks(List *paths)
+void
+allma_store_insert_branches(pg_uuid_t *execution_id, int64 parent_path_id,
+							AllmaForkSpec *f)
 {
-	ListCell   *lc;
-	int			nforks = 0;
-	int			nbranches = 0;
-	Column		fe,
-				fp,
-				fstep,
-				fbase,
-				ftotal,
-				fmax;
+	int			n = f->nbranches;
+	int64		first_index = f->ntotal - n;
 	Column		be,
 				bparent,
 				bid,
@@ -442,84 +438,32 @@ save_new_forks(List *paths)
 				bdelay;
 	Datum		args[9];
 
-	foreach(lc, paths)
-	{
-		AllmaPathState *ps = lfirst(lc);
-
-		if (ps->waiting && ps->fork != NULL)
-		{
-			nforks++;
-			nbranches += ps->fork->nbranches;
-		}
-	}
-	if (nforks == 0)
+	if (n == 0)
 		return;
-
-	col_init(&fe, UUIDOID, nforks);
-	col_init(&fp, INT8OID, nforks);
-	col_init(&fstep, TEXTOID, nforks);
-	col_init(&fbase, JSONBOID, nforks);
-	col_init(&ftotal, INT4OID, nforks);
-	col_init(&fmax, INT4OID, nforks);
-	col_init(&be, UUIDOID, nbranches);
-	col_init(&bparent, INT8OID, nbranches);
-	col_init(&bid, TEXTOID, nbranches);
-	col_init(&bord, INT4OID, nbranches);
-	col_init(&bitem, INT4OID, nbranches);
-	col_init(&bstatus, TEXTOID, nbranches);
-	col_init(&bstep, TEXTOID, nbranches);
-	col_init(&bctx, JSONBOID, nbranches);
-	col_init(&bdelay, INT8OID, nbranches);
-
-	foreach(lc, paths)
+	col_init(&be, UUIDOID, n);
+	col_init(&bparent, INT8OID, n);
+	col_init(&bid, TEXTOID, n);
+	col_init(&bord, INT4OID, n);
+	col_init(&bitem, INT4OID, n);
+	col_init(&bstatus, TEXTOID, n);
+	col_init(&bstep, TEXTOID, n);
+	col_init(&bctx, JSONBOID, n);
+	col_init(&bdelay, INT8OID, n);
+	for (int i = 0; i < n; i++)
 	{
-		AllmaPathState *ps = lfirst(lc);
-		AllmaForkSpec *f = ps->fork;
+		AllmaBranchSpec *b = &f->branches[i];
+		bool		queued = f->max_concurrency > 0 && first_index + i >= f->max_concurrency;
 
-		if (!ps->waiting || f == NULL)
-			continue;
-		col_add(&fe, UUIDPGetDatum(&ps->execution_id), false);
-		col_add(&fp, Int64GetDatum(ps->path_id), false);
-		col_add_text(&fstep, f->step_id);
-		col_add_jsonb(&fbase, f->base);
-		col_add(&ftotal, Int32GetDatum(f->nbranches), false);
-		col_add(&fmax, Int32GetDatum(f->max_concurrency), false);
-		for (int i = 0; i < f->nbranches; i++)
-		{
-			AllmaBranchSpec *b = &f->branches[i];
-			bool		queued = f->max_concurrency > 0 && i >= f->max_concurrency;
-
-			col_add(&be, UUIDPGetDatum(&ps->execution_id), false);
-			col_add(&bparent, Int64GetDatum(ps->path_id), false);
-			col_add_text(&bid, b->branch_id);
-			col_add(&bord, Int32GetDatum(b->ordinal), false);
-			col_add(&bitem, Int32GetDatum(b->item_index), false);
-			col_add_text(&bstatus, queued ? "WAITING" : "READY");
-			col_add_text(&bstep, b->step_id);
-			col_add_jsonb(&bctx, b->overlay);
-			col_add(&bdelay, Int64GetDatum(b->delay_ms), false);
-		}
+		col_add(&be, UUIDPGetDatum(execution_id), false);
+		col_add(&bparent, Int64GetDatum(parent_path_id), false);
+		col_add_text(&bid, b->branch_id);
+		col_add(&bord, Int32GetDatum(b->ordinal), false);
+		col_add(&bitem, Int32GetDatum(b->item_index), false);
+		col_add_text(&bstatus, queued ? "WAITING" : "READY");
+		col_add_text(&bstep, b->step_id);
+		col_add_jsonb(&bctx, b->overlay);
+		col_add(&bdelay, Int64GetDatum(b->delay_ms), false);
 	}
-
-	if (insert_forks_plan == NULL)
-	{
-		Oid			types[6] = {UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
-		INT4ARRAYOID, INT4ARRAYOID};
-
-		insert_forks_plan = prepare(
-									"INSERT INTO allma.forks (execution_id, fork_path_id, step_instance_id, "
-									"  base_context, total, pending, max_concurrency) "
-									"SELECT e, p, step, base, total, total, maxc "
-									"FROM unnest($1, $2, $3, $4, $5, $6) AS u(e, p, step, base, total, maxc)",
-									6, types);
-	}
-	args[0] = col_array(&fe);
-	args[1] = col_array(&fp);
-	args[2] = col_array(&fstep);
-	args[3] = col_array(&fbase);
-	args[4] = col_array(&ftotal);
-	args[5] = col_array(&fmax);
-	execute_plan(insert_forks_plan, args, SPI_OK_INSERT);
 
 	if (insert_branches_plan == NULL)
 	{
@@ -550,6 +494,73 @@ save_new_forks(List *paths)
 	args[7] = col_array(&bctx);
 	args[8] = col_array(&bdelay);
 	execute_plan(insert_branches_plan, args, SPI_OK_INSERT);
+}
+
+/* save_new_forks inserts the row of every fork started in this batch */
+static void
+save_new_forks(List *paths)
+{
+	ListCell   *lc;
+	int			nforks = 0;
+	Column		fe,
+				fp,
+				fstep,
+				fbase,
+				ftotal,
+				fmax;
+	Datum		args[6];
+
+	foreach(lc, paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+
+		if (ps->waiting && ps->fork != NULL)
+			nforks++;
+	}
+	if (nforks == 0)
+		return;
+
+	col_init(&fe, UUIDOID, nforks);
+	col_init(&fp, INT8OID, nforks);
+	col_init(&fstep, TEXTOID, nforks);
+	col_init(&fbase, JSONBOID, nforks);
+	col_init(&ftotal, INT4OID, nforks);
+	col_init(&fmax, INT4OID, nforks);
+
+	foreach(lc, paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+		AllmaForkSpec *f = ps->fork;
+
+		if (!ps->waiting || f == NULL)
+			continue;
+		col_add(&fe, UUIDPGetDatum(&ps->execution_id), false);
+		col_add(&fp, Int64GetDatum(ps->path_id), false);
+		col_add_text(&fstep, f->step_id);
+		col_add_jsonb(&fbase, f->base);
+		col_add(&ftotal, Int32GetDatum((int32) f->ntotal), false);
+		col_add(&fmax, Int32GetDatum(f->max_concurrency), false);
+	}
+
+	if (insert_forks_plan == NULL)
+	{
+		Oid			types[6] = {UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
+		INT4ARRAYOID, INT4ARRAYOID};
+
+		insert_forks_plan = prepare(
+									"INSERT INTO allma.forks (execution_id, fork_path_id, step_instance_id, "
+									"  base_context, total, pending, max_concurrency) "
+									"SELECT e, p, step, base, total, total, maxc "
+									"FROM unnest($1, $2, $3, $4, $5, $6) AS u(e, p, step, base, total, maxc)",
+									6, types);
+	}
+	args[0] = col_array(&fe);
+	args[1] = col_array(&fp);
+	args[2] = col_array(&fstep);
+	args[3] = col_array(&fbase);
+	args[4] = col_array(&ftotal);
+	args[5] = col_array(&fmax);
+	execute_plan(insert_forks_plan, args, SPI_OK_INSERT);
 }
 
 typedef struct ForkTally
@@ -768,7 +779,11 @@ save_branches(List *paths)
 	}
 }
 
-/* save_joined_forks deletes the branches and fork row of every joined fork */
+/*
+ * save_joined_forks deletes the branches and fork row of every joined fork.
+ * Only finished branches go: the same path may already have started its
+ * next fork in this pass, whose branches are READY or WAITING.
+ */
 static void
 save_joined_forks(List *paths)
 {
@@ -797,7 +812,8 @@ save_joined_forks(List *paths)
 		delete_forks_plan = prepare(
 									"WITH u AS (SELECT * FROM unnest($1, $2) AS u(e, p)), "
 									"branches AS (DELETE FROM allma.execution_paths x USING u "
-									"  WHERE x.execution_id = u.e AND x.parent_path_id = u.p) "
+									"  WHERE x.execution_id = u.e AND x.parent_path_id = u.p "
+									"    AND x.status IN ('DONE', 'FAILED')) "
 									"DELETE FROM allma.forks f USING u "
 									"WHERE f.execution_id = u.e AND f.fork_path_id = u.p", 2, types);
 	}

@@ -15,10 +15,15 @@
 
 #include "nodes/pg_list.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 extern List *allma_store_claim(int limit);
 extern int	allma_store_save(List *paths);
 extern TimestampTz allma_store_next_due(void);
 extern void allma_store_reset(void);
+
+struct AllmaForkSpec;
+extern void allma_store_insert_branches(pg_uuid_t *execution_id, int64 parent_path_id,
+										struct AllmaForkSpec *spec);
 
 #endif							/* ALLMA_STORE_H */
