@@ -94,6 +94,8 @@ CREATE TABLE allma.execution_paths (
 	seq					integer NOT NULL DEFAULT 0,
 	due_at				timestamptz NOT NULL DEFAULT clock_timestamp(),
 	lease_until			timestamptz,
+	request				jsonb,
+	owner_slot			integer,
 	context				jsonb NOT NULL,
 	transition_counts	jsonb NOT NULL DEFAULT '{}',
 	result				jsonb,
@@ -101,6 +103,7 @@ CREATE TABLE allma.execution_paths (
 	PRIMARY KEY (execution_id, path_id)
 );
 CREATE INDEX execution_paths_ready_idx ON allma.execution_paths (due_at) WHERE status = 'READY';
+CREATE INDEX execution_paths_inflight_idx ON allma.execution_paths (lease_until) WHERE status = 'INFLIGHT';
 COMMENT ON TABLE allma.execution_paths IS
 	'Work queue and cursor: one row per live path of an execution (0 = main path)';
 

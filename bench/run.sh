@@ -41,7 +41,7 @@ unix_socket_directories = '$WORK'
 shared_preload_libraries = 'allma'
 allma.database_name = 'postgres'
 allma.max_workers = 2
-shared_buffers = 256MB
+shared_buffers = 128MB
 max_wal_size = 4GB
 checkpoint_timeout = 30min
 CONF
@@ -149,7 +149,7 @@ Produced by \`bench/run.sh\` (medians of $RUNS runs, all measured in one run on 
 | CPU | $CPU, $(nproc) cores |
 | memory | $(free -g | awk '/^Mem:/ {print $2}') GiB |
 | PostgreSQL | $PGV |
-| server settings | shared_buffers = 256MB, max_wal_size = 4GB, synchronous_commit = on (default), allma.max_workers = 2, allma.batch_size = default, allma.max_chain_steps = default |
+| server settings | shared_buffers = 128MB, max_wal_size = 4GB, synchronous_commit = on (default), allma.max_workers = 2, allma.batch_size = default, allma.max_chain_steps = default |
 
 | measurement | result | target |
 | --- | --- | --- |

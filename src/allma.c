@@ -26,6 +26,7 @@
 #include "utils/guc.h"
 
 #include "allma.h"
+#include "http.h"
 #include "launcher.h"
 #include "shmem.h"
 
@@ -40,6 +41,12 @@ int			allma_naptime_ms = 1000;
 double		allma_timer_scale = 1.0;
 int			allma_max_context_bytes = 16 * 1024 * 1024;
 int			allma_max_fork_branches = 200000;
+char	   *allma_http_allowlist = NULL;
+int			allma_http_max_in_flight = 1000;
+int			allma_http_max_per_host = 256;
+int			allma_http_timeout_ms = 30000;
+int			allma_http_connect_timeout_ms = 10000;
+int			allma_http_max_response_bytes = 10 * 1024 * 1024;
 
 static ProcessUtility_hook_type prev_process_utility_hook = NULL;
 
@@ -49,6 +56,17 @@ static void allma_process_utility(PlannedStmt *pstmt, const char *queryString,
 								  bool readOnlyTree, ProcessUtilityContext context,
 								  ParamListInfo params, QueryEnvironment *queryEnv,
 								  DestReceiver *dest, QueryCompletion *qc);
+
+static bool
+check_http_allowlist(char **newval, void **extra, GucSource source)
+{
+	char	   *error = NULL;
+
+	if (*newval == NULL || allma_http_check_allowlist(*newval, &error))
+		return true;
+	GUC_check_errdetail("%s", error ? error : "invalid allow-list");
+	return false;
+}
 
 static void
 define_gucs(void)
@@ -124,6 +142,61 @@ define_gucs(void)
 							200000, 1, 10000000,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("allma.http_allowlist",
+							   "Sets the non-public destinations HTTP steps may reach.",
+							   "A comma-separated list of host names, IP addresses and CIDRs. "
+							   "Loopback, private, link-local and metadata addresses are refused unless listed.",
+							   &allma_http_allowlist,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   check_http_allowlist, NULL, NULL);
+
+	DefineCustomIntVariable("allma.http_max_in_flight",
+							"Sets how many HTTP requests one worker keeps in flight.",
+							NULL,
+							&allma_http_max_in_flight,
+							1000, 1, 100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.http_max_per_host",
+							"Sets how many HTTP requests one worker sends to one host at once.",
+							NULL,
+							&allma_http_max_per_host,
+							256, 1, 100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.http_timeout",
+							"Sets the default total timeout of an HTTP request.",
+							"A step's customConfig.timeoutMs overrides it.",
+							&allma_http_timeout_ms,
+							30000, 1, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.http_connect_timeout",
+							"Sets the connect timeout of HTTP requests.",
+							NULL,
+							&allma_http_connect_timeout_ms,
+							10000, 1, 600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.http_max_response_size",
+							"Sets the largest HTTP response body a step accepts.",
+							"A larger response fails the step with a PermanentStepError.",
+							&allma_http_max_response_bytes,
+							10 * 1024 * 1024, 1024, 1024 * 1024 * 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("allma");

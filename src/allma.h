@@ -79,5 +79,11 @@ extern int	allma_naptime_ms;
 extern double allma_timer_scale;
 extern int	allma_max_context_bytes;
 extern int	allma_max_fork_branches;
+extern char *allma_http_allowlist;
+extern int	allma_http_max_in_flight;
+extern int	allma_http_max_per_host;
+extern int	allma_http_timeout_ms;
+extern int	allma_http_connect_timeout_ms;
+extern int	allma_http_max_response_bytes;
 
 #endif							/* ALLMA_H */

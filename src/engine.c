@@ -70,6 +70,7 @@ typedef struct StepRun
 	const char *default_error_name;
 	MemoryContext pathcxt;		/* outlives the step: fork specs go here */
 	bool		forked;			/* the step started a fork */
+	bool		io;				/* the step's request is to be sent */
 
 	/* results */
 	Jsonb	   *input;
@@ -742,6 +743,222 @@ branch_result(AllmaPathState *ps)
 	return result;
 }
 
+
+/* ----------------------------------------------------------------
+ * API_CALL
+ *
+ * A step that talks HTTP runs in two passes.  The first builds the request
+ * (templates, mappings) and leaves the path INFLIGHT with the request
+ * stored in its row; the worker sends it once that pass has committed, with
+ * no transaction open.  When the response arrives the worker claims the
+ * path again with ps->response set, and the step completes from it.
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * mapping_values: Allma's TemplateContextMappingItem objects
+ * ({sourceJsonPath, formatAs RAW|JSON}) evaluated over ctx, as an object
+ */
+static Jsonb *
+mapping_values(Jsonb *mappings, Jsonb *ctx)
+{
+	Jsonb	   *values = allma_jsonb_empty_object();
+	List	   *keys = allma_jsonb_object_keys(mappings);
+	ListCell   *lc;
+
+	foreach(lc, keys)
+	{
+		char	   *key = lfirst(lc);
+		Jsonb	   *item = allma_jsonb_get(mappings, key);
+		char	   *path = allma_jsonb_is_object(item) ?
+			allma_jsonb_get_cstring(item, "sourceJsonPath") :
+			allma_jsonb_get_cstring(mappings, key);
+		char	   *format = allma_jsonb_is_object(item) ? allma_jsonb_get_cstring(item, "formatAs") : NULL;
+		Jsonb	   *v = path ? allma_path_get(ctx, path) : NULL;
+
+		if (v == NULL)
+			continue;
+		if (format != NULL && strcmp(format, "JSON") == 0)
+			v = allma_jsonb_string(allma_jsonb_to_cstring(v));
+		values = allma_jsonb_set_key(values, key, v);
+	}
+	return values;
+}
+
+static char *
+idempotency_key(AllmaPathState *ps, AllmaStep *step)
+{
+	char	   *exec = DatumGetCString(DirectFunctionCall1(uuid_out,
+														   UUIDPGetDatum(&ps->execution_id)));
+
+	if (ps->is_branch)
+		return psprintf("%s/%lld:%s/%d", exec, (long long) ps->path_id, step->id, ps->attempt);
+	return psprintf("%s/%s/%d", exec, step->id, ps->attempt);
+}
+
+/* build_api_request: the request of an API_CALL step, as stored in the path */
+static Jsonb *
+build_api_request(StepRun *run)
+{
+	AllmaStep  *step = run->step;
+	Jsonb	   *def = step->def;
+	Jsonb	   *tctx = template_context(run);
+	Jsonb	   *url_def = allma_jsonb_get(def, "apiUrlTemplate");
+	char	   *url;
+	char	   *method = allma_jsonb_get_cstring(def, "apiHttpMethod");
+	Jsonb	   *headers = allma_jsonb_empty_object();
+	Jsonb	   *static_headers = allma_jsonb_get(def, "apiStaticHeaders");
+	Jsonb	   *header_paths = allma_jsonb_get(def, "apiHeadersTemplate");
+	Jsonb	   *body_def = allma_jsonb_get(def, "requestBodyTemplate");
+	Jsonb	   *cfg = step->custom_config ? allma_template_render_value(step->custom_config, tctx) : NULL;
+	char	   *body_path = cfg ? allma_jsonb_get_cstring(cfg, "requestBodyPath") : NULL;
+	Jsonb	   *body = NULL;
+	double		timeout_ms = allma_http_timeout_ms;
+	Jsonb	   *req = allma_jsonb_empty_object();
+	char	   *error;
+
+	/* the URL: a template string, or {template, contextMappings} */
+	if (allma_jsonb_is_object(url_def))
+	{
+		char	   *tmpl = allma_jsonb_get_cstring(url_def, "template");
+		Jsonb	   *mappings = allma_jsonb_get(url_def, "contextMappings");
+
+		if (allma_jsonb_is_object(mappings))
+			tctx = allma_jsonb_concat(tctx, mapping_values(mappings, tctx));
+		url = tmpl ? allma_template_render(tmpl, tctx) : pstrdup("");
+	}
+	else
+	{
+		char	   *tmpl = allma_jsonb_get_cstring(def, "apiUrlTemplate");
+
+		url = tmpl ? allma_template_render(tmpl, tctx) : pstrdup("");
+	}
+	if (!allma_http_check_url(url, &error))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("step \"%s\" has an invalid URL \"%s\": %s", step->id, url,
+						error ? error : "not an http or https URL")));
+
+	if (allma_jsonb_is_object(static_headers))
+		headers = allma_jsonb_concat(headers, allma_template_render_value(static_headers, tctx));
+	if (allma_jsonb_is_object(header_paths))
+	{
+		List	   *keys = allma_jsonb_object_keys(header_paths);
+		ListCell   *lc;
+
+		foreach(lc, keys)
+		{
+			char	   *name = lfirst(lc);
+			char	   *path = allma_jsonb_get_cstring(header_paths, name);
+			Jsonb	   *v = path ? (path[0] == '$' ? allma_path_get(run->ps->context, path) :
+									allma_jsonb_string(allma_template_render(path, tctx))) : NULL;
+
+			if (v != NULL)
+				headers = allma_jsonb_set_key(headers, name,
+											  allma_jsonb_string(allma_jsonb_to_display_text(v)));
+		}
+	}
+
+	if (allma_jsonb_is_object(body_def))
+		body = mapping_values(body_def, tctx);
+	else if (body_path != NULL)
+		body = allma_path_get(run->ps->context, body_path);
+	else if (method != NULL && (pg_strcasecmp(method, "POST") == 0 ||
+								pg_strcasecmp(method, "PUT") == 0 ||
+								pg_strcasecmp(method, "PATCH") == 0))
+		body = run->input;
+
+	if (cfg != NULL)
+		(void) allma_jsonb_get_number(cfg, "timeoutMs", &timeout_ms);
+
+	req = allma_jsonb_set_key(req, "method", allma_jsonb_string(method ? method : "GET"));
+	req = allma_jsonb_set_key(req, "url", allma_jsonb_string(url));
+	if (body != NULL)
+	{
+		if (!allma_jsonb_has_key(headers, "Content-Type") && !allma_jsonb_has_key(headers, "content-type"))
+			headers = allma_jsonb_set_key(headers, "Content-Type", allma_jsonb_string("application/json"));
+		req = allma_jsonb_set_key(req, "body", allma_jsonb_string(allma_jsonb_to_cstring(body)));
+	}
+	req = allma_jsonb_set_key(req, "headers", headers);
+	req = allma_jsonb_set_key(req, "timeoutMs", allma_jsonb_int((int64) timeout_ms));
+	req = allma_jsonb_set_key(req, "idempotencyKey",
+							  allma_jsonb_string(idempotency_key(run->ps, step)));
+	return req;
+}
+
+/* raise_http_error: an Allma error with details, through the DETAIL JSON convention */
+static void
+raise_http_error(const char *name, const char *message, Jsonb *details)
+{
+	Jsonb	   *detail = allma_jsonb_set_key(NULL, "errorName", allma_jsonb_string(name));
+
+	detail = allma_jsonb_set_key(detail, "errorDetails", details);
+	ereport(ERROR,
+			(errcode(ERRCODE_ALLMA_PERMANENT_STEP_ERROR),
+			 errmsg_internal("%s", message),
+			 errdetail_internal("%s", allma_jsonb_to_cstring(detail))));
+}
+
+/* api_output: the step output for a response, or the Allma error it means */
+static Jsonb *
+api_output(StepRun *run)
+{
+	AllmaHttpCompletion *c = run->ps->response;
+	Jsonb	   *details = allma_jsonb_empty_object();
+	Jsonb	   *data;
+	Jsonb	   *out;
+
+	details = allma_jsonb_set_key(details, "status", allma_jsonb_int(c->status));
+	details = allma_jsonb_set_key(details, "url", allma_jsonb_string(c->effective_url ? c->effective_url : ""));
+	if (c->retry_after_ms >= 0)
+		details = allma_jsonb_set_key(details, "retryAfterMs", allma_jsonb_int(c->retry_after_ms));
+
+	if (c->error != NULL)
+	{
+		details = allma_jsonb_set_key(details, "curlCode", allma_jsonb_int(c->curl_code));
+		details = allma_jsonb_set_key(details, "timedOut", allma_jsonb_bool(c->timed_out));
+		if (c->refused_destination)
+			raise_http_error(ALLMA_ERR_PERMANENT,
+							 psprintf("request refused: %s", c->error), details);
+		if (c->too_large)
+			raise_http_error(ALLMA_ERR_PERMANENT,
+							 psprintf("response too large: %s", c->error), details);
+		raise_http_error(ALLMA_ERR_TRANSIENT, c->error, details);
+	}
+	if (c->status == 429 || c->status >= 500 || c->status >= 400)
+	{
+		details = allma_jsonb_set_key(details, "body",
+									  allma_jsonb_string_len(c->body, Min(c->body_len, 1000)));
+		raise_http_error(c->status == 429 || c->status >= 500 ? ALLMA_ERR_TRANSIENT : ALLMA_ERR_PERMANENT,
+						 psprintf("HTTP %d from %s", c->status, c->effective_url ? c->effective_url : "server"),
+						 details);
+	}
+
+	/* JSON bodies are parsed, anything else is text */
+	data = NULL;
+	if (c->body_len > 0)
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+
+		PG_TRY();
+		{
+			data = allma_jsonb_parse(c->body);
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			FlushErrorState();
+			data = NULL;
+		}
+		PG_END_TRY();
+	}
+	if (data == NULL)
+		data = allma_jsonb_string_len(c->body, c->body_len);
+	out = allma_jsonb_set_key(NULL, "status", allma_jsonb_int(c->status));
+	out = allma_jsonb_set_key(out, "headers", c->headers ? c->headers : allma_jsonb_empty_object());
+	return allma_jsonb_set_key(out, "data", data);
+}
+
 static Jsonb *
 dispatch(StepRun *run)
 {
@@ -787,6 +1004,20 @@ dispatch(StepRun *run)
 				/* Allma: a Lambda function error is a TransientStepError */
 				return invoke_binding(run, key, lambda_payload(run, key),
 									  ALLMA_ERR_TRANSIENT);
+			}
+
+		case ALLMA_STEP_API_CALL:
+			if (run->ps->response != NULL)
+				return api_output(run);
+			{
+				Jsonb	   *req = build_api_request(run);
+				MemoryContext oldcxt = MemoryContextSwitchTo(run->pathcxt);
+
+				run->ps->io_request = (Jsonb *) palloc(VARSIZE(req));
+				memcpy(run->ps->io_request, req, VARSIZE(req));
+				MemoryContextSwitchTo(oldcxt);
+				run->io = true;
+				return NULL;
 			}
 
 		case ALLMA_STEP_PARALLEL_FORK_MANAGER:
@@ -946,7 +1177,7 @@ attempt_step(StepRun *run)
 {
 	build_input(run);
 	run->output = dispatch(run);
-	if (run->forked)
+	if (run->forked || run->io)
 		return;
 	if (run->output == NULL)
 		run->output = allma_jsonb_null();
@@ -1083,6 +1314,14 @@ run_step(AllmaPathState *ps, AllmaStep *step, MemoryContext pathcxt)
 	if (ps->joining)
 		ps->joining = false;
 
+	if (edata == NULL && run.io)
+	{
+		/* sent after this pass commits; recorded when the response is in */
+		ps->seq--;
+		ps->inflight = true;
+		return NULL;
+	}
+
 	if (edata == NULL && run.forked)
 	{
 		/* the branches start when this pass commits; the step is recorded at the join */
@@ -1117,7 +1356,7 @@ run_step(AllmaPathState *ps, AllmaStep *step, MemoryContext pathcxt)
 		FreeErrorData(edata);
 		rec->error = error;
 
-		delay_ms = allma_retry_delay_ms(step, name, ps->attempt, &policy);
+		delay_ms = allma_retry_delay_ms(step, name, ps->attempt, error, &policy);
 		if (delay_ms >= 0)
 		{
 			rec->status = "RETRYING";
@@ -1205,7 +1444,7 @@ allma_engine_advance(AllmaPathState *ps, int max_steps)
 	MemoryContext stepcxt = AllocSetContextCreate(pathcxt, "allma step",
 												  ALLOCSET_DEFAULT_SIZES);
 
-	while (!ps->ended && !ps->waiting && ps->steps_run < max_steps)
+	while (!ps->ended && !ps->waiting && !ps->inflight && ps->steps_run < max_steps)
 	{
 		AllmaStep  *step = allma_flow_step(ps->flow, ps->step_id);
 		AllmaStepRecord *rec;
@@ -1231,6 +1470,8 @@ allma_engine_advance(AllmaPathState *ps, int max_steps)
 
 		if (rec != NULL)
 			ps->records = lappend(ps->records, copy_record(rec, ps->logs));
+		/* a response is consumed by the step it answers */
+		ps->response = NULL;
 		ps->last_output = copy_jsonb(ps->last_output);
 		if (ps->context != context_before)
 			ps->context = copy_jsonb(ps->context);

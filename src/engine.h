@@ -18,6 +18,7 @@
 #include "utils/uuid.h"
 
 #include "flowcache.h"
+#include "http.h"
 
 /* one row of allma.step_executions, built by the engine */
 typedef struct AllmaStepRecord
@@ -90,6 +91,11 @@ typedef struct AllmaPathState
 	Jsonb	   *base_context;	/* the fork's shared context (branches only) */
 	bool		joining;		/* claimed to join its finished fork */
 	Jsonb	   *last_output;	/* output of the last completed step */
+
+	/* HTTP steps */
+	AllmaHttpCompletion *response;	/* set by the worker to resume the step */
+	Jsonb	   *io_request;		/* the request to send, when inflight */
+	bool		inflight;		/* the step waits for its HTTP response */
 
 	/* outcome */
 	bool		waiting;		/* started a fork: waits for its branches */

@@ -65,6 +65,7 @@ static struct
 	{"EMAIL_START_POINT", ALLMA_STEP_EMAIL_START_POINT},
 	{"SCHEDULE_START_POINT", ALLMA_STEP_SCHEDULE_START_POINT},
 	{"PARALLEL_FORK_MANAGER", ALLMA_STEP_PARALLEL_FORK_MANAGER},
+	{"API_CALL", ALLMA_STEP_API_CALL},
 };
 
 void
@@ -285,7 +286,7 @@ allma_flow_get(const char *flow_id, int32 version)
 	}
 	args[0] = CStringGetTextDatum(flow_id);
 	args[1] = Int32GetDatum(version);
-	if (SPI_execute_plan(load_plan, args, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(load_plan, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not load flow \"%s\" version %d", flow_id, version);
 	if (SPI_processed == 1)
 	{

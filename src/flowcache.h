@@ -25,6 +25,7 @@ typedef enum AllmaStepType
 	ALLMA_STEP_EMAIL_START_POINT,
 	ALLMA_STEP_SCHEDULE_START_POINT,
 	ALLMA_STEP_PARALLEL_FORK_MANAGER,
+	ALLMA_STEP_API_CALL,
 	ALLMA_STEP_OTHER			/* known to Allma, not run by this version */
 } AllmaStepType;
 

@@ -113,7 +113,7 @@ default_policy_delay(const char *error_name, int attempt)
 		SPI_keepplan(policy_plan);
 	}
 	arg = CStringGetTextDatum(error_name);
-	if (SPI_execute_plan(policy_plan, &arg, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(policy_plan, &arg, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read allma.retry_policies");
 	if (SPI_processed == 1)
 	{
@@ -133,9 +133,25 @@ default_policy_delay(const char *error_name, int attempt)
 	return result;
 }
 
+static int64 rule_delay_ms(AllmaStep *step, const char *error_name, int attempt,
+						   const char **policy);
+
 int64
 allma_retry_delay_ms(AllmaStep *step, const char *error_name, int attempt,
-					 const char **policy)
+					 Jsonb *error, const char **policy)
+{
+	int64		delay = rule_delay_ms(step, error_name, attempt, policy);
+	double		retry_after;
+
+	if (delay >= 0 &&
+		allma_jsonb_get_number(allma_jsonb_get(error, "errorDetails"), "retryAfterMs", &retry_after))
+		delay = Max(delay, (int64) (retry_after * allma_timer_scale));
+	return delay;
+}
+
+static int64
+rule_delay_ms(AllmaStep *step, const char *error_name, int attempt,
+			  const char **policy)
 {
 	Jsonb	   *on_error = step->on_error;
 	Jsonb	   *rule;

@@ -40,6 +40,9 @@
 #include "jsonb_util.h"
 #include "store.h"
 
+/* the worker slot recorded as the owner of INFLIGHT paths */
+int			allma_store_owner_slot = -1;
+
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr update_paths_plan = NULL;
 static SPIPlanPtr delete_paths_plan = NULL;
@@ -54,6 +57,8 @@ static SPIPlanPtr count_forks_plan = NULL;
 static SPIPlanPtr wake_parents_plan = NULL;
 static SPIPlanPtr release_branches_plan = NULL;
 static SPIPlanPtr delete_forks_plan = NULL;
+static SPIPlanPtr claim_inflight_plan = NULL;
+static SPIPlanPtr release_inflight_plan = NULL;
 
 static SPIPlanPtr
 prepare(const char *sql, int nargs, Oid *types)
@@ -73,7 +78,8 @@ allma_store_reset(void)
 	SPIPlanPtr *plans[] = {&claim_plan, &update_paths_plan, &delete_paths_plan,
 	&finish_executions_plan, &insert_history_plan, &next_due_plan, &insert_forks_plan,
 		&insert_branches_plan, &finish_branches_plan, &lock_forks_plan, &count_forks_plan,
-	&wake_parents_plan, &release_branches_plan, &delete_forks_plan};
+	&wake_parents_plan, &release_branches_plan, &delete_forks_plan, &claim_inflight_plan,
+	&release_inflight_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
 	{
@@ -152,6 +158,22 @@ col_array(Column *col)
  * ----------------------------------------------------------------
  */
 
+#define CLAIM_COLUMNS \
+	"SELECT p.execution_id, p.path_id, p.branch_id, p.step_instance_id, " \
+	"       p.attempt, p.seq, p.context, p.transition_counts, p.due_at, " \
+	"       e.flow_id, e.flow_version, e.started_by, " \
+	"       e.enable_execution_logs, e.started_at, " \
+	"       coalesce(p.parent_path_id, -1), coalesce(p.item_index, 0), " \
+	"       coalesce(p.branch_ordinal, 0), p.joining, " \
+	"       f.step_instance_id, f.base_context " \
+	"FROM allma.execution_paths p " \
+	"JOIN allma.executions e ON e.execution_id = p.execution_id " \
+	"LEFT JOIN allma.forks f ON f.execution_id = p.execution_id " \
+	"     AND f.fork_path_id = p.parent_path_id "
+
+static List *paths_from_claim(void);
+static void execute_plan(SPIPlanPtr plan, Datum *args, int expected);
+
 static void
 fail_unloadable(AllmaPathState *ps, const char *flow_id, int32 version)
 {
@@ -173,6 +195,92 @@ List *
 allma_store_claim(int limit)
 {
 	Datum		arg = Int32GetDatum(limit);
+
+	if (claim_plan == NULL)
+	{
+		Oid			types[1] = {INT4OID};
+
+		claim_plan = prepare(CLAIM_COLUMNS
+							 "WHERE p.status = 'READY' AND p.due_at <= clock_timestamp() "
+							 "ORDER BY p.due_at "
+							 "LIMIT $1 "
+							 "FOR UPDATE OF p SKIP LOCKED", 1, types);
+	}
+
+	execute_plan(claim_plan, &arg, SPI_OK_SELECT);
+	return paths_from_claim();
+}
+
+/*
+ * allma_store_claim_inflight locks the INFLIGHT paths named by the keys
+ * (execution, path, attempt) of responses that arrived, so that their steps
+ * can complete.  A key whose path moved on (its lease expired and another
+ * worker took it) matches nothing.
+ */
+List *
+allma_store_claim_inflight(int n, pg_uuid_t *executions, int64 *path_ids, int32 *attempts)
+{
+	Column		e,
+				p,
+				a;
+	Datum		args[3];
+
+	col_init(&e, UUIDOID, n);
+	col_init(&p, INT8OID, n);
+	col_init(&a, INT4OID, n);
+	for (int i = 0; i < n; i++)
+	{
+		col_add(&e, UUIDPGetDatum(&executions[i]), false);
+		col_add(&p, Int64GetDatum(path_ids[i]), false);
+		col_add(&a, Int32GetDatum(attempts[i]), false);
+	}
+	if (claim_inflight_plan == NULL)
+	{
+		Oid			types[3] = {UUIDARRAYOID, INT8ARRAYOID, INT4ARRAYOID};
+
+		claim_inflight_plan = prepare(CLAIM_COLUMNS
+									  "JOIN unnest($1, $2, $3) AS u(e, pid, att) "
+									  "  ON p.execution_id = u.e AND p.path_id = u.pid AND p.attempt = u.att "
+									  "WHERE p.status = 'INFLIGHT' "
+									  "FOR UPDATE OF p", 3, types);
+	}
+	args[0] = col_array(&e);
+	args[1] = col_array(&p);
+	args[2] = col_array(&a);
+	execute_plan(claim_inflight_plan, args, SPI_OK_SELECT);
+	return paths_from_claim();
+}
+
+/*
+ * allma_store_release_inflight makes INFLIGHT paths runnable again: those
+ * of a worker slot whose previous process is gone (slot >= 0), or all whose
+ * lease expired (slot < 0).  Their step runs again and resends its request
+ * with the same Idempotency-Key.  Returns how many.
+ */
+int
+allma_store_release_inflight(int slot)
+{
+	Datum		arg = Int32GetDatum(slot);
+
+	if (release_inflight_plan == NULL)
+	{
+		Oid			types[1] = {INT4OID};
+
+		release_inflight_plan = prepare("UPDATE allma.execution_paths "
+										"SET status = 'READY', due_at = clock_timestamp(), request = NULL, "
+										"    lease_until = NULL, owner_slot = NULL "
+										"WHERE status = 'INFLIGHT' "
+										"  AND ($1 < 0 AND lease_until < clock_timestamp() OR owner_slot = $1)",
+										1, types);
+	}
+	execute_plan(release_inflight_plan, &arg, SPI_OK_UPDATE);
+	return (int) SPI_processed;
+}
+
+/* paths_from_claim turns the claim query's rows into AllmaPathStates */
+static List *
+paths_from_claim(void)
+{
 	List	   *paths = NIL;
 	List	   *flow_ids = NIL;
 	List	   *versions = NIL;
@@ -180,31 +288,6 @@ allma_store_claim(int limit)
 			   *lc_id,
 			   *lc_v;
 	MemoryContext cxt = CurrentMemoryContext;
-
-	if (claim_plan == NULL)
-	{
-		Oid			types[1] = {INT4OID};
-
-		claim_plan = prepare(
-							 "SELECT p.execution_id, p.path_id, p.branch_id, p.step_instance_id, "
-							 "       p.attempt, p.seq, p.context, p.transition_counts, p.due_at, "
-							 "       e.flow_id, e.flow_version, e.started_by, "
-							 "       e.enable_execution_logs, e.started_at, "
-							 "       coalesce(p.parent_path_id, -1), coalesce(p.item_index, 0), "
-							 "       coalesce(p.branch_ordinal, 0), p.joining, "
-							 "       f.step_instance_id, f.base_context "
-							 "FROM allma.execution_paths p "
-							 "JOIN allma.executions e ON e.execution_id = p.execution_id "
-							 "LEFT JOIN allma.forks f ON f.execution_id = p.execution_id "
-							 "     AND f.fork_path_id = p.parent_path_id "
-							 "WHERE p.status = 'READY' AND p.due_at <= clock_timestamp() "
-							 "ORDER BY p.due_at "
-							 "LIMIT $1 "
-							 "FOR UPDATE OF p SKIP LOCKED", 1, types);
-	}
-
-	if (SPI_execute_plan(claim_plan, &arg, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not claim allma paths");
 
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -274,11 +357,18 @@ allma_store_claim(int limit)
  * ----------------------------------------------------------------
  */
 
+/*
+ * execute_plan runs a saved plan and checks its result.  SPI leaves its own
+ * procedure context current after a call; the caller's is restored, so
+ * that what the worker allocates next outlives SPI_finish.
+ */
 static void
 execute_plan(SPIPlanPtr plan, Datum *args, int expected)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	int			rc = SPI_execute_plan(plan, args, NULL, false, 0);
 
+	MemoryContextSwitchTo(cxt);
 	if (rc != expected)
 		elog(ERROR, "allma batch write failed: %s", SPI_result_code_string(rc));
 }
@@ -323,11 +413,16 @@ save_paths(List *paths)
 				due,
 				ctx,
 				counts,
-				status;
+				status,
+				request,
+				lease;
 	Column		de,
 				dp;
 	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
 
+	col_init(&request, JSONBOID, n);
+	col_init(&lease, TIMESTAMPTZOID, n);
 	col_init(&e, UUIDOID, n);
 	col_init(&p, INT8OID, n);
 	col_init(&step, TEXTOID, n);
@@ -362,27 +457,40 @@ save_paths(List *paths)
 		col_add(&due, TimestampTzGetDatum(ps->due_at), false);
 		col_add_jsonb(&ctx, overlay_of(ps));
 		col_add_jsonb(&counts, ps->transition_counts);
-		col_add_text(&status, ps->waiting ? "WAITING" : "READY");
+		col_add_text(&status, ps->inflight ? "INFLIGHT" : ps->waiting ? "WAITING" : "READY");
+		col_add_jsonb(&request, ps->inflight ? ps->io_request : NULL);
+		if (ps->inflight)
+		{
+			double		timeout_ms = allma_http_timeout_ms;
+
+			(void) allma_jsonb_get_number(ps->io_request, "timeoutMs", &timeout_ms);
+			col_add(&lease, TimestampTzGetDatum(TimestampTzPlusMilliseconds(now, (int64) timeout_ms + 60000)),
+					false);
+		}
+		else
+			col_add(&lease, (Datum) 0, true);
 	}
 
 	if (e.n > 0)
 	{
-		Datum		args[9];
+		Datum		args[12];
 
 		if (update_paths_plan == NULL)
 		{
-			Oid			types[9] = {UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+			Oid			types[12] = {UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 				INT4ARRAYOID, TIMESTAMPTZARRAYOID, JSONBARRAYOID, JSONBARRAYOID,
-			TEXTARRAYOID};
+			TEXTARRAYOID, JSONBARRAYOID, TIMESTAMPTZARRAYOID, INT4OID};
 
 			update_paths_plan = prepare(
 										"UPDATE allma.execution_paths p "
 										"SET step_instance_id = u.step, attempt = u.attempt, seq = u.seq, "
 										"    due_at = u.due, context = u.ctx, transition_counts = u.counts, "
-										"    status = u.status, joining = false "
-										"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-										"     AS u(e, p, step, attempt, seq, due, ctx, counts, status) "
-										"WHERE p.execution_id = u.e AND p.path_id = u.p", 9, types);
+										"    status = u.status, joining = false, request = u.req, "
+										"    lease_until = u.lease, "
+										"    owner_slot = CASE WHEN u.status = 'INFLIGHT' THEN $12 END "
+										"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+										"     AS u(e, p, step, attempt, seq, due, ctx, counts, status, req, lease) "
+										"WHERE p.execution_id = u.e AND p.path_id = u.p", 12, types);
 		}
 		args[0] = col_array(&e);
 		args[1] = col_array(&p);
@@ -393,6 +501,9 @@ save_paths(List *paths)
 		args[6] = col_array(&ctx);
 		args[7] = col_array(&counts);
 		args[8] = col_array(&status);
+		args[9] = col_array(&request);
+		args[10] = col_array(&lease);
+		args[11] = Int32GetDatum(allma_store_owner_slot);
 		execute_plan(update_paths_plan, args, SPI_OK_UPDATE);
 	}
 
@@ -1022,9 +1133,14 @@ allma_store_next_due(void)
 	if (next_due_plan == NULL)
 		next_due_plan = prepare("SELECT min(due_at) FROM allma.execution_paths "
 								"WHERE status = 'READY'", 0, NULL);
-	if (SPI_execute_plan(next_due_plan, NULL, NULL, true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		return 0;
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+		int			rc = SPI_execute_plan(next_due_plan, NULL, NULL, true, 1);
+
+		MemoryContextSwitchTo(cxt);
+		if (rc != SPI_OK_SELECT || SPI_processed != 1)
+			return 0;
+	}
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? 0 : DatumGetTimestampTz(d);
 }

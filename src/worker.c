@@ -52,6 +52,8 @@
 #include "utils/timestamp.h"
 
 #include "engine.h"
+#include "http.h"
+#include "jsonb_util.h"
 #include "flowcache.h"
 #include "launcher.h"
 #include "retry.h"
@@ -61,6 +63,23 @@
 
 static int	my_slot = -1;
 static Oid	known_extension_oid = InvalidOid;
+
+/* the HTTP client: long-lived, requests survive commits */
+#define MAX_COMPLETIONS 512
+#define LEASE_SWEEP_MS 10000
+
+typedef struct InflightTag
+{
+	pg_uuid_t	execution_id;
+	int64		path_id;
+	int32		attempt;
+} InflightTag;
+
+static AllmaHttpClient *http_client = NULL;
+static MemoryContext http_cxt = NULL;
+static WaitEventSet *wait_set = NULL;
+static TimestampTz last_lease_sweep = 0;
+static bool released_own_inflight = false;
 
 static void
 set_state(AllmaWorkerState state, uint64 steps)
@@ -104,6 +123,93 @@ check_extension(void)
 	return OidIsValid(extoid);
 }
 
+static AllmaHttpClient *
+get_http_client(void)
+{
+	AllmaHttpLimits limits;
+	MemoryContext oldcxt;
+
+	if (http_client != NULL)
+		return http_client;
+	if (http_cxt == NULL)
+		http_cxt = AllocSetContextCreate(TopMemoryContext, "allma http",
+										 ALLOCSET_DEFAULT_SIZES);
+	memset(&limits, 0, sizeof(limits));
+	limits.max_in_flight = allma_http_max_in_flight;
+	limits.max_per_host = allma_http_max_per_host;
+	limits.connect_timeout_ms = allma_http_connect_timeout_ms;
+	limits.timeout_ms = allma_http_timeout_ms;
+	limits.max_response_bytes = allma_http_max_response_bytes;
+	allma_http_set_allowlist(allma_http_allowlist ? allma_http_allowlist : "");
+	oldcxt = MemoryContextSwitchTo(http_cxt);
+	http_client = allma_http_client_create(&limits);
+	MemoryContextSwitchTo(oldcxt);
+	return http_client;
+}
+
+static int
+http_pending(void)
+{
+	if (http_client == NULL)
+		return 0;
+	return allma_http_in_flight(http_client) + allma_http_queued(http_client);
+}
+
+/*
+ * submit_requests sends the requests of the paths that went INFLIGHT in a
+ * pass.  Called after the pass committed, with no transaction open: the
+ * INFLIGHT row is durable before anything is sent.
+ */
+static void
+submit_requests(List *paths)
+{
+	ListCell   *lc;
+
+	foreach(lc, paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+		Jsonb	   *req = ps->io_request;
+		AllmaHttpRequest r;
+		List	   *names;
+		ListCell   *lc2;
+		AllmaHttpHeader *headers;
+		int			nheaders = 0;
+		Jsonb	   *hdrs;
+		InflightTag *tag;
+		double		timeout_ms = 0;
+
+		if (!ps->inflight || req == NULL)
+			continue;
+		hdrs = allma_jsonb_get(req, "headers");
+		names = allma_jsonb_object_keys(hdrs);
+		headers = palloc(sizeof(AllmaHttpHeader) * Max(list_length(names), 1));
+		foreach(lc2, names)
+		{
+			char	   *name = lfirst(lc2);
+
+			headers[nheaders].name = name;
+			headers[nheaders].value = allma_jsonb_to_display_text(allma_jsonb_get(hdrs, name));
+			nheaders++;
+		}
+		memset(&r, 0, sizeof(r));
+		r.method = allma_jsonb_get_cstring(req, "method");
+		r.url = allma_jsonb_get_cstring(req, "url");
+		r.headers = headers;
+		r.nheaders = nheaders;
+		r.body = allma_jsonb_get_cstring(req, "body");
+		r.body_len = r.body ? strlen(r.body) : 0;
+		(void) allma_jsonb_get_number(req, "timeoutMs", &timeout_ms);
+		r.timeout_ms = (long) timeout_ms;
+		r.idempotency_key = allma_jsonb_get_cstring(req, "idempotencyKey");
+		tag = MemoryContextAlloc(http_cxt ? http_cxt : TopMemoryContext, sizeof(InflightTag));
+		tag->execution_id = ps->execution_id;
+		tag->path_id = ps->path_id;
+		tag->attempt = ps->attempt;
+		r.tag = tag;
+		allma_http_submit(get_http_client(), &r);
+	}
+}
+
 /*
  * run_pass runs one transaction: claim, advance, save.  Returns the number
  * of paths it advanced; *next_due gets the earliest future due time when it
@@ -138,8 +244,24 @@ run_pass(MemoryContext batch_cxt, TimestampTz *next_due, bool *no_extension)
 	MemoryContextSwitchTo(batch_cxt);
 	pgstat_report_activity(STATE_RUNNING, "allma: claiming paths");
 
+	/*
+	 * Requests in flight in this slot's previous process were lost with it:
+	 * run their steps again.  Expired leases of other slots likewise.
+	 */
+	if (!released_own_inflight)
+	{
+		allma_store_release_inflight(my_slot);
+		released_own_inflight = true;
+	}
+	if (TimestampDifferenceExceeds(last_lease_sweep, GetCurrentTimestamp(), LEASE_SWEEP_MS))
+	{
+		allma_store_release_inflight(-1);
+		last_lease_sweep = GetCurrentTimestamp();
+	}
+
 	paths = allma_store_claim(allma_batch_size);
 	npaths = list_length(paths);
+	MemoryContextSwitchTo(batch_cxt);
 
 	if (npaths > 0)
 	{
@@ -162,6 +284,8 @@ run_pass(MemoryContext batch_cxt, TimestampTz *next_due, bool *no_extension)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(batch_cxt);
+	submit_requests(paths);
 	MemoryContextSwitchTo(TopMemoryContext);
 	MemoryContextReset(batch_cxt);
 	pgstat_report_stat(false);
@@ -171,6 +295,134 @@ run_pass(MemoryContext batch_cxt, TimestampTz *next_due, bool *no_extension)
 		allma_notify_terminal();
 	set_state(ALLMA_WORKER_IDLE, nsteps);
 	return npaths;
+}
+
+/*
+ * run_completion_pass takes the responses that have arrived and, in one
+ * short transaction, completes the steps waiting for them.  Returns how
+ * many responses it handled.
+ */
+static int
+run_completion_pass(MemoryContext batch_cxt)
+{
+	AllmaHttpCompletion *done;
+	int			n;
+	pg_uuid_t  *executions;
+	int64	   *path_ids;
+	int32	   *attempts;
+	List	   *paths;
+	ListCell   *lc;
+	int			nterminal;
+	uint64		nsteps = 0;
+
+	if (http_pending() == 0)
+		return 0;
+
+	MemoryContextSwitchTo(batch_cxt);
+	done = palloc(sizeof(AllmaHttpCompletion) * MAX_COMPLETIONS);
+	n = allma_http_poll(http_client, 0, done, MAX_COMPLETIONS);
+	if (n == 0)
+	{
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(batch_cxt);
+		return 0;
+	}
+	executions = palloc(sizeof(pg_uuid_t) * n);
+	path_ids = palloc(sizeof(int64) * n);
+	attempts = palloc(sizeof(int32) * n);
+	for (int i = 0; i < n; i++)
+	{
+		InflightTag *tag = done[i].tag;
+
+		executions[i] = tag->execution_id;
+		path_ids[i] = tag->path_id;
+		attempts[i] = tag->attempt;
+	}
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (!check_extension())
+	{
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(batch_cxt);
+		return n;
+	}
+	SPI_connect();
+	MemoryContextSwitchTo(batch_cxt);
+	pgstat_report_activity(STATE_RUNNING, "allma: recording responses");
+
+	paths = allma_store_claim_inflight(n, executions, path_ids, attempts);
+	MemoryContextSwitchTo(batch_cxt);
+	foreach(lc, paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+
+		for (int i = 0; i < n; i++)
+		{
+			if (path_ids[i] == ps->path_id && attempts[i] == ps->attempt &&
+				memcmp(&executions[i], &ps->execution_id, sizeof(pg_uuid_t)) == 0)
+				ps->response = &done[i];
+		}
+		if (!ps->ended && ps->response != NULL)
+			allma_engine_advance(ps, allma_max_chain_steps);
+		nsteps += ps->steps_run;
+	}
+	nterminal = allma_store_save(paths);
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(batch_cxt);
+	submit_requests(paths);
+	for (int i = 0; i < n; i++)
+		pfree(done[i].tag);
+	MemoryContextSwitchTo(TopMemoryContext);
+	MemoryContextReset(batch_cxt);
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	if (nterminal > 0)
+		allma_notify_terminal();
+	set_state(ALLMA_WORKER_IDLE, nsteps);
+	return n;
+}
+
+/*
+ * wait_for_work sleeps until the latch is set, a response arrives, or
+ * timeout_ms passes.
+ */
+static void
+wait_for_work(long timeout_ms)
+{
+	WaitEvent	event;
+
+	if (http_client == NULL)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		return;
+	}
+	if (wait_set == NULL)
+	{
+		wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+		AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, allma_http_wait_fd(http_client),
+						  NULL, NULL);
+	}
+	if (http_pending() > 0)
+	{
+		long		curl_timeout = allma_http_next_timeout(http_client);
+
+		if (curl_timeout >= 0 && curl_timeout < timeout_ms)
+			timeout_ms = curl_timeout;
+	}
+	if (WaitEventSetWait(wait_set, timeout_ms, &event, 1, PG_WAIT_EXTENSION) > 0 &&
+		(event.events & WL_LATCH_SET))
+		ResetLatch(MyLatch);
 }
 
 static void
@@ -188,6 +440,8 @@ worker_loop(void)
 	 */
 	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
 	{
+		/* the callbacks that were on the stack belong to frames now gone */
+		error_context_stack = NULL;
 		HOLD_INTERRUPTS();
 		EmitErrorReport();
 		AbortCurrentTransaction();
@@ -216,6 +470,7 @@ worker_loop(void)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			allma_http_set_allowlist(allma_http_allowlist ? allma_http_allowlist : "");
 		}
 
 		if (backoff)
@@ -227,6 +482,8 @@ worker_loop(void)
 			continue;
 		}
 
+		if (run_completion_pass(batch_cxt) > 0)
+			continue;
 		npaths = run_pass(batch_cxt, &next_due, &no_extension);
 		if (npaths > 0 && npaths >= allma_batch_size)
 			continue;			/* likely more work: go on at once */
@@ -251,9 +508,7 @@ worker_loop(void)
 				continue;
 		}
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 timeout_ms, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		wait_for_work(timeout_ms);
 	}
 }
 
@@ -263,6 +518,7 @@ allma_worker_main(Datum main_arg)
 	Oid			dboid = DatumGetObjectId(main_arg);
 
 	memcpy(&my_slot, MyBgworkerEntry->bgw_extra, sizeof(int));
+	allma_store_owner_slot = my_slot;
 	if (my_slot < 0 || my_slot >= ALLMA_MAX_WORKERS)
 		elog(FATAL, "allma worker started with invalid slot %d", my_slot);
 

@@ -8,7 +8,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Exporter 'import';
 
-our @EXPORT = qw(allma_node wait_for_workers linear_flow poll_until_true);
+our @EXPORT = qw(allma_node wait_for_workers linear_flow poll_until_true start_mock);
 
 # allma_node(name, extra_conf): an initialized, started cluster with allma
 # preloaded and the extension created in "postgres".
@@ -55,6 +55,34 @@ sub poll_until_true
 	}
 	return 0;
 }
+
+# start_mock(): starts mock/mock_server.py on 127.0.0.1 (an ephemeral port),
+# returns its base URL; the server is stopped when the test exits.
+my $mock_handle;
+sub start_mock
+{
+	require IPC::Run;
+	require JSON::PP;
+	my $src = $ENV{ALLMA_SRC} // '.';
+	my $tmp = PostgreSQL::Test::Utils::tempdir();
+	my $port_file = "$tmp/mock.port";
+	my ($out, $err) = ('', '');
+	$mock_handle = IPC::Run::start(
+		[ 'python3', "$src/mock/mock_server.py", '--port', '0', '--port-file', $port_file,
+		  '--smtp-port', '-1' ],
+		'>', \$out, '2>', \$err);
+	for (my $i = 0; $i < 300; $i++)
+	{
+		if (-s $port_file)
+		{
+			my $info = eval { JSON::PP->new->decode(PostgreSQL::Test::Utils::slurp_file($port_file)) };
+			return "http://127.0.0.1:$info->{http}" if $info && $info->{http};
+		}
+		select(undef, undef, undef, 0.1);
+	}
+	die "mock server did not start: $err";
+}
+END { $mock_handle->signal('TERM') if $mock_handle && $mock_handle->pumpable; }
 
 # linear_flow(id, nsteps, delay_ms): JSON of a flow of nsteps NO_OP steps
 sub linear_flow

@@ -1,0 +1,128 @@
+# API_CALL steps through the worker: the request is sent after the step's
+# pass committed, the response completes the step in a new short
+# transaction.  Success, retries of 5xx and 429 (honouring Retry-After),
+# permanent 4xx, timeouts, the destination allow-list, the response cap, no
+# transaction held while requests are stalled, and a crash while requests
+# are in flight (they are sent again with the same Idempotency-Key).
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use JSON::PP;
+use lib 't';
+use AllmaTest;
+
+my $base = start_mock();
+my $node = allma_node('api', "allma.http_allowlist = '127.0.0.1'\nallma.timer_scale = 0.01\n"
+	  . "allma.http_max_response_size = 100kB\n");
+
+sub flow
+{
+	my ($id, $url, $extra) = @_;
+	$extra //= '';
+	$node->safe_psql('postgres', qq{
+SELECT allma_create_flow('{"id": "$id", "startStepInstanceId": "call", "steps": {
+  "call": {"stepType": "API_CALL", "apiUrlTemplate": {"template": "$url"}, "apiHttpMethod": "POST",
+           "inputMappings": {"n": "\$.n"} $extra, "defaultNextStepInstanceId": "after"},
+  "after": {"stepType": "NO_OP"}}}')});
+}
+
+sub run
+{
+	my ($flow, $input) = @_;
+	$input //= '{"n": 1}';
+	my $e = $node->safe_psql('postgres', "SELECT allma_start_flow('$flow', '$input')");
+	$node->safe_psql('postgres', "SELECT allma_wait('$e', '60 s')");
+	return $e;
+}
+
+sub q1 { my ($sql) = @_; return $node->safe_psql('postgres', $sql); }
+
+# success: JSON body parsed, Idempotency-Key execution/step/attempt
+flow('ok', "$base/echo?tag={{n}}");
+my $e = run('ok', '{"n": 7}');
+is(q1("SELECT status FROM allma.executions WHERE execution_id = '$e'"), 'COMPLETED', 'API_CALL completes');
+is(q1("SELECT output->'steps_output'->'call'->'data'->'json'->>'n' FROM allma.executions WHERE execution_id = '$e'"),
+	'7', 'the step input is the JSON body and the response body is parsed');
+is(q1("SELECT output->'steps_output'->'call'->'data'->'headers'->>'idempotency-key' FROM allma.executions WHERE execution_id = '$e'"),
+	"$e/call/1", 'Idempotency-Key is execution/step/attempt');
+is(q1("SELECT output->'steps_output'->'call'->>'status' FROM allma.executions WHERE execution_id = '$e'"),
+	'200', 'the output carries the status');
+
+# 500 twice, then success: TransientStepError retried by the default policy
+flow('flaky', "$base/echo?fail_times=2&status=500&key={{flow_variables.flowExecutionId}}");
+$e = run('flaky');
+is(q1("SELECT string_agg(status || ':' || coalesce(error->>'errorName', ''), ',' ORDER BY seq) FROM allma.step_executions WHERE execution_id = '$e'"),
+	'RETRYING:TransientStepError,RETRYING:TransientStepError,COMPLETED:,COMPLETED:',
+	'5xx is a TransientStepError, retried until it succeeds');
+
+# 429 with Retry-After: 3 s (30 ms scaled) is more than the policy's 10 ms
+flow('limited', "$base/echo?fail_times=1&status=429&retry_after=3&key={{flow_variables.flowExecutionId}}");
+$e = run('limited');
+is(q1("SELECT (details->>'retryInMs')::int >= 30 FROM allma.step_executions WHERE execution_id = '$e' AND status = 'RETRYING'"),
+	't', 'Retry-After lengthens the retry delay');
+is(q1("SELECT status FROM allma.executions WHERE execution_id = '$e'"), 'COMPLETED', 'and the retry succeeds');
+
+# 404: permanent, no retry
+flow('missing', "$base/status/404");
+$e = run('missing');
+is(q1("SELECT error->>'errorName' || ' ' || (error->'errorDetails'->>'status') FROM allma.executions WHERE execution_id = '$e'"),
+	'PermanentStepError 404', '4xx is a PermanentStepError');
+is(q1("SELECT count(*) FROM allma.step_executions WHERE execution_id = '$e'"), '1', 'not retried');
+
+# timeout: a transient error, retried, then the step fails
+flow('slow', "$base/echo?latency_ms=3000", ', "customConfig": {"timeoutMs": 200}, "onError": {"retries": {"count": 1, "intervalSeconds": 1}}');
+$e = run('slow');
+is(q1("SELECT string_agg(status || ':' || (error->'errorDetails'->>'timedOut'), ',' ORDER BY seq) FROM allma.step_executions WHERE execution_id = '$e'"),
+	'RETRYING:true,FAILED:true', 'a timeout is a TransientStepError with timedOut');
+
+# response larger than allma.http_max_response_size
+flow('huge', "$base/echo?size=500000");
+$e = run('huge');
+like(q1("SELECT error->>'errorMessage' FROM allma.executions WHERE execution_id = '$e'"),
+	qr/response too large/, 'an oversize response fails the step cleanly');
+
+# no transaction is held while 100 requests are stalled
+flow('stalled', "$base/echo?latency_ms=4000");
+q1("SELECT allma_start_flow('stalled') FROM generate_series(1, 100)");
+poll_until_true($node, "SELECT count(*) = 100 FROM allma.execution_paths p JOIN allma.executions e USING (execution_id) WHERE e.flow_id = 'stalled' AND p.status = 'INFLIGHT'")
+  or die 'requests did not go in flight';
+is(q1("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'allma worker' AND (state = 'idle in transaction' OR backend_xid IS NOT NULL OR xact_start IS NOT NULL)"),
+	'0', 'no allma worker holds a transaction while requests are in flight');
+poll_until_true($node, "SELECT count(*) = 100 FROM allma.executions WHERE flow_id = 'stalled' AND status = 'COMPLETED'")
+  or die 'stalled requests did not complete';
+pass('all 100 stalled requests completed');
+
+# loopback refused when the allow-list does not name it
+$node->append_conf('postgresql.conf', "allma.http_allowlist = ''\n");
+$node->reload;
+sleep(1);
+flow('refused', "$base/echo");
+$e = run('refused');
+like(q1("SELECT error->>'errorMessage' FROM allma.executions WHERE execution_id = '$e'"),
+	qr/refused/, 'loopback is refused by default');
+$node->append_conf('postgresql.conf', "allma.http_allowlist = '127.0.0.1'\n");
+$node->reload;
+sleep(1);
+
+# a crash while requests are in flight: they are sent again with the same key
+flow('crashy', "$base/echo?latency_ms=2000");
+my $c = q1("SELECT allma_start_flow('crashy', '{}', '{\"executionId\": \"00000000-0000-4000-8000-00000000c0de\"}')");
+poll_until_true($node, "SELECT status = 'INFLIGHT' FROM allma.execution_paths WHERE execution_id = '$c'")
+  or die 'request did not go in flight';
+$node->stop('immediate');
+$node->start;
+poll_until_true($node, "SELECT status = 'COMPLETED' FROM allma.executions WHERE execution_id = '$c'", 120)
+  or die 'in-flight request was not resumed';
+my $log = q1("SELECT 1");    # keep the connection warm
+my $sent = `python3 -c "import json,urllib.request; print(json.dumps(json.load(urllib.request.urlopen('$base/__log?key=$c/call/1'))))"`;
+my $entries = JSON::PP->new->decode($sent);
+cmp_ok(scalar(@$entries), '>=', 2, 'the in-flight request was sent again after the crash');
+is(scalar(grep { ($_->{headers}{'Idempotency-Key'} // $_->{headers}{'idempotency-key'} // '') eq "$c/call/1" } @$entries),
+	scalar(@$entries), 'with the same Idempotency-Key');
+is(q1("SELECT count(*) FROM allma.step_executions WHERE execution_id = '$c' AND step_instance_id = 'call'"),
+	'1', 'and the step is recorded once');
+
+$node->stop;
+done_testing();
