@@ -1,6 +1,8 @@
 -- LLM provider adapters: request building, response parsing, JSON output mode.
 -- Pure functions: nothing here makes a network request.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS allma;
+RESET client_min_messages;
 
 -- errors as "SQLSTATE: message" (VERBOSITY verbose would print source lines)
 CREATE FUNCTION pg_temp.try(q text) RETURNS text LANGUAGE plpgsql AS $$

@@ -1,5 +1,7 @@
 -- Versioned prompt templates and named secrets.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS allma;
+RESET client_min_messages;
 
 -- errors as "SQLSTATE: message (detail)" (VERBOSITY verbose would print
 -- C source line numbers)
@@ -142,3 +144,4 @@ REVOKE EXECUTE ON FUNCTION allma_set_secret(text, text) FROM allma_llm_test_user
 DELETE FROM allma.prompts WHERE prompt_id = 'user_prompt';  -- cascades to its versions
 SELECT count(*) FROM allma.prompt_templates WHERE prompt_id = 'user_prompt';
 DROP ROLE allma_llm_test_user;
+SELECT allma_delete_secret(name) FROM allma.secrets ORDER BY name;
