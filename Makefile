@@ -23,7 +23,10 @@ OBJS = \
 	src/template.o \
 	src/transform.o \
 	src/sqlstep.o \
-	src/http.o
+	src/http.o \
+	src/llm.o \
+	src/prompt.o \
+	src/secret.o
 
 DATA = $(EXTENSION)--$(EXTVERSION).sql $(wildcard $(EXTENSION)--*--*.sql)
 

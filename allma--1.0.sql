@@ -367,3 +367,156 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION allma_http_batch(jsonb, jsonb) IS
 	'Runs an array of HTTP requests concurrently through allma''s HTTP client; results in the same order';
 REVOKE ALL ON FUNCTION allma_http_batch(jsonb, jsonb) FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Prompt templates: versioned like flows (LLM_INVOCATION's promptTemplateId)
+------------------------------------------------------------------------------
+
+CREATE TABLE allma.prompts (
+	prompt_id			text PRIMARY KEY,
+	latest_version		integer NOT NULL DEFAULT 0,
+	published_version	integer,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE allma.prompts IS
+	'One row per prompt id: its latest and its published version';
+
+CREATE TABLE allma.prompt_templates (
+	prompt_id			text NOT NULL REFERENCES allma.prompts (prompt_id) ON DELETE CASCADE,
+	version				integer NOT NULL CHECK (version > 0),
+	content				text NOT NULL,
+	description			text,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	created_by			regrole NOT NULL DEFAULT current_user::regrole,
+	PRIMARY KEY (prompt_id, version)
+);
+COMMENT ON TABLE allma.prompt_templates IS
+	'Immutable versions of prompt templates ({{ }} syntax, checked when stored)';
+
+ALTER TABLE allma.prompts
+	ADD FOREIGN KEY (prompt_id, published_version)
+	REFERENCES allma.prompt_templates (prompt_id, version) DEFERRABLE INITIALLY DEFERRED;
+
+GRANT SELECT ON allma.prompts, allma.prompt_templates TO PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('allma.prompts', '');
+SELECT pg_catalog.pg_extension_config_dump('allma.prompt_templates', '');
+
+CREATE FUNCTION allma_create_prompt(prompt_id text, content text, publish boolean DEFAULT true,
+									description text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'allma_create_prompt'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_create_prompt(text, text, boolean, text) IS
+	'Checks a prompt template and stores it as the next version of prompt_id; returns the version';
+
+CREATE FUNCTION allma_publish_prompt(prompt_id text, version integer)
+RETURNS void
+AS 'MODULE_PATHNAME', 'allma_publish_prompt'
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_publish_prompt(text, integer) IS
+	'Makes a stored prompt version the published one (the one LLM steps use)';
+
+CREATE FUNCTION allma_get_prompt(prompt_id text, version integer DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'allma_get_prompt'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_get_prompt(text, integer) IS
+	'The template text of a prompt version (NULL: the published version), as LLM steps read it';
+
+------------------------------------------------------------------------------
+-- Secrets: API keys for LLM and HTTP steps
+------------------------------------------------------------------------------
+
+/*
+ * No grants: only superusers read this table; the functions below are
+ * revoked from PUBLIC.  Deliberately NOT registered with
+ * pg_extension_config_dump: pg_dump would then write every secret value in
+ * clear text into dump files, which are routinely copied and stored with
+ * far less care than the database itself.  Secrets must be set again after
+ * a restore.
+ */
+CREATE TABLE allma.secrets (
+	name				text PRIMARY KEY,
+	value				text NOT NULL,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON allma.secrets FROM PUBLIC;
+COMMENT ON TABLE allma.secrets IS
+	'Named secrets (API keys) for steps; superuser-only, not dumped, redacted from history';
+
+CREATE FUNCTION allma_set_secret(name text, value text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'allma_set_secret'
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_set_secret(text, text) IS
+	'Creates or replaces a named secret';
+REVOKE ALL ON FUNCTION allma_set_secret(text, text) FROM PUBLIC;
+
+CREATE FUNCTION allma_delete_secret(name text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'allma_delete_secret'
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_delete_secret(text) IS
+	'Deletes a named secret; false when it did not exist';
+REVOKE ALL ON FUNCTION allma_delete_secret(text) FROM PUBLIC;
+
+CREATE FUNCTION allma_get_secret(name text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'allma_get_secret'
+LANGUAGE C STRICT STABLE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_get_secret(text) IS
+	'The value of a named secret, as steps read it; raises LM305 when it does not exist';
+REVOKE ALL ON FUNCTION allma_get_secret(text) FROM PUBLIC;
+
+-- Not for PUBLIC either: it would tell anyone whether a guess is a secret.
+CREATE FUNCTION allma_redact_secrets(input text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'allma_redact_secrets'
+LANGUAGE C STRICT STABLE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_redact_secrets(text) IS
+	'Replaces every secret value (4 bytes or longer) in a text with [redacted]';
+REVOKE ALL ON FUNCTION allma_redact_secrets(text) FROM PUBLIC;
+
+CREATE FUNCTION allma_redact_secrets(input jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'allma_redact_secrets_jsonb'
+LANGUAGE C STRICT STABLE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_redact_secrets(jsonb) IS
+	'Replaces every secret value in the strings (and keys) of a jsonb value with [redacted]';
+REVOKE ALL ON FUNCTION allma_redact_secrets(jsonb) FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- LLM provider adapters (no network): what an LLM step sends and reads
+------------------------------------------------------------------------------
+
+CREATE FUNCTION allma_llm_request_preview(provider text, call jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'allma_llm_request_preview'
+LANGUAGE C STRICT IMMUTABLE;
+COMMENT ON FUNCTION allma_llm_request_preview(text, jsonb) IS
+	'The HTTP request (url, method, headers with the apiKey redacted, body) an LLM call makes to OPENAI, ANTHROPIC or GEMINI';
+
+CREATE FUNCTION allma_llm_parse(provider text, status integer, body text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'allma_llm_parse'
+LANGUAGE C IMMUTABLE;
+COMMENT ON FUNCTION allma_llm_parse(text, integer, text) IS
+	'Reads a provider response as an LLM step does: {text, tool_calls, usage, finishReason, model} or {error: {errorName, message}}';
+
+CREATE FUNCTION allma_llm_extract_json(reply text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'allma_llm_extract_json'
+LANGUAGE C STRICT IMMUTABLE;
+COMMENT ON FUNCTION allma_llm_extract_json(text) IS
+	'jsonOutputMode: the JSON object in an LLM reply (other JSON values wrapped as {llm_response}); raises LM203 when there is none';

@@ -1,0 +1,238 @@
+/*-------------------------------------------------------------------------
+ *
+ * prompt.c
+ *	  Versioned prompt templates: allma_create_prompt, allma_publish_prompt,
+ *	  allma_get_prompt (SQL) and allma_prompt_get (the engine's reader).
+ *
+ * Like flows (api.c), prompts are written by functions that run their SQL
+ * as the bootstrap superuser, with search_path pinned by the function
+ * definitions; callers need no privileges on allma.prompts or
+ * allma.prompt_templates, which everyone may read.  A template is checked
+ * with the template parser before it is stored, so a step never meets a
+ * prompt that cannot render.
+ *
+ * IDENTIFICATION
+ *	  src/prompt.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+
+#include "prompt.h"
+#include "template.h"
+
+PG_FUNCTION_INFO_V1(allma_create_prompt);
+PG_FUNCTION_INFO_V1(allma_publish_prompt);
+PG_FUNCTION_INFO_V1(allma_get_prompt);
+
+/* run SPI as the bootstrap superuser; restored by the caller or by abort */
+typedef struct PromptAsOwner
+{
+	Oid			save_userid;
+	int			save_sec;
+} PromptAsOwner;
+
+static void
+prompt_become_owner(PromptAsOwner *st)
+{
+	GetUserIdAndSecContext(&st->save_userid, &st->save_sec);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   st->save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "allma: SPI_connect failed");
+}
+
+static void
+prompt_restore_user(PromptAsOwner *st)
+{
+	SPI_finish();
+	SetUserIdAndSecContext(st->save_userid, st->save_sec);
+}
+
+static void
+prompt_spi_exec(const char *sql, int nargs, Oid *types, Datum *values, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "allma: query failed (%s): %s", SPI_result_code_string(rc), sql);
+}
+
+static void
+unknown_prompt(const char *prompt_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_ALLMA_UNKNOWN_PROMPT),
+			 errmsg("prompt \"%s\" does not exist", prompt_id),
+			 errhint("Create it with allma_create_prompt(prompt_id, content).")));
+}
+
+/*
+ * allma_create_prompt(prompt_id text, content text, publish boolean
+ * DEFAULT true, description text DEFAULT NULL) returns integer: checks the
+ * template and stores it as the next version of the prompt.  Throws
+ * ERRCODE_ALLMA_INVALID_TEMPLATE naming the prompt when it does not parse.
+ */
+Datum
+allma_create_prompt(PG_FUNCTION_ARGS)
+{
+	char	   *prompt_id;
+	char	   *content;
+	bool		publish;
+	char	   *problem = NULL;
+	PromptAsOwner st;
+	Oid			types[5] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, OIDOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Oid			caller = GetUserId();
+	int32		version;
+	bool		isnull;
+	int			rc;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("prompt_id and content must not be null")));
+	prompt_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	content = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	publish = PG_ARGISNULL(2) ? true : PG_GETARG_BOOL(2);
+
+	if (prompt_id[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("prompt_id must not be empty")));
+	if (!allma_template_check(content, &problem))
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_INVALID_TEMPLATE),
+				 errmsg("invalid template in prompt \"%s\"", prompt_id),
+				 errdetail("%s", problem ? problem : "The template does not parse.")));
+
+	prompt_become_owner(&st);
+	values[0] = CStringGetTextDatum(prompt_id);
+	prompt_spi_exec("INSERT INTO allma.prompts AS p (prompt_id, latest_version) VALUES ($1, 1) "
+					"ON CONFLICT (prompt_id) DO UPDATE SET latest_version = p.latest_version + 1, "
+					"updated_at = now() RETURNING latest_version",
+					1, types, values, SPI_OK_INSERT_RETURNING);
+	version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+
+	values[1] = Int32GetDatum(version);
+	values[2] = CStringGetTextDatum(content);
+	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
+		values[3] = PointerGetDatum(PG_GETARG_TEXT_PP(3));
+	else
+	{
+		values[3] = (Datum) 0;
+		nulls[3] = 'n';
+	}
+	values[4] = ObjectIdGetDatum(caller);
+	rc = SPI_execute_with_args("INSERT INTO allma.prompt_templates "
+							   "(prompt_id, version, content, description, created_by) "
+							   "VALUES ($1, $2, $3, $4, $5::regrole)",
+							   5, types, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "allma: could not store prompt version (%s)", SPI_result_code_string(rc));
+	if (publish)
+		prompt_spi_exec("UPDATE allma.prompts SET published_version = $2, updated_at = now() "
+						"WHERE prompt_id = $1", 2, types, values, SPI_OK_UPDATE);
+	prompt_restore_user(&st);
+
+	PG_RETURN_INT32(version);
+}
+
+/* allma_publish_prompt(prompt_id text, version integer) */
+Datum
+allma_publish_prompt(PG_FUNCTION_ARGS)
+{
+	text	   *prompt_id = PG_GETARG_TEXT_PP(0);
+	int32		version = PG_GETARG_INT32(1);
+	PromptAsOwner st;
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2] = {PointerGetDatum(prompt_id), Int32GetDatum(version)};
+
+	prompt_become_owner(&st);
+	prompt_spi_exec("SELECT 1 FROM allma.prompts WHERE prompt_id = $1 FOR UPDATE",
+					1, types, values, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		unknown_prompt(text_to_cstring(prompt_id));
+	prompt_spi_exec("UPDATE allma.prompts SET published_version = $2, updated_at = now() "
+					"WHERE prompt_id = $1 AND EXISTS (SELECT 1 FROM allma.prompt_templates t "
+					"WHERE t.prompt_id = $1 AND t.version = $2)",
+					2, types, values, SPI_OK_UPDATE);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_UNKNOWN_VERSION),
+				 errmsg("prompt \"%s\" has no version %d", text_to_cstring(prompt_id), version)));
+	prompt_restore_user(&st);
+	PG_RETURN_VOID();
+}
+
+int32
+allma_prompt_get(const char *prompt_id, int32 version, char **content)
+{
+	PromptAsOwner st;
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2];
+	bool		isnull;
+	Datum		d;
+
+	values[0] = CStringGetTextDatum(prompt_id);
+	prompt_become_owner(&st);
+	if (version <= 0)
+	{
+		prompt_spi_exec("SELECT published_version FROM allma.prompts WHERE prompt_id = $1",
+						1, types, values, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			unknown_prompt(prompt_id);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_ALLMA_NOT_PUBLISHED),
+					 errmsg("prompt \"%s\" has no published version", prompt_id),
+					 errhint("Publish one with allma_publish_prompt(prompt_id, version).")));
+		version = DatumGetInt32(d);
+	}
+	values[1] = Int32GetDatum(version);
+	prompt_spi_exec("SELECT content FROM allma.prompt_templates "
+					"WHERE prompt_id = $1 AND version = $2",
+					2, types, values, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		prompt_spi_exec("SELECT 1 FROM allma.prompts WHERE prompt_id = $1",
+						1, types, values, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			unknown_prompt(prompt_id);
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_UNKNOWN_VERSION),
+				 errmsg("prompt \"%s\" has no version %d", prompt_id, version)));
+	}
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	*content = MemoryContextStrdup(caller, TextDatumGetCString(d));
+	prompt_restore_user(&st);
+	return version;
+}
+
+/*
+ * allma_get_prompt(prompt_id text, version integer DEFAULT NULL) returns
+ * text: allma_prompt_get from SQL (NULL version: the published one).
+ */
+Datum
+allma_get_prompt(PG_FUNCTION_ARGS)
+{
+	char	   *content;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	(void) allma_prompt_get(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+							PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1),
+							&content);
+	PG_RETURN_TEXT_P(cstring_to_text(content));
+}
