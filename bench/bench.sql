@@ -106,3 +106,33 @@ BEGIN
 	DELETE FROM allma.step_executions WHERE execution_id = e;
 	DELETE FROM allma.executions WHERE execution_id = e;
 END $$;
+
+-- (e) HTTP: n concurrent executions, each one API_CALL to the mock server
+CREATE OR REPLACE PROCEDURE bench_api_run(n int, base_url text, INOUT seconds double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+	t0 timestamptz;
+	left_running bigint;
+BEGIN
+	PERFORM allma_create_flow(jsonb_build_object('id', 'api1', 'startStepInstanceId', 'call',
+		'steps', jsonb_build_object('call', jsonb_build_object(
+			'stepType', 'API_CALL', 'apiHttpMethod', 'GET',
+			'apiUrlTemplate', jsonb_build_object('template', base_url || '/echo?latency_ms=500')))));
+	DELETE FROM allma.step_executions;
+	DELETE FROM allma.executions;
+	COMMIT;
+	t0 := clock_timestamp();
+	PERFORM allma_start_flow('api1') FROM generate_series(1, n);
+	COMMIT;
+	LOOP
+		SELECT count(*) INTO left_running FROM allma.executions WHERE status = 'RUNNING';
+		EXIT WHEN left_running = 0;
+		PERFORM pg_sleep(0.02);
+		COMMIT;
+	END LOOP;
+	seconds := extract(epoch FROM clock_timestamp() - t0);
+	IF (SELECT count(*) FROM allma.executions WHERE status <> 'COMPLETED') > 0 THEN
+		RAISE EXCEPTION 'api run: % executions failed',
+			(SELECT count(*) FROM allma.executions WHERE status <> 'COMPLETED');
+	END IF;
+END $$;

@@ -41,12 +41,21 @@ unix_socket_directories = '$WORK'
 shared_preload_libraries = 'allma'
 allma.database_name = 'postgres'
 allma.max_workers = 2
+allma.http_allowlist = '127.0.0.1'
+allma.http_max_per_host = 1000
 shared_buffers = 128MB
 max_wal_size = 4GB
 checkpoint_timeout = 30min
 CONF
 "${AS_PG[@]}" "$BINDIR/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w start >/dev/null
-cleanup() { "${AS_PG[@]}" "$BINDIR/pg_ctl" -D "$WORK/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+# the mock HTTP server (loopback only)
+python3 "$SRC/mock/mock_server.py" --port 0 --port-file "$WORK/mock.port" --smtp-port -1 >/dev/null 2>&1 &
+MOCK_PID=$!
+cleanup() {
+  kill "$MOCK_PID" 2>/dev/null || true
+  "${AS_PG[@]}" "$BINDIR/pg_ctl" -D "$WORK/data" -m fast stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 PSQL=("${AS_PG[@]}" "$BINDIR/psql" -X -q -At -h "$WORK" -p "$PORT" -U postgres -d postgres)
@@ -131,6 +140,24 @@ for n in 10000 100000; do
 | (d) fan-out, $n NO_OP branches, COLLECT_ARRAY | $BPS branches/s (runs: ${bps_list[*]}); worker VmHWM after these runs: ${HWM} MB; peak worker RssAnon: ${ANON} MB | >= 5,000 branches/s; VmHWM < 256 MB, not growing from 10k to 100k |"
 done
 
+echo "== (e) HTTP: 2,000 concurrent executions, one API_CALL each, mock latency 500 ms"
+for i in $(seq 1 100); do [ -s "$WORK/mock.port" ] && break; sleep 0.1; done
+MOCK_URL="http://127.0.0.1:$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['http'])" "$WORK/mock.port")"
+api_list=()
+: > "$WORK/rss.api"
+sample_rss "$WORK/rss.api" & SAMPLER=$!
+for r in $(seq 1 "$RUNS"); do
+  secs=$("${PSQL[@]}" -c "CALL bench_api_run(2000, '$MOCK_URL', NULL)")
+  sps=$(awk -v s="$secs" 'BEGIN {printf "%.0f", 2000 / s}')
+  echo "   run $r: ${secs}s, $sps completed steps/s"
+  api_list+=("$sps")
+done
+kill $SAMPLER; wait $SAMPLER 2>/dev/null || true
+API_SPS=$(printf '%s\n' "${api_list[@]}" | median)
+API_ANON=$(( $(sort -n "$WORK/rss.api" | tail -1) / 1024 ))
+API_HWM=$(( $(hwm) / 1024 ))
+echo "   median $API_SPS steps/s, peak worker RssAnon ${API_ANON} MB, VmHWM ${API_HWM} MB"
+
 RATIO=$(awk -v a="$SPS" -v b="$TPS" 'BEGIN {printf "%.2f", a / b}')
 RATIO1=$(awk -v a="$SPS1" -v b="$TPS" 'BEGIN {printf "%.2f", a / b}')
 CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
@@ -160,6 +187,7 @@ Produced by \`bench/run.sh\` (medians of $RUNS runs, all measured in one run on 
 | (b1)/(a) | $RATIO1 | |
 | (c) start-to-completion latency, 3-step flow, single client: p50 | $P50 ms | <= 10 ms |
 | (c) p99 | $P99 ms | |$FORK_ROWS
+| (e) HTTP: 2,000 concurrent executions x one API_CALL, mock latency 500 ms (allma.http_max_per_host = 1000) | $API_SPS completed steps/s (runs: ${api_list[*]}), 0 failed; peak worker RssAnon ${API_ANON} MB, VmHWM ${API_HWM} MB | >= 3,000 steps/s (ceiling 4,000), RSS < 200 MB |
 
 VmHWM is the workers' peak resident set since they started (the cluster is restarted before (d)), and
 includes the shared-buffer pages a worker touched; RssAnon is its private memory, sampled every 50 ms.
