@@ -69,6 +69,19 @@ poll_until_true($node,
   or die 'workers not back after kill -9';
 run_flow('after kill -9 of a worker');
 
+# errors outside steps (here: a column the workers' claim reads is
+# missing) are logged, the worker backs off and recovers, instead of exiting
+# or spinning; work started meanwhile completes afterwards
+$node->safe_psql('postgres', 'ALTER TABLE allma.execution_paths RENAME COLUMN joining TO joining_away');
+my $pending = $node->safe_psql('postgres', "SELECT allma_start_flow('f')");
+sleep(3);
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'allma worker'"),
+	'3', 'workers survive repeated errors');
+$node->safe_psql('postgres', 'ALTER TABLE allma.execution_paths RENAME COLUMN joining_away TO joining');
+is($node->safe_psql('postgres', "SELECT allma_wait('$pending', '60 s')"), 'COMPLETED',
+	'the flow started during the errors completes once they stop');
+
 # DROP EXTENSION: workers idle without errors, CREATE EXTENSION brings work back
 $node->safe_psql('postgres', 'DROP EXTENSION allma');
 $node->poll_query_until('postgres',
