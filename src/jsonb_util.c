@@ -362,14 +362,175 @@ copy_out(Jsonb *jb, MemoryContext target)
 	return copy;
 }
 
+
+/*
+ * Setting one top-level key of an object without building JsonbValue
+ * trees: the new object's container is written directly from the bytes of
+ * the old one (every unchanged key and value is copied as is, re-aligned)
+ * plus the new value's bytes.  This keeps the cost of changing one key of a
+ * large context proportional to its size in bytes, with no expansion.
+ * The layout is PostgreSQL's (utils/jsonb.h): header, 2n JEntries (keys
+ * then values, every JB_OFFSET_STRIDE'th holding an end offset, the others
+ * a length), then the data; numerics and containers are int-aligned relative
+ * to the start of the data, the padding counting as part of their length.
+ */
+typedef struct SpliceEntry
+{
+	uint32		type;			/* JENTRY_IS* bits */
+	const char *data;
+	uint32		len;			/* without padding */
+} SpliceEntry;
+
+static bool
+entry_needs_align(uint32 type)
+{
+	return type == JENTRY_ISNUMERIC || type == JENTRY_ISCONTAINER;
+}
+
+/* the entry at index i of container jc, without its alignment padding */
+static SpliceEntry
+container_entry(const JsonbContainer *jc, int nentries, int i)
+{
+	SpliceEntry e;
+	const char *base = (const char *) &jc->children[nentries];
+	uint32		off = getJsonbOffset(jc, i);
+	uint32		len = getJsonbLength(jc, i);
+
+	e.type = jc->children[i] & JENTRY_TYPEMASK;
+	if (entry_needs_align(e.type))
+	{
+		uint32		aligned = INTALIGN(off);
+
+		e.data = base + aligned;
+		e.len = len - (aligned - off);
+	}
+	else
+	{
+		e.data = base + off;
+		e.len = len;
+	}
+	return e;
+}
+
+static int
+compare_keys(const char *a, int alen, const char *b, int blen)
+{
+	if (alen != blen)
+		return alen < blen ? -1 : 1;
+	return memcmp(a, b, alen);
+}
+
+static Jsonb *
+splice_set_key(Jsonb *obj, const char *key, Jsonb *value)
+{
+	const JsonbContainer *jc = &obj->root;
+	int			n = (int) (jc->header & JB_CMASK);
+	int			klen = strlen(key);
+	SpliceEntry *keys = palloc(sizeof(SpliceEntry) * (n + 1));
+	SpliceEntry *vals = palloc(sizeof(SpliceEntry) * (n + 1));
+	SpliceEntry newval;
+	int			m = 0;
+	bool		placed = false;
+	Size		size;
+	Jsonb	   *result;
+	JEntry	   *jentries;
+	char	   *data;
+	uint32		cur;
+
+	/* the new value: a container as is, or the scalar inside a raw scalar */
+	if (JB_ROOT_IS_SCALAR(value))
+		newval = container_entry(&value->root, 1, 0);
+	else
+	{
+		newval.type = JENTRY_ISCONTAINER;
+		newval.data = (const char *) &value->root;
+		newval.len = VARSIZE(value) - VARHDRSZ;
+	}
+
+	for (int i = 0; i <= n; i++)
+	{
+		SpliceEntry k;
+		int			cmp;
+
+		if (i < n)
+		{
+			k = container_entry(jc, 2 * n, i);
+			cmp = compare_keys(k.data, k.len, key, klen);
+		}
+		else
+			cmp = 1;			/* past the end: the new key goes here */
+
+		if (!placed && cmp >= 0)
+		{
+			keys[m].type = JENTRY_ISSTRING;
+			keys[m].data = key;
+			keys[m].len = klen;
+			vals[m++] = newval;
+			placed = true;
+			if (cmp == 0)
+				continue;		/* replaces the old pair */
+		}
+		if (i < n)
+		{
+			keys[m] = k;
+			vals[m++] = container_entry(jc, 2 * n, n + i);
+		}
+	}
+
+	/* size: varlena header, container header, JEntries, data with padding */
+	size = VARHDRSZ + sizeof(uint32) + sizeof(JEntry) * 2 * m;
+	for (int i = 0; i < m; i++)
+		size += keys[i].len + vals[i].len + 3;	/* 3: worst-case padding */
+
+	result = palloc0(size);
+	result->root.header = (uint32) m | JB_FOBJECT;
+	jentries = result->root.children;
+	data = (char *) &jentries[2 * m];
+	cur = 0;
+	for (int i = 0; i < 2 * m; i++)
+	{
+		SpliceEntry *e = i < m ? &keys[i] : &vals[i - m];
+		uint32		start = cur;
+		JEntry		meta;
+
+		if (entry_needs_align(e->type))
+			cur = INTALIGN(cur);	/* palloc0 left the padding zeroed */
+		memcpy(data + cur, e->data, e->len);
+		cur += e->len;
+		if (cur > JENTRY_OFFLENMASK)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("total size of jsonb object elements exceeds the maximum of %u bytes",
+							JENTRY_OFFLENMASK)));
+		if (i % JB_OFFSET_STRIDE == 0)
+			meta = e->type | cur | JENTRY_HAS_OFF;
+		else
+			meta = e->type | (cur - start);
+		jentries[i] = meta;
+	}
+	SET_VARSIZE(result, (char *) data + cur - (char *) result);
+	return result;
+}
+
 static Jsonb *
 set_key_direct(Jsonb *obj, const char *key, Jsonb *value)
 {
 	if (!allma_jsonb_is_object(obj))
 		return single_key_object(key, value);
-	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
-											  JsonbPGetDatum(obj),
-											  JsonbPGetDatum(single_key_object(key, value))));
+#ifdef ALLMA_CHECK_SPLICE
+	{
+		Jsonb	   *a = splice_set_key(obj, key, value);
+		Jsonb	   *b = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
+														   JsonbPGetDatum(obj),
+														   JsonbPGetDatum(single_key_object(key, value))));
+
+		if (VARSIZE(a) != VARSIZE(b) || memcmp(a, b, VARSIZE(a)) != 0)
+			elog(ERROR, "allma splice mismatch for key \"%s\": %s vs %s", key,
+				 allma_jsonb_to_cstring(a), allma_jsonb_to_cstring(b));
+		return a;
+	}
+#endif
+	return splice_set_key(obj, key, value);
 }
 
 /*
