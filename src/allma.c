@@ -47,6 +47,9 @@ int			allma_http_max_per_host = 256;
 int			allma_http_timeout_ms = 30000;
 int			allma_http_connect_timeout_ms = 10000;
 int			allma_http_max_response_bytes = 10 * 1024 * 1024;
+char	   *allma_openai_base_url = NULL;
+char	   *allma_anthropic_base_url = NULL;
+char	   *allma_gemini_base_url = NULL;
 
 static ProcessUtility_hook_type prev_process_utility_hook = NULL;
 
@@ -198,6 +201,19 @@ define_gucs(void)
 							PGC_SIGHUP,
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("allma.openai_base_url",
+							   "Sets the base URL of OPENAI LLM steps (any OpenAI-compatible server).",
+							   "Empty means the provider's own; a step's customConfig.baseUrl wins.",
+							   &allma_openai_base_url, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("allma.anthropic_base_url",
+							   "Sets the base URL of ANTHROPIC LLM steps.",
+							   "Empty means the provider's own; a step's customConfig.baseUrl wins.",
+							   &allma_anthropic_base_url, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("allma.gemini_base_url",
+							   "Sets the base URL of GEMINI LLM steps.",
+							   "Empty means the provider's own; a step's customConfig.baseUrl wins.",
+							   &allma_gemini_base_url, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("allma");
 }

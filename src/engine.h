@@ -94,7 +94,12 @@ typedef struct AllmaPathState
 
 	/* HTTP steps */
 	AllmaHttpCompletion *response;	/* set by the worker to resume the step */
-	Jsonb	   *io_request;		/* the request to send, when inflight */
+	Jsonb	   *io_request;		/* the request to send, when inflight (as stored:
+								 * credentials redacted) */
+	Jsonb	   *io_send_headers;	/* the headers to send, credentials included
+									 * (never stored) */
+	char	   *io_send_url;	/* the URL to send to, when it differs */
+	Jsonb	   *prev_request;	/* the request a response answers */
 	bool		inflight;		/* the step waits for its HTTP response */
 
 	/* outcome */

@@ -165,7 +165,7 @@ col_array(Column *col)
 	"       e.enable_execution_logs, e.started_at, " \
 	"       coalesce(p.parent_path_id, -1), coalesce(p.item_index, 0), " \
 	"       coalesce(p.branch_ordinal, 0), p.joining, " \
-	"       f.step_instance_id, f.base_context " \
+	"       f.step_instance_id, f.base_context, p.request " \
 	"FROM allma.execution_paths p " \
 	"JOIN allma.executions e ON e.execution_id = p.execution_id " \
 	"LEFT JOIN allma.forks f ON f.execution_id = p.execution_id " \
@@ -330,6 +330,11 @@ paths_from_claim(void)
 				ps->base_context = DatumGetJsonbPCopy(base);
 				ps->context = allma_jsonb_concat(ps->base_context, ps->context);
 			}
+		}
+		{
+			Datum		req = SPI_getbinval(tup, desc, 21, &isnull);
+
+			ps->prev_request = isnull ? NULL : DatumGetJsonbPCopy(req);
 		}
 		MemoryContextSwitchTo(oldcxt);
 

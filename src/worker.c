@@ -180,7 +180,7 @@ submit_requests(List *paths)
 
 		if (!ps->inflight || req == NULL)
 			continue;
-		hdrs = allma_jsonb_get(req, "headers");
+		hdrs = ps->io_send_headers ? ps->io_send_headers : allma_jsonb_get(req, "headers");
 		names = allma_jsonb_object_keys(hdrs);
 		headers = palloc(sizeof(AllmaHttpHeader) * Max(list_length(names), 1));
 		foreach(lc2, names)
@@ -193,7 +193,7 @@ submit_requests(List *paths)
 		}
 		memset(&r, 0, sizeof(r));
 		r.method = allma_jsonb_get_cstring(req, "method");
-		r.url = allma_jsonb_get_cstring(req, "url");
+		r.url = ps->io_send_url ? ps->io_send_url : allma_jsonb_get_cstring(req, "url");
 		r.headers = headers;
 		r.nheaders = nheaders;
 		r.body = allma_jsonb_get_cstring(req, "body");
