@@ -151,7 +151,7 @@ CREATE TABLE allma.step_executions (
 	step_type			text NOT NULL,
 	attempt				integer NOT NULL,
 	status				text NOT NULL
-		CHECK (status IN ('COMPLETED', 'FAILED', 'RETRYING')),
+		CHECK (status IN ('COMPLETED', 'FAILED', 'RETRYING', 'POLLING')),
 	input				jsonb,
 	output				jsonb,
 	error				jsonb,

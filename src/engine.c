@@ -74,6 +74,7 @@ typedef struct StepRun
 	MemoryContext pathcxt;		/* outlives the step: fork specs go here */
 	bool		forked;			/* the step started a fork */
 	bool		io;				/* the step's request is to be sent */
+	int64		repoll_ms;		/* POLL_EXTERNAL_API: poll again after this */
 	Jsonb	   *details;		/* extra history details of a completed step */
 
 	/* results */
@@ -802,10 +803,9 @@ idempotency_key(AllmaPathState *ps, AllmaStep *step)
 
 /* build_api_request: the request of an API_CALL step, as stored in the path */
 static Jsonb *
-build_api_request(StepRun *run)
+build_api_request(StepRun *run, Jsonb *def)
 {
 	AllmaStep  *step = run->step;
-	Jsonb	   *def = step->def;
 	Jsonb	   *tctx = template_context(run);
 	Jsonb	   *url_def = allma_jsonb_get(def, "apiUrlTemplate");
 	char	   *url;
@@ -1215,6 +1215,75 @@ llm_output(StepRun *run)
 	return NULL;
 }
 
+/* ----------------------------------------------------------------
+ * POLL_EXTERNAL_API
+ *
+ * Each poll is the request of apiCallDefinition, sent like an API_CALL.
+ * On a response, exitConditions.successCondition (true: the step completes
+ * with the response data) and failureCondition (true: PollingFailed) are
+ * evaluated over the response data; otherwise the step polls again after
+ * pollingConfig.intervalSeconds — a durable due time, not a sleeping
+ * process — until pollingConfig.maxAttempts polls have been made (which
+ * Allma never enforced), then fails with PollingMaxAttemptsExceeded.  The
+ * poll count is kept with the path's transition counters.
+ * ----------------------------------------------------------------
+ */
+
+static void
+send_poll(StepRun *run)
+{
+	Jsonb	   *def = allma_jsonb_get(run->step->def, "apiCallDefinition");
+	Jsonb	   *req = build_api_request(run, allma_jsonb_is_object(def) ? def : run->step->def);
+	MemoryContext oldcxt = MemoryContextSwitchTo(run->pathcxt);
+
+	run->ps->io_request = (Jsonb *) palloc(VARSIZE(req));
+	memcpy(run->ps->io_request, req, VARSIZE(req));
+	MemoryContextSwitchTo(oldcxt);
+	run->io = true;
+}
+
+static Jsonb *
+poll_output(StepRun *run)
+{
+	Jsonb	   *response = api_output(run);	/* HTTP errors throw here */
+	Jsonb	   *data = allma_jsonb_get(response, "data");
+	Jsonb	   *exits = allma_jsonb_get(run->step->def, "exitConditions");
+	Jsonb	   *polling = allma_jsonb_get(run->step->def, "pollingConfig");
+	char	   *success = exits ? allma_jsonb_get_cstring(exits, "successCondition") : NULL;
+	char	   *failure = exits ? allma_jsonb_get_cstring(exits, "failureCondition") : NULL;
+	char	   *counter = psprintf("%s_poll", run->step->id);
+	double		polls = 0,
+				max_attempts = 100,
+				interval = 5;
+
+	(void) allma_jsonb_get_number(run->ps->transition_counts, counter, &polls);
+	(void) allma_jsonb_get_number(polling, "maxAttempts", &max_attempts);
+	(void) allma_jsonb_get_number(polling, "intervalSeconds", &interval);
+	polls += 1;
+
+	if (failure != NULL && allma_condition_eval(failure, data))
+		raise_http_error("PollingFailed",
+						 psprintf("polling step \"%s\" met its failure condition", run->step->id),
+						 allma_jsonb_set_key(NULL, "polls", allma_jsonb_int((int64) polls)));
+	if (success != NULL && allma_condition_eval(success, data))
+	{
+		run->details = allma_jsonb_set_key(NULL, "polls", allma_jsonb_int((int64) polls));
+		/* the counter starts again if the flow comes back to this step */
+		run->ps->transition_counts = allma_jsonb_delete_key(run->ps->transition_counts, counter);
+		return data;
+	}
+	if (polls >= max_attempts)
+		raise_http_error("PollingMaxAttemptsExceeded",
+						 psprintf("polling step \"%s\" made %d polls without meeting a condition",
+								  run->step->id, (int) polls),
+						 allma_jsonb_set_key(NULL, "polls", allma_jsonb_int((int64) polls)));
+	run->ps->transition_counts = allma_jsonb_set_key(run->ps->transition_counts, counter,
+													 allma_jsonb_int((int64) polls));
+	run->repoll_ms = (int64) (interval * 1000.0 * allma_timer_scale);
+	run->details = allma_jsonb_set_key(NULL, "polls", allma_jsonb_int((int64) polls));
+	return NULL;
+}
+
 static Jsonb *
 dispatch(StepRun *run)
 {
@@ -1266,7 +1335,7 @@ dispatch(StepRun *run)
 			if (run->ps->response != NULL)
 				return api_output(run);
 			{
-				Jsonb	   *req = build_api_request(run);
+				Jsonb	   *req = build_api_request(run, run->step->def);
 				MemoryContext oldcxt = MemoryContextSwitchTo(run->pathcxt);
 
 				run->ps->io_request = (Jsonb *) palloc(VARSIZE(req));
@@ -1275,6 +1344,18 @@ dispatch(StepRun *run)
 				run->io = true;
 				return NULL;
 			}
+
+		case ALLMA_STEP_POLL_EXTERNAL_API:
+			if (run->ps->response != NULL)
+			{
+				Jsonb	   *out = poll_output(run);
+
+				if (out == NULL)
+					run->io = false;	/* poll again later: see run_step */
+				return out;
+			}
+			send_poll(run);
+			return NULL;
 
 		case ALLMA_STEP_LLM_INVOCATION:
 			if (run->ps->response != NULL)
@@ -1439,7 +1520,8 @@ attempt_step(StepRun *run)
 {
 	build_input(run);
 	run->output = dispatch(run);
-	if (run->forked || run->io)
+	if (run->forked || run->io || run->repoll_ms > 0 ||
+		(run->step->type == ALLMA_STEP_POLL_EXTERNAL_API && run->output == NULL))
 		return;
 	if (run->output == NULL)
 		run->output = allma_jsonb_null();
@@ -1575,6 +1657,16 @@ run_step(AllmaPathState *ps, AllmaStep *step, MemoryContext pathcxt)
 	/* a join attempt ends the fork whatever its outcome */
 	if (ps->joining)
 		ps->joining = false;
+
+	if (edata == NULL && run.step->type == ALLMA_STEP_POLL_EXTERNAL_API &&
+		!run.io && run.output == NULL)
+	{
+		/* not done yet: the next poll is a durable timer */
+		rec->status = "POLLING";
+		rec->details = run.details;
+		ps->due_at = TimestampTzPlusMilliseconds(now, run.repoll_ms);
+		return rec;
+	}
 
 	if (edata == NULL && run.io)
 	{

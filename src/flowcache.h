@@ -27,6 +27,7 @@ typedef enum AllmaStepType
 	ALLMA_STEP_PARALLEL_FORK_MANAGER,
 	ALLMA_STEP_API_CALL,
 	ALLMA_STEP_LLM_INVOCATION,
+	ALLMA_STEP_POLL_EXTERNAL_API,
 	ALLMA_STEP_OTHER			/* known to Allma, not run by this version */
 } AllmaStepType;
 

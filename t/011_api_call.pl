@@ -83,6 +83,36 @@ $e = run('huge');
 like(q1("SELECT error->>'errorMessage' FROM allma.executions WHERE execution_id = '$e'"),
 	qr/response too large/, 'an oversize response fails the step cleanly');
 
+# POLL_EXTERNAL_API: polls are durable timers until a condition holds
+sub poll_flow
+{
+	my ($id, $url, $exits, $max) = @_;
+	$node->safe_psql('postgres', qq{
+SELECT allma_create_flow('{"id": "$id", "startStepInstanceId": "poll", "steps": {
+  "poll": {"stepType": "POLL_EXTERNAL_API",
+           "apiCallDefinition": {"apiUrlTemplate": {"template": "$url"}, "apiHttpMethod": "GET"},
+           "pollingConfig": {"intervalSeconds": 1, "maxAttempts": $max},
+           "exitConditions": $exits, "defaultNextStepInstanceId": "after"},
+  "after": {"stepType": "NO_OP"}}}')});
+}
+poll_flow('poll-ok', "$base/echo?fail_times=2&status=202&key={{flow_variables.flowExecutionId}}",
+	q{{"successCondition": "$.method == ''GET''"}}, 5);
+$e = run('poll-ok');
+is(q1("SELECT string_agg(step_instance_id || ':' || status, ',' ORDER BY seq) FROM allma.step_executions WHERE execution_id = '$e'"),
+	'poll:POLLING,poll:POLLING,poll:COMPLETED,after:COMPLETED', 'polls until the success condition holds');
+is(q1("SELECT output->'steps_output'->'poll'->>'method' FROM allma.executions WHERE execution_id = '$e'"),
+	'GET', 'the output is the response data');
+cmp_ok(q1("SELECT extract(epoch FROM max(started_at) - min(ended_at)) * 1000 FROM allma.step_executions WHERE execution_id = '$e' AND step_instance_id = 'poll'"),
+	'>=', 20, 'polls wait for the interval (10 ms each, scaled)');
+poll_flow('poll-max', "$base/status/202", q{{"successCondition": "$.never"}}, 3);
+$e = run('poll-max');
+is(q1("SELECT string_agg(status, ',' ORDER BY seq) || ' ' || max(error->>'errorName') FROM allma.step_executions WHERE execution_id = '$e'"),
+	'POLLING,POLLING,FAILED PollingMaxAttemptsExceeded', 'maxAttempts is enforced');
+poll_flow('poll-fail', "$base/status/202", q{{"successCondition": "$.never", "failureCondition": "$.status == 202"}}, 5);
+$e = run('poll-fail');
+is(q1("SELECT error->>'errorName' FROM allma.executions WHERE execution_id = '$e'"),
+	'PollingFailed', 'the failure condition fails the step');
+
 # no transaction is held while 100 requests are stalled
 flow('stalled', "$base/echo?latency_ms=4000");
 q1("SELECT allma_start_flow('stalled') FROM generate_series(1, 100)");
