@@ -801,6 +801,104 @@ idempotency_key(AllmaPathState *ps, AllmaStep *step)
 	return psprintf("%s/%s/%d", exec, step->id, ps->attempt);
 }
 
+
+/*
+ * Secrets in headers: "{{secrets.NAME}}" in apiStaticHeaders values is
+ * turned into a marker before the templates are rendered, and the marker
+ * into the secret's value only in the headers that are sent; the stored
+ * request says "[redacted]".
+ */
+#define SECRET_REF "{{secrets."
+#define SECRET_MARK "\x01secret:"
+
+static char *
+mark_secret_refs(const char *s)
+{
+	StringInfoData buf;
+	const char *p = s;
+	const char *ref;
+
+	initStringInfo(&buf);
+	while ((ref = strstr(p, SECRET_REF)) != NULL)
+	{
+		const char *name = ref + strlen(SECRET_REF);
+		const char *end = strstr(name, "}}");
+
+		if (end == NULL)
+			break;
+		appendBinaryStringInfo(&buf, p, ref - p);
+		appendStringInfoString(&buf, SECRET_MARK);
+		appendBinaryStringInfo(&buf, name, end - name);
+		appendStringInfoChar(&buf, '\x01');
+		p = end + 2;
+	}
+	appendStringInfoString(&buf, p);
+	return buf.data;
+}
+
+/* resolve (or redact) the markers left by mark_secret_refs */
+static char *
+resolve_secret_marks(const char *s, bool redact)
+{
+	StringInfoData buf;
+	const char *p = s;
+	const char *mark;
+
+	initStringInfo(&buf);
+	while ((mark = strstr(p, SECRET_MARK)) != NULL)
+	{
+		const char *name = mark + strlen(SECRET_MARK);
+		const char *end = strchr(name, '\x01');
+		char	   *secret_name;
+
+		if (end == NULL)
+			break;
+		appendBinaryStringInfo(&buf, p, mark - p);
+		secret_name = pnstrdup(name, end - name);
+		appendStringInfoString(&buf, redact ? "[redacted]" : allma_secret_get(secret_name));
+		p = end + 1;
+	}
+	appendStringInfoString(&buf, p);
+	return buf.data;
+}
+
+static Jsonb *
+mark_header_secrets(Jsonb *headers)
+{
+	List	   *keys = allma_jsonb_object_keys(headers);
+	ListCell   *lc;
+	Jsonb	   *out = allma_jsonb_empty_object();
+
+	foreach(lc, keys)
+	{
+		char	   *k = lfirst(lc);
+		char	   *v = allma_jsonb_get_cstring(headers, k);
+
+		out = allma_jsonb_set_key(out, k, v ? allma_jsonb_string(mark_secret_refs(v)) :
+								  allma_jsonb_get(headers, k));
+	}
+	return out;
+}
+
+static Jsonb *
+resolve_header_secrets(Jsonb *headers, bool redact, bool *any)
+{
+	List	   *keys = allma_jsonb_object_keys(headers);
+	ListCell   *lc;
+	Jsonb	   *out = allma_jsonb_empty_object();
+
+	foreach(lc, keys)
+	{
+		char	   *k = lfirst(lc);
+		char	   *v = allma_jsonb_to_display_text(allma_jsonb_get(headers, k));
+
+		if (strstr(v, SECRET_MARK) != NULL)
+			*any = true;
+		out = allma_jsonb_set_key(out, k, allma_jsonb_string(resolve_secret_marks(v, redact)));
+	}
+	return out;
+}
+
 /* build_api_request: the request of an API_CALL step, as stored in the path */
 static Jsonb *
 build_api_request(StepRun *run, Jsonb *def)
@@ -844,7 +942,8 @@ build_api_request(StepRun *run, Jsonb *def)
 						error ? error : "not an http or https URL")));
 
 	if (allma_jsonb_is_object(static_headers))
-		headers = allma_jsonb_concat(headers, allma_template_render_value(static_headers, tctx));
+		headers = allma_jsonb_concat(headers,
+									 allma_template_render_value(mark_header_secrets(static_headers), tctx));
 	if (allma_jsonb_is_object(header_paths))
 	{
 		List	   *keys = allma_jsonb_object_keys(header_paths);
@@ -883,7 +982,21 @@ build_api_request(StepRun *run, Jsonb *def)
 			headers = allma_jsonb_set_key(headers, "Content-Type", allma_jsonb_string("application/json"));
 		req = allma_jsonb_set_key(req, "body", allma_jsonb_string(allma_jsonb_to_cstring(body)));
 	}
-	req = allma_jsonb_set_key(req, "headers", headers);
+	{
+		bool		any = false;
+		Jsonb	   *stored = resolve_header_secrets(headers, true, &any);
+
+		if (any)
+		{
+			Jsonb	   *sent = resolve_header_secrets(headers, false, &any);
+			MemoryContext oldcxt = MemoryContextSwitchTo(run->pathcxt);
+
+			run->ps->io_send_headers = (Jsonb *) palloc(VARSIZE(sent));
+			memcpy(run->ps->io_send_headers, sent, VARSIZE(sent));
+			MemoryContextSwitchTo(oldcxt);
+		}
+		req = allma_jsonb_set_key(req, "headers", stored);
+	}
 	req = allma_jsonb_set_key(req, "timeoutMs", allma_jsonb_int((int64) timeout_ms));
 	req = allma_jsonb_set_key(req, "idempotencyKey",
 							  allma_jsonb_string(idempotency_key(run->ps, step)));

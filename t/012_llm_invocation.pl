@@ -20,6 +20,7 @@ SET log_statement = 'none';
 SELECT allma_set_secret('OPENAI_API_KEY', '$canary');
 SELECT allma_set_secret('ANTHROPIC_API_KEY', '$canary-a');
 SELECT allma_set_secret('GEMINI_API_KEY', '$canary-g');
+SELECT allma_set_secret('SERVICE_TOKEN', '$canary-svc');
 SELECT allma_create_prompt('summary', 'Summarize {{topic}} for {{audience}}');
 });
 
@@ -91,9 +92,18 @@ $e = run('tools');
 is(q1("SELECT output->'steps_output'->'ask'->'tool_calls'->0->>'name' FROM allma.executions WHERE execution_id = '$e'"),
 	'lookup', 'tool calls are in the output');
 
+# {{secrets.NAME}} in an API_CALL header
+$node->safe_psql('postgres', qq{
+SELECT allma_create_flow('{"id": "with-token", "startStepInstanceId": "call", "steps": {
+  "call": {"stepType": "API_CALL", "apiUrlTemplate": {"template": "$base/status/200"}, "apiHttpMethod": "GET",
+           "apiStaticHeaders": {"Authorization": "Bearer {{secrets.SERVICE_TOKEN}}"}}}}')});
+$e = run('with-token');
+is(q1("SELECT status FROM allma.executions WHERE execution_id = '$e'"), 'COMPLETED', 'API_CALL with a secret header');
+
 # the API key reaches the provider ...
 my $log = `python3 -c "import urllib.request; print(urllib.request.urlopen('$base/__log').read().decode())"`;
 like($log, qr/\Q$canary\E/, 'the API key was sent to the provider');
+like($log, qr/Bearer \Q$canary-svc\E/, 'the secret header was sent');
 # ... and nowhere else
 # (the query reads the canary from allma.secrets, so that it is not in the statement log)
 is(q1("WITH k AS (SELECT '%' || value || '%' AS pat FROM allma.secrets WHERE name = 'OPENAI_API_KEY')
