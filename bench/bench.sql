@@ -136,3 +136,36 @@ BEGIN
 			(SELECT count(*) FROM allma.executions WHERE status <> 'COMPLETED');
 	END IF;
 END $$;
+
+-- (f) LLM: n concurrent executions, each one LLM_INVOCATION (OpenAI-compatible mock, 500 ms)
+CREATE OR REPLACE PROCEDURE bench_llm_run(n int, base_url text, INOUT seconds double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+	left_running bigint;
+	t0 timestamptz;
+BEGIN
+	PERFORM allma_set_secret('OPENAI_API_KEY', 'bench-key');
+	PERFORM allma_create_prompt('bench-prompt', 'Answer about {{n}}');
+	PERFORM allma_create_flow(jsonb_build_object('id', 'llm1', 'startStepInstanceId', 'ask',
+		'steps', jsonb_build_object('ask', jsonb_build_object(
+			'stepType', 'LLM_INVOCATION', 'llmProvider', 'OPENAI', 'modelId', 'mock-slow-500',
+			'promptTemplateId', 'bench-prompt', 'inputMappings', jsonb_build_object('n', '$.n'),
+			'customConfig', jsonb_build_object('baseUrl', base_url || '/v1', 'jsonOutputMode', true)))));
+	DELETE FROM allma.step_executions;
+	DELETE FROM allma.executions;
+	COMMIT;
+	t0 := clock_timestamp();
+	PERFORM allma_start_flow('llm1', jsonb_build_object('n', g)) FROM generate_series(1, n) g;
+	COMMIT;
+	LOOP
+		SELECT count(*) INTO left_running FROM allma.executions WHERE status = 'RUNNING';
+		EXIT WHEN left_running = 0;
+		PERFORM pg_sleep(0.02);
+		COMMIT;
+	END LOOP;
+	seconds := extract(epoch FROM clock_timestamp() - t0);
+	IF (SELECT count(*) FROM allma.executions WHERE status <> 'COMPLETED') > 0 THEN
+		RAISE EXCEPTION 'llm run: % executions failed',
+			(SELECT count(*) FROM allma.executions WHERE status <> 'COMPLETED');
+	END IF;
+END $$;

@@ -158,6 +158,16 @@ API_ANON=$(( $(sort -n "$WORK/rss.api" | tail -1) / 1024 ))
 API_HWM=$(( $(hwm) / 1024 ))
 echo "   median $API_SPS steps/s, peak worker RssAnon ${API_ANON} MB, VmHWM ${API_HWM} MB"
 
+echo "== (f) LLM: 2,000 concurrent executions, one LLM_INVOCATION each (OpenAI-compatible mock, 500 ms)"
+llm_list=()
+for r in $(seq 1 "$RUNS"); do
+  secs=$("${PSQL[@]}" -c "CALL bench_llm_run(2000, '$MOCK_URL', NULL)")
+  sps=$(awk -v s="$secs" 'BEGIN {printf "%.0f", 2000 / s}')
+  echo "   run $r: ${secs}s, $sps completed steps/s"
+  llm_list+=("$sps")
+done
+LLM_SPS=$(printf '%s\n' "${llm_list[@]}" | median)
+
 RATIO=$(awk -v a="$SPS" -v b="$TPS" 'BEGIN {printf "%.2f", a / b}')
 RATIO1=$(awk -v a="$SPS1" -v b="$TPS" 'BEGIN {printf "%.2f", a / b}')
 CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
@@ -188,6 +198,7 @@ Produced by \`bench/run.sh\` (medians of $RUNS runs, all measured in one run on 
 | (c) start-to-completion latency, 3-step flow, single client: p50 | $P50 ms | <= 10 ms |
 | (c) p99 | $P99 ms | |$FORK_ROWS
 | (e) HTTP: 2,000 concurrent executions x one API_CALL, mock latency 500 ms (allma.http_max_per_host = 1000) | $API_SPS completed steps/s (runs: ${api_list[*]}), 0 failed; peak worker RssAnon ${API_ANON} MB, VmHWM ${API_HWM} MB | >= 3,000 steps/s (ceiling 4,000), RSS < 200 MB |
+| (f) LLM: 2,000 concurrent executions x one LLM_INVOCATION (OpenAI-compatible mock, 500 ms, JSON mode) | $LLM_SPS completed steps/s (runs: ${llm_list[*]}), 0 failed | |
 
 VmHWM is the workers' peak resident set since they started (the cluster is restarted before (d)), and
 includes the shared-buffer pages a worker touched; RssAnon is its private memory, sampled every 50 ms.
