@@ -178,6 +178,7 @@ cat > "$SRC/bench/RESULTS.md" <<MD
 # allma benchmark results
 
 Produced by \`bench/run.sh\` (medians of $RUNS runs, all measured in one run on one cluster).
+How these compare with the targets, and why: [NOTES.md](NOTES.md).
 
 | machine | value |
 | --- | --- |
