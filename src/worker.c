@@ -35,6 +35,8 @@
  */
 #include "postgres.h"
 
+#include <sys/resource.h>
+
 #include "access/xact.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -123,6 +125,25 @@ check_extension(void)
 	return OidIsValid(extoid);
 }
 
+/*
+ * raise_fd_limit: every HTTP request in flight holds a socket, and the
+ * default soft limit (often 1024) would cap a worker far below
+ * allma.http_max_in_flight.  Sockets are not PostgreSQL's virtual file
+ * descriptors, so raising the soft limit to the hard one is safe.
+ */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
+	{
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			ereport(DEBUG1, (errmsg_internal("allma could not raise its file descriptor limit: %m")));
+	}
+}
+
 static AllmaHttpClient *
 get_http_client(void)
 {
@@ -141,6 +162,7 @@ get_http_client(void)
 	limits.timeout_ms = allma_http_timeout_ms;
 	limits.max_response_bytes = allma_http_max_response_bytes;
 	allma_http_set_allowlist(allma_http_allowlist ? allma_http_allowlist : "");
+	raise_fd_limit();
 	oldcxt = MemoryContextSwitchTo(http_cxt);
 	http_client = allma_http_client_create(&limits);
 	MemoryContextSwitchTo(oldcxt);
