@@ -49,7 +49,7 @@ typedef enum LlmProvider
 	LLM_OPENAI,
 	LLM_ANTHROPIC,
 	LLM_GEMINI,
-	LLM_UNSUPPORTED				/* Allma's, but not implemented here */
+	LLM_UNSUPPORTED				/* an Allma provider allma does not speak (AWS_BEDROCK, CUSTOM_LAMBDA) */
 } LlmProvider;
 
 /* the longest provider error message or body excerpt put in an errmsg */
