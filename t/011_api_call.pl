@@ -113,6 +113,20 @@ $e = run('poll-fail');
 is(q1("SELECT error->>'errorName' FROM allma.executions WHERE execution_id = '$e'"),
 	'PollingFailed', 'the failure condition fails the step');
 
+# parallel branches that make HTTP calls: each branch's request goes out
+# from the worker that runs it, and the fork joins their responses in order
+$node->safe_psql('postgres', qq{
+SELECT allma_create_flow('{"id": "fan-http", "startStepInstanceId": "fork", "steps": {
+  "fork": {"stepType": "PARALLEL_FORK_MANAGER", "itemsPath": "\$.items",
+           "parallelBranches": [{"branchId": "get", "stepInstanceId": "call"}],
+           "aggregationConfig": {"dataPath": "\$.data.query.item", "maxConcurrency": 10}},
+  "call": {"stepType": "API_CALL", "apiHttpMethod": "GET",
+           "apiUrlTemplate": {"template": "$base/echo?latency_ms=50&item={{currentItem}}"}}}}')});
+$e = run('fan-http', '{"items": [' . join(',', 1 .. 30) . ']}');
+is(q1("SELECT status FROM allma.executions WHERE execution_id = '$e'"), 'COMPLETED', 'a fork of HTTP branches completes');
+is(q1("SELECT output->'steps_output'->'fork'->'aggregatedData' = (SELECT jsonb_agg(g::text) FROM generate_series(1, 30) g) FROM allma.executions WHERE execution_id = '$e'"),
+	't', 'every branch\'s response is aggregated, in item order');
+
 # no transaction is held while 100 requests are stalled
 flow('stalled', "$base/echo?latency_ms=4000");
 q1("SELECT allma_start_flow('stalled') FROM generate_series(1, 100)");
