@@ -112,7 +112,8 @@ P99=$("${PSQL[@]}" -c "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY 
 echo "== (d) fan-out: one execution forking 10,000 and 100,000 NO_OP branches (fresh workers)"
 "${AS_PG[@]}" "$BINDIR/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w restart >/dev/null
 "${PSQL[@]}" -c "SELECT pg_sleep(2)" >/dev/null
-worker_pids() { pgrep -f "allma worker" | tr '\n' ' '; }
+# this cluster's workers only (other clusters on the machine may run allma too)
+worker_pids() { pgrep -P "$(head -1 "$WORK/data/postmaster.pid")" -f "allma worker" | tr '\n' ' '; }
 # samples the workers' anonymous memory (RssAnon) every 50 ms into $1
 sample_rss() {
   while :; do
