@@ -1042,7 +1042,7 @@ api_output(StepRun *run)
 							 psprintf("response too large: %s", c->error), details);
 		raise_http_error(ALLMA_ERR_TRANSIENT, c->error, details);
 	}
-	if (c->status == 429 || c->status >= 500 || c->status >= 400)
+	if (c->status >= 400)
 	{
 		details = allma_jsonb_set_key(details, "body",
 									  allma_jsonb_string_len(c->body, Min(c->body_len, 1000)));
@@ -1919,6 +1919,7 @@ allma_engine_advance(AllmaPathState *ps, int max_steps)
 		AllmaStepRecord *rec;
 		Jsonb	   *context_before = ps->context;
 		Jsonb	   *counts_before = ps->transition_counts;
+		Jsonb	   *output_before = ps->last_output;
 
 		CHECK_FOR_INTERRUPTS();
 
@@ -1941,7 +1942,8 @@ allma_engine_advance(AllmaPathState *ps, int max_steps)
 			ps->records = lappend(ps->records, copy_record(rec, ps->logs));
 		/* a response is consumed by the step it answers */
 		ps->response = NULL;
-		ps->last_output = copy_jsonb(ps->last_output);
+		if (ps->last_output != output_before)
+			ps->last_output = copy_jsonb(ps->last_output);
 		if (ps->context != context_before)
 			ps->context = copy_jsonb(ps->context);
 		if (ps->transition_counts != counts_before)

@@ -14,30 +14,9 @@ use AllmaTest;
 
 my $json = JSON::PP->new->canonical;
 
-# --- the mock server -------------------------------------------------------
-my $src = $ENV{ALLMA_SRC} // '.';
-my $mock_script = "$src/mock/mock_server.py";
--f $mock_script or BAIL_OUT("mock server not found at $mock_script");
-my $tmp = PostgreSQL::Test::Utils::tempdir();
-my $port_file = "$tmp/mock.port";
-my ($mock_out, $mock_err) = ('', '');
-my $mock = IPC::Run::start(
-	[ 'python3', $mock_script, '--port', '0', '--port-file', $port_file, '--smtp-port', '-1' ],
-	'>', \$mock_out, '2>', \$mock_err);
-END { $mock->signal('TERM') if $mock && $mock->pumpable; }
+# --- the mock server (t/AllmaTest.pm) ----------------------------------------
+my ($base) = start_mock();
 
-my $port;
-for (my $i = 0; $i < 300 && !defined $port; $i++)
-{
-	if (-s $port_file)
-	{
-		my $info = eval { $json->decode(slurp_file($port_file)) };
-		$port = $info->{http} if $info;
-	}
-	select(undef, undef, undef, 0.1) unless defined $port;
-}
-defined $port or BAIL_OUT("mock server did not start: $mock_err");
-my $base = "http://127.0.0.1:$port";
 
 my $node = allma_node('llm');
 
