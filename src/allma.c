@@ -50,6 +50,9 @@ int			allma_http_max_response_bytes = 10 * 1024 * 1024;
 char	   *allma_openai_base_url = NULL;
 char	   *allma_anthropic_base_url = NULL;
 char	   *allma_gemini_base_url = NULL;
+char	   *allma_smtp_url = NULL;
+char	   *allma_smtp_username = NULL;
+char	   *allma_smtp_password_secret = NULL;
 
 static ProcessUtility_hook_type prev_process_utility_hook = NULL;
 
@@ -68,6 +71,17 @@ check_http_allowlist(char **newval, void **extra, GucSource source)
 	if (*newval == NULL || allma_http_check_allowlist(*newval, &error))
 		return true;
 	GUC_check_errdetail("%s", error ? error : "invalid allow-list");
+	return false;
+}
+
+static bool
+check_smtp_url(char **newval, void **extra, GucSource source)
+{
+	char	   *error = NULL;
+
+	if (*newval == NULL || **newval == '\0' || allma_http_check_mail_url(*newval, &error))
+		return true;
+	GUC_check_errdetail("%s", error ? error : "invalid SMTP URL");
 	return false;
 }
 
@@ -214,6 +228,21 @@ define_gucs(void)
 							   "Sets the base URL of GEMINI LLM steps.",
 							   "Empty means the provider's own; a step's customConfig.baseUrl wins.",
 							   &allma_gemini_base_url, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("allma.smtp_url",
+							   "Sets the SMTP server EMAIL steps send through (smtp:// or smtps://).",
+							   NULL,
+							   &allma_smtp_url, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_smtp_url, NULL, NULL);
+	DefineCustomStringVariable("allma.smtp_username",
+							   "Sets the user name EMAIL steps log in to the SMTP server with.",
+							   "Empty means no authentication.",
+							   &allma_smtp_username, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("allma.smtp_password_secret",
+							   "Sets the name of the secret that holds the SMTP password.",
+							   NULL,
+							   &allma_smtp_password_secret, "SMTP_PASSWORD", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("allma");
 }

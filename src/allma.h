@@ -88,5 +88,8 @@ extern int	allma_http_max_response_bytes;
 extern char *allma_openai_base_url;
 extern char *allma_anthropic_base_url;
 extern char *allma_gemini_base_url;
+extern char *allma_smtp_url;
+extern char *allma_smtp_username;
+extern char *allma_smtp_password_secret;
 
 #endif							/* ALLMA_H */

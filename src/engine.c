@@ -41,6 +41,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "common/base64.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -53,6 +54,7 @@
 #include "condition.h"
 #include "engine.h"
 #include "errors.h"
+#include "http.h"
 #include "jsonb_util.h"
 #include "llm.h"
 #include "prompt.h"
@@ -1397,6 +1399,359 @@ poll_output(StepRun *run)
 	return NULL;
 }
 
+/* ----------------------------------------------------------------
+ * EMAIL
+ *
+ * The step's fields are rendered (from, fromName, to, cc, bcc, replyTo,
+ * subject, body); the message is built here and sent by the worker through
+ * libcurl's SMTP support after the pass committed (allma.smtp_url), like an
+ * HTTP request: no transaction is open while the server is talked to.
+ * Addresses may be a string (comma-separated) or an array.
+ * ----------------------------------------------------------------
+ */
+
+static List *
+email_addresses(Jsonb *v)
+{
+	List	   *out = NIL;
+
+	if (allma_jsonb_is_array(v))
+	{
+		ListCell   *lc;
+
+		foreach(lc, allma_jsonb_array_elements(v))
+			out = list_concat(out, email_addresses(lfirst(lc)));
+	}
+	else if (v != NULL)
+	{
+		char	   *s = allma_jsonb_to_display_text(v);
+		char	   *tok;
+		char	   *save;
+
+		for (tok = strtok_r(s, ",;", &save); tok; tok = strtok_r(NULL, ",;", &save))
+		{
+			while (*tok == ' ')
+				tok++;
+			if (*tok)
+			{
+				char	   *end = tok + strlen(tok) - 1;
+
+				while (end > tok && *end == ' ')
+					*end-- = '\0';
+				if (strchr(tok, '\r') || strchr(tok, '\n'))
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("email address \"%s\" contains a line break", tok)));
+				out = lappend(out, pstrdup(tok));
+			}
+		}
+	}
+	return out;
+}
+
+static char *
+join_addresses(List *list)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, list)
+		appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", (char *) lfirst(lc));
+	return buf.data;
+}
+
+/* the address part of "Name <addr>" or "addr" */
+static char *
+bare_address(const char *a)
+{
+	const char *lt = strchr(a, '<');
+	const char *gt = lt ? strchr(lt, '>') : NULL;
+
+	if (lt && gt)
+		return pnstrdup(lt + 1, gt - lt - 1);
+	return pstrdup(a);
+}
+
+/* header text: RFC 2047 encoded when not plain ASCII */
+static char *
+header_text(const char *s)
+{
+	bool		ascii = true;
+
+	for (const char *p = s; *p; p++)
+	{
+		if ((unsigned char) *p >= 0x80)
+			ascii = false;
+		if (*p == '\r' || *p == '\n')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("email header text contains a line break")));
+	}
+	if (ascii)
+		return pstrdup(s);
+	{
+		int			len = strlen(s);
+		char	   *enc = palloc(pg_b64_enc_len(len) + 1);
+		int			n = pg_b64_encode(s, len, enc, pg_b64_enc_len(len));
+
+		enc[Max(n, 0)] = '\0';
+		return psprintf("=?UTF-8?B?%s?=", enc);
+	}
+}
+
+/* RFC 5322 date of now, in UTC */
+static char *
+mail_date(void)
+{
+	static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	time_t		now = timestamptz_to_time_t(GetCurrentTimestamp());
+	struct tm	tm;
+
+	gmtime_r(&now, &tm);
+	return psprintf("%s, %02d %s %04d %02d:%02d:%02d +0000",
+					days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
+					tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* does the body look like HTML (a tag such as <p> or </div>)? */
+static bool
+looks_like_html(const char *body)
+{
+	for (const char *p = strchr(body, '<'); p; p = strchr(p + 1, '<'))
+	{
+		if ((isalpha((unsigned char) p[1]) || (p[1] == '/' && isalpha((unsigned char) p[2]))) &&
+			strchr(p, '>') != NULL)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * append_mail_body adds the body with CRLF line ends: as 8bit text, or in
+ * base64 when a line is too long for SMTP (998 bytes).
+ */
+static void
+append_mail_body(StringInfo msg, const char *body)
+{
+	int			line = 0;
+	bool		long_line = false;
+
+	for (const char *p = body; *p; p++)
+	{
+		line = (*p == '\n') ? 0 : line + 1;
+		if (line > 990)
+			long_line = true;
+	}
+	if (!long_line)
+	{
+		appendStringInfoString(msg, "Content-Transfer-Encoding: 8bit\r\n\r\n");
+		for (const char *p = body; *p; p++)
+		{
+			if (*p == '\n' && (p == body || p[-1] != '\r'))
+				appendStringInfoChar(msg, '\r');
+			appendStringInfoChar(msg, *p);
+		}
+		appendStringInfoString(msg, "\r\n");
+	}
+	else
+	{
+		int			len = strlen(body);
+		char	   *enc = palloc(pg_b64_enc_len(len) + 1);
+		int			n = pg_b64_encode(body, len, enc, pg_b64_enc_len(len));
+
+		appendStringInfoString(msg, "Content-Transfer-Encoding: base64\r\n\r\n");
+		for (int i = 0; i < n; i += 76)
+		{
+			appendBinaryStringInfo(msg, enc + i, Min(76, n - i));
+			appendStringInfoString(msg, "\r\n");
+		}
+	}
+}
+
+/*
+ * append_custom_headers adds the step's customHeaders: an object of
+ * name: value, or an array of {"name": ..., "value": ...}.
+ */
+static void
+append_custom_headers(StepRun *run, StringInfo msg, Jsonb *headers)
+{
+	List	   *pairs = NIL;
+	ListCell   *lc;
+
+	JsonbValue	scalar;
+
+	if (headers == NULL ||
+		(allma_jsonb_scalar(headers, &scalar) && scalar.type == jbvNull))
+		return;
+	if (allma_jsonb_is_array(headers))
+	{
+		foreach(lc, allma_jsonb_array_elements(headers))
+		{
+			char	   *name = allma_jsonb_get_cstring(lfirst(lc), "name");
+			char	   *value = allma_jsonb_get_cstring(lfirst(lc), "value");
+
+			if (name == NULL || value == NULL)
+				raise_config_error(psprintf("EMAIL step \"%s\": each entry of customHeaders needs \"name\" and \"value\"",
+											run->step->id));
+			pairs = lappend(pairs, list_make2(name, value));
+		}
+	}
+	else if (allma_jsonb_is_object(headers))
+	{
+		foreach(lc, allma_jsonb_object_keys(headers))
+			pairs = lappend(pairs, list_make2(lfirst(lc),
+											  allma_jsonb_to_display_text(allma_jsonb_get(headers, lfirst(lc)))));
+	}
+	else
+		raise_config_error(psprintf("EMAIL step \"%s\": customHeaders must be an object or an array",
+									run->step->id));
+
+	foreach(lc, pairs)
+	{
+		char	   *name = linitial(lfirst(lc));
+		char	   *value = lsecond(lfirst(lc));
+
+		for (const char *p = name; *p; p++)
+			if (!(isalnum((unsigned char) *p) || *p == '-'))
+				raise_config_error(psprintf("EMAIL step \"%s\": invalid header name \"%s\" in customHeaders",
+											run->step->id, name));
+		appendStringInfo(msg, "%s: %s\r\n", name, header_text(value));
+	}
+}
+
+/*
+ * build_email renders the step (the whole definition is a template, like
+ * Allma's), builds the message and leaves it as the step's request; the
+ * worker sends it after the pass commits.
+ */
+static void
+build_email(StepRun *run)
+{
+	Jsonb	   *tctx = template_context(run);
+	Jsonb	   *def = allma_template_render_value(run->step->def, tctx);
+	char	   *from = allma_jsonb_get_cstring(def, "from");
+	char	   *from_name = allma_jsonb_get_cstring(def, "fromName");
+	List	   *to = email_addresses(allma_jsonb_get(def, "to"));
+	List	   *cc = email_addresses(allma_jsonb_get(def, "cc"));
+	List	   *bcc = email_addresses(allma_jsonb_get(def, "bcc"));
+	List	   *reply_to = email_addresses(allma_jsonb_get(def, "replyTo"));
+	char	   *subject = allma_jsonb_get_cstring(def, "subject");
+	char	   *body = allma_jsonb_get_cstring(def, "body");
+	char	   *message_id;
+	char	   *password = NULL;
+	char	   *error = NULL;
+	StringInfoData msg;
+	Jsonb	   *rcpt = allma_jsonb_empty_array();
+	Jsonb	   *req = allma_jsonb_empty_object();
+	Jsonb	   *rendered = allma_jsonb_empty_object();
+	ListCell   *lc;
+	MemoryContext oldcxt;
+
+	if (allma_smtp_url == NULL || allma_smtp_url[0] == '\0')
+		raise_config_error(psprintf("EMAIL step \"%s\" cannot send: allma.smtp_url is not set",
+									run->step->id));
+	if (!allma_http_check_mail_url(allma_smtp_url, &error))
+		raise_config_error(psprintf("EMAIL step \"%s\" cannot send: allma.smtp_url: %s",
+									run->step->id, error));
+	if (from == NULL || to == NIL)
+		raise_config_error(psprintf("EMAIL step \"%s\" needs \"from\" and \"to\"", run->step->id));
+	if (allma_jsonb_get(def, "attachments") || allma_jsonb_get(def, "attachmentsPath"))
+		raise_config_error(psprintf("EMAIL step \"%s\": attachments are not supported by allma %s",
+									run->step->id, ALLMA_VERSION));
+	if (allma_smtp_username != NULL && allma_smtp_username[0] != '\0')
+		password = allma_secret_get(allma_smtp_password_secret);
+
+	message_id = psprintf("<%s@allma>", idempotency_key(run->ps, run->step));
+	for (char *p = message_id; *p; p++)
+		if (*p == '/' || *p == ':')
+			*p = '.';
+	if (body == NULL)
+		body = "";
+
+	initStringInfo(&msg);
+	if (from_name != NULL)
+		appendStringInfo(&msg, "From: %s <%s>\r\n", header_text(from_name), bare_address(from));
+	else
+		appendStringInfo(&msg, "From: %s\r\n", header_text(from));
+	appendStringInfo(&msg, "To: %s\r\n", header_text(join_addresses(to)));
+	if (cc != NIL)
+		appendStringInfo(&msg, "Cc: %s\r\n", header_text(join_addresses(cc)));
+	if (reply_to != NIL)
+		appendStringInfo(&msg, "Reply-To: %s\r\n", header_text(join_addresses(reply_to)));
+	appendStringInfo(&msg, "Subject: %s\r\n", header_text(subject ? subject : ""));
+	appendStringInfo(&msg, "Date: %s\r\n", mail_date());
+	appendStringInfo(&msg, "Message-ID: %s\r\n", message_id);
+	append_custom_headers(run, &msg, allma_jsonb_get(def, "customHeaders"));
+	appendStringInfoString(&msg, "MIME-Version: 1.0\r\n");
+	appendStringInfo(&msg, "Content-Type: %s; charset=UTF-8\r\n",
+					 looks_like_html(body) ? "text/html" : "text/plain");
+	append_mail_body(&msg, body);
+
+	foreach(lc, list_concat(list_concat(list_copy(to), cc), bcc))
+		rcpt = allma_jsonb_array_append(rcpt, allma_jsonb_string(bare_address(lfirst(lc))));
+
+	req = allma_jsonb_set_key(req, "url", allma_jsonb_string(allma_smtp_url));
+	req = allma_jsonb_set_key(req, "mailFrom", allma_jsonb_string(bare_address(from)));
+	req = allma_jsonb_set_key(req, "rcpt", rcpt);
+	req = allma_jsonb_set_key(req, "message", allma_jsonb_string(msg.data));
+	req = allma_jsonb_set_key(req, "messageId", allma_jsonb_string(message_id));
+	req = allma_jsonb_set_key(req, "idempotencyKey",
+							  allma_jsonb_string(idempotency_key(run->ps, run->step)));
+
+	rendered = allma_jsonb_set_key(rendered, "from", allma_jsonb_string(from));
+	if (from_name)
+		rendered = allma_jsonb_set_key(rendered, "fromName", allma_jsonb_string(from_name));
+	rendered = allma_jsonb_set_key(rendered, "to", allma_jsonb_string(join_addresses(to)));
+	if (cc != NIL)
+		rendered = allma_jsonb_set_key(rendered, "cc", allma_jsonb_string(join_addresses(cc)));
+	if (bcc != NIL)
+		rendered = allma_jsonb_set_key(rendered, "bcc", allma_jsonb_string(join_addresses(bcc)));
+	if (reply_to != NIL)
+		rendered = allma_jsonb_set_key(rendered, "replyTo", allma_jsonb_string(join_addresses(reply_to)));
+	rendered = allma_jsonb_set_key(rendered, "subject", allma_jsonb_string(subject ? subject : ""));
+	rendered = allma_jsonb_set_key(rendered, "body", allma_jsonb_string(body));
+	req = allma_jsonb_set_key(req, "rendered", rendered);
+
+	oldcxt = MemoryContextSwitchTo(run->pathcxt);
+	run->ps->io_request = (Jsonb *) palloc(VARSIZE(req));
+	memcpy(run->ps->io_request, req, VARSIZE(req));
+	run->ps->io_send_password = password ? pstrdup(password) : NULL;
+	MemoryContextSwitchTo(oldcxt);
+	run->io = true;
+}
+
+static Jsonb *
+email_output(StepRun *run)
+{
+	AllmaHttpCompletion *c = run->ps->response;
+	Jsonb	   *prev = run->ps->prev_request;
+	Jsonb	   *out;
+
+	/*
+	 * A 5xx reply (recipient or sender refused, message rejected) and a
+	 * failed login are permanent; 4xx replies ask to try later, and
+	 * connection failures and timeouts are transient too.
+	 */
+	if (c->error != NULL)
+	{
+		Jsonb	   *details = allma_jsonb_set_key(NULL, "curlCode", allma_jsonb_int(c->curl_code));
+		bool		permanent = (c->status >= 500 && c->status < 600) ||
+			c->curl_code == 67 /* CURLE_LOGIN_DENIED */ ;
+
+		if (c->status > 0)
+			details = allma_jsonb_set_key(details, "smtpReplyCode", allma_jsonb_int(c->status));
+		raise_http_error(permanent ? ALLMA_ERR_PERMANENT : ALLMA_ERR_TRANSIENT,
+						 psprintf("sending email failed: %s", c->error), details);
+	}
+	out = allma_jsonb_set_key(NULL, "messageId", allma_jsonb_get(prev, "messageId"));
+	/* Allma's name for it (SES), so flows reading it keep working */
+	out = allma_jsonb_set_key(out, "sesMessageId", allma_jsonb_get(prev, "messageId"));
+	return allma_jsonb_set_key(out, "renderedEmail", allma_jsonb_get(prev, "rendered"));
+}
+
 static Jsonb *
 dispatch(StepRun *run)
 {
@@ -1468,6 +1823,12 @@ dispatch(StepRun *run)
 				return out;
 			}
 			send_poll(run);
+			return NULL;
+
+		case ALLMA_STEP_EMAIL:
+			if (run->ps->response != NULL)
+				return email_output(run);
+			build_email(run);
 			return NULL;
 
 		case ALLMA_STEP_LLM_INVOCATION:

@@ -99,6 +99,8 @@ typedef struct AllmaPathState
 	Jsonb	   *io_send_headers;	/* the headers to send, credentials included
 									 * (never stored) */
 	char	   *io_send_url;	/* the URL to send to, when it differs */
+	char	   *io_send_password;	/* EMAIL: the SMTP login's password (never
+									 * stored) */
 	Jsonb	   *prev_request;	/* the request a response answers */
 	bool		inflight;		/* the step waits for its HTTP response */
 

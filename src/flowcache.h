@@ -28,6 +28,7 @@ typedef enum AllmaStepType
 	ALLMA_STEP_API_CALL,
 	ALLMA_STEP_LLM_INVOCATION,
 	ALLMA_STEP_POLL_EXTERNAL_API,
+	ALLMA_STEP_EMAIL,
 	ALLMA_STEP_OTHER			/* known to Allma, not run by this version */
 } AllmaStepType;
 

@@ -151,6 +151,12 @@ typedef struct HttpTransfer
 	bool		send_body;
 	struct curl_slist *headers; /* malloc'd by curl_slist_append */
 	long		timeout_ms;
+	bool		is_mail;		/* an SMTP send (see AllmaHttpRequest) */
+	char	   *mail_from;
+	struct curl_slist *mail_rcpt;	/* malloc'd by curl_slist_append */
+	char	   *username;
+	char	   *password;		/* zeroed when freed */
+	size_t		upload_pos;		/* mail: how much of body curl has read */
 	size_t		max_bytes;
 	int64		queued_at;		/* monotonic ms */
 	int64		started_at;
@@ -585,7 +591,7 @@ refresh_allowlist(AllmaHttpClient *client)
  * palloc'd message in *error when the URL is not acceptable.
  */
 static bool
-url_host_key(const char *url, char *key, size_t keylen, char **error)
+url_host_key(const char *url, bool mail, char *key, size_t keylen, char **error)
 {
 	CURLU	   *u;
 	CURLUcode	rc;
@@ -615,8 +621,10 @@ url_host_key(const char *url, char *key, size_t keylen, char **error)
 		*error = psprintf("invalid URL \"%s\": %s", url, curl_url_strerror(rc));
 	else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK)
 		*error = psprintf("invalid URL \"%s\": no scheme", url);
-	else if (pg_strcasecmp(scheme, "http") != 0 && pg_strcasecmp(scheme, "https") != 0)
+	else if (!mail && pg_strcasecmp(scheme, "http") != 0 && pg_strcasecmp(scheme, "https") != 0)
 		*error = psprintf("unsupported URL scheme \"%s\": only http and https are allowed", scheme);
+	else if (mail && pg_strcasecmp(scheme, "smtp") != 0 && pg_strcasecmp(scheme, "smtps") != 0)
+		*error = psprintf("unsupported mail URL scheme \"%s\": only smtp and smtps are allowed", scheme);
 	else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || *host == '\0')
 		*error = psprintf("invalid URL \"%s\": no host", url);
 	else if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
@@ -642,7 +650,15 @@ allma_http_check_url(const char *url, char **error)
 {
 	char		key[HOST_KEY_LEN];
 
-	return url_host_key(url, key, sizeof(key), error);
+	return url_host_key(url, false, key, sizeof(key), error);
+}
+
+bool
+allma_http_check_mail_url(const char *url, char **error)
+{
+	char		key[HOST_KEY_LEN];
+
+	return url_host_key(url, true, key, sizeof(key), error);
 }
 
 /* RFC 9110 token characters */
@@ -947,6 +963,17 @@ free_transfer(HttpTransfer *t)
 {
 	if (t->headers)
 		curl_slist_free_all(t->headers);
+	if (t->mail_rcpt)
+		curl_slist_free_all(t->mail_rcpt);
+	if (t->mail_from)
+		pfree(t->mail_from);
+	if (t->username)
+		pfree(t->username);
+	if (t->password)
+	{
+		explicit_bzero(t->password, strlen(t->password));
+		pfree(t->password);
+	}
 	if (t->buf)
 		free(t->buf);
 	pfree(t->url);
@@ -1018,6 +1045,72 @@ allma_http_client_destroy(AllmaHttpClient *client)
  * ----------------------------------------------------------------
  */
 
+/* an SMTP address or login field: no line breaks, no NUL */
+static bool
+valid_mail_text(const char *s)
+{
+	return s != NULL && valid_header_value(s);
+}
+
+/* validates the mail part of a request; throws like allma_http_submit */
+static void
+check_mail_request(const AllmaHttpRequest *req)
+{
+	if (!valid_mail_text(req->mail_from))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid mail sender address"),
+				 errdetail("Addresses must not contain line breaks.")));
+	if (req->nmail_rcpt <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a mail needs at least one recipient")));
+	for (int i = 0; i < req->nmail_rcpt; i++)
+		if (!valid_mail_text(req->mail_rcpt[i]) || req->mail_rcpt[i][0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid mail recipient address \"%s\"",
+							req->mail_rcpt[i] ? req->mail_rcpt[i] : ""),
+					 errdetail("Addresses must be non-empty and must not contain line breaks.")));
+	if ((req->username == NULL) != (req->password == NULL) ||
+		(req->username && (!valid_mail_text(req->username) || !valid_mail_text(req->password))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid mail login"),
+				 errdetail("A user name and a password are both given or both omitted, without line breaks.")));
+}
+
+/*
+ * copy_mail_request fills the mail fields of t (allocated in the client's
+ * context); false when curl is out of memory.
+ */
+static bool
+copy_mail_request(AllmaHttpClient *client, HttpTransfer *t, const AllmaHttpRequest *req)
+{
+	MemoryContext old = MemoryContextSwitchTo(client->cxt);
+
+	t->is_mail = true;
+	t->send_body = true;
+	t->mail_from = pstrdup(req->mail_from);
+	if (req->username)
+	{
+		t->username = pstrdup(req->username);
+		t->password = pstrdup(req->password);
+	}
+	if (t->body == NULL)
+		t->body = pstrdup("");
+	MemoryContextSwitchTo(old);
+	for (int i = 0; i < req->nmail_rcpt; i++)
+	{
+		struct curl_slist *nl = curl_slist_append(t->mail_rcpt, req->mail_rcpt[i]);
+
+		if (nl == NULL)
+			return false;
+		t->mail_rcpt = nl;
+	}
+	return true;
+}
+
 void
 allma_http_submit(AllmaHttpClient *client, const AllmaHttpRequest *req)
 {
@@ -1032,7 +1125,7 @@ allma_http_submit(AllmaHttpClient *client, const AllmaHttpRequest *req)
 	MemoryContext old;
 
 	/* validate everything first, so that an error leaves no trace */
-	if (!url_host_key(req->url, key, sizeof(key), &error))
+	if (!url_host_key(req->url, req->mail_from != NULL, key, sizeof(key), &error))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s", error)));
@@ -1059,6 +1152,8 @@ allma_http_submit(AllmaHttpClient *client, const AllmaHttpRequest *req)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid idempotency key"),
 				 errdetail("Header values must not contain line breaks.")));
+	if (req->mail_from != NULL)
+		check_mail_request(req);
 
 	old = MemoryContextSwitchTo(client->cxt);
 	t = palloc0(sizeof(HttpTransfer));
@@ -1081,6 +1176,13 @@ allma_http_submit(AllmaHttpClient *client, const AllmaHttpRequest *req)
 	t->max_bytes = req->max_response_bytes > 0 ?
 		Min(req->max_response_bytes, ALLMA_HTTP_MAX_RESPONSE_BYTES_LIMIT) : client->max_bytes;
 	MemoryContextSwitchTo(old);
+
+	if (req->mail_from != NULL)
+	{
+		if (!copy_mail_request(client, t, req))
+			goto oom;
+		goto enqueue;
+	}
 
 	/* headers: curl_slist is malloc'd; a NULL return means out of memory */
 	for (i = 0; i < req->nheaders; i++)
@@ -1129,6 +1231,7 @@ allma_http_submit(AllmaHttpClient *client, const AllmaHttpRequest *req)
 		t->headers = nl;
 	}
 
+enqueue:
 	h = hash_search(client->hosts, key, HASH_ENTER, &found);
 	if (!found)
 	{
@@ -1151,9 +1254,6 @@ allma_http_submit(AllmaHttpClient *client, const AllmaHttpRequest *req)
 	return;
 
 oom:
-	if (t->headers)
-		curl_slist_free_all(t->headers);
-	t->headers = NULL;
 	free_transfer(t);
 	ereport(ERROR,
 			(errcode(ERRCODE_OUT_OF_MEMORY),
@@ -1174,12 +1274,65 @@ host_release(AllmaHttpClient *client, HostEntry *h)
 		hash_search(client->hosts, h->key, HASH_REMOVE, NULL);
 }
 
+/* mail: curl reads the message to upload from here */
+static size_t
+mail_read_cb(char *buffer, size_t size, size_t nitems, void *userdata)
+{
+	HttpTransfer *t = (HttpTransfer *) userdata;
+	size_t		n = Min(size * nitems, t->body_len - t->upload_pos);
+
+	memcpy(buffer, t->body + t->upload_pos, n);
+	t->upload_pos += n;
+	return n;
+}
+
+/* sets the options of an SMTP send (see AllmaHttpRequest) */
+static bool
+setup_mail_easy(AllmaHttpClient *client, HttpTransfer *t)
+{
+	CURL	   *e = t->easy;
+	CURLcode	rc = CURLE_OK;
+
+#define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
+	t->upload_pos = 0;
+	SET(CURLOPT_PRIVATE, t);
+	SET(CURLOPT_URL, t->url);
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+	SET(CURLOPT_PROXY, "");
+	SET(CURLOPT_TIMEOUT_MS, t->timeout_ms);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, Min(client->connect_timeout_ms, t->timeout_ms));
+	SET(CURLOPT_ERRORBUFFER, t->errbuf);
+	SET(CURLOPT_MAIL_FROM, t->mail_from);
+	SET(CURLOPT_MAIL_RCPT, t->mail_rcpt);
+	SET(CURLOPT_UPLOAD, 1L);
+	SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t) t->body_len);
+	SET(CURLOPT_READFUNCTION, mail_read_cb);
+	SET(CURLOPT_READDATA, t);
+	SET(CURLOPT_WRITEFUNCTION, write_cb);
+	SET(CURLOPT_WRITEDATA, t);
+	if (t->username)
+	{
+		SET(CURLOPT_USERNAME, t->username);
+		SET(CURLOPT_PASSWORD, t->password);
+	}
+#undef SET
+
+	if (rc != CURLE_OK)
+		snprintf(t->start_error, sizeof(t->start_error),
+				 "could not set up the mail transfer: %s", curl_easy_strerror(rc));
+	return rc == CURLE_OK;
+}
+
 /* sets every option of a (fresh or reset) easy handle for t */
 static bool
 setup_easy(AllmaHttpClient *client, HttpTransfer *t)
 {
 	CURL	   *e = t->easy;
 	CURLcode	rc = CURLE_OK;
+
+	if (t->is_mail)
+		return setup_mail_easy(client, t);
 
 #define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
 	SET(CURLOPT_PRIVATE, t);

@@ -115,6 +115,23 @@ typedef struct AllmaHttpRequest
 	size_t		max_response_bytes; /* 0: the client's limit */
 	const char *idempotency_key;	/* sent as Idempotency-Key when set */
 	void	   *tag;			/* returned untouched in the completion */
+
+	/*
+	 * Mail: when mail_from is set the request is an SMTP send instead.  url
+	 * is then an smtp:// or smtps:// URL, body (body_len bytes) a complete
+	 * RFC 5322 message with CRLF line ends, mail_rcpt the envelope
+	 * recipients, and username/password (both or neither) the AUTH login.
+	 * method, headers and idempotency_key are ignored.  Mail destinations
+	 * come from superuser-only settings, so they are not checked against
+	 * the allow-list.  The completion's status is the server's last reply
+	 * code (250 on success); a refused recipient or sender fails the send
+	 * with the reply code in status.
+	 */
+	const char *mail_from;
+	const char *const *mail_rcpt;
+	int			nmail_rcpt;
+	const char *username;
+	const char *password;
 } AllmaHttpRequest;
 
 /*
@@ -235,5 +252,8 @@ extern void allma_http_set_allowlist(const char *spec);
  * Never throws.
  */
 extern bool allma_http_check_url(const char *url, char **error);
+
+/* allma_http_check_mail_url: the same for an smtp:// or smtps:// URL */
+extern bool allma_http_check_mail_url(const char *url, char **error);
 
 #endif							/* ALLMA_HTTP_H */

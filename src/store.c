@@ -60,11 +60,18 @@ static SPIPlanPtr delete_forks_plan = NULL;
 static SPIPlanPtr claim_inflight_plan = NULL;
 static SPIPlanPtr release_inflight_plan = NULL;
 
+/*
+ * prepare makes a saved plan.  SPI_prepare leaves the SPI procedure
+ * context current; the caller's context is restored, so that what the
+ * caller allocates next (claimed paths, say) does not vanish at SPI_finish.
+ */
 static SPIPlanPtr
 prepare(const char *sql, int nargs, Oid *types)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
 
+	MemoryContextSwitchTo(cxt);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
 			 SPI_result_code_string(SPI_result));

@@ -174,7 +174,37 @@ http_pending(void)
 {
 	if (http_client == NULL)
 		return 0;
-	return allma_http_in_flight(http_client) + allma_http_queued(http_client);
+	return allma_http_in_flight(http_client);	/* queued ones included */
+}
+
+/*
+ * submit_mail hands an EMAIL step's message (built by the engine: envelope
+ * sender "mailFrom", recipients "rcpt", the message text "message") to the
+ * client as an SMTP send through allma.smtp_url.
+ */
+static void
+submit_mail(AllmaHttpClient *client, AllmaPathState *ps, AllmaHttpRequest *r)
+{
+	Jsonb	   *req = ps->io_request;
+	List	   *rcpt = allma_jsonb_array_elements(allma_jsonb_get(req, "rcpt"));
+	const char **addrs = palloc(sizeof(char *) * Max(list_length(rcpt), 1));
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, rcpt)
+		addrs[n++] = allma_jsonb_to_display_text(lfirst(lc));
+	r->url = allma_jsonb_get_cstring(req, "url");
+	r->mail_from = allma_jsonb_get_cstring(req, "mailFrom");
+	r->mail_rcpt = addrs;
+	r->nmail_rcpt = n;
+	r->body = allma_jsonb_get_cstring(req, "message");
+	r->body_len = r->body ? strlen(r->body) : 0;
+	if (ps->io_send_password != NULL)
+	{
+		r->username = allma_smtp_username;
+		r->password = ps->io_send_password;
+	}
+	allma_http_submit(client, r);
 }
 
 /*
@@ -199,9 +229,22 @@ submit_requests(List *paths)
 		Jsonb	   *hdrs;
 		InflightTag *tag;
 		double		timeout_ms = 0;
+		AllmaHttpClient *client;
 
 		if (!ps->inflight || req == NULL)
 			continue;
+		client = get_http_client();
+		tag = MemoryContextAlloc(http_cxt, sizeof(InflightTag));
+		tag->execution_id = ps->execution_id;
+		tag->path_id = ps->path_id;
+		tag->attempt = ps->attempt;
+		memset(&r, 0, sizeof(r));
+		r.tag = tag;
+		if (allma_jsonb_get(req, "mailFrom") != NULL)
+		{
+			submit_mail(client, ps, &r);
+			continue;
+		}
 		hdrs = ps->io_send_headers ? ps->io_send_headers : allma_jsonb_get(req, "headers");
 		names = allma_jsonb_object_keys(hdrs);
 		headers = palloc(sizeof(AllmaHttpHeader) * Max(list_length(names), 1));
@@ -213,7 +256,6 @@ submit_requests(List *paths)
 			headers[nheaders].value = allma_jsonb_to_display_text(allma_jsonb_get(hdrs, name));
 			nheaders++;
 		}
-		memset(&r, 0, sizeof(r));
 		r.method = allma_jsonb_get_cstring(req, "method");
 		r.url = ps->io_send_url ? ps->io_send_url : allma_jsonb_get_cstring(req, "url");
 		r.headers = headers;
@@ -223,12 +265,7 @@ submit_requests(List *paths)
 		(void) allma_jsonb_get_number(req, "timeoutMs", &timeout_ms);
 		r.timeout_ms = (long) timeout_ms;
 		r.idempotency_key = allma_jsonb_get_cstring(req, "idempotencyKey");
-		tag = MemoryContextAlloc(http_cxt ? http_cxt : TopMemoryContext, sizeof(InflightTag));
-		tag->execution_id = ps->execution_id;
-		tag->path_id = ps->path_id;
-		tag->attempt = ps->attempt;
-		r.tag = tag;
-		allma_http_submit(get_http_client(), &r);
+		allma_http_submit(client, &r);
 	}
 }
 

@@ -56,11 +56,13 @@ sub poll_until_true
 	return 0;
 }
 
-# start_mock(): starts mock/mock_server.py on 127.0.0.1 (an ephemeral port),
-# returns its base URL; the server is stopped when the test exits.
+# start_mock(smtp => 1): starts mock/mock_server.py on 127.0.0.1 (ephemeral
+# ports), returns its base URL (and, with smtp => 1, the SMTP port as a
+# second value); the server is stopped when the test exits.
 my $mock_handle;
 sub start_mock
 {
+	my (%opts) = @_;
 	require IPC::Run;
 	require JSON::PP;
 	my $src = $ENV{ALLMA_SRC} // '.';
@@ -69,14 +71,14 @@ sub start_mock
 	my ($out, $err) = ('', '');
 	$mock_handle = IPC::Run::start(
 		[ 'python3', "$src/mock/mock_server.py", '--port', '0', '--port-file', $port_file,
-		  '--smtp-port', '-1' ],
+		  '--smtp-port', $opts{smtp} ? '0' : '-1' ],
 		'>', \$out, '2>', \$err);
 	for (my $i = 0; $i < 300; $i++)
 	{
 		if (-s $port_file)
 		{
 			my $info = eval { JSON::PP->new->decode(PostgreSQL::Test::Utils::slurp_file($port_file)) };
-			return "http://127.0.0.1:$info->{http}" if $info && $info->{http};
+			return ("http://127.0.0.1:$info->{http}", $info->{smtp}) if $info && $info->{http};
 		}
 		select(undef, undef, undef, 0.1);
 	}

@@ -1,0 +1,125 @@
+# EMAIL steps through the HTTP client's SMTP support (libcurl's multi
+# interface) against the mock SMTP server: rendered fields, recipients (bcc
+# only in the envelope), headers, customHeaders, HTML detection, SMTP login
+# with the password from a secret (never stored), a refused recipient, an
+# unreachable server (transient, retried) and no SMTP server configured.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use JSON::PP;
+use lib 't';
+use AllmaTest;
+
+my ($base, $smtp_port) = start_mock(smtp => 1);
+ok($smtp_port, 'the mock SMTP server runs');
+my $node = allma_node('email', "allma.smtp_url = 'smtp://127.0.0.1:$smtp_port'\nallma.timer_scale = 0.01\n");
+
+sub q1 { return $node->safe_psql('postgres', $_[0]); }
+
+sub mail_log
+{
+	my $json = `python3 -c "import urllib.request; print(urllib.request.urlopen('$base/__mail').read().decode())"`;
+	return JSON::PP->new->decode($json);
+}
+
+q1(q{SELECT allma_create_flow('{"id": "mail", "startStepInstanceId": "send", "flowVariables": {"FromEmail": "agent@example.test"}, "steps": {
+  "send": {"stepType": "EMAIL", "from": "{{flow_variables.FromEmail}}", "fromName": "Allma Agent",
+           "to": "{{user}}", "cc": ["boss@example.test"], "bcc": "audit@example.test",
+           "replyTo": ["{{flow_variables.FromEmail}}"],
+           "customHeaders": [{"name": "X-Project", "value": "{{project}}"}],
+           "subject": "Report for {{project}}", "body": "Hello {{user}},\nthe report for {{project}} is ready.",
+           "defaultNextStepInstanceId": "done"},
+  "done": {"stepType": "NO_OP"}}}')});
+
+my $e = q1(q{SELECT allma_start_flow('mail', '{"user": "ada@example.test", "project": "P-7"}')});
+is(q1("SELECT allma_wait('$e', '60 s')"), 'COMPLETED', 'the EMAIL step completes');
+is(q1("SELECT output->'steps_output'->'send'->'renderedEmail'->>'subject' FROM allma.executions WHERE execution_id = '$e'"),
+	'Report for P-7', 'the output has the rendered email');
+is(q1("SELECT (o->>'messageId') = (o->>'sesMessageId') AND o->>'messageId' LIKE '<$e.send.%\@allma>'
+	   FROM (SELECT output->'steps_output'->'send' AS o FROM allma.executions WHERE execution_id = '$e') s"),
+	't', 'messageId (also under Allma\'s name sesMessageId) derives from execution and step');
+
+my $mail = mail_log();
+is(scalar(@$mail), 1, 'one message reached the SMTP server');
+my $m = $mail->[0];
+like($m->{mail_from}, qr/agent\@example\.test/, 'envelope sender');
+is_deeply([ sort map { s/[<>]//gr } @{ $m->{rcpt_to} } ],
+	[ 'ada@example.test', 'audit@example.test', 'boss@example.test' ], 'to, cc and bcc are recipients');
+like($m->{data}, qr/^Subject: Report for P-7\r?$/m, 'subject header');
+like($m->{data}, qr/^From: Allma Agent <agent\@example\.test>\r?$/m, 'from header with name');
+like($m->{data}, qr/^Cc: boss\@example\.test\r?$/m, 'cc header');
+like($m->{data}, qr/^Reply-To: agent\@example\.test\r?$/m, 'reply-to header');
+like($m->{data}, qr/^X-Project: P-7\r?$/m, 'custom header, rendered');
+like($m->{data}, qr/^Date: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d \+0000\r?$/m, 'RFC 5322 date');
+like($m->{data}, qr{^Content-Type: text/plain; charset=UTF-8\r?$}m, 'plain text body');
+unlike($m->{data}, qr/audit\@example\.test/, 'bcc is not in the headers');
+like($m->{data}, qr/Hello ada\@example\.test,\r\nthe report for P-7 is ready\./, 'rendered body with CRLF lines');
+like($m->{data}, qr/^Message-ID: <$e\.send\.1\@allma>\r?$/m, 'Message-ID from execution, step and attempt');
+is($m->{auth_user}, undef, 'no login without allma.smtp_username');
+
+# HTML body, a dot at the start of a line (SMTP dot-stuffing), non-ASCII subject
+q1(q{SELECT allma_create_flow('{"id": "html", "startStepInstanceId": "send", "steps": {
+  "send": {"stepType": "EMAIL", "from": "a@example.test", "to": "b@example.test",
+           "subject": "Grüße", "body": "<p>Hi</p>\n.\n.dot"}}}')});
+$e = q1(q{SELECT allma_start_flow('html', '{}')});
+is(q1("SELECT allma_wait('$e', '60 s')"), 'COMPLETED', 'an HTML email is sent');
+$m = mail_log()->[-1];
+like($m->{data}, qr{^Content-Type: text/html; charset=UTF-8\r?$}m, 'HTML body detected');
+like($m->{data}, qr/<p>Hi<\/p>\r\n\.\r\n\.dot/, 'lines starting with a dot arrive intact');
+like($m->{data}, qr/^Subject: =\?UTF-8\?B\?R3LDvMOfZQ==\?=\r?$/m, 'non-ASCII subject is RFC 2047 encoded');
+
+# a recipient the server refuses: permanent, no retries
+$e = q1(q{SELECT allma_start_flow('mail', '{"user": "reject-me@example.test", "project": "P-8"}')});
+is(q1("SELECT allma_wait('$e', '60 s')"), 'FAILED', 'a refused recipient fails the step');
+like(q1("SELECT error->>'errorName' || ': ' || (error->>'errorMessage') FROM allma.executions WHERE execution_id = '$e'"),
+	qr/PermanentStepError: sending email failed/, 'as a permanent error with a clear message');
+
+# login: the password comes from a secret and is never stored
+my $canary = 'smtp-canary-' . int(rand(1e9));
+q1("SELECT allma_set_secret('SMTP_PASSWORD', '$canary')");
+$node->append_conf('postgresql.conf', "allma.smtp_username = 'mailer'\n");
+$node->reload;
+$node->poll_query_until('postgres', "SELECT current_setting('allma.smtp_username') = 'mailer'");
+sleep(1);    # the workers reload on their next wake-up
+$e = q1(q{SELECT allma_start_flow('mail', '{"user": "ada@example.test", "project": "P-10"}')});
+is(q1("SELECT allma_wait('$e', '60 s')"), 'COMPLETED', 'the EMAIL step completes with a login');
+$m = mail_log()->[-1];
+is($m->{auth_user}, 'mailer', 'logged in as allma.smtp_username');
+is(q1("SELECT count(*) FROM allma.step_executions WHERE execution_id = '$e' AND (coalesce(details::text, '') || coalesce(input::text, '') || coalesce(output::text, '')) LIKE '%$canary%'")
+	 + q1("SELECT count(*) FROM allma.executions WHERE execution_id = '$e' AND (output::text LIKE '%$canary%' OR coalesce(error::text, '') LIKE '%$canary%')")
+	 + q1("SELECT count(*) FROM allma.execution_paths WHERE execution_id = '$e' AND coalesce(request::text, '') LIKE '%$canary%'"),
+	0, 'the password is in no allma table');
+# (allma_set_secret's own statement is logged with log_statement = all,
+# as the README says; nothing else may show the value)
+unlike(join("\n", grep { !/statement: / } split(/\n/, slurp_file($node->logfile))),
+	qr/$canary/, 'nor in the server log');
+
+# an unreachable SMTP server: transient, retried, then failed
+$node->append_conf('postgresql.conf', "allma.smtp_url = 'smtp://127.0.0.1:1'\nallma.smtp_username = ''\n");
+$node->reload;
+$node->poll_query_until('postgres', "SELECT current_setting('allma.smtp_url') = 'smtp://127.0.0.1:1'");
+sleep(1);
+q1(q{SELECT allma_create_flow('{"id": "mail-retry", "startStepInstanceId": "send", "steps": {
+  "send": {"stepType": "EMAIL", "from": "a@example.test", "to": "b@example.test", "subject": "s", "body": "b",
+           "onError": {"retries": {"count": 2, "intervalSeconds": 1}}}}}')});
+$e = q1(q{SELECT allma_start_flow('mail-retry', '{}')});
+is(q1("SELECT allma_wait('$e', '60 s')"), 'FAILED', 'an unreachable SMTP server fails the step');
+like(q1("SELECT error->>'errorName' FROM allma.executions WHERE execution_id = '$e'"),
+	qr/TransientStepError/, 'as a transient error');
+is(q1("SELECT count(*) FROM allma.step_executions WHERE execution_id = '$e' AND step_instance_id = 'send'"),
+	'3', 'after the configured retries');
+
+# no SMTP server configured
+$node->append_conf('postgresql.conf', "allma.smtp_url = ''\n");
+$node->reload;
+$node->poll_query_until('postgres', "SELECT current_setting('allma.smtp_url') = ''");
+sleep(1);
+$e = q1(q{SELECT allma_start_flow('mail', '{"user": "ada@example.test", "project": "P-9"}')});
+is(q1("SELECT allma_wait('$e', '60 s')"), 'FAILED', 'without allma.smtp_url the step fails');
+like(q1("SELECT error->>'errorName' || ': ' || (error->>'errorMessage') FROM allma.executions WHERE execution_id = '$e'"),
+	qr/ConfigurationError: .*allma.smtp_url is not set/, 'and says why');
+
+$node->stop;
+done_testing();
