@@ -18,9 +18,16 @@
  *	  transfer	 our private state of one submitted request (HttpTransfer)
  *	  queued	 submitted, waiting for room under the in-flight limits
  *	  running	 added to the multi handle
+ *	  hop		 one request of a transfer: the first, or one after a
+ *				 redirect
+ *	  redirecting a hop ended in a redirect we follow; waits for
+ *				 follow_redirect to start the next hop (still running for
+ *				 the limits)
  *	  finished	 curl is done with it; waits to be returned by poll
  *	  host		 "scheme://host:port" of the request's URL; the unit of the
  *				 per-host limit (HostEntry, one FIFO of queued transfers)
+ *	  origin	 the same string, of the original URL: a hop to another
+ *				 origin gets only the caller's safe headers (http.h)
  *
  * Queued transfers wait per host; hosts that have queued transfers and
  * room are served round robin (ready_hosts), so one busy host cannot
@@ -43,6 +50,14 @@
  * before any connection is made (also for each redirect hop), and again
  * in prereq_cb before every request, which also covers connections reused
  * from the cache after the allow-list changed.
+ *
+ * Redirects are not left to curl (CURLOPT_FOLLOWLOCATION would send every
+ * custom header, credentials included, to whatever host the Location
+ * names): a hop whose response is a redirect to follow is taken off the
+ * multi handle, and follow_redirect sets the same easy handle up for the
+ * next hop (URL from CURLINFO_REDIRECT_URL, method, body, the headers
+ * allowed there, the time left until the transfer's deadline) and adds it
+ * again.  The rules are in http.h.
  *
  * Copyright (c) 2026, the allma authors
  *
@@ -1746,7 +1761,7 @@ build_completion(HttpTransfer *t, AllmaHttpCompletion *c)
  * follow_redirect: t's last response is a redirect to follow.  Starts the
  * next hop (rules in http.h: method and body, headers, deadline) or
  * finishes t when the redirect must not be followed: too many redirects,
- * a target that is not http(s) (refused) or does not parse, no time left.
+ * a target that is not a valid http(s) URL (refused), no time left.
  * Throws only on out-of-memory, and then before it has changed t, which
  * stays in the redirecting list for the next poll.
  */
@@ -1813,8 +1828,6 @@ follow_redirect(AllmaHttpClient *client, HttpTransfer *t)
 	MemoryContextSwitchTo(old);
 
 	/* the redirect response, in case the next hop gets none */
-	curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &hop_us);
-	t->prev_total_us += hop_us;
 	t->prev_status = status;
 	if (t->prev_ctype)
 		pfree(t->prev_ctype);
@@ -1848,6 +1861,8 @@ follow_redirect(AllmaHttpClient *client, HttpTransfer *t)
 		finish_running(client, t, CURLE_OUT_OF_MEMORY);
 		return;
 	}
+	curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &hop_us);
+	t->prev_total_us += hop_us;
 	curl_easy_reset(e);
 	curl_slist_free_all(t->headers);
 	t->headers = list;
