@@ -18,9 +18,16 @@
  *	  transfer	 our private state of one submitted request (HttpTransfer)
  *	  queued	 submitted, waiting for room under the in-flight limits
  *	  running	 added to the multi handle
+ *	  hop		 one request of a transfer: the first, or one after a
+ *				 redirect
+ *	  redirecting a hop ended in a redirect we follow; waits for
+ *				 follow_redirect to start the next hop (still running for
+ *				 the limits)
  *	  finished	 curl is done with it; waits to be returned by poll
  *	  host		 "scheme://host:port" of the request's URL; the unit of the
  *				 per-host limit (HostEntry, one FIFO of queued transfers)
+ *	  origin	 the same string, of the original URL: a hop to another
+ *				 origin gets only the caller's safe headers (http.h)
  *
  * Queued transfers wait per host; hosts that have queued transfers and
  * room are served round robin (ready_hosts), so one busy host cannot
@@ -43,6 +50,14 @@
  * before any connection is made (also for each redirect hop), and again
  * in prereq_cb before every request, which also covers connections reused
  * from the cache after the allow-list changed.
+ *
+ * Redirects are not left to curl (CURLOPT_FOLLOWLOCATION would send every
+ * custom header, credentials included, to whatever host the Location
+ * names): a hop whose response is a redirect to follow is taken off the
+ * multi handle, and follow_redirect sets the same easy handle up for the
+ * next hop (URL from CURLINFO_REDIRECT_URL, method, body, the headers
+ * allowed there, the time left until the transfer's deadline) and adds it
+ * again.  The rules are in http.h.
  *
  * Copyright (c) 2026, the allma authors
  *
@@ -134,6 +149,15 @@ typedef struct HostEntry
 	dlist_node	ready_node;		/* in client->ready_hosts */
 } HostEntry;
 
+/*
+ * Classes of the caller's header lines, for the headers sent after a
+ * redirect (build_header_list).
+ */
+#define HDR_OTHER			0	/* not sent to another origin */
+#define HDR_SAFE			1	/* Accept, User-Agent, Idempotency-Key */
+#define HDR_CONTENT_TYPE	2	/* sent while the body is */
+#define HDR_BODY			3	/* other Content-*: same origin, with the body */
+
 typedef struct HttpTransfer
 {
 	dlist_node	node;			/* host->waiting, client->running or
@@ -143,13 +167,17 @@ typedef struct HttpTransfer
 	CURL	   *easy;
 	void	   *tag;
 
-	/* the request, copied */
+	/* the request, copied; method, url and body change on redirects */
 	char	   *method;
 	char	   *url;
 	char	   *body;
 	size_t		body_len;
 	bool		send_body;
-	struct curl_slist *headers; /* malloc'd by curl_slist_append */
+	bool		body_dropped;	/* a redirect turned the request into GET */
+	char	  **hdr_lines;		/* the caller's headers as curl lines */
+	uint8	   *hdr_class;		/* HDR_xxx of each line */
+	int			nhdr;
+	struct curl_slist *headers; /* the current hop's, malloc'd by curl */
 	long		timeout_ms;
 	bool		is_mail;		/* an SMTP send (see AllmaHttpRequest) */
 	char	   *mail_from;
@@ -160,6 +188,18 @@ typedef struct HttpTransfer
 	size_t		max_bytes;
 	int64		queued_at;		/* monotonic ms */
 	int64		started_at;
+	int64		deadline;		/* started_at + timeout_ms */
+
+	/* redirects (followed here, not by curl) */
+	char		origin[HOST_KEY_LEN];	/* "scheme://host:port" of the
+										 * original URL */
+	bool		cross_origin;	/* a hop has left the original origin */
+	int			redirects;		/* hops followed */
+	curl_off_t	prev_total_us;	/* curl's total time of earlier hops */
+	long		prev_status;	/* the last redirect response, for a hop */
+	char	   *prev_ctype;		/* that failed without a response of its */
+	Jsonb	   *prev_headers;	/* own; in the client's context */
+	bool		redirect_timed_out; /* deadline passed between hops */
 
 	/* written by callbacks: no palloc, no ereport there */
 	char	   *buf;			/* malloc'd response body */
@@ -201,6 +241,7 @@ struct AllmaHttpClient
 	HTAB	   *hosts;
 	dlist_head	ready_hosts;
 	dlist_head	running;
+	dlist_head	redirecting;	/* a hop ended in a redirect to follow */
 	dlist_head	finished;
 	int			nrunning;
 	int			nqueued;
@@ -588,10 +629,13 @@ refresh_allowlist(AllmaHttpClient *client)
 
 /*
  * url_host_key: "scheme://host:port" of url into key; false and a
- * palloc'd message in *error when the URL is not acceptable.
+ * palloc'd message in *error when the URL is not acceptable.  If bad_scheme
+ * is not NULL, it tells whether the URL parsed but its scheme is not http
+ * or https.
  */
 static bool
-url_host_key(const char *url, bool mail, char *key, size_t keylen, char **error)
+url_host_key(const char *url, bool mail, char *key, size_t keylen, char **error,
+			 bool *bad_scheme)
 {
 	CURLU	   *u;
 	CURLUcode	rc;
@@ -600,6 +644,8 @@ url_host_key(const char *url, bool mail, char *key, size_t keylen, char **error)
 	char	   *port = NULL;
 	bool		ok = false;
 
+	if (bad_scheme)
+		*bad_scheme = false;
 	if (url == NULL || *url == '\0')
 	{
 		*error = pstrdup("URL is empty");
@@ -622,7 +668,11 @@ url_host_key(const char *url, bool mail, char *key, size_t keylen, char **error)
 	else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK)
 		*error = psprintf("invalid URL \"%s\": no scheme", url);
 	else if (!mail && pg_strcasecmp(scheme, "http") != 0 && pg_strcasecmp(scheme, "https") != 0)
+	{
 		*error = psprintf("unsupported URL scheme \"%s\": only http and https are allowed", scheme);
+		if (bad_scheme)
+			*bad_scheme = true;
+	}
 	else if (mail && pg_strcasecmp(scheme, "smtp") != 0 && pg_strcasecmp(scheme, "smtps") != 0)
 		*error = psprintf("unsupported mail URL scheme \"%s\": only smtp and smtps are allowed", scheme);
 	else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || *host == '\0')
@@ -650,7 +700,7 @@ allma_http_check_url(const char *url, char **error)
 {
 	char		key[HOST_KEY_LEN];
 
-	return url_host_key(url, false, key, sizeof(key), error);
+	return url_host_key(url, false, key, sizeof(key), error, NULL);
 }
 
 bool
@@ -658,7 +708,7 @@ allma_http_check_mail_url(const char *url, char **error)
 {
 	char		key[HOST_KEY_LEN];
 
-	return url_host_key(url, true, key, sizeof(key), error);
+	return url_host_key(url, true, key, sizeof(key), error, NULL);
 }
 
 /* RFC 9110 token characters */
@@ -689,13 +739,70 @@ valid_header_value(const char *s)
  * ----------------------------------------------------------------
  */
 
-/* the response body, bounded by the transfer's cap */
+/*
+ * redirect_response: is the current response (headers received) one the
+ * client follows: 301, 302, 303, 307 or 308 with a Location, and following
+ * enabled?  Safe in callbacks.
+ */
+static bool
+redirect_response(HttpTransfer *t)
+{
+	long		status = 0;
+	struct curl_header *h;
+
+	if (t->client->max_redirects <= 0 || t->is_mail)
+		return false;
+	if (curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+		return false;
+	if (status != 301 && status != 302 && status != 303 &&
+		status != 307 && status != 308)
+		return false;
+	return curl_easy_header(t->easy, "Location", 0, CURLH_HEADER, -1, &h) == CURLHE_OK &&
+		h->value[0] != '\0';
+}
+
+/*
+ * redirect_target: for a finished hop whose response is a redirect to
+ * follow, the absolute URL it points to, else NULL.  curl resolves a
+ * relative Location against the current URL when the hop is done and
+ * offers the result as CURLINFO_REDIRECT_URL, although it follows nothing
+ * itself; the string belongs to curl and lives until the handle is reset.
+ */
+static char *
+redirect_target(HttpTransfer *t)
+{
+	char	   *target = NULL;
+
+	if (!redirect_response(t))
+		return NULL;
+	if (curl_easy_getinfo(t->easy, CURLINFO_REDIRECT_URL, &target) != CURLE_OK)
+		return NULL;
+	return target;
+}
+
+/*
+ * the response body, bounded by the transfer's cap; the body of a redirect
+ * that will be followed is discarded.  (Not CURLOPT_MAXFILESIZE: curl
+ * would apply it to a redirect's Content-Length too, before it has seen
+ * the Location.)
+ */
 static size_t
 write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	HttpTransfer *t = (HttpTransfer *) userdata;
 	size_t		n = size * nmemb;
+	curl_off_t	cl = -1;
 
+	if (redirect_response(t))
+		return n;
+	/* a Content-Length over the cap fails at once */
+	if (t->len == 0 &&
+		curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK &&
+		cl > 0 && (uint64) cl > (uint64) t->max_bytes)
+	{
+		t->too_large = true;
+		return 0;
+	}
 	if (n > t->max_bytes - t->len)
 	{
 		t->too_large = true;
@@ -706,15 +813,9 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 		size_t		newcap = t->cap ? t->cap * 2 : 16384;
 		char	   *nb;
 
-		if (t->buf == NULL)
-		{
-			curl_off_t	cl = -1;
-
-			/* size the first buffer by Content-Length when it is known */
-			if (curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK &&
-				cl > 0 && (size_t) cl <= t->max_bytes)
-				newcap = Max(newcap, (size_t) cl + 1);
-		}
+		/* size the first buffer by Content-Length when it is known */
+		if (t->buf == NULL && cl > 0)
+			newcap = Max(newcap, (size_t) cl + 1);
 		while (newcap < t->len + n + 1)
 			newcap *= 2;
 		newcap = Min(newcap, t->max_bytes + 1);
@@ -917,6 +1018,7 @@ allma_http_client_create(const AllmaHttpLimits *limits)
 
 	dlist_init(&client->ready_hosts);
 	dlist_init(&client->running);
+	dlist_init(&client->redirecting);
 	dlist_init(&client->finished);
 
 	memset(&hctl, 0, sizeof(hctl));
@@ -961,6 +1063,8 @@ allma_http_client_create(const AllmaHttpLimits *limits)
 static void
 free_transfer(HttpTransfer *t)
 {
+	int			i;
+
 	if (t->headers)
 		curl_slist_free_all(t->headers);
 	if (t->mail_rcpt)
@@ -980,6 +1084,16 @@ free_transfer(HttpTransfer *t)
 	pfree(t->method);
 	if (t->body)
 		pfree(t->body);
+	for (i = 0; i < t->nhdr; i++)
+		pfree(t->hdr_lines[i]);
+	if (t->hdr_lines)
+		pfree(t->hdr_lines);
+	if (t->hdr_class)
+		pfree(t->hdr_class);
+	if (t->prev_ctype)
+		pfree(t->prev_ctype);
+	if (t->prev_headers)
+		pfree(t->prev_headers);
 	pfree(t);
 }
 
@@ -1000,6 +1114,17 @@ allma_http_client_destroy(AllmaHttpClient *client)
 
 		curl_multi_remove_handle(client->multi, t->easy);
 		curl_easy_cleanup(t->easy);
+	}
+	/* finished, or between two hops: their handles are not in the multi */
+	dlist_foreach_modify(it, &client->redirecting)
+	{
+		HttpTransfer *t = dlist_container(HttpTransfer, node, it.cur);
+
+		curl_easy_cleanup(t->easy);
+		if (t->headers)
+			curl_slist_free_all(t->headers);
+		if (t->buf)
+			free(t->buf);
 	}
 	dlist_foreach_modify(it, &client->finished)
 	{
@@ -1111,6 +1236,76 @@ copy_mail_request(AllmaHttpClient *client, HttpTransfer *t, const AllmaHttpReque
 	return true;
 }
 
+/* the class (HDR_xxx) of a header by its name */
+static uint8
+header_class(const char *name)
+{
+	if (pg_strcasecmp(name, "Accept") == 0 ||
+		pg_strcasecmp(name, "User-Agent") == 0 ||
+		pg_strcasecmp(name, "Idempotency-Key") == 0)
+		return HDR_SAFE;
+	if (pg_strcasecmp(name, "Content-Type") == 0)
+		return HDR_CONTENT_TYPE;
+	if (pg_strcasecmp(name, "Content-Length") == 0 ||
+		pg_strcasecmp(name, "Content-Encoding") == 0 ||
+		pg_strcasecmp(name, "Content-Language") == 0 ||
+		pg_strcasecmp(name, "Content-Location") == 0)
+		return HDR_BODY;
+	return HDR_OTHER;
+}
+
+/*
+ * build_header_list: the header list for t's next request (malloc'd by
+ * curl_slist_append), or NULL when out of memory.  Of the caller's headers
+ * it has those the rule in http.h lets through after the redirects so far:
+ * after a redirect dropped the body, none describing the body; once a hop
+ * has left the original origin, only HDR_SAFE ones and Content-Type while
+ * the body is sent.  Then an empty "Content-Type:" if a body goes without
+ * one (no curl form default) and "Expect:" (no 100-continue stall).  Never
+ * pallocs or throws.
+ */
+static struct curl_slist *
+build_header_list(HttpTransfer *t)
+{
+	struct curl_slist *list = NULL;
+	struct curl_slist *nl;
+	bool		has_ctype = false;
+	int			i;
+
+	for (i = 0; i < t->nhdr; i++)
+	{
+		uint8		cls = t->hdr_class[i];
+
+		if (t->body_dropped && (cls == HDR_CONTENT_TYPE || cls == HDR_BODY))
+			continue;
+		if (t->cross_origin && cls != HDR_SAFE &&
+			!(cls == HDR_CONTENT_TYPE && t->send_body))
+			continue;
+		if (cls == HDR_CONTENT_TYPE)
+			has_ctype = true;
+		nl = curl_slist_append(list, t->hdr_lines[i]);
+		if (nl == NULL)
+			goto oom;
+		list = nl;
+	}
+	if (t->send_body && !has_ctype)
+	{
+		nl = curl_slist_append(list, "Content-Type:");
+		if (nl == NULL)
+			goto oom;
+		list = nl;
+	}
+	nl = curl_slist_append(list, "Expect:");
+	if (nl == NULL)
+		goto oom;
+	return nl;
+
+oom:
+	if (list)
+		curl_slist_free_all(list);
+	return NULL;
+}
+
 void
 allma_http_submit(AllmaHttpClient *client, const AllmaHttpRequest *req)
 {
@@ -1120,12 +1315,11 @@ allma_http_submit(AllmaHttpClient *client, const AllmaHttpRequest *req)
 	HttpTransfer *t;
 	HostEntry  *h;
 	bool		found;
-	bool		has_ctype = false;
 	int			i;
 	MemoryContext old;
 
 	/* validate everything first, so that an error leaves no trace */
-	if (!url_host_key(req->url, req->mail_from != NULL, key, sizeof(key), &error))
+	if (!url_host_key(req->url, req->mail_from != NULL, key, sizeof(key), &error, NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s", error)));
@@ -1175,60 +1369,54 @@ allma_http_submit(AllmaHttpClient *client, const AllmaHttpRequest *req)
 	t->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : client->timeout_ms;
 	t->max_bytes = req->max_response_bytes > 0 ?
 		Min(req->max_response_bytes, ALLMA_HTTP_MAX_RESPONSE_BYTES_LIMIT) : client->max_bytes;
-	MemoryContextSwitchTo(old);
+	strlcpy(t->origin, key, sizeof(t->origin));
 
 	if (req->mail_from != NULL)
 	{
-		if (!copy_mail_request(client, t, req))
-			goto oom;
+		bool		ok = copy_mail_request(client, t, req);
+
+		MemoryContextSwitchTo(old);
+		if (!ok)
+		{
+			free_transfer(t);
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+		}
 		goto enqueue;
 	}
 
-	/* headers: curl_slist is malloc'd; a NULL return means out of memory */
+	/* the caller's headers as curl lines, kept to rebuild them on redirects */
+	t->hdr_lines = palloc(sizeof(char *) * (req->nheaders + 1));
+	t->hdr_class = palloc(sizeof(uint8) * (req->nheaders + 1));
 	for (i = 0; i < req->nheaders; i++)
 	{
 		const AllmaHttpHeader *hd = &req->headers[i];
-		char	   *line;
-		struct curl_slist *nl;
 
 		if (req->idempotency_key && pg_strcasecmp(hd->name, "Idempotency-Key") == 0)
 			continue;
-		if (pg_strcasecmp(hd->name, "Content-Type") == 0)
-			has_ctype = true;
 		/* "Name;" is curl's way to send a header with an empty value */
-		line = hd->value[0] ? psprintf("%s: %s", hd->name, hd->value) : psprintf("%s;", hd->name);
-		nl = curl_slist_append(t->headers, line);
-		pfree(line);
-		if (nl == NULL)
-			goto oom;
-		t->headers = nl;
+		t->hdr_lines[t->nhdr] = hd->value[0] ?
+			psprintf("%s: %s", hd->name, hd->value) : psprintf("%s;", hd->name);
+		t->hdr_class[t->nhdr] = header_class(hd->name);
+		t->nhdr++;
 	}
 	if (req->idempotency_key)
 	{
-		char	   *line = req->idempotency_key[0] ?
+		t->hdr_lines[t->nhdr] = req->idempotency_key[0] ?
 			psprintf("Idempotency-Key: %s", req->idempotency_key) : pstrdup("Idempotency-Key;");
-		struct curl_slist *nl = curl_slist_append(t->headers, line);
-
-		pfree(line);
-		if (nl == NULL)
-			goto oom;
-		t->headers = nl;
+		t->hdr_class[t->nhdr] = HDR_SAFE;
+		t->nhdr++;
 	}
-	/* no curl defaults: no form content type, no "Expect: 100-continue" stall */
-	if (t->send_body && !has_ctype)
-	{
-		struct curl_slist *nl = curl_slist_append(t->headers, "Content-Type:");
+	MemoryContextSwitchTo(old);
 
-		if (nl == NULL)
-			goto oom;
-		t->headers = nl;
-	}
+	t->headers = build_header_list(t);
+	if (t->headers == NULL)
 	{
-		struct curl_slist *nl = curl_slist_append(t->headers, "Expect:");
-
-		if (nl == NULL)
-			goto oom;
-		t->headers = nl;
+		free_transfer(t);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
 	}
 
 enqueue:
@@ -1251,13 +1439,6 @@ enqueue:
 		dlist_push_tail(&client->ready_hosts, &h->ready_node);
 		h->in_ready = true;
 	}
-	return;
-
-oom:
-	free_transfer(t);
-	ereport(ERROR,
-			(errcode(ERRCODE_OUT_OF_MEMORY),
-			 errmsg("out of memory")));
 }
 
 /* host accounting when a transfer stops running */
@@ -1324,12 +1505,17 @@ setup_mail_easy(AllmaHttpClient *client, HttpTransfer *t)
 	return rc == CURLE_OK;
 }
 
-/* sets every option of a (fresh or reset) easy handle for t */
+/*
+ * setup_easy sets every option of a (fresh or reset) easy handle for t's
+ * next hop; its timeouts are what is left until t's deadline.  false, with
+ * t->start_error set, when curl refuses an option.
+ */
 static bool
 setup_easy(AllmaHttpClient *client, HttpTransfer *t)
 {
 	CURL	   *e = t->easy;
 	CURLcode	rc = CURLE_OK;
+	long		left = (long) Max(t->deadline - now_ms(), 1);
 
 	if (t->is_mail)
 		return setup_mail_easy(client, t);
@@ -1339,15 +1525,13 @@ setup_easy(AllmaHttpClient *client, HttpTransfer *t)
 	SET(CURLOPT_URL, t->url);
 	SET(CURLOPT_NOSIGNAL, 1L);
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
-	SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	SET(CURLOPT_PROXY, "");
-	SET(CURLOPT_FOLLOWLOCATION, client->max_redirects > 0 ? 1L : 0L);
-	SET(CURLOPT_MAXREDIRS, (long) Max(client->max_redirects, 0));
-	SET(CURLOPT_TIMEOUT_MS, t->timeout_ms);
-	SET(CURLOPT_CONNECTTIMEOUT_MS, Min(client->connect_timeout_ms, t->timeout_ms));
+	/* redirects are followed in follow_redirect, never by curl */
+	SET(CURLOPT_FOLLOWLOCATION, 0L);
+	SET(CURLOPT_TIMEOUT_MS, left);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, Min(client->connect_timeout_ms, left));
 	SET(CURLOPT_USERAGENT, client->user_agent);
 	SET(CURLOPT_ACCEPT_ENCODING, "");
-	SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) t->max_bytes);
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	SET(CURLOPT_ERRORBUFFER, t->errbuf);
 	SET(CURLOPT_WRITEFUNCTION, write_cb);
@@ -1397,6 +1581,7 @@ start_transfer(AllmaHttpClient *client, HttpTransfer *t)
 	CURLMcode	mrc;
 
 	t->started_at = now_ms();
+	t->deadline = t->started_at + t->timeout_ms;
 	t->easy = client->nfree > 0 ? client->free_handles[--client->nfree] : curl_easy_init();
 	if (t->easy == NULL)
 	{
@@ -1451,7 +1636,25 @@ dispatch(AllmaHttpClient *client)
 	}
 }
 
-/* takes curl's finished transfers off the multi handle */
+/*
+ * finish_running: t, running or between two hops (its handle not in the
+ * multi any more), is finished with result
+ */
+static void
+finish_running(AllmaHttpClient *client, HttpTransfer *t, CURLcode result)
+{
+	dlist_delete(&t->node);
+	client->nrunning--;
+	host_release(client, t->host);
+	t->host = NULL;
+	mark_finished(client, t, result);
+}
+
+/*
+ * collect_finished takes curl's finished hops off the multi handle: a
+ * transfer whose response is a redirect to follow goes to the redirecting
+ * list (still counted as running), any other is finished.
+ */
 static void
 collect_finished(AllmaHttpClient *client)
 {
@@ -1468,11 +1671,13 @@ collect_finished(AllmaHttpClient *client)
 			continue;
 		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &t);
 		curl_multi_remove_handle(client->multi, easy);
-		dlist_delete(&t->node);
-		client->nrunning--;
-		host_release(client, t->host);
-		t->host = NULL;
-		mark_finished(client, t, result);
+		if (result == CURLE_OK && redirect_target(t) != NULL)
+		{
+			dlist_delete(&t->node);
+			dlist_push_tail(&client->redirecting, &t->node);
+		}
+		else
+			finish_running(client, t, result);
 	}
 }
 
@@ -1582,24 +1787,37 @@ response_headers(CURL *easy)
 	return JsonbValueToJsonb(res);
 }
 
-/* describes where a timed-out transfer was (curl's phase timings) */
+/*
+ * describes where a timed-out transfer was (curl's phase timings of the
+ * last hop; on a reused connection the connect time is 0 but the
+ * pre-transfer time is not)
+ */
 static char *
 timeout_message(HttpTransfer *t)
 {
 	curl_off_t	connect = 0;
+	curl_off_t	pretransfer = 0;
 	curl_off_t	start = 0;
-	curl_off_t	total = 0;
+	char	   *msg;
 
+	if (t->redirect_timed_out)
+		return psprintf("request timed out after %ld ms while following redirects (%d followed)",
+						t->timeout_ms, t->redirects);
 	curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &connect);
+	curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
 	curl_easy_getinfo(t->easy, CURLINFO_STARTTRANSFER_TIME_T, &start);
-	curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total);
-	if (connect == 0)
-		return psprintf("request timed out after %ld ms while connecting", t->timeout_ms);
-	if (start == 0)
-		return psprintf("request timed out after %ld ms waiting for the response (connected after %.1f ms)",
-						t->timeout_ms, connect / 1000.0);
-	return psprintf("request timed out after %ld ms while receiving the response (first byte after %.1f ms, %zu bytes received)",
-					t->timeout_ms, start / 1000.0, t->len);
+	if (connect == 0 && pretransfer == 0)
+		msg = psprintf("request timed out after %ld ms while connecting", t->timeout_ms);
+	else if (start == 0)
+		msg = psprintf("request timed out after %ld ms waiting for the response (connected after %.1f ms)",
+					   t->timeout_ms, connect / 1000.0);
+	else
+		msg = psprintf("request timed out after %ld ms while receiving the response (first byte after %.1f ms, %zu bytes received)",
+					   t->timeout_ms, start / 1000.0, t->len);
+	if (t->redirects > 0)
+		msg = psprintf("%s, after %d redirect%s", msg, t->redirects,
+					   t->redirects == 1 ? "" : "s");
+	return msg;
 }
 
 /*
@@ -1611,7 +1829,6 @@ build_completion(HttpTransfer *t, AllmaHttpCompletion *c)
 {
 	CURL	   *e = t->easy;
 	long		status = 0;
-	long		redirects = 0;
 	char	   *ctype = NULL;
 	char	   *eurl = NULL;
 	curl_off_t	total = 0;
@@ -1626,21 +1843,28 @@ build_completion(HttpTransfer *t, AllmaHttpCompletion *c)
 	if (e != NULL && t->start_error[0] == '\0')
 	{
 		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-		curl_easy_getinfo(e, CURLINFO_REDIRECT_COUNT, &redirects);
 		curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &ctype);
 		curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &eurl);
 		curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &total);
 	}
-	c->status = (int) status;
-	c->redirects = (int) redirects;
-	c->total_ms = total / 1000.0;
-	c->content_type = ctype ? pstrdup(ctype) : NULL;
+	c->redirects = t->redirects;
+	c->total_ms = (t->prev_total_us + total) / 1000.0;
 	c->effective_url = pstrdup(eurl ? eurl : t->url);
 	if (status > 0)
 	{
+		c->status = (int) status;
+		c->content_type = ctype ? pstrdup(ctype) : NULL;
 		c->headers = response_headers(e);
 		if (curl_easy_header(e, "Retry-After", 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
 			c->retry_after_ms = parse_retry_after(h->value);
+	}
+	else if (t->prev_status > 0)
+	{
+		/* a hop after a redirect failed without a response: the redirect */
+		c->status = (int) t->prev_status;
+		c->content_type = t->prev_ctype ? pstrdup(t->prev_ctype) : NULL;
+		c->headers = palloc(VARSIZE(t->prev_headers));
+		memcpy(c->headers, t->prev_headers, VARSIZE(t->prev_headers));
 	}
 	else
 		c->headers = allma_jsonb_empty_object();
@@ -1658,8 +1882,9 @@ build_completion(HttpTransfer *t, AllmaHttpCompletion *c)
 	c->body = pstrdup("");
 	if (t->start_error[0] != '\0')
 		c->error = pstrdup(t->start_error);
-	else if (t->too_large || t->result == CURLE_FILESIZE_EXCEEDED)
+	else if (t->too_large)
 	{
+		c->curl_code = CURLE_FILESIZE_EXCEEDED;
 		c->too_large = true;
 		c->error = psprintf("response body exceeds the limit of %zu bytes", t->max_bytes);
 	}
@@ -1674,13 +1899,6 @@ build_completion(HttpTransfer *t, AllmaHttpCompletion *c)
 		c->refused_destination = true;
 		c->error = pstrdup(t->refused_msg);
 	}
-	else if (t->result == CURLE_UNSUPPORTED_PROTOCOL)
-	{
-		/* the URL was checked at submit, so this is a redirect target */
-		c->refused_destination = true;
-		c->error = psprintf("redirect refused: only http and https URLs are allowed (%s)",
-							t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
-	}
 	else if (t->result == CURLE_OPERATION_TIMEDOUT)
 	{
 		c->timed_out = true;
@@ -1690,6 +1908,157 @@ build_completion(HttpTransfer *t, AllmaHttpCompletion *c)
 		c->error = pstrdup("out of memory while receiving the response");
 	else
 		c->error = pstrdup(t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
+}
+
+/* ----------------------------------------------------------------
+ * Redirects
+ *
+ * curl follows no redirect itself: it would send every custom header to
+ * any host.  A hop that ends in a redirect to follow waits in the
+ * redirecting list (still running for the limits) until follow_redirects
+ * turns it into the next hop on the same easy handle, back in the multi
+ * handle, so keep-alive connections in the multi's cache are reused.
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * follow_redirect: t's last response is a redirect to follow.  Starts the
+ * next hop (rules in http.h: method and body, headers, deadline) or
+ * finishes t when the redirect must not be followed: too many redirects,
+ * a target that is not a valid http(s) URL (refused), no time left.
+ * Throws only on out-of-memory, and then before it has changed t, which
+ * stays in the redirecting list for the next poll.
+ */
+static void
+follow_redirect(AllmaHttpClient *client, HttpTransfer *t)
+{
+	CURL	   *e = t->easy;
+	char	   *target = redirect_target(t);
+	char		key[HOST_KEY_LEN];
+	char	   *error = NULL;
+	bool		bad_scheme = false;
+	long		status = 0;
+	char	   *ctype = NULL;
+	curl_off_t	hop_us = 0;
+	bool		drop_body;
+	char	   *new_url;
+	char	   *new_method = NULL;
+	char	   *new_ctype = NULL;
+	Jsonb	   *new_headers;
+	struct curl_slist *list;
+	MemoryContext old;
+	CURLMcode	mrc;
+
+	Assert(target != NULL);
+	if (t->redirects >= client->max_redirects)
+	{
+		snprintf(t->errbuf, sizeof(t->errbuf),
+				 "too many redirects: more than %d", client->max_redirects);
+		finish_running(client, t, CURLE_TOO_MANY_REDIRECTS);
+		return;
+	}
+	if (!url_host_key(target, false, key, sizeof(key), &error, &bad_scheme))
+	{
+		snprintf(t->refused_msg, sizeof(t->refused_msg),
+				 "redirect refused: %s", error);
+		t->refused = true;
+		pfree(error);
+		finish_running(client, t, bad_scheme ? CURLE_UNSUPPORTED_PROTOCOL : CURLE_URL_MALFORMAT);
+		return;
+	}
+	if (t->deadline - now_ms() <= 0)
+	{
+		t->redirect_timed_out = true;
+		finish_running(client, t, CURLE_OPERATION_TIMEDOUT);
+		return;
+	}
+
+	/* 303: GET (HEAD stays); 301 and 302: POST becomes GET; 307, 308 keep */
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+	if (status == 303)
+		drop_body = strcmp(t->method, "HEAD") != 0;
+	else
+		drop_body = (status == 301 || status == 302) && strcmp(t->method, "POST") == 0;
+
+	/* allocate everything first: an error here leaves t as it was */
+	old = MemoryContextSwitchTo(client->cxt);
+	new_url = pstrdup(target);
+	if (drop_body)
+		new_method = pstrdup("GET");
+	curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &ctype);
+	if (ctype)
+		new_ctype = pstrdup(ctype);
+	new_headers = response_headers(e);
+	MemoryContextSwitchTo(old);
+
+	/* the redirect response, in case the next hop gets none */
+	t->prev_status = status;
+	if (t->prev_ctype)
+		pfree(t->prev_ctype);
+	t->prev_ctype = new_ctype;
+	if (t->prev_headers)
+		pfree(t->prev_headers);
+	t->prev_headers = new_headers;
+
+	/* the next request */
+	pfree(t->url);
+	t->url = new_url;
+	if (drop_body)
+	{
+		pfree(t->method);
+		t->method = new_method;
+		if (t->body)
+			pfree(t->body);
+		t->body = NULL;
+		t->body_len = 0;
+		t->send_body = false;
+		t->body_dropped = true;
+	}
+	if (strcmp(key, t->origin) != 0)
+		t->cross_origin = true;
+	t->redirects++;
+
+	list = build_header_list(t);
+	if (list == NULL)
+	{
+		t->out_of_memory = true;
+		finish_running(client, t, CURLE_OUT_OF_MEMORY);
+		return;
+	}
+	curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &hop_us);
+	t->prev_total_us += hop_us;
+	curl_easy_reset(e);
+	curl_slist_free_all(t->headers);
+	t->headers = list;
+	t->len = 0;
+	t->refused = false;
+	t->refused_msg[0] = '\0';
+	t->errbuf[0] = '\0';
+	if (!setup_easy(client, t))
+	{
+		finish_running(client, t, CURLE_FAILED_INIT);
+		return;
+	}
+	mrc = curl_multi_add_handle(client->multi, e);
+	if (mrc != CURLM_OK)
+	{
+		snprintf(t->start_error, sizeof(t->start_error),
+				 "could not start the transfer: %s", curl_multi_strerror(mrc));
+		finish_running(client, t, CURLE_FAILED_INIT);
+		return;
+	}
+	dlist_delete(&t->node);
+	dlist_push_tail(&client->running, &t->node);
+}
+
+/* follows (or ends) every transfer waiting in the redirecting list */
+static void
+follow_redirects(AllmaHttpClient *client)
+{
+	dlist_mutable_iter it;
+
+	dlist_foreach_modify(it, &client->redirecting)
+		follow_redirect(client, dlist_container(HttpTransfer, node, it.cur));
 }
 
 /* gives a finished transfer's handle back and frees the transfer */
@@ -1730,8 +2099,8 @@ allma_http_poll(AllmaHttpClient *client, long timeout_ms,
 	refresh_allowlist(client);
 	dispatch(client);
 
-	/* never sleep past curl's timer, or while results are waiting */
-	if (!dlist_is_empty(&client->finished))
+	/* never sleep past curl's timer, or while results or redirects wait */
+	if (!dlist_is_empty(&client->finished) || !dlist_is_empty(&client->redirecting))
 		wait_ms = 0;
 	if (client->timer_deadline >= 0)
 	{
@@ -1775,6 +2144,7 @@ allma_http_poll(AllmaHttpClient *client, long timeout_ms,
 	}
 
 	collect_finished(client);
+	follow_redirects(client);
 	dispatch(client);
 
 	while (ndone < max_done && !dlist_is_empty(&client->finished))
@@ -1824,7 +2194,7 @@ allma_http_next_timeout(AllmaHttpClient *client)
 {
 	int64		left;
 
-	if (!dlist_is_empty(&client->finished) ||
+	if (!dlist_is_empty(&client->finished) || !dlist_is_empty(&client->redirecting) ||
 		(!dlist_is_empty(&client->ready_hosts) && client->nrunning < client->max_in_flight))
 		return 0;
 	if (client->timer_deadline < 0)

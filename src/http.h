@@ -144,9 +144,41 @@ typedef struct AllmaHttpRequest
  * the last response received, if any (the response that was too large, or
  * the redirect that led to a refused destination), and the body is empty.
  *
- * Redirects are followed by libcurl (CURLOPT_FOLLOWLOCATION); the per-host
- * limit counts the original URL's host, and CURLMOPT_MAX_HOST_CONNECTIONS
- * bounds connections to redirect targets.
+ * Redirects are followed by the client itself, not by libcurl (which would
+ * send every header of the request to any host):
+ *
+ *	  - Followed: 301, 302, 303, 307 and 308 with a Location header, at most
+ *		max_redirects of them; one more ends the request with curl_code
+ *		CURLE_TOO_MANY_REDIRECTS (47).  Other statuses (300, 304, ...) and
+ *		every 3xx when max_redirects < 0 are returned as the response.  The
+ *		body of a followed redirect is discarded (not counted in
+ *		max_response_bytes).
+ *	  - Target: a relative Location is resolved against the current URL.
+ *		A target that is not a valid http:// or https:// URL ends the
+ *		request with refused_destination; every hop's address is checked
+ *		against the allow-list like the first one's.
+ *	  - Method: 303 turns every method but HEAD into GET; 301 and 302 turn
+ *		POST into GET; 307 and 308 keep method and body, as do 301 and 302
+ *		for other methods.  When a redirect turns the request into GET the
+ *		body is no longer sent, nor are the caller's Content-Type,
+ *		Content-Length, Content-Encoding, Content-Language and
+ *		Content-Location headers.
+ *	  - Headers: the origin of a URL is its scheme, host and port (default
+ *		port filled in, compared case-insensitively).  From the first hop
+ *		whose origin differs from the original URL's on, for the rest of
+ *		the chain (also if a later hop returns to the original origin), of
+ *		the caller's headers only these are sent: Accept, User-Agent,
+ *		Idempotency-Key (also the one from idempotency_key) and
+ *		Content-Type while the body is still sent.  All others, such as
+ *		Authorization, X-Api-Key or Cookie, never reach another origin.
+ *		Hops on the original origin get all of them.
+ *	  - Limits: the request's timeout covers the whole chain; the per-host
+ *		limit counts the original URL's host for the whole chain, and
+ *		CURLMOPT_MAX_HOST_CONNECTIONS bounds connections to redirect
+ *		targets.
+ *
+ * effective_url is the URL of the last hop (also when that hop failed),
+ * redirects the number of redirects followed, total_ms the sum over hops.
  */
 typedef struct AllmaHttpCompletion
 {
@@ -157,11 +189,12 @@ typedef struct AllmaHttpCompletion
 	char	   *content_type;	/* NULL when absent */
 	char	   *body;			/* body_len bytes plus a NUL; "" on failure */
 	size_t		body_len;
-	char	   *effective_url;	/* the last URL, after redirects */
+	char	   *effective_url;	/* the last hop's URL, after redirects */
 	int			redirects;		/* redirects followed */
 	long		retry_after_ms; /* parsed Retry-After (seconds or HTTP
 								 * date, >= 0); -1 when absent or invalid */
-	double		total_ms;		/* transfer time (curl's total time) */
+	double		total_ms;		/* transfer time (curl's total time, all
+								 * hops) */
 	double		queued_ms;		/* time spent waiting in the client queue */
 
 	int			curl_code;
@@ -169,7 +202,8 @@ typedef struct AllmaHttpCompletion
 	bool		timed_out;
 	bool		too_large;		/* body or headers over the limits */
 	bool		refused_destination;	/* allow-list, or a redirect to a
-										 * scheme other than http(s) */
+										 * target that is not an http(s)
+										 * URL */
 } AllmaHttpCompletion;
 
 typedef struct AllmaHttpClient AllmaHttpClient;

@@ -1,8 +1,9 @@
 # HTTP client (src/http.c) against the mock server: methods, headers,
 # bodies, Idempotency-Key, statuses, Retry-After, timeouts, dripping, the
-# response-size cap, redirects and the destination allow-list, concurrency
+# response-size cap, redirects (limits, method rewriting, which headers
+# reach another origin) and the destination allow-list, concurrency
 # through the multi interface, per-host limits and keep-alive reuse.
-# Only ever talks to 127.0.0.1.
+# Only ever talks to 127.0.0.1 (also named "localhost", a second origin).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -225,6 +226,195 @@ ok($r->{error}{refused}, 'redirect to ftp:// is refused');
 like($r->{error}{message}, qr/only http and https/, 'message names the rule');
 $r = req('GET', "$base/x?redirect_to=file:///etc/passwd&redirect_status=307");
 ok($r->{error}{refused}, 'redirect to file:// is refused');
+
+$r = req('GET', "$base/x?redirect_to=mailto:someone\@example.com");
+ok($r->{error}{refused}, 'redirect to a target that is no http(s) URL is refused');
+$r = req('GET', "$base/x?redirect_to=http://%5B::1");
+ok($r->{error}{refused}, 'redirect to a malformed URL is refused');
+like($r->{error}{message}, qr/^redirect refused: invalid URL/, '... saying why');
+is($r->{status}, 302, '... and reporting the redirect response');
+
+$r = req('GET', "$base/x?redirect_to=http://127.0.0.2:1/x");
+is($r->{status}, 302, 'a hop refused before any response reports the redirect that led there');
+is($r->{headers}{location}, 'http://127.0.0.2:1/x', '... with its headers');
+is($r->{url}, 'http://127.0.0.2:1/x', '... and the refused URL as the effective URL');
+
+$r = req('GET', "$base/redirect/2", {}, undef, { allow => '127.0.0.1', maxRedirects => 2 });
+is($r->{status}, 200, 'exactly maxRedirects redirects are followed');
+$r = req('GET', "$base/redirect/3", {}, undef, { allow => '127.0.0.1', maxRedirects => 2 });
+is($r->{error}{code}, 47, 'one more is too many');
+is($r->{redirects}, 2, '... after following maxRedirects');
+is($r->{status}, 302, '... reporting the last redirect response');
+like($r->{error}{message}, qr/too many redirects/, '... saying so');
+
+$r = req('GET', "$base/x?redirect_to=/echo", {}, undef, { allow => '127.0.0.1', maxRedirects => 0 });
+is($r->{status}, 302, 'maxRedirects 0: the redirect is the response');
+is($r->{redirects}, 0, '... nothing followed');
+is($json->decode($r->{body})->{redirect}, '/echo', '... with its body');
+$r = req('GET', "$base/x?redirect_to=/echo&redirect_status=300");
+is($r->{status}, 300, '300 Multiple Choices is not followed');
+is($r->{redirects}, 0, '... no redirect counted');
+
+# the body of a followed redirect is discarded, not counted against maxBytes
+$r = req('GET', "$base/x?redirect_to=/files/10&body=" . ('x' x 500), {}, undef,
+	{ allow => '127.0.0.1', maxBytes => 20 });
+is($r->{status}, 200, 'a redirect body over maxBytes does not fail the request');
+is($r->{body}, '0123456789', '... and only the final body is returned');
+
+# one deadline for the whole chain: two hops of 400 ms exceed 600 ms
+$t0 = time();
+$r = req('GET', "$base/x?latency_ms=400&redirect_to=/echo%3Flatency_ms%3D400", {}, undef,
+	{ allow => '127.0.0.1', timeoutMs => 600 });
+$took = time() - $t0;
+ok($r->{error}{timedOut}, 'timeoutMs covers all hops together');
+like($r->{error}{message}, qr/timed out after 600 ms .*after 1 redirect$/, '... the message counts the redirects');
+ok($took < 3, "... and is enforced ($took s)");
+
+# --- redirects: which headers go where, methods ------------------------------------
+# 127.0.0.1 and localhost (same mock, same port) are two origins.  Every
+# case sends an Idempotency-Key (which may cross origins) to find its hops
+# in the mock's log.
+sub qesc
+{
+	my $s = shift;
+	$s =~ s/([^A-Za-z0-9\-._~\/:])/sprintf('%%%02X', ord($1))/ge;
+	return $s;
+}
+my $other = "http://localhost:$port";
+my %secret = (
+	'X-Api-Key' => 'sk-secret',
+	'Authorization' => 'Bearer tok-secret',
+	'Cookie' => 'session=s3cr3t',
+	'X-Custom' => 'custom',
+	'Accept' => 'application/json',
+	'User-Agent' => 'flow-agent/2');
+sub opts { return { allow => '127.0.0.1, ::1', idempotencyKey => shift }; }
+sub hops { return mock_get('/__log?key=' . shift); }
+sub no_secrets
+{
+	my ($h, $what) = @_;
+	ok(!exists $h->{'x-api-key'} && !exists $h->{authorization} && !exists $h->{cookie}
+		  && !exists $h->{'x-custom'},
+		"$what: X-Api-Key, Authorization, Cookie and custom headers are not sent");
+}
+
+mock_reset();
+$r = req('GET', "$base/same?redirect_to=/echo/same", \%secret, undef, opts('rd-same'));
+is($r->{status}, 200, 'same-origin relative redirect followed');
+is($r->{redirects}, 1, '... one redirect');
+is($r->{url}, "$base/echo/same", '... relative Location resolved against the current URL');
+$log = hops('rd-same');
+is(scalar(@$log), 2, '... two requests reached the mock');
+is($log->[1]{path}, '/echo/same', '... the second at the redirect target');
+is($log->[1]{headers}{'x-api-key'}, 'sk-secret', 'same origin: X-Api-Key sent again');
+is($log->[1]{headers}{authorization}, 'Bearer tok-secret', 'same origin: Authorization sent again');
+is($log->[1]{headers}{'x-custom'}, 'custom', 'same origin: custom header sent again');
+
+$r = req('GET', "$base/abs?redirect_to=" . qesc("$base/echo/abs"), \%secret, undef, opts('rd-abs'));
+$log = hops('rd-abs');
+is($r->{redirects}, 1, 'same-origin absolute redirect followed');
+is($log->[1]{headers}{'x-api-key'}, 'sk-secret', 'absolute Location to the same origin: X-Api-Key sent');
+
+$r = req('GET', "$base/cross?redirect_to=" . qesc("$other/echo/cross"), \%secret, undef, opts('rd-cross'));
+is($r->{status}, 200, 'cross-origin redirect followed');
+is($r->{url}, "$other/echo/cross", '... effective URL on the other origin');
+is($r->{redirects}, 1, '... one redirect');
+$log = hops('rd-cross');
+is(scalar(@$log), 2, '... two requests reached the mock');
+is($log->[0]{headers}{'x-api-key'}, 'sk-secret', 'the original origin got X-Api-Key');
+is($log->[0]{headers}{authorization}, 'Bearer tok-secret', 'the original origin got Authorization');
+is($log->[1]{headers}{host}, "localhost:$port", 'the second hop went to the other origin');
+no_secrets($log->[1]{headers}, 'other origin');
+is($log->[1]{headers}{accept}, 'application/json', 'other origin: Accept kept');
+is($log->[1]{headers}{'user-agent'}, 'flow-agent/2', 'other origin: User-Agent kept');
+is($log->[1]{headers}{'idempotency-key'}, 'rd-cross', 'other origin: Idempotency-Key kept');
+
+# leaving the original origin drops the headers for the rest of the chain
+my $back = "$other/via?redirect_to=" . qesc("$base/echo/back");
+$r = req('GET', "$base/leave?redirect_to=" . qesc($back), \%secret, undef, opts('rd-back'));
+is($r->{redirects}, 2, 'there and back: two redirects');
+is($r->{url}, "$base/echo/back", '... ending on the original origin');
+$log = hops('rd-back');
+is(scalar(@$log), 3, '... three requests');
+no_secrets($log->[2]{headers}, 'back on the original origin after leaving it');
+
+# batch: concurrent transfers each keep their own headers across redirects
+my $bres = batch([
+		{ url => "$base/b1?redirect_to=/echo/b1", headers => { 'X-Api-Key' => 'k1' },
+		  options => { idempotencyKey => 'rd-b1' } },
+		{ url => "$base/b2?redirect_to=" . qesc("$other/echo/b2"), headers => { 'X-Api-Key' => 'k2' },
+		  options => { idempotencyKey => 'rd-b2' } },
+		{ url => "$base/b3?redirect_to=/echo/b3", headers => { 'X-Api-Key' => 'k3' },
+		  options => { idempotencyKey => 'rd-b3' } } ],
+	{ allow => '127.0.0.1, ::1' });
+is(join(',', map { $_->{redirects} } @$bres), '1,1,1', 'batch: every request followed its redirect');
+is(hops('rd-b1')->[1]{headers}{'x-api-key'}, 'k1', 'batch: same origin keeps its own key');
+ok(!exists hops('rd-b2')->[1]{headers}{'x-api-key'}, 'batch: cross origin drops its key');
+is(hops('rd-b3')->[1]{headers}{'x-api-key'}, 'k3', 'batch: the other same-origin request keeps its key');
+
+# per-host limit 1: a transfer keeps its slot between hops and nothing stalls
+my @chains = map { { url => "$base/redirect/2?i=$_" } } (1 .. 4);
+$bres = batch(\@chains, { allow => '127.0.0.1', maxPerHost => 1, maxInFlight => 2 });
+is(scalar(grep { ($_->{status} // 0) == 200 && $_->{redirects} == 2 } @$bres), 4,
+	'redirect chains under maxPerHost 1 all complete');
+
+# methods: 303 -> GET without body, 301/302 turn POST into GET, 307/308 keep
+my %ctype = ('Content-Type' => 'application/json', 'X-Api-Key' => 'sk-secret');
+$r = req('POST', "$base/p303?redirect_status=303&redirect_to=/echo/p303", \%ctype,
+	'{"n": 303}', opts('rd-303'));
+$echo = $json->decode($r->{body});
+is($echo->{method}, 'GET', '303: POST becomes GET');
+is($echo->{body}, '', '303: body dropped');
+ok(!exists $echo->{headers}{'content-type'} && !exists $echo->{headers}{'content-length'},
+	'303: no Content-Type or Content-Length without the body');
+is($echo->{headers}{'x-api-key'}, 'sk-secret', '303 on the same origin: other headers kept');
+$log = hops('rd-303');
+is($log->[0]{method}, 'POST', '303: the first request was the POST');
+is($log->[0]{body}, '{"n": 303}', '... with its body');
+
+$r = req('DELETE', "$base/d303?redirect_status=303&redirect_to=/echo/d303", {}, undef, opts('rd-d303'));
+is($json->decode($r->{body})->{method}, 'GET', '303: DELETE becomes GET');
+
+$r = req('HEAD', "$base/h303?redirect_status=303&redirect_to=/files/77", {}, undef, opts('rd-h303'));
+is($r->{status}, 200, '303 after HEAD followed');
+is($r->{headers}{'content-length'}, '77', '... target headers');
+is(hops('rd-h303')->[1]{method}, 'HEAD', '303: HEAD stays HEAD');
+
+foreach my $code (301, 302)
+{
+	$r = req('POST', "$base/p$code?redirect_status=$code&redirect_to=/echo/p$code", \%ctype,
+		'{"n": 1}', opts("rd-$code"));
+	$echo = $json->decode($r->{body});
+	is($echo->{method}, 'GET', "$code: POST becomes GET");
+	is($echo->{body}, '', "$code: body dropped");
+	ok(!exists $echo->{headers}{'content-type'}, "$code: Content-Type dropped with the body");
+}
+$r = req('PUT', "$base/u302?redirect_status=302&redirect_to=/echo/u302", \%ctype, '{"n": 2}',
+	opts('rd-u302'));
+$echo = $json->decode($r->{body});
+is($echo->{method}, 'PUT', '302: PUT stays PUT');
+is($echo->{body}, '{"n": 2}', '302: PUT keeps its body');
+
+foreach my $code (307, 308)
+{
+	$r = req('POST', "$base/p$code?redirect_status=$code&redirect_to=/echo/p$code", \%ctype,
+		'{"n": ' . $code . '}', opts("rd-$code"));
+	$echo = $json->decode($r->{body});
+	is($echo->{method}, 'POST', "$code: POST stays POST");
+	is($echo->{body}, '{"n": ' . $code . '}', "$code: body sent again");
+	is($echo->{headers}{'content-type'}, 'application/json', "$code: Content-Type kept");
+	is($echo->{headers}{'x-api-key'}, 'sk-secret', "$code on the same origin: X-Api-Key kept");
+}
+
+$r = req('POST', "$base/x307?redirect_status=307&redirect_to=" . qesc("$other/echo/x307"),
+	{ %secret, 'Content-Type' => 'application/json' }, '{"n": "x"}', opts('rd-x307'));
+$echo = $json->decode($r->{body});
+is($echo->{method}, 'POST', '307 to another origin: POST stays POST');
+is($echo->{body}, '{"n": "x"}', '307 to another origin: body sent');
+is($echo->{headers}{'content-type'}, 'application/json', '307 to another origin: Content-Type kept with the body');
+no_secrets($echo->{headers}, '307 to another origin');
+$log = hops('rd-x307');
+is($log->[0]{headers}{'x-api-key'}, 'sk-secret', '... while the first hop had them');
 
 # --- allow-list ---------------------------------------------------------------------------
 my $before = mock_get('/__stats')->{requests};

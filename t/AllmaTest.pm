@@ -78,7 +78,9 @@ sub start_mock
 		if (-s $port_file)
 		{
 			my $info = eval { JSON::PP->new->decode(PostgreSQL::Test::Utils::slurp_file($port_file)) };
-			return ("http://127.0.0.1:$info->{http}", $info->{smtp}) if $info && $info->{http};
+			next unless $info && $info->{http};
+			my $base = "http://127.0.0.1:$info->{http}";
+			return wantarray ? ($base, $info->{smtp}) : $base;
 		}
 		select(undef, undef, undef, 0.1);
 	}
