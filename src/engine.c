@@ -1489,7 +1489,7 @@ mcp_output(StepRun *run)
 
 /*
  * build_file_request: the request of a FILE_DOWNLOAD step.  headersTemplate
- * values are JSONPaths ("$...") or templates, which may refer to secrets.
+ * maps header names to JSONPaths into the context (as in Allma).
  */
 static void
 build_file_request(StepRun *run)
@@ -1517,15 +1517,9 @@ build_file_request(StepRun *run)
 	foreach(lc, allma_jsonb_object_keys(allma_jsonb_is_object(header_defs) ? header_defs : NULL))
 	{
 		char	   *name = lfirst(lc);
-		char	   *def = allma_jsonb_get_cstring(header_defs, name);
-		Jsonb	   *v;
+		char	   *path = allma_jsonb_get_cstring(header_defs, name);
+		Jsonb	   *v = path ? allma_path_get(run->ps->context, path) : NULL;
 
-		if (def == NULL)
-			continue;
-		if (def[0] == '$')
-			v = allma_path_get(run->ps->context, def);
-		else
-			v = allma_jsonb_string(allma_template_render(mark_secret_refs(def), tctx));
 		if (v != NULL)
 			headers = allma_jsonb_set_key(headers, name,
 										  allma_jsonb_string(allma_jsonb_to_display_text(v)));
