@@ -1427,7 +1427,7 @@ mcp_output(StepRun *run)
 	AllmaHttpCompletion *c = run->ps->response;
 	char	   *tool = allma_jsonb_get_cstring(run->step->def, "toolName");
 	char	   *id = allma_jsonb_get_cstring(run->ps->prev_request, "idempotencyKey");
-	Jsonb	   *details = raise_for_transfer(c, 400, "MCP");
+	Jsonb	   *details = raise_for_transfer(c, 400, "MCP call");
 	Jsonb	   *msg = NULL;
 	Jsonb	   *error;
 	Jsonb	   *result;
