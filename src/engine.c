@@ -1276,11 +1276,12 @@ build_mcp_request(StepRun *run)
 	foreach(lc, allma_jsonb_object_keys(conn_headers))
 	{
 		char	   *name = lfirst(lc);
+		char	   *value;
 
 		if (pg_strcasecmp(name, "Content-Type") == 0 || pg_strcasecmp(name, "Accept") == 0)
 			continue;
-		headers = allma_jsonb_set_key(headers, name,
-									  allma_jsonb_string(mark_secret_refs(allma_jsonb_to_display_text(allma_jsonb_get(conn_headers, name)))));
+		value = allma_jsonb_to_display_text(allma_jsonb_get(conn_headers, name));
+		headers = allma_jsonb_set_key(headers, name, allma_jsonb_string(mark_secret_refs(value)));
 	}
 	headers = allma_jsonb_set_key(headers, "Content-Type", allma_jsonb_string("application/json"));
 	headers = allma_jsonb_set_key(headers, "Accept",
