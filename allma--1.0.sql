@@ -520,3 +520,86 @@ AS 'MODULE_PATHNAME', 'allma_llm_extract_json'
 LANGUAGE C STRICT IMMUTABLE;
 COMMENT ON FUNCTION allma_llm_extract_json(text) IS
 	'jsonOutputMode: the JSON object in an LLM reply (other JSON values wrapped as {llm_response}); raises LM203 when there is none';
+
+------------------------------------------------------------------------------
+-- MCP connections (MCP_CALL) and downloaded files (FILE_DOWNLOAD)
+------------------------------------------------------------------------------
+
+/*
+ * An MCP server that MCP_CALL steps reach through mcpConnectionId.  Header
+ * values may refer to secrets as "{{secrets.NAME}}", and bearer_secret
+ * names a secret sent as "Authorization: Bearer <value>": the values stay
+ * in allma.secrets and are put only into the requests sent.  Not granted
+ * to PUBLIC: headers could still hold literal credentials.
+ */
+CREATE TABLE allma.mcp_connections (
+	id					text PRIMARY KEY CONSTRAINT mcp_connection_id_not_empty CHECK (id <> ''),
+	url					text NOT NULL
+		CONSTRAINT mcp_connection_url_is_http CHECK (url ~* '^https?://[^/?#]+'),
+	headers				jsonb NOT NULL DEFAULT '{}'
+		CONSTRAINT mcp_connection_headers_are_strings CHECK (
+			jsonb_typeof(headers) = 'object' AND
+			NOT jsonb_path_exists(headers, '$.keyvalue() ? (@.value.type() != "string" || @.value like_regex "[\\r\\n]" || !(@.key like_regex "^[!#$%&''*+.^_`|~0-9A-Za-z-]+$"))')),
+	bearer_secret		text,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON allma.mcp_connections FROM PUBLIC;
+COMMENT ON TABLE allma.mcp_connections IS
+	'MCP servers for MCP_CALL steps: URL, static headers ({{secrets.NAME}} allowed) and an optional bearer secret name';
+SELECT pg_catalog.pg_extension_config_dump('allma.mcp_connections', '');
+
+CREATE FUNCTION allma_create_mcp_connection(id text, url text, headers jsonb DEFAULT '{}',
+											bearer_secret text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	INSERT INTO allma.mcp_connections AS c (id, url, headers, bearer_secret)
+	VALUES (id, url, coalesce(headers, '{}'), bearer_secret)
+	ON CONFLICT ON CONSTRAINT mcp_connections_pkey DO UPDATE
+		SET url = excluded.url, headers = excluded.headers,
+			bearer_secret = excluded.bearer_secret, updated_at = now();
+END;
+COMMENT ON FUNCTION allma_create_mcp_connection(text, text, jsonb, text) IS
+	'Creates or replaces an MCP connection (JSON-RPC over streamable HTTP) for MCP_CALL steps';
+REVOKE ALL ON FUNCTION allma_create_mcp_connection(text, text, jsonb, text) FROM PUBLIC;
+
+CREATE FUNCTION allma_drop_mcp_connection(id text)
+RETURNS boolean
+LANGUAGE sql STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	WITH d AS (DELETE FROM allma.mcp_connections c WHERE c.id = allma_drop_mcp_connection.id RETURNING 1)
+	SELECT count(*) > 0 FROM d;
+END;
+COMMENT ON FUNCTION allma_drop_mcp_connection(text) IS
+	'Deletes an MCP connection; false when it did not exist';
+REVOKE ALL ON FUNCTION allma_drop_mcp_connection(text) FROM PUBLIC;
+
+/*
+ * Bodies fetched by FILE_DOWNLOAD steps, bytes as received (at most
+ * allma.file_download_max_bytes each).  Keyed by execution like the
+ * history, visible like it, and deleted with the execution.
+ */
+CREATE TABLE allma.files (
+	execution_id		uuid NOT NULL REFERENCES allma.executions (execution_id) ON DELETE CASCADE,
+	file_id				uuid NOT NULL DEFAULT gen_random_uuid(),
+	step_id				text NOT NULL,
+	url					text NOT NULL,
+	content_type		text,
+	content				bytea NOT NULL,
+	content_length		bigint NOT NULL,
+	created_at			timestamptz NOT NULL DEFAULT clock_timestamp(),
+	PRIMARY KEY (execution_id, file_id)
+);
+CREATE INDEX files_file_id_idx ON allma.files (file_id);
+COMMENT ON TABLE allma.files IS
+	'Files downloaded by FILE_DOWNLOAD steps; the step output''s filePointer.fileId is file_id';
+SELECT pg_catalog.pg_extension_config_dump('allma.files', '');
+
+GRANT SELECT ON allma.files TO PUBLIC;
+ALTER TABLE allma.files ENABLE ROW LEVEL SECURITY;
+CREATE POLICY files_starter ON allma.files FOR SELECT
+	USING (EXISTS (SELECT 1 FROM allma.executions e
+				   WHERE e.execution_id = files.execution_id));

@@ -12,8 +12,8 @@ HTTP side (see README.md for the full reference):
   * behaviour is chosen per request by query parameters (latency_ms, status,
     retry_after, fail_times, drip_ms/drip_bytes, size, redirect, body,
     content_type, hang, drop, close), so tests need no server state;
-  * endpoints: /echo, /status/<code>, /files/<n>, /redirect/<n>, /mcp
-    (JSON-RPC 2.0), OpenAI /chat/completions, Anthropic /v1/messages, Gemini
+  * endpoints: /echo, /status/<code>, /files/<n>, /bytes/<n>, /redirect/<n>,
+    /mcp (JSON-RPC 2.0, JSON or SSE answers), OpenAI /chat/completions, Anthropic /v1/messages, Gemini
     /models/<m>:generateContent, Bedrock /model/<m>/converse|invoke; the LLM
     reply is chosen by the model name (mock-json, mock-echo, mock-tools, ...);
   * control: GET /__log, GET /__stats, GET /__mail, GET /__health,
@@ -97,6 +97,13 @@ def filler(n):
     """n bytes of deterministic printable content: byte i is ALPHABET[i % 62]."""
     reps = n // len(FILLER_ALPHABET) + 1
     return (FILLER_ALPHABET * reps)[:n]
+
+
+def binary_filler(n):
+    """n bytes of deterministic binary content: byte i is i % 256 (so NUL
+    bytes at every multiple of 256)."""
+    reps = n // 256 + 1
+    return (bytes(range(256)) * reps)[:n]
 
 
 def json_filler(n):
@@ -871,7 +878,7 @@ def bedrock_invoke_provider(model_id):
 
 
 # --------------------------------------------------------------------------
-# MCP (JSON-RPC 2.0 over streamable HTTP, JSON answers only)
+# MCP (JSON-RPC 2.0 over streamable HTTP, JSON or SSE answers)
 # --------------------------------------------------------------------------
 
 MCP_TOOLS = [
@@ -924,6 +931,8 @@ def mcp_call(msg):
                                "text": f"called {name} with {args_json}"}]}
         if name == "tool_error":
             result["isError"] = True
+        if name == "echo":
+            result["structuredContent"] = args
     else:
         return rpc_error(rpc_id, -32601, "Method not found")
     return {"jsonrpc": "2.0", "id": rpc_id, "result": result}
@@ -932,6 +941,18 @@ def mcp_call(msg):
 # --------------------------------------------------------------------------
 # The application: routing, request log, counters, mail store
 # --------------------------------------------------------------------------
+
+def sse_body(answers):
+    """A text/event-stream carrying the answers the way a streamable-HTTP
+    MCP server may: a comment, a progress notification, then the answer
+    pretty-printed over several data lines of one event."""
+    note = {"jsonrpc": "2.0", "method": "notifications/message",
+            "params": {"level": "info", "data": "mock is working"}}
+    lines = [": allma mock", "", "event: message", "data: " + json.dumps(note), ""]
+    lines += ["id: 1", "event: message"]
+    lines += ["data: " + line for line in json.dumps(answers, indent=1).split("\n")]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
 
 def generic_error(status, message):
     return {"error": {"status": status, "message": message}}
@@ -1101,6 +1122,8 @@ class MockApp:
             return self.status_page, None
         if path.startswith("/files/"):
             return self.file_page, None
+        if path.startswith("/bytes/"):
+            return self.bytes_page, None
         if path.startswith("/redirect/"):
             return self.redirect_page, None
         if path == "/mcp" or path.endswith("/mcp"):
@@ -1169,6 +1192,14 @@ class MockApp:
                           f'attachment; filename="{header_safe(name)}"')])
 
     @staticmethod
+    def bytes_page(req, provider):
+        """/bytes/<n>: n deterministic binary bytes (NULs included)."""
+        digits = req.path[len("/bytes/"):]
+        if not digits.isdigit() or int(digits) > MAX_GENERATED_BYTES:
+            raise BadRequest("/bytes/<n> needs a size in bytes up to 1 GiB")
+        return Response(200, binary_filler(int(digits)), "application/octet-stream")
+
+    @staticmethod
     def redirect_page(req, provider):
         """/redirect/<n>: redirect n times (keeping the query), then 200."""
         try:
@@ -1185,7 +1216,8 @@ class MockApp:
 
     @staticmethod
     def mcp(req, provider):
-        """/mcp: JSON-RPC 2.0, single messages or batches."""
+        """/mcp: JSON-RPC 2.0, single messages or batches; ?sse=1 answers
+        with a text/event-stream."""
         if req.method != "POST":
             return json_response(405, generic_error(405, "POST only"),
                                  [("Allow", "POST")])
@@ -1200,6 +1232,8 @@ class MockApp:
             answers = mcp_call(doc)
         if not answers:
             return Response(202, b"", None, headers)
+        if truthy(req.query.get("sse")):
+            return Response(200, sse_body(answers), "text/event-stream", headers)
         return json_response(200, answers, headers)
 
     def llm(self, req, provider):

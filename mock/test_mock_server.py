@@ -510,6 +510,16 @@ class MockServerTest(unittest.TestCase):
         self.assertEqual(data, b"0123456789")
         self.assertEqual(self.request("GET", "/files/abc")[0], 400)
 
+    def test_bytes(self):
+        status, hdrs, data = self.request("GET", "/bytes/600")
+        self.assertEqual(status, 200)
+        self.assertEqual(hdrs["content-type"], "application/octet-stream")
+        self.assertEqual(data, bytes(i % 256 for i in range(600)))
+        self.assertEqual(data.count(0), 3)
+        _, hdrs, _ = self.request("GET", "/bytes/3?content_type=image/png")
+        self.assertEqual(hdrs["content-type"], "image/png")
+        self.assertEqual(self.request("GET", "/bytes/x")[0], 400)
+
     # -- statistics and reset ------------------------------------------------------
 
     def test_stats_counts_open_connections(self):
@@ -786,6 +796,24 @@ class MockServerTest(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertEqual(doc, {"jsonrpc": "2.0", "id": 7, "result": {"content": [
             {"type": "text", "text": 'called lookup with {"a":"x","b":2}'}]}})
+
+    def test_mcp_echo_and_sse(self):
+        call = {"jsonrpc": "2.0", "id": "k/1", "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"text": "hi", "n": [1, 2]}}}
+        _, _, doc = self.mcp(call)
+        self.assertEqual(doc["result"]["structuredContent"], {"text": "hi", "n": [1, 2]})
+        status, hdrs, data = self.request(
+            "POST", "/mcp?sse=1", json.dumps(call),
+            {"Content-Type": "application/json",
+             "Accept": "application/json, text/event-stream"})
+        self.assertEqual((status, hdrs["content-type"]), (200, "text/event-stream"))
+        events = [e for e in data.decode().split("\r\n\r\n") if "data:" in e]
+        self.assertEqual(len(events), 2)
+        self.assertEqual(json.loads(events[0].split("data: ", 1)[1])["method"],
+                         "notifications/message")
+        answer = json.loads("\n".join(line[6:] for line in events[1].split("\r\n")
+                                      if line.startswith("data: ")))
+        self.assertEqual(answer, doc)
 
     def test_mcp_list_initialize_and_errors(self):
         doc = self.mcp({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})[2]

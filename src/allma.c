@@ -47,6 +47,7 @@ int			allma_http_max_per_host = 256;
 int			allma_http_timeout_ms = 30000;
 int			allma_http_connect_timeout_ms = 10000;
 int			allma_http_max_response_bytes = 10 * 1024 * 1024;
+int			allma_file_download_max_bytes = 50 * 1024 * 1024;
 char	   *allma_openai_base_url = NULL;
 char	   *allma_anthropic_base_url = NULL;
 char	   *allma_gemini_base_url = NULL;
@@ -212,6 +213,15 @@ define_gucs(void)
 							"A larger response fails the step with a PermanentStepError.",
 							&allma_http_max_response_bytes,
 							10 * 1024 * 1024, 1024, 1024 * 1024 * 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.file_download_max_bytes",
+							"Sets the largest file a FILE_DOWNLOAD step stores.",
+							"A larger body fails the step with a PermanentStepError.",
+							&allma_file_download_max_bytes,
+							50 * 1024 * 1024, 1024, 1024 * 1024 * 1024,
 							PGC_SIGHUP,
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);

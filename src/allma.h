@@ -85,6 +85,7 @@ extern int	allma_http_max_per_host;
 extern int	allma_http_timeout_ms;
 extern int	allma_http_connect_timeout_ms;
 extern int	allma_http_max_response_bytes;
+extern int	allma_file_download_max_bytes;
 extern char *allma_openai_base_url;
 extern char *allma_anthropic_base_url;
 extern char *allma_gemini_base_url;

@@ -44,6 +44,7 @@
 #include "common/base64.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -1079,6 +1080,543 @@ api_output(StepRun *run)
 }
 
 /* ----------------------------------------------------------------
+ * MCP_CALL and FILE_DOWNLOAD
+ *
+ * Both run like API_CALL: the request is built in one pass and stored in
+ * the path, sent by the worker after commit, and the step completes from
+ * the response in a later pass.
+ *
+ * MCP_CALL posts a JSON-RPC 2.0 "tools/call" message (the tool's arguments
+ * are the step input) to the server of a connection stored in
+ * allma.mcp_connections, over MCP's streamable-HTTP transport used
+ * statelessly: no "initialize" handshake, and an Mcp-Session-Id the server
+ * returns is not used.  The reply may be application/json or a
+ * text/event-stream whose events carry JSON-RPC messages.
+ *
+ * FILE_DOWNLOAD fetches a URL and stores the body, bytes as they came, in
+ * allma.files (keyed by execution); the output points there.
+ * ----------------------------------------------------------------
+ */
+
+static void raise_config_error(const char *message);
+static Jsonb *copy_jsonb(Jsonb *jb);
+
+/*
+ * raise_for_transfer throws the Allma error of a failed transfer or an
+ * unacceptable status: refused destinations and oversize bodies are
+ * permanent, other transfer failures (timeouts, connection errors) and
+ * 429/5xx transient, other statuses from "bad_status" on permanent.
+ * Returns the details object (status, url) when the response is usable.
+ */
+static Jsonb *
+raise_for_transfer(AllmaHttpCompletion *c, int bad_status, const char *what)
+{
+	Jsonb	   *details = allma_jsonb_empty_object();
+
+	details = allma_jsonb_set_key(details, "status", allma_jsonb_int(c->status));
+	details = allma_jsonb_set_key(details, "url", allma_jsonb_string(c->effective_url ? c->effective_url : ""));
+	if (c->retry_after_ms >= 0)
+		details = allma_jsonb_set_key(details, "retryAfterMs", allma_jsonb_int(c->retry_after_ms));
+	if (c->error != NULL)
+	{
+		details = allma_jsonb_set_key(details, "curlCode", allma_jsonb_int(c->curl_code));
+		details = allma_jsonb_set_key(details, "timedOut", allma_jsonb_bool(c->timed_out));
+		if (c->refused_destination)
+			raise_http_error(ALLMA_ERR_PERMANENT,
+							 psprintf("%s request refused: %s", what, c->error), details);
+		if (c->too_large)
+			raise_http_error(ALLMA_ERR_PERMANENT,
+							 psprintf("%s response too large: %s", what, c->error), details);
+		raise_http_error(ALLMA_ERR_TRANSIENT, psprintf("%s request failed: %s", what, c->error),
+						 details);
+	}
+	if (c->status >= bad_status || c->status < 200)
+	{
+		/* an excerpt of a text body helps; binary bodies are left out */
+		if (c->body_len > 0 && memchr(c->body, '\0', c->body_len) == NULL &&
+			pg_verifymbstr(c->body, c->body_len, true))
+			details = allma_jsonb_set_key(details, "body",
+										  allma_jsonb_string_len(c->body,
+																 pg_mbcliplen(c->body, c->body_len, 1000)));
+		raise_http_error(c->status == 429 || c->status >= 500 ? ALLMA_ERR_TRANSIENT : ALLMA_ERR_PERMANENT,
+						 psprintf("%s failed: HTTP %d from %s", what, c->status,
+								  c->effective_url ? c->effective_url : "server"),
+						 details);
+	}
+	return details;
+}
+
+/* parse_json_or_null: s parsed as JSON, or NULL when it is not JSON */
+static Jsonb *
+parse_json_or_null(const char *s)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Jsonb	   *volatile result = NULL;
+
+	PG_TRY();
+	{
+		result = allma_jsonb_parse(s);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		result = NULL;
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/*
+ * mcp_connection reads connection "id": its URL and the headers to send,
+ * with a bearer secret turned into an Authorization header that refers to
+ * the secret by name.  false when there is no such connection.
+ */
+static bool
+mcp_connection(const char *id, char **url, Jsonb **headers)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	MemoryContext outer = CurrentMemoryContext;
+	bool		found = false;
+
+	values[0] = CStringGetTextDatum(id);
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT url, headers, bearer_secret FROM allma.mcp_connections WHERE id = $1",
+							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "allma: could not read allma.mcp_connections");
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext spicxt = MemoryContextSwitchTo(outer);
+		bool		isnull;
+		Datum		d = SPI_getbinval(tup, desc, 2, &isnull);
+		char	   *bearer = SPI_getvalue(tup, desc, 3);
+
+		*url = SPI_getvalue(tup, desc, 1);
+		*headers = isnull ? allma_jsonb_empty_object() : DatumGetJsonbPCopy(d);
+		if (bearer != NULL)
+			*headers = allma_jsonb_set_key(*headers, "Authorization",
+										   allma_jsonb_string(psprintf("Bearer " SECRET_REF "%s}}", bearer)));
+		MemoryContextSwitchTo(spicxt);
+		found = true;
+	}
+	SPI_finish();
+	return found;
+}
+
+/*
+ * set_io_request stores req as the path's request to send, and the headers
+ * with secrets resolved, when there are any, as the ones really sent.
+ * headers may contain secret markers (mark_secret_refs); req gets them
+ * redacted.
+ */
+static void
+set_io_request(StepRun *run, Jsonb *req, Jsonb *headers)
+{
+	bool		any = false;
+	Jsonb	   *sent = NULL;
+	MemoryContext oldcxt;
+
+	req = allma_jsonb_set_key(req, "headers", resolve_header_secrets(headers, true, &any));
+	if (any)
+		sent = resolve_header_secrets(headers, false, &any);
+	oldcxt = MemoryContextSwitchTo(run->pathcxt);
+	run->ps->io_request = copy_jsonb(req);
+	run->ps->io_send_headers = copy_jsonb(sent);
+	MemoryContextSwitchTo(oldcxt);
+	run->io = true;
+}
+
+/* step_timeout_ms: customConfig.timeoutMs (rendered), else allma.http_timeout */
+static int64
+step_timeout_ms(StepRun *run)
+{
+	double		timeout_ms = allma_http_timeout_ms;
+
+	if (run->step->custom_config != NULL)
+		(void) allma_jsonb_get_number(allma_template_render_value(run->step->custom_config,
+																  template_context(run)),
+									  "timeoutMs", &timeout_ms);
+	return (int64) timeout_ms;
+}
+
+/*
+ * build_mcp_request: the tools/call POST of an MCP_CALL step.  An unknown
+ * connection is a PermanentStepError naming the step.
+ */
+static void
+build_mcp_request(StepRun *run)
+{
+	AllmaStep  *step = run->step;
+	char	   *conn_id = allma_jsonb_get_cstring(step->def, "mcpConnectionId");
+	char	   *tool = allma_jsonb_get_cstring(step->def, "toolName");
+	char	   *key = idempotency_key(run->ps, step);
+	char	   *url;
+	char	   *error;
+	Jsonb	   *conn_headers;
+	Jsonb	   *headers = allma_jsonb_empty_object();
+	Jsonb	   *params;
+	Jsonb	   *msg = allma_jsonb_empty_object();
+	Jsonb	   *req = allma_jsonb_empty_object();
+	ListCell   *lc;
+
+	if (conn_id == NULL || tool == NULL)
+		raise_config_error(psprintf("MCP_CALL step \"%s\" needs mcpConnectionId and toolName", step->id));
+	if (!mcp_connection(conn_id, &url, &conn_headers))
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_PERMANENT_STEP_ERROR),
+				 errmsg("MCP_CALL step \"%s\" uses MCP connection \"%s\", which does not exist",
+						step->id, conn_id),
+				 errhint("Create it with allma_create_mcp_connection.")));
+	if (!allma_http_check_url(url, &error))
+		raise_config_error(psprintf("MCP connection \"%s\" has an invalid URL: %s", conn_id,
+									error ? error : "not an http or https URL"));
+
+	/* the connection's headers; the transport's own two are ours */
+	foreach(lc, allma_jsonb_object_keys(conn_headers))
+	{
+		char	   *name = lfirst(lc);
+		char	   *value;
+
+		if (pg_strcasecmp(name, "Content-Type") == 0 || pg_strcasecmp(name, "Accept") == 0)
+			continue;
+		value = allma_jsonb_to_display_text(allma_jsonb_get(conn_headers, name));
+		headers = allma_jsonb_set_key(headers, name, allma_jsonb_string(mark_secret_refs(value)));
+	}
+	headers = allma_jsonb_set_key(headers, "Content-Type", allma_jsonb_string("application/json"));
+	headers = allma_jsonb_set_key(headers, "Accept",
+								  allma_jsonb_string("application/json, text/event-stream"));
+
+	params = allma_jsonb_set_key(NULL, "name", allma_jsonb_string(tool));
+	params = allma_jsonb_set_key(params, "arguments", run->input);
+	msg = allma_jsonb_set_key(msg, "jsonrpc", allma_jsonb_string("2.0"));
+	msg = allma_jsonb_set_key(msg, "id", allma_jsonb_string(key));
+	msg = allma_jsonb_set_key(msg, "method", allma_jsonb_string("tools/call"));
+	msg = allma_jsonb_set_key(msg, "params", params);
+
+	req = allma_jsonb_set_key(req, "method", allma_jsonb_string("POST"));
+	req = allma_jsonb_set_key(req, "url", allma_jsonb_string(url));
+	req = allma_jsonb_set_key(req, "body", allma_jsonb_string(allma_jsonb_to_cstring(msg)));
+	req = allma_jsonb_set_key(req, "timeoutMs", allma_jsonb_int(step_timeout_ms(run)));
+	req = allma_jsonb_set_key(req, "idempotencyKey", allma_jsonb_string(key));
+	req = allma_jsonb_set_key(req, "mcpConnectionId", allma_jsonb_string(conn_id));
+	set_io_request(run, req, headers);
+}
+
+/*
+ * sse_data: the data of each event of a text/event-stream body (data lines
+ * joined by newlines, per the SSE rules), as a list of C strings.
+ */
+static List *
+sse_data(const char *body, size_t len)
+{
+	List	   *events = NIL;
+	StringInfoData data;
+	const char *p = body;
+	const char *end = body + len;
+
+	initStringInfo(&data);
+	while (p <= end)
+	{
+		const char *eol = p;
+		const char *colon;
+		size_t		linelen;
+
+		while (eol < end && *eol != '\n' && *eol != '\r')
+			eol++;
+		linelen = eol - p;
+		if (linelen == 0)
+		{
+			/* a blank line (or the end) dispatches the event */
+			if (data.len > 0)
+			{
+				data.data[--data.len] = '\0';	/* the last newline */
+				events = lappend(events, pstrdup(data.data));
+				resetStringInfo(&data);
+			}
+		}
+		else if (*p != ':')
+		{
+			colon = memchr(p, ':', linelen);
+			if (colon != NULL && colon - p == 4 && strncmp(p, "data", 4) == 0)
+			{
+				const char *v = colon + 1;
+
+				if (v < eol && *v == ' ')
+					v++;
+				appendBinaryStringInfo(&data, v, eol - v);
+				appendStringInfoChar(&data, '\n');
+			}
+			else if (colon == NULL && linelen == 4 && strncmp(p, "data", 4) == 0)
+				appendStringInfoChar(&data, '\n');
+		}
+		if (eol >= end)
+		{
+			/* be lenient with a stream that ends without a blank line */
+			if (data.len > 0)
+			{
+				data.data[--data.len] = '\0';
+				events = lappend(events, pstrdup(data.data));
+			}
+			break;
+		}
+		if (*eol == '\r' && eol + 1 < end && eol[1] == '\n')
+			eol++;
+		p = eol + 1;
+	}
+	return events;
+}
+
+/*
+ * mcp_pick_response: the JSON-RPC response to request "id" in doc (one
+ * message or a batch), or NULL.  A response with a null id (the server
+ * could not read the request) also answers it.
+ */
+static Jsonb *
+mcp_pick_response(Jsonb *doc, const char *id)
+{
+	List	   *msgs = allma_jsonb_is_array(doc) ? allma_jsonb_array_elements(doc) : list_make1(doc);
+	ListCell   *lc;
+
+	foreach(lc, msgs)
+	{
+		Jsonb	   *msg = lfirst(lc);
+		Jsonb	   *msg_id = allma_jsonb_get(msg, "id");
+		char	   *s = msg_id ? allma_jsonb_get_cstring(msg, "id") : NULL;
+		JsonbValue	v;
+
+		if (!allma_jsonb_has_key(msg, "result") && !allma_jsonb_has_key(msg, "error"))
+			continue;
+		if (msg_id == NULL || (allma_jsonb_scalar(msg_id, &v) && v.type == jbvNull) ||
+			(s != NULL && strcmp(s, id) == 0))
+			return msg;
+	}
+	return NULL;
+}
+
+/* mcp_error_text: the text parts of a tool result's content, joined */
+static char *
+mcp_error_text(Jsonb *result)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, allma_jsonb_array_elements(allma_jsonb_get(result, "content")))
+	{
+		char	   *type = allma_jsonb_get_cstring(lfirst(lc), "type");
+		char	   *text = allma_jsonb_get_cstring(lfirst(lc), "text");
+
+		if (type != NULL && strcmp(type, "text") == 0 && text != NULL)
+			appendStringInfo(&buf, "%s%s", buf.len > 0 ? "\n" : "", text);
+	}
+	if (buf.len == 0)
+		return pstrdup("the tool reported an error");
+	if (buf.len > 1000)
+		buf.data[pg_mbcliplen(buf.data, buf.len, 1000)] = '\0';
+	return buf.data;
+}
+
+/*
+ * mcp_output: the step output {result} for the server's reply, or the
+ * error it means: a JSON-RPC error or a result with isError is a
+ * PermanentStepError, HTTP 5xx/429 and transfer failures transient.
+ */
+static Jsonb *
+mcp_output(StepRun *run)
+{
+	AllmaHttpCompletion *c = run->ps->response;
+	char	   *tool = allma_jsonb_get_cstring(run->step->def, "toolName");
+	char	   *id = allma_jsonb_get_cstring(run->ps->prev_request, "idempotencyKey");
+	Jsonb	   *details = raise_for_transfer(c, 400, "MCP call");
+	Jsonb	   *msg = NULL;
+	Jsonb	   *error;
+	Jsonb	   *result;
+	bool		is_error = false;
+
+	details = allma_jsonb_set_key(details, "mcpConnectionId",
+								  allma_jsonb_get(run->ps->prev_request, "mcpConnectionId"));
+	details = allma_jsonb_set_key(details, "toolName", allma_jsonb_string(tool ? tool : ""));
+	if (c->body_len > 0 && memchr(c->body, '\0', c->body_len) == NULL &&
+		pg_verifymbstr(c->body, c->body_len, true))
+	{
+		if (c->content_type != NULL &&
+			pg_strncasecmp(c->content_type, "text/event-stream", 17) == 0)
+		{
+			ListCell   *lc;
+
+			foreach(lc, sse_data(c->body, c->body_len))
+			{
+				Jsonb	   *doc = parse_json_or_null(lfirst(lc));
+
+				if (doc != NULL && (msg = mcp_pick_response(doc, id ? id : "")) != NULL)
+					break;
+			}
+		}
+		else
+		{
+			Jsonb	   *doc = parse_json_or_null(c->body);
+
+			if (doc != NULL)
+				msg = mcp_pick_response(doc, id ? id : "");
+		}
+	}
+	if (msg == NULL)
+		raise_http_error(ALLMA_ERR_PERMANENT,
+						 psprintf("MCP server sent no JSON-RPC response to tools/call of \"%s\"", tool),
+						 details);
+
+	error = allma_jsonb_get(msg, "error");
+	if (error != NULL)
+	{
+		char	   *message = allma_jsonb_get_cstring(error, "message");
+		Jsonb	   *code = allma_jsonb_get(error, "code");
+
+		details = allma_jsonb_set_key(details, "rpcError", error);
+		raise_http_error(ALLMA_ERR_PERMANENT,
+						 allma_secret_redact(psprintf("MCP tool \"%s\" failed: JSON-RPC error %s: %s", tool,
+													  code ? allma_jsonb_to_display_text(code) : "?",
+													  message ? message : "no message")),
+						 details);
+	}
+	result = allma_jsonb_get(msg, "result");
+	if (result != NULL && allma_jsonb_get_bool(result, "isError", &is_error) && is_error)
+		raise_http_error(ALLMA_ERR_PERMANENT,
+						 allma_secret_redact(psprintf("MCP tool \"%s\" returned an error: %s", tool,
+													  mcp_error_text(result))),
+						 allma_jsonb_set_key(details, "isError", allma_jsonb_bool(true)));
+	return allma_jsonb_set_key(NULL, "result", result ? result : allma_jsonb_null());
+}
+
+/*
+ * build_file_request: the request of a FILE_DOWNLOAD step.  headersTemplate
+ * maps header names to JSONPaths into the context (as in Allma).
+ */
+static void
+build_file_request(StepRun *run)
+{
+	AllmaStep  *step = run->step;
+	Jsonb	   *tctx = template_context(run);
+	char	   *tmpl = allma_jsonb_get_cstring(step->def, "sourceUrlTemplate");
+	char	   *method = allma_jsonb_get_cstring(step->def, "method");
+	Jsonb	   *header_defs = allma_jsonb_get(step->def, "headersTemplate");
+	Jsonb	   *headers = allma_jsonb_empty_object();
+	Jsonb	   *req = allma_jsonb_empty_object();
+	char	   *url;
+	char	   *error;
+	ListCell   *lc;
+
+	if (tmpl == NULL)
+		raise_config_error(psprintf("FILE_DOWNLOAD step \"%s\" has no sourceUrlTemplate", step->id));
+	url = allma_template_render(tmpl, tctx);
+	if (!allma_http_check_url(url, &error))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("step \"%s\" has an invalid URL \"%s\": %s", step->id, url,
+						error ? error : "not an http or https URL")));
+
+	foreach(lc, allma_jsonb_object_keys(allma_jsonb_is_object(header_defs) ? header_defs : NULL))
+	{
+		char	   *name = lfirst(lc);
+		char	   *path = allma_jsonb_get_cstring(header_defs, name);
+		Jsonb	   *v = path ? allma_path_get(run->ps->context, path) : NULL;
+
+		if (v != NULL)
+			headers = allma_jsonb_set_key(headers, name,
+										  allma_jsonb_string(allma_jsonb_to_display_text(v)));
+	}
+
+	req = allma_jsonb_set_key(req, "method", allma_jsonb_string(method ? method : "GET"));
+	req = allma_jsonb_set_key(req, "url", allma_jsonb_string(url));
+	req = allma_jsonb_set_key(req, "timeoutMs", allma_jsonb_int(step_timeout_ms(run)));
+	req = allma_jsonb_set_key(req, "maxResponseBytes", allma_jsonb_int(allma_file_download_max_bytes));
+	req = allma_jsonb_set_key(req, "idempotencyKey",
+							  allma_jsonb_string(idempotency_key(run->ps, step)));
+	set_io_request(run, req, headers);
+}
+
+/* store_file inserts a downloaded body into allma.files; returns its file_id */
+static char *
+store_file(StepRun *run, const char *url, AllmaHttpCompletion *c)
+{
+	Oid			types[6] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID, INT8OID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	bytea	   *content = palloc(VARHDRSZ + c->body_len);
+	MemoryContext outer = CurrentMemoryContext;
+	char	   *file_id;
+
+	SET_VARSIZE(content, VARHDRSZ + c->body_len);
+	memcpy(VARDATA(content), c->body, c->body_len);
+	values[0] = UUIDPGetDatum(&run->ps->execution_id);
+	values[1] = CStringGetTextDatum(run->step->id);
+	values[2] = CStringGetTextDatum(url);
+	values[3] = c->content_type ? CStringGetTextDatum(c->content_type) : (Datum) 0;
+	if (c->content_type == NULL)
+		nulls[3] = 'n';
+	values[4] = PointerGetDatum(content);
+	values[5] = Int64GetDatum((int64) c->body_len);
+
+	SPI_connect();
+	if (SPI_execute_with_args("INSERT INTO allma.files (execution_id, step_id, url, content_type, "
+							  "content, content_length) VALUES ($1, $2, $3, $4, $5, $6) "
+							  "RETURNING file_id::text",
+							  6, types, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "allma: could not store a downloaded file");
+	{
+		MemoryContext spicxt = MemoryContextSwitchTo(outer);
+
+		file_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		MemoryContextSwitchTo(spicxt);
+	}
+	SPI_finish();
+	pfree(content);
+	return file_id;
+}
+
+/*
+ * file_output stores the downloaded body and returns
+ * {filePointer: {fileId}, contentType, contentLength}.  Any status but 2xx
+ * fails the step (429 and 5xx transient), and so does a body over
+ * allma.file_download_max_bytes.
+ */
+static Jsonb *
+file_output(StepRun *run)
+{
+	AllmaHttpCompletion *c = run->ps->response;
+	char	   *url = allma_jsonb_get_cstring(run->ps->prev_request, "url");
+	double		max_bytes = allma_file_download_max_bytes;
+	Jsonb	   *details;
+	char	   *file_id;
+	Jsonb	   *out;
+
+	(void) allma_jsonb_get_number(run->ps->prev_request, "maxResponseBytes", &max_bytes);
+	details = allma_jsonb_set_key(NULL, "url", allma_jsonb_string(url ? url : ""));
+	details = allma_jsonb_set_key(details, "maxBytes", allma_jsonb_int((int64) max_bytes));
+	details = allma_jsonb_set_key(details, "tooLarge", allma_jsonb_bool(true));
+	if (c->error != NULL && c->too_large)
+		raise_http_error(ALLMA_ERR_PERMANENT,
+						 psprintf("file download of step \"%s\" failed: %s", run->step->id, c->error),
+						 details);
+	if (c->error == NULL && (double) c->body_len > max_bytes)
+		raise_http_error(ALLMA_ERR_PERMANENT,
+						 psprintf("file download of step \"%s\" failed: the body of %zu bytes exceeds allma.file_download_max_bytes (%lld bytes)",
+								  run->step->id, c->body_len, (long long) max_bytes),
+						 details);
+	(void) raise_for_transfer(c, 300, "file download");
+
+	file_id = store_file(run, url ? url : (c->effective_url ? c->effective_url : ""), c);
+	out = allma_jsonb_set_key(NULL, "filePointer",
+							  allma_jsonb_set_key(NULL, "fileId", allma_jsonb_string(file_id)));
+	out = allma_jsonb_set_key(out, "contentType",
+							  c->content_type ? allma_jsonb_string(c->content_type) : allma_jsonb_null());
+	return allma_jsonb_set_key(out, "contentLength", allma_jsonb_int((int64) c->body_len));
+}
+
+/* ----------------------------------------------------------------
  * LLM_INVOCATION
  *
  * Runs like API_CALL (request built in one pass, sent after commit,
@@ -1812,6 +2350,18 @@ dispatch(StepRun *run)
 				run->io = true;
 				return NULL;
 			}
+
+		case ALLMA_STEP_MCP_CALL:
+			if (run->ps->response != NULL)
+				return mcp_output(run);
+			build_mcp_request(run);
+			return NULL;
+
+		case ALLMA_STEP_FILE_DOWNLOAD:
+			if (run->ps->response != NULL)
+				return file_output(run);
+			build_file_request(run);
+			return NULL;
 
 		case ALLMA_STEP_POLL_EXTERNAL_API:
 			if (run->ps->response != NULL)

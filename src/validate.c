@@ -1745,8 +1745,14 @@ check_start_sub_flow(Checker *ck, JsonbContainer *step)
 static void
 check_mcp_call(Checker *ck, JsonbContainer *step)
 {
+	JsonbContainer *config;
+
 	get_nonempty_string(ck, step, NULL, "mcpConnectionId", !ck->inherits);
 	get_nonempty_string(ck, step, NULL, "toolName", !ck->inherits);
+	config = get_object(ck, step, NULL, "customConfig", false);
+	if (config != NULL)
+		check_number_field(ck, config, "customConfig", "timeoutMs", true,
+						   0, true, INFINITY, ERRCODE_ALLMA_INVALID_DEFINITION);
 }
 
 static void

@@ -229,6 +229,7 @@ submit_requests(List *paths)
 		Jsonb	   *hdrs;
 		InflightTag *tag;
 		double		timeout_ms = 0;
+		double		max_bytes = 0;
 		AllmaHttpClient *client;
 
 		if (!ps->inflight || req == NULL)
@@ -264,6 +265,8 @@ submit_requests(List *paths)
 		r.body_len = r.body ? strlen(r.body) : 0;
 		(void) allma_jsonb_get_number(req, "timeoutMs", &timeout_ms);
 		r.timeout_ms = (long) timeout_ms;
+		if (allma_jsonb_get_number(req, "maxResponseBytes", &max_bytes) && max_bytes > 0)
+			r.max_response_bytes = (size_t) max_bytes;
 		r.idempotency_key = allma_jsonb_get_cstring(req, "idempotencyKey");
 		allma_http_submit(client, &r);
 	}
