@@ -117,6 +117,8 @@ static char *scope_step_id = NULL;
 static SubTransactionId scope_subid = InvalidSubTransactionId;
 static bool scope_callbacks_registered = false;
 
+static void rethrow_step_error(MemoryContext cxt) pg_attribute_noreturn();
+
 PG_FUNCTION_INFO_V1(allma_bind_module);
 
 
@@ -538,7 +540,7 @@ allma_sql_timeout_end(void)
  * including a cancel requested with pg_cancel_backend, pass unchanged.
  * "cxt" is where the error may be copied.
  */
-static pg_attribute_noreturn() void
+static void
 rethrow_step_error(MemoryContext cxt)
 {
 	ErrorData  *edata;
