@@ -43,17 +43,33 @@ $$;
 ------------------------------------------------------------------------------
 -- allma_bind_module: validation, upsert, privileges
 ------------------------------------------------------------------------------
-\set VERBOSITY verbose
-SELECT allma_bind_module('acme/enrich', 'bindings_exact(jsonb)');
-SELECT allma_bind_module('acme/%', 'bindings_exact(jsonb)');
+-- errors as "SQLSTATE: message (detail) [hint]" (VERBOSITY verbose would
+-- print C source line numbers)
+CREATE FUNCTION bindings_try(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	st text;
+	msg text;
+	det text;
+	hint text;
+BEGIN
+	EXECUTE q;
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+		det = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+	RETURN st || ': ' || msg || coalesce(nullif(' (' || det || ')', ' ()'), '')
+		|| coalesce(nullif(' [' || hint || ']', ' []'), '');
+END $$;
+SELECT bindings_try($q$SELECT allma_bind_module('acme/enrich', 'bindings_exact(jsonb)')$q$);
+SELECT bindings_try($q$SELECT allma_bind_module('acme/%', 'bindings_exact(jsonb)')$q$);
 -- binding a pattern again replaces its handler
-SELECT allma_bind_module('acme/%', 'bindings_prefix(jsonb)');
-SELECT allma_bind_module('acme/enrich-%', 'bindings_longer(jsonb)');
-SELECT allma_bind_module('arn:aws:lambda:%:function:resize', 'bindings_lambda(jsonb)');
-SELECT allma_bind_module('acme/null', 'bindings_null(jsonb)');
-SELECT allma_bind_module('acme/whoami', 'bindings_whoami(jsonb)');
-SELECT allma_bind_module('acme/boom', 'bindings_boom(jsonb)');
-SELECT allma_bind_module('acme/content', 'bindings_content(jsonb)');
+SELECT bindings_try($q$SELECT allma_bind_module('acme/%', 'bindings_prefix(jsonb)')$q$);
+SELECT bindings_try($q$SELECT allma_bind_module('acme/enrich-%', 'bindings_longer(jsonb)')$q$);
+SELECT bindings_try($q$SELECT allma_bind_module('arn:aws:lambda:%:function:resize', 'bindings_lambda(jsonb)')$q$);
+SELECT bindings_try($q$SELECT allma_bind_module('acme/null', 'bindings_null(jsonb)')$q$);
+SELECT bindings_try($q$SELECT allma_bind_module('acme/whoami', 'bindings_whoami(jsonb)')$q$);
+SELECT bindings_try($q$SELECT allma_bind_module('acme/boom', 'bindings_boom(jsonb)')$q$);
+SELECT bindings_try($q$SELECT allma_bind_module('acme/content', 'bindings_content(jsonb)')$q$);
 SELECT pattern, handler FROM allma.module_bindings ORDER BY pattern;
 
 -- a handler takes exactly one jsonb and returns jsonb
@@ -62,13 +78,13 @@ CREATE FUNCTION bindings_bad_ret(input jsonb) RETURNS text LANGUAGE sql AS $$ SE
 CREATE FUNCTION bindings_bad_two(input jsonb, n int) RETURNS jsonb LANGUAGE sql AS $$ SELECT input $$;
 CREATE FUNCTION bindings_bad_set(input jsonb) RETURNS SETOF jsonb LANGUAGE sql AS $$ SELECT input $$;
 CREATE PROCEDURE bindings_bad_proc(input jsonb) LANGUAGE sql AS $$ SELECT 1 $$;
-SELECT allma_bind_module('acme/bad', 'bindings_bad_arg(text)');
-SELECT allma_bind_module('acme/bad', 'bindings_bad_ret(jsonb)');
-SELECT allma_bind_module('acme/bad', 'bindings_bad_two(jsonb, integer)');
-SELECT allma_bind_module('acme/bad', 'bindings_bad_set(jsonb)');
-SELECT allma_bind_module('acme/bad', 'bindings_bad_proc(jsonb)');
-SELECT allma_bind_module('acme/bad', 0::regprocedure);
-SELECT allma_bind_module('', 'bindings_exact(jsonb)');
+SELECT bindings_try($q$SELECT allma_bind_module('acme/bad', 'bindings_bad_arg(text)')$q$);
+SELECT bindings_try($q$SELECT allma_bind_module('acme/bad', 'bindings_bad_ret(jsonb)')$q$);
+SELECT bindings_try($q$SELECT allma_bind_module('acme/bad', 'bindings_bad_two(jsonb, integer)')$q$);
+SELECT bindings_try($q$SELECT allma_bind_module('acme/bad', 'bindings_bad_set(jsonb)')$q$);
+SELECT bindings_try($q$SELECT allma_bind_module('acme/bad', 'bindings_bad_proc(jsonb)')$q$);
+SELECT bindings_try($q$SELECT allma_bind_module('acme/bad', 0::regprocedure)$q$);
+SELECT bindings_try($q$SELECT allma_bind_module('', 'bindings_exact(jsonb)')$q$);
 SELECT count(*) FROM allma.module_bindings WHERE pattern IN ('acme/bad', '');
 
 -- only privileged roles bind modules
@@ -76,10 +92,9 @@ CREATE ROLE regress_allma_binder;
 SELECT has_function_privilege('public', 'allma_bind_module(text, regprocedure)', 'EXECUTE') AS public_may_bind,
 	   has_function_privilege('public', 'allma_unbind_module(text)', 'EXECUTE') AS public_may_unbind;
 SET ROLE regress_allma_binder;
-SELECT allma_bind_module('acme/enrich', 'bindings_prefix(jsonb)');
-SELECT allma_unbind_module('acme/enrich');
+SELECT bindings_try($q$SELECT allma_bind_module('acme/enrich', 'bindings_prefix(jsonb)')$q$);
+SELECT bindings_try($q$SELECT allma_unbind_module('acme/enrich')$q$);
 RESET ROLE;
-\set VERBOSITY default
 
 ------------------------------------------------------------------------------
 -- Dispatch: exact match first, then the longest LIKE pattern

@@ -41,6 +41,7 @@ int			allma_naptime_ms = 1000;
 double		allma_timer_scale = 1.0;
 int			allma_max_context_bytes = 16 * 1024 * 1024;
 int			allma_max_fork_branches = 200000;
+int			allma_sql_step_timeout_ms = 60000;
 char	   *allma_http_allowlist = NULL;
 int			allma_http_max_in_flight = 1000;
 int			allma_http_max_per_host = 256;
@@ -160,6 +161,22 @@ define_gucs(void)
 							200000, 1, 10000000,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	/*
+	 * PGC_SIGHUP like the other worker settings: the bound protects the
+	 * workers, so it is the administrator's (postgresql.conf or ALTER
+	 * SYSTEM), it reaches running workers on reload, and a SET in a session
+	 * could not reach them anyway.  A step may only lower it.
+	 */
+	DefineCustomIntVariable("allma.sql_step_timeout",
+							"Sets the longest time the SQL of one step may run in a worker.",
+							"Applies to SQL steps and to functions bound to modules; a step's "
+							"customConfig.timeoutMs may lower it.  0 turns the default off.",
+							&allma_sql_step_timeout_ms,
+							60000, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("allma.http_allowlist",

@@ -79,6 +79,7 @@ extern int	allma_naptime_ms;
 extern double allma_timer_scale;
 extern int	allma_max_context_bytes;
 extern int	allma_max_fork_branches;
+extern int	allma_sql_step_timeout_ms;
 extern char *allma_http_allowlist;
 extern int	allma_http_max_in_flight;
 extern int	allma_http_max_per_host;

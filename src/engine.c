@@ -250,9 +250,10 @@ module_input(StepRun *run)
 }
 
 /*
- * enter_user_code switches to the execution's starter role for user code;
- * leave_user_code switches back and undoes GUC changes.  On error the
- * subtransaction abort restores both.
+ * enter_user_code switches to the execution's starter role for user code
+ * and arms the step's SQL timeout (sqlstep.c); leave_user_code disarms it,
+ * switches back and undoes GUC changes.  On error the subtransaction abort
+ * restores all three.
  */
 typedef struct UserCodeState
 {
@@ -269,11 +270,13 @@ enter_user_code(StepRun *run, UserCodeState *st)
 						   st->save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	st->save_nestlevel = NewGUCNestLevel();
+	allma_sql_timeout_begin(run->step->id, run->step->custom_config);
 }
 
 static void
 leave_user_code(UserCodeState *st)
 {
+	allma_sql_timeout_end();
 	AtEOXact_GUC(false, st->save_nestlevel);
 	SetUserIdAndSecContext(st->save_userid, st->save_sec);
 }

@@ -21,6 +21,23 @@
  * role that started the execution; errors are thrown with their original
  * SQLSTATE and the engine maps them to Allma error names.
  *
+ * Statement timeout.  A background worker never gets statement_timeout
+ * (postgres.c arms it only for client statements), so a step whose SQL
+ * never ends would hold its worker forever.  The engine brackets a step's
+ * user code with allma_sql_timeout_begin/end, which arm and disarm
+ * PostgreSQL's own STATEMENT_TIMEOUT (registered by InitPostgres in every
+ * backend).  When it fires, its handler sends the worker SIGINT, whose
+ * handler (StatementCancelHandler, installed for every background worker
+ * with a database connection) requests a cancel, and the next
+ * CHECK_FOR_INTERRUPTS throws 57014; allma_sqlstep_run and
+ * allma_binding_invoke rethrow it as an error naming the step and the
+ * timeout.  The timer never outlives the step: it is disarmed when the
+ * user code returns, when its error passes through here, and, as a safety
+ * net, when the step's subtransaction or the transaction ends.  A cancel
+ * still pending then is dropped, so neither the timer nor a cancel sent
+ * to the worker during the step (pg_cancel_backend) can hit the worker's
+ * own bookkeeping afterwards.
+ *
  * IDENTIFICATION
  *	  src/sqlstep.c
  *
@@ -31,6 +48,7 @@
 #include <math.h>
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -48,10 +66,12 @@
 #include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/plancache.h"
 #include "utils/regproc.h"
 #include "utils/syscache.h"
+#include "utils/timeout.h"
 
 #include "jsonb_util.h"
 #include "path.h"
@@ -82,6 +102,22 @@ typedef struct SqlStepParamErrorInfo
 
 /* the binding lookup, prepared once per backend */
 static SPIPlanPtr binding_lookup_plan = NULL;
+
+/*
+ * The step whose user code runs between allma_sql_timeout_begin and _end.
+ * timer_armed: we armed STATEMENT_TIMEOUT for it (a timer somebody else
+ * armed is left alone).  scope_subid is the subtransaction the step runs
+ * in.  scope_step_id lives in TopMemoryContext until the next step.
+ */
+static bool scope_active = false;
+static bool timer_armed = false;
+static int	scope_timeout_ms = 0;
+static bool scope_timeout_from_step = false;
+static char *scope_step_id = NULL;
+static SubTransactionId scope_subid = InvalidSubTransactionId;
+static bool scope_callbacks_registered = false;
+
+static void rethrow_step_error(MemoryContext cxt) pg_attribute_noreturn();
 
 PG_FUNCTION_INFO_V1(allma_bind_module);
 
@@ -372,7 +408,173 @@ push_key(JsonbParseState **state, const char *key)
 }
 
 /*
- * allma_sqlstep_run runs one SQL statement for a system/sql-query
+ * step_timeout_ms returns the timeout of a step's user code in ms (0: none):
+ * customConfig.timeoutMs, capped by allma.sql_step_timeout when that is not
+ * 0.  *from_step tells whether the step's value is the one that applies.
+ * Throws ERRCODE_ALLMA_INVALID_DEFINITION unless timeoutMs is absent, null
+ * or a positive integer.
+ */
+static int
+step_timeout_ms(const char *step_id, Jsonb *custom_config, bool *from_step)
+{
+	Jsonb	   *jb = custom_config ? allma_jsonb_get(custom_config, "timeoutMs") : NULL;
+	double		d;
+
+	*from_step = false;
+	if (jb == NULL || is_json_null(jb))
+		return allma_sql_step_timeout_ms;
+	if (!allma_jsonb_get_number(custom_config, "timeoutMs", &d) ||
+		d != floor(d) || d < 1 || d > (double) PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+				 errmsg("customConfig.timeoutMs of step \"%s\" must be a positive integer",
+						step_id),
+				 errdetail("The value is %s.", allma_jsonb_to_cstring(jb))));
+	if (allma_sql_step_timeout_ms > 0 && allma_sql_step_timeout_ms <= (int) d)
+		return allma_sql_step_timeout_ms;
+	*from_step = true;
+	return (int) d;
+}
+
+/*
+ * scope_reset ends the timeout scope of the running step, if any: disarms
+ * our timer and drops a cancel still pending, which was meant for the
+ * step's SQL (from the timer, or from pg_cancel_backend).  Returns whether
+ * our timer had fired.  Never throws, so it may run in abort callbacks.
+ */
+static bool
+scope_reset(void)
+{
+	bool		fired = false;
+
+	if (!scope_active)
+		return false;
+	if (timer_armed)
+	{
+		/* a timer that fired is no longer active */
+		fired = !get_timeout_active(STATEMENT_TIMEOUT);
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		timer_armed = false;
+	}
+	QueryCancelPending = false;
+	scope_active = false;
+	scope_subid = InvalidSubTransactionId;
+	return fired;
+}
+
+/* scope_xact_callback: a scope still open when a transaction ends is closed */
+static void
+scope_xact_callback(XactEvent event, void *arg)
+{
+	if (scope_active)
+		(void) scope_reset();
+}
+
+/*
+ * scope_subxact_callback: the end of the step's own subtransaction closes
+ * its scope (subtransactions of the user's code do not).
+ */
+static void
+scope_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (scope_active && mySubid == scope_subid &&
+		(event == SUBXACT_EVENT_ABORT_SUB || event == SUBXACT_EVENT_COMMIT_SUB))
+		(void) scope_reset();
+}
+
+/*
+ * allma_sql_timeout_begin opens the timeout scope of a step's user code and
+ * arms STATEMENT_TIMEOUT for it (see step_timeout_ms).  A statement timeout
+ * that is already active (a client backend's) is left alone.  Throws
+ * ERRCODE_ALLMA_INVALID_DEFINITION for a bad customConfig.timeoutMs.
+ */
+void
+allma_sql_timeout_begin(const char *step_id, Jsonb *custom_config)
+{
+	bool		from_step;
+	int			ms = step_timeout_ms(step_id, custom_config, &from_step);
+
+	if (!scope_callbacks_registered)
+	{
+		RegisterXactCallback(scope_xact_callback, NULL);
+		RegisterSubXactCallback(scope_subxact_callback, NULL);
+		scope_callbacks_registered = true;
+	}
+	/* scopes do not nest; an open one would be a leftover */
+	(void) scope_reset();
+
+	if (scope_step_id != NULL)
+		pfree(scope_step_id);
+	scope_step_id = MemoryContextStrdup(TopMemoryContext, step_id ? step_id : "");
+	scope_timeout_ms = ms;
+	scope_timeout_from_step = from_step;
+	scope_subid = GetCurrentSubTransactionId();
+	scope_active = true;
+
+	if (ms > 0 && !get_timeout_active(STATEMENT_TIMEOUT))
+	{
+		timer_armed = true;
+		enable_timeout_after(STATEMENT_TIMEOUT, ms);
+	}
+}
+
+/*
+ * allma_sql_timeout_end closes the scope after the user code returned.  If
+ * the timer fired after the last CHECK_FOR_INTERRUPTS of the user code (or
+ * the code caught the cancel itself), the SQL has finished all the same,
+ * as with statement_timeout in a session: the step succeeds and the cancel
+ * is dropped.  Never throws.
+ */
+void
+allma_sql_timeout_end(void)
+{
+	(void) scope_reset();
+}
+
+/*
+ * rethrow_step_error is the PG_CATCH block around a step's user code: it
+ * closes the timeout scope and rethrows the error.  A cancel caused by the
+ * step's timer becomes an error naming the step and its timeout (SQLSTATE
+ * 57014 still, so errors.c names it TransientStepError); other errors,
+ * including a cancel requested with pg_cancel_backend, pass unchanged.
+ * "cxt" is where the error may be copied.
+ */
+static void
+rethrow_step_error(MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	if (!scope_active || !scope_reset())
+		PG_RE_THROW();
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
+	{
+		FreeErrorData(edata);
+		PG_RE_THROW();
+	}
+	FlushErrorState();
+
+	edata->message = psprintf("canceling SQL of step \"%s\" due to its timeout of %d ms",
+							  scope_step_id, scope_timeout_ms);
+	if (scope_timeout_from_step)
+	{
+		edata->detail = pstrdup("The step's customConfig.timeoutMs set the timeout; allma.sql_step_timeout caps it.");
+		edata->hint = pstrdup("Make the SQL faster, or raise customConfig.timeoutMs.");
+	}
+	else
+	{
+		edata->detail = pstrdup("allma.sql_step_timeout set the timeout.");
+		edata->hint = pstrdup("Make the SQL faster, or raise allma.sql_step_timeout.");
+	}
+	edata->detail_log = NULL;
+	ReThrowError(edata);
+}
+
+/*
+ * run_statement runs one SQL statement for a system/sql-query
  * (returns_rows) or system/sql-execute step and returns the step output:
  * {"rows": [...], "rowCount": n} or {"rowCount": n}.
  *
@@ -382,8 +584,8 @@ push_key(JsonbParseState **state, const char *key)
  * when a query returns more than maxRows rows, and whatever the statement
  * itself throws, with its SQLSTATE.
  */
-Jsonb *
-allma_sqlstep_run(Jsonb *config, Jsonb *ctx, bool returns_rows)
+static Jsonb *
+run_statement(Jsonb *config, Jsonb *ctx, bool returns_rows)
 {
 	MemoryContext callercxt = CurrentMemoryContext;
 	const char *module = returns_rows ? ALLMA_MODULE_SQL_QUERY : ALLMA_MODULE_SQL_EXECUTE;
@@ -575,6 +777,29 @@ allma_sqlstep_run(Jsonb *config, Jsonb *ctx, bool returns_rows)
 }
 
 /*
+ * allma_sqlstep_run runs a SQL step (see run_statement) and throws what it
+ * throws, a cancel by the step's timeout rewritten (rethrow_step_error).
+ */
+Jsonb *
+allma_sqlstep_run(Jsonb *config, Jsonb *ctx, bool returns_rows)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Jsonb	   *result = NULL;
+
+	PG_TRY();
+	{
+		result = run_statement(config, ctx, returns_rows);
+	}
+	PG_CATCH();
+	{
+		rethrow_step_error(cxt);
+	}
+	PG_END_TRY();
+
+	return result;
+}
+
+/*
  * check_handler_signature throws ERRCODE_INVALID_FUNCTION_DEFINITION unless
  * "handler" is a plain function taking exactly one jsonb and returning one
  * jsonb, and ERRCODE_UNDEFINED_FUNCTION when it does not exist.  Returns
@@ -708,14 +933,14 @@ allma_binding_lookup(const char *key)
 }
 
 /*
- * allma_binding_invoke calls handler(input) as the current user and
- * returns its result; a SQL NULL result becomes JSON null, a NULL input
- * pointer is passed as SQL NULL (a STRICT handler is then not called).
- * Throws when the handler is gone, has the wrong signature, may not be
- * executed by the current user, or raises an error itself.
+ * call_handler calls handler(input) as the current user and returns its
+ * result; a SQL NULL result becomes JSON null, a NULL input pointer is
+ * passed as SQL NULL (a STRICT handler is then not called).  Throws when
+ * the handler is gone, has the wrong signature, may not be executed by the
+ * current user, or raises an error itself.
  */
-Jsonb *
-allma_binding_invoke(Oid handler, Jsonb *input)
+static Jsonb *
+call_handler(Oid handler, Jsonb *input)
 {
 	LOCAL_FCINFO(fcinfo, 1);
 	FmgrInfo	flinfo;
@@ -740,4 +965,28 @@ allma_binding_invoke(Oid handler, Jsonb *input)
 	if (fcinfo->isnull)
 		return allma_jsonb_null();
 	return DatumGetJsonbP(result);
+}
+
+/*
+ * allma_binding_invoke calls a module's handler (see call_handler) and
+ * throws what it throws, a cancel by the step's timeout rewritten
+ * (rethrow_step_error).
+ */
+Jsonb *
+allma_binding_invoke(Oid handler, Jsonb *input)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Jsonb	   *result = NULL;
+
+	PG_TRY();
+	{
+		result = call_handler(handler, input);
+	}
+	PG_CATCH();
+	{
+		rethrow_step_error(cxt);
+	}
+	PG_END_TRY();
+
+	return result;
 }

@@ -39,4 +39,16 @@ extern Oid	allma_binding_lookup(const char *key);
 /* allma_binding_invoke calls handler(jsonb) and returns its jsonb result */
 extern Jsonb *allma_binding_invoke(Oid handler, Jsonb *input);
 
+/*
+ * The statement timeout of a step's user code.  allma_sql_timeout_begin
+ * arms PostgreSQL's STATEMENT_TIMEOUT for the smaller of the step's
+ * customConfig.timeoutMs and allma.sql_step_timeout (neither: no timer);
+ * allma_sql_timeout_end disarms it.  Call them right around the calls of
+ * allma_sqlstep_run / allma_binding_invoke, inside the step's
+ * subtransaction: those turn the cancel into an error naming the step and
+ * the timeout, and an error or an abort disarms the timer by itself.
+ */
+extern void allma_sql_timeout_begin(const char *step_id, Jsonb *custom_config);
+extern void allma_sql_timeout_end(void);
+
 #endif							/* ALLMA_SQLSTEP_H */
