@@ -1059,6 +1059,40 @@ allma_http_client_create(const AllmaHttpLimits *limits)
 	return client;
 }
 
+void
+allma_http_client_set_limits(AllmaHttpClient *client, const AllmaHttpLimits *limits)
+{
+	int			max_in_flight = limits->max_in_flight > 0 ? limits->max_in_flight : ALLMA_HTTP_DEFAULT_MAX_IN_FLIGHT;
+	HASH_SEQ_STATUS seq;
+	HostEntry  *h;
+
+	/* room for as many free easy handles as transfers may run */
+	if (max_in_flight > client->max_in_flight)
+		client->free_handles = repalloc(client->free_handles, sizeof(CURL *) * max_in_flight);
+	while (client->nfree > max_in_flight)
+		curl_easy_cleanup(client->free_handles[--client->nfree]);
+	client->max_in_flight = max_in_flight;
+	client->max_per_host = limits->max_per_host > 0 ? limits->max_per_host : ALLMA_HTTP_DEFAULT_MAX_PER_HOST;
+	client->connect_timeout_ms = limits->connect_timeout_ms > 0 ? limits->connect_timeout_ms : ALLMA_HTTP_DEFAULT_CONNECT_TIMEOUT_MS;
+	client->timeout_ms = limits->timeout_ms > 0 ? limits->timeout_ms : ALLMA_HTTP_DEFAULT_TIMEOUT_MS;
+	client->max_bytes = limits->max_response_bytes > 0 ? limits->max_response_bytes : ALLMA_HTTP_DEFAULT_MAX_RESPONSE_BYTES;
+	client->max_bytes = Min(client->max_bytes, ALLMA_HTTP_MAX_RESPONSE_BYTES_LIMIT);
+	client->max_redirects = limits->max_redirects != 0 ? limits->max_redirects : ALLMA_HTTP_DEFAULT_MAX_REDIRECTS;
+	curl_multi_setopt(client->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) client->max_per_host);
+	curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS, (long) client->max_in_flight);
+
+	/* hosts that may start more transfers now */
+	hash_seq_init(&seq, client->hosts);
+	while ((h = hash_seq_search(&seq)) != NULL)
+	{
+		if (h->nwaiting > 0 && !h->in_ready && h->running < client->max_per_host)
+		{
+			dlist_push_tail(&client->ready_hosts, &h->ready_node);
+			h->in_ready = true;
+		}
+	}
+}
+
 /* frees what a transfer holds (not its easy handle) */
 static void
 free_transfer(HttpTransfer *t)

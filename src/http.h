@@ -217,6 +217,15 @@ typedef struct AllmaHttpClient AllmaHttpClient;
 extern AllmaHttpClient *allma_http_client_create(const AllmaHttpLimits *limits);
 
 /*
+ * allma_http_client_set_limits: applies new limits (zero fields: the
+ * defaults; the allowlist field is ignored) to a client.  Transfers that
+ * run keep the timeouts and size cap they started with; queued ones and
+ * later ones get the new values, and a higher in-flight or per-host limit
+ * lets queued requests start on the next poll.
+ */
+extern void allma_http_client_set_limits(AllmaHttpClient *client, const AllmaHttpLimits *limits);
+
+/*
  * allma_http_client_destroy: aborts every queued and running request
  * (their completions are never returned) and frees everything.  Never
  * throws; NULL is allowed.

@@ -144,6 +144,18 @@ raise_fd_limit(void)
 	}
 }
 
+/* the HTTP client limits the GUCs ask for */
+static void
+http_limits_from_gucs(AllmaHttpLimits *limits)
+{
+	memset(limits, 0, sizeof(*limits));
+	limits->max_in_flight = allma_http_max_in_flight;
+	limits->max_per_host = allma_http_max_per_host;
+	limits->connect_timeout_ms = allma_http_connect_timeout_ms;
+	limits->timeout_ms = allma_http_timeout_ms;
+	limits->max_response_bytes = allma_http_max_response_bytes;
+}
+
 static AllmaHttpClient *
 get_http_client(void)
 {
@@ -155,12 +167,7 @@ get_http_client(void)
 	if (http_cxt == NULL)
 		http_cxt = AllocSetContextCreate(TopMemoryContext, "allma http",
 										 ALLOCSET_DEFAULT_SIZES);
-	memset(&limits, 0, sizeof(limits));
-	limits.max_in_flight = allma_http_max_in_flight;
-	limits.max_per_host = allma_http_max_per_host;
-	limits.connect_timeout_ms = allma_http_connect_timeout_ms;
-	limits.timeout_ms = allma_http_timeout_ms;
-	limits.max_response_bytes = allma_http_max_response_bytes;
+	http_limits_from_gucs(&limits);
 	allma_http_set_allowlist(allma_http_allowlist ? allma_http_allowlist : "");
 	raise_fd_limit();
 	oldcxt = MemoryContextSwitchTo(http_cxt);
@@ -533,6 +540,13 @@ worker_loop(void)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			allma_http_set_allowlist(allma_http_allowlist ? allma_http_allowlist : "");
+			if (http_client != NULL)
+			{
+				AllmaHttpLimits limits;
+
+				http_limits_from_gucs(&limits);
+				allma_http_client_set_limits(http_client, &limits);
+			}
 		}
 
 		if (backoff)

@@ -28,7 +28,8 @@ restart_after_crash = on
 	$node->append_conf('postgresql.conf', $extra) if defined $extra;
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION allma');
-	wait_for_workers($node, 2);
+	my ($workers) = (defined $extra && $extra =~ /allma\.max_workers\s*=\s*(\d+)/) ? ($1) : (2);
+	wait_for_workers($node, $workers);
 	return $node;
 }
 
