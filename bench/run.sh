@@ -148,7 +148,17 @@ MOCK_URL="http://127.0.0.1:$(python3 -c "import json,sys; print(json.load(open(s
 api_list=()
 : > "$WORK/rss.api"
 sample_rss "$WORK/rss.api" & SAMPLER=$!
+# The earlier measurements left many dead rows behind; like autovacuum would
+# in a running system, clear them before each run.  One warm-up run (new
+# connections to the mock, plans prepared) is not counted.
+clear_history() {
+  "${PSQL[@]}" -c "DELETE FROM allma.step_executions" -c "DELETE FROM allma.executions" >/dev/null
+  "${PSQL[@]}" -c "VACUUM ANALYZE allma.executions, allma.execution_paths, allma.step_executions" >/dev/null
+}
+clear_history
+"${PSQL[@]}" -c "CALL bench_api_run(2000, '$MOCK_URL', NULL)" >/dev/null
 for r in $(seq 1 "$RUNS"); do
+  clear_history
   secs=$("${PSQL[@]}" -c "CALL bench_api_run(2000, '$MOCK_URL', NULL)")
   sps=$(awk -v s="$secs" 'BEGIN {printf "%.0f", 2000 / s}')
   echo "   run $r: ${secs}s, $sps completed steps/s"
@@ -162,7 +172,10 @@ echo "   median $API_SPS steps/s, peak worker RssAnon ${API_ANON} MB, VmHWM ${AP
 
 echo "== (f) LLM: 2,000 concurrent executions, one LLM_INVOCATION each (OpenAI-compatible mock, 500 ms)"
 llm_list=()
+clear_history
+"${PSQL[@]}" -c "CALL bench_llm_run(2000, '$MOCK_URL', NULL)" >/dev/null
 for r in $(seq 1 "$RUNS"); do
+  clear_history
   secs=$("${PSQL[@]}" -c "CALL bench_llm_run(2000, '$MOCK_URL', NULL)")
   sps=$(awk -v s="$secs" 'BEGIN {printf "%.0f", 2000 / s}')
   echo "   run $r: ${secs}s, $sps completed steps/s"

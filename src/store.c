@@ -165,18 +165,20 @@ col_array(Column *col)
  * ----------------------------------------------------------------
  */
 
-#define CLAIM_COLUMNS \
+/* what a claim returns of path p; CLAIM_JOINS supplies e and f */
+#define CLAIM_SELECT \
 	"SELECT p.execution_id, p.path_id, p.branch_id, p.step_instance_id, " \
 	"       p.attempt, p.seq, p.context, p.transition_counts, p.due_at, " \
 	"       e.flow_id, e.flow_version, e.started_by, " \
 	"       e.enable_execution_logs, e.started_at, " \
 	"       coalesce(p.parent_path_id, -1), coalesce(p.item_index, 0), " \
 	"       coalesce(p.branch_ordinal, 0), p.joining, " \
-	"       f.step_instance_id, f.base_context, p.request " \
-	"FROM allma.execution_paths p " \
+	"       f.step_instance_id, f.base_context, p.request "
+#define CLAIM_JOINS \
 	"JOIN allma.executions e ON e.execution_id = p.execution_id " \
 	"LEFT JOIN allma.forks f ON f.execution_id = p.execution_id " \
 	"     AND f.fork_path_id = p.parent_path_id "
+#define CLAIM_COLUMNS CLAIM_SELECT "FROM allma.execution_paths p " CLAIM_JOINS
 
 static List *paths_from_claim(void);
 static void execute_plan(SPIPlanPtr plan, Datum *args, int expected);
@@ -207,11 +209,18 @@ allma_store_claim(int limit)
 	{
 		Oid			types[1] = {INT4OID};
 
-		claim_plan = prepare(CLAIM_COLUMNS
-							 "WHERE p.status = 'READY' AND p.due_at <= clock_timestamp() "
-							 "ORDER BY p.due_at "
-							 "LIMIT $1 "
-							 "FOR UPDATE OF p SKIP LOCKED", 1, types);
+		/*
+		 * The paths are picked and locked first, by the READY index in due
+		 * order, and only those are joined: joining before the LIMIT would
+		 * cost every claim a pass over all runnable paths.
+		 */
+		claim_plan = prepare("WITH picked AS MATERIALIZED ("
+							 "  SELECT * FROM allma.execution_paths "
+							 "  WHERE status = 'READY' AND due_at <= clock_timestamp() "
+							 "  ORDER BY due_at LIMIT $1 "
+							 "  FOR UPDATE SKIP LOCKED) "
+							 CLAIM_SELECT "FROM picked p " CLAIM_JOINS
+							 "ORDER BY p.due_at", 1, types);
 	}
 
 	execute_plan(claim_plan, &arg, SPI_OK_SELECT);
