@@ -142,6 +142,9 @@ for n in 10000 100000; do
 | (d) fan-out, $n NO_OP branches, COLLECT_ARRAY | $BPS branches/s (runs: ${bps_list[*]}); worker VmHWM after these runs: ${HWM} MB; peak worker RssAnon: ${ANON} MB | >= 5,000 branches/s; VmHWM < 256 MB, not growing from 10k to 100k |"
 done
 
+# a fresh start, so that VmHWM shows what the HTTP and LLM runs need
+"${AS_PG[@]}" "$BINDIR/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w restart >/dev/null
+"${PSQL[@]}" -c "SELECT pg_sleep(2)" >/dev/null
 echo "== (e) HTTP: 2,000 concurrent executions, one API_CALL each, mock latency 500 ms"
 for i in $(seq 1 100); do [ -s "$WORK/mock.port" ] && break; sleep 0.1; done
 MOCK_URL="http://127.0.0.1:$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['http'])" "$WORK/mock.port")"
@@ -216,7 +219,8 @@ How these compare with the targets, and why: [NOTES.md](NOTES.md).
 | (e) HTTP: 2,000 concurrent executions x one API_CALL, mock latency 500 ms, from the commit that started them (allma.http_max_in_flight = allma.http_max_per_host = 2000) | $API_SPS completed steps/s (runs: ${api_list[*]}), 0 failed; peak worker RssAnon ${API_ANON} MB, VmHWM ${API_HWM} MB | >= 3,000 steps/s (ceiling 4,000), RSS < 200 MB |
 | (f) LLM: 2,000 concurrent executions x one LLM_INVOCATION (OpenAI-compatible mock, 500 ms, JSON mode), from the commit that started them | $LLM_SPS completed steps/s (runs: ${llm_list[*]}), 0 failed | |
 
-VmHWM is the workers' peak resident set since they started (the cluster is restarted before (d)), and
+VmHWM is the workers' peak resident set since they started (the cluster is restarted before (d) and
+before (e)), and
 includes the shared-buffer pages a worker touched; RssAnon is its private memory, sampled every 50 ms.
 MD
 echo

@@ -1015,11 +1015,83 @@ raise_http_error(const char *name, const char *message, Jsonb *details)
 {
 	Jsonb	   *detail = allma_jsonb_set_key(NULL, "errorName", allma_jsonb_string(name));
 
-	detail = allma_jsonb_set_key(detail, "errorDetails", details);
+	/* a server may echo what it was sent, credentials included */
+	message = allma_secret_redact(message);
+	detail = allma_jsonb_set_key(detail, "errorDetails", allma_secret_redact_jsonb(details));
 	ereport(ERROR,
 			(errcode(ERRCODE_ALLMA_PERMANENT_STEP_ERROR),
 			 errmsg_internal("%s", message),
 			 errdetail_internal("%s", allma_jsonb_to_cstring(detail))));
+}
+
+/*
+ * raise_for_transfer throws the Allma error of a failed transfer or an
+ * unacceptable status: refused destinations and oversize bodies are
+ * permanent, other transfer failures (timeouts, connection errors) and
+ * 429/5xx transient, other statuses from "bad_status" on permanent.
+ * Returns the details object (status, url) when the response is usable.
+ * "what" prefixes the messages ("MCP call"); "" for API_CALL's own.
+ */
+static Jsonb *
+raise_for_transfer(AllmaHttpCompletion *c, int bad_status, const char *what)
+{
+	Jsonb	   *details = allma_jsonb_empty_object();
+
+	details = allma_jsonb_set_key(details, "status", allma_jsonb_int(c->status));
+	details = allma_jsonb_set_key(details, "url", allma_jsonb_string(c->effective_url ? c->effective_url : ""));
+	if (c->retry_after_ms >= 0)
+		details = allma_jsonb_set_key(details, "retryAfterMs", allma_jsonb_int(c->retry_after_ms));
+	if (c->error != NULL)
+	{
+		details = allma_jsonb_set_key(details, "curlCode", allma_jsonb_int(c->curl_code));
+		details = allma_jsonb_set_key(details, "timedOut", allma_jsonb_bool(c->timed_out));
+		if (c->refused_destination)
+			raise_http_error(ALLMA_ERR_PERMANENT,
+							 psprintf("%s%srequest refused: %s", what, *what ? " " : "", c->error),
+							 details);
+		if (c->too_large)
+			raise_http_error(ALLMA_ERR_PERMANENT,
+							 psprintf("%s%sresponse too large: %s", what, *what ? " " : "", c->error),
+							 details);
+		raise_http_error(ALLMA_ERR_TRANSIENT,
+						 *what ? psprintf("%s request failed: %s", what, c->error) : c->error,
+						 details);
+	}
+	if (c->status >= bad_status || c->status < 200)
+	{
+		/* an excerpt of a text body helps; binary bodies are left out */
+		if (c->body_len > 0 && memchr(c->body, '\0', c->body_len) == NULL &&
+			pg_verifymbstr(c->body, c->body_len, true))
+			details = allma_jsonb_set_key(details, "body",
+										  allma_jsonb_string_len(c->body,
+																 pg_mbcliplen(c->body, c->body_len, 1000)));
+		raise_http_error(c->status == 429 || c->status >= 500 ? ALLMA_ERR_TRANSIENT : ALLMA_ERR_PERMANENT,
+						 psprintf("%s%sHTTP %d from %s", what, *what ? " failed: " : "", c->status,
+								  c->effective_url ? c->effective_url : "server"),
+						 details);
+	}
+	return details;
+}
+
+/* parse_json_or_null: s parsed as JSON, or NULL when it is not JSON */
+static Jsonb *
+parse_json_or_null(const char *s)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Jsonb	   *volatile result = NULL;
+
+	PG_TRY();
+	{
+		result = allma_jsonb_parse(s);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		result = NULL;
+	}
+	PG_END_TRY();
+	return result;
 }
 
 /* api_output: the step output for a response, or the Allma error it means */
@@ -1027,54 +1099,13 @@ static Jsonb *
 api_output(StepRun *run)
 {
 	AllmaHttpCompletion *c = run->ps->response;
-	Jsonb	   *details = allma_jsonb_empty_object();
 	Jsonb	   *data;
 	Jsonb	   *out;
 
-	details = allma_jsonb_set_key(details, "status", allma_jsonb_int(c->status));
-	details = allma_jsonb_set_key(details, "url", allma_jsonb_string(c->effective_url ? c->effective_url : ""));
-	if (c->retry_after_ms >= 0)
-		details = allma_jsonb_set_key(details, "retryAfterMs", allma_jsonb_int(c->retry_after_ms));
-
-	if (c->error != NULL)
-	{
-		details = allma_jsonb_set_key(details, "curlCode", allma_jsonb_int(c->curl_code));
-		details = allma_jsonb_set_key(details, "timedOut", allma_jsonb_bool(c->timed_out));
-		if (c->refused_destination)
-			raise_http_error(ALLMA_ERR_PERMANENT,
-							 psprintf("request refused: %s", c->error), details);
-		if (c->too_large)
-			raise_http_error(ALLMA_ERR_PERMANENT,
-							 psprintf("response too large: %s", c->error), details);
-		raise_http_error(ALLMA_ERR_TRANSIENT, c->error, details);
-	}
-	if (c->status >= 400)
-	{
-		details = allma_jsonb_set_key(details, "body",
-									  allma_jsonb_string_len(c->body, Min(c->body_len, 1000)));
-		raise_http_error(c->status == 429 || c->status >= 500 ? ALLMA_ERR_TRANSIENT : ALLMA_ERR_PERMANENT,
-						 psprintf("HTTP %d from %s", c->status, c->effective_url ? c->effective_url : "server"),
-						 details);
-	}
+	(void) raise_for_transfer(c, 400, "");
 
 	/* JSON bodies are parsed, anything else is text */
-	data = NULL;
-	if (c->body_len > 0)
-	{
-		MemoryContext cxt = CurrentMemoryContext;
-
-		PG_TRY();
-		{
-			data = allma_jsonb_parse(c->body);
-		}
-		PG_CATCH();
-		{
-			MemoryContextSwitchTo(cxt);
-			FlushErrorState();
-			data = NULL;
-		}
-		PG_END_TRY();
-	}
+	data = c->body_len > 0 ? parse_json_or_null(c->body) : NULL;
 	if (data == NULL)
 		data = allma_jsonb_string_len(c->body, c->body_len);
 	out = allma_jsonb_set_key(NULL, "status", allma_jsonb_int(c->status));
@@ -1104,71 +1135,6 @@ api_output(StepRun *run)
 static void raise_config_error(const char *message);
 static Jsonb *copy_jsonb(Jsonb *jb);
 
-/*
- * raise_for_transfer throws the Allma error of a failed transfer or an
- * unacceptable status: refused destinations and oversize bodies are
- * permanent, other transfer failures (timeouts, connection errors) and
- * 429/5xx transient, other statuses from "bad_status" on permanent.
- * Returns the details object (status, url) when the response is usable.
- */
-static Jsonb *
-raise_for_transfer(AllmaHttpCompletion *c, int bad_status, const char *what)
-{
-	Jsonb	   *details = allma_jsonb_empty_object();
-
-	details = allma_jsonb_set_key(details, "status", allma_jsonb_int(c->status));
-	details = allma_jsonb_set_key(details, "url", allma_jsonb_string(c->effective_url ? c->effective_url : ""));
-	if (c->retry_after_ms >= 0)
-		details = allma_jsonb_set_key(details, "retryAfterMs", allma_jsonb_int(c->retry_after_ms));
-	if (c->error != NULL)
-	{
-		details = allma_jsonb_set_key(details, "curlCode", allma_jsonb_int(c->curl_code));
-		details = allma_jsonb_set_key(details, "timedOut", allma_jsonb_bool(c->timed_out));
-		if (c->refused_destination)
-			raise_http_error(ALLMA_ERR_PERMANENT,
-							 psprintf("%s request refused: %s", what, c->error), details);
-		if (c->too_large)
-			raise_http_error(ALLMA_ERR_PERMANENT,
-							 psprintf("%s response too large: %s", what, c->error), details);
-		raise_http_error(ALLMA_ERR_TRANSIENT, psprintf("%s request failed: %s", what, c->error),
-						 details);
-	}
-	if (c->status >= bad_status || c->status < 200)
-	{
-		/* an excerpt of a text body helps; binary bodies are left out */
-		if (c->body_len > 0 && memchr(c->body, '\0', c->body_len) == NULL &&
-			pg_verifymbstr(c->body, c->body_len, true))
-			details = allma_jsonb_set_key(details, "body",
-										  allma_jsonb_string_len(c->body,
-																 pg_mbcliplen(c->body, c->body_len, 1000)));
-		raise_http_error(c->status == 429 || c->status >= 500 ? ALLMA_ERR_TRANSIENT : ALLMA_ERR_PERMANENT,
-						 psprintf("%s failed: HTTP %d from %s", what, c->status,
-								  c->effective_url ? c->effective_url : "server"),
-						 details);
-	}
-	return details;
-}
-
-/* parse_json_or_null: s parsed as JSON, or NULL when it is not JSON */
-static Jsonb *
-parse_json_or_null(const char *s)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	Jsonb	   *volatile result = NULL;
-
-	PG_TRY();
-	{
-		result = allma_jsonb_parse(s);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		FlushErrorState();
-		result = NULL;
-	}
-	PG_END_TRY();
-	return result;
-}
 
 /*
  * mcp_connection reads connection "id": its URL and the headers to send,
@@ -2294,7 +2260,7 @@ email_output(StepRun *run)
 }
 
 static Jsonb *
-dispatch(StepRun *run)
+dispatch_step(StepRun *run)
 {
 	AllmaStep  *step = run->step;
 	const char *module = step->module;
@@ -2405,6 +2371,22 @@ dispatch(StepRun *run)
 			 errdetail("Step \"%s\" cannot run.", step->id),
 			 errhint("See the README for the step types this version runs.")));
 	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * dispatch runs the step's type.  The output of a step that completes from
+ * a response (HTTP, LLM, MCP, mail) has secret values redacted: a server
+ * may echo the credentials it was sent, and the output goes into the
+ * context and the history.
+ */
+static Jsonb *
+dispatch(StepRun *run)
+{
+	Jsonb	   *output = dispatch_step(run);
+
+	if (run->ps->response != NULL && output != NULL)
+		output = allma_secret_redact_jsonb(output);
+	return output;
 }
 
 static void

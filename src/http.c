@@ -1501,75 +1501,67 @@ mail_read_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 	return n;
 }
 
-/* sets the options of an SMTP send (see AllmaHttpRequest) */
-static bool
-setup_mail_easy(AllmaHttpClient *client, HttpTransfer *t)
+#define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
+
+/*
+ * set_common_options: what every transfer sets, HTTP or mail: t as the
+ * handle's private data, the URL and allowed protocols, no signals, no
+ * proxy, the time left until t's deadline, the error and body buffers.
+ */
+static CURLcode
+set_common_options(AllmaHttpClient *client, HttpTransfer *t, const char *protocols)
+{
+	CURL	   *e = t->easy;
+	CURLcode	rc = CURLE_OK;
+	long		left = (long) Max(t->deadline - now_ms(), 1);
+
+	SET(CURLOPT_PRIVATE, t);
+	SET(CURLOPT_URL, t->url);
+	SET(CURLOPT_PROTOCOLS_STR, protocols);
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_PROXY, "");
+	SET(CURLOPT_TIMEOUT_MS, left);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, Min(client->connect_timeout_ms, left));
+	SET(CURLOPT_ERRORBUFFER, t->errbuf);
+	SET(CURLOPT_WRITEFUNCTION, write_cb);
+	SET(CURLOPT_WRITEDATA, t);
+	return rc;
+}
+
+/* the options of an SMTP send (see AllmaHttpRequest) */
+static CURLcode
+set_mail_options(HttpTransfer *t)
 {
 	CURL	   *e = t->easy;
 	CURLcode	rc = CURLE_OK;
 
-#define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
 	t->upload_pos = 0;
-	SET(CURLOPT_PRIVATE, t);
-	SET(CURLOPT_URL, t->url);
-	SET(CURLOPT_NOSIGNAL, 1L);
-	SET(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-	SET(CURLOPT_PROXY, "");
-	SET(CURLOPT_TIMEOUT_MS, t->timeout_ms);
-	SET(CURLOPT_CONNECTTIMEOUT_MS, Min(client->connect_timeout_ms, t->timeout_ms));
-	SET(CURLOPT_ERRORBUFFER, t->errbuf);
 	SET(CURLOPT_MAIL_FROM, t->mail_from);
 	SET(CURLOPT_MAIL_RCPT, t->mail_rcpt);
 	SET(CURLOPT_UPLOAD, 1L);
 	SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t) t->body_len);
 	SET(CURLOPT_READFUNCTION, mail_read_cb);
 	SET(CURLOPT_READDATA, t);
-	SET(CURLOPT_WRITEFUNCTION, write_cb);
-	SET(CURLOPT_WRITEDATA, t);
 	if (t->username)
 	{
 		SET(CURLOPT_USERNAME, t->username);
 		SET(CURLOPT_PASSWORD, t->password);
 	}
-#undef SET
-
-	if (rc != CURLE_OK)
-		snprintf(t->start_error, sizeof(t->start_error),
-				 "could not set up the mail transfer: %s", curl_easy_strerror(rc));
-	return rc == CURLE_OK;
+	return rc;
 }
 
-/*
- * setup_easy sets every option of a (fresh or reset) easy handle for t's
- * next hop; its timeouts are what is left until t's deadline.  false, with
- * t->start_error set, when curl refuses an option.
- */
-static bool
-setup_easy(AllmaHttpClient *client, HttpTransfer *t)
+/* the options of an HTTP request's next hop */
+static CURLcode
+set_http_options(AllmaHttpClient *client, HttpTransfer *t)
 {
 	CURL	   *e = t->easy;
 	CURLcode	rc = CURLE_OK;
-	long		left = (long) Max(t->deadline - now_ms(), 1);
 
-	if (t->is_mail)
-		return setup_mail_easy(client, t);
-
-#define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
-	SET(CURLOPT_PRIVATE, t);
-	SET(CURLOPT_URL, t->url);
-	SET(CURLOPT_NOSIGNAL, 1L);
-	SET(CURLOPT_PROTOCOLS_STR, "http,https");
-	SET(CURLOPT_PROXY, "");
 	/* redirects are followed in follow_redirect, never by curl */
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
-	SET(CURLOPT_TIMEOUT_MS, left);
-	SET(CURLOPT_CONNECTTIMEOUT_MS, Min(client->connect_timeout_ms, left));
 	SET(CURLOPT_USERAGENT, client->user_agent);
 	SET(CURLOPT_ACCEPT_ENCODING, "");
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
-	SET(CURLOPT_ERRORBUFFER, t->errbuf);
-	SET(CURLOPT_WRITEFUNCTION, write_cb);
-	SET(CURLOPT_WRITEDATA, t);
 	SET(CURLOPT_HEADERFUNCTION, header_cb);
 	SET(CURLOPT_HEADERDATA, t);
 	SET(CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
@@ -1591,8 +1583,25 @@ setup_easy(AllmaHttpClient *client, HttpTransfer *t)
 		SET(CURLOPT_NOBODY, 1L);
 	else
 		SET(CURLOPT_CUSTOMREQUEST, t->method);
+	return rc;
+}
+
 #undef SET
 
+/*
+ * setup_easy sets every option of a (fresh or reset) easy handle for t's
+ * next hop (or its mail send); its timeouts are what is left until t's
+ * deadline.  false, with t->start_error set, when curl refuses an option.
+ * Mail sends are not checked against the allow-list (see http.h).
+ */
+static bool
+setup_easy(AllmaHttpClient *client, HttpTransfer *t)
+{
+	CURLcode	rc;
+
+	rc = set_common_options(client, t, t->is_mail ? "smtp,smtps" : "http,https");
+	if (rc == CURLE_OK)
+		rc = t->is_mail ? set_mail_options(t) : set_http_options(client, t);
 	if (rc != CURLE_OK)
 		snprintf(t->start_error, sizeof(t->start_error),
 				 "could not set up the transfer: %s", curl_easy_strerror(rc));

@@ -92,13 +92,16 @@ $e = run('tools');
 is(q1("SELECT output->'steps_output'->'ask'->'tool_calls'->0->>'name' FROM allma.executions WHERE execution_id = '$e'"),
 	'lookup', 'tool calls are in the output');
 
-# {{secrets.NAME}} in an API_CALL header
+# {{secrets.NAME}} in an API_CALL header, sent to a server that echoes the
+# request's headers back: the echoed value is redacted in the output
 $node->safe_psql('postgres', qq{
 SELECT allma_create_flow('{"id": "with-token", "startStepInstanceId": "call", "steps": {
-  "call": {"stepType": "API_CALL", "apiUrlTemplate": {"template": "$base/status/200"}, "apiHttpMethod": "GET",
+  "call": {"stepType": "API_CALL", "apiUrlTemplate": {"template": "$base/echo"}, "apiHttpMethod": "GET",
            "apiStaticHeaders": {"Authorization": "Bearer {{secrets.SERVICE_TOKEN}}"}}}}')});
 $e = run('with-token');
 is(q1("SELECT status FROM allma.executions WHERE execution_id = '$e'"), 'COMPLETED', 'API_CALL with a secret header');
+is(q1("SELECT output->'steps_output'->'call'->'data'->'headers'->>'authorization' FROM allma.executions WHERE execution_id = '$e'"),
+	'Bearer [redacted]', 'a secret echoed by the server is redacted in the output');
 
 # the API key reaches the provider ...
 my $log = `python3 -c "import urllib.request; print(urllib.request.urlopen('$base/__log').read().decode())"`;
