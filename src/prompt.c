@@ -23,7 +23,9 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 
 #include "prompt.h"
 #include "template.h"
@@ -65,6 +67,63 @@ prompt_spi_exec(const char *sql, int nargs, Oid *types, Datum *values, int expec
 		elog(ERROR, "allma: query failed (%s): %s", SPI_result_code_string(rc), sql);
 }
 
+/*
+ * Prompts read by allma_prompt_get, kept for the rest of the transaction
+ * (a worker pass renders the same prompt for many LLM steps); forgotten
+ * when this backend creates or publishes a prompt.
+ */
+typedef struct PromptMemo
+{
+	char	   *prompt_id;
+	int32		asked;			/* the version asked for (0: published) */
+	int32		version;
+	char	   *content;
+} PromptMemo;
+
+static MemoryContext PromptMemoContext = NULL;
+static List *prompt_memo = NIL;
+static LocalTransactionId prompt_memo_lxid = InvalidLocalTransactionId;
+
+static PromptMemo *
+memo_lookup(const char *prompt_id, int32 asked)
+{
+	ListCell   *lc;
+
+	if (prompt_memo_lxid != MyProc->lxid)
+	{
+		if (PromptMemoContext == NULL)
+			PromptMemoContext = AllocSetContextCreate(TopMemoryContext,
+													  "allma prompt memo",
+													  ALLOCSET_SMALL_SIZES);
+		MemoryContextReset(PromptMemoContext);
+		prompt_memo = NIL;
+		prompt_memo_lxid = MyProc->lxid;
+		return NULL;
+	}
+	foreach(lc, prompt_memo)
+	{
+		PromptMemo *m = lfirst(lc);
+
+		if (m->asked == asked && strcmp(m->prompt_id, prompt_id) == 0)
+			return m;
+	}
+	return NULL;
+}
+
+static void
+memo_add(const char *prompt_id, int32 asked, int32 version, const char *content)
+{
+	MemoryContext old = MemoryContextSwitchTo(PromptMemoContext);
+	PromptMemo *m = palloc(sizeof(PromptMemo));
+
+	m->prompt_id = pstrdup(prompt_id);
+	m->asked = asked;
+	m->version = version;
+	m->content = pstrdup(content);
+	prompt_memo = lappend(prompt_memo, m);
+	MemoryContextSwitchTo(old);
+}
+
 static void
 unknown_prompt(const char *prompt_id)
 {
@@ -96,6 +155,8 @@ allma_create_prompt(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int			rc;
 
+	/* this backend reads prompts afresh from now on */
+	prompt_memo_lxid = InvalidLocalTransactionId;
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -157,6 +218,8 @@ allma_publish_prompt(PG_FUNCTION_ARGS)
 	Oid			types[2] = {TEXTOID, INT4OID};
 	Datum		values[2] = {PointerGetDatum(prompt_id), Int32GetDatum(version)};
 
+	/* this backend reads prompts afresh from now on */
+	prompt_memo_lxid = InvalidLocalTransactionId;
 	prompt_become_owner(&st);
 	prompt_spi_exec("SELECT 1 FROM allma.prompts WHERE prompt_id = $1 FOR UPDATE",
 					1, types, values, SPI_OK_SELECT);
@@ -183,7 +246,14 @@ allma_prompt_get(const char *prompt_id, int32 version, char **content)
 	Datum		values[2];
 	bool		isnull;
 	Datum		d;
+	int32		asked = Max(version, 0);
+	PromptMemo *known = memo_lookup(prompt_id, asked);
 
+	if (known != NULL)
+	{
+		*content = pstrdup(known->content);
+		return known->version;
+	}
 	values[0] = CStringGetTextDatum(prompt_id);
 	prompt_become_owner(&st);
 	if (version <= 0)
@@ -217,6 +287,7 @@ allma_prompt_get(const char *prompt_id, int32 version, char **content)
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	*content = MemoryContextStrdup(caller, TextDatumGetCString(d));
 	prompt_restore_user(&st);
+	memo_add(prompt_id, asked, version, *content);
 	return version;
 }
 

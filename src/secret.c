@@ -105,11 +105,65 @@ check_secret_name(const char *name)
 	}
 }
 
+/*
+ * Values read by allma_secret_get, kept for the rest of the transaction:
+ * a worker pass reads the same API key for every LLM step it runs.
+ */
+typedef struct SecretMemo
+{
+	char	   *name;
+	char	   *value;
+} SecretMemo;
+
+static MemoryContext SecretMemoContext = NULL;
+static List *secret_memo = NIL;
+static LocalTransactionId secret_memo_lxid = InvalidLocalTransactionId;
+
 static void
 invalidate_cache(void)
 {
 	secret_cache_loaded = false;
 	secret_cache_lxid = InvalidLocalTransactionId;
+	secret_memo_lxid = InvalidLocalTransactionId;
+}
+
+/* the value memoized for name in this transaction, or NULL */
+static const char *
+memo_lookup(const char *name)
+{
+	ListCell   *lc;
+
+	if (secret_memo_lxid != MyProc->lxid)
+	{
+		if (SecretMemoContext == NULL)
+			SecretMemoContext = AllocSetContextCreate(TopMemoryContext,
+													  "allma secret memo",
+													  ALLOCSET_SMALL_SIZES);
+		MemoryContextReset(SecretMemoContext);
+		secret_memo = NIL;
+		secret_memo_lxid = MyProc->lxid;
+		return NULL;
+	}
+	foreach(lc, secret_memo)
+	{
+		SecretMemo *m = lfirst(lc);
+
+		if (strcmp(m->name, name) == 0)
+			return m->value;
+	}
+	return NULL;
+}
+
+static void
+memo_add(const char *name, const char *value)
+{
+	MemoryContext old = MemoryContextSwitchTo(SecretMemoContext);
+	SecretMemo *m = palloc(sizeof(SecretMemo));
+
+	m->name = pstrdup(name);
+	m->value = pstrdup(value);
+	secret_memo = lappend(secret_memo, m);
+	MemoryContextSwitchTo(old);
 }
 
 /*
@@ -311,7 +365,10 @@ allma_secret_get(const char *name)
 	Datum		values[1];
 	char	   *result = NULL;
 	bool		isnull;
+	const char *known = memo_lookup(name);
 
+	if (known != NULL)
+		return pstrdup(known);
 	values[0] = CStringGetTextDatum(name);
 	secret_become_owner(&st);
 	if (SPI_execute_with_args("SELECT value FROM allma.secrets WHERE name = $1",
@@ -330,6 +387,7 @@ allma_secret_get(const char *name)
 				(errcode(ERRCODE_ALLMA_UNKNOWN_SECRET),
 				 errmsg("secret \"%s\" does not exist", name),
 				 errhint("Store it with allma_set_secret(name, value).")));
+	memo_add(name, result);
 	return result;
 }
 

@@ -37,8 +37,9 @@
 /*
  * allma_secret_get returns the value of secret "name" (palloc'd in the
  * caller's context), read as the bootstrap superuser whoever the current
- * user is.  Needs a transaction.  Throws ERRCODE_ALLMA_UNKNOWN_SECRET
- * naming the secret when it does not exist.
+ * user is; read once per transaction (and again after allma_set_secret /
+ * allma_delete_secret in this backend).  Needs a transaction.  Throws
+ * ERRCODE_ALLMA_UNKNOWN_SECRET naming the secret when it does not exist.
  */
 extern char *allma_secret_get(const char *name);
 
