@@ -1,6 +1,8 @@
 -- allma demo: an order-approval flow with a SQL lookup, a flaky scoring
--- function (retried by rule), a condition, a SQL update and a built-in
--- transformation.  Run by scripts/demo.sh on a throwaway cluster.
+-- function (retried by rule), a condition, a SQL update, a built-in
+-- transformation and an LLM that writes a note to the customer.  Run by
+-- scripts/demo.sh on a throwaway cluster, which passes the LLM's base URL,
+-- model and API key (the mock server's, unless you give a real provider).
 \set ON_ERROR_STOP on
 \pset footer off
 SET client_min_messages = warning;
@@ -23,9 +25,13 @@ BEGIN
 END $$;
 GRANT USAGE ON SEQUENCE demo_calls TO PUBLIC;
 SELECT allma_bind_module('demo/risk-score', 'demo_risk_score(jsonb)'::regprocedure);
+-- the LLM's API key lives in allma's secrets, never in the flow
+SELECT allma_set_secret('DEMO_LLM_KEY', :'llm_api_key');
+SELECT allma_create_prompt('order-note',
+  'Write one friendly sentence to {{customer}} about their order of {{amount}} EUR: it is {{decision}}.');
 RESET client_min_messages;
 
-SELECT allma_create_flow($json$
+SELECT allma_create_flow(jsonb_set(jsonb_set($json$
 {
   "id": "order-approval",
   "description": "Score an order and approve it or send it to review",
@@ -51,27 +57,42 @@ SELECT allma_create_flow($json$
       "defaultNextStepInstanceId": "approve"
     },
     "approve": {
-      "stepType": "DATA_SAVE", "moduleIdentifier": "system/sql-execute",
-      "customConfig": {"sql": "UPDATE demo_orders SET status = 'approved' WHERE id = $1",
+      "stepType": "DATA_SAVE", "moduleIdentifier": "system/sql-query",
+      "customConfig": {"sql": "UPDATE demo_orders SET status = 'approved' WHERE id = $1 RETURNING status",
                        "parameters": ["$.order.id"]},
+      "outputMappings": {"$.decision": "$.rows[0].status"},
       "defaultNextStepInstanceId": "due_date"
     },
     "review": {
-      "stepType": "DATA_SAVE", "moduleIdentifier": "system/sql-execute",
-      "customConfig": {"sql": "UPDATE demo_orders SET status = 'in review' WHERE id = $1",
+      "stepType": "DATA_SAVE", "moduleIdentifier": "system/sql-query",
+      "customConfig": {"sql": "UPDATE demo_orders SET status = 'in review' WHERE id = $1 RETURNING status",
                        "parameters": ["$.order.id"]},
+      "outputMappings": {"$.decision": "$.rows[0].status"},
       "defaultNextStepInstanceId": "due_date"
     },
     "due_date": {
       "stepType": "DATA_TRANSFORMATION", "moduleIdentifier": "system/date-time-calculator",
       "customConfig": {"baseTime": "2026-11-25T12:00:00Z", "offsetSeconds": 172800},
       "outputMappings": {"$.dueDate": "$.result"},
+      "defaultNextStepInstanceId": "note"
+    },
+    "note": {
+      "stepType": "LLM_INVOCATION", "llmProvider": "OPENAI", "modelId": "set below",
+      "promptTemplateId": "order-note",
+      "inputMappings": {"customer": "$.order.customer", "amount": "$.order.amount",
+                        "decision": "$.decision"},
+      "inferenceParameters": {"temperature": 0.2, "maxOutputTokens": 60},
+      "customConfig": {"baseUrl": "set below", "apiKeySecret": "DEMO_LLM_KEY"},
+      "outputMappings": {"$.note": "$.llm_response"},
+      "onError": {"retries": {"count": 2, "intervalSeconds": 1}},
       "defaultNextStepInstanceId": "done"
     },
     "done": {"stepType": "END_FLOW"}
   }
 }
-$json$::jsonb) AS version;
+$json$::jsonb,
+  '{steps,note,modelId}', to_jsonb(:'llm_model'::text)),
+  '{steps,note,customConfig,baseUrl}', to_jsonb(:'llm_base_url'::text))) AS version;
 
 SELECT allma_start_flow('order-approval', '{"orderId": 1}') AS e1 \gset
 SELECT allma_start_flow('order-approval', '{"orderId": 2}') AS e2 \gset
@@ -90,6 +111,10 @@ SELECT x.input->>'orderId' AS order, s.seq, s.step_instance_id AS step, s.step_t
 \echo Executions (allma.executions):
 SELECT input->>'orderId' AS order, status, output->'risk' AS risk, output->>'dueDate' AS due_date,
        round(extract(epoch FROM ended_at - started_at) * 1000) AS total_ms
+  FROM allma.executions WHERE execution_id IN (:'e1', :'e2') ORDER BY 1;
+
+\echo Notes written by the LLM step (the mock model echoes its prompt, a real model writes the sentence):
+SELECT input->>'orderId' AS order, output->>'note' AS note
   FROM allma.executions WHERE execution_id IN (:'e1', :'e2') ORDER BY 1;
 
 \echo Orders afterwards:

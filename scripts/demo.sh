@@ -4,6 +4,11 @@
 # shared_preload_libraries = 'allma,pg_cron', runs the demo flow
 # (demo/demo.sql) and prints its execution history.  The cluster is stopped
 # at the end; pass --keep to leave it running.
+#
+# The flow's LLM step talks to the mock server shipped in mock/ (started on
+# 127.0.0.1) unless a real OpenAI-compatible provider is given:
+#   ALLMA_DEMO_LLM_BASE_URL=https://api.openai.com/v1 \
+#   ALLMA_DEMO_LLM_API_KEY=sk-... ALLMA_DEMO_LLM_MODEL=gpt-4o-mini scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC=$(pwd)
@@ -49,10 +54,37 @@ CONF
 stop_server() {
   "${AS_PG[@]}" "$BINDIR/pg_ctl" -D "$DEMO/data" -m fast stop >/dev/null 2>&1 || true
 }
-if [ $KEEP -eq 0 ]; then trap stop_server EXIT; fi
 
-echo "allma demo: cluster on port $PORT (socket in $DEMO)"
-"${AS_PG[@]}" "$BINDIR/psql" -X -h "$DEMO" -p "$PORT" -U postgres -d postgres -f "$SRC/demo/demo.sql"
+# the LLM: a real provider when asked for, else the mock on 127.0.0.1
+MOCK_PID=
+if [ -n "${ALLMA_DEMO_LLM_BASE_URL:-}" ]; then
+  LLM_BASE_URL=$ALLMA_DEMO_LLM_BASE_URL
+  LLM_API_KEY=${ALLMA_DEMO_LLM_API_KEY:?set ALLMA_DEMO_LLM_API_KEY too}
+  LLM_MODEL=${ALLMA_DEMO_LLM_MODEL:-gpt-4o-mini}
+else
+  python3 "$SRC/mock/mock_server.py" --port 0 --port-file "$DEMO/mock.port" --smtp-port -1 \
+    >"$DEMO/mock.log" 2>&1 &
+  MOCK_PID=$!
+  for _ in $(seq 1 100); do [ -s "$DEMO/mock.port" ] && break; sleep 0.1; done
+  MOCK_PORT=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['http'])" "$DEMO/mock.port")
+  LLM_BASE_URL="http://127.0.0.1:$MOCK_PORT/v1"
+  LLM_API_KEY=demo-key
+  LLM_MODEL=mock-echo
+  # the mock is on loopback, which allma refuses unless allowed
+  "${AS_PG[@]}" "$BINDIR/psql" -X -q -h "$DEMO" -p "$PORT" -U postgres -d postgres \
+    -c "ALTER SYSTEM SET allma.http_allowlist = '127.0.0.1'" -c "SELECT pg_reload_conf()" >/dev/null
+fi
+stop_all() {
+  [ -n "$MOCK_PID" ] && kill "$MOCK_PID" 2>/dev/null
+  [ $KEEP -eq 0 ] && stop_server
+  return 0
+}
+trap stop_all EXIT
+
+echo "allma demo: cluster on port $PORT (socket in $DEMO), LLM at $LLM_BASE_URL ($LLM_MODEL)"
+"${AS_PG[@]}" "$BINDIR/psql" -X -h "$DEMO" -p "$PORT" -U postgres -d postgres \
+  -v llm_base_url="$LLM_BASE_URL" -v llm_model="$LLM_MODEL" -v llm_api_key="$LLM_API_KEY" \
+  -f "$SRC/demo/demo.sql"
 
 if [ $KEEP -eq 1 ]; then
   echo "The cluster keeps running: psql -h $DEMO -p $PORT -U postgres"
