@@ -2524,11 +2524,87 @@ finish_step(StepRun *run)
 	check_context_size(run);
 }
 
+void
+allma_engine_http_request(AllmaPathState *ps, AllmaHttpRequest *r)
+{
+	Jsonb	   *req = ps->io_request;
+	double		timeout_ms = 0;
+	double		max_bytes = 0;
+
+	memset(r, 0, sizeof(*r));
+	r->url = ps->io_send_url ? ps->io_send_url : allma_jsonb_get_cstring(req, "url");
+	r->body = allma_jsonb_get_cstring(req, "body");
+	if (allma_jsonb_get(req, "mailFrom") != NULL)
+	{
+		/* an EMAIL step's message, see build_email */
+		List	   *rcpt = allma_jsonb_array_elements(allma_jsonb_get(req, "rcpt"));
+		const char **addrs = palloc(sizeof(char *) * Max(list_length(rcpt), 1));
+		ListCell   *lc;
+
+		foreach(lc, rcpt)
+			addrs[r->nmail_rcpt++] = allma_jsonb_to_display_text(lfirst(lc));
+		r->mail_from = allma_jsonb_get_cstring(req, "mailFrom");
+		r->mail_rcpt = addrs;
+		r->body = allma_jsonb_get_cstring(req, "message");
+		if (ps->io_send_password != NULL)
+		{
+			r->username = allma_smtp_username;
+			r->password = ps->io_send_password;
+		}
+	}
+	else
+	{
+		Jsonb	   *hdrs = ps->io_send_headers ? ps->io_send_headers : allma_jsonb_get(req, "headers");
+		List	   *names = allma_jsonb_object_keys(hdrs);
+		AllmaHttpHeader *headers = palloc(sizeof(AllmaHttpHeader) * Max(list_length(names), 1));
+		ListCell   *lc;
+
+		foreach(lc, names)
+		{
+			headers[r->nheaders].name = lfirst(lc);
+			headers[r->nheaders].value =
+				allma_jsonb_to_display_text(allma_jsonb_get(hdrs, lfirst(lc)));
+			r->nheaders++;
+		}
+		r->headers = headers;
+		r->method = allma_jsonb_get_cstring(req, "method");
+		r->idempotency_key = allma_jsonb_get_cstring(req, "idempotencyKey");
+		(void) allma_jsonb_get_number(req, "timeoutMs", &timeout_ms);
+		r->timeout_ms = (long) timeout_ms;
+		if (allma_jsonb_get_number(req, "maxResponseBytes", &max_bytes) && max_bytes > 0)
+			r->max_response_bytes = (size_t) max_bytes;
+	}
+	r->body_len = r->body ? strlen(r->body) : 0;
+}
+
+/*
+ * check_io_request: the request a step is about to leave for the worker
+ * must be one the HTTP client accepts (a header value rendered from the
+ * context may hold a line break, say); if not, the step fails now, in its
+ * transaction, instead of the worker failing to send it.
+ */
+static void
+check_io_request(StepRun *run)
+{
+	AllmaHttpRequest r;
+	char	   *error = NULL;
+	char	   *detail = NULL;
+
+	allma_engine_http_request(run->ps, &r);
+	if (!allma_http_check_request(&r, &error, &detail))
+		raise_http_error(ALLMA_ERR_PERMANENT,
+						 psprintf("step \"%s\" cannot send its request: %s%s%s", run->step->id,
+								  error, detail ? " " : "", detail ? detail : ""),
+						 allma_jsonb_empty_object());
+}
+
 static void
 attempt_step(StepRun *run)
 {
 	build_input(run);
 	run->output = dispatch(run);
+	if (run->io)
+		check_io_request(run);
 	if (run->forked || run->io || run->repoll_ms > 0 ||
 		(run->step->type == ALLMA_STEP_POLL_EXTERNAL_API && run->output == NULL))
 		return;

@@ -125,6 +125,16 @@ typedef struct AllmaPathState
  */
 extern void allma_engine_advance(AllmaPathState *ps, int max_steps);
 
+/*
+ * allma_engine_http_request fills *r (tag NULL) with the request of a path
+ * that went INFLIGHT: the stored request plus what is never stored (the
+ * headers and URL with credentials, the SMTP password).  Its strings are
+ * allocated in CurrentMemoryContext or belong to ps.  The engine checks the
+ * request (allma_http_check_request) before the path goes INFLIGHT, so the
+ * worker's allma_http_submit does not throw for it.
+ */
+extern void allma_engine_http_request(AllmaPathState *ps, AllmaHttpRequest *r);
+
 /* allma_runtime_state: the runtime fields Allma exposes to paths and templates */
 extern Jsonb *allma_runtime_state(AllmaPathState *ps);
 

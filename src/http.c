@@ -1211,32 +1211,81 @@ valid_mail_text(const char *s)
 	return s != NULL && valid_header_value(s);
 }
 
-/* validates the mail part of a request; throws like allma_http_submit */
-static void
-check_mail_request(const AllmaHttpRequest *req)
+/* the mail part of a request: see allma_http_check_request */
+static bool
+check_mail_request(const AllmaHttpRequest *req, char **error, char **detail)
 {
 	if (!valid_mail_text(req->mail_from))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid mail sender address"),
-				 errdetail("Addresses must not contain line breaks.")));
+	{
+		*error = pstrdup("invalid mail sender address");
+		*detail = pstrdup("Addresses must not contain line breaks.");
+		return false;
+	}
 	if (req->nmail_rcpt <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a mail needs at least one recipient")));
+	{
+		*error = pstrdup("a mail needs at least one recipient");
+		return false;
+	}
 	for (int i = 0; i < req->nmail_rcpt; i++)
+	{
 		if (!valid_mail_text(req->mail_rcpt[i]) || req->mail_rcpt[i][0] == '\0')
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid mail recipient address \"%s\"",
-							req->mail_rcpt[i] ? req->mail_rcpt[i] : ""),
-					 errdetail("Addresses must be non-empty and must not contain line breaks.")));
+		{
+			*error = psprintf("invalid mail recipient address \"%s\"",
+							  req->mail_rcpt[i] ? req->mail_rcpt[i] : "");
+			*detail = pstrdup("Addresses must be non-empty and must not contain line breaks.");
+			return false;
+		}
+	}
 	if ((req->username == NULL) != (req->password == NULL) ||
 		(req->username && (!valid_mail_text(req->username) || !valid_mail_text(req->password))))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid mail login"),
-				 errdetail("A user name and a password are both given or both omitted, without line breaks.")));
+	{
+		*error = pstrdup("invalid mail login");
+		*detail = pstrdup("A user name and a password are both given or both omitted, without line breaks.");
+		return false;
+	}
+	return true;
+}
+
+bool
+allma_http_check_request(const AllmaHttpRequest *req, char **error, char **detail)
+{
+	char		key[HOST_KEY_LEN];
+	const char *method = req->method ? req->method : "GET";
+
+	*error = NULL;
+	*detail = NULL;
+	if (!url_host_key(req->url, req->mail_from != NULL, key, sizeof(key), error, NULL))
+		return false;
+	if (req->mail_from != NULL)
+		return check_mail_request(req, error, detail);
+	if (strlen(method) > MAX_METHOD_LEN || !is_token(method))
+	{
+		*error = psprintf("invalid HTTP method \"%s\"", method);
+		return false;
+	}
+	for (int i = 0; i < req->nheaders; i++)
+	{
+		const AllmaHttpHeader *hd = &req->headers[i];
+
+		if (hd->name == NULL || !is_token(hd->name))
+		{
+			*error = psprintf("invalid HTTP header name \"%s\"", hd->name ? hd->name : "");
+			return false;
+		}
+		if (hd->value == NULL || !valid_header_value(hd->value))
+		{
+			*error = psprintf("invalid value of HTTP header \"%s\"", hd->name);
+			*detail = pstrdup("Header values must not contain line breaks.");
+			return false;
+		}
+	}
+	if (req->idempotency_key && !valid_header_value(req->idempotency_key))
+	{
+		*error = pstrdup("invalid idempotency key");
+		*detail = pstrdup("Header values must not contain line breaks.");
+		return false;
+	}
+	return true;
 }
 
 /*
@@ -1345,6 +1394,7 @@ allma_http_submit(AllmaHttpClient *client, const AllmaHttpRequest *req)
 {
 	char		key[HOST_KEY_LEN];
 	char	   *error = NULL;
+	char	   *detail = NULL;
 	const char *method = req->method ? req->method : "GET";
 	HttpTransfer *t;
 	HostEntry  *h;
@@ -1353,35 +1403,13 @@ allma_http_submit(AllmaHttpClient *client, const AllmaHttpRequest *req)
 	MemoryContext old;
 
 	/* validate everything first, so that an error leaves no trace */
+	if (!allma_http_check_request(req, &error, &detail))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s", error),
+				 detail ? errdetail("%s", detail) : 0));
 	if (!url_host_key(req->url, req->mail_from != NULL, key, sizeof(key), &error, NULL))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s", error)));
-	if (strlen(method) > MAX_METHOD_LEN || !is_token(method))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid HTTP method \"%s\"", method)));
-	for (i = 0; i < req->nheaders; i++)
-	{
-		const AllmaHttpHeader *hd = &req->headers[i];
-
-		if (hd->name == NULL || !is_token(hd->name))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid HTTP header name \"%s\"", hd->name ? hd->name : "")));
-		if (hd->value == NULL || !valid_header_value(hd->value))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid value of HTTP header \"%s\"", hd->name),
-					 errdetail("Header values must not contain line breaks.")));
-	}
-	if (req->idempotency_key && !valid_header_value(req->idempotency_key))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid idempotency key"),
-				 errdetail("Header values must not contain line breaks.")));
-	if (req->mail_from != NULL)
-		check_mail_request(req);
+		elog(ERROR, "URL \"%s\" checked but not usable", req->url);
 
 	old = MemoryContextSwitchTo(client->cxt);
 	t = palloc0(sizeof(HttpTransfer));

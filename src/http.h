@@ -241,6 +241,13 @@ extern void allma_http_client_destroy(AllmaHttpClient *client);
 extern void allma_http_submit(AllmaHttpClient *client, const AllmaHttpRequest *req);
 
 /*
+ * allma_http_check_request: would allma_http_submit accept req?  false, with
+ * a palloc'd message in *error (and a sentence in *detail, or NULL), if not.
+ * Never throws.
+ */
+extern bool allma_http_check_request(const AllmaHttpRequest *req, char **error, char **detail);
+
+/*
  * allma_http_poll: starts queued requests, waits up to timeout_ms for
  * network activity (0: do not wait, -1: until something completes or a
  * wakeup), drives the transfers and fills done[] with up to max_done

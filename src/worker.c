@@ -185,36 +185,6 @@ http_pending(void)
 }
 
 /*
- * submit_mail hands an EMAIL step's message (built by the engine: envelope
- * sender "mailFrom", recipients "rcpt", the message text "message") to the
- * client as an SMTP send through allma.smtp_url.
- */
-static void
-submit_mail(AllmaHttpClient *client, AllmaPathState *ps, AllmaHttpRequest *r)
-{
-	Jsonb	   *req = ps->io_request;
-	List	   *rcpt = allma_jsonb_array_elements(allma_jsonb_get(req, "rcpt"));
-	const char **addrs = palloc(sizeof(char *) * Max(list_length(rcpt), 1));
-	ListCell   *lc;
-	int			n = 0;
-
-	foreach(lc, rcpt)
-		addrs[n++] = allma_jsonb_to_display_text(lfirst(lc));
-	r->url = allma_jsonb_get_cstring(req, "url");
-	r->mail_from = allma_jsonb_get_cstring(req, "mailFrom");
-	r->mail_rcpt = addrs;
-	r->nmail_rcpt = n;
-	r->body = allma_jsonb_get_cstring(req, "message");
-	r->body_len = r->body ? strlen(r->body) : 0;
-	if (ps->io_send_password != NULL)
-	{
-		r->username = allma_smtp_username;
-		r->password = ps->io_send_password;
-	}
-	allma_http_submit(client, r);
-}
-
-/*
  * submit_requests sends the requests of the paths that went INFLIGHT in a
  * pass.  Called after the pass committed, with no transaction open: the
  * INFLIGHT row is durable before anything is sent.
@@ -227,54 +197,20 @@ submit_requests(List *paths)
 	foreach(lc, paths)
 	{
 		AllmaPathState *ps = lfirst(lc);
-		Jsonb	   *req = ps->io_request;
 		AllmaHttpRequest r;
-		List	   *names;
-		ListCell   *lc2;
-		AllmaHttpHeader *headers;
-		int			nheaders = 0;
-		Jsonb	   *hdrs;
-		InflightTag *tag;
-		double		timeout_ms = 0;
-		double		max_bytes = 0;
 		AllmaHttpClient *client;
+		InflightTag *tag;
 
-		if (!ps->inflight || req == NULL)
+		if (!ps->inflight || ps->io_request == NULL)
 			continue;
 		client = get_http_client();
 		tag = MemoryContextAlloc(http_cxt, sizeof(InflightTag));
 		tag->execution_id = ps->execution_id;
 		tag->path_id = ps->path_id;
 		tag->attempt = ps->attempt;
-		memset(&r, 0, sizeof(r));
+		/* checked by the engine before the path went INFLIGHT */
+		allma_engine_http_request(ps, &r);
 		r.tag = tag;
-		if (allma_jsonb_get(req, "mailFrom") != NULL)
-		{
-			submit_mail(client, ps, &r);
-			continue;
-		}
-		hdrs = ps->io_send_headers ? ps->io_send_headers : allma_jsonb_get(req, "headers");
-		names = allma_jsonb_object_keys(hdrs);
-		headers = palloc(sizeof(AllmaHttpHeader) * Max(list_length(names), 1));
-		foreach(lc2, names)
-		{
-			char	   *name = lfirst(lc2);
-
-			headers[nheaders].name = name;
-			headers[nheaders].value = allma_jsonb_to_display_text(allma_jsonb_get(hdrs, name));
-			nheaders++;
-		}
-		r.method = allma_jsonb_get_cstring(req, "method");
-		r.url = ps->io_send_url ? ps->io_send_url : allma_jsonb_get_cstring(req, "url");
-		r.headers = headers;
-		r.nheaders = nheaders;
-		r.body = allma_jsonb_get_cstring(req, "body");
-		r.body_len = r.body ? strlen(r.body) : 0;
-		(void) allma_jsonb_get_number(req, "timeoutMs", &timeout_ms);
-		r.timeout_ms = (long) timeout_ms;
-		if (allma_jsonb_get_number(req, "maxResponseBytes", &max_bytes) && max_bytes > 0)
-			r.max_response_bytes = (size_t) max_bytes;
-		r.idempotency_key = allma_jsonb_get_cstring(req, "idempotencyKey");
 		allma_http_submit(client, &r);
 	}
 }

@@ -71,6 +71,16 @@ is(q1("SELECT error->>'errorName' || ' ' || (error->'errorDetails'->>'status') F
 	'PermanentStepError 404', '4xx is a PermanentStepError');
 is(q1("SELECT count(*) FROM allma.step_executions WHERE execution_id = '$e'"), '1', 'not retried');
 
+# a header rendered from the context with a line break: the step fails in
+# its own transaction (the worker never gets a request it cannot send)
+flow('badheader', "$base/echo", ', "apiStaticHeaders": {"X-Note": "{{note}}"}');
+$e = run('badheader', '{"n": 1, "note": "two\\nlines"}');
+like(q1("SELECT status || ' ' || (error->>'errorName') || ': ' || (error->>'errorMessage') FROM allma.executions WHERE execution_id = '$e'"),
+	qr/^FAILED PermanentStepError: step "call" cannot send its request: invalid value of HTTP header "X-Note"/,
+	'a header value with a line break fails the step at once');
+is(q1("SELECT count(*) FROM allma.execution_paths WHERE execution_id = '$e' AND status = 'INFLIGHT'"), '0',
+	'and leaves nothing in flight');
+
 # timeout: a transient error, retried, then the step fails
 flow('slow', "$base/echo?latency_ms=3000", ', "customConfig": {"timeoutMs": 200}, "onError": {"retries": {"count": 1, "intervalSeconds": 1}}');
 $e = run('slow');
