@@ -29,6 +29,7 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
 #include "utils/jsonb.h"
@@ -178,7 +179,6 @@ col_array(Column *col)
 	"JOIN allma.executions e ON e.execution_id = p.execution_id " \
 	"LEFT JOIN allma.forks f ON f.execution_id = p.execution_id " \
 	"     AND f.fork_path_id = p.parent_path_id "
-#define CLAIM_COLUMNS CLAIM_SELECT "FROM allma.execution_paths p " CLAIM_JOINS
 
 static List *paths_from_claim(void);
 static void execute_plan(SPIPlanPtr plan, Datum *args, int expected);
@@ -254,10 +254,19 @@ allma_store_claim_inflight(int n, pg_uuid_t *executions, int64 *path_ids, int32 
 	{
 		Oid			types[3] = {UUIDARRAYOID, INT8ARRAYOID, INT4ARRAYOID};
 
-		claim_inflight_plan = prepare(CLAIM_COLUMNS
-									  "JOIN unnest($1, $2, $3) AS u(e, pid, att) "
-									  "  ON p.execution_id = u.e AND p.path_id = u.pid AND p.attempt = u.att "
-									  "WHERE p.status = 'INFLIGHT' "
+		/*
+		 * Each key is looked up by primary key (the LATERAL subquery with
+		 * OFFSET 0 is planned on its own, and has nothing but the key to
+		 * go by).  Joined plainly, the planner may pick the partial index
+		 * of INFLIGHT paths from statistics taken when few were in flight,
+		 * and with thousands in flight read it once per key.
+		 */
+		claim_inflight_plan = prepare(CLAIM_SELECT
+									  "FROM unnest($1, $2, $3) AS u(e, pid, att) "
+									  "CROSS JOIN LATERAL (SELECT * FROM allma.execution_paths x "
+									  "  WHERE x.execution_id = u.e AND x.path_id = u.pid OFFSET 0) p "
+									  CLAIM_JOINS
+									  "WHERE p.attempt = u.att AND p.status = 'INFLIGHT' "
 									  "FOR UPDATE OF p", 3, types);
 	}
 	args[0] = col_array(&e);
@@ -379,6 +388,33 @@ paths_from_claim(void)
  */
 
 /*
+ * execute_keyed runs one of allma's saved statements.  They all work on a
+ * batch of keys (or a LIMIT in index order), so the right plan is always
+ * "for each key, look it up by index" -- whatever the statistics say.
+ * Statistics of these tables go stale within seconds (thousands of paths
+ * change status at once, tables start empty), and a generic plan made from
+ * them (a sequential scan, a hash of a whole partial index) would be kept
+ * and cost every batch a pass over a table.  So they are planned with
+ * sequential scans, bitmap scans, hash and merge joins disabled, which the
+ * planner still uses where nothing else is possible.
+ */
+static int
+execute_keyed(SPIPlanPtr plan, Datum *args, const char *nulls, bool read_only, long count)
+{
+	static const char *const off[] = {"enable_seqscan", "enable_bitmapscan",
+	"enable_hashjoin", "enable_mergejoin"};
+	int			nestlevel = NewGUCNestLevel();
+	int			rc;
+
+	for (int i = 0; i < lengthof(off); i++)
+		(void) set_config_option(off[i], "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	rc = SPI_execute_plan(plan, args, nulls, read_only, count);
+	AtEOXact_GUC(true, nestlevel);
+	return rc;
+}
+
+/*
  * execute_plan runs a saved plan and checks its result.  SPI leaves its own
  * procedure context current after a call; the caller's is restored, so
  * that what the worker allocates next outlives SPI_finish.
@@ -387,8 +423,9 @@ static void
 execute_plan(SPIPlanPtr plan, Datum *args, int expected)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	int			rc = SPI_execute_plan(plan, args, NULL, false, 0);
+	int			rc;
 
+	rc = execute_keyed(plan, args, NULL, false, 0);
 	MemoryContextSwitchTo(cxt);
 	if (rc != expected)
 		elog(ERROR, "allma batch write failed: %s", SPI_result_code_string(rc));
@@ -989,12 +1026,19 @@ save_terminal_executions(List *paths)
 	{
 		Oid			types[4] = {UUIDARRAYOID, TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID};
 
+		/*
+		 * "Not finished yet" is "none of the final statuses", not status =
+		 * 'RUNNING': that matches the partial index of running executions,
+		 * which statistics taken when few were running make look cheaper
+		 * than the primary key, and which would be read once per key.
+		 */
 		finish_executions_plan = prepare(
 										 "UPDATE allma.executions x "
 										 "SET status = u.status, output = u.output, error = u.error, "
 										 "    ended_at = clock_timestamp() "
 										 "FROM unnest($1, $2, $3, $4) AS u(e, status, output, error) "
-										 "WHERE x.execution_id = u.e AND x.status = 'RUNNING' "
+										 "WHERE x.execution_id = u.e "
+										 "  AND x.status <> ALL ('{COMPLETED,FAILED,TIMED_OUT,CANCELLED}') "
 										 "RETURNING x.execution_id::text, x.flow_id, x.status", 4, types);
 	}
 	args[0] = col_array(&e);
@@ -1156,7 +1200,7 @@ allma_store_next_due(void)
 								"WHERE status = 'READY'", 0, NULL);
 	{
 		MemoryContext cxt = CurrentMemoryContext;
-		int			rc = SPI_execute_plan(next_due_plan, NULL, NULL, true, 1);
+		int			rc = execute_keyed(next_due_plan, NULL, NULL, true, 1);
 
 		MemoryContextSwitchTo(cxt);
 		if (rc != SPI_OK_SELECT || SPI_processed != 1)
