@@ -2036,6 +2036,21 @@ looks_like_html(const char *body)
 	return false;
 }
 
+/* append_base64: a transfer-encoding header, a blank line, data in base64 lines */
+static void
+append_base64(StringInfo msg, const char *data, int len)
+{
+	char	   *enc = palloc(pg_b64_enc_len(len) + 1);
+	int			n = pg_b64_encode(data, len, enc, pg_b64_enc_len(len));
+
+	appendStringInfoString(msg, "Content-Transfer-Encoding: base64\r\n\r\n");
+	for (int i = 0; i < n; i += 76)
+	{
+		appendBinaryStringInfo(msg, enc + i, Min(76, n - i));
+		appendStringInfoString(msg, "\r\n");
+	}
+}
+
 /*
  * append_mail_body adds the body with CRLF line ends: as 8bit text, or in
  * base64 when a line is too long for SMTP (998 bytes).
@@ -2064,18 +2079,7 @@ append_mail_body(StringInfo msg, const char *body)
 		appendStringInfoString(msg, "\r\n");
 	}
 	else
-	{
-		int			len = strlen(body);
-		char	   *enc = palloc(pg_b64_enc_len(len) + 1);
-		int			n = pg_b64_encode(body, len, enc, pg_b64_enc_len(len));
-
-		appendStringInfoString(msg, "Content-Transfer-Encoding: base64\r\n\r\n");
-		for (int i = 0; i < n; i += 76)
-		{
-			appendBinaryStringInfo(msg, enc + i, Min(76, n - i));
-			appendStringInfoString(msg, "\r\n");
-		}
-	}
+		append_base64(msg, body, strlen(body));
 }
 
 /*
@@ -2129,6 +2133,104 @@ append_custom_headers(StepRun *run, StringInfo msg, Jsonb *headers)
 	}
 }
 
+/* an attachment of an EMAIL step, read from allma.files */
+typedef struct MailAttachment
+{
+	char	   *filename;
+	char	   *content_type;
+	char	   *data;
+	int			len;
+} MailAttachment;
+
+/* larger messages are not copied into the path's stored request */
+#define MAIL_STORED_MESSAGE_MAX		(64 * 1024)
+
+/* Allma's limit for the attachments of one message (SES raw) */
+#define MAIL_ATTACHMENTS_MAX_BYTES	(7 * 1024 * 1024)
+
+/*
+ * email_attachments reads the rendered step's attachments (or the array at
+ * attachmentsPath in the context): each {filename, filePointer: {fileId}}
+ * names a file this execution stored with FILE_DOWNLOAD.  Allma's
+ * s3Pointer has no S3 here and fails the step with a clear error.
+ */
+static List *
+email_attachments(StepRun *run, Jsonb *def)
+{
+	Jsonb	   *list = allma_jsonb_get(def, "attachments");
+	char	   *path = allma_jsonb_get_cstring(def, "attachmentsPath");
+	List	   *out = NIL;
+	int64		total = 0;
+	ListCell   *lc;
+	MemoryContext outer = CurrentMemoryContext;
+
+	if (path != NULL)
+		list = allma_path_get(run->ps->context, path);
+	if (list == NULL || !allma_jsonb_is_array(list))
+	{
+		if (path != NULL && list != NULL)
+			raise_config_error(psprintf("EMAIL step \"%s\": attachmentsPath %s is not an array",
+										run->step->id, path));
+		return NIL;
+	}
+	SPI_connect();
+	foreach(lc, allma_jsonb_array_elements(list))
+	{
+		Jsonb	   *att = lfirst(lc);
+		char	   *filename = allma_jsonb_get_cstring(att, "filename");
+		Jsonb	   *ptr = allma_jsonb_get(att, "filePointer");
+		char	   *file_id = allma_jsonb_is_object(ptr) ? allma_jsonb_get_cstring(ptr, "fileId") :
+			(ptr ? allma_jsonb_to_display_text(ptr) : NULL);
+		MailAttachment *a;
+		Datum		args[2];
+		Oid			types[2] = {UUIDOID, UUIDOID};
+		bool		isnull;
+		bytea	   *content;
+
+		if (filename == NULL || filename[0] == '\0' || strpbrk(filename, "\"\\\r\n") != NULL)
+			raise_config_error(psprintf("EMAIL step \"%s\": an attachment needs a filename without quotes, backslashes or line breaks",
+										run->step->id));
+		if (file_id == NULL)
+			raise_config_error(psprintf(allma_jsonb_get(att, "s3Pointer") ?
+										"EMAIL step \"%s\": attachment \"%s\" points into S3, which allma does not have; store the file with FILE_DOWNLOAD and give its filePointer" :
+										"EMAIL step \"%s\": attachment \"%s\" has no filePointer",
+										run->step->id, filename));
+		args[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(file_id));
+		args[1] = UUIDPGetDatum(&run->ps->execution_id);
+		/* not read-only: a file stored earlier in this pass must be seen */
+		if (SPI_execute_with_args("SELECT content, coalesce(content_type, 'application/octet-stream') "
+								  "FROM allma.files WHERE file_id = $1 AND execution_id = $2",
+								  2, types, args, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "allma: could not read allma.files");
+		if (SPI_processed == 0)
+			raise_config_error(psprintf("EMAIL step \"%s\": attachment \"%s\": file %s is not a file of this execution",
+										run->step->id, filename, file_id));
+		content = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		{
+			char	   *ctype = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+			MemoryContext spicxt = MemoryContextSwitchTo(outer);
+
+			a = palloc(sizeof(MailAttachment));
+			a->filename = header_text(filename);
+			a->content_type = strpbrk(ctype, "\r\n\"") ? "application/octet-stream" : pstrdup(ctype);
+			a->len = VARSIZE_ANY_EXHDR(content);
+			a->data = palloc(a->len + 1);
+			memcpy(a->data, VARDATA_ANY(content), a->len);
+			MemoryContextSwitchTo(spicxt);
+		}
+		total += a->len;
+		if (total > MAIL_ATTACHMENTS_MAX_BYTES)
+			raise_http_error(ALLMA_ERR_PERMANENT,
+							 psprintf("EMAIL step \"%s\": attachments exceed %d bytes",
+									  run->step->id, MAIL_ATTACHMENTS_MAX_BYTES),
+							 allma_jsonb_empty_object());
+		MemoryContextSwitchTo(outer);
+		out = lappend(out, a);
+	}
+	SPI_finish();
+	return out;
+}
+
 /*
  * build_email renders the step (the whole definition is a template, like
  * Allma's), builds the message and leaves it as the step's request; the
@@ -2155,6 +2257,7 @@ build_email(StepRun *run)
 	Jsonb	   *req = allma_jsonb_empty_object();
 	Jsonb	   *rendered = allma_jsonb_empty_object();
 	ListCell   *lc;
+	List	   *attachments;
 	MemoryContext oldcxt;
 
 	if (allma_smtp_url == NULL || allma_smtp_url[0] == '\0')
@@ -2165,9 +2268,7 @@ build_email(StepRun *run)
 									run->step->id, error));
 	if (from == NULL || to == NIL)
 		raise_config_error(psprintf("EMAIL step \"%s\" needs \"from\" and \"to\"", run->step->id));
-	if (allma_jsonb_get(def, "attachments") || allma_jsonb_get(def, "attachmentsPath"))
-		raise_config_error(psprintf("EMAIL step \"%s\": attachments are not supported by allma %s",
-									run->step->id, ALLMA_VERSION));
+	attachments = email_attachments(run, def);
 	if (allma_smtp_username != NULL && allma_smtp_username[0] != '\0')
 		password = allma_secret_get(allma_smtp_password_secret);
 
@@ -2193,9 +2294,39 @@ build_email(StepRun *run)
 	appendStringInfo(&msg, "Message-ID: %s\r\n", message_id);
 	append_custom_headers(run, &msg, allma_jsonb_get(def, "customHeaders"));
 	appendStringInfoString(&msg, "MIME-Version: 1.0\r\n");
-	appendStringInfo(&msg, "Content-Type: %s; charset=UTF-8\r\n",
-					 looks_like_html(body) ? "text/html" : "text/plain");
-	append_mail_body(&msg, body);
+	if (attachments == NIL)
+	{
+		appendStringInfo(&msg, "Content-Type: %s; charset=UTF-8\r\n",
+						 looks_like_html(body) ? "text/html" : "text/plain");
+		append_mail_body(&msg, body);
+	}
+	else
+	{
+		/* the boundary cannot occur in base64 or in the body (checked) */
+		char	   *boundary = psprintf("=_allma_%s", idempotency_key(run->ps, run->step));
+
+		for (char *p = boundary; *p; p++)
+			if (*p == '/' || *p == ':')
+				*p = '.';
+		if (strstr(body, boundary) != NULL)
+			raise_config_error(psprintf("EMAIL step \"%s\": the body contains the MIME boundary",
+										run->step->id));
+		appendStringInfo(&msg, "Content-Type: multipart/mixed; boundary=\"%s\"\r\n\r\n", boundary);
+		appendStringInfo(&msg, "--%s\r\n", boundary);
+		appendStringInfo(&msg, "Content-Type: %s; charset=UTF-8\r\n",
+						 looks_like_html(body) ? "text/html" : "text/plain");
+		append_mail_body(&msg, body);
+		foreach(lc, attachments)
+		{
+			MailAttachment *a = lfirst(lc);
+
+			appendStringInfo(&msg, "--%s\r\n", boundary);
+			appendStringInfo(&msg, "Content-Type: %s; name=\"%s\"\r\n", a->content_type, a->filename);
+			appendStringInfo(&msg, "Content-Disposition: attachment; filename=\"%s\"\r\n", a->filename);
+			append_base64(&msg, a->data, a->len);
+		}
+		appendStringInfo(&msg, "--%s--\r\n", boundary);
+	}
 
 	foreach(lc, list_concat(list_concat(list_copy(to), cc), bcc))
 		rcpt = allma_jsonb_array_append(rcpt, allma_jsonb_string(bare_address(lfirst(lc))));
@@ -2203,7 +2334,11 @@ build_email(StepRun *run)
 	req = allma_jsonb_set_key(req, "url", allma_jsonb_string(allma_smtp_url));
 	req = allma_jsonb_set_key(req, "mailFrom", allma_jsonb_string(bare_address(from)));
 	req = allma_jsonb_set_key(req, "rcpt", rcpt);
-	req = allma_jsonb_set_key(req, "message", allma_jsonb_string(msg.data));
+	/* a large message (attachments) is kept in memory only, like credentials */
+	if (msg.len <= MAIL_STORED_MESSAGE_MAX)
+		req = allma_jsonb_set_key(req, "message", allma_jsonb_string(msg.data));
+	else
+		req = allma_jsonb_set_key(req, "messageBytes", allma_jsonb_int(msg.len));
 	req = allma_jsonb_set_key(req, "messageId", allma_jsonb_string(message_id));
 	req = allma_jsonb_set_key(req, "idempotencyKey",
 							  allma_jsonb_string(idempotency_key(run->ps, run->step)));
@@ -2226,6 +2361,7 @@ build_email(StepRun *run)
 	run->ps->io_request = (Jsonb *) palloc(VARSIZE(req));
 	memcpy(run->ps->io_request, req, VARSIZE(req));
 	run->ps->io_send_password = password ? pstrdup(password) : NULL;
+	run->ps->io_send_body = msg.len <= MAIL_STORED_MESSAGE_MAX ? NULL : pstrdup(msg.data);
 	MemoryContextSwitchTo(oldcxt);
 	run->io = true;
 }
@@ -2545,7 +2681,7 @@ allma_engine_http_request(AllmaPathState *ps, AllmaHttpRequest *r)
 			addrs[r->nmail_rcpt++] = allma_jsonb_to_display_text(lfirst(lc));
 		r->mail_from = allma_jsonb_get_cstring(req, "mailFrom");
 		r->mail_rcpt = addrs;
-		r->body = allma_jsonb_get_cstring(req, "message");
+		r->body = ps->io_send_body ? ps->io_send_body : allma_jsonb_get_cstring(req, "message");
 		if (ps->io_send_password != NULL)
 		{
 			r->username = allma_smtp_username;

@@ -101,6 +101,7 @@ typedef struct AllmaPathState
 	char	   *io_send_url;	/* the URL to send to, when it differs */
 	char	   *io_send_password;	/* EMAIL: the SMTP login's password (never
 									 * stored) */
+	char	   *io_send_body;	/* EMAIL: a message too large to store */
 	Jsonb	   *prev_request;	/* the request a response answers */
 	bool		inflight;		/* the step waits for its HTTP response */
 

@@ -1654,8 +1654,17 @@ check_email(Checker *ck, JsonbContainer *step)
 				error_type(ck, field, "an object", &elems[i].value);
 			a = elems[i].value.val.binary.data;
 			get_nonempty_string(ck, a, field, "filename", true);
+			/* Allma's s3Pointer, or allma's filePointer (FILE_DOWNLOAD's output) */
+			if (lookup(a, "filePointer", &ptr))
+			{
+				if (ptr.type != jbvString && !is_object(&ptr))
+					error_type(ck, member_name(field, "filePointer"),
+							   "an object or a string", &ptr);
+				continue;
+			}
 			if (!lookup(a, "s3Pointer", &ptr))
-				error_missing(ck, member_name(field, "s3Pointer"), NULL);
+				error_missing(ck, member_name(field, "filePointer"),
+							  "An attachment names a file stored by FILE_DOWNLOAD: {\"filePointer\": {\"fileId\": ...}}.");
 			if (ptr.type != jbvString && !is_object(&ptr))
 				error_type(ck, member_name(field, "s3Pointer"),
 						   "an object or a string", &ptr);

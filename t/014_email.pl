@@ -14,7 +14,8 @@ use AllmaTest;
 
 my ($base, $smtp_port) = start_mock(smtp => 1);
 ok($smtp_port, 'the mock SMTP server runs');
-my $node = allma_node('email', "allma.smtp_url = 'smtp://127.0.0.1:$smtp_port'\nallma.timer_scale = 0.01\n");
+my $node = allma_node('email', "allma.smtp_url = 'smtp://127.0.0.1:$smtp_port'\nallma.timer_scale = 0.01\n"
+	  . "allma.http_allowlist = '127.0.0.1'\n");
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 
@@ -69,6 +70,34 @@ $m = mail_log()->[-1];
 like($m->{data}, qr{^Content-Type: text/html; charset=UTF-8\r?$}m, 'HTML body detected');
 like($m->{data}, qr/<p>Hi<\/p>\r\n\.\r\n\.dot/, 'lines starting with a dot arrive intact');
 like($m->{data}, qr/^Subject: =\?UTF-8\?B\?R3LDvMOfZQ==\?=\r?$/m, 'non-ASCII subject is RFC 2047 encoded');
+
+# attachments: a file stored by FILE_DOWNLOAD goes along, byte for byte
+# (100,000 bytes: the message is too large to be copied into the stored
+# request and is sent from memory)
+q1(qq{SELECT allma_create_flow('{"id": "attach", "startStepInstanceId": "dl", "steps": {
+  "dl": {"stepType": "FILE_DOWNLOAD", "sourceUrlTemplate": "$base/bytes/100000", "defaultNextStepInstanceId": "send"},
+  "send": {"stepType": "EMAIL", "from": "a\@example.test", "to": "b\@example.test", "subject": "data",
+           "body": "see the file",
+           "attachments": [{"filename": "data.bin", "filePointer": {"fileId": "{{steps_output.dl.filePointer.fileId}}"}}]}}}')});
+$e = q1(q{SELECT allma_start_flow('attach', '{}')});
+is(q1("SELECT allma_wait('$e', '60 s')"), 'COMPLETED', 'an email with an attachment is sent') or diag(q1("SELECT error FROM allma.executions WHERE execution_id = '$e'"));
+$m = mail_log()->[-1];
+like($m->{data}, qr{^Content-Type: multipart/mixed; boundary="([^"]+)"\r?$}m, 'a multipart message');
+my ($part) = $m->{data} =~ m{Content-Disposition: attachment; filename="data\.bin"\r\nContent-Transfer-Encoding: base64\r\n\r\n([A-Za-z0-9+/=\r\n]+)};
+require MIME::Base64;
+my $bytes = MIME::Base64::decode_base64($part // '');
+is(length($bytes), 100000, 'the attachment has all the bytes');
+is($bytes, join('', map { chr($_ % 256) } 0 .. 99999), 'byte for byte');
+like($m->{data}, qr/see the file/, 'and the body');
+
+# an S3 pointer (Allma's) cannot be resolved here: a clear error
+q1(q{SELECT allma_create_flow('{"id": "s3attach", "startStepInstanceId": "send", "steps": {
+  "send": {"stepType": "EMAIL", "from": "a@example.test", "to": "b@example.test", "subject": "s", "body": "b",
+           "attachments": [{"filename": "x.xlsx", "s3Pointer": {"bucket": "b", "key": "k"}}]}}}')});
+$e = q1(q{SELECT allma_start_flow('s3attach', '{}')});
+is(q1("SELECT allma_wait('$e', '60 s')"), 'FAILED', 'an S3 attachment fails the step');
+like(q1("SELECT error->>'errorMessage' FROM allma.executions WHERE execution_id = '$e'"),
+	qr/points into S3.*FILE_DOWNLOAD/, 'saying what to do instead');
 
 # a recipient the server refuses: permanent, no retries
 $e = q1(q{SELECT allma_start_flow('mail', '{"user": "reject-me@example.test", "project": "P-8"}')});
