@@ -189,11 +189,15 @@ VALUES
 
 CREATE TABLE allma.module_bindings (
 	pattern				text PRIMARY KEY,
-	handler				regprocedure NOT NULL,
-	created_at			timestamptz NOT NULL DEFAULT now()
+	handler				regprocedure,
+	url					text CHECK (url ~ '^[hH][tT][tT][pP][sS]?://'),
+	headers				jsonb NOT NULL DEFAULT '{}'
+		CHECK (jsonb_typeof(headers) = 'object'),
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	CHECK ((handler IS NULL) <> (url IS NULL))
 );
 COMMENT ON TABLE allma.module_bindings IS
-	'Module identifiers or Lambda ARNs (LIKE patterns) bound to SQL functions (jsonb) RETURNS jsonb';
+	'Module identifiers or Lambda ARNs (LIKE patterns) bound to SQL functions (jsonb) RETURNS jsonb, or to HTTP endpoints';
 
 SELECT pg_catalog.pg_extension_config_dump('allma.flows', '');
 SELECT pg_catalog.pg_extension_config_dump('allma.flow_versions', '');
@@ -291,6 +295,35 @@ SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION allma_bind_module(text, regprocedure) IS
 	'Routes a module identifier or Lambda ARN (LIKE pattern) to a SQL function (jsonb) RETURNS jsonb';
 REVOKE ALL ON FUNCTION allma_bind_module(text, regprocedure) FROM PUBLIC;
+
+CREATE FUNCTION allma_bind_module_http(module_or_arn_pattern text, url text,
+									   headers jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF module_or_arn_pattern = '' THEN
+		RAISE EXCEPTION 'module pattern must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF url !~* '^https?://[^/]' THEN
+		RAISE EXCEPTION 'binding URL "%" is not an http or https URL', url
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF jsonb_typeof(headers) <> 'object' OR EXISTS (
+		SELECT FROM jsonb_each(headers) h WHERE jsonb_typeof(h.value) <> 'string') THEN
+		RAISE EXCEPTION 'binding headers must be an object of strings'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'For example {"Authorization": "Bearer {{secrets.NAME}}"}.';
+	END IF;
+	INSERT INTO allma.module_bindings AS b (pattern, handler, url, headers)
+	VALUES (module_or_arn_pattern, NULL, url, headers)
+	ON CONFLICT (pattern) DO UPDATE
+		SET handler = NULL, url = excluded.url, headers = excluded.headers, created_at = now();
+END $$;
+COMMENT ON FUNCTION allma_bind_module_http(text, text, jsonb) IS
+	'Routes a module identifier or Lambda ARN (LIKE pattern) to an HTTP endpoint: the step POSTs its module input there as JSON';
+REVOKE ALL ON FUNCTION allma_bind_module_http(text, text, jsonb) FROM PUBLIC;
 
 CREATE FUNCTION allma_unbind_module(module_or_arn_pattern text)
 RETURNS boolean

@@ -94,7 +94,22 @@ SELECT has_function_privilege('public', 'allma_bind_module(text, regprocedure)',
 SET ROLE regress_allma_binder;
 SELECT bindings_try($q$SELECT allma_bind_module('acme/enrich', 'bindings_prefix(jsonb)')$q$);
 SELECT bindings_try($q$SELECT allma_unbind_module('acme/enrich')$q$);
+SELECT bindings_try($q$SELECT allma_bind_module_http('acme/x', 'https://svc.example/x')$q$);
 RESET ROLE;
+
+-- HTTP bindings: http(s) URLs only, headers an object; binding a function
+-- to the same pattern replaces the endpoint (and the other way round)
+SELECT has_function_privilege('public', 'allma_bind_module_http(text, text, jsonb)', 'EXECUTE') AS public_may_bind_http;
+SELECT bindings_try($q$SELECT allma_bind_module_http('acme/http', 'ftp://svc.example/x')$q$);
+SELECT bindings_try($q$SELECT allma_bind_module_http('acme/http', 'https://svc.example/x', '[1]')$q$);
+SELECT bindings_try($q$SELECT allma_bind_module_http('acme/http', 'https://svc.example/x', '{"X-N": 1}')$q$);
+SELECT bindings_try($q$SELECT allma_bind_module_http('acme/http', 'https://svc.example/x', '{"X-Key": "{{secrets.K}}"}')$q$);
+SELECT pattern, handler, url, headers FROM allma.module_bindings WHERE pattern = 'acme/http';
+SELECT bindings_try($q$SELECT allma_bind_module('acme/http', 'bindings_exact(jsonb)')$q$);
+SELECT pattern, handler, url, headers FROM allma.module_bindings WHERE pattern = 'acme/http';
+SELECT bindings_try($q$SELECT allma_bind_module_http('acme/http', 'http://svc.example/y')$q$);
+SELECT pattern, handler, url, headers FROM allma.module_bindings WHERE pattern = 'acme/http';
+SELECT allma_unbind_module('acme/http');
 
 ------------------------------------------------------------------------------
 -- Dispatch: exact match first, then the longest LIKE pattern

@@ -281,14 +281,23 @@ leave_user_code(UserCodeState *st)
 	SetUserIdAndSecContext(st->save_userid, st->save_sec);
 }
 
+static void send_to_http_binding(StepRun *run, const char *url, Jsonb *headers, Jsonb *payload);
+
 static Jsonb *
 invoke_binding(StepRun *run, const char *key, Jsonb *payload,
 			   const char *error_name)
 {
-	Oid			handler = allma_binding_lookup(key);
+	char	   *url = NULL;
+	Jsonb	   *headers = NULL;
+	Oid			handler = allma_binding_lookup(key, &url, &headers);
 	UserCodeState st;
 	Jsonb	   *result;
 
+	if (url != NULL)
+	{
+		send_to_http_binding(run, url, headers, payload);
+		return NULL;
+	}
 	if (!OidIsValid(handler))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
@@ -907,7 +916,7 @@ resolve_header_secrets(Jsonb *headers, bool redact, bool *any)
 
 /* build_api_request: the request of an API_CALL step, as stored in the path */
 static Jsonb *
-build_api_request(StepRun *run, Jsonb *def)
+build_api_request(StepRun *run, Jsonb *def, Jsonb *body_override)
 {
 	AllmaStep  *step = run->step;
 	Jsonb	   *tctx = template_context(run);
@@ -968,7 +977,9 @@ build_api_request(StepRun *run, Jsonb *def)
 		}
 	}
 
-	if (allma_jsonb_is_object(body_def))
+	if (body_override != NULL)
+		body = body_override;
+	else if (allma_jsonb_is_object(body_def))
 		body = mapping_values(body_def, tctx);
 	else if (body_path != NULL)
 		body = allma_path_get(run->ps->context, body_path);
@@ -1111,6 +1122,52 @@ api_output(StepRun *run)
 	out = allma_jsonb_set_key(NULL, "status", allma_jsonb_int(c->status));
 	out = allma_jsonb_set_key(out, "headers", c->headers ? c->headers : allma_jsonb_empty_object());
 	return allma_jsonb_set_key(out, "data", data);
+}
+
+/* leave_request: req (built by build_api_request) is the request the step leaves for the worker */
+static void
+leave_request(StepRun *run, Jsonb *req)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(run->pathcxt);
+
+	run->ps->io_request = (Jsonb *) palloc(VARSIZE(req));
+	memcpy(run->ps->io_request, req, VARSIZE(req));
+	MemoryContextSwitchTo(oldcxt);
+	run->io = true;
+}
+
+/*
+ * send_to_http_binding: a module or Lambda ARN bound to an HTTP endpoint
+ * (allma_bind_module_http) is called like an API_CALL that POSTs the module
+ * input as JSON, with the binding's headers ({{secrets.NAME}} allowed).
+ * The step's output is the response's JSON body (or its text); errors are
+ * classified like API_CALL's.  See http_binding_output.
+ */
+static void
+send_to_http_binding(StepRun *run, const char *url, Jsonb *headers, Jsonb *payload)
+{
+	Jsonb	   *def = allma_jsonb_empty_object();
+	Jsonb	   *req;
+
+	def = allma_jsonb_set_key(def, "apiUrlTemplate", allma_jsonb_string(url));
+	def = allma_jsonb_set_key(def, "apiHttpMethod", allma_jsonb_string("POST"));
+	if (headers != NULL)
+		def = allma_jsonb_set_key(def, "apiStaticHeaders", headers);
+	req = build_api_request(run, def, payload);
+	req = allma_jsonb_set_key(req, "binding", allma_jsonb_bool(true));
+	leave_request(run, req);
+}
+
+/* http_binding_output: the output of a step whose binding is an HTTP endpoint */
+static Jsonb *
+http_binding_output(StepRun *run)
+{
+	AllmaHttpCompletion *c = run->ps->response;
+	Jsonb	   *data;
+
+	(void) raise_for_transfer(c, 400, "");
+	data = c->body_len > 0 ? parse_json_or_null(c->body) : NULL;
+	return data ? data : allma_jsonb_string_len(c->body, c->body_len);
 }
 
 /* ----------------------------------------------------------------
@@ -1855,7 +1912,7 @@ static void
 send_poll(StepRun *run)
 {
 	Jsonb	   *def = allma_jsonb_get(run->step->def, "apiCallDefinition");
-	Jsonb	   *req = build_api_request(run, allma_jsonb_is_object(def) ? def : run->step->def);
+	Jsonb	   *req = build_api_request(run, allma_jsonb_is_object(def) ? def : run->step->def, NULL);
 	MemoryContext oldcxt = MemoryContextSwitchTo(run->pathcxt);
 
 	run->ps->io_request = (Jsonb *) palloc(VARSIZE(req));
@@ -2401,6 +2458,11 @@ dispatch_step(StepRun *run)
 	AllmaStep  *step = run->step;
 	const char *module = step->module;
 
+	/* the response to a module bound to an HTTP endpoint */
+	if (run->ps->response != NULL && run->ps->prev_request != NULL &&
+		allma_jsonb_has_key(run->ps->prev_request, "binding"))
+		return http_binding_output(run);
+
 	switch (step->type)
 	{
 		case ALLMA_STEP_NO_OP:
@@ -2445,16 +2507,8 @@ dispatch_step(StepRun *run)
 		case ALLMA_STEP_API_CALL:
 			if (run->ps->response != NULL)
 				return api_output(run);
-			{
-				Jsonb	   *req = build_api_request(run, run->step->def);
-				MemoryContext oldcxt = MemoryContextSwitchTo(run->pathcxt);
-
-				run->ps->io_request = (Jsonb *) palloc(VARSIZE(req));
-				memcpy(run->ps->io_request, req, VARSIZE(req));
-				MemoryContextSwitchTo(oldcxt);
-				run->io = true;
-				return NULL;
-			}
+			leave_request(run, build_api_request(run, run->step->def, NULL));
+			return NULL;
 
 		case ALLMA_STEP_MCP_CALL:
 			if (run->ps->response != NULL)

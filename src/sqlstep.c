@@ -864,7 +864,7 @@ allma_bind_module(PG_FUNCTION_ARGS)
 	rc = SPI_execute_with_args("INSERT INTO allma.module_bindings AS b (pattern, handler) "
 							   "VALUES ($1, $2::pg_catalog.regprocedure) "
 							   "ON CONFLICT (pattern) DO UPDATE "
-							   "SET handler = excluded.handler, "
+							   "SET handler = excluded.handler, url = NULL, headers = '{}', "
 							   "created_at = pg_catalog.now()",
 							   2, argtypes, values, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
@@ -882,12 +882,13 @@ allma_bind_module(PG_FUNCTION_ARGS)
  * table with the caller's privileges (it is readable by PUBLIC).
  */
 Oid
-allma_binding_lookup(const char *key)
+allma_binding_lookup(const char *key, char **url, Jsonb **headers)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
 	Oid			handler = InvalidOid;
 	int			rc;
+	MemoryContext caller = CurrentMemoryContext;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -896,7 +897,7 @@ allma_binding_lookup(const char *key)
 	{
 		SPIPlanPtr	plan;
 
-		plan = SPI_prepare("SELECT handler::pg_catalog.oid "
+		plan = SPI_prepare("SELECT handler::pg_catalog.oid, url, headers "
 						   "FROM allma.module_bindings "
 						   "WHERE pattern OPERATOR(pg_catalog.=) $1 "
 						   "OR $1 OPERATOR(pg_catalog.~~) pattern "
@@ -917,6 +918,8 @@ allma_binding_lookup(const char *key)
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not look up module binding: %s",
 			 SPI_result_code_string(rc));
+	*url = NULL;
+	*headers = NULL;
 	if (SPI_processed > 0)
 	{
 		bool		isnull;
@@ -926,6 +929,16 @@ allma_binding_lookup(const char *key)
 						  &isnull);
 		if (!isnull)
 			handler = DatumGetObjectId(d);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		if (!isnull)
+		{
+			MemoryContext spicxt = MemoryContextSwitchTo(caller);
+
+			*url = TextDatumGetCString(d);
+			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+			*headers = isnull ? NULL : DatumGetJsonbPCopy(d);
+			MemoryContextSwitchTo(spicxt);
+		}
 	}
 
 	SPI_finish();

@@ -30,11 +30,12 @@
 extern Jsonb *allma_sqlstep_run(Jsonb *config, Jsonb *ctx, bool returns_rows);
 
 /*
- * allma_binding_lookup finds the handler bound to a module identifier or
- * Lambda ARN (exact match first, then the longest LIKE pattern).
- * InvalidOid when none.
+ * allma_binding_lookup finds the binding of a module identifier or Lambda
+ * ARN (exact match first, then the longest LIKE pattern): the handler
+ * function, or InvalidOid with *url (and *headers) set for an HTTP
+ * binding (allma_bind_module_http).  InvalidOid and *url NULL when none.
  */
-extern Oid	allma_binding_lookup(const char *key);
+extern Oid	allma_binding_lookup(const char *key, char **url, Jsonb **headers);
 
 /* allma_binding_invoke calls handler(jsonb) and returns its jsonb result */
 extern Jsonb *allma_binding_invoke(Oid handler, Jsonb *input);

@@ -160,6 +160,35 @@ $node->append_conf('postgresql.conf', "allma.http_allowlist = '127.0.0.1'\n");
 $node->reload;
 sleep(1);
 
+# modules and Lambda ARNs bound to an HTTP endpoint (allma_bind_module_http)
+q1("SELECT allma_set_secret('REMOTE_TOKEN', 'remote-token-4711')");
+q1(qq{SELECT allma_bind_module_http('acme/remote-%', '$base/echo', '{"Authorization": "Bearer {{secrets.REMOTE_TOKEN}}"}')});
+q1(qq{SELECT allma_bind_module_http('arn:aws:lambda:%:function:resize', '$base/echo')});
+q1(qq{SELECT allma_bind_module_http('acme/broken', '$base/status/503')});
+q1(q{SELECT allma_create_flow('{"id": "remote", "startStepInstanceId": "logic", "steps": {
+  "logic": {"stepType": "CUSTOM_LOGIC", "moduleIdentifier": "acme/remote-score", "inputMappings": {"n": "$.n"},
+            "outputMappings": {"$.echoed": "$.json"}, "defaultNextStepInstanceId": "lambda"},
+  "lambda": {"stepType": "CUSTOM_LAMBDA_INVOKE",
+             "lambdaFunctionArnTemplate": "arn:aws:lambda:eu-west-1:123:function:resize", "inputMappings": {"n": "$.n"},
+             "outputMappings": {"$.lambda": "$.json"}}}}')});
+$e = run('remote', '{"n": 5}');
+is(q1("SELECT status FROM allma.executions WHERE execution_id = '$e'"), 'COMPLETED', 'steps bound to HTTP endpoints complete');
+is(q1("SELECT output->'echoed'->>'n' FROM allma.executions WHERE execution_id = '$e'"), '5',
+	'the module input is POSTed as JSON and the JSON reply is the output');
+is(q1("SELECT output->'lambda'->>'moduleIdentifier' || ' ' || (output->'lambda'->'stepInput'->>'n') FROM allma.executions WHERE execution_id = '$e'"),
+	'arn:aws:lambda:eu-west-1:123:function:resize 5', 'a Lambda ARN gets the Lambda payload');
+my $remote = `python3 -c "import json,urllib.request; print(json.dumps(json.load(urllib.request.urlopen('$base/__log?key=$e/logic/1'))))"`;
+like($remote, qr/Bearer remote-token-4711/, 'with the binding\'s headers, secrets resolved');
+is(q1("SELECT count(*) FROM allma.execution_paths WHERE execution_id = '$e' AND request::text LIKE '%remote-token-4711%'")
+	 + q1("SELECT count(*) FROM allma.step_executions WHERE execution_id = '$e' AND concat(input, output, details)::text LIKE '%remote-token-4711%'"),
+	0, 'and the secret stored nowhere');
+q1(q{SELECT allma_create_flow('{"id": "remote-broken", "startStepInstanceId": "logic", "steps": {
+  "logic": {"stepType": "CUSTOM_LOGIC", "moduleIdentifier": "acme/broken",
+            "onError": {"retries": {"count": 1, "intervalSeconds": 1}}}}}')});
+$e = run('remote-broken');
+is(q1("SELECT string_agg(status || ':' || coalesce(error->>'errorName', ''), ',' ORDER BY seq) FROM allma.step_executions WHERE execution_id = '$e'"),
+	'RETRYING:TransientStepError,FAILED:TransientStepError', 'a 503 from a bound endpoint is transient and retried');
+
 # a crash while requests are in flight: they are sent again with the same key
 flow('crashy', "$base/echo?latency_ms=2000");
 my $c = q1("SELECT allma_start_flow('crashy', '{}', '{\"executionId\": \"00000000-0000-4000-8000-00000000c0de\"}')");
