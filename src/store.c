@@ -175,10 +175,17 @@ col_array(Column *col)
 	"       coalesce(p.parent_path_id, -1), coalesce(p.item_index, 0), " \
 	"       coalesce(p.branch_ordinal, 0), p.joining, " \
 	"       f.step_instance_id, f.base_context, p.request "
+/*
+ * The execution and fork of each claimed path, looked up by key: LATERAL
+ * subqueries with OFFSET 0 are planned on their own, with the path's key as
+ * their only condition, so the claimed paths always drive the lookups.
+ */
 #define CLAIM_JOINS \
-	"JOIN allma.executions e ON e.execution_id = p.execution_id " \
-	"LEFT JOIN allma.forks f ON f.execution_id = p.execution_id " \
-	"     AND f.fork_path_id = p.parent_path_id "
+	"CROSS JOIN LATERAL (SELECT * FROM allma.executions x " \
+	"  WHERE x.execution_id = p.execution_id OFFSET 0) e " \
+	"LEFT JOIN LATERAL (SELECT * FROM allma.forks y " \
+	"  WHERE y.execution_id = p.execution_id AND y.fork_path_id = p.parent_path_id OFFSET 0) f " \
+	"  ON true "
 
 static List *paths_from_claim(void);
 static void execute_plan(SPIPlanPtr plan, Datum *args, int expected);
