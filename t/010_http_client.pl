@@ -12,36 +12,14 @@ use Test::More;
 use JSON::PP;
 use POSIX qw(strftime);
 use Time::HiRes qw(time);
-use IPC::Run;
 use lib 't';
 use AllmaTest;
 
 my $json = JSON::PP->new->canonical;
 
 # --- the mock server -------------------------------------------------------
-my $src = $ENV{ALLMA_SRC} // '.';
-my $mock_script = "$src/mock/mock_server.py";
--f $mock_script or BAIL_OUT("mock server not found at $mock_script");
-my $tmp = PostgreSQL::Test::Utils::tempdir();
-my $port_file = "$tmp/mock.port";
-my ($mock_out, $mock_err) = ('', '');
-my $mock = IPC::Run::start(
-	[ 'python3', $mock_script, '--port', '0', '--port-file', $port_file, '--smtp-port', '-1' ],
-	'>', \$mock_out, '2>', \$mock_err);
-END { $mock->signal('TERM') if $mock && $mock->pumpable; }
-
-my $port;
-for (my $i = 0; $i < 300 && !defined $port; $i++)
-{
-	if (-s $port_file)
-	{
-		my $info = eval { $json->decode(slurp_file($port_file)) };
-		$port = $info->{http} if $info;
-	}
-	select(undef, undef, undef, 0.1) unless defined $port;
-}
-defined $port or BAIL_OUT("mock server did not start: $mock_err");
-my $base = "http://127.0.0.1:$port";
+my $base = start_mock();
+my ($port) = $base =~ /:(\d+)$/;
 note "mock server on $base";
 
 my $node = allma_node('http');
@@ -482,9 +460,6 @@ ok($res->[3]{error}{refused}, 'mixed batch: refused');
 is($json->decode($res->[4]{body})->{headers}{'idempotency-key'}, 'mixed', 'mixed batch: POST with key');
 
 $node->stop;
-$mock->signal('TERM');
-ok($mock->finish, 'mock server stopped cleanly');
-ok(!-e $port_file, 'mock server removed its port file');
-$mock = undef;
+ok(stop_mock(), 'mock server stopped cleanly and removed its port file');
 
 done_testing();

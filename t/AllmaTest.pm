@@ -8,7 +8,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Exporter 'import';
 
-our @EXPORT = qw(allma_node wait_for_workers linear_flow poll_until_true start_mock);
+our @EXPORT = qw(allma_node wait_for_workers linear_flow poll_until_true start_mock stop_mock);
 
 # allma_node(name, extra_conf): an initialized, started cluster with allma
 # preloaded and the extension created in "postgres".
@@ -61,6 +61,7 @@ sub poll_until_true
 # ports), returns its base URL (and, with smtp => 1, the SMTP port as a
 # second value); the server is stopped when the test exits.
 my $mock_handle;
+my $mock_port_file;
 sub start_mock
 {
 	my (%opts) = @_;
@@ -70,6 +71,7 @@ sub start_mock
 	my $tmp = PostgreSQL::Test::Utils::tempdir();
 	my $port_file = "$tmp/mock.port";
 	my ($out, $err) = ('', '');
+	$mock_port_file = $port_file;
 	$mock_handle = IPC::Run::start(
 		[ 'python3', "$src/mock/mock_server.py", '--port', '0', '--port-file', $port_file,
 		  '--smtp-port', $opts{smtp} ? '0' : '-1' ],
@@ -88,6 +90,17 @@ sub start_mock
 	die "mock server did not start: $err";
 }
 END { $mock_handle->signal('TERM') if $mock_handle && $mock_handle->pumpable; }
+
+# stop_mock(): stops the mock server; true when it exited cleanly and
+# removed its port file
+sub stop_mock
+{
+	return 0 unless $mock_handle;
+	$mock_handle->signal('TERM');
+	my $clean = $mock_handle->finish;
+	$mock_handle = undef;
+	return $clean && !-e $mock_port_file;
+}
 
 # linear_flow(id, nsteps, delay_ms): JSON of a flow of nsteps NO_OP steps
 sub linear_flow
