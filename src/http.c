@@ -1,9 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * http.c
- *	  allma's HTTP client over libcurl's multi interface, the destination
- *	  allow-list, and the SQL debug functions allma_http_request and
- *	  allma_http_batch.
+ *	  allma's HTTP client over libcurl's multi interface (which also sends
+ *	  the EMAIL steps' mail over SMTP), the destination allow-list, and the
+ *	  SQL debug functions allma_http_request and allma_http_batch.
  *
  * Design
  *

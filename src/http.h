@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * http.h
- *	  allma's HTTP client: many concurrent requests through libcurl's multi
- *	  interface, with no transaction involved.
+ *	  allma's HTTP client: many concurrent requests (and SMTP sends, see
+ *	  AllmaHttpRequest.mail_from) through libcurl's multi interface, with no
+ *	  transaction involved.
  *
  * Usage (a worker's I/O phase):
  *
