@@ -574,6 +574,7 @@ CREATE TABLE allma.mcp_connections (
 			jsonb_typeof(headers) = 'object' AND
 			NOT jsonb_path_exists(headers, '$.keyvalue() ? (@.value.type() != "string" || @.value like_regex "[\\r\\n]" || !(@.key like_regex "^[!#$%&''*+.^_`|~0-9A-Za-z-]+$"))')),
 	bearer_secret		text,
+	session_id			text,			-- set by allma: the server's Mcp-Session-Id
 	created_at			timestamptz NOT NULL DEFAULT now(),
 	updated_at			timestamptz NOT NULL DEFAULT now()
 );
@@ -591,7 +592,7 @@ BEGIN ATOMIC
 	INSERT INTO allma.mcp_connections AS c (id, url, headers, bearer_secret)
 	VALUES (id, url, coalesce(headers, '{}'), bearer_secret)
 	ON CONFLICT ON CONSTRAINT mcp_connections_pkey DO UPDATE
-		SET url = excluded.url, headers = excluded.headers,
+		SET url = excluded.url, headers = excluded.headers, session_id = NULL,
 			bearer_secret = excluded.bearer_secret, updated_at = now();
 END;
 COMMENT ON FUNCTION allma_create_mcp_connection(text, text, jsonb, text) IS

@@ -974,6 +974,7 @@ class MockApp:
         self.reply_seq = 0                  # ids of LLM replies
         self.fail_counts = {}
         self.mail = []
+        self.mcp_sessions = {}      # /mcp-stateful: session id -> initialized?
         self.connections = set()
         self.smtp_connections = set()
         self.next_conn_id = 0
@@ -1038,6 +1039,7 @@ class MockApp:
         self.log_bytes = 0
         self.fail_counts.clear()
         self.mail.clear()
+        self.mcp_sessions.clear()
         self.requests = 0
         self.control_requests = 0
         self.by_status.clear()
@@ -1126,6 +1128,8 @@ class MockApp:
             return self.bytes_page, None
         if path.startswith("/redirect/"):
             return self.redirect_page, None
+        if path == "/mcp-stateful":
+            return self.mcp_stateful, None
         if path == "/mcp" or path.endswith("/mcp"):
             return self.mcp, None
         if path.endswith("/chat/completions"):
@@ -1235,6 +1239,40 @@ class MockApp:
         if truthy(req.query.get("sse")):
             return Response(200, sse_body(answers), "text/event-stream", headers)
         return json_response(200, answers, headers)
+
+    def mcp_stateful(self, req, provider):
+        """/mcp-stateful: an MCP server that keeps sessions, like the
+        official SDKs' default: initialize opens one (Mcp-Session-Id), the
+        notifications/initialized notification completes it, and any other
+        message needs an initialized session: 400 without a session id,
+        404 for an unknown one (POST /__reset forgets all sessions)."""
+        if req.method != "POST":
+            return json_response(405, generic_error(405, "POST only"),
+                                 [("Allow", "POST")])
+        try:
+            msg = json.loads(req.body)
+        except ValueError:
+            return json_response(400, rpc_error(None, -32700, "Parse error"))
+        if not isinstance(msg, dict):
+            return json_response(400, rpc_error(None, -32600, "one message per request"))
+        method = msg.get("method")
+        if method == "initialize":
+            sid = f"sess-{len(self.mcp_sessions) + 1}-{int(time.monotonic() * 1000)}"
+            self.mcp_sessions[sid] = False
+            return json_response(200, mcp_call(msg), [("Mcp-Session-Id", sid)])
+        sid = req.headers.get("mcp-session-id")
+        if sid is None:
+            return json_response(400, rpc_error(msg.get("id"), -32000,
+                                                "Bad Request: No valid session ID provided"))
+        if sid not in self.mcp_sessions:
+            return json_response(404, rpc_error(msg.get("id"), -32001, "Session not found"))
+        if method == "notifications/initialized":
+            self.mcp_sessions[sid] = True
+            return Response(202, b"", None, [("Mcp-Session-Id", sid)])
+        if not self.mcp_sessions[sid]:
+            return json_response(400, rpc_error(msg.get("id"), -32002,
+                                                "Bad Request: session not initialized"))
+        return json_response(200, mcp_call(msg), [("Mcp-Session-Id", sid)])
 
     def llm(self, req, provider):
         """A provider endpoint: auth check, model-name behaviour, reply."""

@@ -1199,7 +1199,7 @@ static Jsonb *copy_jsonb(Jsonb *jb);
  * the secret by name.  false when there is no such connection.
  */
 static bool
-mcp_connection(const char *id, char **url, Jsonb **headers)
+mcp_connection(const char *id, char **url, Jsonb **headers, char **session)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
@@ -1208,7 +1208,7 @@ mcp_connection(const char *id, char **url, Jsonb **headers)
 
 	values[0] = CStringGetTextDatum(id);
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT url, headers, bearer_secret FROM allma.mcp_connections WHERE id = $1",
+	if (SPI_execute_with_args("SELECT url, headers, bearer_secret, session_id FROM allma.mcp_connections WHERE id = $1",
 							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "allma: could not read allma.mcp_connections");
 	if (SPI_processed == 1)
@@ -1221,6 +1221,7 @@ mcp_connection(const char *id, char **url, Jsonb **headers)
 		char	   *bearer = SPI_getvalue(tup, desc, 3);
 
 		*url = SPI_getvalue(tup, desc, 1);
+		*session = SPI_getvalue(tup, desc, 4);
 		*headers = isnull ? allma_jsonb_empty_object() : DatumGetJsonbPCopy(d);
 		if (bearer != NULL)
 			*headers = allma_jsonb_set_key(*headers, "Authorization",
@@ -1268,12 +1269,19 @@ step_timeout_ms(StepRun *run)
 	return (int64) timeout_ms;
 }
 
+/* the MCP protocol revision allma speaks (streamable HTTP) */
+#define MCP_PROTOCOL_VERSION "2025-03-26"
+
 /*
- * build_mcp_request: the tools/call POST of an MCP_CALL step.  An unknown
+ * build_mcp_request leaves the step's next MCP request: the tools/call
+ * (phase NULL), or, while it opens a session, "initialize" or the
+ * "initialized" notification.  session: the Mcp-Session-Id to send (NULL:
+ * the one stored with the connection, if any); after_init marks a call
+ * made after opening a session, which does not open another.  An unknown
  * connection is a PermanentStepError naming the step.
  */
 static void
-build_mcp_request(StepRun *run)
+build_mcp_request(StepRun *run, const char *phase, const char *session, bool after_init)
 {
 	AllmaStep  *step = run->step;
 	char	   *conn_id = allma_jsonb_get_cstring(step->def, "mcpConnectionId");
@@ -1281,6 +1289,7 @@ build_mcp_request(StepRun *run)
 	char	   *key = idempotency_key(run->ps, step);
 	char	   *url;
 	char	   *error;
+	char	   *stored_session = NULL;
 	Jsonb	   *conn_headers;
 	Jsonb	   *headers = allma_jsonb_empty_object();
 	Jsonb	   *params;
@@ -1290,7 +1299,7 @@ build_mcp_request(StepRun *run)
 
 	if (conn_id == NULL || tool == NULL)
 		raise_config_error(psprintf("MCP_CALL step \"%s\" needs mcpConnectionId and toolName", step->id));
-	if (!mcp_connection(conn_id, &url, &conn_headers))
+	if (!mcp_connection(conn_id, &url, &conn_headers, &stored_session))
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_PERMANENT_STEP_ERROR),
 				 errmsg("MCP_CALL step \"%s\" uses MCP connection \"%s\", which does not exist",
@@ -1315,12 +1324,39 @@ build_mcp_request(StepRun *run)
 	headers = allma_jsonb_set_key(headers, "Accept",
 								  allma_jsonb_string("application/json, text/event-stream"));
 
-	params = allma_jsonb_set_key(NULL, "name", allma_jsonb_string(tool));
-	params = allma_jsonb_set_key(params, "arguments", run->input);
+	/* a session the server gave (the initialize phase starts a new one) */
+	if (session == NULL && phase == NULL)
+		session = stored_session;
+	if (session != NULL && (phase == NULL || strcmp(phase, "initialize") != 0))
+	{
+		headers = allma_jsonb_set_key(headers, "Mcp-Session-Id", allma_jsonb_string(session));
+		headers = allma_jsonb_set_key(headers, "MCP-Protocol-Version",
+									  allma_jsonb_string(MCP_PROTOCOL_VERSION));
+	}
+
 	msg = allma_jsonb_set_key(msg, "jsonrpc", allma_jsonb_string("2.0"));
-	msg = allma_jsonb_set_key(msg, "id", allma_jsonb_string(key));
-	msg = allma_jsonb_set_key(msg, "method", allma_jsonb_string("tools/call"));
-	msg = allma_jsonb_set_key(msg, "params", params);
+	if (phase == NULL)
+	{
+		params = allma_jsonb_set_key(NULL, "name", allma_jsonb_string(tool));
+		params = allma_jsonb_set_key(params, "arguments", run->input);
+		msg = allma_jsonb_set_key(msg, "id", allma_jsonb_string(key));
+		msg = allma_jsonb_set_key(msg, "method", allma_jsonb_string("tools/call"));
+		msg = allma_jsonb_set_key(msg, "params", params);
+	}
+	else if (strcmp(phase, "initialize") == 0)
+	{
+		Jsonb	   *client = allma_jsonb_set_key(NULL, "name", allma_jsonb_string("allma"));
+
+		client = allma_jsonb_set_key(client, "version", allma_jsonb_string(ALLMA_VERSION));
+		params = allma_jsonb_set_key(NULL, "protocolVersion", allma_jsonb_string(MCP_PROTOCOL_VERSION));
+		params = allma_jsonb_set_key(params, "capabilities", allma_jsonb_empty_object());
+		params = allma_jsonb_set_key(params, "clientInfo", client);
+		msg = allma_jsonb_set_key(msg, "id", allma_jsonb_string(psprintf("%s/initialize", key)));
+		msg = allma_jsonb_set_key(msg, "method", allma_jsonb_string("initialize"));
+		msg = allma_jsonb_set_key(msg, "params", params);
+	}
+	else
+		msg = allma_jsonb_set_key(msg, "method", allma_jsonb_string("notifications/initialized"));
 
 	req = allma_jsonb_set_key(req, "method", allma_jsonb_string("POST"));
 	req = allma_jsonb_set_key(req, "url", allma_jsonb_string(url));
@@ -1328,7 +1364,75 @@ build_mcp_request(StepRun *run)
 	req = allma_jsonb_set_key(req, "timeoutMs", allma_jsonb_int(step_timeout_ms(run)));
 	req = allma_jsonb_set_key(req, "idempotencyKey", allma_jsonb_string(key));
 	req = allma_jsonb_set_key(req, "mcpConnectionId", allma_jsonb_string(conn_id));
+	if (phase != NULL)
+		req = allma_jsonb_set_key(req, "mcpPhase", allma_jsonb_string(phase));
+	if (after_init)
+		req = allma_jsonb_set_key(req, "mcpInitialized", allma_jsonb_bool(true));
 	set_io_request(run, req, headers);
+}
+
+/* store_mcp_session remembers (or, with NULL, forgets) a connection's session */
+static void
+store_mcp_session(const char *conn_id, const char *session)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', session ? ' ' : 'n'};
+
+	values[0] = CStringGetTextDatum(conn_id);
+	values[1] = session ? CStringGetTextDatum(session) : (Datum) 0;
+	SPI_connect();
+	if (SPI_execute_with_args("UPDATE allma.mcp_connections SET session_id = $2 WHERE id = $1",
+							  2, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "allma: could not update allma.mcp_connections");
+	SPI_finish();
+}
+
+/*
+ * mcp_session_step: MCP servers that keep sessions answer a call without
+ * one with 400 (and one whose session ended with 404); then the step opens
+ * a session first -- initialize, then the notifications/initialized
+ * notification -- and calls the tool again, once per attempt.  Returns true
+ * when it left a next request for the worker.
+ */
+static bool
+mcp_session_step(StepRun *run)
+{
+	AllmaHttpCompletion *c = run->ps->response;
+	Jsonb	   *prev = run->ps->prev_request;
+	char	   *phase = allma_jsonb_get_cstring(prev, "mcpPhase");
+	char	   *conn_id = allma_jsonb_get_cstring(prev, "mcpConnectionId");
+	char	   *sent_session = allma_jsonb_get_cstring(allma_jsonb_get(prev, "headers"), "Mcp-Session-Id");
+
+	if (phase != NULL && strcmp(phase, "initialize") == 0)
+	{
+		char	   *session;
+
+		(void) raise_for_transfer(c, 300, "MCP initialize");
+		session = allma_jsonb_get_cstring(c->headers, "mcp-session-id");
+		store_mcp_session(conn_id, session);
+		if (session != NULL)
+			build_mcp_request(run, "initialized", session, true);
+		else
+			build_mcp_request(run, NULL, NULL, true);	/* a stateless server */
+		return true;
+	}
+	if (phase != NULL)
+	{
+		/* the initialized notification was accepted: now the call */
+		(void) raise_for_transfer(c, 300, "MCP initialized notification");
+		build_mcp_request(run, NULL, sent_session, true);
+		return true;
+	}
+	if (c->error == NULL && !allma_jsonb_has_key(prev, "mcpInitialized") &&
+		((c->status == 400 && sent_session == NULL) || (c->status == 404 && sent_session != NULL)))
+	{
+		if (sent_session != NULL)
+			store_mcp_session(conn_id, NULL);
+		build_mcp_request(run, "initialize", NULL, false);
+		return true;
+	}
+	return false;
 }
 
 /*
@@ -1456,11 +1560,15 @@ mcp_output(StepRun *run)
 	AllmaHttpCompletion *c = run->ps->response;
 	char	   *tool = allma_jsonb_get_cstring(run->step->def, "toolName");
 	char	   *id = allma_jsonb_get_cstring(run->ps->prev_request, "idempotencyKey");
-	Jsonb	   *details = raise_for_transfer(c, 400, "MCP call");
+	Jsonb	   *details;
 	Jsonb	   *msg = NULL;
 	Jsonb	   *error;
 	Jsonb	   *result;
 	bool		is_error = false;
+
+	if (mcp_session_step(run))
+		return NULL;
+	details = raise_for_transfer(c, 400, "MCP call");
 
 	details = allma_jsonb_set_key(details, "mcpConnectionId",
 								  allma_jsonb_get(run->ps->prev_request, "mcpConnectionId"));
@@ -2513,7 +2621,7 @@ dispatch_step(StepRun *run)
 		case ALLMA_STEP_MCP_CALL:
 			if (run->ps->response != NULL)
 				return mcp_output(run);
-			build_mcp_request(run);
+			build_mcp_request(run, NULL, NULL, false);
 			return NULL;
 
 		case ALLMA_STEP_FILE_DOWNLOAD:

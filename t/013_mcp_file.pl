@@ -163,6 +163,33 @@ is(q1("SELECT allma_drop_mcp_connection('sse')"), 't', 'allma_drop_mcp_connectio
 $e = run('mcp-sse', '{"text": "again"}');
 like(error_of($e), qr/uses MCP connection "sse", which does not exist/, 'a dropped connection is unknown');
 
+# a server that keeps sessions: the first call opens one (initialize, then
+# the initialized notification) and calls again; the session is kept for the
+# next calls; when the server forgets it (404), a new one is opened
+q1(qq{SELECT allma_create_mcp_connection('stateful', '$base/mcp-stateful')});
+mcp_flow('mcp-session', 'stateful', 'echo');
+$e = run('mcp-session', '{"text": "first"}');
+is(q1("SELECT status FROM allma.executions WHERE execution_id = '$e'"), 'COMPLETED',
+	'a call to a server that needs a session completes');
+is(q1("SELECT output->'steps_output'->'call'->'result'->'structuredContent'->>'text' FROM allma.executions WHERE execution_id = '$e'"),
+	'first', 'with the tool result');
+my @methods = map { JSON::PP->new->decode($_->{body})->{method} } @{ sent("$e/call/1") };
+is(join(',', @methods), 'tools/call,initialize,notifications/initialized,tools/call',
+	'after a 400 it opened a session and called again');
+my $sid = q1("SELECT session_id FROM allma.mcp_connections WHERE id = 'stateful'");
+like($sid, qr/^sess-/, 'the session is kept with the connection');
+$e = run('mcp-session', '{"text": "second"}');
+@methods = map { JSON::PP->new->decode($_->{body})->{method} } @{ sent("$e/call/1") };
+is(join(',', @methods), 'tools/call', 'the next call uses the session at once');
+is(sent("$e/call/1")->[0]{headers}{'mcp-session-id'}, $sid, 'sending its id');
+HTTP::Tiny->new->post("$base/__reset");
+$e = run('mcp-session', '{"text": "third"}');
+is(q1("SELECT output->'steps_output'->'call'->'result'->'structuredContent'->>'text' FROM allma.executions WHERE execution_id = '$e'"),
+	'third', 'a session the server forgot (404) is replaced');
+@methods = map { JSON::PP->new->decode($_->{body})->{method} } @{ sent("$e/call/1") };
+is(join(',', @methods), 'tools/call,initialize,notifications/initialized,tools/call', 'by opening a new one');
+isnt(q1("SELECT session_id FROM allma.mcp_connections WHERE id = 'stateful'"), $sid, 'which is kept instead');
+
 # ---- FILE_DOWNLOAD -------------------------------------------------------------
 
 sub dl_flow
