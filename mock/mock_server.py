@@ -1488,7 +1488,13 @@ class SmtpConnection(asyncio.Protocol):
                                   "helo": self.helo,
                                   "auth_user": self.auth_user,
                                   "time": now_iso()})
-            self.reply(f"250 2.0.0 OK queued as mock-{len(self.app.mail)}")
+            answer = f"250 2.0.0 OK queued as mock-{len(self.app.mail)}"
+            if any(r.lower().lstrip("<").startswith("slow") for r in self.rcpt_to):
+                # stored, but acknowledged 3 s later: a send that is still
+                # in flight when the test crashes the server
+                asyncio.get_event_loop().call_later(3.0, self.reply, answer)
+            else:
+                self.reply(answer)
         self._reset_tx()
 
     def _line(self, line):

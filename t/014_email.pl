@@ -99,6 +99,25 @@ is(q1("SELECT allma_wait('$e', '60 s')"), 'FAILED', 'an S3 attachment fails the 
 like(q1("SELECT error->>'errorMessage' FROM allma.executions WHERE execution_id = '$e'"),
 	qr/points into S3.*FILE_DOWNLOAD/, 'saying what to do instead');
 
+# a crash while a send is in flight: after the restart the message is sent
+# again, with the same Message-ID (at-least-once), and the step is recorded once
+$e = q1(q{SELECT allma_start_flow('mail', '{"user": "slow@example.test", "project": "P-11"}')});
+poll_until_true($node, "SELECT count(*) > 0 FROM allma.execution_paths WHERE execution_id = '$e' AND status = 'INFLIGHT'")
+  or die 'the send did not go in flight';
+for (my $i = 0; $i < 100 && !grep({ $_->{data} =~ /Report for P-11/ } @{ mail_log() }); $i++)
+{
+	select(undef, undef, undef, 0.1);
+}
+$node->stop('immediate');
+$node->start;
+is(q1("SELECT allma_wait('$e', '60 s')"), 'COMPLETED', 'the email step completes after a crash');
+my @copies = grep { $_->{data} =~ /Report for P-11/ } @{ mail_log() };
+cmp_ok(scalar(@copies), '>=', 2, 'the message was sent again');
+my %ids = map { ($_->{data} =~ /^Message-ID: (\S+)\r?$/m)[0] => 1 } @copies;
+is_deeply([ keys %ids ], [ "<$e.send.1\@allma>" ], 'with the same Message-ID');
+is(q1("SELECT count(*) FROM allma.step_executions WHERE execution_id = '$e' AND step_instance_id = 'send'"),
+	'1', 'and the step is recorded once');
+
 # a recipient the server refuses: permanent, no retries
 $e = q1(q{SELECT allma_start_flow('mail', '{"user": "reject-me@example.test", "project": "P-8"}')});
 is(q1("SELECT allma_wait('$e', '60 s')"), 'FAILED', 'a refused recipient fails the step');
