@@ -303,6 +303,57 @@ run_pass(MemoryContext batch_cxt, TimestampTz *next_due, bool *no_extension)
 }
 
 /*
+ * Responses taken from the HTTP client and not recorded yet.  A completion
+ * pass that fails (a cancel, a deadlock, a full disk) leaves them here for
+ * the next pass instead of losing them, which would leave their steps
+ * INFLIGHT until their leases expire and send their requests again.  After
+ * HELD_MAX_FAILURES failed passes they are given up on (the lease route).
+ */
+#define HELD_MAX_FAILURES 3
+static MemoryContext held_cxt = NULL;
+static AllmaHttpCompletion *held = NULL;
+static int	held_count = 0;
+static int	held_failures = 0;
+static bool recording_held = false;
+
+/* forget_held_responses: they were recorded (or given up on) */
+static void
+forget_held_responses(void)
+{
+	for (int i = 0; i < held_count; i++)
+		pfree(held[i].tag);
+	held = NULL;
+	held_count = 0;
+	held_failures = 0;
+	recording_held = false;
+	if (held_cxt != NULL)
+		MemoryContextReset(held_cxt);
+}
+
+/*
+ * held_responses_failed: called by the error recovery; the pass that was
+ * recording the held responses failed.
+ */
+static void
+held_responses_failed(void)
+{
+	if (!recording_held)
+		return;
+	recording_held = false;
+	if (++held_failures < HELD_MAX_FAILURES)
+	{
+		ereport(LOG,
+				(errmsg("allma will record %d responses again", held_count)));
+		return;
+	}
+	ereport(LOG,
+			(errmsg("allma gives up recording %d responses after %d failed attempts",
+					held_count, held_failures),
+			 errdetail("Their steps run again, and send their requests again, when their leases expire.")));
+	forget_held_responses();
+}
+
+/*
  * run_completion_pass takes the responses that have arrived and, in one
  * short transaction, completes the steps waiting for them.  Returns how
  * many responses it handled.
@@ -320,18 +371,38 @@ run_completion_pass(MemoryContext batch_cxt)
 	int			nterminal;
 	uint64		nsteps = 0;
 
-	if (http_pending() == 0)
+	if (held_count == 0 && http_pending() == 0)
 		return 0;
 
-	MemoryContextSwitchTo(batch_cxt);
-	done = palloc(sizeof(AllmaHttpCompletion) * MAX_COMPLETIONS);
-	n = allma_http_poll(http_client, 0, done, MAX_COMPLETIONS);
-	if (n == 0)
+	/*
+	 * The responses live in their own context until the pass that records
+	 * them commits: if it fails, they are recorded by the next one.
+	 */
+	if (held_cxt == NULL)
+		held_cxt = AllocSetContextCreate(TopMemoryContext, "allma held responses",
+										 ALLOCSET_DEFAULT_SIZES);
+	if (held_count > 0)
 	{
-		MemoryContextSwitchTo(TopMemoryContext);
-		MemoryContextReset(batch_cxt);
-		return 0;
+		done = held;
+		n = held_count;
 	}
+	else
+	{
+		MemoryContextSwitchTo(held_cxt);
+		done = palloc(sizeof(AllmaHttpCompletion) * MAX_COMPLETIONS);
+		n = allma_http_poll(http_client, 0, done, MAX_COMPLETIONS);
+		if (n == 0)
+		{
+			MemoryContextSwitchTo(TopMemoryContext);
+			MemoryContextReset(held_cxt);
+			return 0;
+		}
+		held = done;
+		held_count = n;
+	}
+	recording_held = true;
+
+	MemoryContextSwitchTo(batch_cxt);
 	executions = palloc(sizeof(pg_uuid_t) * n);
 	path_ids = palloc(sizeof(int64) * n);
 	attempts = palloc(sizeof(int32) * n);
@@ -351,6 +422,7 @@ run_completion_pass(MemoryContext batch_cxt)
 	{
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		forget_held_responses();
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(batch_cxt);
 		return n;
@@ -380,10 +452,10 @@ run_completion_pass(MemoryContext batch_cxt)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	/* recorded: whatever happens from here on does not concern them */
+	forget_held_responses();
 	MemoryContextSwitchTo(batch_cxt);
 	submit_requests(paths);
-	for (int i = 0; i < n; i++)
-		pfree(done[i].tag);
 	MemoryContextSwitchTo(TopMemoryContext);
 	MemoryContextReset(batch_cxt);
 	pgstat_report_stat(false);
@@ -453,6 +525,7 @@ worker_loop(void)
 		MemoryContextSwitchTo(TopMemoryContext);
 		FlushErrorState();
 		MemoryContextReset(batch_cxt);
+		held_responses_failed();
 		/* plans may point at dropped objects */
 		allma_store_reset();
 		allma_retry_reset();

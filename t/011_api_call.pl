@@ -189,6 +189,44 @@ $e = run('remote-broken');
 is(q1("SELECT string_agg(status || ':' || coalesce(error->>'errorName', ''), ',' ORDER BY seq) FROM allma.step_executions WHERE execution_id = '$e'"),
 	'RETRYING:TransientStepError,FAILED:TransientStepError', 'a 503 from a bound endpoint is transient and retried');
 
+# a pass that fails while recording responses keeps them for the next pass:
+# the step completes without its request being sent again.  (A trigger
+# fails the first attempt to record the response of the "poison-once" URL,
+# and every attempt for "poison-always".)
+q1(q{CREATE SEQUENCE fail_once;
+CREATE FUNCTION fail_recording() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF OLD.status = 'INFLIGHT' AND OLD.request->>'url' LIKE '%poison-always%' THEN
+		RAISE EXCEPTION 'injected failure while recording a response';
+	END IF;
+	IF OLD.status = 'INFLIGHT' AND OLD.request->>'url' LIKE '%poison-once%' AND nextval('fail_once') = 1 THEN
+		RAISE EXCEPTION 'injected failure while recording a response';
+	END IF;
+	RETURN coalesce(NEW, OLD);
+END $$;
+CREATE TRIGGER fail_recording BEFORE UPDATE OR DELETE ON allma.execution_paths
+	FOR EACH ROW EXECUTE FUNCTION fail_recording();});
+flow('poison-once', "$base/echo?tag=poison-once");
+$e = run('poison-once');
+is(q1("SELECT status FROM allma.executions WHERE execution_id = '$e'"), 'COMPLETED',
+	'a response whose recording failed once is recorded by the next pass');
+my $hits = JSON::PP->new->decode(`python3 -c "import json,urllib.request; print(json.dumps(json.load(urllib.request.urlopen('$base/__log?key=$e/call/1'))))"`);
+is(scalar(@$hits), 1, 'without sending the request again');
+like(slurp_file($node->logfile), qr/allma will record 1 responses again/, 'the retry is logged');
+flow('poison-always', "$base/echo?tag=poison-always");
+my $poisoned = q1("SELECT allma_start_flow('poison-always', '{\"n\": 1}')");
+my $given_up = 0;
+for (my $i = 0; $i < 600 && !$given_up; $i++)
+{
+	$given_up = grep { !/statement: / && /allma gives up recording 1 responses after 3 failed attempts/ }
+	  split /\n/, slurp_file($node->logfile);
+	select(undef, undef, undef, 0.1) unless $given_up;
+}
+ok($given_up, 'a response that cannot be recorded is given up on after three passes');
+is(q1("SELECT status FROM allma.execution_paths WHERE execution_id = '$poisoned'"), 'INFLIGHT',
+	'its step waits for its lease to expire');
+q1("DROP TRIGGER fail_recording ON allma.execution_paths");
+
 # a crash while requests are in flight: they are sent again with the same key
 flow('crashy', "$base/echo?latency_ms=2000");
 my $c = q1("SELECT allma_start_flow('crashy', '{}', '{\"executionId\": \"00000000-0000-4000-8000-00000000c0de\"}')");
