@@ -22,7 +22,7 @@ shared_preload_libraries = 'allma'
 allma.database_name = 'postgres'
 allma.max_workers = 2
 max_worker_processes = 16
-log_min_messages = log
+log_min_messages = info
 restart_after_crash = on
 });
 	$node->append_conf('postgresql.conf', $extra) if defined $extra;
