@@ -14,6 +14,7 @@ OBJS = \
 	src/engine.o \
 	src/retry.o \
 	src/errors.o \
+	src/owner.o \
 	src/flowcache.o \
 	src/validate.o \
 	src/api.o \

@@ -135,3 +135,11 @@ REVOKE EXECUTE ON FUNCTION allma_http_request(text, text, jsonb, text, jsonb),
 DROP ROLE regress_http_user;
 DROP FUNCTION http_outcome(jsonb);
 DROP FUNCTION http_try(text);
+
+-- allma.smtp_url (EMAIL steps) takes only smtp:// and smtps:// URLs
+\set VERBOSITY sqlstate
+ALTER SYSTEM SET allma.smtp_url = 'http://mail.example.test';
+\set VERBOSITY default
+ALTER SYSTEM SET allma.smtp_url = 'ftp://mail.example.test';
+ALTER SYSTEM SET allma.smtp_url = 'smtp://mail.example.test:25';
+ALTER SYSTEM RESET allma.smtp_url;

@@ -83,7 +83,7 @@ check_smtp_url(char **newval, void **extra, GucSource source)
 
 	if (*newval == NULL || **newval == '\0' || allma_http_check_mail_url(*newval, &error))
 		return true;
-	GUC_check_errdetail("%s", error ? error : "invalid SMTP URL");
+	GUC_check_errdetail("An smtp:// or smtps:// URL is required (%s).", error ? error : "invalid URL");
 	return false;
 }
 

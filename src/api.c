@@ -41,6 +41,7 @@
 
 #include "flowcache.h"
 #include "jsonb_util.h"
+#include "owner.h"
 #include "shmem.h"
 #include "validate.h"
 
@@ -50,38 +51,6 @@ PG_FUNCTION_INFO_V1(allma_start_flow);
 PG_FUNCTION_INFO_V1(allma_wait);
 PG_FUNCTION_INFO_V1(allma_worker_status);
 
-/* run SPI as the bootstrap superuser; restored by the caller or by abort */
-typedef struct AsOwner
-{
-	Oid			save_userid;
-	int			save_sec;
-} AsOwner;
-
-static void
-become_owner(AsOwner *st)
-{
-	GetUserIdAndSecContext(&st->save_userid, &st->save_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   st->save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	SPI_connect();
-}
-
-static void
-restore_user(AsOwner *st)
-{
-	SPI_finish();
-	SetUserIdAndSecContext(st->save_userid, st->save_sec);
-}
-
-static void
-spi_exec(const char *sql, int nargs, Oid *types, Datum *values,
-		 const char *nulls, int expected)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "allma: query failed (%s): %s", SPI_result_code_string(rc), sql);
-}
 
 /*
  * allma_create_flow(definition jsonb, publish boolean) returns integer:
@@ -94,7 +63,7 @@ allma_create_flow(PG_FUNCTION_ARGS)
 	bool		publish = PG_GETARG_BOOL(1);
 	char	   *flow_id;
 	int32		version;
-	AsOwner		st;
+	AllmaAsOwner st;
 	Oid			types[3] = {TEXTOID, INT4OID, JSONBOID};
 	Datum		values[3];
 	Oid			caller = GetUserId();
@@ -103,9 +72,9 @@ allma_create_flow(PG_FUNCTION_ARGS)
 	allma_validate_definition(def);
 	flow_id = allma_jsonb_get_cstring(def, "id");
 
-	become_owner(&st);
+	allma_owner_begin(&st);
 	values[0] = CStringGetTextDatum(flow_id);
-	spi_exec("INSERT INTO allma.flows AS f (flow_id, latest_version) VALUES ($1, 1) "
+	allma_owner_exec("INSERT INTO allma.flows AS f (flow_id, latest_version) VALUES ($1, 1) "
 			 "ON CONFLICT (flow_id) DO UPDATE SET latest_version = f.latest_version + 1, "
 			 "updated_at = now() RETURNING latest_version",
 			 1, types, values, NULL, SPI_OK_INSERT_RETURNING);
@@ -121,13 +90,13 @@ allma_create_flow(PG_FUNCTION_ARGS)
 		Oid			types4[4] = {TEXTOID, INT4OID, JSONBOID, OIDOID};
 		Datum		values4[4] = {values[0], values[1], values[2], ObjectIdGetDatum(caller)};
 
-		spi_exec("INSERT INTO allma.flow_versions (flow_id, version, definition, created_by) "
+		allma_owner_exec("INSERT INTO allma.flow_versions (flow_id, version, definition, created_by) "
 				 "VALUES ($1, $2, $3, $4::regrole)", 4, types4, values4, NULL, SPI_OK_INSERT);
 	}
 	if (publish)
-		spi_exec("UPDATE allma.flows SET published_version = $2, updated_at = now() "
+		allma_owner_exec("UPDATE allma.flows SET published_version = $2, updated_at = now() "
 				 "WHERE flow_id = $1", 2, types, values, NULL, SPI_OK_UPDATE);
-	restore_user(&st);
+	allma_owner_end(&st);
 
 	PG_RETURN_INT32(version);
 }
@@ -138,18 +107,18 @@ allma_publish_flow(PG_FUNCTION_ARGS)
 {
 	text	   *flow_id = PG_GETARG_TEXT_PP(0);
 	int32		version = PG_GETARG_INT32(1);
-	AsOwner		st;
+	AllmaAsOwner st;
 	Oid			types[2] = {TEXTOID, INT4OID};
 	Datum		values[2] = {PointerGetDatum(flow_id), Int32GetDatum(version)};
 
-	become_owner(&st);
-	spi_exec("SELECT 1 FROM allma.flows WHERE flow_id = $1 FOR UPDATE",
+	allma_owner_begin(&st);
+	allma_owner_exec("SELECT 1 FROM allma.flows WHERE flow_id = $1 FOR UPDATE",
 			 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_UNKNOWN_FLOW),
 				 errmsg("flow \"%s\" does not exist", text_to_cstring(flow_id))));
-	spi_exec("UPDATE allma.flows SET published_version = $2, updated_at = now() "
+	allma_owner_exec("UPDATE allma.flows SET published_version = $2, updated_at = now() "
 			 "WHERE flow_id = $1 AND EXISTS (SELECT 1 FROM allma.flow_versions v "
 			 "WHERE v.flow_id = $1 AND v.version = $2)",
 			 2, types, values, NULL, SPI_OK_UPDATE);
@@ -157,7 +126,7 @@ allma_publish_flow(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_UNKNOWN_VERSION),
 				 errmsg("flow \"%s\" has no version %d", text_to_cstring(flow_id), version)));
-	restore_user(&st);
+	allma_owner_end(&st);
 	PG_RETURN_VOID();
 }
 
@@ -262,7 +231,7 @@ resolve_version(const char *flow_id, int32 requested)
 	bool		isnull;
 	Datum		d;
 
-	spi_exec("SELECT published_version FROM allma.flows WHERE flow_id = $1",
+	allma_owner_exec("SELECT published_version FROM allma.flows WHERE flow_id = $1",
 			 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -291,7 +260,7 @@ allma_start_flow(PG_FUNCTION_ARGS)
 	Jsonb	   *options;
 	StartOptions opts = {0, NULL, -1, NULL, NULL};
 	Oid			caller = GetUserId();
-	AsOwner		st;
+	AllmaAsOwner st;
 	int32		version;
 	AllmaFlow  *flow;
 	AllmaStep  *start;
@@ -326,7 +295,7 @@ allma_start_flow(PG_FUNCTION_ARGS)
 	else
 		execution_id = DatumGetUUIDP(DirectFunctionCall1(gen_random_uuid, (Datum) 0));
 
-	become_owner(&st);
+	allma_owner_begin(&st);
 
 	version = resolve_version(flow_id, opts.version);
 	flow = allma_flow_get(flow_id, version);
@@ -374,7 +343,7 @@ allma_start_flow(PG_FUNCTION_ARGS)
 		values[7] = opts.trigger_source ? CStringGetTextDatum(opts.trigger_source) : (Datum) 0;
 		if (opts.trigger_source == NULL)
 			nulls[7] = 'n';
-		spi_exec("INSERT INTO allma.executions (execution_id, flow_id, flow_version, input, "
+		allma_owner_exec("INSERT INTO allma.executions (execution_id, flow_id, flow_version, input, "
 				 "options, enable_execution_logs, started_by, trigger_source, root_execution_id) "
 				 "VALUES ($1, $2, $3, $4, $5, $6, $7::regrole, $8, $1) "
 				 "ON CONFLICT (execution_id) DO NOTHING RETURNING 1",
@@ -388,7 +357,7 @@ allma_start_flow(PG_FUNCTION_ARGS)
 		Datum		values[1] = {UUIDPGetDatum(execution_id)};
 		char	   *existing_flow;
 
-		spi_exec("SELECT flow_id FROM allma.executions WHERE execution_id = $1",
+		allma_owner_exec("SELECT flow_id FROM allma.executions WHERE execution_id = $1",
 				 1, types, values, NULL, SPI_OK_SELECT);
 		existing_flow = SPI_processed ? SPI_getvalue(SPI_tuptable->vals[0],
 													 SPI_tuptable->tupdesc, 1) : NULL;
@@ -398,7 +367,7 @@ allma_start_flow(PG_FUNCTION_ARGS)
 					 errmsg("execution %s already exists for flow \"%s\"",
 							DatumGetCString(uuid_text), existing_flow ? existing_flow : "?"),
 					 errdetail("A start with a caller-chosen executionId is idempotent only for the same flow.")));
-		restore_user(&st);
+		allma_owner_end(&st);
 		PG_RETURN_UUID_P(execution_id);
 	}
 
@@ -412,11 +381,11 @@ allma_start_flow(PG_FUNCTION_ARGS)
 		values[1] = CStringGetTextDatum(start->id);
 		values[2] = JsonbPGetDatum(context);
 		values[3] = TimestampTzGetDatum(due);
-		spi_exec("INSERT INTO allma.execution_paths (execution_id, path_id, step_instance_id, "
+		allma_owner_exec("INSERT INTO allma.execution_paths (execution_id, path_id, step_instance_id, "
 				 "context, due_at) VALUES ($1, 0, $2, $3, $4)",
 				 4, types, values, NULL, SPI_OK_INSERT);
 	}
-	restore_user(&st);
+	allma_owner_end(&st);
 
 	allma_request_wake_at_commit();
 	PG_RETURN_UUID_P(execution_id);

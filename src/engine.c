@@ -914,9 +914,16 @@ resolve_header_secrets(Jsonb *headers, bool redact, bool *any)
 	return out;
 }
 
-/* build_api_request: the request of an API_CALL step, as stored in the path */
-static Jsonb *
-build_api_request(StepRun *run, Jsonb *def, Jsonb *body_override)
+static void set_io_request(StepRun *run, Jsonb *req, Jsonb *headers);
+
+/*
+ * leave_api_request leaves the request an API_CALL-shaped definition asks
+ * for (the step's, POLL_EXTERNAL_API's apiCallDefinition, or the one made
+ * for an HTTP binding, which sends body_override and is marked "binding")
+ * for the worker to send.
+ */
+static void
+leave_api_request(StepRun *run, Jsonb *def, Jsonb *body_override, bool binding)
 {
 	AllmaStep  *step = run->step;
 	Jsonb	   *tctx = template_context(run);
@@ -999,25 +1006,12 @@ build_api_request(StepRun *run, Jsonb *def, Jsonb *body_override)
 			headers = allma_jsonb_set_key(headers, "Content-Type", allma_jsonb_string("application/json"));
 		req = allma_jsonb_set_key(req, "body", allma_jsonb_string(allma_jsonb_to_cstring(body)));
 	}
-	{
-		bool		any = false;
-		Jsonb	   *stored = resolve_header_secrets(headers, true, &any);
-
-		if (any)
-		{
-			Jsonb	   *sent = resolve_header_secrets(headers, false, &any);
-			MemoryContext oldcxt = MemoryContextSwitchTo(run->pathcxt);
-
-			run->ps->io_send_headers = (Jsonb *) palloc(VARSIZE(sent));
-			memcpy(run->ps->io_send_headers, sent, VARSIZE(sent));
-			MemoryContextSwitchTo(oldcxt);
-		}
-		req = allma_jsonb_set_key(req, "headers", stored);
-	}
 	req = allma_jsonb_set_key(req, "timeoutMs", allma_jsonb_int((int64) timeout_ms));
 	req = allma_jsonb_set_key(req, "idempotencyKey",
 							  allma_jsonb_string(idempotency_key(run->ps, step)));
-	return req;
+	if (binding)
+		req = allma_jsonb_set_key(req, "binding", allma_jsonb_bool(true));
+	set_io_request(run, req, headers);
 }
 
 /* raise_http_error: an Allma error with details, through the DETAIL JSON convention */
@@ -1124,18 +1118,6 @@ api_output(StepRun *run)
 	return allma_jsonb_set_key(out, "data", data);
 }
 
-/* leave_request: req (built by build_api_request) is the request the step leaves for the worker */
-static void
-leave_request(StepRun *run, Jsonb *req)
-{
-	MemoryContext oldcxt = MemoryContextSwitchTo(run->pathcxt);
-
-	run->ps->io_request = (Jsonb *) palloc(VARSIZE(req));
-	memcpy(run->ps->io_request, req, VARSIZE(req));
-	MemoryContextSwitchTo(oldcxt);
-	run->io = true;
-}
-
 /*
  * send_to_http_binding: a module or Lambda ARN bound to an HTTP endpoint
  * (allma_bind_module_http) is called like an API_CALL that POSTs the module
@@ -1147,15 +1129,12 @@ static void
 send_to_http_binding(StepRun *run, const char *url, Jsonb *headers, Jsonb *payload)
 {
 	Jsonb	   *def = allma_jsonb_empty_object();
-	Jsonb	   *req;
 
 	def = allma_jsonb_set_key(def, "apiUrlTemplate", allma_jsonb_string(url));
 	def = allma_jsonb_set_key(def, "apiHttpMethod", allma_jsonb_string("POST"));
 	if (headers != NULL)
 		def = allma_jsonb_set_key(def, "apiStaticHeaders", headers);
-	req = build_api_request(run, def, payload);
-	req = allma_jsonb_set_key(req, "binding", allma_jsonb_bool(true));
-	leave_request(run, req);
+	leave_api_request(run, def, payload, true);
 }
 
 /* http_binding_output: the output of a step whose binding is an HTTP endpoint */
@@ -2020,13 +1999,8 @@ static void
 send_poll(StepRun *run)
 {
 	Jsonb	   *def = allma_jsonb_get(run->step->def, "apiCallDefinition");
-	Jsonb	   *req = build_api_request(run, allma_jsonb_is_object(def) ? def : run->step->def, NULL);
-	MemoryContext oldcxt = MemoryContextSwitchTo(run->pathcxt);
 
-	run->ps->io_request = (Jsonb *) palloc(VARSIZE(req));
-	memcpy(run->ps->io_request, req, VARSIZE(req));
-	MemoryContextSwitchTo(oldcxt);
-	run->io = true;
+	leave_api_request(run, allma_jsonb_is_object(def) ? def : run->step->def, NULL, false);
 }
 
 static Jsonb *
@@ -2615,7 +2589,7 @@ dispatch_step(StepRun *run)
 		case ALLMA_STEP_API_CALL:
 			if (run->ps->response != NULL)
 				return api_output(run);
-			leave_request(run, build_api_request(run, run->step->def, NULL));
+			leave_api_request(run, run->step->def, NULL, false);
 			return NULL;
 
 		case ALLMA_STEP_MCP_CALL:

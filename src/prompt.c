@@ -27,6 +27,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
+#include "owner.h"
 #include "prompt.h"
 #include "template.h"
 
@@ -34,38 +35,6 @@ PG_FUNCTION_INFO_V1(allma_create_prompt);
 PG_FUNCTION_INFO_V1(allma_publish_prompt);
 PG_FUNCTION_INFO_V1(allma_get_prompt);
 
-/* run SPI as the bootstrap superuser; restored by the caller or by abort */
-typedef struct PromptAsOwner
-{
-	Oid			save_userid;
-	int			save_sec;
-} PromptAsOwner;
-
-static void
-prompt_become_owner(PromptAsOwner *st)
-{
-	GetUserIdAndSecContext(&st->save_userid, &st->save_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   st->save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "allma: SPI_connect failed");
-}
-
-static void
-prompt_restore_user(PromptAsOwner *st)
-{
-	SPI_finish();
-	SetUserIdAndSecContext(st->save_userid, st->save_sec);
-}
-
-static void
-prompt_spi_exec(const char *sql, int nargs, Oid *types, Datum *values, int expected)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "allma: query failed (%s): %s", SPI_result_code_string(rc), sql);
-}
 
 /*
  * Prompts read by allma_prompt_get, kept for the rest of the transaction
@@ -146,7 +115,7 @@ allma_create_prompt(PG_FUNCTION_ARGS)
 	char	   *content;
 	bool		publish;
 	char	   *problem = NULL;
-	PromptAsOwner st;
+	AllmaAsOwner st;
 	Oid			types[5] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, OIDOID};
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
@@ -175,12 +144,12 @@ allma_create_prompt(PG_FUNCTION_ARGS)
 				 errmsg("invalid template in prompt \"%s\"", prompt_id),
 				 errdetail("%s", problem ? problem : "The template does not parse.")));
 
-	prompt_become_owner(&st);
+	allma_owner_begin(&st);
 	values[0] = CStringGetTextDatum(prompt_id);
-	prompt_spi_exec("INSERT INTO allma.prompts AS p (prompt_id, latest_version) VALUES ($1, 1) "
+	allma_owner_exec("INSERT INTO allma.prompts AS p (prompt_id, latest_version) VALUES ($1, 1) "
 					"ON CONFLICT (prompt_id) DO UPDATE SET latest_version = p.latest_version + 1, "
 					"updated_at = now() RETURNING latest_version",
-					1, types, values, SPI_OK_INSERT_RETURNING);
+					1, types, values, NULL, SPI_OK_INSERT_RETURNING);
 	version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 										  SPI_tuptable->tupdesc, 1, &isnull));
 
@@ -201,9 +170,9 @@ allma_create_prompt(PG_FUNCTION_ARGS)
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "allma: could not store prompt version (%s)", SPI_result_code_string(rc));
 	if (publish)
-		prompt_spi_exec("UPDATE allma.prompts SET published_version = $2, updated_at = now() "
-						"WHERE prompt_id = $1", 2, types, values, SPI_OK_UPDATE);
-	prompt_restore_user(&st);
+		allma_owner_exec("UPDATE allma.prompts SET published_version = $2, updated_at = now() "
+						"WHERE prompt_id = $1", 2, types, values, NULL, SPI_OK_UPDATE);
+	allma_owner_end(&st);
 
 	PG_RETURN_INT32(version);
 }
@@ -214,33 +183,33 @@ allma_publish_prompt(PG_FUNCTION_ARGS)
 {
 	text	   *prompt_id = PG_GETARG_TEXT_PP(0);
 	int32		version = PG_GETARG_INT32(1);
-	PromptAsOwner st;
+	AllmaAsOwner st;
 	Oid			types[2] = {TEXTOID, INT4OID};
 	Datum		values[2] = {PointerGetDatum(prompt_id), Int32GetDatum(version)};
 
 	/* this backend reads prompts afresh from now on */
 	prompt_memo_lxid = InvalidLocalTransactionId;
-	prompt_become_owner(&st);
-	prompt_spi_exec("SELECT 1 FROM allma.prompts WHERE prompt_id = $1 FOR UPDATE",
-					1, types, values, SPI_OK_SELECT);
+	allma_owner_begin(&st);
+	allma_owner_exec("SELECT 1 FROM allma.prompts WHERE prompt_id = $1 FOR UPDATE",
+					1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		unknown_prompt(text_to_cstring(prompt_id));
-	prompt_spi_exec("UPDATE allma.prompts SET published_version = $2, updated_at = now() "
+	allma_owner_exec("UPDATE allma.prompts SET published_version = $2, updated_at = now() "
 					"WHERE prompt_id = $1 AND EXISTS (SELECT 1 FROM allma.prompt_templates t "
 					"WHERE t.prompt_id = $1 AND t.version = $2)",
-					2, types, values, SPI_OK_UPDATE);
+					2, types, values, NULL, SPI_OK_UPDATE);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_UNKNOWN_VERSION),
 				 errmsg("prompt \"%s\" has no version %d", text_to_cstring(prompt_id), version)));
-	prompt_restore_user(&st);
+	allma_owner_end(&st);
 	PG_RETURN_VOID();
 }
 
 int32
 allma_prompt_get(const char *prompt_id, int32 version, char **content)
 {
-	PromptAsOwner st;
+	AllmaAsOwner st;
 	MemoryContext caller = CurrentMemoryContext;
 	Oid			types[2] = {TEXTOID, INT4OID};
 	Datum		values[2];
@@ -255,11 +224,11 @@ allma_prompt_get(const char *prompt_id, int32 version, char **content)
 		return known->version;
 	}
 	values[0] = CStringGetTextDatum(prompt_id);
-	prompt_become_owner(&st);
+	allma_owner_begin(&st);
 	if (version <= 0)
 	{
-		prompt_spi_exec("SELECT published_version FROM allma.prompts WHERE prompt_id = $1",
-						1, types, values, SPI_OK_SELECT);
+		allma_owner_exec("SELECT published_version FROM allma.prompts WHERE prompt_id = $1",
+						1, types, values, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 			unknown_prompt(prompt_id);
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -271,13 +240,13 @@ allma_prompt_get(const char *prompt_id, int32 version, char **content)
 		version = DatumGetInt32(d);
 	}
 	values[1] = Int32GetDatum(version);
-	prompt_spi_exec("SELECT content FROM allma.prompt_templates "
+	allma_owner_exec("SELECT content FROM allma.prompt_templates "
 					"WHERE prompt_id = $1 AND version = $2",
-					2, types, values, SPI_OK_SELECT);
+					2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
-		prompt_spi_exec("SELECT 1 FROM allma.prompts WHERE prompt_id = $1",
-						1, types, values, SPI_OK_SELECT);
+		allma_owner_exec("SELECT 1 FROM allma.prompts WHERE prompt_id = $1",
+						1, types, values, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 			unknown_prompt(prompt_id);
 		ereport(ERROR,
@@ -286,7 +255,7 @@ allma_prompt_get(const char *prompt_id, int32 version, char **content)
 	}
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	*content = MemoryContextStrdup(caller, TextDatumGetCString(d));
-	prompt_restore_user(&st);
+	allma_owner_end(&st);
 	memo_add(prompt_id, asked, version, *content);
 	return version;
 }

@@ -40,6 +40,7 @@
 #include "utils/memutils.h"
 
 #include "jsonb_util.h"
+#include "owner.h"
 #include "secret.h"
 
 PG_FUNCTION_INFO_V1(allma_set_secret);
@@ -59,29 +60,6 @@ static bool secret_first_byte[256];
 static bool secret_cache_loaded = false;
 static LocalTransactionId secret_cache_lxid = InvalidLocalTransactionId;
 
-/* run SPI as the bootstrap superuser; restored by the caller or by abort */
-typedef struct SecretAsOwner
-{
-	Oid			save_userid;
-	int			save_sec;
-} SecretAsOwner;
-
-static void
-secret_become_owner(SecretAsOwner *st)
-{
-	GetUserIdAndSecContext(&st->save_userid, &st->save_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   st->save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "allma: SPI_connect failed");
-}
-
-static void
-secret_restore_user(SecretAsOwner *st)
-{
-	SPI_finish();
-	SetUserIdAndSecContext(st->save_userid, st->save_sec);
-}
 
 /* checks a secret name; throws invalid_parameter_value */
 static void
@@ -173,7 +151,7 @@ memo_add(const char *name, const char *value)
 static void
 load_cache(void)
 {
-	SecretAsOwner st;
+	AllmaAsOwner st;
 	MemoryContext old;
 	Oid			relid;
 	int			i,
@@ -196,7 +174,7 @@ load_cache(void)
 	relid = RangeVarGetRelid(makeRangeVar(ALLMA_SCHEMA, "secrets", -1), NoLock, true);
 	if (OidIsValid(relid))
 	{
-		secret_become_owner(&st);
+		allma_owner_begin(&st);
 		if (SPI_execute("SELECT value FROM allma.secrets WHERE octet_length(value) >= "
 						CppAsString2(ALLMA_SECRET_MIN_REDACT_LEN),
 						true, 0) != SPI_OK_SELECT)
@@ -216,7 +194,7 @@ load_cache(void)
 				values = lappend(values, esc.data + 1);
 		}
 		MemoryContextSwitchTo(old);
-		secret_restore_user(&st);
+		allma_owner_end(&st);
 	}
 
 	old = MemoryContextSwitchTo(SecretCacheContext);
@@ -359,7 +337,7 @@ allma_secret_redact_jsonb(Jsonb *value)
 char *
 allma_secret_get(const char *name)
 {
-	SecretAsOwner st;
+	AllmaAsOwner st;
 	MemoryContext caller = CurrentMemoryContext;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
@@ -370,7 +348,7 @@ allma_secret_get(const char *name)
 	if (known != NULL)
 		return pstrdup(known);
 	values[0] = CStringGetTextDatum(name);
-	secret_become_owner(&st);
+	allma_owner_begin(&st);
 	if (SPI_execute_with_args("SELECT value FROM allma.secrets WHERE name = $1",
 							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "allma: could not read allma.secrets");
@@ -381,7 +359,7 @@ allma_secret_get(const char *name)
 		if (!isnull)
 			result = MemoryContextStrdup(caller, TextDatumGetCString(d));
 	}
-	secret_restore_user(&st);
+	allma_owner_end(&st);
 	if (result == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_UNKNOWN_SECRET),
@@ -400,7 +378,7 @@ allma_set_secret(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	text	   *value = PG_GETARG_TEXT_PP(1);
-	SecretAsOwner st;
+	AllmaAsOwner st;
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
 
@@ -411,13 +389,13 @@ allma_set_secret(PG_FUNCTION_ARGS)
 						name, ALLMA_SECRET_MIN_REDACT_LEN)));
 	values[0] = CStringGetTextDatum(name);
 	values[1] = PointerGetDatum(value);
-	secret_become_owner(&st);
+	allma_owner_begin(&st);
 	if (SPI_execute_with_args("INSERT INTO allma.secrets AS s (name, value) VALUES ($1, $2) "
 							  "ON CONFLICT (name) DO UPDATE SET value = excluded.value, "
 							  "updated_at = now()",
 							  2, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "allma: could not write allma.secrets");
-	secret_restore_user(&st);
+	allma_owner_end(&st);
 	invalidate_cache();
 	PG_RETURN_VOID();
 }
@@ -427,17 +405,17 @@ Datum
 allma_delete_secret(PG_FUNCTION_ARGS)
 {
 	text	   *name = PG_GETARG_TEXT_PP(0);
-	SecretAsOwner st;
+	AllmaAsOwner st;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {PointerGetDatum(name)};
 	bool		found;
 
-	secret_become_owner(&st);
+	allma_owner_begin(&st);
 	if (SPI_execute_with_args("DELETE FROM allma.secrets WHERE name = $1",
 							  1, types, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "allma: could not write allma.secrets");
 	found = SPI_processed > 0;
-	secret_restore_user(&st);
+	allma_owner_end(&st);
 	invalidate_cache();
 	PG_RETURN_BOOL(found);
 }

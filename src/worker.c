@@ -216,6 +216,25 @@ submit_requests(List *paths)
 }
 
 /*
+ * after_commit finishes a pass once its transaction committed: sends the
+ * requests of the paths that went INFLIGHT (the rows are durable first),
+ * frees the pass's memory, reports, and wakes allma_wait callers.
+ */
+static void
+after_commit(MemoryContext batch_cxt, List *paths, int nterminal, uint64 nsteps)
+{
+	MemoryContextSwitchTo(batch_cxt);
+	submit_requests(paths);
+	MemoryContextSwitchTo(TopMemoryContext);
+	MemoryContextReset(batch_cxt);
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	if (nterminal > 0)
+		allma_notify_terminal();
+	set_state(ALLMA_WORKER_IDLE, nsteps);
+}
+
+/*
  * run_pass runs one transaction: claim, advance, save.  Returns the number
  * of paths it advanced; *next_due gets the earliest future due time when it
  * found less than a full batch.  *no_extension is set when allma is not
@@ -289,16 +308,7 @@ run_pass(MemoryContext batch_cxt, TimestampTz *next_due, bool *no_extension)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	MemoryContextSwitchTo(batch_cxt);
-	submit_requests(paths);
-	MemoryContextSwitchTo(TopMemoryContext);
-	MemoryContextReset(batch_cxt);
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-
-	if (nterminal > 0)
-		allma_notify_terminal();
-	set_state(ALLMA_WORKER_IDLE, nsteps);
+	after_commit(batch_cxt, paths, nterminal, nsteps);
 	return npaths;
 }
 
@@ -454,15 +464,7 @@ run_completion_pass(MemoryContext batch_cxt)
 	CommitTransactionCommand();
 	/* recorded: whatever happens from here on does not concern them */
 	forget_held_responses();
-	MemoryContextSwitchTo(batch_cxt);
-	submit_requests(paths);
-	MemoryContextSwitchTo(TopMemoryContext);
-	MemoryContextReset(batch_cxt);
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-	if (nterminal > 0)
-		allma_notify_terminal();
-	set_state(ALLMA_WORKER_IDLE, nsteps);
+	after_commit(batch_cxt, paths, nterminal, nsteps);
 	return n;
 }
 

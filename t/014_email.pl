@@ -19,6 +19,12 @@ my $node = allma_node('email', "allma.smtp_url = 'smtp://127.0.0.1:$smtp_port'\n
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 
+sub error_text
+{
+	my ($e) = @_;
+	return q1("SELECT error->>'errorName' || ': ' || (error->>'errorMessage') FROM allma.executions WHERE execution_id = '$e'");
+}
+
 sub mail_log
 {
 	my $json = `python3 -c "import urllib.request; print(urllib.request.urlopen('$base/__mail').read().decode())"`;
@@ -117,6 +123,18 @@ my %ids = map { ($_->{data} =~ /^Message-ID: (\S+)\r?$/m)[0] => 1 } @copies;
 is_deeply([ keys %ids ], [ "<$e.send.1\@allma>" ], 'with the same Message-ID');
 is(q1("SELECT count(*) FROM allma.step_executions WHERE execution_id = '$e' AND step_instance_id = 'send'"),
 	'1', 'and the step is recorded once');
+
+# configuration errors found when the step runs: they name the step and the field
+q1(q{SELECT allma_create_flow('{"id": "mail-bad", "startStepInstanceId": "send", "steps": {
+  "send": {"stepType": "EMAIL", "from": "a@example.test", "to": "{{nobody}}", "subject": "s", "body": "b",
+           "attachments": [{"filename": "f.bin", "filePointer": {"fileId": "{{fileId}}"}}]}}}')});
+$e = q1(q{SELECT allma_start_flow('mail-bad', '{"fileId": "00000000-0000-4000-8000-000000000001"}')});
+is(q1("SELECT allma_wait('$e', '60 s')"), 'FAILED', 'an email without recipients fails');
+is(error_text($e), 'ConfigurationError: EMAIL step "send" needs "from" and "to"', 'saying what is missing');
+$e = q1(q{SELECT allma_start_flow('mail-bad', '{"nobody": "b@example.test", "fileId": "00000000-0000-4000-8000-000000000001"}')});
+is(q1("SELECT allma_wait('$e', '60 s')"), 'FAILED', 'an attachment that is not a file of the execution fails');
+is(error_text($e), 'ConfigurationError: EMAIL step "send": attachment "f.bin": file 00000000-0000-4000-8000-000000000001 is not a file of this execution',
+	'naming the attachment and the file');
 
 # a recipient the server refuses: permanent, no retries
 $e = q1(q{SELECT allma_start_flow('mail', '{"user": "reject-me@example.test", "project": "P-8"}')});
