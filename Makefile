@@ -29,7 +29,9 @@ OBJS = \
 	src/prompt.o \
 	src/secret.o
 
-DATA = $(EXTENSION)--$(EXTVERSION).sql $(wildcard $(EXTENSION)--*--*.sql)
+# 1.0 is the base install script (frozen since it shipped); later versions
+# are reached through upgrade scripts, also by CREATE EXTENSION.
+DATA = $(EXTENSION)--1.0.sql $(wildcard $(EXTENSION)--*--*.sql)
 
 # pg_regress: every file in sql/, in name order (files are numbered).
 REGRESS = $(sort $(notdir $(basename $(wildcard sql/*.sql))))
