@@ -24,6 +24,7 @@ OBJS = \
 	src/template.o \
 	src/transform.o \
 	src/sqlstep.o \
+	src/step.o \
 	src/http.o \
 	src/llm.o \
 	src/prompt.o \

@@ -63,32 +63,11 @@
 #include "path.h"
 #include "retry.h"
 #include "sqlstep.h"
+#include "step.h"
+#include "steps/steps.h"
 #include "store.h"
 #include "template.h"
 #include "transform.h"
-
-/* what one attempt of one step produced */
-typedef struct StepRun
-{
-	AllmaPathState *ps;
-	AllmaStep  *step;
-	Jsonb	   *runtime;		/* built on first use */
-	const char *default_error_name;
-	MemoryContext pathcxt;		/* outlives the step: fork specs go here */
-	bool		forked;			/* the step started a fork */
-	bool		io;				/* the step's request is to be sent */
-	int64		repoll_ms;		/* POLL_EXTERNAL_API: poll again after this */
-	Jsonb	   *details;		/* extra history details of a completed step */
-
-	/* results */
-	Jsonb	   *input;
-	Jsonb	   *output;
-	Jsonb	   *context;
-	Jsonb	   *counts;
-	char	   *next_step;
-	bool		end_flow;
-	Jsonb	   *error;
-} StepRun;
 
 typedef void (*guarded_fn) (StepRun *run);
 
@@ -127,67 +106,6 @@ run_guarded(guarded_fn fn, StepRun *run)
 	return edata;
 }
 
-static char *
-timestamptz_iso(TimestampTz ts)
-{
-	struct pg_tm tm;
-	fsec_t		fsec;
-
-
-	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
-		return pstrdup("");
-	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-					tm.tm_year, tm.tm_mon, tm.tm_mday,
-					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (fsec / 1000));
-}
-
-Jsonb *
-allma_runtime_state(AllmaPathState *ps)
-{
-	Jsonb	   *rs = allma_jsonb_empty_object();
-
-	rs = allma_jsonb_set_key(rs, "flowExecutionId",
-							 allma_jsonb_string(DatumGetCString(DirectFunctionCall1(uuid_out,
-																					 UUIDPGetDatum(&ps->execution_id)))));
-	rs = allma_jsonb_set_key(rs, "flowDefinitionId", allma_jsonb_string(ps->flow->flow_id));
-	rs = allma_jsonb_set_key(rs, "flowDefinitionVersion", allma_jsonb_int(ps->flow->version));
-	if (ps->step_id)
-		rs = allma_jsonb_set_key(rs, "currentStepInstanceId", allma_jsonb_string(ps->step_id));
-	if (ps->branch_id)
-		rs = allma_jsonb_set_key(rs, "branchId", allma_jsonb_string(ps->branch_id));
-	rs = allma_jsonb_set_key(rs, "startTime",
-							 allma_jsonb_string(timestamptz_iso(ps->execution_started_at)));
-	rs = allma_jsonb_set_key(rs, "status", allma_jsonb_string("RUNNING"));
-	return rs;
-}
-
-static Jsonb *
-runtime_of(StepRun *run)
-{
-	if (run->runtime == NULL)
-		run->runtime = allma_runtime_state(run->ps);
-	return run->runtime;
-}
-
-/* value at an input-mapping path: the context first, then the runtime state */
-static Jsonb *
-lookup_context(StepRun *run, const char *path)
-{
-	Jsonb	   *v = allma_path_get(run->ps->context, path);
-
-	if (v == NULL)
-		v = allma_path_get(runtime_of(run), path);
-	return v;
-}
-
-/* the document templates see: {...context, ...runtimeState, ...stepInput} */
-static Jsonb *
-template_context(StepRun *run)
-{
-	return allma_jsonb_concat(allma_jsonb_concat(run->ps->context, runtime_of(run)),
-							  run->input);
-}
-
 static void
 build_input(StepRun *run)
 {
@@ -212,7 +130,7 @@ build_input(StepRun *run)
 			 */
 			if (path == NULL || !allma_path_check(path, &why))
 				continue;
-			v = lookup_context(run, path);
+			v = allma_step_lookup(run, path);
 			if (v != NULL)
 				input = allma_dotpath_set(input, key, v);
 		}
@@ -222,7 +140,7 @@ build_input(StepRun *run)
 	if (step->literals != NULL)
 	{
 		Jsonb	   *rendered = allma_template_render_value(step->literals,
-														   template_context(run));
+														   allma_step_template_context(run));
 		List	   *keys = allma_jsonb_object_keys(rendered);
 
 		foreach(lc, keys)
@@ -235,52 +153,6 @@ build_input(StepRun *run)
 	}
 }
 
-/* module input: rendered customConfig with the step input merged over it */
-static Jsonb *
-module_input(StepRun *run)
-{
-	Jsonb	   *cfg = run->step->custom_config;
-
-	if (cfg == NULL)
-		return run->input;
-	cfg = allma_template_render_value(cfg, template_context(run));
-	if (!allma_jsonb_is_object(cfg))
-		cfg = allma_jsonb_empty_object();
-	return allma_jsonb_concat(cfg, run->input);
-}
-
-/*
- * enter_user_code switches to the execution's starter role for user code
- * and arms the step's SQL timeout (sqlstep.c); leave_user_code disarms it,
- * switches back and undoes GUC changes.  On error the subtransaction abort
- * restores all three.
- */
-typedef struct UserCodeState
-{
-	Oid			save_userid;
-	int			save_sec;
-	int			save_nestlevel;
-} UserCodeState;
-
-static void
-enter_user_code(StepRun *run, UserCodeState *st)
-{
-	GetUserIdAndSecContext(&st->save_userid, &st->save_sec);
-	SetUserIdAndSecContext(run->ps->run_as,
-						   st->save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	st->save_nestlevel = NewGUCNestLevel();
-	allma_sql_timeout_begin(run->step->id, run->step->custom_config);
-}
-
-static void
-leave_user_code(UserCodeState *st)
-{
-	allma_sql_timeout_end();
-	AtEOXact_GUC(false, st->save_nestlevel);
-	SetUserIdAndSecContext(st->save_userid, st->save_sec);
-}
-
 static void send_to_http_binding(StepRun *run, const char *url, Jsonb *headers, Jsonb *payload);
 
 static Jsonb *
@@ -290,7 +162,7 @@ invoke_binding(StepRun *run, const char *key, Jsonb *payload,
 	char	   *url = NULL;
 	Jsonb	   *headers = NULL;
 	Oid			handler = allma_binding_lookup(key, &url, &headers);
-	UserCodeState st;
+	AllmaUserCodeState st;
 	Jsonb	   *result;
 
 	if (url != NULL)
@@ -307,9 +179,9 @@ invoke_binding(StepRun *run, const char *key, Jsonb *payload,
 				 errhint("Bind a SQL function with allma_bind_module('%s', 'my_handler(jsonb)'::regprocedure).",
 						 key)));
 	run->default_error_name = error_name;
-	enter_user_code(run, &st);
+	allma_step_enter_user_code(run, &st);
 	result = allma_binding_invoke(handler, payload);
-	leave_user_code(&st);
+	allma_step_leave_user_code(&st);
 	run->default_error_name = ALLMA_ERR_PERMANENT;
 	return result;
 }
@@ -317,13 +189,13 @@ invoke_binding(StepRun *run, const char *key, Jsonb *payload,
 static Jsonb *
 run_sql_step(StepRun *run, bool returns_rows)
 {
-	UserCodeState st;
+	AllmaUserCodeState st;
 	Jsonb	   *result;
-	Jsonb	   *config = module_input(run);
+	Jsonb	   *config = allma_step_module_input(run);
 
-	enter_user_code(run, &st);
+	allma_step_enter_user_code(run, &st);
 	result = allma_sqlstep_run(config, run->ps->context, returns_rows);
-	leave_user_code(&st);
+	allma_step_leave_user_code(&st);
 	return result;
 }
 
@@ -331,7 +203,7 @@ static Jsonb *
 lambda_payload(StepRun *run, const char *key)
 {
 	Jsonb	   *tmpl = allma_jsonb_get(run->step->def, "payloadTemplate");
-	Jsonb	   *correlation = allma_jsonb_get(runtime_of(run), "flowExecutionId");
+	Jsonb	   *correlation = allma_jsonb_get(allma_step_runtime(run), "flowExecutionId");
 	Jsonb	   *payload = allma_jsonb_empty_object();
 
 	if (allma_jsonb_is_object(tmpl))
@@ -352,11 +224,10 @@ lambda_payload(StepRun *run, const char *key)
 		return payload;
 	}
 	payload = allma_jsonb_set_key(payload, "moduleIdentifier", allma_jsonb_string(key));
-	payload = allma_jsonb_set_key(payload, "stepInput", module_input(run));
+	payload = allma_jsonb_set_key(payload, "stepInput", allma_step_module_input(run));
 	payload = allma_jsonb_set_key(payload, "correlationId", correlation);
 	return payload;
 }
-
 
 /* ----------------------------------------------------------------
  * PARALLEL_FORK_MANAGER
@@ -763,7 +634,6 @@ branch_result(AllmaPathState *ps)
 	return result;
 }
 
-
 /* ----------------------------------------------------------------
  * API_CALL
  *
@@ -776,147 +646,6 @@ branch_result(AllmaPathState *ps)
  */
 
 /*
- * mapping_values: Allma's TemplateContextMappingItem objects
- * ({sourceJsonPath, formatAs RAW|JSON}) evaluated over ctx, as an object
- */
-static Jsonb *
-mapping_values(Jsonb *mappings, Jsonb *ctx)
-{
-	Jsonb	   *values = allma_jsonb_empty_object();
-	List	   *keys = allma_jsonb_object_keys(mappings);
-	ListCell   *lc;
-
-	foreach(lc, keys)
-	{
-		char	   *key = lfirst(lc);
-		Jsonb	   *item = allma_jsonb_get(mappings, key);
-		char	   *path = allma_jsonb_is_object(item) ?
-			allma_jsonb_get_cstring(item, "sourceJsonPath") :
-			allma_jsonb_get_cstring(mappings, key);
-		char	   *format = allma_jsonb_is_object(item) ? allma_jsonb_get_cstring(item, "formatAs") : NULL;
-		Jsonb	   *v = path ? allma_path_get(ctx, path) : NULL;
-
-		if (v == NULL)
-			continue;
-		if (format != NULL && strcmp(format, "JSON") == 0)
-			v = allma_jsonb_string(allma_jsonb_to_cstring(v));
-		values = allma_jsonb_set_key(values, key, v);
-	}
-	return values;
-}
-
-static char *
-idempotency_key(AllmaPathState *ps, AllmaStep *step)
-{
-	char	   *exec = DatumGetCString(DirectFunctionCall1(uuid_out,
-														   UUIDPGetDatum(&ps->execution_id)));
-
-	if (ps->is_branch)
-		return psprintf("%s/%lld:%s/%d", exec, (long long) ps->path_id, step->id, ps->attempt);
-	return psprintf("%s/%s/%d", exec, step->id, ps->attempt);
-}
-
-
-/*
- * Secrets in headers: "{{secrets.NAME}}" in apiStaticHeaders values is
- * turned into a marker before the templates are rendered, and the marker
- * into the secret's value only in the headers that are sent; the stored
- * request says "[redacted]".
- */
-#define SECRET_REF "{{secrets."
-#define SECRET_MARK "\x01secret:"
-
-static char *
-mark_secret_refs(const char *s)
-{
-	StringInfoData buf;
-	const char *p = s;
-	const char *ref;
-
-	initStringInfo(&buf);
-	while ((ref = strstr(p, SECRET_REF)) != NULL)
-	{
-		const char *name = ref + strlen(SECRET_REF);
-		const char *end = strstr(name, "}}");
-
-		if (end == NULL)
-			break;
-		appendBinaryStringInfo(&buf, p, ref - p);
-		appendStringInfoString(&buf, SECRET_MARK);
-		appendBinaryStringInfo(&buf, name, end - name);
-		appendStringInfoChar(&buf, '\x01');
-		p = end + 2;
-	}
-	appendStringInfoString(&buf, p);
-	return buf.data;
-}
-
-/* resolve (or redact) the markers left by mark_secret_refs */
-static char *
-resolve_secret_marks(const char *s, bool redact)
-{
-	StringInfoData buf;
-	const char *p = s;
-	const char *mark;
-
-	initStringInfo(&buf);
-	while ((mark = strstr(p, SECRET_MARK)) != NULL)
-	{
-		const char *name = mark + strlen(SECRET_MARK);
-		const char *end = strchr(name, '\x01');
-		char	   *secret_name;
-
-		if (end == NULL)
-			break;
-		appendBinaryStringInfo(&buf, p, mark - p);
-		secret_name = pnstrdup(name, end - name);
-		appendStringInfoString(&buf, redact ? "[redacted]" : allma_secret_get(secret_name));
-		p = end + 1;
-	}
-	appendStringInfoString(&buf, p);
-	return buf.data;
-}
-
-static Jsonb *
-mark_header_secrets(Jsonb *headers)
-{
-	List	   *keys = allma_jsonb_object_keys(headers);
-	ListCell   *lc;
-	Jsonb	   *out = allma_jsonb_empty_object();
-
-	foreach(lc, keys)
-	{
-		char	   *k = lfirst(lc);
-		char	   *v = allma_jsonb_get_cstring(headers, k);
-
-		out = allma_jsonb_set_key(out, k, v ? allma_jsonb_string(mark_secret_refs(v)) :
-								  allma_jsonb_get(headers, k));
-	}
-	return out;
-}
-
-static Jsonb *
-resolve_header_secrets(Jsonb *headers, bool redact, bool *any)
-{
-	List	   *keys = allma_jsonb_object_keys(headers);
-	ListCell   *lc;
-	Jsonb	   *out = allma_jsonb_empty_object();
-
-	foreach(lc, keys)
-	{
-		char	   *k = lfirst(lc);
-		char	   *v = allma_jsonb_to_display_text(allma_jsonb_get(headers, k));
-
-		if (strstr(v, SECRET_MARK) != NULL)
-			*any = true;
-		out = allma_jsonb_set_key(out, k, allma_jsonb_string(resolve_secret_marks(v, redact)));
-	}
-	return out;
-}
-
-static void set_io_request(StepRun *run, Jsonb *req, Jsonb *headers);
-
-/*
  * leave_api_request leaves the request an API_CALL-shaped definition asks
  * for (the step's, POLL_EXTERNAL_API's apiCallDefinition, or the one made
  * for an HTTP binding, which sends body_override and is marked "binding")
@@ -926,7 +655,7 @@ static void
 leave_api_request(StepRun *run, Jsonb *def, Jsonb *body_override, bool binding)
 {
 	AllmaStep  *step = run->step;
-	Jsonb	   *tctx = template_context(run);
+	Jsonb	   *tctx = allma_step_template_context(run);
 	Jsonb	   *url_def = allma_jsonb_get(def, "apiUrlTemplate");
 	char	   *url;
 	char	   *method = allma_jsonb_get_cstring(def, "apiHttpMethod");
@@ -948,7 +677,7 @@ leave_api_request(StepRun *run, Jsonb *def, Jsonb *body_override, bool binding)
 		Jsonb	   *mappings = allma_jsonb_get(url_def, "contextMappings");
 
 		if (allma_jsonb_is_object(mappings))
-			tctx = allma_jsonb_concat(tctx, mapping_values(mappings, tctx));
+			tctx = allma_jsonb_concat(tctx, allma_step_mapping_values(mappings, tctx));
 		url = tmpl ? allma_template_render(tmpl, tctx) : pstrdup("");
 	}
 	else
@@ -965,7 +694,7 @@ leave_api_request(StepRun *run, Jsonb *def, Jsonb *body_override, bool binding)
 
 	if (allma_jsonb_is_object(static_headers))
 		headers = allma_jsonb_concat(headers,
-									 allma_template_render_value(mark_header_secrets(static_headers), tctx));
+									 allma_template_render_value(allma_step_mark_header_secrets(static_headers), tctx));
 	if (allma_jsonb_is_object(header_paths))
 	{
 		List	   *keys = allma_jsonb_object_keys(header_paths);
@@ -987,7 +716,7 @@ leave_api_request(StepRun *run, Jsonb *def, Jsonb *body_override, bool binding)
 	if (body_override != NULL)
 		body = body_override;
 	else if (allma_jsonb_is_object(body_def))
-		body = mapping_values(body_def, tctx);
+		body = allma_step_mapping_values(body_def, tctx);
 	else if (body_path != NULL)
 		body = allma_path_get(run->ps->context, body_path);
 	else if (method != NULL && (pg_strcasecmp(method, "POST") == 0 ||
@@ -1008,95 +737,10 @@ leave_api_request(StepRun *run, Jsonb *def, Jsonb *body_override, bool binding)
 	}
 	req = allma_jsonb_set_key(req, "timeoutMs", allma_jsonb_int((int64) timeout_ms));
 	req = allma_jsonb_set_key(req, "idempotencyKey",
-							  allma_jsonb_string(idempotency_key(run->ps, step)));
+							  allma_jsonb_string(allma_step_idempotency_key(run->ps, step)));
 	if (binding)
 		req = allma_jsonb_set_key(req, "binding", allma_jsonb_bool(true));
-	set_io_request(run, req, headers);
-}
-
-/* raise_http_error: an Allma error with details, through the DETAIL JSON convention */
-static void
-raise_http_error(const char *name, const char *message, Jsonb *details)
-{
-	Jsonb	   *detail = allma_jsonb_set_key(NULL, "errorName", allma_jsonb_string(name));
-
-	/* a server may echo what it was sent, credentials included */
-	message = allma_secret_redact(message);
-	detail = allma_jsonb_set_key(detail, "errorDetails", allma_secret_redact_jsonb(details));
-	ereport(ERROR,
-			(errcode(ERRCODE_ALLMA_PERMANENT_STEP_ERROR),
-			 errmsg_internal("%s", message),
-			 errdetail_internal("%s", allma_jsonb_to_cstring(detail))));
-}
-
-/*
- * raise_for_transfer throws the Allma error of a failed transfer or an
- * unacceptable status: refused destinations and oversize bodies are
- * permanent, other transfer failures (timeouts, connection errors) and
- * 429/5xx transient, other statuses from "bad_status" on permanent.
- * Returns the details object (status, url) when the response is usable.
- * "what" prefixes the messages ("MCP call"); "" for API_CALL's own.
- */
-static Jsonb *
-raise_for_transfer(AllmaHttpCompletion *c, int bad_status, const char *what)
-{
-	Jsonb	   *details = allma_jsonb_empty_object();
-
-	details = allma_jsonb_set_key(details, "status", allma_jsonb_int(c->status));
-	details = allma_jsonb_set_key(details, "url", allma_jsonb_string(c->effective_url ? c->effective_url : ""));
-	if (c->retry_after_ms >= 0)
-		details = allma_jsonb_set_key(details, "retryAfterMs", allma_jsonb_int(c->retry_after_ms));
-	if (c->error != NULL)
-	{
-		details = allma_jsonb_set_key(details, "curlCode", allma_jsonb_int(c->curl_code));
-		details = allma_jsonb_set_key(details, "timedOut", allma_jsonb_bool(c->timed_out));
-		if (c->refused_destination)
-			raise_http_error(ALLMA_ERR_PERMANENT,
-							 psprintf("%s%srequest refused: %s", what, *what ? " " : "", c->error),
-							 details);
-		if (c->too_large)
-			raise_http_error(ALLMA_ERR_PERMANENT,
-							 psprintf("%s%sresponse too large: %s", what, *what ? " " : "", c->error),
-							 details);
-		raise_http_error(ALLMA_ERR_TRANSIENT,
-						 *what ? psprintf("%s request failed: %s", what, c->error) : c->error,
-						 details);
-	}
-	if (c->status >= bad_status || c->status < 200)
-	{
-		/* an excerpt of a text body helps; binary bodies are left out */
-		if (c->body_len > 0 && memchr(c->body, '\0', c->body_len) == NULL &&
-			pg_verifymbstr(c->body, c->body_len, true))
-			details = allma_jsonb_set_key(details, "body",
-										  allma_jsonb_string_len(c->body,
-																 pg_mbcliplen(c->body, c->body_len, 1000)));
-		raise_http_error(c->status == 429 || c->status >= 500 ? ALLMA_ERR_TRANSIENT : ALLMA_ERR_PERMANENT,
-						 psprintf("%s%sHTTP %d from %s", what, *what ? " failed: " : "", c->status,
-								  c->effective_url ? c->effective_url : "server"),
-						 details);
-	}
-	return details;
-}
-
-/* parse_json_or_null: s parsed as JSON, or NULL when it is not JSON */
-static Jsonb *
-parse_json_or_null(const char *s)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	Jsonb	   *volatile result = NULL;
-
-	PG_TRY();
-	{
-		result = allma_jsonb_parse(s);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		FlushErrorState();
-		result = NULL;
-	}
-	PG_END_TRY();
-	return result;
+	allma_step_set_io_request(run, req, headers);
 }
 
 /* api_output: the step output for a response, or the Allma error it means */
@@ -1107,10 +751,10 @@ api_output(StepRun *run)
 	Jsonb	   *data;
 	Jsonb	   *out;
 
-	(void) raise_for_transfer(c, 400, "");
+	(void) allma_step_raise_for_transfer(c, 400, "");
 
 	/* JSON bodies are parsed, anything else is text */
-	data = c->body_len > 0 ? parse_json_or_null(c->body) : NULL;
+	data = c->body_len > 0 ? allma_step_parse_json(c->body) : NULL;
 	if (data == NULL)
 		data = allma_jsonb_string_len(c->body, c->body_len);
 	out = allma_jsonb_set_key(NULL, "status", allma_jsonb_int(c->status));
@@ -1144,8 +788,8 @@ http_binding_output(StepRun *run)
 	AllmaHttpCompletion *c = run->ps->response;
 	Jsonb	   *data;
 
-	(void) raise_for_transfer(c, 400, "");
-	data = c->body_len > 0 ? parse_json_or_null(c->body) : NULL;
+	(void) allma_step_raise_for_transfer(c, 400, "");
+	data = c->body_len > 0 ? allma_step_parse_json(c->body) : NULL;
 	return data ? data : allma_jsonb_string_len(c->body, c->body_len);
 }
 
@@ -1167,10 +811,6 @@ http_binding_output(StepRun *run)
  * allma.files (keyed by execution); the output points there.
  * ----------------------------------------------------------------
  */
-
-static void raise_config_error(const char *message);
-static Jsonb *copy_jsonb(Jsonb *jb);
-
 
 /*
  * mcp_connection reads connection "id": its URL and the headers to send,
@@ -1204,48 +844,12 @@ mcp_connection(const char *id, char **url, Jsonb **headers, char **session)
 		*headers = isnull ? allma_jsonb_empty_object() : DatumGetJsonbPCopy(d);
 		if (bearer != NULL)
 			*headers = allma_jsonb_set_key(*headers, "Authorization",
-										   allma_jsonb_string(psprintf("Bearer " SECRET_REF "%s}}", bearer)));
+										   allma_jsonb_string(psprintf("Bearer " ALLMA_SECRET_REF "%s}}", bearer)));
 		MemoryContextSwitchTo(spicxt);
 		found = true;
 	}
 	SPI_finish();
 	return found;
-}
-
-/*
- * set_io_request stores req as the path's request to send, and the headers
- * with secrets resolved, when there are any, as the ones really sent.
- * headers may contain secret markers (mark_secret_refs); req gets them
- * redacted.
- */
-static void
-set_io_request(StepRun *run, Jsonb *req, Jsonb *headers)
-{
-	bool		any = false;
-	Jsonb	   *sent = NULL;
-	MemoryContext oldcxt;
-
-	req = allma_jsonb_set_key(req, "headers", resolve_header_secrets(headers, true, &any));
-	if (any)
-		sent = resolve_header_secrets(headers, false, &any);
-	oldcxt = MemoryContextSwitchTo(run->pathcxt);
-	run->ps->io_request = copy_jsonb(req);
-	run->ps->io_send_headers = copy_jsonb(sent);
-	MemoryContextSwitchTo(oldcxt);
-	run->io = true;
-}
-
-/* step_timeout_ms: customConfig.timeoutMs (rendered), else allma.http_timeout */
-static int64
-step_timeout_ms(StepRun *run)
-{
-	double		timeout_ms = allma_http_timeout_ms;
-
-	if (run->step->custom_config != NULL)
-		(void) allma_jsonb_get_number(allma_template_render_value(run->step->custom_config,
-																  template_context(run)),
-									  "timeoutMs", &timeout_ms);
-	return (int64) timeout_ms;
 }
 
 /* the MCP protocol revision allma speaks (streamable HTTP) */
@@ -1265,7 +869,7 @@ build_mcp_request(StepRun *run, const char *phase, const char *session, bool aft
 	AllmaStep  *step = run->step;
 	char	   *conn_id = allma_jsonb_get_cstring(step->def, "mcpConnectionId");
 	char	   *tool = allma_jsonb_get_cstring(step->def, "toolName");
-	char	   *key = idempotency_key(run->ps, step);
+	char	   *key = allma_step_idempotency_key(run->ps, step);
 	char	   *url;
 	char	   *error;
 	char	   *stored_session = NULL;
@@ -1277,7 +881,7 @@ build_mcp_request(StepRun *run, const char *phase, const char *session, bool aft
 	ListCell   *lc;
 
 	if (conn_id == NULL || tool == NULL)
-		raise_config_error(psprintf("MCP_CALL step \"%s\" needs mcpConnectionId and toolName", step->id));
+		allma_step_raise_config_error(psprintf("MCP_CALL step \"%s\" needs mcpConnectionId and toolName", step->id));
 	if (!mcp_connection(conn_id, &url, &conn_headers, &stored_session))
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_PERMANENT_STEP_ERROR),
@@ -1285,8 +889,8 @@ build_mcp_request(StepRun *run, const char *phase, const char *session, bool aft
 						step->id, conn_id),
 				 errhint("Create it with allma_create_mcp_connection.")));
 	if (!allma_http_check_url(url, &error))
-		raise_config_error(psprintf("MCP connection \"%s\" has an invalid URL: %s", conn_id,
-									error ? error : "not an http or https URL"));
+		allma_step_raise_config_error(psprintf("MCP connection \"%s\" has an invalid URL: %s", conn_id,
+											   error ? error : "not an http or https URL"));
 
 	/* the connection's headers; the transport's own two are ours */
 	foreach(lc, allma_jsonb_object_keys(conn_headers))
@@ -1297,7 +901,7 @@ build_mcp_request(StepRun *run, const char *phase, const char *session, bool aft
 		if (pg_strcasecmp(name, "Content-Type") == 0 || pg_strcasecmp(name, "Accept") == 0)
 			continue;
 		value = allma_jsonb_to_display_text(allma_jsonb_get(conn_headers, name));
-		headers = allma_jsonb_set_key(headers, name, allma_jsonb_string(mark_secret_refs(value)));
+		headers = allma_jsonb_set_key(headers, name, allma_jsonb_string(allma_step_mark_secrets(value)));
 	}
 	headers = allma_jsonb_set_key(headers, "Content-Type", allma_jsonb_string("application/json"));
 	headers = allma_jsonb_set_key(headers, "Accept",
@@ -1340,14 +944,14 @@ build_mcp_request(StepRun *run, const char *phase, const char *session, bool aft
 	req = allma_jsonb_set_key(req, "method", allma_jsonb_string("POST"));
 	req = allma_jsonb_set_key(req, "url", allma_jsonb_string(url));
 	req = allma_jsonb_set_key(req, "body", allma_jsonb_string(allma_jsonb_to_cstring(msg)));
-	req = allma_jsonb_set_key(req, "timeoutMs", allma_jsonb_int(step_timeout_ms(run)));
+	req = allma_jsonb_set_key(req, "timeoutMs", allma_jsonb_int(allma_step_timeout_ms(run)));
 	req = allma_jsonb_set_key(req, "idempotencyKey", allma_jsonb_string(key));
 	req = allma_jsonb_set_key(req, "mcpConnectionId", allma_jsonb_string(conn_id));
 	if (phase != NULL)
 		req = allma_jsonb_set_key(req, "mcpPhase", allma_jsonb_string(phase));
 	if (after_init)
 		req = allma_jsonb_set_key(req, "mcpInitialized", allma_jsonb_bool(true));
-	set_io_request(run, req, headers);
+	allma_step_set_io_request(run, req, headers);
 }
 
 /* store_mcp_session remembers (or, with NULL, forgets) a connection's session */
@@ -1387,7 +991,7 @@ mcp_session_step(StepRun *run)
 	{
 		char	   *session;
 
-		(void) raise_for_transfer(c, 300, "MCP initialize");
+		(void) allma_step_raise_for_transfer(c, 300, "MCP initialize");
 		session = allma_jsonb_get_cstring(c->headers, "mcp-session-id");
 		store_mcp_session(conn_id, session);
 		if (session != NULL)
@@ -1399,7 +1003,7 @@ mcp_session_step(StepRun *run)
 	if (phase != NULL)
 	{
 		/* the initialized notification was accepted: now the call */
-		(void) raise_for_transfer(c, 300, "MCP initialized notification");
+		(void) allma_step_raise_for_transfer(c, 300, "MCP initialized notification");
 		build_mcp_request(run, NULL, sent_session, true);
 		return true;
 	}
@@ -1547,7 +1151,7 @@ mcp_output(StepRun *run)
 
 	if (mcp_session_step(run))
 		return NULL;
-	details = raise_for_transfer(c, 400, "MCP call");
+	details = allma_step_raise_for_transfer(c, 400, "MCP call");
 
 	details = allma_jsonb_set_key(details, "mcpConnectionId",
 								  allma_jsonb_get(run->ps->prev_request, "mcpConnectionId"));
@@ -1562,7 +1166,7 @@ mcp_output(StepRun *run)
 
 			foreach(lc, sse_data(c->body, c->body_len))
 			{
-				Jsonb	   *doc = parse_json_or_null(lfirst(lc));
+				Jsonb	   *doc = allma_step_parse_json(lfirst(lc));
 
 				if (doc != NULL && (msg = mcp_pick_response(doc, id ? id : "")) != NULL)
 					break;
@@ -1570,16 +1174,16 @@ mcp_output(StepRun *run)
 		}
 		else
 		{
-			Jsonb	   *doc = parse_json_or_null(c->body);
+			Jsonb	   *doc = allma_step_parse_json(c->body);
 
 			if (doc != NULL)
 				msg = mcp_pick_response(doc, id ? id : "");
 		}
 	}
 	if (msg == NULL)
-		raise_http_error(ALLMA_ERR_PERMANENT,
-						 psprintf("MCP server sent no JSON-RPC response to tools/call of \"%s\"", tool),
-						 details);
+		allma_step_raise_error(ALLMA_ERR_PERMANENT,
+							   psprintf("MCP server sent no JSON-RPC response to tools/call of \"%s\"", tool),
+							   details);
 
 	error = allma_jsonb_get(msg, "error");
 	if (error != NULL)
@@ -1588,18 +1192,18 @@ mcp_output(StepRun *run)
 		Jsonb	   *code = allma_jsonb_get(error, "code");
 
 		details = allma_jsonb_set_key(details, "rpcError", error);
-		raise_http_error(ALLMA_ERR_PERMANENT,
-						 allma_secret_redact(psprintf("MCP tool \"%s\" failed: JSON-RPC error %s: %s", tool,
-													  code ? allma_jsonb_to_display_text(code) : "?",
-													  message ? message : "no message")),
-						 details);
+		allma_step_raise_error(ALLMA_ERR_PERMANENT,
+							   allma_secret_redact(psprintf("MCP tool \"%s\" failed: JSON-RPC error %s: %s", tool,
+															code ? allma_jsonb_to_display_text(code) : "?",
+															message ? message : "no message")),
+							   details);
 	}
 	result = allma_jsonb_get(msg, "result");
 	if (result != NULL && allma_jsonb_get_bool(result, "isError", &is_error) && is_error)
-		raise_http_error(ALLMA_ERR_PERMANENT,
-						 allma_secret_redact(psprintf("MCP tool \"%s\" returned an error: %s", tool,
-													  mcp_error_text(result))),
-						 allma_jsonb_set_key(details, "isError", allma_jsonb_bool(true)));
+		allma_step_raise_error(ALLMA_ERR_PERMANENT,
+							   allma_secret_redact(psprintf("MCP tool \"%s\" returned an error: %s", tool,
+															mcp_error_text(result))),
+							   allma_jsonb_set_key(details, "isError", allma_jsonb_bool(true)));
 	return allma_jsonb_set_key(NULL, "result", result ? result : allma_jsonb_null());
 }
 
@@ -1611,7 +1215,7 @@ static void
 build_file_request(StepRun *run)
 {
 	AllmaStep  *step = run->step;
-	Jsonb	   *tctx = template_context(run);
+	Jsonb	   *tctx = allma_step_template_context(run);
 	char	   *tmpl = allma_jsonb_get_cstring(step->def, "sourceUrlTemplate");
 	char	   *method = allma_jsonb_get_cstring(step->def, "method");
 	Jsonb	   *header_defs = allma_jsonb_get(step->def, "headersTemplate");
@@ -1622,7 +1226,7 @@ build_file_request(StepRun *run)
 	ListCell   *lc;
 
 	if (tmpl == NULL)
-		raise_config_error(psprintf("FILE_DOWNLOAD step \"%s\" has no sourceUrlTemplate", step->id));
+		allma_step_raise_config_error(psprintf("FILE_DOWNLOAD step \"%s\" has no sourceUrlTemplate", step->id));
 	url = allma_template_render(tmpl, tctx);
 	if (!allma_http_check_url(url, &error))
 		ereport(ERROR,
@@ -1643,11 +1247,11 @@ build_file_request(StepRun *run)
 
 	req = allma_jsonb_set_key(req, "method", allma_jsonb_string(method ? method : "GET"));
 	req = allma_jsonb_set_key(req, "url", allma_jsonb_string(url));
-	req = allma_jsonb_set_key(req, "timeoutMs", allma_jsonb_int(step_timeout_ms(run)));
+	req = allma_jsonb_set_key(req, "timeoutMs", allma_jsonb_int(allma_step_timeout_ms(run)));
 	req = allma_jsonb_set_key(req, "maxResponseBytes", allma_jsonb_int(allma_file_download_max_bytes));
 	req = allma_jsonb_set_key(req, "idempotencyKey",
-							  allma_jsonb_string(idempotency_key(run->ps, step)));
-	set_io_request(run, req, headers);
+							  allma_jsonb_string(allma_step_idempotency_key(run->ps, step)));
+	allma_step_set_io_request(run, req, headers);
 }
 
 /* store_file inserts a downloaded body into allma.files; returns its file_id */
@@ -1711,15 +1315,15 @@ file_output(StepRun *run)
 	details = allma_jsonb_set_key(details, "maxBytes", allma_jsonb_int((int64) max_bytes));
 	details = allma_jsonb_set_key(details, "tooLarge", allma_jsonb_bool(true));
 	if (c->error != NULL && c->too_large)
-		raise_http_error(ALLMA_ERR_PERMANENT,
-						 psprintf("file download of step \"%s\" failed: %s", run->step->id, c->error),
-						 details);
+		allma_step_raise_error(ALLMA_ERR_PERMANENT,
+							   psprintf("file download of step \"%s\" failed: %s", run->step->id, c->error),
+							   details);
 	if (c->error == NULL && (double) c->body_len > max_bytes)
-		raise_http_error(ALLMA_ERR_PERMANENT,
-						 psprintf("file download of step \"%s\" failed: the body of %zu bytes exceeds allma.file_download_max_bytes (%lld bytes)",
-								  run->step->id, c->body_len, (long long) max_bytes),
-						 details);
-	(void) raise_for_transfer(c, 300, "file download");
+		allma_step_raise_error(ALLMA_ERR_PERMANENT,
+							   psprintf("file download of step \"%s\" failed: the body of %zu bytes exceeds allma.file_download_max_bytes (%lld bytes)",
+										run->step->id, c->body_len, (long long) max_bytes),
+							   details);
+	(void) allma_step_raise_for_transfer(c, 300, "file download");
 
 	file_id = store_file(run, url ? url : (c->effective_url ? c->effective_url : ""), c);
 	out = allma_jsonb_set_key(NULL, "filePointer",
@@ -1802,7 +1406,7 @@ llm_prompt(StepRun *run, Jsonb *tctx)
 	char	   *content = NULL;
 
 	if (allma_jsonb_is_object(mappings))
-		tctx = allma_jsonb_concat(tctx, mapping_values(mappings, run->ps->context));
+		tctx = allma_jsonb_concat(tctx, allma_step_mapping_values(mappings, run->ps->context));
 	if (template_id != NULL)
 		(void) allma_prompt_get(template_id, 0, &content);
 	else if (run->step->custom_config != NULL)
@@ -1815,17 +1419,11 @@ llm_prompt(StepRun *run, Jsonb *tctx)
 	return allma_template_render(content, tctx);
 }
 
-static void
-raise_config_error(const char *message)
-{
-	raise_http_error(ALLMA_ERR_CONFIG, message, allma_jsonb_empty_object());
-}
-
 /* build_llm_request: the request for model "index" of the chain */
 static void
 build_llm_request(StepRun *run, int index)
 {
-	Jsonb	   *tctx = template_context(run);
+	Jsonb	   *tctx = allma_step_template_context(run);
 	List	   *candidates = llm_candidates(run, tctx);
 	Jsonb	   *cand = list_nth(candidates, index);
 	char	   *provider = allma_jsonb_get_cstring(cand, "llmProvider");
@@ -1846,7 +1444,7 @@ build_llm_request(StepRun *run, int index)
 	MemoryContext oldcxt;
 
 	if (provider == NULL)
-		raise_config_error(psprintf("LLM step \"%s\" has no llmProvider", run->step->id));
+		allma_step_raise_config_error(psprintf("LLM step \"%s\" has no llmProvider", run->step->id));
 	for (char *c = provider; *c; c++)
 		*c = pg_toupper((unsigned char) *c);
 	if (secret_name == NULL)
@@ -1869,8 +1467,8 @@ build_llm_request(StepRun *run, int index)
 	call = allma_jsonb_set_key(call, "jsonOutputMode", allma_jsonb_bool(json_mode));
 
 	if (!allma_llm_build_request(provider, call, &url, &headers, &body, &errmsg))
-		raise_config_error(psprintf("LLM step \"%s\": %s", run->step->id,
-									errmsg ? errmsg : "invalid call"));
+		allma_step_raise_config_error(psprintf("LLM step \"%s\": %s", run->step->id,
+											   errmsg ? errmsg : "invalid call"));
 	foreach(lc, headers)
 	{
 		AllmaHttpHeader *h = lfirst(lc);
@@ -1885,7 +1483,7 @@ build_llm_request(StepRun *run, int index)
 	req = allma_jsonb_set_key(req, "body", allma_jsonb_string(body));
 	req = allma_jsonb_set_key(req, "timeoutMs", allma_jsonb_int((int64) timeout_ms));
 	req = allma_jsonb_set_key(req, "idempotencyKey",
-							  allma_jsonb_string(idempotency_key(run->ps, run->step)));
+							  allma_jsonb_string(allma_step_idempotency_key(run->ps, run->step)));
 	req = allma_jsonb_set_key(req, "candidate", allma_jsonb_int(index));
 	req = allma_jsonb_set_key(req, "provider", allma_jsonb_string(provider));
 	req = allma_jsonb_set_key(req, "modelId", allma_jsonb_get(cand, "modelId"));
@@ -1974,10 +1572,10 @@ llm_output(StepRun *run)
 		build_llm_request(run, (int) index + 1);
 		return NULL;
 	}
-	raise_http_error(error_name ? error_name : ALLMA_ERR_PERMANENT,
-					 allma_secret_redact(errmsg ? errmsg : "LLM invocation failed"),
-					 allma_jsonb_set_key(allma_jsonb_set_key(NULL, "status", allma_jsonb_int(c->status)),
-										 "modelId", allma_jsonb_get(prev, "modelId")));
+	allma_step_raise_error(error_name ? error_name : ALLMA_ERR_PERMANENT,
+						   allma_secret_redact(errmsg ? errmsg : "LLM invocation failed"),
+						   allma_jsonb_set_key(allma_jsonb_set_key(NULL, "status", allma_jsonb_int(c->status)),
+											   "modelId", allma_jsonb_get(prev, "modelId")));
 	return NULL;
 }
 
@@ -2023,9 +1621,9 @@ poll_output(StepRun *run)
 	polls += 1;
 
 	if (failure != NULL && allma_condition_eval(failure, data))
-		raise_http_error("PollingFailed",
-						 psprintf("polling step \"%s\" met its failure condition", run->step->id),
-						 allma_jsonb_set_key(NULL, "polls", allma_jsonb_int((int64) polls)));
+		allma_step_raise_error("PollingFailed",
+							   psprintf("polling step \"%s\" met its failure condition", run->step->id),
+							   allma_jsonb_set_key(NULL, "polls", allma_jsonb_int((int64) polls)));
 	if (success != NULL && allma_condition_eval(success, data))
 	{
 		run->details = allma_jsonb_set_key(NULL, "polls", allma_jsonb_int((int64) polls));
@@ -2034,10 +1632,10 @@ poll_output(StepRun *run)
 		return data;
 	}
 	if (polls >= max_attempts)
-		raise_http_error("PollingMaxAttemptsExceeded",
-						 psprintf("polling step \"%s\" made %d polls without meeting a condition",
-								  run->step->id, (int) polls),
-						 allma_jsonb_set_key(NULL, "polls", allma_jsonb_int((int64) polls)));
+		allma_step_raise_error("PollingMaxAttemptsExceeded",
+							   psprintf("polling step \"%s\" made %d polls without meeting a condition",
+										run->step->id, (int) polls),
+							   allma_jsonb_set_key(NULL, "polls", allma_jsonb_int((int64) polls)));
 	run->ps->transition_counts = allma_jsonb_set_key(run->ps->transition_counts, counter,
 													 allma_jsonb_int((int64) polls));
 	run->repoll_ms = (int64) (interval * 1000.0 * allma_timer_scale);
@@ -2244,8 +1842,8 @@ append_custom_headers(StepRun *run, StringInfo msg, Jsonb *headers)
 			char	   *value = allma_jsonb_get_cstring(lfirst(lc), "value");
 
 			if (name == NULL || value == NULL)
-				raise_config_error(psprintf("EMAIL step \"%s\": each entry of customHeaders needs \"name\" and \"value\"",
-											run->step->id));
+				allma_step_raise_config_error(psprintf("EMAIL step \"%s\": each entry of customHeaders needs \"name\" and \"value\"",
+													   run->step->id));
 			pairs = lappend(pairs, list_make2(name, value));
 		}
 	}
@@ -2256,8 +1854,8 @@ append_custom_headers(StepRun *run, StringInfo msg, Jsonb *headers)
 											  allma_jsonb_to_display_text(allma_jsonb_get(headers, lfirst(lc)))));
 	}
 	else
-		raise_config_error(psprintf("EMAIL step \"%s\": customHeaders must be an object or an array",
-									run->step->id));
+		allma_step_raise_config_error(psprintf("EMAIL step \"%s\": customHeaders must be an object or an array",
+											   run->step->id));
 
 	foreach(lc, pairs)
 	{
@@ -2266,8 +1864,8 @@ append_custom_headers(StepRun *run, StringInfo msg, Jsonb *headers)
 
 		for (const char *p = name; *p; p++)
 			if (!(isalnum((unsigned char) *p) || *p == '-'))
-				raise_config_error(psprintf("EMAIL step \"%s\": invalid header name \"%s\" in customHeaders",
-											run->step->id, name));
+				allma_step_raise_config_error(psprintf("EMAIL step \"%s\": invalid header name \"%s\" in customHeaders",
+													   run->step->id, name));
 		appendStringInfo(msg, "%s: %s\r\n", name, header_text(value));
 	}
 }
@@ -2308,8 +1906,8 @@ email_attachments(StepRun *run, Jsonb *def)
 	if (list == NULL || !allma_jsonb_is_array(list))
 	{
 		if (path != NULL && list != NULL)
-			raise_config_error(psprintf("EMAIL step \"%s\": attachmentsPath %s is not an array",
-										run->step->id, path));
+			allma_step_raise_config_error(psprintf("EMAIL step \"%s\": attachmentsPath %s is not an array",
+												   run->step->id, path));
 		return NIL;
 	}
 	SPI_connect();
@@ -2327,13 +1925,13 @@ email_attachments(StepRun *run, Jsonb *def)
 		bytea	   *content;
 
 		if (filename == NULL || filename[0] == '\0' || strpbrk(filename, "\"\\\r\n") != NULL)
-			raise_config_error(psprintf("EMAIL step \"%s\": an attachment needs a filename without quotes, backslashes or line breaks",
-										run->step->id));
+			allma_step_raise_config_error(psprintf("EMAIL step \"%s\": an attachment needs a filename without quotes, backslashes or line breaks",
+												   run->step->id));
 		if (file_id == NULL)
-			raise_config_error(psprintf(allma_jsonb_get(att, "s3Pointer") ?
-										"EMAIL step \"%s\": attachment \"%s\" points into S3, which allma does not have; store the file with FILE_DOWNLOAD and give its filePointer" :
-										"EMAIL step \"%s\": attachment \"%s\" has no filePointer",
-										run->step->id, filename));
+			allma_step_raise_config_error(psprintf(allma_jsonb_get(att, "s3Pointer") ?
+												   "EMAIL step \"%s\": attachment \"%s\" points into S3, which allma does not have; store the file with FILE_DOWNLOAD and give its filePointer" :
+												   "EMAIL step \"%s\": attachment \"%s\" has no filePointer",
+												   run->step->id, filename));
 		args[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(file_id));
 		args[1] = UUIDPGetDatum(&run->ps->execution_id);
 		/* not read-only: a file stored earlier in this pass must be seen */
@@ -2342,8 +1940,8 @@ email_attachments(StepRun *run, Jsonb *def)
 								  2, types, args, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "allma: could not read allma.files");
 		if (SPI_processed == 0)
-			raise_config_error(psprintf("EMAIL step \"%s\": attachment \"%s\": file %s is not a file of this execution",
-										run->step->id, filename, file_id));
+			allma_step_raise_config_error(psprintf("EMAIL step \"%s\": attachment \"%s\": file %s is not a file of this execution",
+												   run->step->id, filename, file_id));
 		content = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		{
 			char	   *ctype = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
@@ -2359,10 +1957,10 @@ email_attachments(StepRun *run, Jsonb *def)
 		}
 		total += a->len;
 		if (total > MAIL_ATTACHMENTS_MAX_BYTES)
-			raise_http_error(ALLMA_ERR_PERMANENT,
-							 psprintf("EMAIL step \"%s\": attachments exceed %d bytes",
-									  run->step->id, MAIL_ATTACHMENTS_MAX_BYTES),
-							 allma_jsonb_empty_object());
+			allma_step_raise_error(ALLMA_ERR_PERMANENT,
+								   psprintf("EMAIL step \"%s\": attachments exceed %d bytes",
+											run->step->id, MAIL_ATTACHMENTS_MAX_BYTES),
+								   allma_jsonb_empty_object());
 		MemoryContextSwitchTo(outer);
 		out = lappend(out, a);
 	}
@@ -2378,7 +1976,7 @@ email_attachments(StepRun *run, Jsonb *def)
 static void
 build_email(StepRun *run)
 {
-	Jsonb	   *tctx = template_context(run);
+	Jsonb	   *tctx = allma_step_template_context(run);
 	Jsonb	   *def = allma_template_render_value(run->step->def, tctx);
 	char	   *from = allma_jsonb_get_cstring(def, "from");
 	char	   *from_name = allma_jsonb_get_cstring(def, "fromName");
@@ -2400,18 +1998,18 @@ build_email(StepRun *run)
 	MemoryContext oldcxt;
 
 	if (allma_smtp_url == NULL || allma_smtp_url[0] == '\0')
-		raise_config_error(psprintf("EMAIL step \"%s\" cannot send: allma.smtp_url is not set",
-									run->step->id));
+		allma_step_raise_config_error(psprintf("EMAIL step \"%s\" cannot send: allma.smtp_url is not set",
+											   run->step->id));
 	if (!allma_http_check_mail_url(allma_smtp_url, &error))
-		raise_config_error(psprintf("EMAIL step \"%s\" cannot send: allma.smtp_url: %s",
-									run->step->id, error));
+		allma_step_raise_config_error(psprintf("EMAIL step \"%s\" cannot send: allma.smtp_url: %s",
+											   run->step->id, error));
 	if (from == NULL || to == NIL)
-		raise_config_error(psprintf("EMAIL step \"%s\" needs \"from\" and \"to\"", run->step->id));
+		allma_step_raise_config_error(psprintf("EMAIL step \"%s\" needs \"from\" and \"to\"", run->step->id));
 	attachments = email_attachments(run, def);
 	if (allma_smtp_username != NULL && allma_smtp_username[0] != '\0')
 		password = allma_secret_get(allma_smtp_password_secret);
 
-	message_id = psprintf("<%s@allma>", idempotency_key(run->ps, run->step));
+	message_id = psprintf("<%s@allma>", allma_step_idempotency_key(run->ps, run->step));
 	for (char *p = message_id; *p; p++)
 		if (*p == '/' || *p == ':')
 			*p = '.';
@@ -2442,14 +2040,14 @@ build_email(StepRun *run)
 	else
 	{
 		/* the boundary cannot occur in base64 or in the body (checked) */
-		char	   *boundary = psprintf("=_allma_%s", idempotency_key(run->ps, run->step));
+		char	   *boundary = psprintf("=_allma_%s", allma_step_idempotency_key(run->ps, run->step));
 
 		for (char *p = boundary; *p; p++)
 			if (*p == '/' || *p == ':')
 				*p = '.';
 		if (strstr(body, boundary) != NULL)
-			raise_config_error(psprintf("EMAIL step \"%s\": the body contains the MIME boundary",
-										run->step->id));
+			allma_step_raise_config_error(psprintf("EMAIL step \"%s\": the body contains the MIME boundary",
+												   run->step->id));
 		appendStringInfo(&msg, "Content-Type: multipart/mixed; boundary=\"%s\"\r\n\r\n", boundary);
 		appendStringInfo(&msg, "--%s\r\n", boundary);
 		appendStringInfo(&msg, "Content-Type: %s; charset=UTF-8\r\n",
@@ -2480,7 +2078,7 @@ build_email(StepRun *run)
 		req = allma_jsonb_set_key(req, "messageBytes", allma_jsonb_int(msg.len));
 	req = allma_jsonb_set_key(req, "messageId", allma_jsonb_string(message_id));
 	req = allma_jsonb_set_key(req, "idempotencyKey",
-							  allma_jsonb_string(idempotency_key(run->ps, run->step)));
+							  allma_jsonb_string(allma_step_idempotency_key(run->ps, run->step)));
 
 	rendered = allma_jsonb_set_key(rendered, "from", allma_jsonb_string(from));
 	if (from_name)
@@ -2525,8 +2123,8 @@ email_output(StepRun *run)
 
 		if (c->status > 0)
 			details = allma_jsonb_set_key(details, "smtpReplyCode", allma_jsonb_int(c->status));
-		raise_http_error(permanent ? ALLMA_ERR_PERMANENT : ALLMA_ERR_TRANSIENT,
-						 psprintf("sending email failed: %s", c->error), details);
+		allma_step_raise_error(permanent ? ALLMA_ERR_PERMANENT : ALLMA_ERR_TRANSIENT,
+							   psprintf("sending email failed: %s", c->error), details);
 	}
 	out = allma_jsonb_set_key(NULL, "messageId", allma_jsonb_get(prev, "messageId"));
 	/* Allma's name for it (SES), so flows reading it keep working */
@@ -2534,108 +2132,185 @@ email_output(StepRun *run)
 	return allma_jsonb_set_key(out, "renderedEmail", allma_jsonb_get(prev, "rendered"));
 }
 
-static Jsonb *
-dispatch_step(StepRun *run)
+/* ----------------------------------------------------------------
+ * Entry points of the step types (step.c's table points here)
+ * ----------------------------------------------------------------
+ */
+
+Jsonb *
+allma_step_pass_input(StepRun *run)
+{
+	return run->input;
+}
+
+Jsonb *
+allma_transform_step_start(StepRun *run)
+{
+	const char *module = run->step->module;
+
+	if (module != NULL && allma_transform_exists(module))
+		return allma_transform_run(module, allma_step_module_input(run));
+	return invoke_binding(run, module ? module : "", allma_step_module_input(run),
+						  ALLMA_ERR_PERMANENT);
+}
+
+Jsonb *
+allma_data_step_start(StepRun *run)
+{
+	const char *module = run->step->module;
+
+	if (module != NULL && strcmp(module, ALLMA_MODULE_SQL_QUERY) == 0)
+		return run_sql_step(run, true);
+	if (module != NULL && strcmp(module, ALLMA_MODULE_SQL_EXECUTE) == 0)
+		return run_sql_step(run, false);
+	return invoke_binding(run, module ? module : "", allma_step_module_input(run),
+						  ALLMA_ERR_PERMANENT);
+}
+
+Jsonb *
+allma_custom_logic_start(StepRun *run)
+{
+	const char *module = run->step->module;
+
+	return invoke_binding(run, module ? module : "", allma_step_module_input(run),
+						  ALLMA_ERR_PERMANENT);
+}
+
+Jsonb *
+allma_lambda_step_start(StepRun *run)
 {
 	AllmaStep  *step = run->step;
 	const char *module = step->module;
+	char	   *arn = allma_jsonb_get_cstring(step->def, "lambdaFunctionArnTemplate");
+	char	   *key;
 
-	/* the response to a module bound to an HTTP endpoint */
-	if (run->ps->response != NULL && run->ps->prev_request != NULL &&
+	if (arn != NULL)
+		key = allma_template_render(arn, allma_step_template_context(run));
+	else
+		key = module ? pstrdup(module) : pstrdup("");
+	/* Allma: a Lambda function error is a TransientStepError */
+	return invoke_binding(run, key, lambda_payload(run, key),
+						  ALLMA_ERR_TRANSIENT);
+}
+
+/*
+ * allma_module_step_complete: the response to a module bound to an HTTP
+ * endpoint (a module step sends no other request)
+ */
+Jsonb *
+allma_module_step_complete(StepRun *run)
+{
+	if (run->ps->prev_request != NULL &&
 		allma_jsonb_has_key(run->ps->prev_request, "binding"))
 		return http_binding_output(run);
+	return run->step->type->start(run);
+}
 
-	switch (step->type)
-	{
-		case ALLMA_STEP_NO_OP:
-		case ALLMA_STEP_EMAIL_START_POINT:
-		case ALLMA_STEP_SCHEDULE_START_POINT:
-		case ALLMA_STEP_END_FLOW:
-			return run->input;
+Jsonb *
+allma_api_call_start(StepRun *run)
+{
+	leave_api_request(run, run->step->def, NULL, false);
+	return NULL;
+}
 
-		case ALLMA_STEP_DATA_TRANSFORMATION:
-			if (module != NULL && allma_transform_exists(module))
-				return allma_transform_run(module, module_input(run));
-			return invoke_binding(run, module ? module : "", module_input(run),
-								  ALLMA_ERR_PERMANENT);
+Jsonb *
+allma_api_call_complete(StepRun *run)
+{
+	return api_output(run);
+}
 
-		case ALLMA_STEP_DATA_LOAD:
-		case ALLMA_STEP_DATA_SAVE:
-			if (module != NULL && strcmp(module, ALLMA_MODULE_SQL_QUERY) == 0)
-				return run_sql_step(run, true);
-			if (module != NULL && strcmp(module, ALLMA_MODULE_SQL_EXECUTE) == 0)
-				return run_sql_step(run, false);
-			return invoke_binding(run, module ? module : "", module_input(run),
-								  ALLMA_ERR_PERMANENT);
+Jsonb *
+allma_mcp_call_start(StepRun *run)
+{
+	build_mcp_request(run, NULL, NULL, false);
+	return NULL;
+}
 
-		case ALLMA_STEP_CUSTOM_LOGIC:
-			return invoke_binding(run, module ? module : "", module_input(run),
-								  ALLMA_ERR_PERMANENT);
+Jsonb *
+allma_mcp_call_complete(StepRun *run)
+{
+	return mcp_output(run);
+}
 
-		case ALLMA_STEP_CUSTOM_LAMBDA_INVOKE:
-			{
-				char	   *arn = allma_jsonb_get_cstring(step->def, "lambdaFunctionArnTemplate");
-				char	   *key;
+Jsonb *
+allma_file_download_start(StepRun *run)
+{
+	build_file_request(run);
+	return NULL;
+}
 
-				if (arn != NULL)
-					key = allma_template_render(arn, template_context(run));
-				else
-					key = module ? pstrdup(module) : pstrdup("");
-				/* Allma: a Lambda function error is a TransientStepError */
-				return invoke_binding(run, key, lambda_payload(run, key),
-									  ALLMA_ERR_TRANSIENT);
-			}
+Jsonb *
+allma_file_download_complete(StepRun *run)
+{
+	return file_output(run);
+}
 
-		case ALLMA_STEP_API_CALL:
-			if (run->ps->response != NULL)
-				return api_output(run);
-			leave_api_request(run, run->step->def, NULL, false);
-			return NULL;
+Jsonb *
+allma_poll_start(StepRun *run)
+{
+	send_poll(run);
+	return NULL;
+}
 
-		case ALLMA_STEP_MCP_CALL:
-			if (run->ps->response != NULL)
-				return mcp_output(run);
-			build_mcp_request(run, NULL, NULL, false);
-			return NULL;
+Jsonb *
+allma_poll_complete(StepRun *run)
+{
+	Jsonb	   *out = poll_output(run);
 
-		case ALLMA_STEP_FILE_DOWNLOAD:
-			if (run->ps->response != NULL)
-				return file_output(run);
-			build_file_request(run);
-			return NULL;
+	if (out == NULL)
+		run->io = false;		/* poll again later: see run_step */
+	return out;
+}
 
-		case ALLMA_STEP_POLL_EXTERNAL_API:
-			if (run->ps->response != NULL)
-			{
-				Jsonb	   *out = poll_output(run);
+Jsonb *
+allma_email_step_start(StepRun *run)
+{
+	build_email(run);
+	return NULL;
+}
 
-				if (out == NULL)
-					run->io = false;	/* poll again later: see run_step */
-				return out;
-			}
-			send_poll(run);
-			return NULL;
+Jsonb *
+allma_email_step_complete(StepRun *run)
+{
+	return email_output(run);
+}
 
-		case ALLMA_STEP_EMAIL:
-			if (run->ps->response != NULL)
-				return email_output(run);
-			build_email(run);
-			return NULL;
+Jsonb *
+allma_llm_step_start(StepRun *run)
+{
+	build_llm_request(run, 0);
+	return NULL;
+}
 
-		case ALLMA_STEP_LLM_INVOCATION:
-			if (run->ps->response != NULL)
-				return llm_output(run);
-			build_llm_request(run, 0);
-			return NULL;
+Jsonb *
+allma_llm_step_complete(StepRun *run)
+{
+	return llm_output(run);
+}
 
-		case ALLMA_STEP_PARALLEL_FORK_MANAGER:
-			if (run->ps->joining)
-				return aggregate(run);
-			return start_fork(run);
+Jsonb *
+allma_fork_start(StepRun *run)
+{
+	return start_fork(run);
+}
 
-		case ALLMA_STEP_OTHER:
-			break;
-	}
+Jsonb *
+allma_fork_join(StepRun *run)
+{
+	return aggregate(run);
+}
+
+Jsonb *
+allma_fork_branch_result(AllmaPathState *ps)
+{
+	return branch_result(ps);
+}
+
+Jsonb *
+allma_step_unsupported(StepRun *run)
+{
+	AllmaStep  *step = run->step;
+
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("step type \"%s\" is not supported by allma %s",
@@ -2646,15 +2321,24 @@ dispatch_step(StepRun *run)
 }
 
 /*
- * dispatch runs the step's type.  The output of a step that completes from
- * a response (HTTP, LLM, MCP, mail) has secret values redacted: a server
- * may echo the credentials it was sent, and the output goes into the
- * context and the history.
+ * dispatch runs the step's type: its row's "complete" when the step has a
+ * response or joins its fork, else its "start".  The output of a step that
+ * completes from a response (HTTP, LLM, MCP, mail) has secret values
+ * redacted: a server may echo the credentials it was sent, and the output
+ * goes into the context and the history.
  */
 static Jsonb *
 dispatch(StepRun *run)
 {
-	Jsonb	   *output = dispatch_step(run);
+	const AllmaStepType *type = run->step->type;
+	Jsonb	   *output;
+
+	if (type->complete != NULL && (run->ps->response != NULL || run->ps->joining))
+		output = type->complete(run);
+	else
+		output = type->start(run);
+	Assert(!run->io || (type->starts & ALLMA_STEP_SENDS));
+	Assert(!run->forked || (type->starts & ALLMA_STEP_FORKS));
 
 	if (run->ps->response != NULL && output != NULL)
 		output = allma_secret_redact_jsonb(output);
@@ -2749,7 +2433,7 @@ resolve_transition(StepRun *run)
 	AllmaStep  *step = run->step;
 
 	run->next_step = NULL;
-	if (step->type == ALLMA_STEP_END_FLOW)
+	if (step->type->flags & ALLMA_STEP_ENDS_FLOW)
 	{
 		run->end_flow = true;
 		return;
@@ -2790,84 +2474,10 @@ finish_step(StepRun *run)
 {
 	run->context = run->ps->context;
 	run->counts = run->ps->transition_counts;
-	if (run->step->type != ALLMA_STEP_END_FLOW)
+	if (!(run->step->type->flags & ALLMA_STEP_ENDS_FLOW))
 		apply_output_mappings(run);
 	resolve_transition(run);
 	check_context_size(run);
-}
-
-void
-allma_engine_http_request(AllmaPathState *ps, AllmaHttpRequest *r)
-{
-	Jsonb	   *req = ps->io_request;
-	double		timeout_ms = 0;
-	double		max_bytes = 0;
-
-	memset(r, 0, sizeof(*r));
-	r->url = ps->io_send_url ? ps->io_send_url : allma_jsonb_get_cstring(req, "url");
-	r->body = allma_jsonb_get_cstring(req, "body");
-	if (allma_jsonb_get(req, "mailFrom") != NULL)
-	{
-		/* an EMAIL step's message, see build_email */
-		List	   *rcpt = allma_jsonb_array_elements(allma_jsonb_get(req, "rcpt"));
-		const char **addrs = palloc(sizeof(char *) * Max(list_length(rcpt), 1));
-		ListCell   *lc;
-
-		foreach(lc, rcpt)
-			addrs[r->nmail_rcpt++] = allma_jsonb_to_display_text(lfirst(lc));
-		r->mail_from = allma_jsonb_get_cstring(req, "mailFrom");
-		r->mail_rcpt = addrs;
-		r->body = ps->io_send_body ? ps->io_send_body : allma_jsonb_get_cstring(req, "message");
-		if (ps->io_send_password != NULL)
-		{
-			r->username = allma_smtp_username;
-			r->password = ps->io_send_password;
-		}
-	}
-	else
-	{
-		Jsonb	   *hdrs = ps->io_send_headers ? ps->io_send_headers : allma_jsonb_get(req, "headers");
-		List	   *names = allma_jsonb_object_keys(hdrs);
-		AllmaHttpHeader *headers = palloc(sizeof(AllmaHttpHeader) * Max(list_length(names), 1));
-		ListCell   *lc;
-
-		foreach(lc, names)
-		{
-			headers[r->nheaders].name = lfirst(lc);
-			headers[r->nheaders].value =
-				allma_jsonb_to_display_text(allma_jsonb_get(hdrs, lfirst(lc)));
-			r->nheaders++;
-		}
-		r->headers = headers;
-		r->method = allma_jsonb_get_cstring(req, "method");
-		r->idempotency_key = allma_jsonb_get_cstring(req, "idempotencyKey");
-		(void) allma_jsonb_get_number(req, "timeoutMs", &timeout_ms);
-		r->timeout_ms = (long) timeout_ms;
-		if (allma_jsonb_get_number(req, "maxResponseBytes", &max_bytes) && max_bytes > 0)
-			r->max_response_bytes = (size_t) max_bytes;
-	}
-	r->body_len = r->body ? strlen(r->body) : 0;
-}
-
-/*
- * check_io_request: the request a step is about to leave for the worker
- * must be one the HTTP client accepts (a header value rendered from the
- * context may hold a line break, say); if not, the step fails now, in its
- * transaction, instead of the worker failing to send it.
- */
-static void
-check_io_request(StepRun *run)
-{
-	AllmaHttpRequest r;
-	char	   *error = NULL;
-	char	   *detail = NULL;
-
-	allma_engine_http_request(run->ps, &r);
-	if (!allma_http_check_request(&r, &error, &detail))
-		raise_http_error(ALLMA_ERR_PERMANENT,
-						 psprintf("step \"%s\" cannot send its request: %s%s%s", run->step->id,
-								  error, detail ? " " : "", detail ? detail : ""),
-						 allma_jsonb_empty_object());
 }
 
 static void
@@ -2876,9 +2486,9 @@ attempt_step(StepRun *run)
 	build_input(run);
 	run->output = dispatch(run);
 	if (run->io)
-		check_io_request(run);
+		allma_step_check_io_request(run);
 	if (run->forked || run->io || run->repoll_ms > 0 ||
-		(run->step->type == ALLMA_STEP_POLL_EXTERNAL_API && run->output == NULL))
+		((run->step->type->flags & ALLMA_STEP_POLLS) && run->output == NULL))
 		return;
 	if (run->output == NULL)
 		run->output = allma_jsonb_null();
@@ -2892,18 +2502,6 @@ finish_with_error_output(StepRun *run)
 {
 	run->output = run->error;
 	finish_step(run);
-}
-
-static Jsonb *
-copy_jsonb(Jsonb *jb)
-{
-	Jsonb	   *copy;
-
-	if (jb == NULL)
-		return NULL;
-	copy = palloc(VARSIZE(jb));
-	memcpy(copy, jb, VARSIZE(jb));
-	return copy;
 }
 
 static char *
@@ -3015,7 +2613,7 @@ run_step(AllmaPathState *ps, AllmaStep *step, MemoryContext pathcxt)
 	if (ps->joining)
 		ps->joining = false;
 
-	if (edata == NULL && run.step->type == ALLMA_STEP_POLL_EXTERNAL_API &&
+	if (edata == NULL && (step->type->flags & ALLMA_STEP_POLLS) &&
 		!run.io && run.output == NULL)
 	{
 		/* not done yet: the next poll is a durable timer */
@@ -3143,10 +2741,10 @@ copy_record(AllmaStepRecord *src, bool logs)
 	rec->step_id = copy_str(src->step_id);
 	rec->step_type = copy_str(src->step_type);
 	rec->next_step = copy_str(src->next_step);
-	rec->input = logs ? copy_jsonb(src->input) : NULL;
-	rec->output = logs ? copy_jsonb(src->output) : NULL;
-	rec->error = copy_jsonb(src->error);
-	rec->details = copy_jsonb(src->details);
+	rec->input = logs ? allma_step_copy_jsonb(src->input) : NULL;
+	rec->output = logs ? allma_step_copy_jsonb(src->output) : NULL;
+	rec->error = allma_step_copy_jsonb(src->error);
+	rec->details = allma_step_copy_jsonb(src->details);
 	return rec;
 }
 
@@ -3187,16 +2785,16 @@ allma_engine_advance(AllmaPathState *ps, int max_steps)
 		/* a response is consumed by the step it answers */
 		ps->response = NULL;
 		if (ps->last_output != output_before)
-			ps->last_output = copy_jsonb(ps->last_output);
+			ps->last_output = allma_step_copy_jsonb(ps->last_output);
 		if (ps->context != context_before)
-			ps->context = copy_jsonb(ps->context);
+			ps->context = allma_step_copy_jsonb(ps->context);
 		if (ps->transition_counts != counts_before)
-			ps->transition_counts = copy_jsonb(ps->transition_counts);
-		ps->error = copy_jsonb(ps->error);
+			ps->transition_counts = allma_step_copy_jsonb(ps->transition_counts);
+		ps->error = allma_step_copy_jsonb(ps->error);
 		ps->step_id = copy_str(ps->step_id);
 		ps->steps_run++;
 		if (ps->ended && ps->is_branch && !ps->failed)
-			ps->result = branch_result(ps);
+			ps->result = allma_fork_branch_result(ps);
 		MemoryContextReset(stepcxt);
 
 		/* chain only into steps that are due now */

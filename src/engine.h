@@ -15,6 +15,7 @@
 
 #include "http.h"
 #include "pathstate.h"
+#include "step.h"
 
 /*
  * allma_engine_advance runs steps of the path while they are due, need no
@@ -31,11 +32,9 @@ extern void allma_engine_advance(AllmaPathState *ps, int max_steps);
  * headers and URL with credentials, the SMTP password).  Its strings are
  * allocated in CurrentMemoryContext or belong to ps.  The engine checks the
  * request (allma_http_check_request) before the path goes INFLIGHT, so the
- * worker's allma_http_submit does not throw for it.
+ * worker's allma_http_submit does not throw for it.  (Defined in step.c,
+ * with the other helpers of a step's request.)
  */
 extern void allma_engine_http_request(AllmaPathState *ps, AllmaHttpRequest *r);
-
-/* allma_runtime_state: the runtime fields Allma exposes to paths and templates */
-extern Jsonb *allma_runtime_state(AllmaPathState *ps);
 
 #endif							/* ALLMA_ENGINE_H */

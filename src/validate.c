@@ -75,6 +75,7 @@
 #include "condition.h"
 #include "path.h"
 #include "sqlstep.h"
+#include "step.h"
 #include "template.h"
 #include "transform.h"
 #include "validate.h"
@@ -92,52 +93,6 @@ PG_FUNCTION_INFO_V1(allma_validate_flow);
 #define MAX_POLL_INTERVAL_SECONDS	86400.0
 #define MAX_POLL_ATTEMPTS			10000
 #define MAX_CONCURRENCY				1000000
-
-/*
- * How a step type uses "moduleIdentifier".  MODULE_NONE and MODULE_FIXED
- * types accept only their own system identifier (or none); MODULE_REQUIRED
- * types dispatch on it; CUSTOM_LAMBDA_INVOKE may name one instead of a
- * Lambda ARN.
- */
-typedef enum ModuleUse
-{
-	MODULE_NONE,
-	MODULE_FIXED,
-	MODULE_REQUIRED,
-	MODULE_OPTIONAL
-} ModuleUse;
-
-typedef struct StepTypeInfo
-{
-	const char *name;
-	ModuleUse	module_use;
-	const char *own_module;		/* Allma's system identifier, or NULL */
-} StepTypeInfo;
-
-/* Allma's StepType enum (packages/core-types/src/common/enums.ts) */
-static const StepTypeInfo step_types[] = {
-	{"NO_OP", MODULE_NONE, "system/noop"},
-	{"END_FLOW", MODULE_NONE, NULL},
-	{"CUSTOM_LOGIC", MODULE_REQUIRED, NULL},
-	{"CUSTOM_LAMBDA_INVOKE", MODULE_OPTIONAL, NULL},
-	{"DATA_LOAD", MODULE_REQUIRED, NULL},
-	{"DATA_SAVE", MODULE_REQUIRED, NULL},
-	{"DATA_TRANSFORMATION", MODULE_REQUIRED, NULL},
-	{"FILE_DOWNLOAD", MODULE_FIXED, "system/file-download"},
-	{"LLM_INVOCATION", MODULE_NONE, "system/llm-invocation"},
-	{"PARALLEL_FORK_MANAGER", MODULE_NONE, "system/parallel-fork-manager"},
-	{"START_SUB_FLOW", MODULE_NONE, "system/start-sub-flow"},
-	{"START_FLOW_EXECUTION", MODULE_FIXED, "system/start-flow-execution"},
-	{"API_CALL", MODULE_NONE, "system/api-call"},
-	{"MCP_CALL", MODULE_NONE, "system/mcp-call"},
-	{"WAIT_FOR_EXTERNAL_EVENT", MODULE_NONE, "system/wait-for-external-event"},
-	{"POLL_EXTERNAL_API", MODULE_NONE, "system/poll-external-api"},
-	{"SQS_SEND", MODULE_FIXED, "system/sqs-send"},
-	{"SNS_PUBLISH", MODULE_FIXED, "system/sns-publish"},
-	{"EMAIL", MODULE_NONE, "system/email-send"},
-	{"EMAIL_START_POINT", MODULE_NONE, "system/email-start-point"},
-	{"SCHEDULE_START_POINT", MODULE_NONE, "system/schedule-start-point"},
-};
 
 /*
  * Allma's built-in DATA_TRANSFORMATION modules.  transform.c answers for
@@ -1289,11 +1244,11 @@ check_sql_config(Checker *ck, JsonbContainer *step, const char *module)
 
 /*
  * check_module applies the moduleIdentifier rules of the step's type
- * (see StepTypeInfo) and checks the configuration of the modules allma
+ * (its row in step.c's table) and checks the configuration of the modules allma
  * knows the shape of.
  */
 static void
-check_module(Checker *ck, JsonbContainer *step, const StepTypeInfo *info)
+check_module(Checker *ck, JsonbContainer *step, const AllmaStepType *info)
 {
 	char	   *module = get_string(ck, step, NULL, "moduleIdentifier", false);
 
@@ -1302,10 +1257,10 @@ check_module(Checker *ck, JsonbContainer *step, const StepTypeInfo *info)
 				(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
 				 errmsg("%s must not be empty", where(ck, "moduleIdentifier"))));
 
-	switch (info->module_use)
+	switch (info->module_rule)
 	{
-		case MODULE_NONE:
-		case MODULE_FIXED:
+		case ALLMA_MODULE_NONE:
+		case ALLMA_MODULE_FIXED:
 			if (module != NULL &&
 				(info->own_module == NULL || strcmp(module, info->own_module) != 0))
 			{
@@ -1325,13 +1280,13 @@ check_module(Checker *ck, JsonbContainer *step, const StepTypeInfo *info)
 									 info->own_module)));
 			}
 			break;
-		case MODULE_REQUIRED:
+		case ALLMA_MODULE_REQUIRED:
 			if (module == NULL && !ck->inherits)
 				error_missing(ck, "moduleIdentifier",
 							  psprintf("Steps of type %s name the module they run.",
 									   info->name));
 			break;
-		case MODULE_OPTIONAL:
+		case ALLMA_MODULE_OPTIONAL:
 			break;
 	}
 
@@ -1871,19 +1826,6 @@ check_parallel(Checker *ck, JsonbContainer *step)
  * ---------------------------------------------------------------------
  */
 
-static const StepTypeInfo *
-step_type_info(const char *step_type)
-{
-	int			i;
-
-	for (i = 0; i < lengthof(step_types); i++)
-	{
-		if (strcmp(step_types[i].name, step_type) == 0)
-			return &step_types[i];
-	}
-	return NULL;
-}
-
 /*
  * check_id_chars raises LM100 when "id" is empty, too long or has a
  * character outside [A-Za-z0-9_-] and "extra"; "what" names the id in
@@ -1921,7 +1863,7 @@ check_step(Checker *ck, const char *key, JsonbValue *value)
 	JsonbValue	v;
 	char	   *id;
 	char	   *step_type;
-	const StepTypeInfo *info;
+	const AllmaStepType *info;
 
 	ck->step = NULL;
 	ck->inherits = false;
@@ -1944,7 +1886,7 @@ check_step(Checker *ck, const char *key, JsonbValue *value)
 				 errhint("A step's stepInstanceId must equal its key in \"steps\".")));
 
 	step_type = get_string(ck, step, NULL, "stepType", true);
-	info = step_type_info(step_type);
+	info = allma_step_type_find(step_type);
 	if (info == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_UNKNOWN_STEP_TYPE),
@@ -2122,7 +2064,7 @@ allma_validate_definition(Jsonb *definition)
 bool
 allma_step_type_known(const char *step_type)
 {
-	return step_type != NULL && step_type_info(step_type) != NULL;
+	return allma_step_type_find(step_type) != NULL;
 }
 
 /*
