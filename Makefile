@@ -25,6 +25,7 @@ OBJS = \
 	src/transform.o \
 	src/sqlstep.o \
 	src/step.o \
+	src/steps/fork.o \
 	src/http.o \
 	src/llm.o \
 	src/prompt.o \
@@ -49,4 +50,4 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # every object depends on every header of the extension (PGXS has no automatic dependencies)
-$(OBJS): $(wildcard $(srcdir)/src/*.h)
+$(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/*/*.h)
