@@ -26,6 +26,7 @@ OBJS = \
 	src/sqlstep.o \
 	src/step.o \
 	src/steps/fork.o \
+	src/steps/api.o \
 	src/http.o \
 	src/llm.o \
 	src/prompt.o \

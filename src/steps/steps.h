@@ -38,6 +38,15 @@ extern Jsonb *allma_api_call_complete(StepRun *run);
 extern Jsonb *allma_poll_start(StepRun *run);
 extern Jsonb *allma_poll_complete(StepRun *run);
 
+/*
+ * allma_http_binding_send: a module or Lambda ARN bound to an HTTP endpoint
+ * is called like an API_CALL that POSTs the module input as JSON;
+ * allma_http_binding_output is the step's output from the response.
+ */
+extern void allma_http_binding_send(StepRun *run, const char *url, Jsonb *headers,
+									Jsonb *payload);
+extern Jsonb *allma_http_binding_output(StepRun *run);
+
 /* mcp.c: MCP_CALL */
 extern Jsonb *allma_mcp_call_start(StepRun *run);
 extern Jsonb *allma_mcp_call_complete(StepRun *run);
