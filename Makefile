@@ -27,6 +27,8 @@ OBJS = \
 	src/step.o \
 	src/steps/fork.o \
 	src/steps/api.o \
+	src/steps/mcp.o \
+	src/steps/file.o \
 	src/http.o \
 	src/llm.o \
 	src/prompt.o \
