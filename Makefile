@@ -29,6 +29,7 @@ OBJS = \
 	src/steps/api.o \
 	src/steps/mcp.o \
 	src/steps/file.o \
+	src/steps/llm.o \
 	src/http.o \
 	src/llm.o \
 	src/prompt.o \
