@@ -30,6 +30,8 @@ OBJS = \
 	src/steps/mcp.o \
 	src/steps/file.o \
 	src/steps/llm.o \
+	src/steps/email.o \
+	src/steps/mime.o \
 	src/http.o \
 	src/llm.o \
 	src/prompt.o \

@@ -63,4 +63,41 @@ extern Jsonb *allma_llm_step_complete(StepRun *run);
 extern Jsonb *allma_email_step_start(StepRun *run);
 extern Jsonb *allma_email_step_complete(StepRun *run);
 
+/* mime.c: the EMAIL step's message */
+
+/* an attachment of an EMAIL step, read from allma.files */
+typedef struct AllmaMailAttachment
+{
+	char	   *filename;		/* already encoded for a header */
+	char	   *content_type;
+	char	   *data;
+	int			len;
+} AllmaMailAttachment;
+
+/* a message to build: the rendered fields of an EMAIL step */
+typedef struct AllmaMailMessage
+{
+	const char *step_id;		/* names the step in errors */
+	const char *from;
+	const char *from_name;		/* or NULL */
+	List	   *to;				/* of char *, from allma_mime_addresses */
+	List	   *cc;
+	List	   *reply_to;
+	const char *subject;		/* or NULL */
+	const char *body;
+	const char *message_id;
+	const char *boundary;		/* of the multipart message, if attachments */
+	Jsonb	   *custom_headers; /* the step's customHeaders, or NULL */
+	List	   *attachments;	/* of AllmaMailAttachment * */
+} AllmaMailMessage;
+
+/* the addresses of a field: a string ("," or ";" separated) or an array */
+extern List *allma_mime_addresses(Jsonb *v);
+extern char *allma_mime_join_addresses(List *list);
+/* the address part of "Name <addr>" or "addr" */
+extern char *allma_mime_bare_address(const char *a);
+/* header text: RFC 2047 encoded when not plain ASCII */
+extern char *allma_mime_header_text(const char *s);
+extern void allma_mime_build(AllmaMailMessage *m, StringInfo msg);
+
 #endif							/* ALLMA_STEPS_H */
