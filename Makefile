@@ -22,8 +22,6 @@ OBJS = \
 	src/path.o \
 	src/condition.o \
 	src/template.o \
-	src/transform.o \
-	src/sqlstep.o \
 	src/step.o \
 	src/steps/fork.o \
 	src/steps/api.o \
@@ -32,6 +30,8 @@ OBJS = \
 	src/steps/llm.o \
 	src/steps/email.o \
 	src/steps/mime.o \
+	src/steps/sql.o \
+	src/steps/transform.o \
 	src/http.o \
 	src/llm.o \
 	src/prompt.o \

@@ -39,7 +39,7 @@
  * own bookkeeping afterwards.
  *
  * IDENTIFICATION
- *	  src/sqlstep.c
+ *	  src/steps/sql.c
  *
  *-------------------------------------------------------------------------
  */

@@ -37,7 +37,7 @@
  * Copyright (c) 2026, the allma authors
  *
  * IDENTIFICATION
- *	  src/transform.c
+ *	  src/steps/transform.c
  *
  *-------------------------------------------------------------------------
  */
