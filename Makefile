@@ -32,6 +32,9 @@ OBJS = \
 	src/steps/mime.o \
 	src/steps/sql.o \
 	src/steps/transform.o \
+	src/steps/module.o \
+	src/steps/simple.o \
+	src/steps/unsupported.o \
 	src/http.o \
 	src/llm.o \
 	src/prompt.o \

@@ -9,10 +9,14 @@
  * worker's transaction, so that every step's effects, its history row and
  * the path's new position commit together.
  *
- * One step, in order (allma-semantics.md section 4.4):
+ * One step, in order:
  *	1. input: inputMappings evaluated over the context (falling back to the
  *	   runtime state), then rendered literals set by dot path;
- *	2. the handler, chosen by stepType (and moduleIdentifier);
+ *	2. the handler: the step's row in the step-type table (step.c, resolved
+ *	   when the flow was cached) gives the function that starts the step,
+ *	   or, when the step has a response or joins its fork, the one that
+ *	   completes it.  A step that leaves a request for the worker, starts a
+ *	   fork or polls again stops here until its next pass;
  *	3. outputValidation.requiredFields;
  *	4. outputMappings into the context (default $.steps_output.<step>);
  *	5. transitions: first true condition, else defaultNextStepInstanceId,
@@ -41,33 +45,20 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "common/base64.h"
-#include "catalog/pg_type.h"
-#include "executor/spi.h"
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
-#include "utils/builtins.h"
-#include "utils/datetime.h"
-#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
 #include "condition.h"
 #include "engine.h"
 #include "errors.h"
-#include "http.h"
 #include "jsonb_util.h"
-#include "llm.h"
-#include "prompt.h"
-#include "secret.h"
 #include "path.h"
 #include "retry.h"
-#include "sqlstep.h"
+#include "secret.h"
 #include "step.h"
 #include "steps/steps.h"
-#include "store.h"
 #include "template.h"
-#include "transform.h"
 
 typedef void (*guarded_fn) (StepRun *run);
 
@@ -151,168 +142,6 @@ build_input(StepRun *run)
 		}
 		run->input = input;
 	}
-}
-
-static Jsonb *
-invoke_binding(StepRun *run, const char *key, Jsonb *payload,
-			   const char *error_name)
-{
-	char	   *url = NULL;
-	Jsonb	   *headers = NULL;
-	Oid			handler = allma_binding_lookup(key, &url, &headers);
-	AllmaUserCodeState st;
-	Jsonb	   *result;
-
-	if (url != NULL)
-	{
-		allma_http_binding_send(run, url, headers, payload);
-		return NULL;
-	}
-	if (!OidIsValid(handler))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("no handler is bound to module \"%s\"", key),
-				 errdetail("Step \"%s\" (%s) dispatches to a module that allma does not provide.",
-						   run->step->id, run->step->type_name),
-				 errhint("Bind a SQL function with allma_bind_module('%s', 'my_handler(jsonb)'::regprocedure).",
-						 key)));
-	run->default_error_name = error_name;
-	allma_step_enter_user_code(run, &st);
-	result = allma_binding_invoke(handler, payload);
-	allma_step_leave_user_code(&st);
-	run->default_error_name = ALLMA_ERR_PERMANENT;
-	return result;
-}
-
-static Jsonb *
-run_sql_step(StepRun *run, bool returns_rows)
-{
-	AllmaUserCodeState st;
-	Jsonb	   *result;
-	Jsonb	   *config = allma_step_module_input(run);
-
-	allma_step_enter_user_code(run, &st);
-	result = allma_sqlstep_run(config, run->ps->context, returns_rows);
-	allma_step_leave_user_code(&st);
-	return result;
-}
-
-static Jsonb *
-lambda_payload(StepRun *run, const char *key)
-{
-	Jsonb	   *tmpl = allma_jsonb_get(run->step->def, "payloadTemplate");
-	Jsonb	   *correlation = allma_jsonb_get(allma_step_runtime(run), "flowExecutionId");
-	Jsonb	   *payload = allma_jsonb_empty_object();
-
-	if (allma_jsonb_is_object(tmpl))
-	{
-		List	   *keys = allma_jsonb_object_keys(tmpl);
-		ListCell   *lc;
-
-		payload = allma_jsonb_set_key(payload, "correlationId", correlation);
-		foreach(lc, keys)
-		{
-			char	   *k = lfirst(lc);
-			char	   *path = allma_jsonb_get_cstring(tmpl, k);
-			Jsonb	   *v = path ? allma_path_get(run->ps->context, path) : allma_jsonb_get(tmpl, k);
-
-			if (v != NULL)
-				payload = allma_jsonb_set_key(payload, k, v);
-		}
-		return payload;
-	}
-	payload = allma_jsonb_set_key(payload, "moduleIdentifier", allma_jsonb_string(key));
-	payload = allma_jsonb_set_key(payload, "stepInput", allma_step_module_input(run));
-	payload = allma_jsonb_set_key(payload, "correlationId", correlation);
-	return payload;
-}
-
-/* ----------------------------------------------------------------
- * Entry points of the step types (step.c's table points here)
- * ----------------------------------------------------------------
- */
-
-Jsonb *
-allma_step_pass_input(StepRun *run)
-{
-	return run->input;
-}
-
-Jsonb *
-allma_transform_step_start(StepRun *run)
-{
-	const char *module = run->step->module;
-
-	if (module != NULL && allma_transform_exists(module))
-		return allma_transform_run(module, allma_step_module_input(run));
-	return invoke_binding(run, module ? module : "", allma_step_module_input(run),
-						  ALLMA_ERR_PERMANENT);
-}
-
-Jsonb *
-allma_data_step_start(StepRun *run)
-{
-	const char *module = run->step->module;
-
-	if (module != NULL && strcmp(module, ALLMA_MODULE_SQL_QUERY) == 0)
-		return run_sql_step(run, true);
-	if (module != NULL && strcmp(module, ALLMA_MODULE_SQL_EXECUTE) == 0)
-		return run_sql_step(run, false);
-	return invoke_binding(run, module ? module : "", allma_step_module_input(run),
-						  ALLMA_ERR_PERMANENT);
-}
-
-Jsonb *
-allma_custom_logic_start(StepRun *run)
-{
-	const char *module = run->step->module;
-
-	return invoke_binding(run, module ? module : "", allma_step_module_input(run),
-						  ALLMA_ERR_PERMANENT);
-}
-
-Jsonb *
-allma_lambda_step_start(StepRun *run)
-{
-	AllmaStep  *step = run->step;
-	const char *module = step->module;
-	char	   *arn = allma_jsonb_get_cstring(step->def, "lambdaFunctionArnTemplate");
-	char	   *key;
-
-	if (arn != NULL)
-		key = allma_template_render(arn, allma_step_template_context(run));
-	else
-		key = module ? pstrdup(module) : pstrdup("");
-	/* Allma: a Lambda function error is a TransientStepError */
-	return invoke_binding(run, key, lambda_payload(run, key),
-						  ALLMA_ERR_TRANSIENT);
-}
-
-/*
- * allma_module_step_complete: the response to a module bound to an HTTP
- * endpoint (a module step sends no other request)
- */
-Jsonb *
-allma_module_step_complete(StepRun *run)
-{
-	if (run->ps->prev_request != NULL &&
-		allma_jsonb_has_key(run->ps->prev_request, "binding"))
-		return allma_http_binding_output(run);
-	return run->step->type->start(run);
-}
-
-Jsonb *
-allma_step_unsupported(StepRun *run)
-{
-	AllmaStep  *step = run->step;
-
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("step type \"%s\" is not supported by allma %s",
-					step->type_name, ALLMA_VERSION),
-			 errdetail("Step \"%s\" cannot run.", step->id),
-			 errhint("See the README for the step types this version runs.")));
-	return NULL;				/* keep compiler quiet */
 }
 
 /*

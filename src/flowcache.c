@@ -138,6 +138,7 @@ parse_step(AllmaStep *step, const char *id, Jsonb *def)
 	if (step->type == NULL)
 		step->type = &allma_step_type_unknown;
 	step->module = allma_jsonb_get_cstring(def, "moduleIdentifier");
+	step->builtin = allma_module_for_step(step->type, step->module);
 	step->input_mappings = get_object(def, "inputMappings");
 	step->output_mappings = get_object(def, "outputMappings");
 	step->literals = get_object(def, "literals");

@@ -14,6 +14,7 @@
 #include "allma.h"
 
 struct AllmaStepType;			/* step.h */
+struct AllmaBuiltinModule;	/* step.h */
 
 typedef struct AllmaTransition
 {
@@ -29,6 +30,8 @@ typedef struct AllmaStep
 	const struct AllmaStepType *type;	/* its row in step.c's table */
 	Jsonb	   *def;			/* the whole step object */
 	char	   *module;			/* moduleIdentifier, or NULL */
+	const struct AllmaBuiltinModule *builtin;	/* the built-in module it runs,
+												 * or NULL (a binding) */
 	Jsonb	   *input_mappings; /* object or NULL */
 	Jsonb	   *output_mappings;	/* object, or NULL for the default */
 	Jsonb	   *literals;		/* object or NULL */

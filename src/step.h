@@ -146,6 +146,12 @@ typedef struct AllmaBuiltinModule
 extern const AllmaBuiltinModule *allma_module_find(const char *identifier);
 
 /*
+ * allma_module_run runs a built-in module that is a pure function of its
+ * input (what allma_run_module does from SQL); throws for other modules
+ */
+extern Jsonb *allma_module_run(const char *module_identifier, Jsonb *input);
+
+/*
  * the built-in module a step of "type" naming "module" runs, or NULL when
  * the step dispatches to a binding; resolved once per cached flow
  */

@@ -20,12 +20,30 @@ extern Jsonb *allma_step_pass_input(StepRun *run);
 /* unsupported.c: step types Allma knows that this version does not run */
 extern Jsonb *allma_step_unsupported(StepRun *run);
 
-/* module.c: module steps (CUSTOM_LOGIC, DATA_*, CUSTOM_LAMBDA_INVOKE) */
-extern Jsonb *allma_transform_step_start(StepRun *run);
-extern Jsonb *allma_data_step_start(StepRun *run);
-extern Jsonb *allma_custom_logic_start(StepRun *run);
+/*
+ * module.c: module steps (CUSTOM_LOGIC, DATA_LOAD, DATA_SAVE,
+ * DATA_TRANSFORMATION, CUSTOM_LAMBDA_INVOKE) and module bindings
+ */
+extern Jsonb *allma_module_step_start(StepRun *run);
 extern Jsonb *allma_lambda_step_start(StepRun *run);
 extern Jsonb *allma_module_step_complete(StepRun *run);
+
+/*
+ * allma_binding_lookup finds the binding of a module identifier or Lambda
+ * ARN (exact match first, then the longest LIKE pattern): the handler
+ * function, or InvalidOid with *url (and *headers) set for an HTTP
+ * binding (allma_bind_module_http).  InvalidOid and *url NULL when none.
+ */
+extern Oid	allma_binding_lookup(const char *key, char **url, Jsonb **headers);
+
+/* allma_binding_invoke calls handler(jsonb) and returns its jsonb result */
+extern Jsonb *allma_binding_invoke(Oid handler, Jsonb *input);
+
+/* transform.c, join.c: DATA_TRANSFORMATION's built-in modules */
+extern const AllmaBuiltinModule allma_transform_modules[];
+
+/* sql.c: DATA_LOAD and DATA_SAVE's built-in modules */
+extern const AllmaBuiltinModule allma_sql_modules[];
 
 /* fork.c: PARALLEL_FORK_MANAGER */
 extern Jsonb *allma_fork_start(StepRun *run);

@@ -63,23 +63,14 @@
 
 #include "jsonb_util.h"
 #include "path.h"
+#include "step.h"
 #include "transform.h"
-
-PG_FUNCTION_INFO_V1(allma_run_module);
 
 /* largest "count" accepted by system/generate-array */
 #define ALLMA_GENERATE_ARRAY_MAX	100000
 
 /* largest number of rows system/join-data may produce */
 #define ALLMA_JOIN_MAX_ROWS			1000000
-
-typedef Jsonb *(*TransformFunc) (const char *module, Jsonb *input);
-
-typedef struct TransformModule
-{
-	const char *identifier;
-	TransformFunc run;
-} TransformModule;
 
 static Jsonb *run_compose_object(const char *module, Jsonb *input);
 static Jsonb *run_array_aggregator(const char *module, Jsonb *input);
@@ -95,103 +86,35 @@ static void bad_field(const char *module, const char *field,
 static void rethrow_data_error(MemoryContext cxt,
 							   const char *message) pg_attribute_noreturn();
 
-/* the built-in modules, in the order the unknown-module hint lists them */
-static const TransformModule transform_modules[] = {
-	{"system/array-aggregator", run_array_aggregator},
-	{"system/compose-object-from-input", run_compose_object},
-	{"system/date-time-calculator", run_date_time_calculator},
-	{"system/flatten-array", run_flatten_array},
-	{"system/generate-array", run_generate_array},
-	{"system/generate-uuid", run_generate_uuid},
-	{"system/join-data", run_join_data},
+/*
+ * the built-in modules, in the order the unknown-module hint lists them
+ * (registered in steps/module.c)
+ */
+const AllmaBuiltinModule allma_transform_modules[] = {
+	{"system/array-aggregator", ALLMA_MODULES_TRANSFORM, true, run_array_aggregator},
+	{"system/compose-object-from-input", ALLMA_MODULES_TRANSFORM, true, run_compose_object},
+	{"system/date-time-calculator", ALLMA_MODULES_TRANSFORM, true, run_date_time_calculator},
+	{"system/flatten-array", ALLMA_MODULES_TRANSFORM, true, run_flatten_array},
+	{"system/generate-array", ALLMA_MODULES_TRANSFORM, true, run_generate_array},
+	{"system/generate-uuid", ALLMA_MODULES_TRANSFORM, true, run_generate_uuid},
+	{"system/join-data", ALLMA_MODULES_TRANSFORM, true, run_join_data},
+	{NULL}
 };
 
-#define NUM_TRANSFORM_MODULES lengthof(transform_modules)
-
-
-/* ---------------------------------------------------------------------
- * Module lookup and the SQL entry point
- * ---------------------------------------------------------------------
- */
-
-static const TransformModule *
-find_module(const char *module_identifier)
-{
-	int			i;
-
-	for (i = 0; i < NUM_TRANSFORM_MODULES; i++)
-	{
-		if (strcmp(transform_modules[i].identifier, module_identifier) == 0)
-			return &transform_modules[i];
-	}
-	return NULL;
-}
-
+/* true for "system/compose-object-from-input" and the other built-ins */
 bool
 allma_transform_exists(const char *module_identifier)
 {
-	return module_identifier != NULL && find_module(module_identifier) != NULL;
+	const AllmaBuiltinModule *mod = allma_module_find(module_identifier);
+
+	return mod != NULL && mod->kind == ALLMA_MODULES_TRANSFORM;
 }
 
-/* "a, b, c": the known module identifiers, for hints */
-static char *
-known_modules_list(void)
-{
-	StringInfoData buf;
-	int			i;
-
-	initStringInfo(&buf);
-	for (i = 0; i < NUM_TRANSFORM_MODULES; i++)
-	{
-		if (i > 0)
-			appendStringInfoString(&buf, ", ");
-		appendStringInfoString(&buf, transform_modules[i].identifier);
-	}
-	return buf.data;
-}
-
-/*
- * allma_transform_run runs the built-in module "module_identifier" on
- * "input" and returns its output object.
- *
- * Throws ERRCODE_ALLMA_UNKNOWN_MODULE for an identifier that is not a
- * built-in, and ERRCODE_INVALID_PARAMETER_VALUE when the input is not an
- * object or does not suit the module.
- */
+/* allma_transform_run: see allma_module_run */
 Jsonb *
 allma_transform_run(const char *module_identifier, Jsonb *input)
 {
-	const TransformModule *mod = find_module(module_identifier);
-
-	if (mod == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_ALLMA_UNKNOWN_MODULE),
-				 errmsg("unknown transformation module \"%s\"",
-						module_identifier),
-				 errhint("The built-in modules are %s.", known_modules_list())));
-
-	if (!allma_jsonb_is_object(input))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s: module input must be a JSON object",
-						mod->identifier)));
-
-	return mod->run(mod->identifier, input);
-}
-
-/*
- * allma_run_module(module_identifier text, input jsonb) RETURNS jsonb
- *
- * Lets flow authors try a built-in module from SQL, exactly as a
- * DATA_TRANSFORMATION step would run it.
- */
-Datum
-allma_run_module(PG_FUNCTION_ARGS)
-{
-	char	   *module_identifier = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	Jsonb	   *input = PG_GETARG_JSONB_P(1);
-
-	PG_RETURN_JSONB_P(allma_transform_run(module_identifier, input));
+	return allma_module_run(module_identifier, input);
 }
 
 
