@@ -32,6 +32,7 @@ OBJS = \
 	src/steps/mime.o \
 	src/steps/sql.o \
 	src/steps/transform.o \
+	src/steps/join.o \
 	src/steps/module.o \
 	src/steps/simple.o \
 	src/steps/unsupported.o \
