@@ -37,7 +37,11 @@ OBJS = \
 	src/steps/simple.o \
 	src/steps/unsupported.o \
 	src/http.o \
-	src/llm.o \
+	src/llm/provider.o \
+	src/llm/openai.o \
+	src/llm/anthropic.o \
+	src/llm/gemini.o \
+	src/llm/json_output.o \
 	src/prompt.o \
 	src/secret.o
 

@@ -73,6 +73,7 @@
 #include "utils/numeric.h"
 
 #include "condition.h"
+#include "llm.h"
 #include "path.h"
 #include "sqlstep.h"
 #include "step.h"
@@ -112,9 +113,6 @@ static const char *const builtin_transforms[] = {
 
 static const char *const http_methods[] = {
 	"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", NULL
-};
-static const char *const llm_providers[] = {
-	"GEMINI", "ANTHROPIC", "OPENAI", "AWS_BEDROCK", "CUSTOM_LAMBDA", NULL
 };
 static const char *const format_as_values[] = {
 	"RAW", "JSON", "CUSTOM_STRING", NULL
@@ -1358,7 +1356,7 @@ check_llm_provider(Checker *ck, JsonbContainer *obj, const char *parent,
 		check_template(ck, member_name(parent, "llmProvider"), provider);
 	else
 		check_enum(ck, member_name(parent, "llmProvider"), provider,
-				   llm_providers);
+				   allma_llm_provider_names());
 }
 
 /* tools, toolsPath and toolChoice of an LLM step or fallback */

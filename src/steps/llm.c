@@ -58,24 +58,16 @@ llm_candidates(StepRun *run, Jsonb *tctx)
 	return list;
 }
 
+/* customConfig.baseUrl, else the provider's allma.*_base_url, else its public API */
 static const char *
 llm_base_url(const char *provider, Jsonb *candidate)
 {
 	Jsonb	   *cfg = allma_jsonb_get(candidate, "customConfig");
 	char	   *url = cfg ? allma_jsonb_get_cstring(cfg, "baseUrl") : NULL;
-	const char *guc = NULL;
 
 	if (url != NULL && url[0] != '\0')
 		return url;
-	if (strcmp(provider, "OPENAI") == 0)
-		guc = allma_openai_base_url;
-	else if (strcmp(provider, "ANTHROPIC") == 0)
-		guc = allma_anthropic_base_url;
-	else if (strcmp(provider, "GEMINI") == 0)
-		guc = allma_gemini_base_url;
-	if (guc != NULL && guc[0] != '\0')
-		return guc;
-	return allma_llm_default_base_url(provider);
+	return allma_llm_base_url(provider);
 }
 
 /* the rendered prompt: promptTemplateId (published version), or customConfig.prompt */
@@ -129,7 +121,7 @@ build_llm_request(StepRun *run, int index)
 	for (char *c = provider; *c; c++)
 		*c = pg_toupper((unsigned char) *c);
 	if (secret_name == NULL)
-		secret_name = psprintf("%s_API_KEY", provider);
+		secret_name = allma_llm_api_key_secret(provider);
 	api_key = allma_secret_get(secret_name);
 
 	call = allma_jsonb_set_key(call, "baseUrl", allma_jsonb_string(llm_base_url(provider, cand)));
