@@ -17,6 +17,7 @@ OBJS = \
 	src/owner.o \
 	src/flowcache.o \
 	src/validate.o \
+	src/defcheck.o \
 	src/api.o \
 	src/jsonb_util.o \
 	src/path.o \

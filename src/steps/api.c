@@ -11,7 +11,10 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "condition.h"
+#include "defcheck.h"
 #include "jsonb_util.h"
 #include "path.h"
 #include "steps.h"
@@ -256,4 +259,85 @@ allma_poll_complete(StepRun *run)
 	if (out == NULL)
 		run->io = false;		/* poll again later: see run_step */
 	return out;
+}
+
+/* ----------------------------------------------------------------
+ * The definition check
+ * ----------------------------------------------------------------
+ */
+
+/* the limits of pollingConfig */
+#define MAX_POLL_INTERVAL_SECONDS	86400.0
+#define MAX_POLL_ATTEMPTS			10000
+
+/*
+ * check_api_call_definition: the HTTP call of API_CALL (fields on the step)
+ * and of POLL_EXTERNAL_API (fields in apiCallDefinition).
+ */
+static void
+check_api_call_definition(AllmaChecker *ck, JsonbContainer *obj, const char *parent,
+						  bool required)
+{
+	JsonbContainer *url = allma_def_get_object(ck, obj, parent, "apiUrlTemplate", required);
+
+	if (url != NULL)
+	{
+		char	   *field = allma_def_member_name(parent, "apiUrlTemplate");
+
+		allma_def_get_template_string(ck, url, field, "template", true);
+		allma_def_check_context_mappings(ck, url, field, "contextMappings");
+	}
+	allma_def_check_enum_field(ck, obj, parent, "apiHttpMethod", required, allma_def_http_methods);
+	allma_def_check_jsonpath_record(ck, obj, parent, "apiHeadersTemplate");
+	allma_def_check_string_record(ck, obj, parent, "apiStaticHeaders");
+	allma_def_check_context_mappings(ck, obj, parent, "requestBodyTemplate");
+}
+
+void
+allma_check_api_call(AllmaChecker *ck, JsonbContainer *step)
+{
+	JsonbContainer *config;
+
+	check_api_call_definition(ck, step, NULL, !ck->inherits);
+	config = allma_def_get_object(ck, step, NULL, "customConfig", false);
+	if (config != NULL)
+	{
+		allma_def_check_number_field(ck, config, "customConfig", "timeoutMs", true,
+									 0, true, INFINITY, ERRCODE_ALLMA_INVALID_DEFINITION);
+		allma_def_check_jsonpath_field(ck, config, "customConfig", "requestBodyPath", false);
+	}
+}
+
+void
+allma_check_poll(AllmaChecker *ck, JsonbContainer *step)
+{
+	JsonbContainer *def;
+	JsonbContainer *polling;
+	JsonbContainer *exits;
+
+	def = allma_def_get_object(ck, step, NULL, "apiCallDefinition", !ck->inherits);
+	if (def != NULL)
+		check_api_call_definition(ck, def, "apiCallDefinition", true);
+
+	polling = allma_def_get_object(ck, step, NULL, "pollingConfig", !ck->inherits);
+	if (polling != NULL)
+	{
+		double		d;
+
+		if (!allma_def_get_number(ck, polling, "pollingConfig", "intervalSeconds", false, &d))
+			allma_def_error_missing(ck, "pollingConfig.intervalSeconds", NULL);
+		allma_def_check_range(ck, "pollingConfig.intervalSeconds", d, 0, true,
+							  MAX_POLL_INTERVAL_SECONDS, ERRCODE_ALLMA_INVALID_DEFINITION);
+		if (!allma_def_get_number(ck, polling, "pollingConfig", "maxAttempts", true, &d))
+			allma_def_error_missing(ck, "pollingConfig.maxAttempts", NULL);
+		allma_def_check_range(ck, "pollingConfig.maxAttempts", d, 1, false,
+							  MAX_POLL_ATTEMPTS, ERRCODE_ALLMA_INVALID_DEFINITION);
+	}
+
+	exits = allma_def_get_object(ck, step, NULL, "exitConditions", !ck->inherits);
+	if (exits != NULL)
+	{
+		allma_def_check_condition_field(ck, exits, "exitConditions", "successCondition", true);
+		allma_def_check_condition_field(ck, exits, "exitConditions", "failureCondition", false);
+	}
 }

@@ -22,6 +22,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 
+#include "defcheck.h"
 #include "jsonb_util.h"
 #include "path.h"
 #include "secret.h"
@@ -263,4 +264,76 @@ allma_email_step_complete(StepRun *run)
 	/* Allma's name for it (SES), so flows reading it keep working */
 	out = allma_jsonb_set_key(out, "sesMessageId", allma_jsonb_get(prev, "messageId"));
 	return allma_jsonb_set_key(out, "renderedEmail", allma_jsonb_get(prev, "rendered"));
+}
+
+/* ----------------------------------------------------------------
+ * The definition check
+ * ----------------------------------------------------------------
+ */
+
+/* EMAIL: the address, subject and body fields are rendered templates */
+void
+allma_check_email(AllmaChecker *ck, JsonbContainer *step)
+{
+	static const char *const rendered[] = {
+		"from", "fromName", "to", "cc", "bcc", "replyTo", "subject", "body",
+		"customHeaders", "attachments", "attachmentsPath", NULL
+	};
+	JsonbValue	v;
+	JsonbContainer *attachments;
+	int			i;
+
+	allma_def_get_string(ck, step, NULL, "from", !ck->inherits);
+	allma_def_get_string(ck, step, NULL, "fromName", false);
+	allma_def_check_string_or_strings(ck, step, NULL, "to", !ck->inherits);
+	allma_def_check_string_or_strings(ck, step, NULL, "cc", false);
+	allma_def_check_string_or_strings(ck, step, NULL, "bcc", false);
+	allma_def_check_string_or_strings(ck, step, NULL, "replyTo", false);
+	allma_def_get_string(ck, step, NULL, "subject", !ck->inherits);
+	allma_def_get_string(ck, step, NULL, "body", !ck->inherits);
+	if (allma_def_lookup(step, "customHeaders", &v) && v.type != jbvString &&
+		!allma_def_is_array(&v) && !allma_def_is_object(&v))
+		allma_def_error_type(ck, "customHeaders", "an array, an object or a string", &v);
+
+	attachments = allma_def_get_array(ck, step, NULL, "attachments", false);
+	if (attachments != NULL)
+	{
+		int			n;
+		AllmaDefMember	   *elems = allma_def_members(attachments, &n);
+
+		if (allma_def_lookup(step, "attachmentsPath", &v))
+			ereport(ERROR,
+					(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+					 errmsg("step \"%s\" sets both attachments and attachmentsPath",
+							ck->step)));
+		for (i = 0; i < n; i++)
+		{
+			char	   *field = allma_def_element_name("attachments", i);
+			JsonbContainer *a;
+			JsonbValue	ptr;
+
+			if (!allma_def_is_object(&elems[i].value))
+				allma_def_error_type(ck, field, "an object", &elems[i].value);
+			a = elems[i].value.val.binary.data;
+			allma_def_get_nonempty_string(ck, a, field, "filename", true);
+			/* Allma's s3Pointer, or allma's filePointer (FILE_DOWNLOAD's output) */
+			if (allma_def_lookup(a, "filePointer", &ptr))
+			{
+				if (ptr.type != jbvString && !allma_def_is_object(&ptr))
+					allma_def_error_type(ck, allma_def_member_name(field, "filePointer"),
+										 "an object or a string", &ptr);
+				continue;
+			}
+			if (!allma_def_lookup(a, "s3Pointer", &ptr))
+				allma_def_error_missing(ck, allma_def_member_name(field, "filePointer"),
+										"An attachment names a file stored by FILE_DOWNLOAD: {\"filePointer\": {\"fileId\": ...}}.");
+			if (ptr.type != jbvString && !allma_def_is_object(&ptr))
+				allma_def_error_type(ck, allma_def_member_name(field, "s3Pointer"),
+									 "an object or a string", &ptr);
+		}
+	}
+	allma_def_get_string(ck, step, NULL, "attachmentsPath", false);
+
+	for (i = 0; rendered[i] != NULL; i++)
+		allma_def_check_templates_field(ck, step, NULL, rendered[i]);
 }

@@ -16,10 +16,13 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 
+#include "defcheck.h"
 #include "jsonb_util.h"
 #include "path.h"
 #include "steps.h"
@@ -150,4 +153,28 @@ allma_file_download_complete(StepRun *run)
 	out = allma_jsonb_set_key(out, "contentType",
 							  c->content_type ? allma_jsonb_string(c->content_type) : allma_jsonb_null());
 	return allma_jsonb_set_key(out, "contentLength", allma_jsonb_int((int64) c->body_len));
+}
+
+/* ----------------------------------------------------------------
+ * The definition check
+ * ----------------------------------------------------------------
+ */
+
+void
+allma_check_file_download(AllmaChecker *ck, JsonbContainer *step)
+{
+	JsonbContainer *config;
+
+	allma_def_get_template_string(ck, step, NULL, "sourceUrlTemplate", !ck->inherits);
+	allma_def_check_enum_field(ck, step, NULL, "method", false, allma_def_http_methods);
+	allma_def_check_jsonpath_record(ck, step, NULL, "headersTemplate");
+	allma_def_get_template_string(ck, step, NULL, "destinationBucket", false);
+	allma_def_get_template_string(ck, step, NULL, "destinationKeyTemplate", false);
+	config = allma_def_get_object(ck, step, NULL, "customConfig", false);
+	if (config != NULL)
+	{
+		allma_def_check_number_field(ck, config, "customConfig", "timeoutMs", true,
+									 0, true, INFINITY, ERRCODE_ALLMA_INVALID_DEFINITION);
+		allma_def_get_bool(ck, config, "customConfig", "verifySsl", NULL);
+	}
 }

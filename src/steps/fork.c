@@ -18,11 +18,14 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/memutils.h"
 
 #include "condition.h"
+#include "defcheck.h"
 #include "jsonb_util.h"
 #include "path.h"
 #include "steps.h"
@@ -420,4 +423,97 @@ allma_fork_branch_result(AllmaPathState *ps)
 		result = v ? v : allma_jsonb_null();
 	}
 	return result;
+}
+
+/* ----------------------------------------------------------------
+ * The definition check
+ * ----------------------------------------------------------------
+ */
+
+/* the largest aggregationConfig.maxConcurrency */
+#define MAX_CONCURRENCY				1000000
+
+static const char *const aggregation_strategies[] = {
+	"COLLECT_ARRAY", "MERGE_OBJECTS", "SUM", "NONE", "CUSTOM_MODULE", NULL
+};
+
+/* aggregationConfig of a PARALLEL_FORK_MANAGER */
+static void
+check_aggregation(AllmaChecker *ck, JsonbContainer *step)
+{
+	const char *parent = "aggregationConfig";
+	JsonbContainer *agg = allma_def_get_object(ck, step, NULL, parent, false);
+	char	   *strategy;
+	char	   *custom;
+
+	if (agg == NULL)
+		return;
+	strategy = allma_def_get_string(ck, agg, parent, "strategy", false);
+	if (strategy != NULL)
+		allma_def_check_enum(ck, "aggregationConfig.strategy", strategy,
+							 aggregation_strategies);
+	allma_def_check_jsonpath_field(ck, agg, parent, "dataPath", false);
+	custom = allma_def_get_nonempty_string(ck, agg, parent, "customModuleIdentifier", false);
+	if (strategy != NULL && strcmp(strategy, "CUSTOM_MODULE") == 0 && custom == NULL)
+		allma_def_error_missing(ck, "aggregationConfig.customModuleIdentifier",
+								"Strategy \"CUSTOM_MODULE\" names the module that aggregates.");
+	allma_def_get_bool(ck, agg, parent, "failOnBranchError", NULL);
+	allma_def_check_number_field(ck, agg, parent, "maxConcurrency", true,
+								 0, false, MAX_CONCURRENCY, ERRCODE_ALLMA_INVALID_DEFINITION);
+	allma_def_check_number_field(ck, agg, parent, "toleratedFailurePercentage", false,
+								 0, false, 100, ERRCODE_ALLMA_INVALID_DEFINITION);
+	allma_def_check_number_field(ck, agg, parent, "toleratedFailureCount", true,
+								 0, false, INFINITY, ERRCODE_ALLMA_INVALID_DEFINITION);
+}
+
+void
+allma_check_parallel(AllmaChecker *ck, JsonbContainer *step)
+{
+	JsonbContainer *branches;
+
+	allma_def_check_jsonpath_field(ck, step, NULL, "itemsPath", false);
+	branches = allma_def_get_array(ck, step, NULL, "parallelBranches", false);
+	if (branches != NULL)
+	{
+		int			n;
+		int			i;
+		int			j;
+		AllmaDefMember	   *elems = allma_def_members(branches, &n);
+		char	  **ids = palloc0(sizeof(char *) * Max(n, 1));
+
+		for (i = 0; i < n; i++)
+		{
+			char	   *field = allma_def_element_name("parallelBranches", i);
+			JsonbContainer *b;
+			JsonbValue	v;
+
+			if (!allma_def_is_object(&elems[i].value))
+				allma_def_error_type(ck, field, "an object", &elems[i].value);
+			b = elems[i].value.val.binary.data;
+			ids[i] = allma_def_get_nonempty_string(ck, b, field, "branchId", true);
+			for (j = 0; j < i; j++)
+			{
+				if (strcmp(ids[i], ids[j]) == 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+							 errmsg("%s repeats branch id \"%s\"",
+									allma_def_where(ck, allma_def_member_name(field, "branchId")),
+									ids[i]),
+							 errdetail("parallelBranches[%d] has the same branchId.", j)));
+			}
+			if (!allma_def_lookup(b, "stepInstanceId", &v))
+				ereport(ERROR,
+						(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+						 errmsg("%s is required",
+								allma_def_where(ck, allma_def_member_name(field, "stepInstanceId"))),
+						 allma_def_lookup(b, "subFlowDefinitionId", &v) ?
+						 errhint("Inline sub-flow branches do not run; start the sub-flow from a START_FLOW_EXECUTION step in the branch.") : 0));
+			allma_def_check_step_ref_field(ck, b, field, "stepInstanceId", true);
+			allma_def_check_condition_field(ck, b, field, "condition", false);
+			allma_def_get_string(ck, b, field, "icon", false);
+			allma_def_check_input_mappings(ck, b, field, "inputMappings");
+			allma_def_check_literals(ck, b, field);
+		}
+	}
+	check_aggregation(ck, step);
 }

@@ -21,6 +21,9 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
+#include "defcheck.h"
 #include "jsonb_util.h"
 #include "llm.h"
 #include "prompt.h"
@@ -257,4 +260,162 @@ allma_llm_step_complete(StepRun *run)
 						   allma_jsonb_set_key(allma_jsonb_set_key(NULL, "status", allma_jsonb_int(c->status)),
 											   "modelId", allma_jsonb_get(prev, "modelId")));
 	return NULL;
+}
+
+/* ----------------------------------------------------------------
+ * The definition check
+ * ----------------------------------------------------------------
+ */
+
+static const char *const tool_choices[] = {"auto", "none", "required", NULL};
+
+/* LLM inferenceParameters (Allma's LlmParametersSchema) */
+static void
+check_inference_parameters(AllmaChecker *ck, JsonbContainer *obj, const char *parent)
+{
+	JsonbContainer *p = allma_def_get_object(ck, obj, parent, "inferenceParameters", false);
+	char	   *field = allma_def_member_name(parent, "inferenceParameters");
+	double		seed;
+
+	if (p == NULL)
+		return;
+	allma_def_check_number_field(ck, p, field, "temperature", false, 0, false, 2,
+								 ERRCODE_ALLMA_INVALID_DEFINITION);
+	allma_def_check_number_field(ck, p, field, "maxOutputTokens", true, 0, true, INFINITY,
+								 ERRCODE_ALLMA_INVALID_DEFINITION);
+	allma_def_check_number_field(ck, p, field, "topP", false, 0, false, 1,
+								 ERRCODE_ALLMA_INVALID_DEFINITION);
+	allma_def_check_number_field(ck, p, field, "topK", true, 0, true, INFINITY,
+								 ERRCODE_ALLMA_INVALID_DEFINITION);
+	allma_def_get_number(ck, p, field, "seed", true, &seed);
+}
+
+/* llmProvider: a provider name or a template that renders to one */
+static void
+check_llm_provider(AllmaChecker *ck, JsonbContainer *obj, const char *parent,
+				   bool required)
+{
+	char	   *provider = allma_def_get_string(ck, obj, parent, "llmProvider", required);
+
+	if (provider == NULL)
+		return;
+	if (allma_template_has_markup(provider))
+		allma_def_check_template(ck, allma_def_member_name(parent, "llmProvider"), provider);
+	else
+		allma_def_check_enum(ck, allma_def_member_name(parent, "llmProvider"), provider,
+							 allma_llm_provider_names());
+}
+
+/* tools, toolsPath and toolChoice of an LLM step or fallback */
+static void
+check_llm_tools(AllmaChecker *ck, JsonbContainer *obj, const char *parent)
+{
+	JsonbContainer *tools = allma_def_get_array(ck, obj, parent, "tools", false);
+	JsonbValue	choice;
+
+	if (tools != NULL)
+	{
+		int			n;
+		int			i;
+		AllmaDefMember	   *elems = allma_def_members(tools, &n);
+
+		for (i = 0; i < n; i++)
+		{
+			char	   *field = allma_def_element_name(allma_def_member_name(parent, "tools"), i);
+
+			if (!allma_def_is_object(&elems[i].value))
+				allma_def_error_type(ck, field, "an object", &elems[i].value);
+			allma_def_get_nonempty_string(ck, elems[i].value.val.binary.data, field,
+										  "type", true);
+		}
+	}
+	allma_def_check_jsonpath_field(ck, obj, parent, "toolsPath", false);
+	if (allma_def_lookup(obj, "toolChoice", &choice))
+	{
+		char	   *field = allma_def_member_name(parent, "toolChoice");
+
+		if (choice.type == jbvString)
+			allma_def_check_enum(ck, field, allma_def_string_value(&choice), tool_choices);
+		else if (allma_def_is_object(&choice))
+			allma_def_get_nonempty_string(ck, choice.val.binary.data, field, "name", true);
+		else
+			allma_def_error_type(ck, field, "a string or an object", &choice);
+	}
+}
+
+void
+allma_check_llm_invocation(AllmaChecker *ck, JsonbContainer *step)
+{
+	JsonbContainer *arr;
+	JsonbContainer *config;
+
+	check_llm_provider(ck, step, NULL, !ck->inherits);
+	allma_def_get_template_string(ck, step, NULL, "modelId", !ck->inherits);
+	allma_def_get_nonempty_string(ck, step, NULL, "promptTemplateId", false);
+	allma_def_get_string(ck, step, NULL, "directPrompt", false);
+	allma_def_check_context_mappings(ck, step, NULL, "templateContextMappings");
+	check_inference_parameters(ck, step, NULL);
+	check_llm_tools(ck, step, NULL);
+
+	config = allma_def_get_object(ck, step, NULL, "customConfig", false);
+	if (config != NULL)
+		allma_def_get_bool(ck, config, "customConfig", "jsonOutputMode", NULL);
+
+	arr = allma_def_get_array(ck, step, NULL, "fallbacks", false);
+	if (arr != NULL)
+	{
+		int			n;
+		int			i;
+		AllmaDefMember	   *elems = allma_def_members(arr, &n);
+
+		for (i = 0; i < n; i++)
+		{
+			char	   *field = allma_def_element_name("fallbacks", i);
+			JsonbContainer *fb;
+
+			if (!allma_def_is_object(&elems[i].value))
+				allma_def_error_type(ck, field, "an object", &elems[i].value);
+			fb = elems[i].value.val.binary.data;
+			check_llm_provider(ck, fb, field, true);
+			allma_def_get_template_string(ck, fb, field, "modelId", true);
+			check_inference_parameters(ck, fb, field);
+			check_llm_tools(ck, fb, field);
+			if (allma_def_get_object(ck, fb, field, "customConfig", false) != NULL)
+				allma_def_check_templates_field(ck, fb, field, "customConfig");
+		}
+	}
+
+	arr = allma_def_get_array(ck, step, NULL, "mediaAttachments", false);
+	if (arr != NULL)
+	{
+		int			n;
+		int			i;
+		AllmaDefMember	   *elems = allma_def_members(arr, &n);
+
+		for (i = 0; i < n; i++)
+		{
+			char	   *field = allma_def_element_name("mediaAttachments", i);
+			JsonbContainer *m;
+			int			sources = 0;
+			JsonbValue	v;
+
+			if (!allma_def_is_object(&elems[i].value))
+				allma_def_error_type(ck, field, "an object", &elems[i].value);
+			m = elems[i].value.val.binary.data;
+			sources += allma_def_lookup(m, "s3Pointer", &v) ? 1 : 0;
+			sources += allma_def_lookup(m, "url", &v) ? 1 : 0;
+			sources += allma_def_lookup(m, "base64", &v) ? 1 : 0;
+			if (sources != 1)
+				ereport(ERROR,
+						(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+						 errmsg("%s must have exactly one of s3Pointer, url and base64",
+								allma_def_where(ck, field)),
+						 errdetail("It has %d of them.", sources)));
+			allma_def_get_string(ck, m, field, "url", false);
+			allma_def_get_string(ck, m, field, "base64", false);
+			allma_def_get_string(ck, m, field, "mimeType", false);
+			allma_def_check_templates_in(ck, field, &elems[i].value);
+		}
+	}
+	allma_def_check_jsonpath_field(ck, step, NULL, "mediaAttachmentsPath", false);
 }

@@ -24,11 +24,14 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 
+#include "defcheck.h"
 #include "jsonb_util.h"
 #include "secret.h"
 #include "steps.h"
@@ -433,4 +436,22 @@ allma_mcp_call_complete(StepRun *run)
 															mcp_error_text(result))),
 							   allma_jsonb_set_key(details, "isError", allma_jsonb_bool(true)));
 	return allma_jsonb_set_key(NULL, "result", result ? result : allma_jsonb_null());
+}
+
+/* ----------------------------------------------------------------
+ * The definition check
+ * ----------------------------------------------------------------
+ */
+
+void
+allma_check_mcp_call(AllmaChecker *ck, JsonbContainer *step)
+{
+	JsonbContainer *config;
+
+	allma_def_get_nonempty_string(ck, step, NULL, "mcpConnectionId", !ck->inherits);
+	allma_def_get_nonempty_string(ck, step, NULL, "toolName", !ck->inherits);
+	config = allma_def_get_object(ck, step, NULL, "customConfig", false);
+	if (config != NULL)
+		allma_def_check_number_field(ck, config, "customConfig", "timeoutMs", true,
+									 0, true, INFINITY, ERRCODE_ALLMA_INVALID_DEFINITION);
 }

@@ -39,6 +39,7 @@
 #include "utils/regproc.h"
 #include "utils/syscache.h"
 
+#include "defcheck.h"
 #include "jsonb_util.h"
 #include "path.h"
 #include "sqlstep.h"
@@ -507,4 +508,23 @@ allma_binding_invoke(Oid handler, Jsonb *input)
 	PG_END_TRY();
 
 	return result;
+}
+
+/* ----------------------------------------------------------------
+ * The definition check
+ * ----------------------------------------------------------------
+ */
+
+/* CUSTOM_LAMBDA_INVOKE: a Lambda ARN template or a bound module */
+void
+allma_check_custom_lambda(AllmaChecker *ck, JsonbContainer *step)
+{
+	char	   *arn = allma_def_get_template_string(ck, step, NULL,
+													"lambdaFunctionArnTemplate", false);
+	JsonbValue	v;
+
+	if (arn == NULL && !ck->inherits && !allma_def_lookup(step, "moduleIdentifier", &v))
+		allma_def_error_missing(ck, "lambdaFunctionArnTemplate",
+								"Steps of type CUSTOM_LAMBDA_INVOKE need lambdaFunctionArnTemplate or moduleIdentifier.");
+	allma_def_check_string_record(ck, step, NULL, "payloadTemplate");
 }

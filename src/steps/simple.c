@@ -15,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include "defcheck.h"
 #include "steps.h"
 
 /* allma_step_pass_input: the output is the step input */
@@ -22,4 +23,31 @@ Jsonb *
 allma_step_pass_input(StepRun *run)
 {
 	return run->input;
+}
+
+/* ----------------------------------------------------------------
+ * The definition check
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * The start points are trigger markers that do nothing when run, so unlike
+ * Allma we do not require their trigger fields.
+ */
+void
+allma_check_email_start_point(AllmaChecker *ck, JsonbContainer *step)
+{
+	allma_def_get_template_string(ck, step, NULL, "emailAddress", false);
+	allma_def_get_string(ck, step, NULL, "keyword", false);
+	allma_def_get_string(ck, step, NULL, "triggerMessagePattern", false);
+}
+
+void
+allma_check_schedule_start_point(AllmaChecker *ck, JsonbContainer *step)
+{
+	allma_def_get_template_string(ck, step, NULL, "scheduleExpression", false);
+	allma_def_get_string(ck, step, NULL, "timezone", false);
+	allma_def_get_bool(ck, step, NULL, "enabled", NULL);
+	if (allma_def_get_object(ck, step, NULL, "payloadTemplate", false) != NULL)
+		allma_def_check_templates_field(ck, step, NULL, "payloadTemplate");
 }

@@ -69,6 +69,7 @@
 #include "utils/syscache.h"
 #include "utils/timeout.h"
 
+#include "defcheck.h"
 #include "jsonb_util.h"
 #include "path.h"
 #include "sqlstep.h"
@@ -824,8 +825,42 @@ run_sql_execute(StepRun *run, Jsonb *input)
 	return run_sql_module(run, input, false);
 }
 
+/*
+ * check_sql_config: system/sql-query and system/sql-execute run
+ * customConfig.sql with customConfig.parameters; parameters that are
+ * strings starting with "$" are JSONPaths into the context.
+ */
+static void
+check_sql_config(AllmaChecker *ck, JsonbContainer *step, const char *module)
+{
+	JsonbContainer *config = allma_def_get_object(ck, step, NULL, "customConfig", false);
+	JsonbContainer *params;
+	char	   *detail = psprintf("Module \"%s\" runs the SQL statement in customConfig.sql.",
+								  module);
+
+	if (config == NULL || allma_def_get_string(ck, config, "customConfig", "sql", false) == NULL)
+		allma_def_error_missing(ck, "customConfig.sql", detail);
+	allma_def_get_nonempty_string(ck, config, "customConfig", "sql", true);
+	params = allma_def_get_array(ck, config, "customConfig", "parameters", false);
+	if (params != NULL)
+	{
+		int			n;
+		int			i;
+		AllmaDefMember	   *elems = allma_def_members(params, &n);
+
+		for (i = 0; i < n; i++)
+		{
+			if (elems[i].value.type == jbvString &&
+				elems[i].value.val.string.len > 0 &&
+				elems[i].value.val.string.val[0] == '$')
+				allma_def_check_jsonpath(ck, allma_def_element_name("customConfig.parameters", i),
+										 allma_def_string_value(&elems[i].value));
+		}
+	}
+}
+
 const AllmaBuiltinModule allma_sql_modules[] = {
-	{ALLMA_MODULE_SQL_QUERY, ALLMA_MODULES_DATA, false, NULL, run_sql_query},
-	{ALLMA_MODULE_SQL_EXECUTE, ALLMA_MODULES_DATA, false, NULL, run_sql_execute},
+	{ALLMA_MODULE_SQL_QUERY, ALLMA_MODULES_DATA, false, NULL, run_sql_query, check_sql_config},
+	{ALLMA_MODULE_SQL_EXECUTE, ALLMA_MODULES_DATA, false, NULL, run_sql_execute, check_sql_config},
 	{NULL}
 };

@@ -14,11 +14,20 @@
 
 #include "step.h"
 
+struct AllmaChecker;
+
 /* simple.c: NO_OP, END_FLOW and the start-point markers */
 extern Jsonb *allma_step_pass_input(StepRun *run);
+extern void allma_check_email_start_point(struct AllmaChecker *ck, JsonbContainer *step);
+extern void allma_check_schedule_start_point(struct AllmaChecker *ck, JsonbContainer *step);
 
 /* unsupported.c: step types Allma knows that this version does not run */
 extern Jsonb *allma_step_unsupported(StepRun *run);
+extern void allma_check_wait(struct AllmaChecker *ck, JsonbContainer *step);
+extern void allma_check_start_flow_execution(struct AllmaChecker *ck, JsonbContainer *step);
+extern void allma_check_start_sub_flow(struct AllmaChecker *ck, JsonbContainer *step);
+extern void allma_check_sqs_send(struct AllmaChecker *ck, JsonbContainer *step);
+extern void allma_check_sns_publish(struct AllmaChecker *ck, JsonbContainer *step);
 
 /*
  * module.c: module steps (CUSTOM_LOGIC, DATA_LOAD, DATA_SAVE,
@@ -27,6 +36,7 @@ extern Jsonb *allma_step_unsupported(StepRun *run);
 extern Jsonb *allma_module_step_start(StepRun *run);
 extern Jsonb *allma_lambda_step_start(StepRun *run);
 extern Jsonb *allma_module_step_complete(StepRun *run);
+extern void allma_check_custom_lambda(struct AllmaChecker *ck, JsonbContainer *step);
 
 /*
  * allma_binding_lookup finds the binding of a module identifier or Lambda
@@ -49,12 +59,15 @@ extern const AllmaBuiltinModule allma_sql_modules[];
 extern Jsonb *allma_fork_start(StepRun *run);
 extern Jsonb *allma_fork_join(StepRun *run);
 extern Jsonb *allma_fork_branch_result(AllmaPathState *ps);
+extern void allma_check_parallel(struct AllmaChecker *ck, JsonbContainer *step);
 
 /* api.c: API_CALL, POLL_EXTERNAL_API */
 extern Jsonb *allma_api_call_start(StepRun *run);
 extern Jsonb *allma_api_call_complete(StepRun *run);
 extern Jsonb *allma_poll_start(StepRun *run);
 extern Jsonb *allma_poll_complete(StepRun *run);
+extern void allma_check_api_call(struct AllmaChecker *ck, JsonbContainer *step);
+extern void allma_check_poll(struct AllmaChecker *ck, JsonbContainer *step);
 
 /*
  * allma_http_binding_send: a module or Lambda ARN bound to an HTTP endpoint
@@ -68,18 +81,22 @@ extern Jsonb *allma_http_binding_output(StepRun *run);
 /* mcp.c: MCP_CALL */
 extern Jsonb *allma_mcp_call_start(StepRun *run);
 extern Jsonb *allma_mcp_call_complete(StepRun *run);
+extern void allma_check_mcp_call(struct AllmaChecker *ck, JsonbContainer *step);
 
 /* file.c: FILE_DOWNLOAD */
 extern Jsonb *allma_file_download_start(StepRun *run);
 extern Jsonb *allma_file_download_complete(StepRun *run);
+extern void allma_check_file_download(struct AllmaChecker *ck, JsonbContainer *step);
 
 /* llm.c: LLM_INVOCATION */
 extern Jsonb *allma_llm_step_start(StepRun *run);
 extern Jsonb *allma_llm_step_complete(StepRun *run);
+extern void allma_check_llm_invocation(struct AllmaChecker *ck, JsonbContainer *step);
 
 /* email.c: EMAIL */
 extern Jsonb *allma_email_step_start(StepRun *run);
 extern Jsonb *allma_email_step_complete(StepRun *run);
+extern void allma_check_email(struct AllmaChecker *ck, JsonbContainer *step);
 
 /* mime.c: the EMAIL step's message */
 
