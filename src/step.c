@@ -134,7 +134,7 @@ allma_step_type_find(const char *name)
 }
 
 /* ----------------------------------------------------------------
- * Helpers shared by the handlers
+ * Context and templates
  * ----------------------------------------------------------------
  */
 
@@ -143,7 +143,6 @@ timestamptz_iso(TimestampTz ts)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
-
 
 	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
 		return pstrdup("");
@@ -214,31 +213,6 @@ allma_step_module_input(StepRun *run)
 }
 
 /*
- * allma_step_enter_user_code switches to the execution's starter role for user code
- * and arms the step's SQL timeout (sqlstep.c); allma_step_leave_user_code disarms it,
- * switches back and undoes GUC changes.  On error the subtransaction abort
- * restores all three.
- */
-void
-allma_step_enter_user_code(StepRun *run, AllmaUserCodeState *st)
-{
-	GetUserIdAndSecContext(&st->save_userid, &st->save_sec);
-	SetUserIdAndSecContext(run->ps->run_as,
-						   st->save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	st->save_nestlevel = NewGUCNestLevel();
-	allma_sql_timeout_begin(run->step->id, run->step->custom_config);
-}
-
-void
-allma_step_leave_user_code(AllmaUserCodeState *st)
-{
-	allma_sql_timeout_end();
-	AtEOXact_GUC(false, st->save_nestlevel);
-	SetUserIdAndSecContext(st->save_userid, st->save_sec);
-}
-
-/*
  * allma_step_mapping_values: Allma's TemplateContextMappingItem objects
  * ({sourceJsonPath, formatAs RAW|JSON}) evaluated over ctx, as an object
  */
@@ -268,6 +242,24 @@ allma_step_mapping_values(Jsonb *mappings, Jsonb *ctx)
 	return values;
 }
 
+/* allma_step_timeout_ms: customConfig.timeoutMs (rendered), else allma.http_timeout */
+int64
+allma_step_timeout_ms(StepRun *run)
+{
+	double		timeout_ms = allma_http_timeout_ms;
+
+	if (run->step->custom_config != NULL)
+		(void) allma_jsonb_get_number(allma_template_render_value(run->step->custom_config,
+																  allma_step_template_context(run)),
+									  "timeoutMs", &timeout_ms);
+	return (int64) timeout_ms;
+}
+
+/* ----------------------------------------------------------------
+ * The request a step leaves for the worker
+ * ----------------------------------------------------------------
+ */
+
 char *
 allma_step_idempotency_key(AllmaPathState *ps, AllmaStep *step)
 {
@@ -280,13 +272,13 @@ allma_step_idempotency_key(AllmaPathState *ps, AllmaStep *step)
 }
 
 /*
- * Secrets in headers: "{{secrets.NAME}}" in apiStaticHeaders values is
+ * Secrets in headers: "{{secrets.NAME}}" in a header value
+ * (apiStaticHeaders, an MCP connection's headers, an HTTP binding's) is
  * turned into a marker before the templates are rendered, and the marker
  * into the secret's value only in the headers that are sent; the stored
  * request says "[redacted]".
  */
 #define SECRET_MARK "\x01secret:"
-
 
 char *
 allma_step_mark_secrets(const char *s)
@@ -376,6 +368,108 @@ resolve_header_secrets(Jsonb *headers, bool redact, bool *any)
 	return out;
 }
 
+/*
+ * allma_step_set_io_request stores req as the path's request to send, and
+ * the headers with secrets resolved, when there are any, as the ones really
+ * sent.  headers may contain secret markers (allma_step_mark_secrets); req
+ * gets them redacted.
+ */
+void
+allma_step_set_io_request(StepRun *run, Jsonb *req, Jsonb *headers)
+{
+	bool		any = false;
+	Jsonb	   *sent = NULL;
+	MemoryContext oldcxt;
+
+	req = allma_jsonb_set_key(req, "headers", resolve_header_secrets(headers, true, &any));
+	if (any)
+		sent = resolve_header_secrets(headers, false, &any);
+	oldcxt = MemoryContextSwitchTo(run->pathcxt);
+	run->ps->io_request = allma_step_copy_jsonb(req);
+	run->ps->io_send_headers = allma_step_copy_jsonb(sent);
+	MemoryContextSwitchTo(oldcxt);
+	run->io = true;
+}
+
+void
+allma_engine_http_request(AllmaPathState *ps, AllmaHttpRequest *r)
+{
+	Jsonb	   *req = ps->io_request;
+	double		timeout_ms = 0;
+	double		max_bytes = 0;
+
+	memset(r, 0, sizeof(*r));
+	r->url = ps->io_send_url ? ps->io_send_url : allma_jsonb_get_cstring(req, "url");
+	r->body = allma_jsonb_get_cstring(req, "body");
+	if (allma_jsonb_get(req, "mailFrom") != NULL)
+	{
+		/* an EMAIL step's message, see build_email */
+		List	   *rcpt = allma_jsonb_array_elements(allma_jsonb_get(req, "rcpt"));
+		const char **addrs = palloc(sizeof(char *) * Max(list_length(rcpt), 1));
+		ListCell   *lc;
+
+		foreach(lc, rcpt)
+			addrs[r->nmail_rcpt++] = allma_jsonb_to_display_text(lfirst(lc));
+		r->mail_from = allma_jsonb_get_cstring(req, "mailFrom");
+		r->mail_rcpt = addrs;
+		r->body = ps->io_send_body ? ps->io_send_body : allma_jsonb_get_cstring(req, "message");
+		if (ps->io_send_password != NULL)
+		{
+			r->username = allma_smtp_username;
+			r->password = ps->io_send_password;
+		}
+	}
+	else
+	{
+		Jsonb	   *hdrs = ps->io_send_headers ? ps->io_send_headers : allma_jsonb_get(req, "headers");
+		List	   *names = allma_jsonb_object_keys(hdrs);
+		AllmaHttpHeader *headers = palloc(sizeof(AllmaHttpHeader) * Max(list_length(names), 1));
+		ListCell   *lc;
+
+		foreach(lc, names)
+		{
+			headers[r->nheaders].name = lfirst(lc);
+			headers[r->nheaders].value =
+				allma_jsonb_to_display_text(allma_jsonb_get(hdrs, lfirst(lc)));
+			r->nheaders++;
+		}
+		r->headers = headers;
+		r->method = allma_jsonb_get_cstring(req, "method");
+		r->idempotency_key = allma_jsonb_get_cstring(req, "idempotencyKey");
+		(void) allma_jsonb_get_number(req, "timeoutMs", &timeout_ms);
+		r->timeout_ms = (long) timeout_ms;
+		if (allma_jsonb_get_number(req, "maxResponseBytes", &max_bytes) && max_bytes > 0)
+			r->max_response_bytes = (size_t) max_bytes;
+	}
+	r->body_len = r->body ? strlen(r->body) : 0;
+}
+
+/*
+ * allma_step_check_io_request: the request a step is about to leave for the
+ * worker must be one the HTTP client accepts (a header value rendered from
+ * the context may hold a line break, say); if not, the step fails now, in
+ * its transaction, instead of the worker failing to send it.
+ */
+void
+allma_step_check_io_request(StepRun *run)
+{
+	AllmaHttpRequest r;
+	char	   *error = NULL;
+	char	   *detail = NULL;
+
+	allma_engine_http_request(run->ps, &r);
+	if (!allma_http_check_request(&r, &error, &detail))
+		allma_step_raise_error(ALLMA_ERR_PERMANENT,
+							   psprintf("step \"%s\" cannot send its request: %s%s%s", run->step->id,
+										error, detail ? " " : "", detail ? detail : ""),
+							   allma_jsonb_empty_object());
+}
+
+/* ----------------------------------------------------------------
+ * Errors and responses
+ * ----------------------------------------------------------------
+ */
+
 /* allma_step_raise_error: an Allma error with details, through the DETAIL JSON convention */
 void
 allma_step_raise_error(const char *name, const char *message, Jsonb *details)
@@ -391,13 +485,19 @@ allma_step_raise_error(const char *name, const char *message, Jsonb *details)
 			 errdetail_internal("%s", allma_jsonb_to_cstring(detail))));
 }
 
+void
+allma_step_raise_config_error(const char *message)
+{
+	allma_step_raise_error(ALLMA_ERR_CONFIG, message, allma_jsonb_empty_object());
+}
+
 /*
- * allma_step_raise_for_transfer throws the Allma error of a failed transfer or an
- * unacceptable status: refused destinations and oversize bodies are
+ * allma_step_raise_for_transfer throws the Allma error of a failed transfer
+ * or an unacceptable status: refused destinations and oversize bodies are
  * permanent, other transfer failures (timeouts, connection errors) and
- * 429/5xx transient, other statuses from "bad_status" on permanent.
- * Returns the details object (status, url) when the response is usable.
- * "what" prefixes the messages ("MCP call"); "" for API_CALL's own.
+ * 429/5xx transient, other statuses from "bad_status" on permanent.  Returns
+ * the details object (status, url) when the response is usable.  "what"
+ * prefixes the messages ("MCP call"); "" for API_CALL's own.
  */
 Jsonb *
 allma_step_raise_for_transfer(AllmaHttpCompletion *c, int bad_status, const char *what)
@@ -461,120 +561,34 @@ allma_step_parse_json(const char *s)
 	return result;
 }
 
-/*
- * allma_step_set_io_request stores req as the path's request to send, and the headers
- * with secrets resolved, when there are any, as the ones really sent.
- * headers may contain secret markers (allma_step_mark_secrets); req gets them
- * redacted.
+/* ----------------------------------------------------------------
+ * User code and memory
+ * ----------------------------------------------------------------
  */
-void
-allma_step_set_io_request(StepRun *run, Jsonb *req, Jsonb *headers)
-{
-	bool		any = false;
-	Jsonb	   *sent = NULL;
-	MemoryContext oldcxt;
-
-	req = allma_jsonb_set_key(req, "headers", resolve_header_secrets(headers, true, &any));
-	if (any)
-		sent = resolve_header_secrets(headers, false, &any);
-	oldcxt = MemoryContextSwitchTo(run->pathcxt);
-	run->ps->io_request = allma_step_copy_jsonb(req);
-	run->ps->io_send_headers = allma_step_copy_jsonb(sent);
-	MemoryContextSwitchTo(oldcxt);
-	run->io = true;
-}
-
-/* allma_step_timeout_ms: customConfig.timeoutMs (rendered), else allma.http_timeout */
-int64
-allma_step_timeout_ms(StepRun *run)
-{
-	double		timeout_ms = allma_http_timeout_ms;
-
-	if (run->step->custom_config != NULL)
-		(void) allma_jsonb_get_number(allma_template_render_value(run->step->custom_config,
-																  allma_step_template_context(run)),
-									  "timeoutMs", &timeout_ms);
-	return (int64) timeout_ms;
-}
-
-void
-allma_step_raise_config_error(const char *message)
-{
-	allma_step_raise_error(ALLMA_ERR_CONFIG, message, allma_jsonb_empty_object());
-}
-
-void
-allma_engine_http_request(AllmaPathState *ps, AllmaHttpRequest *r)
-{
-	Jsonb	   *req = ps->io_request;
-	double		timeout_ms = 0;
-	double		max_bytes = 0;
-
-	memset(r, 0, sizeof(*r));
-	r->url = ps->io_send_url ? ps->io_send_url : allma_jsonb_get_cstring(req, "url");
-	r->body = allma_jsonb_get_cstring(req, "body");
-	if (allma_jsonb_get(req, "mailFrom") != NULL)
-	{
-		/* an EMAIL step's message, see build_email */
-		List	   *rcpt = allma_jsonb_array_elements(allma_jsonb_get(req, "rcpt"));
-		const char **addrs = palloc(sizeof(char *) * Max(list_length(rcpt), 1));
-		ListCell   *lc;
-
-		foreach(lc, rcpt)
-			addrs[r->nmail_rcpt++] = allma_jsonb_to_display_text(lfirst(lc));
-		r->mail_from = allma_jsonb_get_cstring(req, "mailFrom");
-		r->mail_rcpt = addrs;
-		r->body = ps->io_send_body ? ps->io_send_body : allma_jsonb_get_cstring(req, "message");
-		if (ps->io_send_password != NULL)
-		{
-			r->username = allma_smtp_username;
-			r->password = ps->io_send_password;
-		}
-	}
-	else
-	{
-		Jsonb	   *hdrs = ps->io_send_headers ? ps->io_send_headers : allma_jsonb_get(req, "headers");
-		List	   *names = allma_jsonb_object_keys(hdrs);
-		AllmaHttpHeader *headers = palloc(sizeof(AllmaHttpHeader) * Max(list_length(names), 1));
-		ListCell   *lc;
-
-		foreach(lc, names)
-		{
-			headers[r->nheaders].name = lfirst(lc);
-			headers[r->nheaders].value =
-				allma_jsonb_to_display_text(allma_jsonb_get(hdrs, lfirst(lc)));
-			r->nheaders++;
-		}
-		r->headers = headers;
-		r->method = allma_jsonb_get_cstring(req, "method");
-		r->idempotency_key = allma_jsonb_get_cstring(req, "idempotencyKey");
-		(void) allma_jsonb_get_number(req, "timeoutMs", &timeout_ms);
-		r->timeout_ms = (long) timeout_ms;
-		if (allma_jsonb_get_number(req, "maxResponseBytes", &max_bytes) && max_bytes > 0)
-			r->max_response_bytes = (size_t) max_bytes;
-	}
-	r->body_len = r->body ? strlen(r->body) : 0;
-}
 
 /*
- * allma_step_check_io_request: the request a step is about to leave for the worker
- * must be one the HTTP client accepts (a header value rendered from the
- * context may hold a line break, say); if not, the step fails now, in its
- * transaction, instead of the worker failing to send it.
+ * allma_step_enter_user_code switches to the execution's starter role for
+ * user code and arms the step's SQL timeout (steps/sql.c);
+ * allma_step_leave_user_code disarms it, switches back and undoes GUC
+ * changes.  On error the subtransaction abort restores all three.
  */
 void
-allma_step_check_io_request(StepRun *run)
+allma_step_enter_user_code(StepRun *run, AllmaUserCodeState *st)
 {
-	AllmaHttpRequest r;
-	char	   *error = NULL;
-	char	   *detail = NULL;
+	GetUserIdAndSecContext(&st->save_userid, &st->save_sec);
+	SetUserIdAndSecContext(run->ps->run_as,
+						   st->save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	st->save_nestlevel = NewGUCNestLevel();
+	allma_sql_timeout_begin(run->step->id, run->step->custom_config);
+}
 
-	allma_engine_http_request(run->ps, &r);
-	if (!allma_http_check_request(&r, &error, &detail))
-		allma_step_raise_error(ALLMA_ERR_PERMANENT,
-							   psprintf("step \"%s\" cannot send its request: %s%s%s", run->step->id,
-										error, detail ? " " : "", detail ? detail : ""),
-							   allma_jsonb_empty_object());
+void
+allma_step_leave_user_code(AllmaUserCodeState *st)
+{
+	allma_sql_timeout_end();
+	AtEOXact_GUC(false, st->save_nestlevel);
+	SetUserIdAndSecContext(st->save_userid, st->save_sec);
 }
 
 Jsonb *
