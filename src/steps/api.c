@@ -156,7 +156,7 @@ allma_api_call_complete(StepRun *run)
 }
 
 /*
- * send_to_http_binding: a module or Lambda ARN bound to an HTTP endpoint
+ * allma_http_binding_send: a module or Lambda ARN bound to an HTTP endpoint
  * (allma_bind_module_http) is called like an API_CALL that POSTs the module
  * input as JSON, with the binding's headers ({{secrets.NAME}} allowed).
  * The step's output is the response's JSON body (or its text); errors are
