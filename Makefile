@@ -17,15 +17,32 @@ OBJS = \
 	src/owner.o \
 	src/flowcache.o \
 	src/validate.o \
+	src/defcheck.o \
 	src/api.o \
 	src/jsonb_util.o \
 	src/path.o \
 	src/condition.o \
 	src/template.o \
-	src/transform.o \
-	src/sqlstep.o \
+	src/step.o \
+	src/steps/fork.o \
+	src/steps/api.o \
+	src/steps/mcp.o \
+	src/steps/file.o \
+	src/steps/llm.o \
+	src/steps/email.o \
+	src/steps/mime.o \
+	src/steps/sql.o \
+	src/steps/transform.o \
+	src/steps/join.o \
+	src/steps/module.o \
+	src/steps/simple.o \
+	src/steps/unsupported.o \
 	src/http.o \
-	src/llm.o \
+	src/llm/provider.o \
+	src/llm/openai.o \
+	src/llm/anthropic.o \
+	src/llm/gemini.o \
+	src/llm/json_output.o \
 	src/prompt.o \
 	src/secret.o
 
@@ -48,4 +65,4 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # every object depends on every header of the extension (PGXS has no automatic dependencies)
-$(OBJS): $(wildcard $(srcdir)/src/*.h)
+$(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/*/*.h)

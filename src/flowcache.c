@@ -29,6 +29,7 @@
 
 #include "flowcache.h"
 #include "jsonb_util.h"
+#include "step.h"
 
 #define ALLMA_FLOWCACHE_MAX 1000
 #define ALLMA_FLOW_ID_MAX 256
@@ -48,30 +49,6 @@ typedef struct FlowEntry
 static MemoryContext flowcache_cxt = NULL;
 static HTAB *flowcache = NULL;
 static SPIPlanPtr load_plan = NULL;
-
-static struct
-{
-	const char *name;
-	AllmaStepType type;
-}			step_types[] =
-{
-	{"NO_OP", ALLMA_STEP_NO_OP},
-	{"END_FLOW", ALLMA_STEP_END_FLOW},
-	{"CUSTOM_LOGIC", ALLMA_STEP_CUSTOM_LOGIC},
-	{"CUSTOM_LAMBDA_INVOKE", ALLMA_STEP_CUSTOM_LAMBDA_INVOKE},
-	{"DATA_LOAD", ALLMA_STEP_DATA_LOAD},
-	{"DATA_SAVE", ALLMA_STEP_DATA_SAVE},
-	{"DATA_TRANSFORMATION", ALLMA_STEP_DATA_TRANSFORMATION},
-	{"EMAIL_START_POINT", ALLMA_STEP_EMAIL_START_POINT},
-	{"SCHEDULE_START_POINT", ALLMA_STEP_SCHEDULE_START_POINT},
-	{"PARALLEL_FORK_MANAGER", ALLMA_STEP_PARALLEL_FORK_MANAGER},
-	{"MCP_CALL", ALLMA_STEP_MCP_CALL},
-	{"FILE_DOWNLOAD", ALLMA_STEP_FILE_DOWNLOAD},
-	{"API_CALL", ALLMA_STEP_API_CALL},
-	{"LLM_INVOCATION", ALLMA_STEP_LLM_INVOCATION},
-	{"POLL_EXTERNAL_API", ALLMA_STEP_POLL_EXTERNAL_API},
-	{"EMAIL", ALLMA_STEP_EMAIL},
-};
 
 void
 allma_flowcache_reset(void)
@@ -157,13 +134,11 @@ parse_step(AllmaStep *step, const char *id, Jsonb *def)
 	step->type_name = allma_jsonb_get_cstring(def, "stepType");
 	if (step->type_name == NULL)
 		step->type_name = pstrdup("UNKNOWN");
-	step->type = ALLMA_STEP_OTHER;
-	for (int i = 0; i < lengthof(step_types); i++)
-	{
-		if (strcmp(step->type_name, step_types[i].name) == 0)
-			step->type = step_types[i].type;
-	}
+	step->type = allma_step_type_find(step->type_name);
+	if (step->type == NULL)
+		step->type = &allma_step_type_unknown;
 	step->module = allma_jsonb_get_cstring(def, "moduleIdentifier");
+	step->builtin = allma_module_for_step(step->type, step->module);
 	step->input_mappings = get_object(def, "inputMappings");
 	step->output_mappings = get_object(def, "outputMappings");
 	step->literals = get_object(def, "literals");

@@ -13,26 +13,8 @@
 
 #include "allma.h"
 
-typedef enum AllmaStepType
-{
-	ALLMA_STEP_NO_OP,
-	ALLMA_STEP_END_FLOW,
-	ALLMA_STEP_CUSTOM_LOGIC,
-	ALLMA_STEP_CUSTOM_LAMBDA_INVOKE,
-	ALLMA_STEP_DATA_LOAD,
-	ALLMA_STEP_DATA_SAVE,
-	ALLMA_STEP_DATA_TRANSFORMATION,
-	ALLMA_STEP_EMAIL_START_POINT,
-	ALLMA_STEP_SCHEDULE_START_POINT,
-	ALLMA_STEP_PARALLEL_FORK_MANAGER,
-	ALLMA_STEP_MCP_CALL,
-	ALLMA_STEP_FILE_DOWNLOAD,
-	ALLMA_STEP_API_CALL,
-	ALLMA_STEP_LLM_INVOCATION,
-	ALLMA_STEP_POLL_EXTERNAL_API,
-	ALLMA_STEP_EMAIL,
-	ALLMA_STEP_OTHER			/* known to Allma, not run by this version */
-} AllmaStepType;
+struct AllmaStepType;			/* step.h */
+struct AllmaBuiltinModule;	/* step.h */
 
 typedef struct AllmaTransition
 {
@@ -44,10 +26,12 @@ typedef struct AllmaTransition
 typedef struct AllmaStep
 {
 	char	   *id;
-	char	   *type_name;
-	AllmaStepType type;
+	char	   *type_name;		/* stepType as written */
+	const struct AllmaStepType *type;	/* its row in step.c's table */
 	Jsonb	   *def;			/* the whole step object */
 	char	   *module;			/* moduleIdentifier, or NULL */
+	const struct AllmaBuiltinModule *builtin;	/* the built-in module it runs,
+												 * or NULL (a binding) */
 	Jsonb	   *input_mappings; /* object or NULL */
 	Jsonb	   *output_mappings;	/* object, or NULL for the default */
 	Jsonb	   *literals;		/* object or NULL */

@@ -32,7 +32,7 @@
  *					  (Allma's schema defaults are the engine's business);
  *					  a parameter the provider lacks is left out (OPENAI: topK;
  *					  ANTHROPIC: seed).  ANTHROPIC requires max_tokens:
- *					  ALLMA_LLM_ANTHROPIC_DEFAULT_MAX_TOKENS when not given.
+ *					  a default (anthropic.c) when not given.
  *	  tools			  optional array; {type:"function", name, description?,
  *					  parameters?}, or built-ins {type:"google_search"} and
  *					  {type:"code_execution"} (GEMINI), {type:"web_search",
@@ -60,6 +60,10 @@
  * the call; anything it logs about the request must go through
  * allma_secret_redact.
  *
+ * The adapters are in src/llm/: provider.c reads the call and holds the
+ * provider table, one file per provider writes its request and parses its
+ * reply.
+ *
  * IDENTIFICATION
  *	  src/llm.h
  *
@@ -71,9 +75,6 @@
 #include "allma.h"
 
 #include "nodes/pg_list.h"
-
-#define ALLMA_LLM_ANTHROPIC_DEFAULT_VERSION		"2023-06-01"
-#define ALLMA_LLM_ANTHROPIC_DEFAULT_MAX_TOKENS	4096
 
 /*
  * allma_llm_build_request builds the provider's request for "call".  On
@@ -116,7 +117,17 @@ extern bool allma_llm_parse_response(const char *provider, int status,
  */
 extern bool allma_llm_json_output(const char *text, Jsonb **out, char **errmsg);
 
-/* the provider's public API base URL, for the engine's defaults; NULL if unknown */
+/*
+ * The provider table (src/llm/provider.c).  allma_llm_default_base_url: the
+ * provider's public API base URL; allma_llm_base_url: its allma.*_base_url
+ * GUC when set, else that default (both NULL for a provider allma does not
+ * speak).  allma_llm_api_key_secret: the name of the secret that holds its
+ * key ("<PROVIDER>_API_KEY" for any name).  allma_llm_provider_names: every
+ * llmProvider value of Allma's format, NULL-terminated, for validation.
+ */
 extern const char *allma_llm_default_base_url(const char *provider);
+extern const char *allma_llm_base_url(const char *provider);
+extern char *allma_llm_api_key_secret(const char *provider);
+extern const char **allma_llm_provider_names(void);
 
 #endif							/* ALLMA_LLM_H */

@@ -1,9 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * sqlstep.h
- *	  Steps that run SQL: system/sql-query, system/sql-execute, and module
- *	  bindings (CUSTOM_LOGIC, CUSTOM_LAMBDA_INVOKE and unknown modules
- *	  dispatched to a user's SQL function).
+ *	  The SQL modules (system/sql-query, system/sql-execute) and the
+ *	  statement timeout of a step's user code (src/steps/sql.c).
  *
  * The engine calls these inside a subtransaction, already switched to the
  * role that started the execution, with SPI not connected by the caller
@@ -30,17 +29,6 @@
 extern Jsonb *allma_sqlstep_run(Jsonb *config, Jsonb *ctx, bool returns_rows);
 
 /*
- * allma_binding_lookup finds the binding of a module identifier or Lambda
- * ARN (exact match first, then the longest LIKE pattern): the handler
- * function, or InvalidOid with *url (and *headers) set for an HTTP
- * binding (allma_bind_module_http).  InvalidOid and *url NULL when none.
- */
-extern Oid	allma_binding_lookup(const char *key, char **url, Jsonb **headers);
-
-/* allma_binding_invoke calls handler(jsonb) and returns its jsonb result */
-extern Jsonb *allma_binding_invoke(Oid handler, Jsonb *input);
-
-/*
  * The statement timeout of a step's user code.  allma_sql_timeout_begin
  * arms PostgreSQL's STATEMENT_TIMEOUT for the smaller of the step's
  * customConfig.timeoutMs and allma.sql_step_timeout (neither: no timer);
@@ -51,5 +39,12 @@ extern Jsonb *allma_binding_invoke(Oid handler, Jsonb *input);
  */
 extern void allma_sql_timeout_begin(const char *step_id, Jsonb *custom_config);
 extern void allma_sql_timeout_end(void);
+
+/*
+ * allma_sql_rethrow_step_error is the PG_CATCH block around a step's user
+ * code: it closes the timeout scope and rethrows the error, a cancel by the
+ * step's timer rewritten as an error naming the step and its timeout.
+ */
+extern void allma_sql_rethrow_step_error(MemoryContext cxt) pg_attribute_noreturn();
 
 #endif							/* ALLMA_SQLSTEP_H */

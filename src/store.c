@@ -35,10 +35,10 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
-#include "engine.h"
 #include "errors.h"
 #include "flowcache.h"
 #include "jsonb_util.h"
+#include "pathstate.h"
 #include "store.h"
 
 /* the worker slot recorded as the owner of INFLIGHT paths */

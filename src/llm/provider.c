@@ -1,24 +1,27 @@
 /*-------------------------------------------------------------------------
  *
- * llm.c
- *	  LLM provider adapters (OpenAI chat completions, Anthropic messages,
- *	  Gemini generateContent): request building, response parsing and
- *	  Allma's JSON output mode.  See llm.h for the call and result shapes.
+ * provider.c
+ *	  LLM calls: the provider table, reading and checking a call, the
+ *	  request, the response, and the SQL debug functions.
+ *
+ * An LLM_INVOCATION step turns into one call (a jsonb object, see llm.h)
+ * per model of its chain.  This file reads and checks the call, hands it
+ * to its provider's request writer, and reads the reply through the
+ * provider's parser into Allma's result; each provider (openai.c,
+ * anthropic.c, gemini.c) is a row of the table below and owns its default
+ * URL, its base-URL GUC, its API-key secret name and its wire format.
  *
  * Everything here is a pure function of its inputs: no network, no SPI,
  * no transaction.  Bad input never throws; it comes back as false plus a
  * message, so the worker can turn it into the step's Allma error.
- *
- * Request bodies are written as JSON text with a small writer (the body is
- * what goes on the wire); values taken from the call (schemas, numbers)
- * are copied as jsonb prints them.  Responses are checked with PostgreSQL's
- * non-throwing JSON parser before jsonb_in sees them.
+ * Responses are checked with PostgreSQL's non-throwing JSON parser before
+ * jsonb_in sees them.
  *
  * It also owns the SQL test functions allma_llm_request_preview,
  * allma_llm_parse and allma_llm_extract_json.
  *
  * IDENTIFICATION
- *	  src/llm.c
+ *	  src/llm/provider.c
  *
  *-------------------------------------------------------------------------
  */
@@ -38,70 +41,91 @@
 #include "http.h"
 #include "jsonb_util.h"
 #include "llm.h"
+#include "provider.h"
 
 PG_FUNCTION_INFO_V1(allma_llm_request_preview);
 PG_FUNCTION_INFO_V1(allma_llm_parse);
 PG_FUNCTION_INFO_V1(allma_llm_extract_json);
 
-typedef enum LlmProvider
-{
-	LLM_UNKNOWN,
-	LLM_OPENAI,
-	LLM_ANTHROPIC,
-	LLM_GEMINI,
-	LLM_UNSUPPORTED				/* an Allma provider allma does not speak (AWS_BEDROCK, CUSTOM_LAMBDA) */
-} LlmProvider;
-
 /* the longest provider error message or body excerpt put in an errmsg */
 #define MAX_ERROR_TEXT 500
 
-static LlmProvider
-lookup_provider(const char *name)
+/* a provider of Allma's format that allma does not speak */
+#define UNSUPPORTED_PROVIDER(name) \
+	{name, "LLM", NULL, NULL, name "_API_KEY", NULL, NULL, NULL, NULL}
+
+/*
+ * The providers, in the order of Allma's LlmProvider enum (which is the
+ * order validation lists them in).  A provider is one row here and one
+ * file with its row's definition.
+ */
+static const AllmaLlmProvider *const providers[] = {
+	&allma_llm_gemini,
+	&allma_llm_anthropic,
+	&allma_llm_openai,
+};
+static const AllmaLlmProvider unsupported_providers[] = {
+	UNSUPPORTED_PROVIDER("AWS_BEDROCK"),
+	UNSUPPORTED_PROVIDER("CUSTOM_LAMBDA"),
+};
+
+/* the row of provider "name" (any case), or NULL */
+const AllmaLlmProvider *
+allma_llm_provider_find(const char *name)
 {
 	if (name == NULL)
-		return LLM_UNKNOWN;
-	if (pg_strcasecmp(name, "OPENAI") == 0)
-		return LLM_OPENAI;
-	if (pg_strcasecmp(name, "ANTHROPIC") == 0)
-		return LLM_ANTHROPIC;
-	if (pg_strcasecmp(name, "GEMINI") == 0)
-		return LLM_GEMINI;
-	if (pg_strcasecmp(name, "AWS_BEDROCK") == 0 ||
-		pg_strcasecmp(name, "CUSTOM_LAMBDA") == 0)
-		return LLM_UNSUPPORTED;
-	return LLM_UNKNOWN;
+		return NULL;
+	for (int i = 0; i < lengthof(providers); i++)
+	{
+		if (pg_strcasecmp(name, providers[i]->name) == 0)
+			return providers[i];
+	}
+	for (int i = 0; i < lengthof(unsupported_providers); i++)
+	{
+		if (pg_strcasecmp(name, unsupported_providers[i].name) == 0)
+			return &unsupported_providers[i];
+	}
+	return NULL;
 }
 
-static const char *
-provider_label(LlmProvider p)
+/* the names of llmProvider, for validation: the table's, then the others */
+const char **
+allma_llm_provider_names(void)
 {
-	switch (p)
-	{
-		case LLM_OPENAI:
-			return "OpenAI";
-		case LLM_ANTHROPIC:
-			return "Anthropic";
-		case LLM_GEMINI:
-			return "Gemini";
-		default:
-			return "LLM";
-	}
+	const char **names = palloc(sizeof(char *) *
+								(lengthof(providers) + lengthof(unsupported_providers) + 1));
+	int			n = 0;
+
+	for (int i = 0; i < lengthof(providers); i++)
+		names[n++] = providers[i]->name;
+	for (int i = 0; i < lengthof(unsupported_providers); i++)
+		names[n++] = unsupported_providers[i].name;
+	names[n] = NULL;
+	return names;
 }
 
 /* check the provider name; false + *errmsg when it cannot be used */
 static bool
-check_provider(const char *name, LlmProvider *p, char **errmsg)
+check_provider(const char *name, const AllmaLlmProvider **p, char **errmsg)
 {
-	*p = lookup_provider(name);
-	if (*p == LLM_UNSUPPORTED)
+	*p = allma_llm_provider_find(name);
+	if (*p != NULL && (*p)->write_request == NULL)
 	{
 		*errmsg = psprintf("LLM provider \"%s\" is not supported", name);
 		return false;
 	}
-	if (*p == LLM_UNKNOWN)
+	if (*p == NULL)
 	{
-		*errmsg = psprintf("unknown LLM provider \"%s\" (expected OPENAI, ANTHROPIC or GEMINI)",
-						   name ? name : "");
+		StringInfoData expected;
+
+		/* the table's providers, last first: "OPENAI, ANTHROPIC or GEMINI" */
+		initStringInfo(&expected);
+		for (int i = lengthof(providers) - 1; i >= 0; i--)
+			appendStringInfo(&expected, "%s%s",
+							 i == lengthof(providers) - 1 ? "" : (i == 0 ? " or " : ", "),
+							 providers[i]->name);
+		*errmsg = psprintf("unknown LLM provider \"%s\" (expected %s)",
+						   name ? name : "", expected.data);
 		return false;
 	}
 	return true;
@@ -110,17 +134,30 @@ check_provider(const char *name, LlmProvider *p, char **errmsg)
 const char *
 allma_llm_default_base_url(const char *provider)
 {
-	switch (lookup_provider(provider))
-	{
-		case LLM_OPENAI:
-			return "https://api.openai.com/v1";
-		case LLM_ANTHROPIC:
-			return "https://api.anthropic.com/v1";
-		case LLM_GEMINI:
-			return "https://generativelanguage.googleapis.com/v1beta";
-		default:
-			return NULL;
-	}
+	const AllmaLlmProvider *p = allma_llm_provider_find(provider);
+
+	return p != NULL ? p->default_base_url : NULL;
+}
+
+const char *
+allma_llm_base_url(const char *provider)
+{
+	const AllmaLlmProvider *p = allma_llm_provider_find(provider);
+
+	if (p != NULL && p->base_url_guc != NULL && *p->base_url_guc != NULL &&
+		(*p->base_url_guc)[0] != '\0')
+		return *p->base_url_guc;
+	return p != NULL ? p->default_base_url : NULL;
+}
+
+char *
+allma_llm_api_key_secret(const char *provider)
+{
+	const AllmaLlmProvider *p = allma_llm_provider_find(provider);
+
+	if (p != NULL)
+		return pstrdup(p->api_key_secret);
+	return psprintf("%s_API_KEY", provider);
 }
 
 /* ----------------------------------------------------------------
@@ -129,12 +166,12 @@ allma_llm_default_base_url(const char *provider)
  */
 
 /*
- * parse_json_soft parses len bytes of s as JSON into *out; false when they
+ * allma_llm_parse_json_soft parses len bytes of s as JSON into *out; false when they
  * are not valid JSON in the database encoding.  Only numbers beyond
  * numeric's range can still make jsonb_in throw.
  */
-static bool
-parse_json_soft(const char *s, int len, Jsonb **out)
+bool
+allma_llm_parse_json_soft(const char *s, int len, Jsonb **out)
 {
 	JsonLexContext *lex;
 	char	   *copy;
@@ -152,144 +189,9 @@ parse_json_soft(const char *s, int len, Jsonb **out)
 }
 
 /* ----------------------------------------------------------------
- * A small JSON text writer
- * ----------------------------------------------------------------
- */
-
-#define JW_MAX_DEPTH 32
-
-typedef struct JsonWriter
-{
-	StringInfoData buf;
-	int			depth;
-	bool		after_key;
-	bool		need_comma[JW_MAX_DEPTH];
-} JsonWriter;
-
-static void
-jw_init(JsonWriter *w)
-{
-	initStringInfo(&w->buf);
-	w->depth = 0;
-	w->after_key = false;
-}
-
-/* separator before a value or key */
-static void
-jw_sep(JsonWriter *w)
-{
-	if (w->after_key)
-	{
-		w->after_key = false;
-		return;
-	}
-	if (w->depth > 0)
-	{
-		if (w->need_comma[w->depth - 1])
-			appendStringInfoChar(&w->buf, ',');
-		w->need_comma[w->depth - 1] = true;
-	}
-}
-
-static void
-jw_open(JsonWriter *w, char c)
-{
-	jw_sep(w);
-	if (w->depth >= JW_MAX_DEPTH)
-		elog(ERROR, "allma: JSON writer nested too deeply");
-	appendStringInfoChar(&w->buf, c);
-	w->need_comma[w->depth++] = false;
-}
-
-static void
-jw_close(JsonWriter *w, char c)
-{
-	Assert(w->depth > 0);
-	w->depth--;
-	appendStringInfoChar(&w->buf, c);
-}
-
-static void
-jw_key(JsonWriter *w, const char *key)
-{
-	jw_sep(w);
-	escape_json(&w->buf, key);
-	appendStringInfoChar(&w->buf, ':');
-	w->after_key = true;
-}
-
-static void
-jw_string(JsonWriter *w, const char *s)
-{
-	jw_sep(w);
-	escape_json(&w->buf, s);
-}
-
-static void
-jw_raw(JsonWriter *w, const char *json)
-{
-	jw_sep(w);
-	appendStringInfoString(&w->buf, json);
-}
-
-static void
-jw_jsonb(JsonWriter *w, Jsonb *v)
-{
-	jw_raw(w, allma_jsonb_to_cstring(v));
-}
-
-static void
-jw_int(JsonWriter *w, int64 i)
-{
-	jw_sep(w);
-	appendStringInfo(&w->buf, INT64_FORMAT, i);
-}
-
-/* shorthands for "key": value */
-static void
-jw_kv_string(JsonWriter *w, const char *key, const char *s)
-{
-	jw_key(w, key);
-	jw_string(w, s);
-}
-
-static void
-jw_kv_jsonb(JsonWriter *w, const char *key, Jsonb *v)
-{
-	jw_key(w, key);
-	jw_jsonb(w, v);
-}
-
-/* ----------------------------------------------------------------
  * Reading the call
  * ----------------------------------------------------------------
  */
-
-typedef struct LlmParams
-{
-	Jsonb	   *temperature;	/* numeric scalars, or NULL when not given */
-	Jsonb	   *top_p;
-	Jsonb	   *max_tokens;
-	Jsonb	   *top_k;
-	Jsonb	   *seed;
-	List	   *stop;			/* of char * */
-} LlmParams;
-
-typedef struct LlmCall
-{
-	LlmProvider provider;
-	char	   *base_url;		/* without trailing slashes */
-	char	   *model;
-	char	   *api_key;		/* NULL or "" when none */
-	char	   *prompt;
-	char	   *system;
-	LlmParams	params;
-	Jsonb	   *tools;			/* array or NULL */
-	Jsonb	   *tool_choice;	/* NULL when absent */
-	bool		json_mode;
-	char	   *anthropic_version;
-	Jsonb	   *safety_settings;
-} LlmCall;
 
 /* true when s is a JSON number (RFC 8259 grammar) */
 static bool
@@ -454,7 +356,7 @@ get_string(Jsonb *obj, const char *key, const char *where, char **out,
 }
 
 static bool
-read_call(LlmProvider provider, Jsonb *call, LlmCall *c, char **errmsg)
+read_call(const AllmaLlmProvider *provider, Jsonb *call, LlmCall *c, char **errmsg)
 {
 	Jsonb	   *custom;
 	bool		b;
@@ -550,14 +452,17 @@ read_call(LlmProvider provider, Jsonb *call, LlmCall *c, char **errmsg)
  * ----------------------------------------------------------------
  */
 
-typedef struct LlmTool
+/* true when the provider has a built-in tool of this type */
+static bool
+is_builtin_tool(const AllmaLlmProvider *p, const char *type)
 {
-	char	   *type;			/* "function" or a built-in */
-	char	   *name;
-	char	   *description;
-	Jsonb	   *parameters;		/* object or NULL */
-	Jsonb	   *config;			/* built-ins' config object or NULL */
-} LlmTool;
+	for (const char *const *t = p->builtin_tools; t != NULL && *t != NULL; t++)
+	{
+		if (strcmp(*t, type) == 0)
+			return true;
+	}
+	return false;
+}
 
 static bool
 read_tools(LlmCall *c, List **tools, char **errmsg)
@@ -602,14 +507,10 @@ read_tools(LlmCall *c, List **tools, char **errmsg)
 				return false;
 			}
 		}
-		else if (!((strcmp(tool->type, "google_search") == 0 ||
-					strcmp(tool->type, "code_execution") == 0) &&
-				   c->provider == LLM_GEMINI) &&
-				 !(strcmp(tool->type, "web_search") == 0 &&
-				   c->provider == LLM_ANTHROPIC))
+		else if (!is_builtin_tool(c->provider, tool->type))
 		{
 			*errmsg = psprintf("tool type \"%s\" is not supported by %s",
-							   tool->type, provider_label(c->provider));
+							   tool->type, c->provider->label);
 			return false;
 		}
 		*tools = lappend(*tools, tool);
@@ -657,8 +558,8 @@ read_tool_choice(LlmCall *c, const char **mode, char **name, char **errmsg)
 	return false;
 }
 
-static Jsonb *
-empty_schema(void)
+Jsonb *
+allma_llm_empty_schema(void)
 {
 	return allma_jsonb_parse("{\"type\": \"object\", \"properties\": {}}");
 }
@@ -668,8 +569,8 @@ empty_schema(void)
  * ----------------------------------------------------------------
  */
 
-static void
-write_stop_array(JsonWriter *w, const char *key, List *stop)
+void
+allma_llm_write_stop_array(JsonWriter *w, const char *key, List *stop)
 {
 	ListCell   *lc;
 
@@ -680,305 +581,9 @@ write_stop_array(JsonWriter *w, const char *key, List *stop)
 	jw_close(w, ']');
 }
 
-static void
-openai_body(JsonWriter *w, LlmCall *c, List *tools, const char *choice,
-			const char *choice_name)
-{
-	ListCell   *lc;
-
-	jw_open(w, '{');
-	jw_kv_string(w, "model", c->model);
-	jw_key(w, "messages");
-	jw_open(w, '[');
-	if (c->system != NULL && c->system[0] != '\0')
-	{
-		jw_open(w, '{');
-		jw_kv_string(w, "role", "system");
-		jw_kv_string(w, "content", c->system);
-		jw_close(w, '}');
-	}
-	jw_open(w, '{');
-	jw_kv_string(w, "role", "user");
-	jw_kv_string(w, "content", c->prompt);
-	jw_close(w, '}');
-	jw_close(w, ']');
-
-	if (c->params.max_tokens)
-		jw_kv_jsonb(w, "max_tokens", c->params.max_tokens);
-	if (c->params.temperature)
-		jw_kv_jsonb(w, "temperature", c->params.temperature);
-	if (c->params.top_p)
-		jw_kv_jsonb(w, "top_p", c->params.top_p);
-	if (c->params.seed)
-		jw_kv_jsonb(w, "seed", c->params.seed);
-	if (c->params.stop != NIL)
-		write_stop_array(w, "stop", c->params.stop);
-
-	if (tools != NIL)
-	{
-		jw_key(w, "tools");
-		jw_open(w, '[');
-		foreach(lc, tools)
-		{
-			LlmTool    *t = lfirst(lc);
-
-			jw_open(w, '{');
-			jw_kv_string(w, "type", "function");
-			jw_key(w, "function");
-			jw_open(w, '{');
-			jw_kv_string(w, "name", t->name);
-			if (t->description)
-				jw_kv_string(w, "description", t->description);
-			jw_kv_jsonb(w, "parameters", t->parameters ? t->parameters : empty_schema());
-			jw_close(w, '}');
-			jw_close(w, '}');
-		}
-		jw_close(w, ']');
-		if (choice != NULL && strcmp(choice, "function") == 0)
-		{
-			jw_key(w, "tool_choice");
-			jw_open(w, '{');
-			jw_kv_string(w, "type", "function");
-			jw_key(w, "function");
-			jw_open(w, '{');
-			jw_kv_string(w, "name", choice_name);
-			jw_close(w, '}');
-			jw_close(w, '}');
-		}
-		else if (choice != NULL)
-			jw_kv_string(w, "tool_choice", choice);
-	}
-	if (c->json_mode)
-	{
-		jw_key(w, "response_format");
-		jw_open(w, '{');
-		jw_kv_string(w, "type", "json_object");
-		jw_close(w, '}');
-	}
-	jw_close(w, '}');
-}
-
-static void
-anthropic_body(JsonWriter *w, LlmCall *c, List *tools, const char *choice,
-			   const char *choice_name)
-{
-	ListCell   *lc;
-
-	jw_open(w, '{');
-	jw_kv_string(w, "model", c->model);
-	jw_key(w, "max_tokens");
-	if (c->params.max_tokens)
-		jw_jsonb(w, c->params.max_tokens);
-	else
-		jw_int(w, ALLMA_LLM_ANTHROPIC_DEFAULT_MAX_TOKENS);
-	if (c->system != NULL && c->system[0] != '\0')
-		jw_kv_string(w, "system", c->system);
-	jw_key(w, "messages");
-	jw_open(w, '[');
-	jw_open(w, '{');
-	jw_kv_string(w, "role", "user");
-	jw_kv_string(w, "content", c->prompt);
-	jw_close(w, '}');
-	jw_close(w, ']');
-
-	if (c->params.temperature)
-		jw_kv_jsonb(w, "temperature", c->params.temperature);
-	if (c->params.top_p)
-		jw_kv_jsonb(w, "top_p", c->params.top_p);
-	if (c->params.top_k)
-		jw_kv_jsonb(w, "top_k", c->params.top_k);
-	if (c->params.stop != NIL)
-		write_stop_array(w, "stop_sequences", c->params.stop);
-
-	if (tools != NIL)
-	{
-		jw_key(w, "tools");
-		jw_open(w, '[');
-		foreach(lc, tools)
-		{
-			LlmTool    *t = lfirst(lc);
-
-			jw_open(w, '{');
-			if (strcmp(t->type, "web_search") == 0)
-			{
-				/* Anthropic's server tool; its config keys go in as they are */
-				jw_kv_string(w, "type", "web_search_20250305");
-				jw_kv_string(w, "name", "web_search");
-				if (t->config)
-				{
-					ListCell   *kc;
-
-					foreach(kc, allma_jsonb_object_keys(t->config))
-					{
-						char	   *k = lfirst(kc);
-
-						if (strcmp(k, "type") != 0 && strcmp(k, "name") != 0)
-							jw_kv_jsonb(w, k, allma_jsonb_get(t->config, k));
-					}
-				}
-			}
-			else
-			{
-				jw_kv_string(w, "name", t->name);
-				if (t->description)
-					jw_kv_string(w, "description", t->description);
-				jw_kv_jsonb(w, "input_schema", t->parameters ? t->parameters : empty_schema());
-			}
-			jw_close(w, '}');
-		}
-		jw_close(w, ']');
-		if (choice != NULL)
-		{
-			jw_key(w, "tool_choice");
-			jw_open(w, '{');
-			if (strcmp(choice, "function") == 0)
-			{
-				jw_kv_string(w, "type", "tool");
-				jw_kv_string(w, "name", choice_name);
-			}
-			else
-				jw_kv_string(w, "type",
-							 strcmp(choice, "required") == 0 ? "any" : choice);
-			jw_close(w, '}');
-		}
-	}
-	jw_close(w, '}');
-}
-
-static void
-gemini_body(JsonWriter *w, LlmCall *c, List *tools, const char *choice,
-			const char *choice_name)
-{
-	ListCell   *lc;
-	bool		any_functions = false;
-	LlmParams  *p = &c->params;
-
-	jw_open(w, '{');
-	jw_key(w, "contents");
-	jw_open(w, '[');
-	jw_open(w, '{');
-	jw_kv_string(w, "role", "user");
-	jw_key(w, "parts");
-	jw_open(w, '[');
-	jw_open(w, '{');
-	jw_kv_string(w, "text", c->prompt);
-	jw_close(w, '}');
-	jw_close(w, ']');
-	jw_close(w, '}');
-	jw_close(w, ']');
-
-	if (c->system != NULL && c->system[0] != '\0')
-	{
-		jw_key(w, "systemInstruction");
-		jw_open(w, '{');
-		jw_key(w, "parts");
-		jw_open(w, '[');
-		jw_open(w, '{');
-		jw_kv_string(w, "text", c->system);
-		jw_close(w, '}');
-		jw_close(w, ']');
-		jw_close(w, '}');
-	}
-
-	if (p->temperature || p->max_tokens || p->top_p || p->top_k || p->seed ||
-		p->stop != NIL || c->json_mode)
-	{
-		jw_key(w, "generationConfig");
-		jw_open(w, '{');
-		if (p->temperature)
-			jw_kv_jsonb(w, "temperature", p->temperature);
-		if (p->max_tokens)
-			jw_kv_jsonb(w, "maxOutputTokens", p->max_tokens);
-		if (p->top_p)
-			jw_kv_jsonb(w, "topP", p->top_p);
-		if (p->top_k)
-			jw_kv_jsonb(w, "topK", p->top_k);
-		if (p->seed)
-			jw_kv_jsonb(w, "seed", p->seed);
-		if (p->stop != NIL)
-			write_stop_array(w, "stopSequences", p->stop);
-		if (c->json_mode)
-			jw_kv_string(w, "responseMimeType", "application/json");
-		jw_close(w, '}');
-	}
-
-	if (c->safety_settings)
-		jw_kv_jsonb(w, "safetySettings", c->safety_settings);
-
-	if (tools != NIL)
-	{
-		jw_key(w, "tools");
-		jw_open(w, '[');
-		foreach(lc, tools)
-		{
-			LlmTool    *t = lfirst(lc);
-
-			if (strcmp(t->type, "function") == 0)
-			{
-				any_functions = true;
-				continue;
-			}
-			jw_open(w, '{');
-			jw_key(w, strcmp(t->type, "google_search") == 0 ?
-				   "googleSearch" : "codeExecution");
-			if (t->config)
-				jw_jsonb(w, t->config);
-			else
-				jw_raw(w, "{}");
-			jw_close(w, '}');
-		}
-		if (any_functions)
-		{
-			jw_open(w, '{');
-			jw_key(w, "functionDeclarations");
-			jw_open(w, '[');
-			foreach(lc, tools)
-			{
-				LlmTool    *t = lfirst(lc);
-
-				if (strcmp(t->type, "function") != 0)
-					continue;
-				jw_open(w, '{');
-				jw_kv_string(w, "name", t->name);
-				if (t->description)
-					jw_kv_string(w, "description", t->description);
-				if (t->parameters)
-					jw_kv_jsonb(w, "parameters", t->parameters);
-				jw_close(w, '}');
-			}
-			jw_close(w, ']');
-			jw_close(w, '}');
-		}
-		jw_close(w, ']');
-
-		if (choice != NULL && any_functions)
-		{
-			jw_key(w, "toolConfig");
-			jw_open(w, '{');
-			jw_key(w, "functionCallingConfig");
-			jw_open(w, '{');
-			if (strcmp(choice, "function") == 0)
-			{
-				jw_kv_string(w, "mode", "ANY");
-				jw_key(w, "allowedFunctionNames");
-				jw_open(w, '[');
-				jw_string(w, choice_name);
-				jw_close(w, ']');
-			}
-			else
-				jw_kv_string(w, "mode",
-							 strcmp(choice, "auto") == 0 ? "AUTO" :
-							 strcmp(choice, "none") == 0 ? "NONE" : "ANY");
-			jw_close(w, '}');
-			jw_close(w, '}');
-		}
-	}
-	jw_close(w, '}');
-}
-
 /* percent-encode everything but RFC 3986 unreserved characters */
-static char *
-url_path_escape(const char *s)
+char *
+allma_llm_url_escape(const char *s)
 {
 	StringInfoData buf;
 
@@ -995,8 +600,8 @@ url_path_escape(const char *s)
 	return buf.data;
 }
 
-static List *
-add_header(List *headers, const char *name, const char *value)
+List *
+allma_llm_add_header(List *headers, const char *name, const char *value)
 {
 	AllmaHttpHeader *h = palloc(sizeof(AllmaHttpHeader));
 
@@ -1016,7 +621,7 @@ bool
 allma_llm_build_request(const char *provider, Jsonb *call, char **url,
 						List **headers, char **body, char **errmsg)
 {
-	LlmProvider p;
+	const AllmaLlmProvider *p;
 	LlmCall		c;
 	List	   *tools;
 	const char *choice;
@@ -1063,41 +668,8 @@ allma_llm_build_request(const char *provider, Jsonb *call, char **url,
 	}
 
 	jw_init(&w);
-	hdrs = add_header(hdrs, "Content-Type", "application/json");
-	switch (p)
-	{
-		case LLM_OPENAI:
-			*url = psprintf("%s/chat/completions", c.base_url);
-			if (have_key)
-				hdrs = add_header(hdrs, "Authorization", psprintf("Bearer %s", c.api_key));
-			openai_body(&w, &c, tools, choice, choice_name);
-			break;
-		case LLM_ANTHROPIC:
-			*url = psprintf("%s/messages", c.base_url);
-			if (have_key)
-				hdrs = add_header(hdrs, "x-api-key", c.api_key);
-			hdrs = add_header(hdrs, "anthropic-version",
-							  c.anthropic_version ? c.anthropic_version :
-							  ALLMA_LLM_ANTHROPIC_DEFAULT_VERSION);
-			anthropic_body(&w, &c, tools, choice, choice_name);
-			break;
-		case LLM_GEMINI:
-			{
-				const char *model = c.model;
-
-				/* "models/gemini-x" is accepted as well as "gemini-x" */
-				if (strncmp(model, "models/", 7) == 0)
-					model += 7;
-				*url = psprintf("%s/models/%s:generateContent", c.base_url,
-								url_path_escape(model));
-				if (have_key)
-					hdrs = add_header(hdrs, "x-goog-api-key", c.api_key);
-				gemini_body(&w, &c, tools, choice, choice_name);
-			}
-			break;
-		default:
-			elog(ERROR, "allma: unexpected LLM provider %d", (int) p);
-	}
+	hdrs = allma_llm_add_header(hdrs, "Content-Type", "application/json");
+	*url = p->write_request(&c, tools, choice, choice_name, have_key, &w, &hdrs);
 	*headers = hdrs;
 	*body = w.buf.data;
 	return true;
@@ -1109,8 +681,8 @@ allma_llm_build_request(const char *provider, Jsonb *call, char **url,
  */
 
 /* value at a chain of object keys; NULL when any step is missing */
-static Jsonb *
-get_path(Jsonb *v, const char *k1, const char *k2)
+Jsonb *
+allma_llm_get_path(Jsonb *v, const char *k1, const char *k2)
 {
 	v = allma_jsonb_get(v, k1);
 	if (v != NULL && k2 != NULL)
@@ -1118,8 +690,8 @@ get_path(Jsonb *v, const char *k1, const char *k2)
 	return v;
 }
 
-static char *
-truncate_text(const char *s)
+char *
+allma_llm_truncate_text(const char *s)
 {
 	int			len = strlen(s);
 
@@ -1130,8 +702,8 @@ truncate_text(const char *s)
 }
 
 /* display text of a scalar value, or NULL */
-static char *
-scalar_text(Jsonb *v)
+char *
+allma_llm_scalar_text(Jsonb *v)
 {
 	JsonbValue	sv;
 
@@ -1147,35 +719,29 @@ scalar_text(Jsonb *v)
  * an array).  Falls back to the start of the body.
  */
 static char *
-error_text(LlmProvider p, int status, const char *body, Jsonb *doc)
+error_text(const AllmaLlmProvider *p, int status, const char *body, Jsonb *doc)
 {
 	Jsonb	   *err;
 	char	   *message = NULL;
 	char	   *kind = NULL;
-	const char *label = provider_label(p);
+	const char *label = p->label;
 
 	if (allma_jsonb_is_array(doc))
 		doc = allma_jsonb_array_element(doc, 0);
 	err = allma_jsonb_get(doc, "error");
 	if (allma_jsonb_is_object(err))
 	{
-		message = scalar_text(allma_jsonb_get(err, "message"));
-		if (p == LLM_GEMINI)
-			kind = scalar_text(allma_jsonb_get(err, "status"));
-		else
-		{
-			kind = scalar_text(allma_jsonb_get(err, "code"));
-			if (kind == NULL)
-				kind = scalar_text(allma_jsonb_get(err, "type"));
-		}
+		message = allma_llm_scalar_text(allma_jsonb_get(err, "message"));
+		for (const char *const *k = p->error_kind_keys; kind == NULL && k && *k; k++)
+			kind = allma_llm_scalar_text(allma_jsonb_get(err, *k));
 	}
 	else if (err != NULL)
-		message = scalar_text(err);
+		message = allma_llm_scalar_text(err);
 	if (message == NULL)
-		message = scalar_text(allma_jsonb_get(doc, "message"));
+		message = allma_llm_scalar_text(allma_jsonb_get(doc, "message"));
 	if (message == NULL)
 		message = (body && body[0]) ? pstrdup(body) : pstrdup("(empty response body)");
-	message = truncate_text(message);
+	message = allma_llm_truncate_text(message);
 
 	if (status <= 0)
 		return psprintf("%s request got no response", label);
@@ -1184,20 +750,8 @@ error_text(LlmProvider p, int status, const char *body, Jsonb *doc)
 	return psprintf("%s API error (HTTP %d): %s", label, status, message);
 }
 
-/* builder of the parsed result */
-typedef struct LlmResult
-{
-	StringInfoData text;
-	Jsonb	   *tool_calls;		/* array */
-	Jsonb	   *usage;			/* object */
-	Jsonb	   *finish_reason;
-	Jsonb	   *model;
-	Jsonb	   *grounding;
-	char	   *error;			/* ContentBasedRetryableError message */
-} LlmResult;
-
-static void
-add_tool_call(LlmResult *r, Jsonb *id, Jsonb *name, Jsonb *args)
+void
+allma_llm_add_tool_call(LlmResult *r, Jsonb *id, Jsonb *name, Jsonb *args)
 {
 	Jsonb	   *tc = allma_jsonb_empty_object();
 	JsonbValue	sv;
@@ -1209,7 +763,7 @@ add_tool_call(LlmResult *r, Jsonb *id, Jsonb *name, Jsonb *args)
 
 		if (sv.val.string.len == 0)
 			parsed = allma_jsonb_empty_object();
-		else if (!parse_json_soft(sv.val.string.val, sv.val.string.len, &parsed))
+		else if (!allma_llm_parse_json_soft(sv.val.string.val, sv.val.string.len, &parsed))
 			parsed = NULL;
 		args = parsed;
 	}
@@ -1232,8 +786,8 @@ add_tool_call(LlmResult *r, Jsonb *id, Jsonb *name, Jsonb *args)
 }
 
 /* usage.key = the number at src.srckey, when it is one */
-static void
-add_usage(LlmResult *r, const char *key, Jsonb *src, const char *srckey)
+void
+allma_llm_add_usage(LlmResult *r, const char *key, Jsonb *src, const char *srckey)
 {
 	Jsonb	   *v = allma_jsonb_get(src, srckey);
 	JsonbValue	sv;
@@ -1242,8 +796,8 @@ add_usage(LlmResult *r, const char *key, Jsonb *src, const char *srckey)
 		r->usage = allma_jsonb_set_key(r->usage, key, v);
 }
 
-static void
-add_text(LlmResult *r, Jsonb *v)
+void
+allma_llm_add_text(LlmResult *r, Jsonb *v)
 {
 	JsonbValue	sv;
 
@@ -1251,99 +805,11 @@ add_text(LlmResult *r, Jsonb *v)
 		appendBinaryStringInfo(&r->text, sv.val.string.val, sv.val.string.len);
 }
 
-static void
-parse_openai(Jsonb *doc, LlmResult *r)
-{
-	Jsonb	   *choice = allma_jsonb_array_element(allma_jsonb_get(doc, "choices"), 0);
-	Jsonb	   *msg = allma_jsonb_get(choice, "message");
-	Jsonb	   *content = allma_jsonb_get(msg, "content");
-	ListCell   *lc;
-
-	if (allma_jsonb_is_array(content))
-	{
-		/* content parts [{type:"text", text}] */
-		foreach(lc, allma_jsonb_array_elements(content))
-			add_text(r, allma_jsonb_get(lfirst(lc), "text"));
-	}
-	else
-		add_text(r, content);
-	foreach(lc, allma_jsonb_array_elements(allma_jsonb_get(msg, "tool_calls")))
-	{
-		Jsonb	   *tc = lfirst(lc);
-
-		add_tool_call(r, allma_jsonb_get(tc, "id"),
-					  get_path(tc, "function", "name"),
-					  get_path(tc, "function", "arguments"));
-	}
-	add_usage(r, "inputTokens", allma_jsonb_get(doc, "usage"), "prompt_tokens");
-	add_usage(r, "outputTokens", allma_jsonb_get(doc, "usage"), "completion_tokens");
-	add_usage(r, "totalTokens", allma_jsonb_get(doc, "usage"), "total_tokens");
-	r->finish_reason = allma_jsonb_get(choice, "finish_reason");
-	r->model = allma_jsonb_get(doc, "model");
-}
-
-static void
-parse_anthropic(Jsonb *doc, LlmResult *r)
-{
-	ListCell   *lc;
-
-	foreach(lc, allma_jsonb_array_elements(allma_jsonb_get(doc, "content")))
-	{
-		Jsonb	   *block = lfirst(lc);
-		char	   *type = allma_jsonb_get_cstring(block, "type");
-
-		if (type == NULL)
-			continue;
-		if (strcmp(type, "text") == 0)
-			add_text(r, allma_jsonb_get(block, "text"));
-		else if (strcmp(type, "tool_use") == 0)
-			add_tool_call(r, allma_jsonb_get(block, "id"),
-						  allma_jsonb_get(block, "name"),
-						  allma_jsonb_get(block, "input"));
-	}
-	add_usage(r, "inputTokens", allma_jsonb_get(doc, "usage"), "input_tokens");
-	add_usage(r, "outputTokens", allma_jsonb_get(doc, "usage"), "output_tokens");
-	r->finish_reason = allma_jsonb_get(doc, "stop_reason");
-	r->model = allma_jsonb_get(doc, "model");
-}
-
-static void
-parse_gemini(Jsonb *doc, LlmResult *r)
-{
-	Jsonb	   *cand = allma_jsonb_array_element(allma_jsonb_get(doc, "candidates"), 0);
-	ListCell   *lc;
-	char	   *blocked = scalar_text(get_path(doc, "promptFeedback", "blockReason"));
-
-	foreach(lc, allma_jsonb_array_elements(get_path(cand, "content", "parts")))
-	{
-		Jsonb	   *part = lfirst(lc);
-		Jsonb	   *fc = allma_jsonb_get(part, "functionCall");
-		bool		thought = false;
-
-		if (allma_jsonb_get_bool(part, "thought", &thought) && thought)
-			continue;			/* thinking summaries are not the answer */
-		if (fc != NULL)
-			add_tool_call(r, allma_jsonb_get(fc, "id"),
-						  allma_jsonb_get(fc, "name"),
-						  allma_jsonb_get(fc, "args"));
-		else
-			add_text(r, allma_jsonb_get(part, "text"));
-	}
-	add_usage(r, "inputTokens", allma_jsonb_get(doc, "usageMetadata"), "promptTokenCount");
-	add_usage(r, "outputTokens", allma_jsonb_get(doc, "usageMetadata"), "candidatesTokenCount");
-	add_usage(r, "totalTokens", allma_jsonb_get(doc, "usageMetadata"), "totalTokenCount");
-	r->finish_reason = allma_jsonb_get(cand, "finishReason");
-	r->model = allma_jsonb_get(doc, "modelVersion");
-	r->grounding = allma_jsonb_get(cand, "groundingMetadata");
-	if (blocked != NULL && cand == NULL)
-		r->error = psprintf("Gemini blocked the prompt (%s)", blocked);
-}
-
 bool
 allma_llm_parse_response(const char *provider, int status, const char *body,
 						 Jsonb **result, char **error_name, char **errmsg)
 {
-	LlmProvider p;
+	const AllmaLlmProvider *p;
 	Jsonb	   *doc = NULL;
 	LlmResult	r;
 	Jsonb	   *res;
@@ -1360,7 +826,7 @@ allma_llm_parse_response(const char *provider, int status, const char *body,
 	}
 	if (body == NULL)
 		body = "";
-	if (!parse_json_soft(body, strlen(body), &doc))
+	if (!allma_llm_parse_json_soft(body, strlen(body), &doc))
 		doc = NULL;
 
 	if (status < 200 || status > 299)
@@ -1376,7 +842,7 @@ allma_llm_parse_response(const char *provider, int status, const char *body,
 	{
 		*error_name = ALLMA_ERR_TRANSIENT;
 		*errmsg = psprintf("%s response is not a JSON object: %s",
-						   provider_label(p), truncate_text(body));
+						   p->label, allma_llm_truncate_text(body));
 		return false;
 	}
 
@@ -1384,25 +850,12 @@ allma_llm_parse_response(const char *provider, int status, const char *body,
 	initStringInfo(&r.text);
 	r.tool_calls = allma_jsonb_empty_array();
 	r.usage = allma_jsonb_empty_object();
-	switch (p)
+	p->parse_response(doc, &r);
+	if (r.refused)
 	{
-		case LLM_OPENAI:
-			parse_openai(doc, &r);
-			break;
-		case LLM_ANTHROPIC:
-			parse_anthropic(doc, &r);
-			break;
-		case LLM_GEMINI:
-			parse_gemini(doc, &r);
-			if (r.error != NULL && strncmp(r.error, "Gemini blocked", 14) == 0)
-			{
-				*error_name = ALLMA_ERR_PERMANENT;
-				*errmsg = r.error;
-				return false;
-			}
-			break;
-		default:
-			elog(ERROR, "allma: unexpected LLM provider %d", (int) p);
+		*error_name = ALLMA_ERR_PERMANENT;
+		*errmsg = r.error;
+		return false;
 	}
 	if (r.error != NULL)
 	{
@@ -1412,11 +865,11 @@ allma_llm_parse_response(const char *provider, int status, const char *body,
 	}
 	if (r.text.len == 0 && allma_jsonb_array_length(r.tool_calls) == 0)
 	{
-		char	   *why = scalar_text(r.finish_reason);
+		char	   *why = allma_llm_scalar_text(r.finish_reason);
 
 		*error_name = ALLMA_ERR_CONTENT;
 		*errmsg = psprintf("%s returned no content (finish reason: %s)",
-						   provider_label(p), why ? why : "none");
+						   p->label, why ? why : "none");
 		return false;
 	}
 
@@ -1438,139 +891,6 @@ allma_llm_parse_response(const char *provider, int status, const char *body,
 	if (r.grounding)
 		res = allma_jsonb_set_key(res, "groundingMetadata", r.grounding);
 	*result = res;
-	return true;
-}
-
-/* ----------------------------------------------------------------
- * JSON output mode
- * ----------------------------------------------------------------
- */
-
-/*
- * matching_close scans from s[start] (an opening bracket) and returns the
- * index of the bracket that closes it, skipping JSON strings; -1 if none.
- */
-static int
-matching_close(const char *s, int len, int start)
-{
-	int			depth = 0;
-	bool		in_string = false;
-	int			i;
-
-	for (i = start; i < len; i++)
-	{
-		char		ch = s[i];
-
-		if (in_string)
-		{
-			if (ch == '\\')
-				i++;
-			else if (ch == '"')
-				in_string = false;
-			continue;
-		}
-		if (ch == '"')
-			in_string = true;
-		else if (ch == '{' || ch == '[')
-			depth++;
-		else if (ch == '}' || ch == ']')
-		{
-			if (--depth == 0)
-				return i;
-		}
-	}
-	return -1;
-}
-
-/* try the text from the first "open" to its match, then to the last "close" */
-static bool
-try_bracketed(const char *s, int len, char open, char close, Jsonb **out)
-{
-	const char *first = memchr(s, open, len);
-	int			start,
-				end;
-
-	if (first == NULL)
-		return false;
-	start = first - s;
-	end = matching_close(s, len, start);
-	if (end > start && parse_json_soft(s + start, end - start + 1, out))
-		return true;
-	for (end = len - 1; end > start; end--)
-	{
-		if (s[end] == close)
-			return parse_json_soft(s + start, end - start + 1, out);
-	}
-	return false;
-}
-
-/* find JSON in s (len bytes); see allma_llm_json_output */
-static bool
-find_json(const char *s, int len, Jsonb **out)
-{
-	const char *obj,
-			   *arr;
-
-	/* trim */
-	while (len > 0 && isspace((unsigned char) *s))
-		s++, len--;
-	while (len > 0 && isspace((unsigned char) s[len - 1]))
-		len--;
-	if (len == 0)
-		return false;
-	if (parse_json_soft(s, len, out))
-		return true;
-
-	/* the first bracket that comes first wins; then the other kind */
-	obj = memchr(s, '{', len);
-	arr = memchr(s, '[', len);
-	if (arr != NULL && (obj == NULL || arr < obj))
-		return try_bracketed(s, len, '[', ']', out) ||
-			try_bracketed(s, len, '{', '}', out);
-	return try_bracketed(s, len, '{', '}', out) ||
-		try_bracketed(s, len, '[', ']', out);
-}
-
-bool
-allma_llm_json_output(const char *text, Jsonb **out, char **errmsg)
-{
-	const char *fence;
-	int			len;
-	Jsonb	   *value = NULL;
-	bool		found = false;
-
-	*out = NULL;
-	*errmsg = NULL;
-	if (text == NULL)
-		text = "";
-	len = strlen(text);
-
-	/* a ``` fence (```json, ```JSON or bare) comes first */
-	fence = strstr(text, "```");
-	if (fence != NULL)
-	{
-		const char *start = fence + 3;
-		const char *end;
-
-		/* skip the info string up to the end of the line */
-		while (*start && *start != '\n' && !isspace((unsigned char) *start))
-			start++;
-		end = strstr(start, "```");
-		if (end == NULL)
-			end = text + len;	/* unterminated: up to the end */
-		found = find_json(start, end - start, &value);
-	}
-	if (!found)
-		found = find_json(text, len, &value);
-	if (!found)
-	{
-		*errmsg = psprintf("the LLM reply contains no valid JSON: %s",
-						   truncate_text(text[0] ? text : "(empty)"));
-		return false;
-	}
-	if (!allma_jsonb_is_object(value))
-		value = allma_jsonb_set_key(NULL, "llm_response", value);
-	*out = value;
 	return true;
 }
 

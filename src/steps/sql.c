@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
- * sqlstep.c
- *	  SQL steps (system/sql-query, system/sql-execute) and module bindings.
+ * sql.c
+ *	  The SQL modules of DATA_LOAD and DATA_SAVE steps (system/sql-query,
+ *	  system/sql-execute), and the statement timeout of a step's user code.
  *
  * In Allma, DATA_LOAD and DATA_SAVE steps talk to DynamoDB and S3.  In
  * allma they talk to the database they run in: a step's customConfig
@@ -11,11 +12,6 @@
  * types are inferred from the statement the way the extended query
  * protocol does it, so "WHERE id = $1" works against an integer column
  * whether the JSON value is 3 or "3".
- *
- * Module bindings route a module identifier or a Lambda ARN (a LIKE
- * pattern) to a SQL function (jsonb) RETURNS jsonb; CUSTOM_LOGIC and
- * CUSTOM_LAMBDA_INVOKE steps run through them.  This file owns the binding
- * table's SQL API (allma_bind_module), its lookup and the call.
  *
  * The engine calls in here inside a subtransaction, already running as the
  * role that started the execution; errors are thrown with their original
@@ -30,8 +26,8 @@
  * handler (StatementCancelHandler, installed for every background worker
  * with a database connection) requests a cancel, and the next
  * CHECK_FOR_INTERRUPTS throws 57014; allma_sqlstep_run and
- * allma_binding_invoke rethrow it as an error naming the step and the
- * timeout.  The timer never outlives the step: it is disarmed when the
+ * allma_binding_invoke (module.c) rethrow it as an error naming the step
+ * and the timeout.  The timer never outlives the step: it is disarmed when the
  * user code returns, when its error passes through here, and, as a safety
  * net, when the step's subtransaction or the transaction ends.  A cancel
  * still pending then is dropped, so neither the timer nor a cancel sent
@@ -39,7 +35,7 @@
  * own bookkeeping afterwards.
  *
  * IDENTIFICATION
- *	  src/sqlstep.c
+ *	  src/steps/sql.c
  *
  *-------------------------------------------------------------------------
  */
@@ -73,9 +69,11 @@
 #include "utils/syscache.h"
 #include "utils/timeout.h"
 
+#include "defcheck.h"
 #include "jsonb_util.h"
 #include "path.h"
 #include "sqlstep.h"
+#include "steps.h"
 
 /* rows a system/sql-query step may return unless customConfig.maxRows says */
 #define SQLSTEP_DEFAULT_MAX_ROWS	10000
@@ -100,9 +98,6 @@ typedef struct SqlStepParamErrorInfo
 	Oid			paramtype;
 } SqlStepParamErrorInfo;
 
-/* the binding lookup, prepared once per backend */
-static SPIPlanPtr binding_lookup_plan = NULL;
-
 /*
  * The step whose user code runs between allma_sql_timeout_begin and _end.
  * timer_armed: we armed STATEMENT_TIMEOUT for it (a timer somebody else
@@ -116,10 +111,6 @@ static bool scope_timeout_from_step = false;
 static char *scope_step_id = NULL;
 static SubTransactionId scope_subid = InvalidSubTransactionId;
 static bool scope_callbacks_registered = false;
-
-static void rethrow_step_error(MemoryContext cxt) pg_attribute_noreturn();
-
-PG_FUNCTION_INFO_V1(allma_bind_module);
 
 
 /*
@@ -533,15 +524,15 @@ allma_sql_timeout_end(void)
 }
 
 /*
- * rethrow_step_error is the PG_CATCH block around a step's user code: it
+ * allma_sql_rethrow_step_error is the PG_CATCH block around a step's user code: it
  * closes the timeout scope and rethrows the error.  A cancel caused by the
  * step's timer becomes an error naming the step and its timeout (SQLSTATE
  * 57014 still, so errors.c names it TransientStepError); other errors,
  * including a cancel requested with pg_cancel_backend, pass unchanged.
  * "cxt" is where the error may be copied.
  */
-static void
-rethrow_step_error(MemoryContext cxt)
+void
+allma_sql_rethrow_step_error(MemoryContext cxt)
 {
 	ErrorData  *edata;
 
@@ -778,7 +769,7 @@ run_statement(Jsonb *config, Jsonb *ctx, bool returns_rows)
 
 /*
  * allma_sqlstep_run runs a SQL step (see run_statement) and throws what it
- * throws, a cancel by the step's timeout rewritten (rethrow_step_error).
+ * throws, a cancel by the step's timeout rewritten (allma_sql_rethrow_step_error).
  */
 Jsonb *
 allma_sqlstep_run(Jsonb *config, Jsonb *ctx, bool returns_rows)
@@ -792,214 +783,84 @@ allma_sqlstep_run(Jsonb *config, Jsonb *ctx, bool returns_rows)
 	}
 	PG_CATCH();
 	{
-		rethrow_step_error(cxt);
+		allma_sql_rethrow_step_error(cxt);
 	}
 	PG_END_TRY();
 
 	return result;
 }
 
-/*
- * check_handler_signature throws ERRCODE_INVALID_FUNCTION_DEFINITION unless
- * "handler" is a plain function taking exactly one jsonb and returning one
- * jsonb, and ERRCODE_UNDEFINED_FUNCTION when it does not exist.  Returns
- * whether it is STRICT.
+/* ----------------------------------------------------------------
+ * The modules (registered in steps/module.c)
+ * ----------------------------------------------------------------
  */
-static bool
-check_handler_signature(Oid handler)
-{
-	HeapTuple	tup;
-	Form_pg_proc proc;
-	bool		ok;
-	bool		strict;
-
-	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(handler));
-	if (!HeapTupleIsValid(tup))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("module handler function with OID %u does not exist", handler),
-				 errhint("Bind the module again with allma_bind_module.")));
-	proc = (Form_pg_proc) GETSTRUCT(tup);
-	ok = proc->prokind == PROKIND_FUNCTION &&
-		proc->pronargs == 1 &&
-		proc->proargtypes.values[0] == JSONBOID &&
-		proc->prorettype == JSONBOID &&
-		!proc->proretset;
-	strict = proc->proisstrict;
-	ReleaseSysCache(tup);
-
-	if (!ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
-				 errmsg("function %s cannot be a module handler",
-						format_procedure(handler)),
-				 errdetail("A module handler is a function taking exactly one jsonb argument and returning jsonb.")));
-	return strict;
-}
 
 /*
- * allma_bind_module(module_or_arn_pattern text, handler regprocedure)
- *	  Binds a module identifier or Lambda ARN (a LIKE pattern) to a handler
- *	  function; binding the same pattern again replaces its handler.
- */
-Datum
-allma_bind_module(PG_FUNCTION_ARGS)
-{
-	text	   *pattern = PG_GETARG_TEXT_PP(0);
-	Oid			handler = PG_GETARG_OID(1);
-	Oid			argtypes[2] = {TEXTOID, OIDOID};
-	Datum		values[2];
-	int			rc;
-
-	if (VARSIZE_ANY_EXHDR(pattern) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("module pattern must not be empty")));
-	check_handler_signature(handler);
-
-	values[0] = PointerGetDatum(pattern);
-	values[1] = ObjectIdGetDatum(handler);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute_with_args("INSERT INTO allma.module_bindings AS b (pattern, handler) "
-							   "VALUES ($1, $2::pg_catalog.regprocedure) "
-							   "ON CONFLICT (pattern) DO UPDATE "
-							   "SET handler = excluded.handler, url = NULL, headers = '{}', "
-							   "created_at = pg_catalog.now()",
-							   2, argtypes, values, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not store module binding: %s",
-			 SPI_result_code_string(rc));
-	SPI_finish();
-
-	PG_RETURN_VOID();
-}
-
-/*
- * allma_binding_lookup returns the handler bound to "key": the binding whose
- * pattern equals key, else the longest pattern key is LIKE (ties broken by
- * pattern order, for a stable choice); InvalidOid when none.  Reads the
- * table with the caller's privileges (it is readable by PUBLIC).
- */
-Oid
-allma_binding_lookup(const char *key, char **url, Jsonb **headers)
-{
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
-	Oid			handler = InvalidOid;
-	int			rc;
-	MemoryContext caller = CurrentMemoryContext;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
-	if (binding_lookup_plan == NULL)
-	{
-		SPIPlanPtr	plan;
-
-		plan = SPI_prepare("SELECT handler::pg_catalog.oid, url, headers "
-						   "FROM allma.module_bindings "
-						   "WHERE pattern OPERATOR(pg_catalog.=) $1 "
-						   "OR $1 OPERATOR(pg_catalog.~~) pattern "
-						   "ORDER BY pattern OPERATOR(pg_catalog.=) $1 DESC, "
-						   "pg_catalog.length(pattern) DESC, pattern "
-						   "LIMIT 1",
-						   1, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s",
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		binding_lookup_plan = plan;
-	}
-
-	values[0] = CStringGetTextDatum(key);
-	rc = SPI_execute_plan(binding_lookup_plan, values, NULL, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not look up module binding: %s",
-			 SPI_result_code_string(rc));
-	*url = NULL;
-	*headers = NULL;
-	if (SPI_processed > 0)
-	{
-		bool		isnull;
-		Datum		d;
-
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-						  &isnull);
-		if (!isnull)
-			handler = DatumGetObjectId(d);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-		if (!isnull)
-		{
-			MemoryContext spicxt = MemoryContextSwitchTo(caller);
-
-			*url = TextDatumGetCString(d);
-			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
-			*headers = isnull ? NULL : DatumGetJsonbPCopy(d);
-			MemoryContextSwitchTo(spicxt);
-		}
-	}
-
-	SPI_finish();
-	return handler;
-}
-
-/*
- * call_handler calls handler(input) as the current user and returns its
- * result; a SQL NULL result becomes JSON null, a NULL input pointer is
- * passed as SQL NULL (a STRICT handler is then not called).  Throws when
- * the handler is gone, has the wrong signature, may not be executed by the
- * current user, or raises an error itself.
+ * run_sql_module runs a SQL module of a DATA_LOAD or DATA_SAVE step: config
+ * is the module input (the rendered customConfig with the step input
+ * merged over it), the parameters' JSONPaths read the path's context, and
+ * the statement runs as the role that started the execution.
  */
 static Jsonb *
-call_handler(Oid handler, Jsonb *input)
+run_sql_module(StepRun *run, Jsonb *config, bool returns_rows)
 {
-	LOCAL_FCINFO(fcinfo, 1);
-	FmgrInfo	flinfo;
-	AclResult	aclresult;
-	bool		strict;
-	Datum		result;
+	AllmaUserCodeState st;
+	Jsonb	   *result;
 
-	strict = check_handler_signature(handler);
-	aclresult = pg_proc_aclcheck(handler, GetUserId(), ACL_EXECUTE);
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(handler));
-	InvokeFunctionExecuteHook(handler);
+	allma_step_enter_user_code(run, &st);
+	result = allma_sqlstep_run(config, run->ps->context, returns_rows);
+	allma_step_leave_user_code(&st);
+	return result;
+}
 
-	if (input == NULL && strict)
-		return allma_jsonb_null();
+static Jsonb *
+run_sql_query(StepRun *run, Jsonb *input)
+{
+	return run_sql_module(run, input, true);
+}
 
-	fmgr_info(handler, &flinfo);
-	InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = input ? JsonbPGetDatum(input) : (Datum) 0;
-	fcinfo->args[0].isnull = (input == NULL);
-	result = FunctionCallInvoke(fcinfo);
-	if (fcinfo->isnull)
-		return allma_jsonb_null();
-	return DatumGetJsonbP(result);
+static Jsonb *
+run_sql_execute(StepRun *run, Jsonb *input)
+{
+	return run_sql_module(run, input, false);
 }
 
 /*
- * allma_binding_invoke calls a module's handler (see call_handler) and
- * throws what it throws, a cancel by the step's timeout rewritten
- * (rethrow_step_error).
+ * check_sql_config: system/sql-query and system/sql-execute run
+ * customConfig.sql with customConfig.parameters; parameters that are
+ * strings starting with "$" are JSONPaths into the context.
  */
-Jsonb *
-allma_binding_invoke(Oid handler, Jsonb *input)
+static void
+check_sql_config(AllmaChecker *ck, JsonbContainer *step, const char *module)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	Jsonb	   *result = NULL;
+	JsonbContainer *config = allma_def_get_object(ck, step, NULL, "customConfig", false);
+	JsonbContainer *params;
+	char	   *detail = psprintf("Module \"%s\" runs the SQL statement in customConfig.sql.",
+								  module);
 
-	PG_TRY();
+	if (config == NULL || allma_def_get_string(ck, config, "customConfig", "sql", false) == NULL)
+		allma_def_error_missing(ck, "customConfig.sql", detail);
+	allma_def_get_nonempty_string(ck, config, "customConfig", "sql", true);
+	params = allma_def_get_array(ck, config, "customConfig", "parameters", false);
+	if (params != NULL)
 	{
-		result = call_handler(handler, input);
-	}
-	PG_CATCH();
-	{
-		rethrow_step_error(cxt);
-	}
-	PG_END_TRY();
+		int			n;
+		int			i;
+		AllmaDefMember	   *elems = allma_def_members(params, &n);
 
-	return result;
+		for (i = 0; i < n; i++)
+		{
+			if (elems[i].value.type == jbvString &&
+				elems[i].value.val.string.len > 0 &&
+				elems[i].value.val.string.val[0] == '$')
+				allma_def_check_jsonpath(ck, allma_def_element_name("customConfig.parameters", i),
+										 allma_def_string_value(&elems[i].value));
+		}
+	}
 }
+
+const AllmaBuiltinModule allma_sql_modules[] = {
+	{ALLMA_MODULE_SQL_QUERY, ALLMA_MODULES_DATA, false, NULL, run_sql_query, check_sql_config},
+	{ALLMA_MODULE_SQL_EXECUTE, ALLMA_MODULES_DATA, false, NULL, run_sql_execute, check_sql_config},
+	{NULL}
+};

@@ -1,0 +1,519 @@
+/*-------------------------------------------------------------------------
+ *
+ * fork.c
+ *	  The PARALLEL_FORK_MANAGER step: starting a fork, joining it, and what
+ *	  a finished branch contributes.
+ *
+ * Starting: every item at itemsPath times every branch template whose
+ * condition holds becomes an AllmaBranchSpec; store.c inserts them as
+ * paths of this execution and the parent path waits.  Joining: when the
+ * last branch finishes, the parent is claimed again with joining set and
+ * allma_fork_join builds the step's output from the branch rows with SQL,
+ * so the worker never holds every branch result at once.
+ *
+ * IDENTIFICATION
+ *	  src/steps/fork.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/memutils.h"
+
+#include "condition.h"
+#include "defcheck.h"
+#include "jsonb_util.h"
+#include "path.h"
+#include "steps.h"
+#include "store.h"
+#include "template.h"
+
+static Jsonb *
+aggregation_config(AllmaStep *step)
+{
+	Jsonb	   *agg = allma_jsonb_get(step->def, "aggregationConfig");
+
+	return allma_jsonb_is_object(agg) ? agg : allma_jsonb_empty_object();
+}
+
+static const char *
+aggregation_strategy(Jsonb *agg)
+{
+	char	   *strategy = allma_jsonb_get_cstring(agg, "strategy");
+
+	return strategy ? strategy : "COLLECT_ARRAY";
+}
+
+static Jsonb *
+aggregated_output(Jsonb *data)
+{
+	return allma_jsonb_set_key(NULL, "aggregatedData", data);
+}
+
+static Jsonb *
+empty_aggregate(Jsonb *agg)
+{
+	const char *strategy = aggregation_strategy(agg);
+
+	if (strcmp(strategy, "MERGE_OBJECTS") == 0)
+		return aggregated_output(allma_jsonb_empty_object());
+	if (strcmp(strategy, "SUM") == 0)
+		return aggregated_output(allma_jsonb_int(0));
+	if (strcmp(strategy, "NONE") == 0)
+	{
+		Jsonb	   *out = aggregated_output(allma_jsonb_null());
+
+		out = allma_jsonb_set_key(out, "aggregationSkipped", allma_jsonb_bool(true));
+		out = allma_jsonb_set_key(out, "branchCount", allma_jsonb_int(0));
+		return allma_jsonb_set_key(out, "failedBranchCount", allma_jsonb_int(0));
+	}
+	return aggregated_output(allma_jsonb_empty_array());
+}
+
+/* the branch's overlay: {currentItem} plus its inputMappings and literals */
+static Jsonb *
+branch_overlay(StepRun *run, Jsonb *branch, Jsonb *item, Jsonb *item_ctx)
+{
+	Jsonb	   *overlay = allma_jsonb_set_key(NULL, "currentItem", item);
+	Jsonb	   *mappings = allma_jsonb_get(branch, "inputMappings");
+	Jsonb	   *literals = allma_jsonb_get(branch, "literals");
+	ListCell   *lc;
+
+	if (allma_jsonb_is_object(mappings))
+	{
+		List	   *keys = allma_jsonb_object_keys(mappings);
+
+		foreach(lc, keys)
+		{
+			char	   *key = lfirst(lc);
+			char	   *path = allma_jsonb_get_cstring(mappings, key);
+			Jsonb	   *v = path ? allma_path_get(item_ctx, path) : NULL;
+
+			if (v != NULL)
+				overlay = allma_dotpath_set(overlay, key, v);
+		}
+	}
+	if (allma_jsonb_is_object(literals))
+	{
+		Jsonb	   *rendered = allma_template_render_value(literals, item_ctx);
+		List	   *keys = allma_jsonb_object_keys(rendered);
+
+		foreach(lc, keys)
+		{
+			char	   *key = lfirst(lc);
+
+			overlay = allma_dotpath_set(overlay, key, allma_jsonb_get(rendered, key));
+		}
+	}
+	return overlay;
+}
+
+/* branches are inserted in chunks of this many, so memory stays bounded */
+#define FORK_CHUNK 5000
+
+static void
+add_branch(AllmaPathState *ps, AllmaForkSpec *spec, const char *branch_id, int ordinal,
+		   int item_index, const char *step_id, Jsonb *overlay, int64 delay_ms)
+{
+	AllmaBranchSpec *b;
+	MemoryContext oldcxt;
+
+	if (spec->nbranches == spec->capacity)
+	{
+		allma_store_insert_branches(&ps->execution_id, ps->path_id, spec);
+		MemoryContextReset(spec->chunkcxt);
+		spec->nbranches = 0;
+	}
+	oldcxt = MemoryContextSwitchTo(spec->chunkcxt);
+	b = &spec->branches[spec->nbranches++];
+	spec->ntotal++;
+	b->branch_id = pstrdup(branch_id);
+	b->ordinal = ordinal;
+	b->item_index = item_index;
+	b->step_id = pstrdup(step_id);
+	b->overlay = (Jsonb *) palloc(VARSIZE(overlay));
+	memcpy(b->overlay, overlay, VARSIZE(overlay));
+	b->delay_ms = delay_ms;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * allma_fork_start plans the branches of a fork.  Returns the step's output when
+ * there is nothing to run (no item or no matching branch), else NULL with
+ * run->forked set and the spec in run->ps->fork.
+ */
+/*
+ * fork_item_count: the number of items at itemsPath; 0 for none.  A
+ * non-array value is one item (Allma).
+ */
+static int
+fork_item_count(Jsonb *items)
+{
+	JsonbValue	v;
+
+	if (items == NULL || (allma_jsonb_scalar(items, &v) && v.type == jbvNull))
+		return 0;
+	if (allma_jsonb_is_array(items))
+		return JB_ROOT_COUNT(items);
+	return 1;
+}
+
+/*
+ * allma_fork_start plans and inserts the branches of a fork, a chunk at a time,
+ * walking the item array without copying it.  Returns the step's output
+ * when there is nothing to run (no item or no matching branch), else NULL
+ * with run->forked set and the fork in run->ps->fork (store.c inserts its
+ * row when the pass ends).
+ */
+Jsonb *
+allma_fork_start(StepRun *run)
+{
+	AllmaStep  *step = run->step;
+	Jsonb	   *agg = aggregation_config(step);
+	char	   *items_path = allma_jsonb_get_cstring(step->def, "itemsPath");
+	Jsonb	   *items = items_path ? allma_path_get(run->ps->context, items_path) : NULL;
+	int			nitems = fork_item_count(items);
+	List	   *templates = allma_jsonb_array_elements(allma_jsonb_get(step->def, "parallelBranches"));
+	Jsonb	   *base = run->ps->context;
+	double		max_concurrency = 0;
+	AllmaForkSpec *spec;
+	MemoryContext oldcxt;
+	MemoryContext itemcxt;
+	JsonbIterator *it = NULL;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if ((int64) nitems * list_length(templates) > allma_max_fork_branches)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("fork step \"%s\" would start up to %lld branches, more than allma.max_fork_branches (%d)",
+						step->id, (long long) nitems * list_length(templates),
+						allma_max_fork_branches),
+				 errhint("Split the work, or raise allma.max_fork_branches.")));
+
+	/* the item list is not copied into the branches' shared context */
+	if (items_path != NULL && strncmp(items_path, "$.", 2) == 0 &&
+		strpbrk(items_path + 2, ".[*?'\" ") == NULL)
+		base = allma_jsonb_delete_key(base, items_path + 2);
+
+	(void) allma_jsonb_get_number(agg, "maxConcurrency", &max_concurrency);
+
+	oldcxt = MemoryContextSwitchTo(run->pathcxt);
+	spec = palloc0(sizeof(AllmaForkSpec));
+	spec->step_id = pstrdup(step->id);
+	spec->base = (Jsonb *) palloc(VARSIZE(base));
+	memcpy(spec->base, base, VARSIZE(base));
+	spec->max_concurrency = (int32) Max(max_concurrency, 0);
+	spec->capacity = FORK_CHUNK;
+	spec->branches = palloc(sizeof(AllmaBranchSpec) * spec->capacity);
+	spec->chunkcxt = AllocSetContextCreate(run->pathcxt, "allma fork chunk",
+										   ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(oldcxt);
+
+	itemcxt = AllocSetContextCreate(CurrentMemoryContext, "allma fork item",
+									ALLOCSET_DEFAULT_SIZES);
+	if (nitems > 0 && allma_jsonb_is_array(items))
+		it = JsonbIteratorInit(&items->root);
+
+	for (int item_index = 0; item_index < nitems; item_index++)
+	{
+		Jsonb	   *item;
+		Jsonb	   *item_ctx;
+		ListCell   *lc2;
+		int			ordinal = 0;
+
+		oldcxt = MemoryContextSwitchTo(itemcxt);
+		if (it == NULL)
+			item = items;
+		else
+		{
+			/* next element of the array (containers come back whole) */
+			while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_ELEM)
+				Assert(tok != WJB_DONE);
+			item = JsonbValueToJsonb(&v);
+		}
+		item_ctx = allma_jsonb_set_key(base, "currentItem", item);
+		foreach(lc2, templates)
+		{
+			Jsonb	   *branch = lfirst(lc2);
+			char	   *cond = allma_jsonb_get_cstring(branch, "condition");
+			char	   *branch_id = allma_jsonb_get_cstring(branch, "branchId");
+			char	   *first = allma_jsonb_get_cstring(branch, "stepInstanceId");
+
+			if (first != NULL && (cond == NULL || allma_condition_eval(cond, item_ctx)))
+				add_branch(run->ps, spec, branch_id ? branch_id : first, ordinal, item_index,
+						   first, branch_overlay(run, branch, item, item_ctx),
+						   allma_step_delay_ms(allma_flow_step(run->ps->flow, first), true));
+			ordinal++;
+		}
+		MemoryContextSwitchTo(oldcxt);
+		/* the iterator's state lives in the caller's context, not itemcxt */
+		MemoryContextReset(itemcxt);
+	}
+	MemoryContextDelete(itemcxt);
+
+	if (spec->ntotal == 0)
+		return empty_aggregate(agg);
+
+	/* the last chunk */
+	if (spec->nbranches > 0)
+		allma_store_insert_branches(&run->ps->execution_id, run->ps->path_id, spec);
+	MemoryContextDelete(spec->chunkcxt);
+	spec->chunkcxt = NULL;
+	spec->nbranches = 0;
+	spec->branches = NULL;
+
+	run->forked = true;
+	run->ps->fork = spec;
+	return NULL;
+}
+
+static Jsonb *
+spi_jsonb(const char *sql, AllmaPathState *ps, Jsonb *arg3)
+{
+	Oid			types[3] = {UUIDOID, INT8OID, JSONBOID};
+	Datum		values[3];
+	bool		isnull;
+	Datum		d;
+	Jsonb	   *result = NULL;
+	MemoryContext outer = CurrentMemoryContext;
+
+	values[0] = UUIDPGetDatum(&ps->execution_id);
+	values[1] = Int64GetDatum(ps->path_id);
+	values[2] = arg3 ? JsonbPGetDatum(arg3) : (Datum) 0;
+	/*
+	 * Not read-only: that takes a fresh snapshot.  The parent path may have
+	 * been claimed through FOR UPDATE after its wake-up committed later than
+	 * this pass's first snapshot, which would not show the last branches.
+	 */
+	SPI_connect();
+	if (SPI_execute_with_args(sql, arg3 ? 3 : 2, types, values, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "allma: fork aggregation query failed");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+	{
+		MemoryContext spicxt = MemoryContextSwitchTo(outer);
+
+		result = DatumGetJsonbPCopy(d);
+		MemoryContextSwitchTo(spicxt);
+	}
+	SPI_finish();
+	return result;
+}
+
+#define BRANCHES_OF_FORK \
+	" FROM allma.execution_paths WHERE execution_id = $1 AND parent_path_id = $2"
+
+/*
+ * allma_fork_join joins a finished fork: counts, failure policy, then the
+ * strategy's aggregate, all computed by SQL over the branch rows.
+ */
+Jsonb *
+allma_fork_join(StepRun *run)
+{
+	AllmaPathState *ps = run->ps;
+	Jsonb	   *agg = aggregation_config(run->step);
+	const char *strategy = aggregation_strategy(agg);
+	Jsonb	   *counts;
+	double		total = 0,
+				failed = 0,
+				pct = -1,
+				tolerated_count = -1;
+	bool		fail_on_error = true;
+	bool		tolerated;
+	Jsonb	   *data;
+
+	ps->joined = true;
+	counts = spi_jsonb("SELECT jsonb_build_object('total', count(*), "
+					   "'failed', count(*) FILTER (WHERE status = 'FAILED'))"
+					   BRANCHES_OF_FORK, ps, NULL);
+	(void) allma_jsonb_get_number(counts, "total", &total);
+	(void) allma_jsonb_get_number(counts, "failed", &failed);
+	(void) allma_jsonb_get_bool(agg, "failOnBranchError", &fail_on_error);
+	(void) allma_jsonb_get_number(agg, "toleratedFailurePercentage", &pct);
+	(void) allma_jsonb_get_number(agg, "toleratedFailureCount", &tolerated_count);
+
+	tolerated = failed == 0 || !fail_on_error ||
+		(pct >= 0 && failed * 100.0 <= pct * total) ||
+		(tolerated_count >= 0 && failed <= tolerated_count);
+
+	if (!tolerated)
+	{
+		Jsonb	   *errors = spi_jsonb("SELECT jsonb_agg(jsonb_build_object('branchId', branch_id, "
+									   "'itemIndex', item_index, 'error', error) ORDER BY item_index, branch_ordinal) "
+									   "FROM (SELECT * " BRANCHES_OF_FORK " AND status = 'FAILED' "
+									   "ORDER BY item_index, branch_ordinal LIMIT 100) f", ps, NULL);
+		Jsonb	   *first = allma_jsonb_get(allma_jsonb_array_element(errors, 0), "error");
+		Jsonb	   *details = allma_jsonb_set_key(NULL, "branchErrors", errors);
+		Jsonb	   *detail;
+
+		details = allma_jsonb_set_key(details, "branchCount", allma_jsonb_int((int64) total));
+		details = allma_jsonb_set_key(details, "failedBranchCount", allma_jsonb_int((int64) failed));
+		detail = allma_jsonb_set_key(NULL, "errorName", allma_jsonb_string(ALLMA_ERR_PARALLEL));
+		detail = allma_jsonb_set_key(detail, "errorDetails", details);
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_PERMANENT_STEP_ERROR),
+				 errmsg("One or more parallel branches failed. First error: %s",
+						first ? allma_jsonb_to_display_text(allma_jsonb_get(first, "errorMessage")) : "unknown"),
+				 errdetail_internal("%s", allma_jsonb_to_cstring(detail))));
+	}
+
+	if (strcmp(strategy, "NONE") == 0)
+	{
+		Jsonb	   *out = aggregated_output(allma_jsonb_null());
+
+		out = allma_jsonb_set_key(out, "aggregationSkipped", allma_jsonb_bool(true));
+		out = allma_jsonb_set_key(out, "branchCount", allma_jsonb_int((int64) total));
+		return allma_jsonb_set_key(out, "failedBranchCount", allma_jsonb_int((int64) failed));
+	}
+	if (strcmp(strategy, "SUM") == 0)
+		data = spi_jsonb("SELECT to_jsonb(coalesce(sum((result #>> '{}')::numeric) "
+						 "FILTER (WHERE jsonb_typeof(result) = 'number'), 0))"
+						 BRANCHES_OF_FORK " AND status = 'DONE'", ps, NULL);
+	else if (strcmp(strategy, "MERGE_OBJECTS") == 0)
+	{
+		data = spi_jsonb("SELECT coalesce(jsonb_object_agg(e.key, e.value ORDER BY p.item_index, p.branch_ordinal), '{}') "
+						 "FROM allma.execution_paths p, jsonb_each(p.result) e "
+						 "WHERE p.execution_id = $1 AND p.parent_path_id = $2 AND p.status = 'DONE' "
+						 "AND jsonb_typeof(p.result) = 'object'", ps, NULL);
+		if (failed > 0)
+			data = allma_jsonb_set_key(data, "_branchErrors",
+									   spi_jsonb("SELECT jsonb_agg(jsonb_build_object('branchId', branch_id, "
+												 "'error', error) ORDER BY item_index, branch_ordinal)"
+												 BRANCHES_OF_FORK " AND status = 'FAILED'", ps, NULL));
+	}
+	else
+		/* COLLECT_ARRAY (and CUSTOM_MODULE, which Allma never implemented) */
+		data = spi_jsonb("SELECT coalesce(jsonb_agg(CASE WHEN status = 'DONE' THEN result "
+						 "ELSE jsonb_build_object('branchId', branch_id, 'error', error) END "
+						 "ORDER BY item_index, branch_ordinal), '[]')"
+						 BRANCHES_OF_FORK, ps, NULL);
+	return aggregated_output(data ? data : allma_jsonb_null());
+}
+
+/*
+ * allma_fork_branch_result: what a finished branch contributes: its context's
+ * "output" key (Allma), or else its last step's output, reduced by the
+ * fork's aggregationConfig.dataPath.
+ */
+Jsonb *
+allma_fork_branch_result(AllmaPathState *ps)
+{
+	Jsonb	   *result = allma_jsonb_get(ps->context, "output");
+	AllmaStep  *fork = allma_flow_step(ps->flow, ps->fork_step_id);
+	char	   *data_path;
+
+	if (result == NULL)
+		result = ps->last_output ? ps->last_output : allma_jsonb_null();
+	if (fork == NULL)
+		return result;
+	data_path = allma_jsonb_get_cstring(aggregation_config(fork), "dataPath");
+	if (data_path != NULL && strcmp(data_path, "$") != 0 && strcmp(data_path, "$.") != 0 &&
+		strcmp(data_path, "$.output") != 0)
+	{
+		Jsonb	   *v = allma_path_get(result, data_path);
+
+		if (v == NULL && strncmp(data_path, "$.output", 8) == 0)
+			v = allma_path_get(allma_jsonb_set_key(NULL, "output", result), data_path);
+		result = v ? v : allma_jsonb_null();
+	}
+	return result;
+}
+
+/* ----------------------------------------------------------------
+ * The definition check
+ * ----------------------------------------------------------------
+ */
+
+/* the largest aggregationConfig.maxConcurrency */
+#define MAX_CONCURRENCY				1000000
+
+static const char *const aggregation_strategies[] = {
+	"COLLECT_ARRAY", "MERGE_OBJECTS", "SUM", "NONE", "CUSTOM_MODULE", NULL
+};
+
+/* aggregationConfig of a PARALLEL_FORK_MANAGER */
+static void
+check_aggregation(AllmaChecker *ck, JsonbContainer *step)
+{
+	const char *parent = "aggregationConfig";
+	JsonbContainer *agg = allma_def_get_object(ck, step, NULL, parent, false);
+	char	   *strategy;
+	char	   *custom;
+
+	if (agg == NULL)
+		return;
+	strategy = allma_def_get_string(ck, agg, parent, "strategy", false);
+	if (strategy != NULL)
+		allma_def_check_enum(ck, "aggregationConfig.strategy", strategy,
+							 aggregation_strategies);
+	allma_def_check_jsonpath_field(ck, agg, parent, "dataPath", false);
+	custom = allma_def_get_nonempty_string(ck, agg, parent, "customModuleIdentifier", false);
+	if (strategy != NULL && strcmp(strategy, "CUSTOM_MODULE") == 0 && custom == NULL)
+		allma_def_error_missing(ck, "aggregationConfig.customModuleIdentifier",
+								"Strategy \"CUSTOM_MODULE\" names the module that aggregates.");
+	allma_def_get_bool(ck, agg, parent, "failOnBranchError", NULL);
+	allma_def_check_number_field(ck, agg, parent, "maxConcurrency", true,
+								 0, false, MAX_CONCURRENCY, ERRCODE_ALLMA_INVALID_DEFINITION);
+	allma_def_check_number_field(ck, agg, parent, "toleratedFailurePercentage", false,
+								 0, false, 100, ERRCODE_ALLMA_INVALID_DEFINITION);
+	allma_def_check_number_field(ck, agg, parent, "toleratedFailureCount", true,
+								 0, false, INFINITY, ERRCODE_ALLMA_INVALID_DEFINITION);
+}
+
+void
+allma_check_parallel(AllmaChecker *ck, JsonbContainer *step)
+{
+	JsonbContainer *branches;
+
+	allma_def_check_jsonpath_field(ck, step, NULL, "itemsPath", false);
+	branches = allma_def_get_array(ck, step, NULL, "parallelBranches", false);
+	if (branches != NULL)
+	{
+		int			n;
+		int			i;
+		int			j;
+		AllmaDefMember	   *elems = allma_def_members(branches, &n);
+		char	  **ids = palloc0(sizeof(char *) * Max(n, 1));
+
+		for (i = 0; i < n; i++)
+		{
+			char	   *field = allma_def_element_name("parallelBranches", i);
+			JsonbContainer *b;
+			JsonbValue	v;
+
+			if (!allma_def_is_object(&elems[i].value))
+				allma_def_error_type(ck, field, "an object", &elems[i].value);
+			b = elems[i].value.val.binary.data;
+			ids[i] = allma_def_get_nonempty_string(ck, b, field, "branchId", true);
+			for (j = 0; j < i; j++)
+			{
+				if (strcmp(ids[i], ids[j]) == 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+							 errmsg("%s repeats branch id \"%s\"",
+									allma_def_where(ck, allma_def_member_name(field, "branchId")),
+									ids[i]),
+							 errdetail("parallelBranches[%d] has the same branchId.", j)));
+			}
+			if (!allma_def_lookup(b, "stepInstanceId", &v))
+				ereport(ERROR,
+						(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+						 errmsg("%s is required",
+								allma_def_where(ck, allma_def_member_name(field, "stepInstanceId"))),
+						 allma_def_lookup(b, "subFlowDefinitionId", &v) ?
+						 errhint("Inline sub-flow branches do not run; start the sub-flow from a START_FLOW_EXECUTION step in the branch.") : 0));
+			allma_def_check_step_ref_field(ck, b, field, "stepInstanceId", true);
+			allma_def_check_condition_field(ck, b, field, "condition", false);
+			allma_def_get_string(ck, b, field, "icon", false);
+			allma_def_check_input_mappings(ck, b, field, "inputMappings");
+			allma_def_check_literals(ck, b, field);
+		}
+	}
+	check_aggregation(ck, step);
+}

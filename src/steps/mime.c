@@ -1,0 +1,304 @@
+/*-------------------------------------------------------------------------
+ *
+ * mime.c
+ *	  The MIME message builder of the EMAIL step.
+ *
+ * An EMAIL step's message as SMTP carries it (RFC 5322 with MIME): the
+ * addresses of the rendered step's fields (a string, comma- or
+ * semicolon-separated, or an array), header fields encoded when they are
+ * not ASCII, the body as 8bit text (base64 when a line is too long for
+ * SMTP), and attachments as a multipart/mixed message.  CRLF line ends
+ * throughout.  Pure string building: no catalog access.
+ *
+ * IDENTIFICATION
+ *	  src/steps/mime.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <time.h>
+
+#include "common/base64.h"
+#include "lib/stringinfo.h"
+#include "utils/timestamp.h"
+
+#include "jsonb_util.h"
+#include "steps.h"
+
+List *
+allma_mime_addresses(Jsonb *v)
+{
+	List	   *out = NIL;
+
+	if (allma_jsonb_is_array(v))
+	{
+		ListCell   *lc;
+
+		foreach(lc, allma_jsonb_array_elements(v))
+			out = list_concat(out, allma_mime_addresses(lfirst(lc)));
+	}
+	else if (v != NULL)
+	{
+		char	   *s = allma_jsonb_to_display_text(v);
+		char	   *tok;
+		char	   *save;
+
+		for (tok = strtok_r(s, ",;", &save); tok; tok = strtok_r(NULL, ",;", &save))
+		{
+			while (*tok == ' ')
+				tok++;
+			if (*tok)
+			{
+				char	   *end = tok + strlen(tok) - 1;
+
+				while (end > tok && *end == ' ')
+					*end-- = '\0';
+				if (strchr(tok, '\r') || strchr(tok, '\n'))
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("email address \"%s\" contains a line break", tok)));
+				out = lappend(out, pstrdup(tok));
+			}
+		}
+	}
+	return out;
+}
+
+char *
+allma_mime_join_addresses(List *list)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, list)
+		appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", (char *) lfirst(lc));
+	return buf.data;
+}
+
+/* the address part of "Name <addr>" or "addr" */
+char *
+allma_mime_bare_address(const char *a)
+{
+	const char *lt = strchr(a, '<');
+	const char *gt = lt ? strchr(lt, '>') : NULL;
+
+	if (lt && gt)
+		return pnstrdup(lt + 1, gt - lt - 1);
+	return pstrdup(a);
+}
+
+/* header text: RFC 2047 encoded when not plain ASCII */
+char *
+allma_mime_header_text(const char *s)
+{
+	bool		ascii = true;
+
+	for (const char *p = s; *p; p++)
+	{
+		if ((unsigned char) *p >= 0x80)
+			ascii = false;
+		if (*p == '\r' || *p == '\n')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("email header text contains a line break")));
+	}
+	if (ascii)
+		return pstrdup(s);
+	{
+		int			len = strlen(s);
+		char	   *enc = palloc(pg_b64_enc_len(len) + 1);
+		int			n = pg_b64_encode(s, len, enc, pg_b64_enc_len(len));
+
+		enc[Max(n, 0)] = '\0';
+		return psprintf("=?UTF-8?B?%s?=", enc);
+	}
+}
+
+/* RFC 5322 date of now, in UTC */
+static char *
+mail_date(void)
+{
+	static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	time_t		now = timestamptz_to_time_t(GetCurrentTimestamp());
+	struct tm	tm;
+
+	gmtime_r(&now, &tm);
+	return psprintf("%s, %02d %s %04d %02d:%02d:%02d +0000",
+					days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
+					tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* does the body look like HTML (a tag such as <p> or </div>)? */
+static bool
+looks_like_html(const char *body)
+{
+	for (const char *p = strchr(body, '<'); p; p = strchr(p + 1, '<'))
+	{
+		if ((isalpha((unsigned char) p[1]) || (p[1] == '/' && isalpha((unsigned char) p[2]))) &&
+			strchr(p, '>') != NULL)
+			return true;
+	}
+	return false;
+}
+
+/* append_base64: a transfer-encoding header, a blank line, data in base64 lines */
+static void
+append_base64(StringInfo msg, const char *data, int len)
+{
+	char	   *enc = palloc(pg_b64_enc_len(len) + 1);
+	int			n = pg_b64_encode(data, len, enc, pg_b64_enc_len(len));
+
+	appendStringInfoString(msg, "Content-Transfer-Encoding: base64\r\n\r\n");
+	for (int i = 0; i < n; i += 76)
+	{
+		appendBinaryStringInfo(msg, enc + i, Min(76, n - i));
+		appendStringInfoString(msg, "\r\n");
+	}
+}
+
+/*
+ * append_mail_body adds the body with CRLF line ends: as 8bit text, or in
+ * base64 when a line is too long for SMTP (998 bytes).
+ */
+static void
+append_mail_body(StringInfo msg, const char *body)
+{
+	int			line = 0;
+	bool		long_line = false;
+
+	for (const char *p = body; *p; p++)
+	{
+		line = (*p == '\n') ? 0 : line + 1;
+		if (line > 990)
+			long_line = true;
+	}
+	if (!long_line)
+	{
+		appendStringInfoString(msg, "Content-Transfer-Encoding: 8bit\r\n\r\n");
+		for (const char *p = body; *p; p++)
+		{
+			if (*p == '\n' && (p == body || p[-1] != '\r'))
+				appendStringInfoChar(msg, '\r');
+			appendStringInfoChar(msg, *p);
+		}
+		appendStringInfoString(msg, "\r\n");
+	}
+	else
+		append_base64(msg, body, strlen(body));
+}
+
+/*
+ * append_custom_headers adds the step's customHeaders: an object of
+ * name: value, or an array of {"name": ..., "value": ...}.
+ */
+static void
+append_custom_headers(const char *step_id, StringInfo msg, Jsonb *headers)
+{
+	List	   *pairs = NIL;
+	ListCell   *lc;
+
+	JsonbValue	scalar;
+
+	if (headers == NULL ||
+		(allma_jsonb_scalar(headers, &scalar) && scalar.type == jbvNull))
+		return;
+	if (allma_jsonb_is_array(headers))
+	{
+		foreach(lc, allma_jsonb_array_elements(headers))
+		{
+			char	   *name = allma_jsonb_get_cstring(lfirst(lc), "name");
+			char	   *value = allma_jsonb_get_cstring(lfirst(lc), "value");
+
+			if (name == NULL || value == NULL)
+				allma_step_raise_config_error(psprintf("EMAIL step \"%s\": each entry of customHeaders needs \"name\" and \"value\"",
+													   step_id));
+			pairs = lappend(pairs, list_make2(name, value));
+		}
+	}
+	else if (allma_jsonb_is_object(headers))
+	{
+		foreach(lc, allma_jsonb_object_keys(headers))
+			pairs = lappend(pairs, list_make2(lfirst(lc),
+											  allma_jsonb_to_display_text(allma_jsonb_get(headers, lfirst(lc)))));
+	}
+	else
+		allma_step_raise_config_error(psprintf("EMAIL step \"%s\": customHeaders must be an object or an array",
+											   step_id));
+
+	foreach(lc, pairs)
+	{
+		char	   *name = linitial(lfirst(lc));
+		char	   *value = lsecond(lfirst(lc));
+
+		for (const char *p = name; *p; p++)
+			if (!(isalnum((unsigned char) *p) || *p == '-'))
+				allma_step_raise_config_error(psprintf("EMAIL step \"%s\": invalid header name \"%s\" in customHeaders",
+													   step_id, name));
+		appendStringInfo(msg, "%s: %s\r\n", name, allma_mime_header_text(value));
+	}
+}
+
+/*
+ * allma_mime_build appends the message m to msg: its header fields, then
+ * the body alone (text/plain, or text/html when it looks like HTML), or a
+ * multipart/mixed of the body and the attachments in base64.  Header
+ * values are RFC 2047 encoded when not plain ASCII; a line break in one, a
+ * bad custom header or a body that contains the boundary is an error.
+ */
+void
+allma_mime_build(AllmaMailMessage *m, StringInfo msg)
+{
+	const char *body = m->body;
+	ListCell   *lc;
+
+	if (m->from_name != NULL)
+		appendStringInfo(msg, "From: %s <%s>\r\n", allma_mime_header_text(m->from_name),
+						 allma_mime_bare_address(m->from));
+	else
+		appendStringInfo(msg, "From: %s\r\n", allma_mime_header_text(m->from));
+	appendStringInfo(msg, "To: %s\r\n", allma_mime_header_text(allma_mime_join_addresses(m->to)));
+	if (m->cc != NIL)
+		appendStringInfo(msg, "Cc: %s\r\n", allma_mime_header_text(allma_mime_join_addresses(m->cc)));
+	if (m->reply_to != NIL)
+		appendStringInfo(msg, "Reply-To: %s\r\n",
+						 allma_mime_header_text(allma_mime_join_addresses(m->reply_to)));
+	appendStringInfo(msg, "Subject: %s\r\n", allma_mime_header_text(m->subject ? m->subject : ""));
+	appendStringInfo(msg, "Date: %s\r\n", mail_date());
+	appendStringInfo(msg, "Message-ID: %s\r\n", m->message_id);
+	append_custom_headers(m->step_id, msg, m->custom_headers);
+	appendStringInfoString(msg, "MIME-Version: 1.0\r\n");
+	if (m->attachments == NIL)
+	{
+		appendStringInfo(msg, "Content-Type: %s; charset=UTF-8\r\n",
+						 looks_like_html(body) ? "text/html" : "text/plain");
+		append_mail_body(msg, body);
+	}
+	else
+	{
+		/* the boundary cannot occur in base64 or in the body (checked) */
+		const char *boundary = m->boundary;
+
+		if (strstr(body, boundary) != NULL)
+			allma_step_raise_config_error(psprintf("EMAIL step \"%s\": the body contains the MIME boundary",
+												   m->step_id));
+		appendStringInfo(msg, "Content-Type: multipart/mixed; boundary=\"%s\"\r\n\r\n", boundary);
+		appendStringInfo(msg, "--%s\r\n", boundary);
+		appendStringInfo(msg, "Content-Type: %s; charset=UTF-8\r\n",
+						 looks_like_html(body) ? "text/html" : "text/plain");
+		append_mail_body(msg, body);
+		foreach(lc, m->attachments)
+		{
+			AllmaMailAttachment *a = lfirst(lc);
+
+			appendStringInfo(msg, "--%s\r\n", boundary);
+			appendStringInfo(msg, "Content-Type: %s; name=\"%s\"\r\n", a->content_type, a->filename);
+			appendStringInfo(msg, "Content-Disposition: attachment; filename=\"%s\"\r\n", a->filename);
+			append_base64(msg, a->data, a->len);
+		}
+		appendStringInfo(msg, "--%s--\r\n", boundary);
+	}
+}
