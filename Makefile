@@ -27,7 +27,10 @@ OBJS = \
 	src/http.o \
 	src/llm.o \
 	src/prompt.o \
-	src/secret.o
+	src/secret.o \
+	src/picture.o \
+	src/graph.o \
+	src/timeline.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.
