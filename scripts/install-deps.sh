@@ -4,7 +4,9 @@
 set -euo pipefail
 
 PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron
-          libcurl4-openssl-dev libipc-run-perl make gcc python3)
+          libcurl4-openssl-dev libipc-run-perl make gcc python3
+          # t/075_pictures.pl renders graphs and opens timelines
+          graphviz chromium)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
