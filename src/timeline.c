@@ -1030,7 +1030,7 @@ draw_legend(Timeline *tl, double y)
 						 "<rect class=\"key %s\" x=\"%d\" y=\"%.1f\" width=\"14\" height=\"%d\" rx=\"2\"/>"
 						 "<text class=\"label\" x=\"%d\" y=\"%.1f\">%s</text>\n",
 						 bars[i][0], x, y, BAR_H, x + 18, y + BAR_H - 2, bars[i][1]);
-		x += 30 + 7 * strlen(bars[i][1]);
+		x += 36 + 7 * strlen(bars[i][1]);
 	}
 	for (i = 0; i < lengthof(gaps); i++)
 	{
