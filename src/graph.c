@@ -88,6 +88,29 @@ typedef enum NodeShape
 	SHAPE_MISSING
 } NodeShape;
 
+/* how each shape is written: Mermaid's brackets around the quoted label, DOT's attributes */
+typedef struct ShapeStyle
+{
+	const char *mermaid_open;
+	const char *mermaid_close;
+	const char *dot;
+} ShapeStyle;
+
+static const ShapeStyle shape_styles[] = {
+	[SHAPE_STEP] = {"(\"", "\")", ""},
+	[SHAPE_END_FLOW] = {"([\"", "\"])", ", shape=octagon, style=filled"},
+	[SHAPE_FORK] = {"{{\"", "\"}}", ", shape=hexagon, style=filled"},
+	[SHAPE_WAIT] = {"[/\"", "\"/]", ", shape=parallelogram, style=filled"},
+	[SHAPE_POLL] = {"[\\\"", "\"\\]", ", shape=trapezium, style=filled"},
+	[SHAPE_SUBFLOW] = {"[[\"", "\"]]", ", shape=box, style=filled, peripheries=2"},
+	[SHAPE_TRIGGER] = {">\"", "\"]", ", shape=cds, style=filled"},
+	[SHAPE_START] = {"((\"", "\"))",
+	", shape=circle, style=filled, fillcolor=\"#37474f\", color=\"#37474f\", fontcolor=\"#ffffff\""},
+	[SHAPE_END] = {"((\"", "\"))",
+	", shape=doublecircle, style=filled, fillcolor=\"#37474f\", color=\"#37474f\", fontcolor=\"#ffffff\""},
+	[SHAPE_MISSING] = {"[\"", "\"]", ", style=dashed, color=\"#c62828\", fontcolor=\"#c62828\""},
+};
+
 typedef enum NodeState
 {
 	STATE_PLAIN,				/* a flow graph: no execution */
@@ -708,9 +731,8 @@ overlay_steps(FlowGraph *g, Datum id)
 	Oid			types[1] = {UUIDOID};
 	Datum		values[1] = {id};
 	uint64		i;
-	int			rc;
 
-	rc = SPI_execute_with_args("SELECT step_instance_id, "
+	allma_picture_select("SELECT step_instance_id, "
 							   "       count(*) FILTER (WHERE status IN ('COMPLETED', 'FAILED')), "
 							   "       count(*) FILTER (WHERE status <> 'POLLING'), "
 							   "       count(*) FILTER (WHERE status = 'POLLING'), "
@@ -721,9 +743,7 @@ overlay_steps(FlowGraph *g, Datum id)
 							   "       min(error->>'errorName') FILTER (WHERE status = 'FAILED' AND next_step_instance_id IS NOT NULL) "
 							   "  FROM allma.step_executions WHERE execution_id = $1 "
 							   " GROUP BY step_instance_id",
-							   1, types, values, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "allma: reading the step history failed: %s", SPI_result_code_string(rc));
+							   1, types, values, NULL, 0);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -753,17 +773,14 @@ overlay_edges(FlowGraph *g, Datum id)
 	Oid			types[1] = {UUIDOID};
 	Datum		values[1] = {id};
 	uint64		i;
-	int			rc;
 
-	rc = SPI_execute_with_args("SELECT step_instance_id, next_step_instance_id, "
+	allma_picture_select("SELECT step_instance_id, next_step_instance_id, "
 							   "       details->>'caughtBy', count(*) "
 							   "  FROM allma.step_executions "
 							   " WHERE execution_id = $1 "
 							   "   AND (next_step_instance_id IS NOT NULL OR status = 'COMPLETED') "
 							   " GROUP BY 1, 2, 3",
-							   1, types, values, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "allma: reading the step history failed: %s", SPI_result_code_string(rc));
+							   1, types, values, NULL, 0);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -791,7 +808,6 @@ overlay_branches(FlowGraph *g, Datum id, List *live, TimestampTz now)
 	ListCell   *lc;
 	bool		first = true;
 	uint64		i;
-	int			rc;
 
 	initStringInfo(&json);
 	appendStringInfoChar(&json, '[');
@@ -814,7 +830,7 @@ overlay_branches(FlowGraph *g, Datum id, List *live, TimestampTz now)
 	values[0] = id;
 	values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
 
-	rc = SPI_execute_with_args("WITH h AS ("
+	allma_picture_select("WITH h AS ("
 							   "  SELECT f.path_id, f.branch_id, f.step_instance_id AS first_step, "
 							   "         CASE WHEN z.next_step_instance_id IS NULL THEN z.status END AS last_end "
 							   "    FROM (SELECT DISTINCT ON (path_id) path_id, branch_id, step_instance_id "
@@ -842,9 +858,7 @@ overlay_branches(FlowGraph *g, Datum id, List *live, TimestampTz now)
 							   "       count(*) FILTER (WHERE outcome = 'unfinished') "
 							   "  FROM p WHERE branch_id IS NOT NULL "
 							   " GROUP BY 1, 2",
-							   2, types, values, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "allma: reading the branch history failed: %s", SPI_result_code_string(rc));
+							   2, types, values, NULL, 0);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -1163,43 +1177,10 @@ write_mermaid(FlowGraph *g, const char *title, StringInfo buf)
 	for (i = 0; i < g->nnodes; i++)
 	{
 		GraphNode  *n = &g->nodes[i];
-		const char *open;
-		const char *close;
 
-		switch (n->shape)
-		{
-			case SHAPE_END_FLOW:
-				open = "([\"", close = "\"])";
-				break;
-			case SHAPE_FORK:
-				open = "{{\"", close = "\"}}";
-				break;
-			case SHAPE_WAIT:
-				open = "[/\"", close = "\"/]";
-				break;
-			case SHAPE_POLL:
-				open = "[\\\"", close = "\"\\]";
-				break;
-			case SHAPE_SUBFLOW:
-				open = "[[\"", close = "\"]]";
-				break;
-			case SHAPE_TRIGGER:
-				open = ">\"", close = "\"]";
-				break;
-			case SHAPE_START:
-			case SHAPE_END:
-				open = "((\"", close = "\"))";
-				break;
-			case SHAPE_MISSING:
-				open = "[\"", close = "\"]";
-				break;
-			default:
-				open = "(\"", close = "\")";
-				break;
-		}
-		appendStringInfo(buf, "    %s%s", n->name, open);
+		appendStringInfo(buf, "    %s%s", n->name, shape_styles[n->shape].mermaid_open);
 		append_lines(buf, n->lines, FORMAT_MERMAID);
-		appendStringInfo(buf, "%s\n", close);
+		appendStringInfo(buf, "%s\n", shape_styles[n->shape].mermaid_close);
 	}
 	for (i = 0; i < g->nedges; i++)
 	{
@@ -1264,41 +1245,8 @@ write_dot(FlowGraph *g, const char *title, StringInfo buf)
 	for (i = 0; i < g->nnodes; i++)
 	{
 		GraphNode  *n = &g->nodes[i];
-		const char *shape = "";
 		const char *state = "";
 
-		switch (n->shape)
-		{
-			case SHAPE_END_FLOW:
-				shape = ", shape=octagon, style=filled";
-				break;
-			case SHAPE_FORK:
-				shape = ", shape=hexagon, style=filled";
-				break;
-			case SHAPE_WAIT:
-				shape = ", shape=parallelogram, style=filled";
-				break;
-			case SHAPE_POLL:
-				shape = ", shape=trapezium, style=filled";
-				break;
-			case SHAPE_SUBFLOW:
-				shape = ", shape=box, style=filled, peripheries=2";
-				break;
-			case SHAPE_TRIGGER:
-				shape = ", shape=cds, style=filled";
-				break;
-			case SHAPE_START:
-				shape = ", shape=circle, style=filled, fillcolor=\"#37474f\", color=\"#37474f\", fontcolor=\"#ffffff\"";
-				break;
-			case SHAPE_END:
-				shape = ", shape=doublecircle, style=filled, fillcolor=\"#37474f\", color=\"#37474f\", fontcolor=\"#ffffff\"";
-				break;
-			case SHAPE_MISSING:
-				shape = ", style=dashed, color=\"#c62828\", fontcolor=\"#c62828\"";
-				break;
-			default:
-				break;
-		}
 		if (n->shape != SHAPE_START && n->shape != SHAPE_END && n->shape != SHAPE_MISSING)
 		{
 			switch (n->state)
@@ -1321,7 +1269,7 @@ write_dot(FlowGraph *g, const char *title, StringInfo buf)
 		}
 		appendStringInfo(buf, "    %s [label=\"", n->name);
 		append_lines(buf, n->lines, FORMAT_DOT);
-		appendStringInfo(buf, "\"%s%s];\n", shape, state);
+		appendStringInfo(buf, "\"%s%s];\n", shape_styles[n->shape].dot, state);
 	}
 	for (i = 0; i < g->nedges; i++)
 	{
@@ -1416,7 +1364,6 @@ allma_flow_graph(PG_FUNCTION_ARGS)
 	FlowGraph	g;
 	text	   *result;
 	bool		isnull;
-	int			rc;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
@@ -1427,18 +1374,16 @@ allma_flow_graph(PG_FUNCTION_ARGS)
 		nulls[1] = 'n';
 
 	SPI_connect();
-	rc = SPI_execute_with_args("SELECT v.version, v.definition FROM allma.flow_versions v "
+	allma_picture_select("SELECT v.version, v.definition FROM allma.flow_versions v "
 							   " WHERE v.flow_id = $1 "
 							   "   AND v.version = coalesce($2, (SELECT coalesce(f.published_version, f.latest_version) "
 							   "                                   FROM allma.flows f WHERE f.flow_id = $1))",
-							   2, types, values, nulls, true, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "allma: reading a flow definition failed: %s", SPI_result_code_string(rc));
+							   2, types, values, nulls, 1);
 	if (SPI_processed == 0)
 	{
-		rc = SPI_execute_with_args("SELECT 1 FROM allma.flows WHERE flow_id = $1",
-								   1, types, values, NULL, true, 1);
-		if (rc != SPI_OK_SELECT || SPI_processed == 0)
+		allma_picture_select("SELECT 1 FROM allma.flows WHERE flow_id = $1",
+								   1, types, values, NULL, 1);
+		if (SPI_processed == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_ALLMA_UNKNOWN_FLOW),
 					 errmsg("flow \"%s\" does not exist", flow_id)));

@@ -43,6 +43,16 @@ uuid_text(pg_uuid_t *id)
 }
 
 void
+allma_picture_select(const char *sql, int nargs, Oid *types, Datum *values,
+					 const char *nulls, long limit)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, true, limit);
+
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "allma: query failed (%s): %s", SPI_result_code_string(rc), sql);
+}
+
+void
 allma_picture_execution(pg_uuid_t *id, AllmaPictureExecution *ex)
 {
 	Oid			types[1] = {UUIDOID};
@@ -51,22 +61,19 @@ allma_picture_execution(pg_uuid_t *id, AllmaPictureExecution *ex)
 	TupleDesc	desc;
 	bool		isnull;
 	Datum		d;
-	int			rc;
 
 	/*
 	 * As the caller: RLS on allma.executions hides the executions the role
 	 * may not see, and flow_versions is read with the role's privileges.
 	 */
-	rc = SPI_execute_with_args("SELECT e.flow_id, e.flow_version, e.status, e.started_at, "
+	allma_picture_select("SELECT e.flow_id, e.flow_version, e.status, e.started_at, "
 							   "       e.ended_at, e.options->>'startStepInstanceId', "
 							   "       e.error->>'errorName', v.definition, clock_timestamp() "
 							   "  FROM allma.executions e "
 							   "  LEFT JOIN allma.flow_versions v "
 							   "    ON v.flow_id = e.flow_id AND v.version = e.flow_version "
 							   " WHERE e.execution_id = $1",
-							   1, types, values, NULL, true, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "allma: looking up an execution failed: %s", SPI_result_code_string(rc));
+							   1, types, values, NULL, 1);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

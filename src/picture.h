@@ -52,6 +52,10 @@ typedef struct AllmaLivePath
 	TimestampTz due_at;
 } AllmaLivePath;
 
+/* runs a read-only query as the caller (SPI connected); throws unless it ran */
+extern void allma_picture_select(const char *sql, int nargs, Oid *types, Datum *values,
+								 const char *nulls, long limit);
+
 /*
  * allma_picture_execution looks the execution up as the calling role (SPI
  * must be connected) and fills *ex; raises "execution ... does not exist"

@@ -270,20 +270,17 @@ read_history(AllmaPictureExecution *ex, bool *truncated)
 	List	   *paths = NIL;
 	PathHist   *cur = NULL;
 	uint64		i;
-	int			rc;
 
 	values[0] = UUIDPGetDatum(&ex->id);
 	values[1] = Int32GetDatum(MAX_ATTEMPTS + 1);
-	rc = SPI_execute_with_args("SELECT path_id, branch_id, step_instance_id, step_type, attempt, status, "
+	allma_picture_select("SELECT path_id, branch_id, step_instance_id, step_type, attempt, status, "
 							   "       error->>'errorName', next_step_instance_id, "
 							   "       CASE WHEN jsonb_typeof(details->'retryInMs') = 'number' "
 							   "            THEN (details->>'retryInMs')::numeric::bigint END, "
 							   "       started_at, ended_at "
 							   "  FROM allma.step_executions WHERE execution_id = $1 "
 							   " ORDER BY path_id, seq LIMIT $2",
-							   2, types, values, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "allma: reading the step history failed: %s", SPI_result_code_string(rc));
+							   2, types, values, NULL, 0);
 	*truncated = SPI_processed > MAX_ATTEMPTS;
 	for (i = 0; i < SPI_processed && i < MAX_ATTEMPTS; i++)
 	{
