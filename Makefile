@@ -1,7 +1,7 @@
 # allma: PGXS build.  See README.md for the two commands that set up and test everything.
 
 EXTENSION = allma
-EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
+EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(srcdir)/$(EXTENSION).control)
 MODULE_big = allma
 PGFILEDESC = "allma - durable workflow engine in background workers"
 
@@ -44,11 +44,14 @@ OBJS = \
 	src/llm/gemini.o \
 	src/llm/json_output.o \
 	src/prompt.o \
-	src/secret.o
+	src/secret.o \
+	src/picture.o \
+	src/graph.o \
+	src/timeline.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.
-DATA = $(EXTENSION)--1.0.sql $(wildcard $(EXTENSION)--*--*.sql)
+DATA = $(EXTENSION)--1.0.sql $(notdir $(wildcard $(srcdir)/$(EXTENSION)--*--*.sql))
 
 # pg_regress: every file in sql/, in name order (files are numbered).
 REGRESS = $(sort $(notdir $(basename $(wildcard sql/*.sql))))
@@ -66,3 +69,9 @@ include $(PGXS)
 
 # every object depends on every header of the extension (PGXS has no automatic dependencies)
 $(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/*/*.h)
+
+# Building outside the source tree (make -f SRC/Makefile VPATH=SRC, as
+# Debian's pg_buildext does in build-<version>/): the objects go to src/.
+ifneq ($(VPATH),)
+$(shell mkdir -p $(sort $(dir $(OBJS))))
+endif

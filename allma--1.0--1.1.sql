@@ -45,6 +45,34 @@
 -- Observability: graphs, timelines, progress, statistics
 ------------------------------------------------------------------------------
 
+/*
+ * Pictures of flows and executions.  None of them is SECURITY DEFINER: they
+ * read allma.flow_versions, allma.executions and allma.step_executions as
+ * the calling role, so row-level security decides which executions a role
+ * can draw; an execution it cannot see is reported as unknown.
+ */
+CREATE FUNCTION allma_flow_graph(flow_id text, version integer DEFAULT NULL,
+								 format text DEFAULT 'mermaid')
+RETURNS text
+AS 'MODULE_PATHNAME', 'allma_flow_graph'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION allma_flow_graph(text, integer, text) IS
+	'The graph of a flow version (NULL: the published one, else the latest) as Mermaid (format ''mermaid'') or Graphviz DOT (''dot'')';
+
+CREATE FUNCTION allma_execution_graph(execution_id uuid, format text DEFAULT 'mermaid')
+RETURNS text
+AS 'MODULE_PATHNAME', 'allma_execution_graph'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION allma_execution_graph(uuid, text) IS
+	'The graph of the flow version an execution runs, with the path taken, failures, retries, durations and branch counts; Mermaid or DOT';
+
+CREATE FUNCTION allma_execution_timeline(execution_id uuid)
+RETURNS text
+AS 'MODULE_PATHNAME', 'allma_execution_timeline'
+LANGUAGE C STRICT STABLE;
+COMMENT ON FUNCTION allma_execution_timeline(uuid) IS
+	'A self-contained SVG waterfall of an execution: one bar per step attempt and branch, coloured by outcome, with waits and retry delays';
+
 
 ------------------------------------------------------------------------------
 -- Rate limits, concurrency keys, priorities

@@ -4,7 +4,11 @@
 set -euo pipefail
 
 PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron
-          libcurl4-openssl-dev libipc-run-perl make gcc python3)
+          libcurl4-openssl-dev libipc-run-perl make gcc python3
+          # t/075_pictures.pl renders graphs and opens timelines
+          graphviz chromium
+          # t/076_package.pl builds the Debian package
+          debhelper dpkg-dev fakeroot postgresql-server-dev-all)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
