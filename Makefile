@@ -27,7 +27,14 @@ OBJS = \
 	src/http.o \
 	src/llm.o \
 	src/prompt.o \
-	src/secret.o
+	src/secret.o \
+	src/modules/aws.o \
+	src/modules/dynamodb.o \
+	src/modules/dynamodb_expr.o \
+	src/modules/dynamodb_eval.o \
+	src/modules/dynamodb_store.o \
+	src/modules/dynamodb_tables.o \
+	src/modules/s3.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.
@@ -49,3 +56,4 @@ include $(PGXS)
 
 # every object depends on every header of the extension (PGXS has no automatic dependencies)
 $(OBJS): $(wildcard $(srcdir)/src/*.h)
+$(OBJS): $(wildcard $(srcdir)/src/modules/*.h)

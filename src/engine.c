@@ -58,6 +58,7 @@
 #include "http.h"
 #include "jsonb_util.h"
 #include "llm.h"
+#include "modules/aws.h"
 #include "prompt.h"
 #include "secret.h"
 #include "path.h"
@@ -88,6 +89,7 @@ typedef struct StepRun
 	char	   *next_step;
 	bool		end_flow;
 	Jsonb	   *error;
+	Jsonb	   *context_writes;	/* [[path, value], ...] a module writes into the context */
 } StepRun;
 
 typedef void (*guarded_fn) (StepRun *run);
@@ -323,6 +325,30 @@ run_sql_step(StepRun *run, bool returns_rows)
 
 	enter_user_code(run, &st);
 	result = allma_sqlstep_run(config, run->ps->context, returns_rows);
+	leave_user_code(&st);
+	return result;
+}
+
+/* a built-in AWS data module (src/modules), unless the identifier is bound */
+static bool
+runs_aws_module(const char *module)
+{
+	char	   *url = NULL;
+	Jsonb	   *headers = NULL;
+
+	return module != NULL && allma_aws_module_exists(module) &&
+		!OidIsValid(allma_binding_lookup(module, &url, &headers)) && url == NULL;
+}
+
+static Jsonb *
+run_aws_module(StepRun *run, const char *module)
+{
+	UserCodeState st;
+	Jsonb	   *result;
+	Jsonb	   *input = module_input(run);
+
+	enter_user_code(run, &st);
+	result = allma_aws_module_run(module, input, &run->context_writes);
 	leave_user_code(&st);
 	return result;
 }
@@ -2565,6 +2591,8 @@ dispatch_step(StepRun *run)
 				return run_sql_step(run, true);
 			if (module != NULL && strcmp(module, ALLMA_MODULE_SQL_EXECUTE) == 0)
 				return run_sql_step(run, false);
+			if (runs_aws_module(module))
+				return run_aws_module(run, module);
 			return invoke_binding(run, module ? module : "", module_input(run),
 								  ALLMA_ERR_PERMANENT);
 
@@ -2792,6 +2820,15 @@ finish_step(StepRun *run)
 	run->counts = run->ps->transition_counts;
 	if (run->step->type != ALLMA_STEP_END_FLOW)
 		apply_output_mappings(run);
+	if (run->context_writes != NULL)
+	{
+		ListCell   *lc;
+
+		foreach(lc, allma_jsonb_array_elements(run->context_writes))
+			run->context = allma_path_set(run->context,
+										  allma_jsonb_to_display_text(allma_jsonb_array_element(lfirst(lc), 0)),
+										  allma_jsonb_array_element(lfirst(lc), 1));
+	}
 	resolve_transition(run);
 	check_context_size(run);
 }
@@ -2891,6 +2928,7 @@ static void
 finish_with_error_output(StepRun *run)
 {
 	run->output = run->error;
+	run->context_writes = NULL;
 	finish_step(run);
 }
 

@@ -32,6 +32,7 @@
 
 #include "errors.h"
 #include "jsonb_util.h"
+#include "modules/aws.h"
 
 Jsonb *
 allma_error_make(const char *name, const char *message, Jsonb *details)
@@ -80,6 +81,8 @@ name_for_sqlstate(int sqlerrcode, const char *default_name)
 		case ERRCODE_LOCK_NOT_AVAILABLE:
 			return ALLMA_ERR_TRANSIENT;
 		default:
+			if (allma_aws_error_name(sqlerrcode) != NULL)
+				return allma_aws_error_name(sqlerrcode);
 			break;
 	}
 	switch (ERRCODE_TO_CATEGORY(sqlerrcode))

@@ -62,6 +62,7 @@
 #include "utils/uuid.h"
 
 #include "jsonb_util.h"
+#include "modules/aws.h"
 #include "path.h"
 #include "transform.h"
 
@@ -191,6 +192,8 @@ allma_run_module(PG_FUNCTION_ARGS)
 	char	   *module_identifier = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	Jsonb	   *input = PG_GETARG_JSONB_P(1);
 
+	if (allma_aws_module_exists(module_identifier))
+		PG_RETURN_JSONB_P(allma_aws_module_run(module_identifier, input, NULL));
 	PG_RETURN_JSONB_P(allma_transform_run(module_identifier, input));
 }
 
