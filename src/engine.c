@@ -346,9 +346,13 @@ run_aws_module(StepRun *run, const char *module)
 	UserCodeState st;
 	Jsonb	   *result;
 	Jsonb	   *input = module_input(run);
+	Jsonb	   *cfg = run->step->custom_config;
+	Jsonb	   *unrendered = run->input ? run->input : allma_jsonb_empty_object();
 
+	if (allma_jsonb_is_object(cfg))
+		unrendered = allma_jsonb_concat(cfg, unrendered);
 	enter_user_code(run, &st);
-	result = allma_aws_module_run(module, input, &run->context_writes);
+	result = allma_aws_module_run(module, input, unrendered, &run->context_writes);
 	leave_user_code(&st);
 	return result;
 }

@@ -193,7 +193,7 @@ allma_run_module(PG_FUNCTION_ARGS)
 	Jsonb	   *input = PG_GETARG_JSONB_P(1);
 
 	if (allma_aws_module_exists(module_identifier))
-		PG_RETURN_JSONB_P(allma_aws_module_run(module_identifier, input, NULL));
+		PG_RETURN_JSONB_P(allma_aws_module_run(module_identifier, input, input, NULL));
 	PG_RETURN_JSONB_P(allma_transform_run(module_identifier, input));
 }
 

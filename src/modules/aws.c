@@ -18,6 +18,7 @@
  */
 #include "postgres.h"
 
+#include "jsonb_util.h"
 #include "modules/aws.h"
 #include "modules/dynamodb.h"
 #include "modules/s3.h"
@@ -62,7 +63,8 @@ allma_aws_module_exists(const char *module)
 }
 
 Jsonb *
-allma_aws_module_run(const char *module, Jsonb *input, Jsonb **context_writes)
+allma_aws_module_run(const char *module, Jsonb *input, Jsonb *unrendered,
+					 Jsonb **context_writes)
 {
 	const AwsModule *m = find_module(module);
 
@@ -73,7 +75,7 @@ allma_aws_module_run(const char *module, Jsonb *input, Jsonb **context_writes)
 				(errcode(ERRCODE_ALLMA_UNKNOWN_MODULE),
 				 errmsg("unknown AWS data module \"%s\"", module)));
 	if (m->service == AWS_DYNAMODB)
-		return ddb_module_run(m->identifier, input, context_writes);
+		return ddb_module_run(m->identifier, input, unrendered ? unrendered : input, context_writes);
 	return s3_module_run(m->identifier, input);
 }
 
@@ -95,4 +97,24 @@ allma_aws_error_name(int sqlerrcode)
 		default:
 			return NULL;
 	}
+}
+
+Jsonb *
+allma_aws_input_field(Jsonb *input, const char *name)
+{
+	Jsonb	   *v = allma_jsonb_get(input, name);
+	JsonbValue	sv;
+
+	if (v == NULL || (allma_jsonb_scalar(v, &sv) && sv.type == jbvNull))
+		return NULL;
+	return v;
+}
+
+Jsonb *
+allma_aws_copy_jsonb(Jsonb *jb, MemoryContext cxt)
+{
+	Jsonb	   *copy = MemoryContextAlloc(cxt, VARSIZE(jb));
+
+	memcpy(copy, jb, VARSIZE(jb));
+	return copy;
 }

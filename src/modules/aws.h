@@ -29,12 +29,19 @@ extern bool allma_aws_module_exists(const char *module);
 
 /*
  * allma_aws_module_run runs the module on input and returns its output.
+ *
+ * "unrendered" is the same input before template rendering (customConfig
+ * as written, merged with the step input): QUERY_BATCH takes its target
+ * paths (outputJsonPath) from there, since rendering replaces a string
+ * that is a whole "$.path" by the value at that path.  It may be the
+ * input itself.
+ *
  * When context_writes is not NULL it receives NULL or an array of
  * [jsonPath, value] pairs the step must write into the flow's context
- * after its output mappings (QUERY_BATCH's "outputJsonPath"); when it is
- * NULL (the SQL function) those results are only in the output.
+ * after its output mappings (QUERY_BATCH's results); when it is NULL (the
+ * SQL function) those results are only in the output.
  */
-extern Jsonb *allma_aws_module_run(const char *module, Jsonb *input,
+extern Jsonb *allma_aws_module_run(const char *module, Jsonb *input, Jsonb *unrendered,
 								   Jsonb **context_writes);
 
 /* the Allma error name of one of the modules' SQLSTATEs, or NULL */
@@ -53,5 +60,11 @@ extern const char *allma_aws_error_name(int sqlerrcode);
  */
 extern bytea *allma_object_read(Jsonb *pointer, const pg_uuid_t *execution_id,
 								Oid as_role, char **content_type);
+
+/* For the module files: a field of a module input, NULL when absent or JSON null */
+extern Jsonb *allma_aws_input_field(Jsonb *input, const char *name);
+
+/* For the module files: a copy of jb in cxt (outliving an SPI connection) */
+extern Jsonb *allma_aws_copy_jsonb(Jsonb *jb, MemoryContext cxt);
 
 #endif							/* ALLMA_AWS_H */

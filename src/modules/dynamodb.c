@@ -51,6 +51,7 @@
 
 #include "jsonb_util.h"
 #include "path.h"
+#include "modules/aws.h"
 #include "modules/dynamodb.h"
 
 PG_FUNCTION_INFO_V1(allma_dynamodb_explain);
@@ -80,22 +81,10 @@ module_error_context(void *arg)
  * ----------------------------------------------------------------
  */
 
-/* the field's value, or NULL when absent or JSON null */
-static Jsonb *
-field(Jsonb *input, const char *name)
-{
-	Jsonb	   *v = allma_jsonb_get(input, name);
-	JsonbValue	sv;
-
-	if (v == NULL || (allma_jsonb_scalar(v, &sv) && sv.type == jbvNull))
-		return NULL;
-	return v;
-}
-
 static char *
 string_field(const char *module, Jsonb *input, const char *name, bool required)
 {
-	Jsonb	   *v = field(input, name);
+	Jsonb	   *v = allma_aws_input_field(input, name);
 	JsonbValue	sv;
 
 	if (v == NULL)
@@ -114,7 +103,7 @@ string_field(const char *module, Jsonb *input, const char *name, bool required)
 static Jsonb *
 object_field(const char *module, Jsonb *input, const char *name, bool required)
 {
-	Jsonb	   *v = field(input, name);
+	Jsonb	   *v = allma_aws_input_field(input, name);
 
 	if (v == NULL)
 	{
@@ -130,7 +119,7 @@ object_field(const char *module, Jsonb *input, const char *name, bool required)
 static bool
 bool_field(const char *module, Jsonb *input, const char *name, bool dflt)
 {
-	Jsonb	   *v = field(input, name);
+	Jsonb	   *v = allma_aws_input_field(input, name);
 	JsonbValue	sv;
 
 	if (v == NULL)
@@ -143,7 +132,7 @@ bool_field(const char *module, Jsonb *input, const char *name, bool dflt)
 static int64
 int_field(const char *module, Jsonb *input, const char *name, int64 dflt, int64 max)
 {
-	Jsonb	   *v = field(input, name);
+	Jsonb	   *v = allma_aws_input_field(input, name);
 	JsonbValue	sv;
 	int64		n;
 
@@ -157,16 +146,6 @@ int_field(const char *module, Jsonb *input, const char *name, int64 dflt, int64 
 										  NumericGetDatum(int64_to_numeric(n)))))
 		ddb_validation_error(module, name, "it must be an integer from 1 to %lld", (long long) max);
 	return n;
-}
-
-/* a copy of jb in the given memory context */
-static Jsonb *
-copy_out(Jsonb *jb, MemoryContext cxt)
-{
-	Jsonb	   *copy = MemoryContextAlloc(cxt, VARSIZE(jb));
-
-	memcpy(copy, jb, VARSIZE(jb));
-	return copy;
 }
 
 static Jsonb *
@@ -315,10 +294,18 @@ run_get(const char *module, Jsonb *input, ModuleContext *mc)
 	return allma_jsonb_set_key(NULL, "content", item ? ddb_value_to_jsonb(item) : allma_jsonb_null());
 }
 
+/*
+ * QUERY_BATCH runs each query of "queries" and returns {content: [result
+ * of each query]}; each query's result also goes into the flow's context
+ * at its outputJsonPath.  Target paths come from the unrendered input:
+ * rendering would have replaced them by the values at those paths.
+ */
 static Jsonb *
-run_query_batch(const char *module, Jsonb *input, ModuleContext *mc, Jsonb **context_writes)
+run_query_batch(const char *module, Jsonb *input, Jsonb *unrendered, ModuleContext *mc,
+				Jsonb **context_writes)
 {
-	Jsonb	   *queries = field(input, "queries");
+	Jsonb	   *queries = allma_aws_input_field(input, "queries");
+	Jsonb	   *raw_queries = allma_aws_input_field(unrendered, "queries");
 	List	   *list;
 	ListCell   *lc;
 	Jsonb	   *results = allma_jsonb_empty_array();
@@ -343,9 +330,12 @@ run_query_batch(const char *module, Jsonb *input, ModuleContext *mc, Jsonb **con
 		mc->query = foreach_current_index(lc) + 1;
 		if (!allma_jsonb_is_object(q))
 			ddb_validation_error(module, psprintf("queries[%d]", mc->query - 1), "a query must be an object");
-		if (default_table != NULL && field(q, "tableName") == NULL)
+		if (default_table != NULL && allma_aws_input_field(q, "tableName") == NULL)
 			q = allma_jsonb_set_key(q, "tableName", allma_jsonb_string(default_table));
-		target = string_field(module, q, "outputJsonPath", false);
+		target = NULL;
+		if (allma_jsonb_array_length(raw_queries) == list_length(list))
+			target = string_field(module, allma_jsonb_array_element(raw_queries, mc->query - 1),
+								  "outputJsonPath", false);
 		if (target != NULL && !allma_path_check_settable(target, &err))
 			ddb_validation_error(module, psprintf("queries[%d].outputJsonPath", mc->query - 1), "%s", err);
 		parse_read(module, q, true, &r, mc);
@@ -374,7 +364,8 @@ run_query_batch(const char *module, Jsonb *input, ModuleContext *mc, Jsonb **con
 }
 
 static Jsonb *
-data_loader(const char *module, Jsonb *input, ModuleContext *mc, Jsonb **context_writes)
+data_loader(const char *module, Jsonb *input, Jsonb *unrendered, ModuleContext *mc,
+			Jsonb **context_writes)
 {
 	char	   *op = string_field(module, input, "operation", true);
 	ReadRequest r;
@@ -384,7 +375,7 @@ data_loader(const char *module, Jsonb *input, ModuleContext *mc, Jsonb **context
 	if (strcmp(op, "GET") == 0)
 		return run_get(module, input, mc);
 	if (strcmp(op, "QUERY_BATCH") == 0)
-		return run_query_batch(module, input, mc, context_writes);
+		return run_query_batch(module, input, unrendered, mc, context_writes);
 	if (strcmp(op, "QUERY") != 0 && strcmp(op, "SCAN") != 0)
 		ddb_validation_error(module, "operation", "it must be GET, QUERY, SCAN or QUERY_BATCH, not \"%s\"",
 							 op);
@@ -427,7 +418,8 @@ check_no_key_update(DdbTable *t, const char *module, DdbUpdate *u)
 		const char *top = u->actions[i].path->elems[0].name;
 
 		if (strcmp(top, t->pk.name) == 0 || (t->sk.name && strcmp(top, t->sk.name) == 0))
-			ddb_validation_error(module, "updateExpression",
+			ddb_validation_error(module, psprintf("updateExpression at position %d",
+												  u->actions[i].path->pos),
 								 "cannot update attribute %s: it is part of the key of table \"%s\"",
 								 top, t->name);
 	}
@@ -515,7 +507,7 @@ query_and_update(const char *module, Jsonb *input, ModuleContext *mc)
 {
 	Jsonb	   *query = object_field(module, input, "query", true);
 	Jsonb	   *update = object_field(module, input, "update", true);
-	Jsonb	   *keyattrs = field(query, "keyAttributes");
+	Jsonb	   *keyattrs = allma_aws_input_field(query, "keyAttributes");
 	ReadRequest rr;
 	UpdateRequest ur;
 	DdbPage    *page;
@@ -523,7 +515,7 @@ query_and_update(const char *module, Jsonb *input, ModuleContext *mc)
 	ListCell   *lc;
 	Jsonb	   *out;
 
-	if (field(query, "expressionAttributeValues") == NULL)
+	if (allma_aws_input_field(query, "expressionAttributeValues") == NULL)
 		ddb_validation_error(module, NULL, "\"query.expressionAttributeValues\" is required");
 	if (keyattrs != NULL && (!allma_jsonb_is_array(keyattrs) || allma_jsonb_array_length(keyattrs) == 0))
 		ddb_validation_error(module, "query.keyAttributes", "it must be a non-empty array of attribute names");
@@ -532,7 +524,7 @@ query_and_update(const char *module, Jsonb *input, ModuleContext *mc)
 	query = allma_jsonb_delete_key(query, "scanIndexForward");
 	query = allma_jsonb_delete_key(query, "select");
 	query = allma_jsonb_delete_key(query, "exclusiveStartKey");
-	if (field(query, "limit") == NULL)
+	if (allma_aws_input_field(query, "limit") == NULL)
 		query = allma_jsonb_set_key(query, "limit", allma_jsonb_int(100));
 	parse_update_request(module, update, &ur);
 	parse_read(module, query, true, &rr, mc);
@@ -595,16 +587,16 @@ typedef struct WriteRequest
 static Jsonb *
 either(Jsonb *obj, const char *a, const char *b)
 {
-	Jsonb	   *v = field(obj, a);
+	Jsonb	   *v = allma_aws_input_field(obj, a);
 
-	return v ? v : field(obj, b);
+	return v ? v : allma_aws_input_field(obj, b);
 }
 
 static Jsonb *
 batch_writer(const char *module, Jsonb *input, ModuleContext *mc)
 {
 	char	   *table = string_field(module, input, "tableName", true);
-	Jsonb	   *requests = field(input, "requests");
+	Jsonb	   *requests = allma_aws_input_field(input, "requests");
 	List	   *list;
 	WriteRequest *writes;
 	DdbTable   *t;
@@ -682,7 +674,7 @@ batch_writer(const char *module, Jsonb *input, ModuleContext *mc)
  */
 
 Jsonb *
-ddb_module_run(const char *module, Jsonb *input, Jsonb **context_writes)
+ddb_module_run(const char *module, Jsonb *input, Jsonb *unrendered, Jsonb **context_writes)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	ErrorContextCallback callback;
@@ -700,7 +692,7 @@ ddb_module_run(const char *module, Jsonb *input, Jsonb **context_writes)
 	error_context_stack = &callback;
 
 	if (strcmp(module, DDB_MODULE_DATA_LOADER) == 0)
-		out = data_loader(module, input, &mc, &writes);
+		out = data_loader(module, input, unrendered, &mc, &writes);
 	else if (strcmp(module, DDB_MODULE_UPDATE_ITEM) == 0)
 		out = update_item(module, input, &mc);
 	else if (strcmp(module, DDB_MODULE_QUERY_AND_UPDATE) == 0)
@@ -709,9 +701,9 @@ ddb_module_run(const char *module, Jsonb *input, Jsonb **context_writes)
 		out = batch_writer(module, input, &mc);
 
 	error_context_stack = callback.previous;
-	out = copy_out(out, outer);
+	out = allma_aws_copy_jsonb(out, outer);
 	if (context_writes != NULL)
-		*context_writes = writes ? copy_out(writes, outer) : NULL;
+		*context_writes = writes ? allma_aws_copy_jsonb(writes, outer) : NULL;
 	SPI_finish();
 	return out;
 }

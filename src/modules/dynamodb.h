@@ -190,6 +190,8 @@ extern char *ddb_path_to_string(DdbPath *path);
  * ----------------------------------------------------------------
  */
 
+extern char *ddb_vformat(const char *fmt, va_list args) pg_attribute_printf(1, 0);
+
 /* ValidationException naming a field of the request */
 extern void ddb_validation_error(const char *module, const char *field,
 								 const char *fmt,...) pg_attribute_printf(3, 4) pg_attribute_noreturn();
@@ -309,6 +311,7 @@ extern List *ddb_store_explain(DdbTable *t, DdbReadSpec *spec);
 #define DDB_MODULE_QUERY_AND_UPDATE	"system/dynamodb-query-and-update"
 #define DDB_MODULE_BATCH_WRITER		"system/dynamodb-batch-writer"
 
-extern Jsonb *ddb_module_run(const char *module, Jsonb *input, Jsonb **context_writes);
+extern Jsonb *ddb_module_run(const char *module, Jsonb *input, Jsonb *unrendered,
+							 Jsonb **context_writes);
 
 #endif							/* ALLMA_DYNAMODB_H */

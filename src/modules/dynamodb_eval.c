@@ -447,6 +447,8 @@ ddb_check_value_depth(const char *module, const char *field, JsonbValue *v)
  * ----------------------------------------------------------------
  */
 
+static bool array_contains(JsonbValue *arr, JsonbValue *v);
+
 JsonbValue *
 ddb_path_get(JsonbValue *item, DdbPath *path)
 {
@@ -612,13 +614,7 @@ ddb_eval_condition(DdbNode *n, JsonbValue *item)
 				return false;
 			if (a->type == jbvString)
 				return b->type == jbvString && string_contains(a, b);
-			if (a->type == jbvArray)
-			{
-				for (int i = 0; i < a->val.array.nElems; i++)
-					if (ddb_value_equal(&a->val.array.elems[i], b))
-						return true;
-			}
-			return false;
+			return a->type == jbvArray && array_contains(a, b);
 		default:
 			elog(ERROR, "allma: unexpected DynamoDB condition node %d", (int) n->kind);
 	}
@@ -631,19 +627,20 @@ ddb_eval_condition(DdbNode *n, JsonbValue *item)
  * ----------------------------------------------------------------
  */
 
-static void update_error(const char *module, const char *fmt,...)
-			pg_attribute_printf(2, 3) pg_attribute_noreturn();
+static void update_error(const char *module, int pos, const char *fmt,...)
+			pg_attribute_printf(3, 4) pg_attribute_noreturn();
 
+/* an update that cannot apply to this item: a ValidationException at pos */
 static void
-update_error(const char *module, const char *fmt,...)
+update_error(const char *module, int pos, const char *fmt,...)
 {
-	char		buf[1024];
 	va_list		args;
+	char	   *what;
 
 	va_start(args, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, args);
+	what = ddb_vformat(fmt, args);
 	va_end(args);
-	ddb_validation_error(module, "updateExpression", "%s", buf);
+	ddb_validation_error(module, psprintf("updateExpression at position %d", pos), "%s", what);
 }
 
 static JsonbValue *
@@ -660,8 +657,8 @@ eval_update_value(const char *module, DdbNode *n, JsonbValue *item)
 		case DDB_N_PATH:
 			a = ddb_path_get(item, n->path);
 			if (a == NULL)
-				update_error(module, "the attribute %s does not exist in the item (position %d)",
-							 ddb_path_to_string(n->path), n->pos);
+				update_error(module, n->pos, "the attribute %s does not exist in the item",
+							 ddb_path_to_string(n->path));
 			return a;
 		case DDB_N_IF_NOT_EXISTS:
 			a = ddb_path_get(item, n->args[0]->path);
@@ -673,8 +670,8 @@ eval_update_value(const char *module, DdbNode *n, JsonbValue *item)
 				a = eval_update_value(module, n->args[0], item);
 				b = eval_update_value(module, n->args[1], item);
 				if (a->type != jbvArray || b->type != jbvArray)
-					update_error(module, "list_append needs two lists, not %s and %s (position %d)",
-								 ddb_value_type(a), ddb_value_type(b), n->pos);
+					update_error(module, n->pos, "list_append needs two lists, not %s and %s",
+								 ddb_value_type(a), ddb_value_type(b));
 				res = make_array(a->val.array.nElems + b->val.array.nElems);
 				memcpy(res->val.array.elems, a->val.array.elems,
 					   sizeof(JsonbValue) * a->val.array.nElems);
@@ -688,9 +685,9 @@ eval_update_value(const char *module, DdbNode *n, JsonbValue *item)
 			a = eval_update_value(module, n->args[0], item);
 			b = eval_update_value(module, n->args[1], item);
 			if (a->type != jbvNumeric || b->type != jbvNumeric)
-				update_error(module, "%s needs two numbers, not %s and %s (position %d)",
+				update_error(module, n->pos, "%s needs two numbers, not %s and %s",
 							 n->kind == DDB_N_PLUS ? "+" : "-",
-							 ddb_value_type(a), ddb_value_type(b), n->pos);
+							 ddb_value_type(a), ddb_value_type(b));
 			return make_numeric(DatumGetNumeric(DirectFunctionCall2(n->kind == DDB_N_PLUS ? numeric_add : numeric_sub,
 																	NumericGetDatum(a->val.numeric),
 																	NumericGetDatum(b->val.numeric))));
@@ -717,7 +714,7 @@ set_path(const char *module, JsonbValue *cur, DdbPath *path, int i, JsonbValue *
 	if (e->name != NULL)
 	{
 		if (cur == NULL || cur->type != jbvObject)
-			update_error(module, "the document path %s is invalid for update: its parent is not a map",
+			update_error(module, path->pos, "the document path %s is invalid for update: its parent is not a map",
 						 ddb_path_to_string(path));
 		child = ddb_object_get(cur, e->name);
 		if (last)
@@ -727,12 +724,12 @@ set_path(const char *module, JsonbValue *cur, DdbPath *path, int i, JsonbValue *
 			return ddb_object_set(cur, e->name, value);
 		}
 		if (child == NULL)
-			update_error(module, "the document path %s is invalid for update: %s does not exist",
+			update_error(module, path->pos, "the document path %s is invalid for update: %s does not exist",
 						 ddb_path_to_string(path), e->name);
 		return ddb_object_set(cur, e->name, set_path(module, child, path, i + 1, value));
 	}
 	if (cur == NULL || cur->type != jbvArray)
-		update_error(module, "the document path %s is invalid for update: its parent is not a list",
+		update_error(module, path->pos, "the document path %s is invalid for update: its parent is not a list",
 					 ddb_path_to_string(path));
 	if (last)
 	{
@@ -741,7 +738,7 @@ set_path(const char *module, JsonbValue *cur, DdbPath *path, int i, JsonbValue *
 		return array_with_element(cur, e->index, value);
 	}
 	if (e->index >= cur->val.array.nElems)
-		update_error(module, "the document path %s is invalid for update: index %d is past the end",
+		update_error(module, path->pos, "the document path %s is invalid for update: index %d is past the end",
 					 ddb_path_to_string(path), e->index);
 	child = &cur->val.array.elems[e->index];
 	return array_with_element(cur, e->index, set_path(module, child, path, i + 1, value));
@@ -771,6 +768,17 @@ action_order(const void *a, const void *b)
 	return ix - iy;
 }
 
+/* is v an element of the array? */
+static bool
+array_contains(JsonbValue *arr, JsonbValue *v)
+{
+	for (int i = 0; i < arr->val.array.nElems; i++)
+		if (ddb_value_equal(&arr->val.array.elems[i], v))
+			return true;
+	return false;
+}
+
+/* cur with the elements of add it lacks appended; or without those of del */
 static JsonbValue *
 set_union(JsonbValue *cur, JsonbValue *add)
 {
@@ -779,14 +787,8 @@ set_union(JsonbValue *cur, JsonbValue *add)
 	memcpy(res->val.array.elems, cur->val.array.elems, sizeof(JsonbValue) * cur->val.array.nElems);
 	res->val.array.nElems = cur->val.array.nElems;
 	for (int i = 0; i < add->val.array.nElems; i++)
-	{
-		bool		present = false;
-
-		for (int j = 0; j < res->val.array.nElems && !present; j++)
-			present = ddb_value_equal(&res->val.array.elems[j], &add->val.array.elems[i]);
-		if (!present)
+		if (!array_contains(res, &add->val.array.elems[i]))
 			res->val.array.elems[res->val.array.nElems++] = add->val.array.elems[i];
-	}
 	return res;
 }
 
@@ -796,14 +798,8 @@ set_difference(JsonbValue *cur, JsonbValue *del)
 	JsonbValue *res = make_array(cur->val.array.nElems);
 
 	for (int i = 0; i < cur->val.array.nElems; i++)
-	{
-		bool		deleted = false;
-
-		for (int j = 0; j < del->val.array.nElems && !deleted; j++)
-			deleted = ddb_value_equal(&cur->val.array.elems[i], &del->val.array.elems[j]);
-		if (!deleted)
+		if (!array_contains(del, &cur->val.array.elems[i]))
 			res->val.array.elems[res->val.array.nElems++] = cur->val.array.elems[i];
-	}
 	return res;
 }
 
@@ -844,7 +840,7 @@ ddb_apply_update(const char *module, DdbUpdate *u, JsonbValue *item,
 					JsonbValue *v = a->value->value;
 
 					if (v->type != jbvNumeric && v->type != jbvArray)
-						update_error(module, "ADD takes a number or a set (array), but %s is of type %s",
+						update_error(module, a->value->pos, "ADD takes a number or a set (array), but %s is of type %s",
 									 a->value->placeholder, ddb_value_type(v));
 					if (cur == NULL)
 						values[i] = v;
@@ -855,7 +851,7 @@ ddb_apply_update(const char *module, DdbUpdate *u, JsonbValue *item,
 					else if (cur->type == jbvArray && v->type == jbvArray)
 						values[i] = set_union(cur, v);
 					else
-						update_error(module, "ADD cannot add %s to the attribute %s of type %s",
+						update_error(module, a->path->pos, "ADD cannot add %s to the attribute %s of type %s",
 									 ddb_value_type(v), where, ddb_value_type(cur));
 					break;
 				}
@@ -864,12 +860,12 @@ ddb_apply_update(const char *module, DdbUpdate *u, JsonbValue *item,
 					JsonbValue *v = a->value->value;
 
 					if (v->type != jbvArray)
-						update_error(module, "DELETE takes a set (array), but %s is of type %s",
+						update_error(module, a->value->pos, "DELETE takes a set (array), but %s is of type %s",
 									 a->value->placeholder, ddb_value_type(v));
 					if (cur == NULL)
 						break;
 					if (cur->type != jbvArray)
-						update_error(module, "DELETE cannot delete from the attribute %s of type %s",
+						update_error(module, a->path->pos, "DELETE cannot delete from the attribute %s of type %s",
 									 where, ddb_value_type(cur));
 					values[i] = set_difference(cur, v);
 					if (values[i]->val.array.nElems == 0)

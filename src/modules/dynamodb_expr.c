@@ -151,57 +151,69 @@ expression_with_caret(Parser *p, int off)
 	return buf.data;
 }
 
+/* a formatted message (printf of fmt with args) */
+char *
+ddb_vformat(const char *fmt, va_list args)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (;;)
+	{
+		va_list		copy;
+		int			needed;
+
+		va_copy(copy, args);
+		needed = appendStringInfoVA(&buf, fmt, copy);
+		va_end(copy);
+		if (needed == 0)
+			return buf.data;
+		enlargeStringInfo(&buf, needed);
+	}
+}
+
+static void error_at_va(Parser *p, int off, const char *hint, const char *fmt, va_list args)
+			pg_attribute_printf(4, 0) pg_attribute_noreturn();
 static void error_at(Parser *p, int off, const char *hint, const char *fmt,...)
 			pg_attribute_printf(4, 5) pg_attribute_noreturn();
 
 static void
-error_at(Parser *p, int off, const char *hint, const char *fmt,...)
+error_at_va(Parser *p, int off, const char *hint, const char *fmt, va_list args)
 {
-	StringInfoData what;
-	va_list		args;
+	char	   *what = ddb_vformat(fmt, args);
 
-	initStringInfo(&what);
-	for (;;)
-	{
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&what, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&what, needed);
-	}
 	ereport(ERROR,
 			(errcode(ERRCODE_ALLMA_VALIDATION_EXCEPTION),
 			 errmsg("%s: invalid %s at position %d: %s",
-					p->cx->module, p->field, char_position(p, off), what.data),
+					p->cx->module, p->field, char_position(p, off), what),
 			 errdetail("%s", expression_with_caret(p, off)),
 			 hint ? errhint("%s", hint) : 0));
+}
+
+/* a ValidationException at byte offset "off" of the expression */
+static void
+error_at(Parser *p, int off, const char *hint, const char *fmt,...)
+{
+	va_list		args;
+
+	va_start(args, fmt);
+	error_at_va(p, off, hint, fmt, args);
+	va_end(args);
 }
 
 void
 ddb_validation_error(const char *module, const char *field, const char *fmt,...)
 {
-	StringInfoData what;
 	va_list		args;
+	char	   *what;
 
-	initStringInfo(&what);
-	for (;;)
-	{
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&what, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&what, needed);
-	}
+	va_start(args, fmt);
+	what = ddb_vformat(fmt, args);
+	va_end(args);
 	ereport(ERROR,
 			(errcode(ERRCODE_ALLMA_VALIDATION_EXCEPTION),
-			 field ? errmsg("%s: invalid %s: %s", module, field, what.data) :
-			 errmsg("%s: %s", module, what.data)));
+			 field ? errmsg("%s: invalid %s: %s", module, field, what) :
+			 errmsg("%s: %s", module, what)));
 }
 
 /* how a token reads in a message */
@@ -942,24 +954,13 @@ static void key_error(Parser *p, int pos_off, const char *fmt,...)
 static void
 key_error(Parser *p, int off, const char *fmt,...)
 {
-	StringInfoData what;
 	va_list		args;
 
-	initStringInfo(&what);
-	for (;;)
-	{
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&what, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&what, needed);
-	}
-	error_at(p, off,
-			 "A key condition is \"pk = :v\", optionally AND one condition on the sort key: =, <, <=, >, >=, BETWEEN or begins_with.",
-			 "%s", what.data);
+	va_start(args, fmt);
+	error_at_va(p, off,
+				"A key condition is \"pk = :v\", optionally AND one condition on the sort key: =, <, <=, >, >=, BETWEEN or begins_with.",
+				fmt, args);
+	va_end(args);
 }
 
 /* byte offset of a node's position (for errors) */

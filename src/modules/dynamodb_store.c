@@ -10,7 +10,9 @@
  * and inserts, replacements, upserts and deletes of single items.
  *
  * All SQL goes through SPI as the current user in the caller's
- * transaction; the caller holds the SPI connection.  Statements are built
+ * transaction; the caller holds the SPI connection.  Reads are not
+ * "read-only" for SPI: a step must see what an earlier step of the same
+ * transaction wrote.  Statements are built
  * from the table's key expressions and kept as saved plans, keyed by their
  * text and parameter types (a small per-backend cache): a step that runs
  * again reuses its plan.  Values are always parameters.
@@ -400,7 +402,7 @@ ddb_store_get(DdbTable *t, JsonbValue *key, bool for_update)
 	key_where(&sql, &p, t, key);
 	if (for_update)
 		appendStringInfoString(&sql, " FOR UPDATE OF t");
-	execute(sql.data, &p, !for_update, 1);
+	execute(sql.data, &p, false, 1);
 	if (SPI_processed == 0)
 		return NULL;
 	return row_item(t, 0);
@@ -626,7 +628,7 @@ ddb_store_read(DdbTable *t, DdbReadSpec *spec)
 	int64		bytes = 0;
 	bool		done = false;
 
-	portal = SPI_cursor_open(NULL, plan, p.values, NULL, !spec->lock);
+	portal = SPI_cursor_open(NULL, plan, p.values, NULL, false);
 	while (!done)
 	{
 		long		want = 100;

@@ -197,7 +197,7 @@ load_columns(DdbTable *t)
 								 "WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
 								 1, types);
 
-	if (SPI_execute_plan(plan, args, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "allma: could not read the columns of %s", t->relation);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -227,6 +227,27 @@ bound_column_key(DdbTable *t, DdbKeyAttr *k, const char *column)
 	bound_key(k, column, type);
 }
 
+/* a secondary index's key attribute "field" (of type "type_field") */
+static void
+index_key(DdbTable *t, DdbKeyAttr *k, Jsonb *ix, const char *field, const char *type_field)
+{
+	char	   *name = allma_jsonb_get_cstring(ix, field);
+
+	if (t->managed)
+		managed_index_key(k, name, json_type_char(ix, type_field));
+	else
+		bound_column_key(t, k, name);
+}
+
+/* SQL: the row has the key attribute (with its type) */
+static char *
+key_present_sql(DdbTable *t, DdbKeyAttr *k)
+{
+	if (t->managed)
+		return item_has_key_sql(k->name, k->type);
+	return psprintf("%s IS NOT NULL", k->sql);
+}
+
 /*
  * ddb_table_open turns a DynamoDB table name into a DdbTable.  Needs an
  * SPI connection; reads the catalog as the current user.
@@ -253,7 +274,7 @@ ddb_table_open(const char *module, const char *name)
 	ListCell   *lc;
 	int			i = 0;
 
-	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(plan, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "allma: could not read allma.dynamodb_tables");
 	if (SPI_processed == 0)
 		not_found(module, name,
@@ -280,23 +301,6 @@ ddb_table_open(const char *module, const char *name)
 		managed_key(&t->pk, pk, SPI_getvalue(tup, desc, 4)[0], "pk");
 		if (sk != NULL)
 			managed_key(&t->sk, sk, SPI_getvalue(tup, desc, 6)[0], "sk");
-		foreach(lc, ixlist)
-		{
-			Jsonb	   *ix = lfirst(lc);
-			DdbIndex   *d = &t->indexes[i++];
-			char	   *ipk = allma_jsonb_get_cstring(ix, "partitionKey");
-			char	   *isk = allma_jsonb_get_cstring(ix, "sortKey");
-
-			d->name = allma_jsonb_get_cstring(ix, "indexName");
-			managed_index_key(&d->pk, ipk, json_type_char(ix, "partitionKeyType"));
-			d->predicate = item_has_key_sql(ipk, d->pk.type);
-			if (isk != NULL)
-			{
-				managed_index_key(&d->sk, isk, json_type_char(ix, "sortKeyType"));
-				d->predicate = psprintf("%s AND %s", d->predicate,
-										item_has_key_sql(isk, d->sk.type));
-			}
-		}
 	}
 	else
 	{
@@ -304,21 +308,19 @@ ddb_table_open(const char *module, const char *name)
 		bound_column_key(t, &t->pk, pk);
 		if (sk != NULL)
 			bound_column_key(t, &t->sk, sk);
-		foreach(lc, ixlist)
-		{
-			Jsonb	   *ix = lfirst(lc);
-			DdbIndex   *d = &t->indexes[i++];
-			char	   *ipk = allma_jsonb_get_cstring(ix, "partitionKey");
-			char	   *isk = allma_jsonb_get_cstring(ix, "sortKey");
+	}
+	foreach(lc, ixlist)
+	{
+		Jsonb	   *ix = lfirst(lc);
+		DdbIndex   *d = &t->indexes[i++];
 
-			d->name = allma_jsonb_get_cstring(ix, "indexName");
-			bound_column_key(t, &d->pk, ipk);
-			d->predicate = psprintf("%s IS NOT NULL", d->pk.sql);
-			if (isk != NULL)
-			{
-				bound_column_key(t, &d->sk, isk);
-				d->predicate = psprintf("%s AND %s IS NOT NULL", d->predicate, d->sk.sql);
-			}
+		d->name = allma_jsonb_get_cstring(ix, "indexName");
+		index_key(t, &d->pk, ix, "partitionKey", "partitionKeyType");
+		d->predicate = key_present_sql(t, &d->pk);
+		if (allma_jsonb_get_cstring(ix, "sortKey") != NULL)
+		{
+			index_key(t, &d->sk, ix, "sortKey", "sortKeyType");
+			d->predicate = psprintf("%s AND %s", d->predicate, key_present_sql(t, &d->sk));
 		}
 	}
 	t->nindexes = i;
@@ -480,6 +482,24 @@ insert_entry(const char *name, Oid relid, bool managed, const char *pk, char pkt
 	allma_owner_end(&st);
 }
 
+/* "S" or "N": an index key's type, declared or (bound tables) its column's */
+static Jsonb *
+index_key_type(const char *attr, Jsonb *types_of, DdbTable *bound)
+{
+	char		type;
+
+	if (bound != NULL)
+	{
+		DdbKeyAttr	k;
+
+		bound_column_key(bound, &k, attr);
+		type = k.type;
+	}
+	else
+		type = declared_type(types_of, attr);
+	return allma_jsonb_string(type == 'N' ? "N" : "S");
+}
+
 /*
  * normalize_indexes checks the "indexes" argument, an array of
  * {indexName, partitionKey, sortKey?}, and returns it with the key types
@@ -533,16 +553,7 @@ normalize_indexes(Jsonb *indexes, Jsonb *types_of, DdbTable *bound)
 		check_attribute_name("an index's partitionKey", pk);
 		norm = allma_jsonb_set_key(NULL, "indexName", allma_jsonb_string(name));
 		norm = allma_jsonb_set_key(norm, "partitionKey", allma_jsonb_string(pk));
-		if (bound != NULL)
-		{
-			DdbKeyAttr	k;
-
-			bound_column_key(bound, &k, pk);
-			norm = allma_jsonb_set_key(norm, "partitionKeyType", allma_jsonb_string(k.type == 'N' ? "N" : "S"));
-		}
-		else
-			norm = allma_jsonb_set_key(norm, "partitionKeyType",
-									   allma_jsonb_string(declared_type(types_of, pk) == 'N' ? "N" : "S"));
+		norm = allma_jsonb_set_key(norm, "partitionKeyType", index_key_type(pk, types_of, bound));
 		if (sk != NULL)
 		{
 			check_attribute_name("an index's sortKey", sk);
@@ -551,16 +562,7 @@ normalize_indexes(Jsonb *indexes, Jsonb *types_of, DdbTable *bound)
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("index \"%s\" has the same partition and sort key", name)));
 			norm = allma_jsonb_set_key(norm, "sortKey", allma_jsonb_string(sk));
-			if (bound != NULL)
-			{
-				DdbKeyAttr	k;
-
-				bound_column_key(bound, &k, sk);
-				norm = allma_jsonb_set_key(norm, "sortKeyType", allma_jsonb_string(k.type == 'N' ? "N" : "S"));
-			}
-			else
-				norm = allma_jsonb_set_key(norm, "sortKeyType",
-										   allma_jsonb_string(declared_type(types_of, sk) == 'N' ? "N" : "S"));
+			norm = allma_jsonb_set_key(norm, "sortKeyType", index_key_type(sk, types_of, bound));
 		}
 		out = allma_jsonb_array_append(out, norm);
 	}
@@ -624,6 +626,15 @@ allma_create_dynamodb_table(PG_FUNCTION_ARGS)
 	}
 	indexes = normalize_indexes(indexes, types, NULL);
 
+	if (pg_namespace_aclcheck(get_namespace_oid(ITEM_SCHEMA, false), GetUserId(),
+							  ACL_CREATE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to create DynamoDB table \"%s\"", name),
+				 errdetail("Item stores are tables of schema %s, and creating one needs the CREATE privilege on it.",
+						   ITEM_SCHEMA),
+				 errhint("A superuser can grant it: GRANT CREATE ON SCHEMA %s TO %s;",
+						 ITEM_SCHEMA, quote_identifier(GetUserNameFromId(GetUserId(), false)))));
 	relid = existing_entry(name, NULL);
 	if (OidIsValid(relid))
 		already_exists(name, relid);
@@ -712,7 +723,7 @@ has_unique_key(Oid relid, List *columns)
 	appendStringInfoString(&sql, "]::pg_catalog.int2[]");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "allma: SPI_connect failed");
-	if (SPI_execute(sql.data, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute(sql.data, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "allma: could not read pg_index");
 	found = SPI_processed > 0;
 	SPI_finish();

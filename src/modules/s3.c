@@ -53,6 +53,7 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/formatting.h"
@@ -163,21 +164,10 @@ check_object_size(const char *module, int64 size)
  * ----------------------------------------------------------------
  */
 
-static Jsonb *
-field(Jsonb *input, const char *name)
-{
-	Jsonb	   *v = allma_jsonb_get(input, name);
-	JsonbValue	sv;
-
-	if (v == NULL || (allma_jsonb_scalar(v, &sv) && sv.type == jbvNull))
-		return NULL;
-	return v;
-}
-
 static char *
 string_field(const char *module, Jsonb *input, const char *name, const char *dflt)
 {
-	Jsonb	   *v = field(input, name);
+	Jsonb	   *v = allma_aws_input_field(input, name);
 	JsonbValue	sv;
 
 	if (v == NULL)
@@ -211,16 +201,6 @@ one_of(const char *module, const char *name, const char *value, const char *cons
 			 errmsg("%s: \"%s\" must be one of %s, not \"%s\"", module, name, list.data, value)));
 	return false;
 }
-
-static Jsonb *
-copy_out(Jsonb *jb, MemoryContext cxt)
-{
-	Jsonb	   *copy = MemoryContextAlloc(cxt, VARSIZE(jb));
-
-	memcpy(copy, jb, VARSIZE(jb));
-	return copy;
-}
-
 
 /* ----------------------------------------------------------------
  * Encodings
@@ -436,7 +416,7 @@ s3_loader(const char *module, Jsonb *input)
 	args[0] = CStringGetTextDatum(key);
 	if (SPI_execute_with_args(psprintf("SELECT content, content_type, etag, size FROM %s WHERE key = $1",
 									   bucket_relation(module, bucket)),
-							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+							  1, types, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "allma: could not read bucket %s", bucket);
 	if (SPI_processed == 0)
 	{
@@ -499,7 +479,7 @@ s3_saver(const char *module, Jsonb *input)
 {
 	char	   *uri = string_field(module, input, "destinationS3UriTemplate", NULL);
 	char	   *ctype = string_field(module, input, "contentType", "application/json");
-	Jsonb	   *metadata = field(input, "metadataTemplate");
+	Jsonb	   *metadata = allma_aws_input_field(input, "metadataTemplate");
 	Jsonb	   *content = allma_jsonb_get(input, "contentToSave");
 	char	   *bucket;
 	char	   *key;
@@ -593,7 +573,7 @@ s3_list(const char *module, Jsonb *input)
 {
 	char	   *bucket = string_field(module, input, "bucket", NULL);
 	char	   *prefix = string_field(module, input, "prefix", "");
-	Jsonb	   *max = field(input, "maxKeys");
+	Jsonb	   *max = allma_aws_input_field(input, "maxKeys");
 	int64		max_keys = 0;
 	Oid			types[1] = {TEXTOID};
 	Datum		args[1];
@@ -617,7 +597,7 @@ s3_list(const char *module, Jsonb *input)
 									   "WHERE key >= $1 AND pg_catalog.starts_with(key, $1) AND size > 0 "
 									   "ORDER BY key LIMIT %lld",
 									   rel, (long long) (max_keys > 0 ? max_keys : MAX_LISTED_FILES + 1)),
-							  1, types, args, NULL, true, 0) != SPI_OK_SELECT)
+							  1, types, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "allma: could not list bucket %s", bucket);
 	if (max_keys == 0 && SPI_processed > MAX_LISTED_FILES)
 		ereport(ERROR,
@@ -668,7 +648,7 @@ s3_module_run(const char *module, Jsonb *input)
 		out = s3_saver(module, input);
 	else
 		out = s3_list(module, input);
-	out = copy_out(out, outer);
+	out = allma_aws_copy_jsonb(out, outer);
 	SPI_finish();
 	return out;
 }
@@ -810,6 +790,19 @@ allma_create_bucket(PG_FUNCTION_ARGS)
 	StringInfoData sql;
 
 	check_bucket_name(NULL, bucket);
+	if (OidIsValid(get_relname_relid(bucket, get_namespace_oid(BUCKET_SCHEMA, false))))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_TABLE),
+				 errmsg("bucket \"%s\" already exists", bucket)));
+	if (pg_namespace_aclcheck(get_namespace_oid(BUCKET_SCHEMA, false), GetUserId(),
+							  ACL_CREATE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to create bucket \"%s\"", bucket),
+				 errdetail("Buckets are tables of schema %s, and creating one needs the CREATE privilege on it.",
+						   BUCKET_SCHEMA),
+				 errhint("A superuser can grant it: GRANT CREATE ON SCHEMA %s TO %s;",
+						 BUCKET_SCHEMA, quote_identifier(GetUserNameFromId(GetUserId(), false)))));
 	rel = quote_qualified_identifier(BUCKET_SCHEMA, bucket);
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
@@ -858,7 +851,7 @@ allma_drop_bucket(PG_FUNCTION_ARGS)
 		elog(ERROR, "allma: SPI_connect failed");
 	if (!force)
 	{
-		if (SPI_execute(psprintf("SELECT 1 FROM %s LIMIT 1", rel), true, 1) != SPI_OK_SELECT)
+		if (SPI_execute(psprintf("SELECT 1 FROM %s LIMIT 1", rel), false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "allma: could not read bucket %s", bucket);
 		if (SPI_processed > 0)
 			ereport(ERROR,
