@@ -87,6 +87,8 @@ SELECT ddb('system/dynamodb-batch-writer', '{"tableName": "Graph", "requests": [
 SELECT ddb('system/dynamodb-batch-writer', '{"tableName": "Graph", "requests": [{"DeleteRequest": {"Key": {"PK": "NEW", "SK": "1", "x": 1}}}]}');
 SELECT ddb('system/dynamodb-batch-writer', '{"tableName": "Graph", "requests": [{"PutRequest": {"Item": {"PK": "NEW", "SK": "1", "GSI1PK": 5}}}]}');
 SELECT ddb('system/dynamodb-batch-writer', '{"tableName": "Graph", "requests": [{"PutRequest": {"Item": {"PK": "NEW", "SK": "1", "score": "high"}}}]}');
+SELECT ddb('system/dynamodb-batch-writer', jsonb_build_object('tableName', 'Graph', 'requests', jsonb_build_array(
+	jsonb_build_object('PutRequest', jsonb_build_object('Item', jsonb_build_object('PK', 'NEW', 'SK', repeat('s', 1025)))))));
 SELECT ddb('system/dynamodb-batch-writer', '{"tableName": "Graph", "requests": [{"PutRequest": {}, "DeleteRequest": {}}]}');
 SELECT ddb('system/dynamodb-batch-writer', '{"tableName": "Graph", "requests": [{"Put": {"Item": {}}}]}');
 SELECT ddb('system/dynamodb-batch-writer', '{"tableName": "Graph", "requests": {"PutRequest": {}}}');

@@ -36,6 +36,8 @@
 #define DDB_MAX_DEPTH				32	/* nesting of paths, parentheses, values */
 #define DDB_MAX_NODES				2000	/* allma's: syntax nodes of one expression */
 #define DDB_MAX_ITEM_BYTES			(400 * 1024)	/* one item, DynamoDB's size rule */
+#define DDB_MAX_PARTITION_KEY_BYTES	2048	/* a string partition key */
+#define DDB_MAX_SORT_KEY_BYTES		1024	/* a string sort key */
 #define DDB_MAX_PAGE_BYTES			(1024 * 1024)	/* read by one QUERY or SCAN */
 #define DDB_MAX_BATCH_QUERIES		25	/* allma's: queries of one QUERY_BATCH */
 #define DDB_MAX_BATCH_WRITES		1000	/* allma's: requests of one batch write */
@@ -231,6 +233,7 @@ typedef struct DdbKeyAttr
 	char	   *sql;			/* SQL expression of the key in queries */
 	char	   *order_sql;		/* the same, for ORDER BY and ranges */
 	Oid			coltype;		/* bound tables: the column's type */
+	int			max_bytes;		/* longest string value (DynamoDB's key limits) */
 } DdbKeyAttr;
 
 typedef struct DdbIndex

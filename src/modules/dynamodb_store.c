@@ -216,6 +216,9 @@ check_key_value(DdbKeyAttr *k, const char *module, const char *field, JsonbValue
 	if (v->type == jbvString && v->val.string.len == 0)
 		ddb_validation_error(module, field, "the key attribute %s must not be an empty string",
 							 k->name);
+	if (v->type == jbvString && k->max_bytes > 0 && v->val.string.len > k->max_bytes)
+		ddb_validation_error(module, field, "the key attribute %s has %d bytes; it may have %d",
+							 k->name, v->val.string.len, k->max_bytes);
 }
 
 /*

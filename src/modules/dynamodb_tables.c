@@ -309,6 +309,8 @@ ddb_table_open(const char *module, const char *name)
 		if (sk != NULL)
 			bound_column_key(t, &t->sk, sk);
 	}
+	t->pk.max_bytes = DDB_MAX_PARTITION_KEY_BYTES;
+	t->sk.max_bytes = DDB_MAX_SORT_KEY_BYTES;
 	foreach(lc, ixlist)
 	{
 		Jsonb	   *ix = lfirst(lc);
@@ -316,10 +318,12 @@ ddb_table_open(const char *module, const char *name)
 
 		d->name = allma_jsonb_get_cstring(ix, "indexName");
 		index_key(t, &d->pk, ix, "partitionKey", "partitionKeyType");
+		d->pk.max_bytes = DDB_MAX_PARTITION_KEY_BYTES;
 		d->predicate = key_present_sql(t, &d->pk);
 		if (allma_jsonb_get_cstring(ix, "sortKey") != NULL)
 		{
 			index_key(t, &d->sk, ix, "sortKey", "sortKeyType");
+			d->sk.max_bytes = DDB_MAX_SORT_KEY_BYTES;
 			d->predicate = psprintf("%s AND %s", d->predicate, key_present_sql(t, &d->sk));
 		}
 	}
