@@ -10,7 +10,9 @@
  *
  *	1. SQLSTATEs LM200..LM203 name PermanentStepError, TransientStepError,
  *	   RetryableStepError and ContentBasedRetryableError: user code raises
- *	   them with RAISE ... USING ERRCODE = 'LM201'.
+ *	   them with RAISE ... USING ERRCODE = 'LM201'.  LM210..LM214 are the
+ *	   AWS data modules' errors, named as AWS names them
+ *	   (ConditionalCheckFailedException, ...; see src/modules/aws.c).
  *	2. A DETAIL that is a JSON object with "errorName" names any error (and
  *	   its "errorDetails" are kept): user code can raise custom names for
  *	   catch rules.
