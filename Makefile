@@ -45,9 +45,17 @@ OBJS = \
 	src/llm/json_output.o \
 	src/prompt.o \
 	src/secret.o \
+	src/steps/aws_modules.o \
 	src/picture.o \
 	src/graph.o \
-	src/timeline.o
+	src/timeline.o \
+	src/modules/aws.o \
+	src/modules/dynamodb.o \
+	src/modules/dynamodb_expr.o \
+	src/modules/dynamodb_eval.o \
+	src/modules/dynamodb_store.o \
+	src/modules/dynamodb_tables.o \
+	src/modules/s3.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.

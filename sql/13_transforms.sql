@@ -36,7 +36,7 @@ $$;
 \pset format unaligned
 \pset tuples_only on
 SELECT pg_temp.try_module('system/no-such-module', '{}');
-SELECT pg_temp.try_module('system/s3-data-loader', '{}');
+SELECT pg_temp.try_module('system/sqs-receive-messages', '{}');
 SELECT pg_temp.try_module('system/compose-object-from-input', '[1, 2]');
 SELECT pg_temp.try_module('system/generate-array', '"x"');
 \pset format aligned

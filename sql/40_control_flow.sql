@@ -149,7 +149,7 @@ SELECT pg_temp.path(:'u'), error->>'errorName' AS name, error->>'errorMessage' A
 -- a module without a built-in implementation or binding fails with a hint
 SELECT allma_create_flow($$
 {"id": "unbound", "startStepInstanceId": "load",
- "steps": {"load": {"stepType": "DATA_LOAD", "moduleIdentifier": "system/dynamodb-data-loader"}}}$$);
+ "steps": {"load": {"stepType": "DATA_LOAD", "moduleIdentifier": "system/sqs-receive-messages"}}}$$);
 SELECT pg_temp.run('unbound') AS ub \gset
 SELECT allma_wait(:'ub');
 SELECT error->>'errorName' AS name, error->>'errorMessage' AS message,

@@ -49,6 +49,7 @@ int			allma_http_timeout_ms = 30000;
 int			allma_http_connect_timeout_ms = 10000;
 int			allma_http_max_response_bytes = 10 * 1024 * 1024;
 int			allma_file_download_max_bytes = 50 * 1024 * 1024;
+int			allma_object_max_bytes = 10 * 1024 * 1024;
 char	   *allma_openai_base_url = NULL;
 char	   *allma_anthropic_base_url = NULL;
 char	   *allma_gemini_base_url = NULL;
@@ -240,6 +241,15 @@ define_gucs(void)
 							&allma_file_download_max_bytes,
 							50 * 1024 * 1024, 1024, 1024 * 1024 * 1024,
 							PGC_SIGHUP,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.object_max_bytes",
+							"Sets the largest object the system/s3-* modules write or read.",
+							"A larger object fails the step.",
+							&allma_object_max_bytes,
+							10 * 1024 * 1024, 1024, 1024 * 1024 * 1024,
+							PGC_SUSET,
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 

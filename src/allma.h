@@ -53,6 +53,12 @@
 #define ERRCODE_ALLMA_TRANSIENT_STEP_ERROR	MAKE_SQLSTATE('L','M','2','0','1')
 #define ERRCODE_ALLMA_RETRYABLE_STEP_ERROR	MAKE_SQLSTATE('L','M','2','0','2')
 #define ERRCODE_ALLMA_CONTENT_ERROR			MAKE_SQLSTATE('L','M','2','0','3')
+/* the AWS data modules' errors, named as DynamoDB and S3 name them (src/modules/aws.c) */
+#define ERRCODE_ALLMA_CONDITIONAL_CHECK_FAILED	MAKE_SQLSTATE('L','M','2','1','0')
+#define ERRCODE_ALLMA_VALIDATION_EXCEPTION	MAKE_SQLSTATE('L','M','2','1','1')
+#define ERRCODE_ALLMA_RESOURCE_NOT_FOUND	MAKE_SQLSTATE('L','M','2','1','2')
+#define ERRCODE_ALLMA_NO_SUCH_KEY			MAKE_SQLSTATE('L','M','2','1','3')
+#define ERRCODE_ALLMA_NO_SUCH_BUCKET		MAKE_SQLSTATE('L','M','2','1','4')
 
 #define ERRCODE_ALLMA_UNKNOWN_FLOW			MAKE_SQLSTATE('L','M','3','0','0')
 #define ERRCODE_ALLMA_NOT_PUBLISHED			MAKE_SQLSTATE('L','M','3','0','1')
@@ -87,6 +93,7 @@ extern int	allma_http_timeout_ms;
 extern int	allma_http_connect_timeout_ms;
 extern int	allma_http_max_response_bytes;
 extern int	allma_file_download_max_bytes;
+extern int	allma_object_max_bytes;
 extern char *allma_openai_base_url;
 extern char *allma_anthropic_base_url;
 extern char *allma_gemini_base_url;

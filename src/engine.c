@@ -300,6 +300,15 @@ finish_step(StepRun *run)
 	run->counts = run->ps->transition_counts;
 	if (!(run->step->type->flags & ALLMA_STEP_ENDS_FLOW))
 		apply_output_mappings(run);
+	if (run->context_writes != NULL)
+	{
+		ListCell   *lc;
+
+		foreach(lc, allma_jsonb_array_elements(run->context_writes))
+			run->context = allma_path_set(run->context,
+										  allma_jsonb_to_display_text(allma_jsonb_array_element(lfirst(lc), 0)),
+										  allma_jsonb_array_element(lfirst(lc), 1));
+	}
 	resolve_transition(run);
 	check_context_size(run);
 }
@@ -325,6 +334,7 @@ static void
 finish_with_error_output(StepRun *run)
 {
 	run->output = run->error;
+	run->context_writes = NULL;
 	finish_step(run);
 }
 

@@ -10,7 +10,9 @@
  *
  *	1. SQLSTATEs LM200..LM203 name PermanentStepError, TransientStepError,
  *	   RetryableStepError and ContentBasedRetryableError: user code raises
- *	   them with RAISE ... USING ERRCODE = 'LM201'.
+ *	   them with RAISE ... USING ERRCODE = 'LM201'.  LM210..LM214 are the
+ *	   AWS data modules' errors, named as AWS names them
+ *	   (ConditionalCheckFailedException, ...; see src/modules/aws.c).
  *	2. A DETAIL that is a JSON object with "errorName" names any error (and
  *	   its "errorDetails" are kept): user code can raise custom names for
  *	   catch rules.
@@ -32,6 +34,7 @@
 
 #include "errors.h"
 #include "jsonb_util.h"
+#include "modules/aws.h"
 
 Jsonb *
 allma_error_make(const char *name, const char *message, Jsonb *details)
@@ -80,6 +83,8 @@ name_for_sqlstate(int sqlerrcode, const char *default_name)
 		case ERRCODE_LOCK_NOT_AVAILABLE:
 			return ALLMA_ERR_TRANSIENT;
 		default:
+			if (allma_aws_error_name(sqlerrcode) != NULL)
+				return allma_aws_error_name(sqlerrcode);
 			break;
 	}
 	switch (ERRCODE_TO_CATEGORY(sqlerrcode))

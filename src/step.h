@@ -54,6 +54,8 @@ typedef struct StepRun
 	char	   *next_step;
 	bool		end_flow;
 	Jsonb	   *error;
+	Jsonb	   *context_writes;	/* [[path, value], ...] a module writes into
+								 * the context after the output mappings */
 } StepRun;
 
 /*

@@ -41,6 +41,7 @@
 
 #include "defcheck.h"
 #include "jsonb_util.h"
+#include "modules/aws.h"
 #include "path.h"
 #include "sqlstep.h"
 #include "steps.h"
@@ -65,6 +66,7 @@ static SPIPlanPtr binding_lookup_plan = NULL;
 static const AllmaBuiltinModule *const module_families[] = {
 	allma_transform_modules,	/* transform.c, join.c */
 	allma_sql_modules,			/* sql.c */
+	allma_aws_modules,			/* aws_modules.c (src/modules/) */
 };
 
 /* the built-in module "identifier", or NULL */
@@ -173,6 +175,9 @@ allma_run_module(PG_FUNCTION_ARGS)
 	char	   *module_identifier = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	Jsonb	   *input = PG_GETARG_JSONB_P(1);
 
+	/* the AWS data modules run SQL: from here, as the caller */
+	if (allma_aws_module_exists(module_identifier))
+		PG_RETURN_JSONB_P(allma_aws_module_run(module_identifier, input, input, NULL));
 	PG_RETURN_JSONB_P(allma_module_run(module_identifier, input));
 }
 
@@ -217,6 +222,23 @@ invoke_binding(StepRun *run, const char *key, Jsonb *payload,
 	allma_step_leave_user_code(&st);
 	run->default_error_name = ALLMA_ERR_PERMANENT;
 	return result;
+}
+
+/* true when "key" is bound to a SQL function or an HTTP endpoint */
+bool
+allma_module_is_bound(const char *key)
+{
+	char	   *url = NULL;
+	Jsonb	   *headers = NULL;
+
+	return OidIsValid(allma_binding_lookup(key, &url, &headers)) || url != NULL;
+}
+
+/* invoke_binding for built-in modules that give way to a binding */
+Jsonb *
+allma_module_invoke_binding(StepRun *run, const char *key, Jsonb *payload)
+{
+	return invoke_binding(run, key, payload, ALLMA_ERR_PERMANENT);
 }
 
 /*

@@ -54,6 +54,11 @@ extern const AllmaBuiltinModule allma_transform_modules[];
 
 /* sql.c: DATA_LOAD and DATA_SAVE's built-in modules */
 extern const AllmaBuiltinModule allma_sql_modules[];
+extern const AllmaBuiltinModule allma_aws_modules[];
+
+/* a binding of "key" (allma_bind_module*), run as invoke_binding would */
+extern bool allma_module_is_bound(const char *key);
+extern Jsonb *allma_module_invoke_binding(StepRun *run, const char *key, Jsonb *payload);
 
 /* fork.c: PARALLEL_FORK_MANAGER */
 extern Jsonb *allma_fork_start(StepRun *run);
