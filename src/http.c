@@ -91,6 +91,7 @@
 #include "utils/numeric.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "http.h"
 #include "jsonb_util.h"
 
@@ -2562,7 +2563,7 @@ completion_to_jsonb(AllmaHttpCompletion *c)
 	{
 		int			enclen = pg_b64_enc_len(c->body_len);
 		char	   *enc = palloc(enclen + 1);
-		int			n = pg_b64_encode(c->body, c->body_len, enc, enclen);
+		int			n = allma_b64_encode(c->body, c->body_len, enc, enclen);
 
 		if (n < 0)
 			elog(ERROR, "could not encode response body");

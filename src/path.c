@@ -11,11 +11,10 @@
  *
  * Design notes:
  *
- * - Each path is parsed once and kept in a bounded cache (PathCache, in
- *   its own memory context under TopMemoryContext, emptied when it holds
- *   PATH_CACHE_SIZE entries).  Nothing outside this file holds a pointer
- *   into the cache, and no function here keeps one across a call that
- *   could empty it.
+ * - Each path is parsed once and kept in a bounded cache (parsecache.h;
+ *   one for JSONPaths, one for dot paths).  Nothing outside this file holds
+ *   a pointer into the caches, and no function here keeps one across a
+ *   call that could empty them.
  *
  * - A "simple" path is made only of keys, indexes and dynamic segments
  *   ("[$.inner.path]", resolved against the document at run time and
@@ -66,26 +65,26 @@
 #include <limits.h>
 #include <math.h>
 
-#include "common/hashfn.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
-#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/jsonpath.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
 #include "jsonb_util.h"
+#include "parsecache.h"
 #include "path.h"
 
 PG_FUNCTION_INFO_V1(allma_path_query);
 PG_FUNCTION_INFO_V1(allma_jsonpath);
 
-/* number of parsed paths kept before the cache is emptied */
+/* parsed paths (and bytes of their text) kept before a cache is emptied */
 #define PATH_CACHE_SIZE 256
+#define PATH_CACHE_MAX_BYTES (1024 * 1024)
 
 /* largest index accepted in a path; keeps arithmetic far from overflow */
 #define PATH_MAX_INDEX 100000000
@@ -109,7 +108,6 @@ typedef struct PathSeg
 /* a parsed JSONPath or dot path */
 typedef struct ParsedPath
 {
-	char	   *source;			/* the text as given (the cache key) */
 	bool		is_dot;			/* a dot path, not a JSONPath */
 	bool		simple;			/* only keys, indexes and dynamic segments */
 	bool		settable;		/* simple and no negative index */
@@ -146,15 +144,11 @@ typedef enum FilterKind
 	FK_LITERAL					/* a number, string, true, false or null */
 } FilterKind;
 
-typedef struct PathCacheEntry
-{
-	uint32		hash;			/* hash of the text (and kind): the key */
-	ParsedPath *pp;
-} PathCacheEntry;
-
-static MemoryContext PathCacheContext = NULL;
-static HTAB *PathCache = NULL;
-static int	PathCacheInserts = 0;
+/* parsed paths, by text (see parsecache.h) */
+static AllmaParseCache path_cache =
+	ALLMA_PARSECACHE_INIT("allma path cache", PATH_CACHE_SIZE, PATH_CACHE_MAX_BYTES);
+static AllmaParseCache dotpath_cache =
+	ALLMA_PARSECACHE_INIT("allma dot path cache", PATH_CACHE_SIZE, PATH_CACHE_MAX_BYTES);
 
 static bool parse_segments(PathParser *ps);
 static char *filter_or(PathParser *ps, FilterKind *kind);
@@ -1448,7 +1442,6 @@ parse_path(const char *text, bool is_dot, char **errmsg)
 	}
 
 	pp = palloc0(sizeof(ParsedPath));
-	pp->source = pstrdup(text);
 	pp->is_dot = is_dot;
 	pp->simple = ps.simple;
 	pp->settable = ps.settable && ps.simple;
@@ -1485,93 +1478,33 @@ parse_path(const char *text, bool is_dot, char **errmsg)
 	return pp;
 }
 
-/* deep copy of a ParsedPath into cxt */
-static ParsedPath *
-copy_parsed_path(ParsedPath *src, MemoryContext cxt)
+/* parse functions for the caches: JSONPaths and dot paths */
+static void *
+parse_jsonpath_text(const char *text, void *arg, char **errmsg)
 {
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-	ParsedPath *dst = palloc(sizeof(ParsedPath));
-	int			i;
-
-	*dst = *src;
-	dst->source = pstrdup(src->source);
-	dst->segs = src->nsegs > 0 ? palloc(src->nsegs * sizeof(PathSeg)) : NULL;
-	for (i = 0; i < src->nsegs; i++)
-	{
-		dst->segs[i] = src->segs[i];
-		if (src->segs[i].text)
-			dst->segs[i].text = pnstrdup(src->segs[i].text, src->segs[i].len);
-	}
-	dst->pgtext = src->pgtext ? pstrdup(src->pgtext) : NULL;
-	if (src->jsp)
-	{
-		dst->jsp = palloc(VARSIZE(src->jsp));
-		memcpy(dst->jsp, src->jsp, VARSIZE(src->jsp));
-	}
-	MemoryContextSwitchTo(old);
-	return dst;
+	return parse_path(text, false, errmsg);
 }
 
-static uint32
-path_hash(const char *text, bool is_dot)
+static void *
+parse_dotpath_text(const char *text, void *arg, char **errmsg)
 {
-	uint32		h = hash_bytes((const unsigned char *) text, strlen(text));
-
-	return is_dot ? h ^ 0x5bd1e995 : h;
+	return parse_path(text, true, errmsg);
 }
 
 /*
- * get_parsed returns the parsed form of text from the cache, parsing and
- * caching it on a miss.  NULL + *errmsg when the text does not parse.
- * The result lives in the cache: callers must not keep it across another
- * get_parsed call.
+ * get_parsed returns the parsed form of text from its cache (JSONPaths and
+ * dot paths have one each), parsing and caching it on a miss.  NULL +
+ * *errmsg when the text does not parse.  The result lives in the cache:
+ * callers must not keep it across another get_parsed call.
  */
 static ParsedPath *
 get_parsed(const char *text, bool is_dot, char **errmsg)
 {
-	uint32		h = path_hash(text, is_dot);
-	PathCacheEntry *entry;
-	ParsedPath *pp;
-	bool		found;
-
-	if (PathCache != NULL)
-	{
-		entry = hash_search(PathCache, &h, HASH_FIND, NULL);
-		if (entry != NULL && entry->pp->is_dot == is_dot &&
-			strcmp(entry->pp->source, text) == 0)
-			return entry->pp;
-	}
-
-	pp = parse_path(text, is_dot, errmsg);
-	if (pp == NULL)
-		return NULL;
-
-	if (PathCacheContext == NULL)
-		PathCacheContext = AllocSetContextCreate(TopMemoryContext,
-												 "allma path cache",
-												 ALLOCSET_DEFAULT_SIZES);
-	if (PathCache != NULL && PathCacheInserts >= PATH_CACHE_SIZE)
-	{
-		MemoryContextReset(PathCacheContext);
-		PathCache = NULL;
-	}
-	if (PathCache == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(uint32);
-		ctl.entrysize = sizeof(PathCacheEntry);
-		ctl.hcxt = PathCacheContext;
-		PathCache = hash_create("allma path cache", PATH_CACHE_SIZE, &ctl,
-								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		PathCacheInserts = 0;
-	}
-
-	pp = copy_parsed_path(pp, PathCacheContext);
-	entry = hash_search(PathCache, &h, HASH_ENTER, &found);
-	entry->pp = pp;
-	PathCacheInserts++;
-	return pp;
+	if (is_dot)
+		return allma_parsecache_get(&dotpath_cache, text, parse_dotpath_text,
+									NULL, errmsg);
+	return allma_parsecache_get(&path_cache, text, parse_jsonpath_text,
+								NULL, errmsg);
 }
 
 /* get_parsed, throwing ERRCODE_ALLMA_INVALID_PATH when text is invalid */

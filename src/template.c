@@ -49,12 +49,11 @@
  *		{{if x}} are render errors.
  *
  * Cache
- *	  Parsed templates live in TemplateCacheContext (under TopMemoryContext),
- *	  one small child context per template, indexed by a hash of the text.
- *	  The cache holds at most TEMPLATE_CACHE_MAX_ENTRIES templates and
- *	  TEMPLATE_CACHE_MAX_BYTES of template text; when either is reached it
- *	  is emptied at once.  Rendering never parses another template, so a
- *	  tree is never freed while it is being rendered.
+ *	  Parsed templates live in a bounded cache (parsecache.h) of at most
+ *	  TEMPLATE_CACHE_MAX_ENTRIES templates and TEMPLATE_CACHE_MAX_BYTES of
+ *	  template text, emptied at once when either is reached.  Rendering a
+ *	  tree never parses another template, so a tree is never freed while it
+ *	  is being rendered.
  *
  * Copyright (c) 2026, the allma authors
  *
@@ -68,7 +67,6 @@
 #include <math.h>
 
 #include "common/base64.h"
-#include "common/hashfn.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
@@ -81,13 +79,14 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
+#include "compat.h"
 #include "jsonb_util.h"
+#include "parsecache.h"
 #include "path.h"
 #include "template.h"
 
 PG_FUNCTION_INFO_V1(allma_render_template);
 
-#define TEMPLATE_CACHE_BUCKETS		512
 #define TEMPLATE_CACHE_MAX_ENTRIES	256
 #define TEMPLATE_CACHE_MAX_BYTES	(8 * 1024 * 1024)
 
@@ -246,31 +245,20 @@ typedef struct TNode
  * ----------------------------------------------------------------
  */
 
-typedef struct CachedTemplate
+static AllmaParseCache template_cache =
+	ALLMA_PARSECACHE_INIT("allma template cache", TEMPLATE_CACHE_MAX_ENTRIES,
+						  TEMPLATE_CACHE_MAX_BYTES);
+
+static TProgram *parse_template(const char *src, char **errmsg);
+
+/*
+ * the parse function of the cache: the tree points into the text, so it
+ * parses a copy that lives with the tree
+ */
+static void *
+parse_template_text(const char *text, void *arg, char **errmsg)
 {
-	struct CachedTemplate *next;
-	uint32		hash;
-	int			len;
-	char	   *text;
-	TProgram   *program;
-} CachedTemplate;
-
-static MemoryContext TemplateCacheContext = NULL;
-static CachedTemplate *template_cache[TEMPLATE_CACHE_BUCKETS];
-static int	template_cache_entries = 0;
-static Size template_cache_bytes = 0;
-
-static TProgram *parse_template(const char *src, MemoryContext errcxt,
-								char **errmsg);
-
-/* empty the cache, freeing every parsed template */
-static void
-template_cache_reset(void)
-{
-	MemoryContextReset(TemplateCacheContext);
-	memset(template_cache, 0, sizeof(template_cache));
-	template_cache_entries = 0;
-	template_cache_bytes = 0;
+	return parse_template(pstrdup(text), errmsg);
 }
 
 /*
@@ -282,53 +270,8 @@ template_cache_reset(void)
 static TProgram *
 template_get(const char *tmpl, char **errmsg)
 {
-	int			len = strlen(tmpl);
-	uint32		hash = hash_bytes((const unsigned char *) tmpl, len);
-	int			bucket = hash % TEMPLATE_CACHE_BUCKETS;
-	CachedTemplate *entry;
-	MemoryContext callercxt = CurrentMemoryContext;
-	MemoryContext tmplcxt;
-	TProgram   *program;
-	char	   *text;
-
-	if (TemplateCacheContext == NULL)
-		TemplateCacheContext = AllocSetContextCreate(TopMemoryContext,
-													 "allma template cache",
-													 ALLOCSET_DEFAULT_SIZES);
-
-	for (entry = template_cache[bucket]; entry != NULL; entry = entry->next)
-	{
-		if (entry->hash == hash && entry->len == len &&
-			memcmp(entry->text, tmpl, len) == 0)
-			return entry->program;
-	}
-
-	if (template_cache_entries >= TEMPLATE_CACHE_MAX_ENTRIES ||
-		template_cache_bytes + len > TEMPLATE_CACHE_MAX_BYTES)
-		template_cache_reset();
-
-	tmplcxt = AllocSetContextCreate(TemplateCacheContext, "allma template",
-									ALLOCSET_SMALL_SIZES);
-	MemoryContextSwitchTo(tmplcxt);
-	text = pnstrdup(tmpl, len);
-	program = parse_template(text, callercxt, errmsg);
-	MemoryContextSwitchTo(callercxt);
-	if (program == NULL)
-	{
-		MemoryContextDelete(tmplcxt);
-		return NULL;
-	}
-
-	entry = MemoryContextAlloc(tmplcxt, sizeof(CachedTemplate));
-	entry->hash = hash;
-	entry->len = len;
-	entry->text = text;
-	entry->program = program;
-	entry->next = template_cache[bucket];
-	template_cache[bucket] = entry;
-	template_cache_entries++;
-	template_cache_bytes += len;
-	return program;
+	return allma_parsecache_get(&template_cache, tmpl, parse_template_text,
+								NULL, errmsg);
 }
 
 /* ----------------------------------------------------------------
@@ -341,8 +284,7 @@ typedef struct Parser
 	const char *src;			/* whole template, NUL-terminated */
 	const char *p;				/* current position */
 	int			nesting;		/* blocks and subexpressions open */
-	char	   *error;			/* first error, allocated in errcxt */
-	MemoryContext errcxt;
+	char	   *error;			/* first error */
 } Parser;
 
 typedef enum TokKind
@@ -462,7 +404,6 @@ static void parse_fail(Parser *P, const char *at, const char *fmt,...) pg_attrib
 static void
 parse_fail(Parser *P, const char *at, const char *fmt,...)
 {
-	MemoryContext oldcxt;
 	StringInfoData buf;
 	int			line;
 	int			column;
@@ -470,7 +411,6 @@ parse_fail(Parser *P, const char *at, const char *fmt,...)
 	if (P->error != NULL)
 		return;
 	source_position(P->src, at, &line, &column);
-	oldcxt = MemoryContextSwitchTo(P->errcxt);
 	initStringInfo(&buf);
 	for (;;)
 	{
@@ -486,7 +426,6 @@ parse_fail(Parser *P, const char *at, const char *fmt,...)
 	}
 	appendStringInfo(&buf, " at line %d, column %d", line, column);
 	P->error = buf.data;
-	MemoryContextSwitchTo(oldcxt);
 }
 
 /* fail on an unexpected token, quoting (a prefix of) it */
@@ -1850,12 +1789,12 @@ ws_program(TProgram *program, bool is_root)
 }
 
 /*
- * parse_template parses "src" into a tree allocated in CurrentMemoryContext.
- * Returns NULL with *errmsg (allocated in errcxt) on a syntax error; never
- * throws except on out-of-memory.
+ * parse_template parses "src" into a tree allocated in CurrentMemoryContext
+ * (which points into src).  Returns NULL with *errmsg on a syntax error;
+ * never throws except on out-of-memory.
  */
 static TProgram *
-parse_template(const char *src, MemoryContext errcxt, char **errmsg)
+parse_template(const char *src, char **errmsg)
 {
 	Parser		P;
 	TProgram   *program = new_program(0, NULL);
@@ -1865,7 +1804,6 @@ parse_template(const char *src, MemoryContext errcxt, char **errmsg)
 	P.p = src;
 	P.nesting = 0;
 	P.error = NULL;
-	P.errcxt = errcxt;
 
 	if (parse_statements(&P, program, &term))
 	{
@@ -2570,7 +2508,7 @@ helper_base64(JsonbValue *v)
 	text = display_text(v, &len);
 	enclen = pg_b64_enc_len(len);
 	encoded = palloc(enclen + 1);
-	enclen = pg_b64_encode(text, len, encoded, enclen);
+	enclen = allma_b64_encode(text, len, encoded, enclen);
 	if (enclen < 0)
 		elog(ERROR, "could not encode a template value in base64");
 	encoded[enclen] = '\0';
