@@ -40,7 +40,10 @@ REGRESS = $(sort $(notdir $(basename $(wildcard sql/*.sql))))
 REGRESS_OPTS = --temp-config=$(srcdir)/test/allma.conf --temp-instance=./tmp_check
 
 CURL_CONFIG ?= curl-config
-PG_CPPFLAGS = -I$(srcdir)/src $(shell $(CURL_CONFIG) --cflags) -DALLMA_VERSION=\"$(EXTVERSION)\"
+# the library's release and the extension version it needs (schema gate,
+# src/worker.c) both come from allma.control's default_version
+PG_CPPFLAGS = -I$(srcdir)/src $(shell $(CURL_CONFIG) --cflags) -DALLMA_VERSION=\"$(EXTVERSION)\" \
+	-DALLMA_SCHEMA_VERSION=\"$(EXTVERSION)\"
 SHLIB_LINK = $(shell $(CURL_CONFIG) --libs)
 
 EXTRA_CLEAN = tmp_check tmp_check_iso output_iso results regression.diffs regression.out log
@@ -49,5 +52,6 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# every object depends on every header of the extension (PGXS has no automatic dependencies)
-$(OBJS): $(wildcard $(srcdir)/src/*.h)
+# every object depends on every header of the extension (PGXS has no automatic
+# dependencies), and on the control file that sets the version macros
+$(OBJS): $(wildcard $(srcdir)/src/*.h) $(srcdir)/$(EXTENSION).control

@@ -21,8 +21,18 @@
 
 #include "utils/jsonb.h"
 
+/*
+ * ALLMA_VERSION is this library's release, ALLMA_SCHEMA_VERSION the version
+ * of the extension's SQL objects (pg_extension.extversion) it runs against:
+ * the workers stay idle until the installed extension is at that version
+ * (see worker.c).  The Makefile sets both from allma.control's
+ * default_version, the one place where a new version is declared.
+ */
 #ifndef ALLMA_VERSION
 #define ALLMA_VERSION "unknown"
+#endif
+#ifndef ALLMA_SCHEMA_VERSION
+#error "ALLMA_SCHEMA_VERSION must be set by the build (allma.control's default_version)"
 #endif
 
 #define ALLMA_SCHEMA "allma"
