@@ -29,7 +29,8 @@ OBJS = \
 	src/prompt.o \
 	src/secret.o \
 	src/parsecache.o \
-	src/xactmemo.o
+	src/xactmemo.o \
+	src/textutil.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.

@@ -2530,13 +2530,8 @@ put_bool(JsonbParseState **st, const char *key, bool b)
 static void
 put_jsonb(JsonbParseState **st, const char *key, Jsonb *jb)
 {
-	JsonbValue	v;
-
 	put_key(st, key);
-	v.type = jbvBinary;
-	v.val.binary.data = &jb->root;
-	v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
-	pushJsonbValue(st, WJB_VALUE, &v);
+	allma_jsonb_push(st, WJB_VALUE, jb);
 }
 
 /*
@@ -2726,15 +2721,7 @@ allma_http_batch(PG_FUNCTION_ARGS)
 
 	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
 	for (i = 0; i < n; i++)
-	{
-		Jsonb	   *r = completion_to_jsonb(&cs[i]);
-		JsonbValue	jv;
-
-		jv.type = jbvBinary;
-		jv.val.binary.data = &r->root;
-		jv.val.binary.len = VARSIZE(r) - VARHDRSZ;
-		pushJsonbValue(&st, WJB_ELEM, &jv);
-	}
+		allma_jsonb_push(&st, WJB_ELEM, completion_to_jsonb(&cs[i]));
 	res = pushJsonbValue(&st, WJB_END_ARRAY, NULL);
 	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
 }

@@ -67,6 +67,7 @@
 
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -78,6 +79,7 @@
 #include "jsonb_util.h"
 #include "parsecache.h"
 #include "path.h"
+#include "textutil.h"
 
 PG_FUNCTION_INFO_V1(allma_path_query);
 PG_FUNCTION_INFO_V1(allma_jsonpath);
@@ -171,23 +173,15 @@ pg_attribute_printf(2, 3);
 static bool
 parse_fail(PathParser *ps, const char *fmt,...)
 {
+	va_list		args;
 	StringInfoData buf;
 
 	if (ps->err != NULL)
 		return false;
 	initStringInfo(&buf);
-	for (;;)
-	{
-		va_list		args;
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&buf, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&buf, needed);
-	}
+	va_start(args, fmt);
+	allma_append_vformat(&buf, fmt, args);
+	va_end(args);
 	ps->err = buf.data;
 	return false;
 }
@@ -264,35 +258,9 @@ static void
 append_utf8(StringInfo buf, uint32 cp)
 {
 	unsigned char tmp[4];
-	int			n;
 
-	if (cp < 0x80)
-	{
-		tmp[0] = cp;
-		n = 1;
-	}
-	else if (cp < 0x800)
-	{
-		tmp[0] = 0xC0 | (cp >> 6);
-		tmp[1] = 0x80 | (cp & 0x3F);
-		n = 2;
-	}
-	else if (cp < 0x10000)
-	{
-		tmp[0] = 0xE0 | (cp >> 12);
-		tmp[1] = 0x80 | ((cp >> 6) & 0x3F);
-		tmp[2] = 0x80 | (cp & 0x3F);
-		n = 3;
-	}
-	else
-	{
-		tmp[0] = 0xF0 | (cp >> 18);
-		tmp[1] = 0x80 | ((cp >> 12) & 0x3F);
-		tmp[2] = 0x80 | ((cp >> 6) & 0x3F);
-		tmp[3] = 0x80 | (cp & 0x3F);
-		n = 4;
-	}
-	appendBinaryStringInfo(buf, (char *) tmp, n);
+	unicode_to_utf8((pg_wchar) cp, tmp);
+	appendBinaryStringInfo(buf, (char *) tmp, pg_utf_mblen(tmp));
 }
 
 /* reads n hex digits at s; -1 if they are not all hex digits */
@@ -1804,26 +1772,6 @@ allma_path_get(Jsonb *doc, const char *path)
  * ---------------------------------------------------------------------
  */
 
-/* pushes a whole jsonb value as an array element or object value */
-static void
-push_value(JsonbParseState **state, JsonbIteratorToken seq, Jsonb *value)
-{
-	JsonbValue	v;
-
-	if (JB_ROOT_IS_SCALAR(value))
-	{
-		JsonbExtractScalar(&value->root, &v);
-		pushJsonbValue(state, seq, &v);
-	}
-	else
-	{
-		v.type = jbvBinary;
-		v.val.binary.data = &value->root;
-		v.val.binary.len = VARSIZE(value) - VARHDRSZ;
-		pushJsonbValue(state, seq, &v);
-	}
-}
-
 /*
  * jsonb_array_put returns arr (an array, or NULL for a new one) with element
  * idx replaced by value, padding with nulls when idx is past the end, as
@@ -1848,7 +1796,7 @@ jsonb_array_put(Jsonb *arr, int idx, Jsonb *value)
 			if (tok != WJB_ELEM)
 				continue;
 			if (i == idx)
-				push_value(&state, WJB_ELEM, value);
+				allma_jsonb_push(&state, WJB_ELEM, value);
 			else
 				pushJsonbValue(&state, WJB_ELEM, &v);
 			i++;
@@ -1859,7 +1807,7 @@ jsonb_array_put(Jsonb *arr, int idx, Jsonb *value)
 		v.type = jbvNull;
 		for (; i < idx; i++)
 			pushJsonbValue(&state, WJB_ELEM, &v);
-		push_value(&state, WJB_ELEM, value);
+		allma_jsonb_push(&state, WJB_ELEM, value);
 	}
 	res = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
 	return JsonbValueToJsonb(res);

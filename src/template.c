@@ -84,6 +84,7 @@
 #include "parsecache.h"
 #include "path.h"
 #include "template.h"
+#include "textutil.h"
 
 PG_FUNCTION_INFO_V1(allma_render_template);
 
@@ -404,6 +405,7 @@ static void parse_fail(Parser *P, const char *at, const char *fmt,...) pg_attrib
 static void
 parse_fail(Parser *P, const char *at, const char *fmt,...)
 {
+	va_list		args;
 	StringInfoData buf;
 	int			line;
 	int			column;
@@ -412,18 +414,9 @@ parse_fail(Parser *P, const char *at, const char *fmt,...)
 		return;
 	source_position(P->src, at, &line, &column);
 	initStringInfo(&buf);
-	for (;;)
-	{
-		va_list		args;
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&buf, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&buf, needed);
-	}
+	va_start(args, fmt);
+	allma_append_vformat(&buf, fmt, args);
+	va_end(args);
 	appendStringInfo(&buf, " at line %d, column %d", line, column);
 	P->error = buf.data;
 }
@@ -2305,21 +2298,13 @@ static void render_error(TCall *call, const char *fmt,...) pg_attribute_printf(2
 static void
 render_error(TCall *call, const char *fmt,...)
 {
+	va_list		args;
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	for (;;)
-	{
-		va_list		args;
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&buf, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&buf, needed);
-	}
+	va_start(args, fmt);
+	allma_append_vformat(&buf, fmt, args);
+	va_end(args);
 	ereport(ERROR,
 			(errcode(ERRCODE_ALLMA_INVALID_TEMPLATE),
 			 errmsg("%s", buf.data),
