@@ -30,7 +30,8 @@ OBJS = \
 	src/secret.o \
 	src/parsecache.o \
 	src/xactmemo.o \
-	src/textutil.o
+	src/textutil.o \
+	src/path_parse.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.
