@@ -31,7 +31,10 @@ OBJS = \
 	src/parsecache.o \
 	src/xactmemo.o \
 	src/textutil.o \
-	src/path_parse.o
+	src/path_parse.o \
+	src/template_parse.o \
+	src/template_ws.o \
+	src/template_helpers.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.
