@@ -34,7 +34,10 @@ OBJS = \
 	src/path_parse.o \
 	src/template_parse.o \
 	src/template_ws.o \
-	src/template_helpers.o
+	src/template_helpers.o \
+	src/http_allowlist.o \
+	src/http_transfer.o \
+	src/http_sql.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.
