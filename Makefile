@@ -10,6 +10,16 @@ OBJS = \
 	src/shmem.o \
 	src/launcher.o \
 	src/worker.o \
+	src/parsecache.o \
+	src/xactmemo.o \
+	src/textutil.o \
+	src/path_parse.o \
+	src/template_parse.o \
+	src/template_ws.o \
+	src/template_helpers.o \
+	src/http_allowlist.o \
+	src/http_transfer.o \
+	src/http_sql.o \
 	src/store.o \
 	src/engine.o \
 	src/retry.o \
@@ -27,17 +37,7 @@ OBJS = \
 	src/http.o \
 	src/llm.o \
 	src/prompt.o \
-	src/secret.o \
-	src/parsecache.o \
-	src/xactmemo.o \
-	src/textutil.o \
-	src/path_parse.o \
-	src/template_parse.o \
-	src/template_ws.o \
-	src/template_helpers.o \
-	src/http_allowlist.o \
-	src/http_transfer.o \
-	src/http_sql.o
+	src/secret.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.

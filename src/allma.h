@@ -70,7 +70,10 @@
 #define ERRCODE_ALLMA_INVALID_OPTION		MAKE_SQLSTATE('L','M','3','0','3')
 #define ERRCODE_ALLMA_EXECUTION_CONFLICT	MAKE_SQLSTATE('L','M','3','0','4')
 
-/* Allma's error names (allma-semantics.md section 6.1). */
+/*
+ * Allma's error names: the "errorName" of an error object, which retry
+ * policies and catch rules match on.
+ */
 #define ALLMA_ERR_PERMANENT		"PermanentStepError"
 #define ALLMA_ERR_TRANSIENT		"TransientStepError"
 #define ALLMA_ERR_RETRYABLE		"RetryableStepError"

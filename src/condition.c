@@ -4,12 +4,12 @@
  *	  Transition and branch conditions: Allma's expression language, and
  *	  PostgreSQL jsonpath predicates.
  *
- * Allma's language (allma-semantics.md section 4.2) is a list of atoms
- * joined by "||" and "&&" ("&&" binds tighter, both short-circuit, no
- * parentheses).  Unlike Allma's naive split, the split here ignores
- * "||" and "&&" inside quoted strings and inside the brackets of a
- * JSONPath, so "$.a[?(@.x > 1 && @.y)]" and "$.s == 'a||b'" are one atom.
- * An atom is
+ * Allma's condition language (what its transitions' "condition" fields
+ * hold) is a list of atoms joined by "||" and "&&" ("&&" binds tighter,
+ * both short-circuit, no parentheses).  Allma itself splits the text at
+ * every "||" and "&&"; the split here ignores those inside quoted strings
+ * and inside the brackets of a JSONPath, so "$.a[?(@.x > 1 && @.y)]" and
+ * "$.s == 'a||b'" are one atom.  An atom is
  *
  *		[!] JSONPath							truthiness
  *		[!] JSONPath op rhs						comparison
