@@ -171,6 +171,21 @@ close_client_resources(AllmaHttpClient *client)
 	client->wakefd = -1;
 }
 
+/*
+ * apply_limits sets the client's limits other than max_in_flight from
+ * limits, the defaults for zero fields
+ */
+static void
+apply_limits(AllmaHttpClient *client, const AllmaHttpLimits *limits)
+{
+	client->max_per_host = limits->max_per_host > 0 ? limits->max_per_host : ALLMA_HTTP_DEFAULT_MAX_PER_HOST;
+	client->connect_timeout_ms = limits->connect_timeout_ms > 0 ? limits->connect_timeout_ms : ALLMA_HTTP_DEFAULT_CONNECT_TIMEOUT_MS;
+	client->timeout_ms = limits->timeout_ms > 0 ? limits->timeout_ms : ALLMA_HTTP_DEFAULT_TIMEOUT_MS;
+	client->max_bytes = limits->max_response_bytes > 0 ? limits->max_response_bytes : ALLMA_HTTP_DEFAULT_MAX_RESPONSE_BYTES;
+	client->max_bytes = Min(client->max_bytes, ALLMA_HTTP_MAX_RESPONSE_BYTES_LIMIT);
+	client->max_redirects = limits->max_redirects != 0 ? limits->max_redirects : ALLMA_HTTP_DEFAULT_MAX_REDIRECTS;
+}
+
 AllmaHttpClient *
 allma_http_client_create(const AllmaHttpLimits *limits)
 {
@@ -204,12 +219,7 @@ allma_http_client_create(const AllmaHttpLimits *limits)
 	client->timer_deadline = -1;
 
 	client->max_in_flight = limits->max_in_flight > 0 ? limits->max_in_flight : ALLMA_HTTP_DEFAULT_MAX_IN_FLIGHT;
-	client->max_per_host = limits->max_per_host > 0 ? limits->max_per_host : ALLMA_HTTP_DEFAULT_MAX_PER_HOST;
-	client->connect_timeout_ms = limits->connect_timeout_ms > 0 ? limits->connect_timeout_ms : ALLMA_HTTP_DEFAULT_CONNECT_TIMEOUT_MS;
-	client->timeout_ms = limits->timeout_ms > 0 ? limits->timeout_ms : ALLMA_HTTP_DEFAULT_TIMEOUT_MS;
-	client->max_bytes = limits->max_response_bytes > 0 ? limits->max_response_bytes : ALLMA_HTTP_DEFAULT_MAX_RESPONSE_BYTES;
-	client->max_bytes = Min(client->max_bytes, ALLMA_HTTP_MAX_RESPONSE_BYTES_LIMIT);
-	client->max_redirects = limits->max_redirects != 0 ? limits->max_redirects : ALLMA_HTTP_DEFAULT_MAX_REDIRECTS;
+	apply_limits(client, limits);
 	client->user_agent = MemoryContextStrdup(cxt, limits->user_agent ? limits->user_agent
 											 : "allma/" ALLMA_VERSION);
 
@@ -287,12 +297,7 @@ allma_http_client_set_limits(AllmaHttpClient *client, const AllmaHttpLimits *lim
 	while (client->nfree > max_in_flight)
 		curl_easy_cleanup(client->free_handles[--client->nfree]);
 	client->max_in_flight = max_in_flight;
-	client->max_per_host = limits->max_per_host > 0 ? limits->max_per_host : ALLMA_HTTP_DEFAULT_MAX_PER_HOST;
-	client->connect_timeout_ms = limits->connect_timeout_ms > 0 ? limits->connect_timeout_ms : ALLMA_HTTP_DEFAULT_CONNECT_TIMEOUT_MS;
-	client->timeout_ms = limits->timeout_ms > 0 ? limits->timeout_ms : ALLMA_HTTP_DEFAULT_TIMEOUT_MS;
-	client->max_bytes = limits->max_response_bytes > 0 ? limits->max_response_bytes : ALLMA_HTTP_DEFAULT_MAX_RESPONSE_BYTES;
-	client->max_bytes = Min(client->max_bytes, ALLMA_HTTP_MAX_RESPONSE_BYTES_LIMIT);
-	client->max_redirects = limits->max_redirects != 0 ? limits->max_redirects : ALLMA_HTTP_DEFAULT_MAX_REDIRECTS;
+	apply_limits(client, limits);
 	curl_multi_setopt(client->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) client->max_per_host);
 	curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS, (long) client->max_in_flight);
 
@@ -308,16 +313,25 @@ allma_http_client_set_limits(AllmaHttpClient *client, const AllmaHttpLimits *lim
 	}
 }
 
+/* frees what was malloc'd for t by curl and the callbacks */
+static void
+free_malloced_state(HttpTransfer *t)
+{
+	if (t->headers)
+		curl_slist_free_all(t->headers);
+	if (t->mail_rcpt)
+		curl_slist_free_all(t->mail_rcpt);
+	if (t->buf)
+		free(t->buf);
+}
+
 /* frees what a transfer holds (not its easy handle) */
 static void
 free_transfer(HttpTransfer *t)
 {
 	int			i;
 
-	if (t->headers)
-		curl_slist_free_all(t->headers);
-	if (t->mail_rcpt)
-		curl_slist_free_all(t->mail_rcpt);
+	free_malloced_state(t);
 	if (t->mail_from)
 		pfree(t->mail_from);
 	if (t->username)
@@ -327,8 +341,6 @@ free_transfer(HttpTransfer *t)
 		explicit_bzero(t->password, strlen(t->password));
 		pfree(t->password);
 	}
-	if (t->buf)
-		free(t->buf);
 	pfree(t->url);
 	pfree(t->method);
 	if (t->body)
@@ -344,18 +356,6 @@ free_transfer(HttpTransfer *t)
 	if (t->prev_headers)
 		pfree(t->prev_headers);
 	pfree(t);
-}
-
-/* frees what was malloc'd for t by curl and the callbacks */
-static void
-free_malloced_state(HttpTransfer *t)
-{
-	if (t->headers)
-		curl_slist_free_all(t->headers);
-	if (t->mail_rcpt)
-		curl_slist_free_all(t->mail_rcpt);
-	if (t->buf)
-		free(t->buf);
 }
 
 void

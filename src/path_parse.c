@@ -236,8 +236,11 @@ char *
 allma_js_string_literal(const char *s, int *consumed, char **errmsg)
 {
 	StringInfoData buf;
+	static const char simple_escapes[] = "bfnrtv";
+	static const char simple_values[] = "\b\f\n\r\t\v";
 	const char *end = s + strlen(s);
 	const char *p = s + 1;
+	const char *simple;
 	char		quote = s[0];
 
 	initStringInfo(&buf);
@@ -251,32 +254,15 @@ allma_js_string_literal(const char *s, int *consumed, char **errmsg)
 		p++;
 		if (p >= end)
 			break;
+		if (*p != '\0' && (simple = strchr(simple_escapes, *p)) != NULL)
+		{
+			/* \b \f \n \r \t \v */
+			appendStringInfoChar(&buf, simple_values[simple - simple_escapes]);
+			p++;
+			continue;
+		}
 		switch (*p)
 		{
-			case 'b':
-				appendStringInfoChar(&buf, '\b');
-				p++;
-				break;
-			case 'f':
-				appendStringInfoChar(&buf, '\f');
-				p++;
-				break;
-			case 'n':
-				appendStringInfoChar(&buf, '\n');
-				p++;
-				break;
-			case 'r':
-				appendStringInfoChar(&buf, '\r');
-				p++;
-				break;
-			case 't':
-				appendStringInfoChar(&buf, '\t');
-				p++;
-				break;
-			case 'v':
-				appendStringInfoChar(&buf, '\v');
-				p++;
-				break;
 			case 'x':
 			case 'u':
 				{

@@ -557,6 +557,27 @@ parse_path_rest(Parser *P, Token *first, bool data)
 	return path;
 }
 
+/*
+ * parse_named_path reads the path that token t (an identifier, or "@")
+ * starts: a data variable when t is "@".  NULL on error.
+ */
+static TPath *
+parse_named_path(Parser *P, Token *t)
+{
+	bool		data = (t->kind == TK_DATA);
+
+	if (data)
+	{
+		lex(P, t);
+		if (t->kind != TK_ID)
+		{
+			parse_fail(P, t->start, "expected a name after \"@\"");
+			return NULL;
+		}
+	}
+	return parse_path_rest(P, t, data);
+}
+
 /* a path made of the single (literal) segment "name" */
 static TPath *
 make_simple_path(const char *name)
@@ -675,20 +696,9 @@ parse_expr(Parser *P)
 		return make_literal(&t);
 	if (t.kind == TK_ID || t.kind == TK_DATA)
 	{
-		bool		data = (t.kind == TK_DATA);
-
-		if (data)
-		{
-			lex(P, &t);
-			if (t.kind != TK_ID)
-			{
-				parse_fail(P, t.start, "expected a name after \"@\"");
-				return NULL;
-			}
-		}
 		e = palloc0(sizeof(TExpr));
 		e->kind = TE_PATH;
-		e->path = parse_path_rest(P, &t, data);
+		e->path = parse_named_path(P, &t);
 		return e->path ? e : NULL;
 	}
 	parse_fail_token(P, &t);
@@ -720,18 +730,7 @@ parse_call(Parser *P, const char *at)
 		call->head = make_simple_path(literal_name(&t));
 	else if (t.kind == TK_ID || t.kind == TK_DATA)
 	{
-		bool		data = (t.kind == TK_DATA);
-
-		if (data)
-		{
-			lex(P, &t);
-			if (t.kind != TK_ID)
-			{
-				parse_fail(P, t.start, "expected a name after \"@\"");
-				return NULL;
-			}
-		}
-		call->head = parse_path_rest(P, &t, data);
+		call->head = parse_named_path(P, &t);
 		if (call->head == NULL)
 			return NULL;
 	}
