@@ -10,6 +10,16 @@ OBJS = \
 	src/shmem.o \
 	src/launcher.o \
 	src/worker.o \
+	src/parsecache.o \
+	src/xactmemo.o \
+	src/textutil.o \
+	src/path_parse.o \
+	src/template_parse.o \
+	src/template_ws.o \
+	src/template_helpers.o \
+	src/http_allowlist.o \
+	src/http_transfer.o \
+	src/http_sql.o \
 	src/store.o \
 	src/engine.o \
 	src/retry.o \
@@ -66,7 +76,10 @@ REGRESS = $(sort $(notdir $(basename $(wildcard sql/*.sql))))
 REGRESS_OPTS = --temp-config=$(srcdir)/test/allma.conf --temp-instance=./tmp_check
 
 CURL_CONFIG ?= curl-config
-PG_CPPFLAGS = -I$(srcdir)/src $(shell $(CURL_CONFIG) --cflags) -DALLMA_VERSION=\"$(EXTVERSION)\"
+# the library's release and the extension version it needs (schema gate,
+# src/worker.c) both come from allma.control's default_version
+PG_CPPFLAGS = -I$(srcdir)/src $(shell $(CURL_CONFIG) --cflags) -DALLMA_VERSION=\"$(EXTVERSION)\" \
+	-DALLMA_SCHEMA_VERSION=\"$(EXTVERSION)\"
 SHLIB_LINK = $(shell $(CURL_CONFIG) --libs)
 
 EXTRA_CLEAN = tmp_check tmp_check_iso output_iso results regression.diffs regression.out log
@@ -75,8 +88,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# every object depends on every header of the extension (PGXS has no automatic dependencies)
-$(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/*/*.h)
+# every object depends on every header of the extension (PGXS has no automatic
+# dependencies), and on the control file that sets the version macros
+$(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/*/*.h) $(srcdir)/$(EXTENSION).control
 
 # Building outside the source tree (make -f SRC/Makefile VPATH=SRC, as
 # Debian's pg_buildext does in build-<version>/): the objects go to src/.

@@ -17,6 +17,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -308,7 +310,10 @@ _PG_init(void)
 /*
  * allma_process_utility: before DROP DATABASE of the database the workers
  * are connected to, ask them to leave so that the drop does not fail with
- * "database is being accessed by other users".
+ * "database is being accessed by other users".  CREATE EXTENSION allma and
+ * ALTER EXTENSION allma (UPDATE) wake the workers when they commit, so
+ * that workers waiting for the extension, or for it to reach the version
+ * this library needs, start at once.
  */
 static void
 allma_process_utility(PlannedStmt *pstmt, const char *queryString,
@@ -326,6 +331,12 @@ allma_process_utility(PlannedStmt *pstmt, const char *queryString,
 		if (OidIsValid(dboid))
 			allma_workers_leave_database(dboid);
 	}
+	else if (IsA(parsetree, CreateExtensionStmt) &&
+			 strcmp(((CreateExtensionStmt *) parsetree)->extname, ALLMA_EXTENSION_NAME) == 0)
+		allma_request_wake_at_commit();
+	else if (IsA(parsetree, AlterExtensionStmt) &&
+			 strcmp(((AlterExtensionStmt *) parsetree)->extname, ALLMA_EXTENSION_NAME) == 0)
+		allma_request_wake_at_commit();
 
 	if (prev_process_utility_hook)
 		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,

@@ -21,8 +21,18 @@
 
 #include "utils/jsonb.h"
 
+/*
+ * ALLMA_VERSION is this library's release, ALLMA_SCHEMA_VERSION the version
+ * of the extension's SQL objects (pg_extension.extversion) it runs against:
+ * the workers stay idle until the installed extension is at that version
+ * (see worker.c).  The Makefile sets both from allma.control's
+ * default_version, the one place where a new version is declared.
+ */
 #ifndef ALLMA_VERSION
 #define ALLMA_VERSION "unknown"
+#endif
+#ifndef ALLMA_SCHEMA_VERSION
+#error "ALLMA_SCHEMA_VERSION must be set by the build (allma.control's default_version)"
 #endif
 
 #define ALLMA_SCHEMA "allma"
@@ -66,7 +76,10 @@
 #define ERRCODE_ALLMA_INVALID_OPTION		MAKE_SQLSTATE('L','M','3','0','3')
 #define ERRCODE_ALLMA_EXECUTION_CONFLICT	MAKE_SQLSTATE('L','M','3','0','4')
 
-/* Allma's error names (allma-semantics.md section 6.1). */
+/*
+ * Allma's error names: the "errorName" of an error object, which retry
+ * policies and catch rules match on.
+ */
 #define ALLMA_ERR_PERMANENT		"PermanentStepError"
 #define ALLMA_ERR_TRANSIENT		"TransientStepError"
 #define ALLMA_ERR_RETRYABLE		"RetryableStepError"

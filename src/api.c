@@ -32,7 +32,6 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "storage/condition_variable.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
@@ -461,7 +460,7 @@ allma_wait(PG_FUNCTION_ARGS)
 													   TimestampTzGetDatum(GetCurrentTimestamp()),
 													   IntervalPGetDatum(timeout)));
 
-	ConditionVariablePrepareToSleep(&allma_shared->terminal_cv);
+	allma_terminal_wait_prepare();
 	for (;;)
 	{
 		long		secs;
@@ -471,7 +470,7 @@ allma_wait(PG_FUNCTION_ARGS)
 		status = execution_status(id, &mine);
 		if (status == NULL)
 		{
-			ConditionVariableCancelSleep();
+			allma_terminal_wait_done();
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("execution %s does not exist",
@@ -481,7 +480,7 @@ allma_wait(PG_FUNCTION_ARGS)
 			break;
 		if (mine)
 		{
-			ConditionVariableCancelSleep();
+			allma_terminal_wait_done();
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("cannot wait for an execution started in the same transaction"),
@@ -492,10 +491,9 @@ allma_wait(PG_FUNCTION_ARGS)
 			break;
 		TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
 		remaining_ms = Min(secs * 1000 + usecs / 1000 + 1, 1000L);
-		(void) ConditionVariableTimedSleep(&allma_shared->terminal_cv, remaining_ms,
-										   PG_WAIT_EXTENSION);
+		allma_terminal_wait(remaining_ms);
 	}
-	ConditionVariableCancelSleep();
+	allma_terminal_wait_done();
 	PG_RETURN_TEXT_P(cstring_to_text(status));
 }
 
@@ -506,31 +504,26 @@ Datum
 allma_worker_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	AllmaWorkerSlot slots[ALLMA_MAX_WORKERS];
-	static const char *state_names[] = {"free", "starting", "idle", "busy", "no extension"};
+	AllmaWorkerInfo workers[ALLMA_MAX_WORKERS];
+	int			n;
 
 	InitMaterializedSRF(fcinfo, 0);
 
-	SpinLockAcquire(&allma_shared->mutex);
-	memcpy(slots, allma_shared->workers, sizeof(slots));
-	SpinLockRelease(&allma_shared->mutex);
-
-	for (int i = 0; i < ALLMA_MAX_WORKERS; i++)
+	n = allma_shmem_list_workers(workers);
+	for (int i = 0; i < n; i++)
 	{
 		Datum		values[4];
 		bool		nulls[4] = {false, false, false, false};
 		char	   *dbname;
 
-		if (slots[i].pid == 0)
-			continue;
-		values[0] = Int32GetDatum(i);
-		values[1] = Int32GetDatum(slots[i].pid);
-		dbname = get_database_name(slots[i].dboid);
+		values[0] = Int32GetDatum(workers[i].slot);
+		values[1] = Int32GetDatum(workers[i].pid);
+		dbname = get_database_name(workers[i].dboid);
 		if (dbname)
 			values[2] = DirectFunctionCall1(namein, CStringGetDatum(dbname));
 		else
 			nulls[2] = true;
-		values[3] = CStringGetTextDatum(state_names[slots[i].state]);
+		values[3] = CStringGetTextDatum(allma_worker_state_name(workers[i].state));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -4,12 +4,12 @@
  *	  Transition and branch conditions: Allma's expression language, and
  *	  PostgreSQL jsonpath predicates.
  *
- * Allma's language (allma-semantics.md section 4.2) is a list of atoms
- * joined by "||" and "&&" ("&&" binds tighter, both short-circuit, no
- * parentheses).  Unlike Allma's naive split, the split here ignores
- * "||" and "&&" inside quoted strings and inside the brackets of a
- * JSONPath, so "$.a[?(@.x > 1 && @.y)]" and "$.s == 'a||b'" are one atom.
- * An atom is
+ * Allma's condition language (what its transitions' "condition" fields
+ * hold) is a list of atoms joined by "||" and "&&" ("&&" binds tighter,
+ * both short-circuit, no parentheses).  Allma itself splits the text at
+ * every "||" and "&&"; the split here ignores those inside quoted strings
+ * and inside the brackets of a JSONPath, so "$.a[?(@.x > 1 && @.y)]" and
+ * "$.s == 'a||b'" are one atom.  An atom is
  *
  *		[!] JSONPath							truthiness
  *		[!] JSONPath op rhs						comparison
@@ -34,10 +34,10 @@
  * is truthy.  Evaluation errors inside such a path (type mismatches) are
  * suppressed and count as false.
  *
- * Parsed conditions are kept in a bounded cache (its own memory context
- * under TopMemoryContext, emptied when it holds COND_CACHE_SIZE entries).
- * Atoms keep the text of their JSONPaths and evaluate them through
- * allma_path_get, which has its own cache.
+ * Parsed conditions are kept in a bounded cache (parsecache.h).  Atoms
+ * keep the text of their JSONPaths and evaluate them through
+ * allma_path_get, which has its own cache, so evaluating a condition never
+ * empties the condition cache under it.
  *
  * Copyright (c) 2026, the allma authors
  *
@@ -51,14 +51,12 @@
 #include <ctype.h>
 #include <math.h>
 
-#include "common/hashfn.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
 #include "utils/fmgrprotos.h"
-#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/jsonpath.h"
 #include "utils/memutils.h"
@@ -66,12 +64,14 @@
 
 #include "condition.h"
 #include "jsonb_util.h"
+#include "parsecache.h"
 #include "path.h"
 
 PG_FUNCTION_INFO_V1(allma_eval_condition);
 
-/* number of parsed conditions kept before the cache is emptied */
+/* parsed conditions (and bytes of their text) kept before the cache is emptied */
 #define COND_CACHE_SIZE 256
+#define COND_CACHE_MAX_BYTES (1024 * 1024)
 
 typedef enum CondOp
 {
@@ -116,7 +116,6 @@ typedef struct CondAtom
 /* a parsed condition */
 typedef struct ParsedCond
 {
-	char	   *source;			/* the text as given (the cache key) */
 	bool		is_pg;			/* a PostgreSQL jsonpath, not Allma syntax */
 	/* Allma syntax: ngroups "||" groups of "&&"-joined atoms */
 	int			ngroups;
@@ -149,15 +148,9 @@ typedef struct JsVal
 	Jsonb	   *jb;				/* JS_OBJECT */
 } JsVal;
 
-typedef struct CondCacheEntry
-{
-	uint32		hash;
-	ParsedCond *pc;
-} CondCacheEntry;
-
-static MemoryContext CondCacheContext = NULL;
-static HTAB *CondCache = NULL;
-static int	CondCacheInserts = 0;
+/* parsed conditions, by text (see parsecache.h) */
+static AllmaParseCache cond_cache =
+	ALLMA_PARSECACHE_INIT("allma condition cache", COND_CACHE_SIZE, COND_CACHE_MAX_BYTES);
 
 
 /* ---------------------------------------------------------------------
@@ -607,7 +600,6 @@ parse_condition(const char *cond, char **errmsg)
 	char	   *pgerr = NULL;
 	char	   *copy = pstrdup(cond);
 
-	pc->source = pstrdup(cond);
 	if (*trim(copy) == '\0')
 	{
 		if (errmsg)
@@ -641,39 +633,11 @@ parse_condition(const char *cond, char **errmsg)
 	return NULL;
 }
 
-/* deep copy of a ParsedCond into cxt */
-static ParsedCond *
-copy_parsed_cond(ParsedCond *src, MemoryContext cxt)
+/* the parse function of the cache */
+static void *
+parse_condition_text(const char *text, void *arg, char **errmsg)
 {
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-	ParsedCond *dst = palloc(sizeof(ParsedCond));
-	int			i;
-
-	*dst = *src;
-	dst->source = pstrdup(src->source);
-	if (src->is_pg)
-	{
-		dst->jsp = palloc(VARSIZE(src->jsp));
-		memcpy(dst->jsp, src->jsp, VARSIZE(src->jsp));
-		dst->group_start = NULL;
-		dst->atoms = NULL;
-		dst->ngroups = dst->natoms = 0;
-	}
-	else
-	{
-		dst->group_start = palloc((src->ngroups + 1) * sizeof(int));
-		memcpy(dst->group_start, src->group_start, (src->ngroups + 1) * sizeof(int));
-		dst->atoms = palloc(src->natoms * sizeof(CondAtom));
-		for (i = 0; i < src->natoms; i++)
-		{
-			dst->atoms[i] = src->atoms[i];
-			dst->atoms[i].lhs = pstrdup(src->atoms[i].lhs);
-			if (src->atoms[i].rtext)
-				dst->atoms[i].rtext = pnstrdup(src->atoms[i].rtext, src->atoms[i].rlen);
-		}
-	}
-	MemoryContextSwitchTo(old);
-	return dst;
+	return parse_condition(text, errmsg);
 }
 
 /*
@@ -683,47 +647,8 @@ copy_parsed_cond(ParsedCond *src, MemoryContext cxt)
 static ParsedCond *
 get_condition(const char *cond, char **errmsg)
 {
-	uint32		h = hash_bytes((const unsigned char *) cond, strlen(cond));
-	CondCacheEntry *entry;
-	ParsedCond *pc;
-	bool		found;
-
-	if (CondCache != NULL)
-	{
-		entry = hash_search(CondCache, &h, HASH_FIND, NULL);
-		if (entry != NULL && strcmp(entry->pc->source, cond) == 0)
-			return entry->pc;
-	}
-
-	pc = parse_condition(cond, errmsg);
-	if (pc == NULL)
-		return NULL;
-
-	if (CondCacheContext == NULL)
-		CondCacheContext = AllocSetContextCreate(TopMemoryContext,
-												 "allma condition cache",
-												 ALLOCSET_DEFAULT_SIZES);
-	if (CondCache != NULL && CondCacheInserts >= COND_CACHE_SIZE)
-	{
-		MemoryContextReset(CondCacheContext);
-		CondCache = NULL;
-	}
-	if (CondCache == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(uint32);
-		ctl.entrysize = sizeof(CondCacheEntry);
-		ctl.hcxt = CondCacheContext;
-		CondCache = hash_create("allma condition cache", COND_CACHE_SIZE, &ctl,
-								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		CondCacheInserts = 0;
-	}
-	pc = copy_parsed_cond(pc, CondCacheContext);
-	entry = hash_search(CondCache, &h, HASH_ENTER, &found);
-	entry->pc = pc;
-	CondCacheInserts++;
-	return pc;
+	return allma_parsecache_get(&cond_cache, cond, parse_condition_text, NULL,
+								errmsg);
 }
 
 

@@ -307,9 +307,12 @@ allma_jsonb_get_bool(Jsonb *obj, const char *key, bool *out)
 	return true;
 }
 
-/* push "value" as the value of the current key or array element */
-static void
-push_jsonb(JsonbParseState **state, JsonbIteratorToken seq, Jsonb *value)
+/*
+ * allma_jsonb_push pushes a whole jsonb document (scalar, object or array)
+ * as the current array element (WJB_ELEM) or object value (WJB_VALUE).
+ */
+void
+allma_jsonb_push(JsonbParseState **state, JsonbIteratorToken seq, Jsonb *value)
 {
 	JsonbValue	v;
 
@@ -339,7 +342,7 @@ single_key_object(const char *key, Jsonb *value)
 	k.val.string.val = (char *) key;
 	k.val.string.len = strlen(key);
 	pushJsonbValue(&state, WJB_KEY, &k);
-	push_jsonb(&state, WJB_VALUE, value);
+	allma_jsonb_push(&state, WJB_VALUE, value);
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	return JsonbValueToJsonb(res);
 }
@@ -603,7 +606,7 @@ allma_jsonb_array_append(Jsonb *arr, Jsonb *value)
 	Jsonb	   *wrapped;
 
 	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
-	push_jsonb(&state, WJB_ELEM, value ? value : allma_jsonb_null());
+	allma_jsonb_push(&state, WJB_ELEM, value ? value : allma_jsonb_null());
 	res = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
 	wrapped = JsonbValueToJsonb(res);
 	if (!allma_jsonb_is_array(arr))

@@ -56,6 +56,10 @@ extern Jsonb *allma_jsonb_delete_key(Jsonb *obj, const char *key);
 extern Jsonb *allma_jsonb_concat(Jsonb *a, Jsonb *b);
 extern Jsonb *allma_jsonb_array_append(Jsonb *arr, Jsonb *value);
 
+/* building: push a whole document as an array element or object value */
+extern void allma_jsonb_push(JsonbParseState **state, JsonbIteratorToken seq,
+							 Jsonb *value);
+
 /* iteration over an object's keys / an array's elements */
 typedef void (*allma_jsonb_object_cb) (const char *key, Jsonb *value, void *arg);
 extern void allma_jsonb_foreach_key(Jsonb *obj, allma_jsonb_object_cb cb, void *arg);

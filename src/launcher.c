@@ -52,11 +52,11 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
-#include "utils/acl.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "launcher.h"
 #include "shmem.h"
 #include "worker.h"
@@ -85,42 +85,13 @@ allma_register_launcher(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-static void
-launcher_detach(int code, Datum arg)
-{
-	SpinLockAcquire(&allma_shared->mutex);
-	if (allma_shared->launcher_pid == MyProcPid)
-		allma_shared->launcher_pid = 0;
-	SpinLockRelease(&allma_shared->mutex);
-}
-
-/* slot_pid returns the PID published by the worker in slot i, 0 if none */
-static pid_t
-slot_pid(int i)
-{
-	pid_t		pid;
-
-	SpinLockAcquire(&allma_shared->mutex);
-	pid = allma_shared->workers[i].pid;
-	SpinLockRelease(&allma_shared->mutex);
-	return pid;
-}
-
 static bool
 start_worker(int slot, Oid dboid)
 {
 	BackgroundWorker worker;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	allma_worker_describe(&worker, slot, dboid);
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "allma");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "allma_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "allma worker %d", slot);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "allma worker");
-	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
-	memcpy(worker.bgw_extra, &slot, sizeof(int));
 	worker.bgw_notify_pid = MyProcPid;
 
 	worker_last_start[slot] = GetCurrentTimestamp();
@@ -190,11 +161,7 @@ allma_launcher_main(Datum main_arg)
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
 
-	SpinLockAcquire(&allma_shared->mutex);
-	allma_shared->launcher_pid = MyProcPid;
-	allma_shared->launcher_procno = MyProc->pgprocno;
-	SpinLockRelease(&allma_shared->mutex);
-	before_shmem_exit(launcher_detach, (Datum) 0);
+	allma_shmem_register_launcher();
 
 	/* shared catalogs only: this process never belongs to a database */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
@@ -220,10 +187,7 @@ allma_launcher_main(Datum main_arg)
 		dboid = lookup_database();
 		now = GetCurrentTimestamp();
 
-		SpinLockAcquire(&allma_shared->mutex);
-		paused = OidIsValid(dboid) && allma_shared->drop_dboid == dboid &&
-			now < allma_shared->drop_until;
-		SpinLockRelease(&allma_shared->mutex);
+		paused = allma_shmem_database_paused(dboid, now);
 
 		if (!OidIsValid(dboid) && !warned_missing)
 		{
@@ -254,7 +218,7 @@ allma_launcher_main(Datum main_arg)
 				continue;
 			}
 			/* a worker left over by an earlier launcher is still running */
-			if (slot_pid(i) != 0)
+			if (allma_shmem_worker_pid(i) != 0)
 				continue;
 			if (wanted &&
 				TimestampDifferenceExceeds(worker_last_start[i], now,
@@ -285,27 +249,15 @@ void
 allma_workers_leave_database(Oid dboid)
 {
 	pid_t		pids[ALLMA_MAX_WORKERS];
-	int			n = 0;
+	int			n;
 
-	if (allma_shared == NULL || !pg_database_ownercheck(dboid, GetUserId()))
+	if (!allma_database_ownercheck(dboid, GetUserId()))
 		return;
 
-	SpinLockAcquire(&allma_shared->mutex);
-	for (int i = 0; i < ALLMA_MAX_WORKERS; i++)
-	{
-		if (allma_shared->workers[i].pid != 0 &&
-			allma_shared->workers[i].dboid == dboid)
-			pids[n++] = allma_shared->workers[i].pid;
-	}
-	if (n > 0)
-	{
-		allma_shared->drop_dboid = dboid;
-		allma_shared->drop_until =
-			TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-										ALLMA_DROP_DATABASE_PAUSE_MS);
-	}
-	SpinLockRelease(&allma_shared->mutex);
-
+	n = allma_shmem_pause_database(dboid,
+								   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															   ALLMA_DROP_DATABASE_PAUSE_MS),
+								   pids);
 	if (n == 0)
 		return;
 
@@ -314,17 +266,7 @@ allma_workers_leave_database(Oid dboid)
 
 	for (int waited = 0; waited < 5000; waited += 10)
 	{
-		bool		any = false;
-
-		SpinLockAcquire(&allma_shared->mutex);
-		for (int i = 0; i < ALLMA_MAX_WORKERS; i++)
-		{
-			if (allma_shared->workers[i].pid != 0 &&
-				allma_shared->workers[i].dboid == dboid)
-				any = true;
-		}
-		SpinLockRelease(&allma_shared->mutex);
-		if (!any)
+		if (!allma_shmem_database_has_workers(dboid))
 			break;
 		CHECK_FOR_INTERRUPTS();
 		pg_usleep(10000L);

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * launcher.h
- *	  The allma launcher and worker background processes.
+ *	  The allma launcher: the background process that keeps the workers
+ *	  (worker.h) running.
  *
  * IDENTIFICATION
  *	  src/launcher.h
@@ -16,8 +17,7 @@
 extern void allma_register_launcher(void);
 extern void allma_workers_leave_database(Oid dboid);
 
-/* background worker entry points (named in bgw_function_name) */
+/* the launcher's entry point (named in bgw_function_name) */
 extern PGDLLEXPORT void allma_launcher_main(Datum main_arg);
-extern PGDLLEXPORT void allma_worker_main(Datum main_arg);
 
 #endif							/* ALLMA_LAUNCHER_H */

@@ -23,13 +23,13 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #include "owner.h"
 #include "prompt.h"
 #include "template.h"
+#include "xactmemo.h"
 
 PG_FUNCTION_INFO_V1(allma_create_prompt);
 PG_FUNCTION_INFO_V1(allma_publish_prompt);
@@ -38,59 +38,22 @@ PG_FUNCTION_INFO_V1(allma_get_prompt);
 
 /*
  * Prompts read by allma_prompt_get, kept for the rest of the transaction
- * (a worker pass renders the same prompt for many LLM steps); forgotten
- * when this backend creates or publishes a prompt.
+ * (a worker pass renders the same prompt for many LLM steps), under
+ * "<version asked for>/<prompt id>"; forgotten when this backend creates
+ * or publishes a prompt.
  */
 typedef struct PromptMemo
 {
-	char	   *prompt_id;
-	int32		asked;			/* the version asked for (0: published) */
-	int32		version;
-	char	   *content;
+	int32		version;		/* the version used */
+	char		content[FLEXIBLE_ARRAY_MEMBER];
 } PromptMemo;
 
-static MemoryContext PromptMemoContext = NULL;
-static List *prompt_memo = NIL;
-static LocalTransactionId prompt_memo_lxid = InvalidLocalTransactionId;
+static AllmaXactMemo prompt_memo = ALLMA_XACTMEMO_INIT("allma prompt memo");
 
-static PromptMemo *
-memo_lookup(const char *prompt_id, int32 asked)
+static char *
+memo_key(const char *prompt_id, int32 asked)
 {
-	ListCell   *lc;
-
-	if (prompt_memo_lxid != MyProc->lxid)
-	{
-		if (PromptMemoContext == NULL)
-			PromptMemoContext = AllocSetContextCreate(TopMemoryContext,
-													  "allma prompt memo",
-													  ALLOCSET_SMALL_SIZES);
-		MemoryContextReset(PromptMemoContext);
-		prompt_memo = NIL;
-		prompt_memo_lxid = MyProc->lxid;
-		return NULL;
-	}
-	foreach(lc, prompt_memo)
-	{
-		PromptMemo *m = lfirst(lc);
-
-		if (m->asked == asked && strcmp(m->prompt_id, prompt_id) == 0)
-			return m;
-	}
-	return NULL;
-}
-
-static void
-memo_add(const char *prompt_id, int32 asked, int32 version, const char *content)
-{
-	MemoryContext old = MemoryContextSwitchTo(PromptMemoContext);
-	PromptMemo *m = palloc(sizeof(PromptMemo));
-
-	m->prompt_id = pstrdup(prompt_id);
-	m->asked = asked;
-	m->version = version;
-	m->content = pstrdup(content);
-	prompt_memo = lappend(prompt_memo, m);
-	MemoryContextSwitchTo(old);
+	return psprintf("%d/%s", asked, prompt_id);
 }
 
 static void
@@ -125,7 +88,7 @@ allma_create_prompt(PG_FUNCTION_ARGS)
 	int			rc;
 
 	/* this backend reads prompts afresh from now on */
-	prompt_memo_lxid = InvalidLocalTransactionId;
+	allma_xactmemo_forget(&prompt_memo);
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -188,7 +151,7 @@ allma_publish_prompt(PG_FUNCTION_ARGS)
 	Datum		values[2] = {PointerGetDatum(prompt_id), Int32GetDatum(version)};
 
 	/* this backend reads prompts afresh from now on */
-	prompt_memo_lxid = InvalidLocalTransactionId;
+	allma_xactmemo_forget(&prompt_memo);
 	allma_owner_begin(&st);
 	allma_owner_exec("SELECT 1 FROM allma.prompts WHERE prompt_id = $1 FOR UPDATE",
 					1, types, values, NULL, SPI_OK_SELECT);
@@ -216,7 +179,9 @@ allma_prompt_get(const char *prompt_id, int32 version, char **content)
 	bool		isnull;
 	Datum		d;
 	int32		asked = Max(version, 0);
-	PromptMemo *known = memo_lookup(prompt_id, asked);
+	const PromptMemo *known = allma_xactmemo_get(&prompt_memo, memo_key(prompt_id, asked));
+	PromptMemo *memo;
+	Size		len;
 
 	if (known != NULL)
 	{
@@ -256,7 +221,12 @@ allma_prompt_get(const char *prompt_id, int32 version, char **content)
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	*content = MemoryContextStrdup(caller, TextDatumGetCString(d));
 	allma_owner_end(&st);
-	memo_add(prompt_id, asked, version, *content);
+	len = strlen(*content);
+	memo = palloc(offsetof(PromptMemo, content) + len + 1);
+	memo->version = version;
+	memcpy(memo->content, *content, len + 1);
+	(void) allma_xactmemo_put(&prompt_memo, memo_key(prompt_id, asked), memo,
+							  offsetof(PromptMemo, content) + len + 1);
 	return version;
 }
 

@@ -6,8 +6,9 @@
  *	  allma_create_prompt stores a new immutable version, one version is
  *	  the published one.
  *
- * An LLM_INVOCATION step's promptTemplateId names a prompt; Allma always
- * uses its latest published version (allma-semantics.md 5.6).
+ * An LLM_INVOCATION step's promptTemplateId names a prompt; as in Allma,
+ * the step uses whichever version is published when it runs, not a
+ * version fixed in the flow.
  *
  * IDENTIFICATION
  *	  src/prompt.h

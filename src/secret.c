@@ -39,9 +39,11 @@
 #include "utils/json.h"
 #include "utils/memutils.h"
 
+#include "compat.h"
 #include "jsonb_util.h"
 #include "owner.h"
 #include "secret.h"
+#include "xactmemo.h"
 
 PG_FUNCTION_INFO_V1(allma_set_secret);
 PG_FUNCTION_INFO_V1(allma_delete_secret);
@@ -87,61 +89,14 @@ check_secret_name(const char *name)
  * Values read by allma_secret_get, kept for the rest of the transaction:
  * a worker pass reads the same API key for every LLM step it runs.
  */
-typedef struct SecretMemo
-{
-	char	   *name;
-	char	   *value;
-} SecretMemo;
-
-static MemoryContext SecretMemoContext = NULL;
-static List *secret_memo = NIL;
-static LocalTransactionId secret_memo_lxid = InvalidLocalTransactionId;
+static AllmaXactMemo secret_memo = ALLMA_XACTMEMO_INIT("allma secret memo");
 
 static void
 invalidate_cache(void)
 {
 	secret_cache_loaded = false;
 	secret_cache_lxid = InvalidLocalTransactionId;
-	secret_memo_lxid = InvalidLocalTransactionId;
-}
-
-/* the value memoized for name in this transaction, or NULL */
-static const char *
-memo_lookup(const char *name)
-{
-	ListCell   *lc;
-
-	if (secret_memo_lxid != MyProc->lxid)
-	{
-		if (SecretMemoContext == NULL)
-			SecretMemoContext = AllocSetContextCreate(TopMemoryContext,
-													  "allma secret memo",
-													  ALLOCSET_SMALL_SIZES);
-		MemoryContextReset(SecretMemoContext);
-		secret_memo = NIL;
-		secret_memo_lxid = MyProc->lxid;
-		return NULL;
-	}
-	foreach(lc, secret_memo)
-	{
-		SecretMemo *m = lfirst(lc);
-
-		if (strcmp(m->name, name) == 0)
-			return m->value;
-	}
-	return NULL;
-}
-
-static void
-memo_add(const char *name, const char *value)
-{
-	MemoryContext old = MemoryContextSwitchTo(SecretMemoContext);
-	SecretMemo *m = palloc(sizeof(SecretMemo));
-
-	m->name = pstrdup(name);
-	m->value = pstrdup(value);
-	secret_memo = lappend(secret_memo, m);
-	MemoryContextSwitchTo(old);
+	allma_xactmemo_forget(&secret_memo);
 }
 
 /*
@@ -219,7 +174,7 @@ load_cache(void)
 	}
 	MemoryContextSwitchTo(old);
 	secret_cache_loaded = true;
-	secret_cache_lxid = MyProc->lxid;
+	secret_cache_lxid = ALLMA_MY_LXID;
 }
 
 static void
@@ -227,7 +182,7 @@ ensure_cache(void)
 {
 	if (IsTransactionState())
 	{
-		if (!secret_cache_loaded || secret_cache_lxid != MyProc->lxid)
+		if (!secret_cache_loaded || secret_cache_lxid != ALLMA_MY_LXID)
 			load_cache();
 	}
 	else if (!secret_cache_loaded)
@@ -343,7 +298,7 @@ allma_secret_get(const char *name)
 	Datum		values[1];
 	char	   *result = NULL;
 	bool		isnull;
-	const char *known = memo_lookup(name);
+	const char *known = allma_xactmemo_get(&secret_memo, name);
 
 	if (known != NULL)
 		return pstrdup(known);
@@ -365,7 +320,7 @@ allma_secret_get(const char *name)
 				(errcode(ERRCODE_ALLMA_UNKNOWN_SECRET),
 				 errmsg("secret \"%s\" does not exist", name),
 				 errhint("Store it with allma_set_secret(name, value).")));
-	memo_add(name, result);
+	(void) allma_xactmemo_put(&secret_memo, name, result, strlen(result) + 1);
 	return result;
 }
 

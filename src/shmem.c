@@ -5,8 +5,12 @@
  *
  * One small struct (AllmaSharedState) lives in the main shared memory
  * segment.  It holds the launcher's and the workers' PGPROC numbers so that
- * any backend can set their latches, and a condition variable that workers
- * broadcast after committing terminal executions (allma_wait sleeps on it).
+ * any backend can set their latches, each worker's state for
+ * allma_worker_status(), the DROP DATABASE guard, and a condition variable
+ * that workers broadcast after committing terminal executions (allma_wait
+ * sleeps on it).  The struct is private to this file: its spinlock is taken
+ * here only, around a few loads and stores, never across a call that could
+ * throw.
  *
  * Wake on commit: a backend that creates work (allma_start_flow) calls
  * allma_request_wake_at_commit(); a transaction callback, registered once
@@ -24,15 +28,45 @@
 
 #include "access/xact.h"
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "port/atomics.h"
+#include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
 
+#include "compat.h"
 #include "shmem.h"
 
-AllmaSharedState *allma_shared = NULL;
+typedef struct AllmaWorkerSlot
+{
+	pid_t		pid;			/* 0: free */
+	int			procno;			/* PGPROC number, for its latch */
+	Oid			dboid;
+	AllmaWorkerState state;
+	uint64		steps_done;
+} AllmaWorkerSlot;
+
+typedef struct AllmaSharedState
+{
+	slock_t		mutex;			/* protects everything but the atomics/CV */
+	pid_t		launcher_pid;
+	int			launcher_procno;
+	/* DROP DATABASE of the workers' database in progress: keep them away */
+	Oid			drop_dboid;
+	TimestampTz drop_until;
+	/* the schema-version mismatch already logged (see allma_shmem_gate_notice) */
+	Oid			gate_dboid;
+	char		gate_version[NAMEDATALEN];
+	AllmaWorkerSlot workers[ALLMA_MAX_WORKERS];
+	pg_atomic_uint64 terminal_events;	/* bumped when executions end */
+	ConditionVariable terminal_cv;
+} AllmaSharedState;
+
+static AllmaSharedState *allma_shared = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -79,6 +113,224 @@ allma_shmem_install_hooks(void)
 	shmem_startup_hook = allma_shmem_startup;
 }
 
+/* ----------------------------------------------------------------
+ * Launcher and worker slots
+ * ----------------------------------------------------------------
+ */
+
+static void
+launcher_detach(int code, Datum arg)
+{
+	SpinLockAcquire(&allma_shared->mutex);
+	if (allma_shared->launcher_pid == MyProcPid)
+		allma_shared->launcher_pid = 0;
+	SpinLockRelease(&allma_shared->mutex);
+}
+
+void
+allma_shmem_register_launcher(void)
+{
+	SpinLockAcquire(&allma_shared->mutex);
+	allma_shared->launcher_pid = MyProcPid;
+	allma_shared->launcher_procno = ALLMA_MY_PROCNO;
+	SpinLockRelease(&allma_shared->mutex);
+	before_shmem_exit(launcher_detach, (Datum) 0);
+}
+
+/* frees the exiting worker's slot (arg: the slot) and tells the launcher */
+static void
+worker_detach(int code, Datum arg)
+{
+	int			slot = DatumGetInt32(arg);
+
+	SpinLockAcquire(&allma_shared->mutex);
+	if (allma_shared->workers[slot].pid == MyProcPid)
+	{
+		allma_shared->workers[slot].pid = 0;
+		allma_shared->workers[slot].state = ALLMA_WORKER_FREE;
+	}
+	SpinLockRelease(&allma_shared->mutex);
+	allma_wake_launcher();
+}
+
+void
+allma_shmem_register_worker(int slot, Oid dboid)
+{
+	Assert(slot >= 0 && slot < ALLMA_MAX_WORKERS);
+	SpinLockAcquire(&allma_shared->mutex);
+	allma_shared->workers[slot].pid = MyProcPid;
+	allma_shared->workers[slot].procno = ALLMA_MY_PROCNO;
+	allma_shared->workers[slot].dboid = dboid;
+	allma_shared->workers[slot].state = ALLMA_WORKER_STARTING;
+	allma_shared->workers[slot].steps_done = 0;
+	SpinLockRelease(&allma_shared->mutex);
+	before_shmem_exit(worker_detach, Int32GetDatum(slot));
+}
+
+void
+allma_shmem_set_worker_state(int slot, AllmaWorkerState state, uint64 steps_run)
+{
+	SpinLockAcquire(&allma_shared->mutex);
+	allma_shared->workers[slot].state = state;
+	allma_shared->workers[slot].steps_done += steps_run;
+	SpinLockRelease(&allma_shared->mutex);
+}
+
+pid_t
+allma_shmem_worker_pid(int slot)
+{
+	pid_t		pid;
+
+	SpinLockAcquire(&allma_shared->mutex);
+	pid = allma_shared->workers[slot].pid;
+	SpinLockRelease(&allma_shared->mutex);
+	return pid;
+}
+
+int
+allma_shmem_list_workers(AllmaWorkerInfo *out)
+{
+	AllmaWorkerSlot slots[ALLMA_MAX_WORKERS];
+	int			n = 0;
+
+	SpinLockAcquire(&allma_shared->mutex);
+	memcpy(slots, allma_shared->workers, sizeof(slots));
+	SpinLockRelease(&allma_shared->mutex);
+
+	for (int i = 0; i < ALLMA_MAX_WORKERS; i++)
+	{
+		if (slots[i].pid == 0)
+			continue;
+		out[n].slot = i;
+		out[n].pid = slots[i].pid;
+		out[n].dboid = slots[i].dboid;
+		out[n].state = slots[i].state;
+		out[n].steps_done = slots[i].steps_done;
+		n++;
+	}
+	return n;
+}
+
+const char *
+allma_worker_state_name(AllmaWorkerState state)
+{
+	switch (state)
+	{
+		case ALLMA_WORKER_FREE:
+			return "free";
+		case ALLMA_WORKER_STARTING:
+			return "starting";
+		case ALLMA_WORKER_IDLE:
+			return "idle";
+		case ALLMA_WORKER_BUSY:
+			return "busy";
+		case ALLMA_WORKER_NO_EXTENSION:
+			return "no extension";
+		case ALLMA_WORKER_NEEDS_UPDATE:
+			return "waiting for ALTER EXTENSION UPDATE";
+		case ALLMA_WORKER_VERSION_MISMATCH:
+			return "extension version mismatch";
+	}
+	return "unknown";
+}
+
+/* ----------------------------------------------------------------
+ * DROP DATABASE guard
+ * ----------------------------------------------------------------
+ */
+
+int
+allma_shmem_pause_database(Oid dboid, TimestampTz until, pid_t *pids)
+{
+	int			n = 0;
+
+	SpinLockAcquire(&allma_shared->mutex);
+	for (int i = 0; i < ALLMA_MAX_WORKERS; i++)
+	{
+		if (allma_shared->workers[i].pid != 0 &&
+			allma_shared->workers[i].dboid == dboid)
+			pids[n++] = allma_shared->workers[i].pid;
+	}
+	if (n > 0)
+	{
+		allma_shared->drop_dboid = dboid;
+		allma_shared->drop_until = until;
+	}
+	SpinLockRelease(&allma_shared->mutex);
+	return n;
+}
+
+bool
+allma_shmem_database_has_workers(Oid dboid)
+{
+	bool		any = false;
+
+	SpinLockAcquire(&allma_shared->mutex);
+	for (int i = 0; i < ALLMA_MAX_WORKERS; i++)
+	{
+		if (allma_shared->workers[i].pid != 0 &&
+			allma_shared->workers[i].dboid == dboid)
+			any = true;
+	}
+	SpinLockRelease(&allma_shared->mutex);
+	return any;
+}
+
+bool
+allma_shmem_database_paused(Oid dboid, TimestampTz now)
+{
+	bool		paused;
+
+	SpinLockAcquire(&allma_shared->mutex);
+	paused = OidIsValid(dboid) && allma_shared->drop_dboid == dboid &&
+		now < allma_shared->drop_until;
+	SpinLockRelease(&allma_shared->mutex);
+	return paused;
+}
+
+/* ----------------------------------------------------------------
+ * Schema-version gate notices
+ * ----------------------------------------------------------------
+ */
+
+bool
+allma_shmem_gate_notice(Oid dboid, const char *extversion)
+{
+	bool		first;
+
+	SpinLockAcquire(&allma_shared->mutex);
+	first = allma_shared->gate_dboid != dboid ||
+		strncmp(allma_shared->gate_version, extversion, NAMEDATALEN) != 0;
+	if (first)
+	{
+		allma_shared->gate_dboid = dboid;
+		strlcpy(allma_shared->gate_version, extversion, NAMEDATALEN);
+	}
+	SpinLockRelease(&allma_shared->mutex);
+	return first;
+}
+
+bool
+allma_shmem_gate_open(Oid dboid)
+{
+	bool		was_closed;
+
+	SpinLockAcquire(&allma_shared->mutex);
+	was_closed = allma_shared->gate_dboid == dboid;
+	if (was_closed)
+	{
+		allma_shared->gate_dboid = InvalidOid;
+		allma_shared->gate_version[0] = '\0';
+	}
+	SpinLockRelease(&allma_shared->mutex);
+	return was_closed;
+}
+
+/* ----------------------------------------------------------------
+ * Wake-ups
+ * ----------------------------------------------------------------
+ */
+
 /*
  * allma_wake_workers sets the latch of every running worker.  A stale
  * procno only causes a spurious wake-up of some other process, which every
@@ -101,7 +353,7 @@ allma_wake_workers(void)
 	SpinLockRelease(&allma_shared->mutex);
 
 	for (int i = 0; i < n; i++)
-		SetLatch(&ProcGlobal->allProcs[procnos[i]].procLatch);
+		SetLatch(ALLMA_PROC_LATCH(procnos[i]));
 }
 
 void
@@ -116,7 +368,7 @@ allma_wake_launcher(void)
 		procno = allma_shared->launcher_procno;
 	SpinLockRelease(&allma_shared->mutex);
 	if (procno >= 0)
-		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+		SetLatch(ALLMA_PROC_LATCH(procno));
 }
 
 /* allma_notify_terminal tells allma_wait callers to look again */
@@ -127,6 +379,26 @@ allma_notify_terminal(void)
 		return;
 	pg_atomic_fetch_add_u64(&allma_shared->terminal_events, 1);
 	ConditionVariableBroadcast(&allma_shared->terminal_cv);
+}
+
+void
+allma_terminal_wait_prepare(void)
+{
+	ConditionVariablePrepareToSleep(&allma_shared->terminal_cv);
+}
+
+/* sleeps until a terminal event is broadcast or timeout_ms pass */
+void
+allma_terminal_wait(long timeout_ms)
+{
+	(void) ConditionVariableTimedSleep(&allma_shared->terminal_cv, timeout_ms,
+									   PG_WAIT_EXTENSION);
+}
+
+void
+allma_terminal_wait_done(void)
+{
+	ConditionVariableCancelSleep();
 }
 
 static void

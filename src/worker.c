@@ -21,10 +21,27 @@
  * allma.naptime.  allma_start_flow sets the latch when its transaction
  * commits, so new work starts within milliseconds.
  *
+ * Responses to HTTP requests (sent after a pass committed, with no
+ * transaction open) are recorded by a completion pass, another short
+ * transaction of the same shape.  Both passes run inside one transaction
+ * skeleton (run_pass_transaction): start a transaction, take a snapshot,
+ * check the schema gate, connect SPI, run the pass's body, commit, then
+ * finish the pass after the commit (send new requests, report, wake
+ * allma_wait callers).
+ *
+ * Schema gate: the library may be newer than the extension's SQL objects
+ * (binaries upgraded, ALTER EXTENSION allma UPDATE not run yet).  Every
+ * pass first reads the installed version from pg_extension (one index
+ * lookup, as cheap as looking up the extension's OID) and runs only when
+ * it is ALLMA_SCHEMA_VERSION.  Otherwise the worker claims nothing, says
+ * once in the log what to run, shows the state in allma_worker_status(),
+ * and looks again every second (at once when an ALTER EXTENSION commits:
+ * allma.c's utility hook wakes the workers).  If the extension is not
+ * installed at all the worker idles likewise.
+ *
  * Errors outside steps (which the engine catches itself) abort the pass;
  * the worker logs them, backs off for a second and carries on, instead of
- * exiting into a restart loop.  If the extension is not installed in the
- * database the worker idles and checks again every allma.naptime.
+ * exiting into a restart loop.
  *
  * Memory: the loop owns one batch context, reset after every pass.
  *
@@ -35,10 +52,16 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
 #include <sys/resource.h>
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
-#include "commands/extension.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -48,23 +71,40 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "engine.h"
-#include "http.h"
-#include "jsonb_util.h"
 #include "flowcache.h"
-#include "launcher.h"
+#include "http.h"
 #include "retry.h"
 #include "shmem.h"
 #include "store.h"
 #include "worker.h"
 
 static int	my_slot = -1;
+
+/* the extension as the last pass found it (a change resets every cache) */
 static Oid	known_extension_oid = InvalidOid;
+static char known_extension_version[NAMEDATALEN] = "";
+
+/* what the schema gate found at the start of a pass */
+typedef enum SchemaGate
+{
+	GATE_OPEN,					/* installed at ALLMA_SCHEMA_VERSION: work */
+	GATE_NO_EXTENSION,			/* not installed */
+	GATE_NEEDS_UPDATE,			/* installed at an older version */
+	GATE_VERSION_MISMATCH		/* installed at a version this library does
+								 * not know */
+} SchemaGate;
+
+/* how long a gated worker sleeps before it looks again, at most */
+#define GATE_RECHECK_MS 1000
 
 /* the HTTP client: long-lived, requests survive commits */
 #define MAX_COMPLETIONS 512
@@ -83,46 +123,176 @@ static WaitEventSet *wait_set = NULL;
 static TimestampTz last_lease_sweep = 0;
 static bool released_own_inflight = false;
 
+/*
+ * reset_caches throws away every cached plan and definition: the
+ * extension's objects were dropped, created again or updated, or an error
+ * may have left plans pointing at dropped objects.
+ */
 static void
-set_state(AllmaWorkerState state, uint64 steps)
+reset_caches(void)
 {
-	SpinLockAcquire(&allma_shared->mutex);
-	allma_shared->workers[my_slot].state = state;
-	allma_shared->workers[my_slot].steps_done += steps;
-	SpinLockRelease(&allma_shared->mutex);
-}
-
-static void
-worker_detach(int code, Datum arg)
-{
-	SpinLockAcquire(&allma_shared->mutex);
-	if (allma_shared->workers[my_slot].pid == MyProcPid)
-	{
-		allma_shared->workers[my_slot].pid = 0;
-		allma_shared->workers[my_slot].state = ALLMA_WORKER_FREE;
-	}
-	SpinLockRelease(&allma_shared->mutex);
-	allma_wake_launcher();
+	allma_store_reset();
+	allma_retry_reset();
+	allma_flowcache_reset();
 }
 
 /*
- * check_extension: is allma installed (and committed) in this database?
- * When its OID changes (dropped and created again) every cached plan and
- * definition is thrown away.
+ * installed_extension returns the OID of extension allma in this database
+ * (InvalidOid when it is not installed) and copies its version into
+ * version[NAMEDATALEN].  One lookup in pg_extension's name index, like
+ * get_extension_oid's.
+ */
+static Oid
+installed_extension(char *version)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			extoid = InvalidOid;
+
+	version[0] = '\0';
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum(ALLMA_EXTENSION_NAME));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		extoid = ((Form_pg_extension) GETSTRUCT(tup))->oid;
+		if (!isnull)
+			text_to_cstring_buffer(DatumGetTextPP(d), version, NAMEDATALEN);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return extoid;
+}
+
+/*
+ * compare_versions compares two dotted version strings ("1.0", "1.10")
+ * component by component as numbers; false when either is not made of
+ * numbers and dots.
  */
 static bool
-check_extension(void)
+compare_versions(const char *a, const char *b, int *cmp)
 {
-	Oid			extoid = get_extension_oid(ALLMA_EXTENSION_NAME, true);
-
-	if (extoid != known_extension_oid)
+	while (*a || *b)
 	{
-		allma_store_reset();
-		allma_retry_reset();
-		allma_flowcache_reset();
-		known_extension_oid = extoid;
+		char	   *enda;
+		char	   *endb;
+		long		x;
+		long		y;
+
+		if (!isdigit((unsigned char) *a) || !isdigit((unsigned char) *b))
+			return false;
+		x = strtol(a, &enda, 10);
+		y = strtol(b, &endb, 10);
+		if (x != y)
+		{
+			*cmp = x < y ? -1 : 1;
+			return true;
+		}
+		if ((*enda != '.' && *enda != '\0') || (*endb != '.' && *endb != '\0'))
+			return false;
+		a = *enda ? enda + 1 : enda;
+		b = *endb ? endb + 1 : endb;
+		if (*a == '\0' && *b != '\0')
+		{
+			*cmp = -1;
+			return true;
+		}
+		if (*b == '\0' && *a != '\0')
+		{
+			*cmp = 1;
+			return true;
+		}
 	}
-	return OidIsValid(extoid);
+	*cmp = 0;
+	return true;
+}
+
+/*
+ * check_schema is the schema gate: may this pass run against the
+ * extension's SQL objects as installed?  Needs a transaction.  When the
+ * extension's OID or version changed since the last pass, every cached
+ * plan and definition is thrown away.  The first worker to find a version
+ * it cannot run against says so in the log (once, not every pass); the
+ * first to find it fixed says that it resumes.
+ */
+static SchemaGate
+check_schema(void)
+{
+	char		version[NAMEDATALEN];
+	Oid			extoid = installed_extension(version);
+	char	   *dbname;
+	int			cmp;
+	SchemaGate	gate;
+
+	if (extoid != known_extension_oid ||
+		strcmp(version, known_extension_version) != 0)
+	{
+		reset_caches();
+		known_extension_oid = extoid;
+		strlcpy(known_extension_version, version, NAMEDATALEN);
+	}
+	if (!OidIsValid(extoid))
+		return GATE_NO_EXTENSION;
+	if (strcmp(version, ALLMA_SCHEMA_VERSION) == 0)
+	{
+		if (allma_shmem_gate_open(MyDatabaseId))
+			ereport(LOG,
+					(errmsg("allma's workers resume: extension \"%s\" is at version %s",
+							ALLMA_EXTENSION_NAME, version)));
+		return GATE_OPEN;
+	}
+
+	if (compare_versions(version, ALLMA_SCHEMA_VERSION, &cmp) && cmp < 0)
+		gate = GATE_NEEDS_UPDATE;
+	else
+		gate = GATE_VERSION_MISMATCH;
+	if (!allma_shmem_gate_notice(MyDatabaseId, version))
+		return gate;
+
+	dbname = get_database_name(MyDatabaseId);
+	if (gate == GATE_NEEDS_UPDATE)
+		ereport(LOG,
+				(errmsg("allma's workers are idle: extension \"%s\" in database \"%s\" is at version %s, but this allma library needs version %s",
+						ALLMA_EXTENSION_NAME, dbname ? dbname : "?", version,
+						ALLMA_SCHEMA_VERSION),
+				 errdetail("No execution advances until the extension is updated."),
+				 errhint("Run ALTER EXTENSION %s UPDATE in database \"%s\"; the workers resume by themselves once it commits.",
+						 ALLMA_EXTENSION_NAME, dbname ? dbname : "?")));
+	else
+		ereport(LOG,
+				(errmsg("allma's workers are idle: extension \"%s\" in database \"%s\" is at version %s, which this allma library (schema version %s) cannot run",
+						ALLMA_EXTENSION_NAME, dbname ? dbname : "?", version,
+						ALLMA_SCHEMA_VERSION),
+				 errdetail("No execution advances until the library and the extension match."),
+				 errhint("Install the allma binaries of version %s and restart the server.",
+						 version)));
+	return gate;
+}
+
+/* the worker state that shows a closed gate */
+static AllmaWorkerState
+gate_state(SchemaGate gate)
+{
+	switch (gate)
+	{
+		case GATE_NO_EXTENSION:
+			return ALLMA_WORKER_NO_EXTENSION;
+		case GATE_NEEDS_UPDATE:
+			return ALLMA_WORKER_NEEDS_UPDATE;
+		case GATE_VERSION_MISMATCH:
+			return ALLMA_WORKER_VERSION_MISMATCH;
+		case GATE_OPEN:
+			break;
+	}
+	return ALLMA_WORKER_IDLE;
 }
 
 /*
@@ -216,57 +386,105 @@ submit_requests(List *paths)
 }
 
 /*
- * after_commit finishes a pass once its transaction committed: sends the
+ * A worker pass: one short transaction run by run_pass_transaction.  The
+ * body runs inside the transaction, with SPI connected and batch_cxt
+ * current, and leaves the paths it advanced, how many of them ended their
+ * execution and how many steps ran; "committed", when set, runs right
+ * after the commit, before the pass is finished.
+ */
+typedef struct WorkerPass
+{
+	const char *activity;		/* shown in pg_stat_activity while it runs */
+	void		(*body) (struct WorkerPass *pass);
+	void		(*committed) (struct WorkerPass *pass);
+	MemoryContext batch_cxt;
+
+	/* set by the body */
+	List	   *paths;
+	int			nterminal;
+	uint64		nsteps;
+} WorkerPass;
+
+/*
+ * finish_pass finishes a pass once its transaction committed: sends the
  * requests of the paths that went INFLIGHT (the rows are durable first),
  * frees the pass's memory, reports, and wakes allma_wait callers.
  */
 static void
-after_commit(MemoryContext batch_cxt, List *paths, int nterminal, uint64 nsteps)
+finish_pass(WorkerPass *pass)
 {
-	MemoryContextSwitchTo(batch_cxt);
-	submit_requests(paths);
+	MemoryContextSwitchTo(pass->batch_cxt);
+	submit_requests(pass->paths);
 	MemoryContextSwitchTo(TopMemoryContext);
-	MemoryContextReset(batch_cxt);
+	MemoryContextReset(pass->batch_cxt);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	if (nterminal > 0)
+	if (pass->nterminal > 0)
 		allma_notify_terminal();
-	set_state(ALLMA_WORKER_IDLE, nsteps);
+	allma_shmem_set_worker_state(my_slot, ALLMA_WORKER_IDLE, pass->nsteps);
 }
 
 /*
- * run_pass runs one transaction: claim, advance, save.  Returns the number
- * of paths it advanced; *next_due gets the earliest future due time when it
- * found less than a full batch.  *no_extension is set when allma is not
- * installed.
+ * run_pass_transaction is the skeleton of every pass: start a transaction
+ * and take a snapshot, check the schema gate, connect SPI, run the body,
+ * commit, then finish the pass.  When the gate is closed nothing else runs
+ * and the gate is returned; GATE_OPEN once the pass committed.  An error
+ * anywhere goes to the worker loop's error recovery, which aborts the
+ * transaction.
  */
-static int
-run_pass(MemoryContext batch_cxt, TimestampTz *next_due, bool *no_extension)
+static SchemaGate
+run_pass_transaction(WorkerPass *pass)
 {
-	List	   *paths;
-	ListCell   *lc;
-	int			npaths;
-	int			nterminal;
-	uint64		nsteps = 0;
+	SchemaGate	gate;
 
-	*next_due = 0;
-	*no_extension = false;
+	pass->paths = NIL;
+	pass->nterminal = 0;
+	pass->nsteps = 0;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-
-	if (!check_extension())
+	gate = check_schema();
+	if (gate != GATE_OPEN)
 	{
-		*no_extension = true;
 		PopActiveSnapshot();
 		CommitTransactionCommand();
-		return 0;
+		MemoryContextSwitchTo(TopMemoryContext);
+		return gate;
 	}
 
 	SPI_connect();
-	MemoryContextSwitchTo(batch_cxt);
-	pgstat_report_activity(STATE_RUNNING, "allma: claiming paths");
+	MemoryContextSwitchTo(pass->batch_cxt);
+	pgstat_report_activity(STATE_RUNNING, pass->activity);
+	pass->body(pass);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	if (pass->committed)
+		pass->committed(pass);
+	finish_pass(pass);
+	return GATE_OPEN;
+}
+
+/* ----------------------------------------------------------------
+ * The claim pass: claim, advance, save
+ * ----------------------------------------------------------------
+ */
+
+typedef struct ClaimPass
+{
+	WorkerPass	pass;			/* first */
+	int			npaths;			/* paths claimed */
+	TimestampTz next_due;		/* earliest future due time, when fewer than
+								 * a full batch were claimed; 0: none */
+} ClaimPass;
+
+static void
+claim_pass_body(WorkerPass *pass)
+{
+	ClaimPass  *cp = (ClaimPass *) pass;
+	ListCell   *lc;
 
 	/*
 	 * Requests in flight in this slot's previous process were lost with it:
@@ -283,34 +501,52 @@ run_pass(MemoryContext batch_cxt, TimestampTz *next_due, bool *no_extension)
 		last_lease_sweep = GetCurrentTimestamp();
 	}
 
-	paths = allma_store_claim(allma_batch_size);
-	npaths = list_length(paths);
-	MemoryContextSwitchTo(batch_cxt);
+	pass->paths = allma_store_claim(allma_batch_size);
+	cp->npaths = list_length(pass->paths);
+	MemoryContextSwitchTo(pass->batch_cxt);
 
-	if (npaths > 0)
+	if (cp->npaths > 0)
 	{
-		set_state(ALLMA_WORKER_BUSY, 0);
+		allma_shmem_set_worker_state(my_slot, ALLMA_WORKER_BUSY, 0);
 		pgstat_report_activity(STATE_RUNNING, "allma: running steps");
-		foreach(lc, paths)
+		foreach(lc, pass->paths)
 		{
 			AllmaPathState *ps = lfirst(lc);
 
 			if (!ps->ended)
 				allma_engine_advance(ps, allma_max_chain_steps);
-			nsteps += ps->steps_run;
+			pass->nsteps += ps->steps_run;
 		}
 	}
-	nterminal = allma_store_save(paths);
+	pass->nterminal = allma_store_save(pass->paths);
 
-	if (npaths < allma_batch_size)
-		*next_due = allma_store_next_due();
-
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	after_commit(batch_cxt, paths, nterminal, nsteps);
-	return npaths;
+	if (cp->npaths < allma_batch_size)
+		cp->next_due = allma_store_next_due();
 }
+
+/*
+ * run_claim_pass runs one claim pass.  Returns the number of paths it
+ * advanced; *next_due gets the earliest future due time when it found less
+ * than a full batch.  *gate says whether the schema gate let it run.
+ */
+static int
+run_claim_pass(MemoryContext batch_cxt, TimestampTz *next_due, SchemaGate *gate)
+{
+	ClaimPass	cp;
+
+	memset(&cp, 0, sizeof(cp));
+	cp.pass.activity = "allma: claiming paths";
+	cp.pass.body = claim_pass_body;
+	cp.pass.batch_cxt = batch_cxt;
+	*gate = run_pass_transaction(&cp.pass);
+	*next_due = cp.next_due;
+	return cp.npaths;
+}
+
+/* ----------------------------------------------------------------
+ * The completion pass: record the responses that arrived
+ * ----------------------------------------------------------------
+ */
 
 /*
  * Responses taken from the HTTP client and not recorded yet.  A completion
@@ -363,6 +599,49 @@ held_responses_failed(void)
 	forget_held_responses();
 }
 
+typedef struct CompletionPass
+{
+	WorkerPass	pass;			/* first */
+	AllmaHttpCompletion *done;	/* the held responses */
+	int			n;
+	pg_uuid_t  *executions;		/* their tags, unpacked */
+	int64	   *path_ids;
+	int32	   *attempts;
+} CompletionPass;
+
+static void
+completion_pass_body(WorkerPass *pass)
+{
+	CompletionPass *cp = (CompletionPass *) pass;
+	ListCell   *lc;
+
+	pass->paths = allma_store_claim_inflight(cp->n, cp->executions, cp->path_ids,
+											 cp->attempts);
+	MemoryContextSwitchTo(pass->batch_cxt);
+	foreach(lc, pass->paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+
+		for (int i = 0; i < cp->n; i++)
+		{
+			if (cp->path_ids[i] == ps->path_id && cp->attempts[i] == ps->attempt &&
+				memcmp(&cp->executions[i], &ps->execution_id, sizeof(pg_uuid_t)) == 0)
+				ps->response = &cp->done[i];
+		}
+		if (!ps->ended && ps->response != NULL)
+			allma_engine_advance(ps, allma_max_chain_steps);
+		pass->nsteps += ps->steps_run;
+	}
+	pass->nterminal = allma_store_save(pass->paths);
+}
+
+/* recorded: whatever happens from here on does not concern them */
+static void
+completion_pass_committed(WorkerPass *pass)
+{
+	forget_held_responses();
+}
+
 /*
  * run_completion_pass takes the responses that have arrived and, in one
  * short transaction, completes the steps waiting for them.  Returns how
@@ -371,15 +650,8 @@ held_responses_failed(void)
 static int
 run_completion_pass(MemoryContext batch_cxt)
 {
-	AllmaHttpCompletion *done;
+	CompletionPass cp;
 	int			n;
-	pg_uuid_t  *executions;
-	int64	   *path_ids;
-	int32	   *attempts;
-	List	   *paths;
-	ListCell   *lc;
-	int			nterminal;
-	uint64		nsteps = 0;
 
 	if (held_count == 0 && http_pending() == 0)
 		return 0;
@@ -391,80 +663,53 @@ run_completion_pass(MemoryContext batch_cxt)
 	if (held_cxt == NULL)
 		held_cxt = AllocSetContextCreate(TopMemoryContext, "allma held responses",
 										 ALLOCSET_DEFAULT_SIZES);
-	if (held_count > 0)
+	if (held_count == 0)
 	{
-		done = held;
-		n = held_count;
-	}
-	else
-	{
+		AllmaHttpCompletion *done;
+
 		MemoryContextSwitchTo(held_cxt);
 		done = palloc(sizeof(AllmaHttpCompletion) * MAX_COMPLETIONS);
 		n = allma_http_poll(http_client, 0, done, MAX_COMPLETIONS);
+		MemoryContextSwitchTo(TopMemoryContext);
 		if (n == 0)
 		{
-			MemoryContextSwitchTo(TopMemoryContext);
 			MemoryContextReset(held_cxt);
 			return 0;
 		}
 		held = done;
 		held_count = n;
 	}
+	n = held_count;
 	recording_held = true;
 
-	MemoryContextSwitchTo(batch_cxt);
-	executions = palloc(sizeof(pg_uuid_t) * n);
-	path_ids = palloc(sizeof(int64) * n);
-	attempts = palloc(sizeof(int32) * n);
+	memset(&cp, 0, sizeof(cp));
+	cp.pass.activity = "allma: recording responses";
+	cp.pass.body = completion_pass_body;
+	cp.pass.committed = completion_pass_committed;
+	cp.pass.batch_cxt = batch_cxt;
+	cp.done = held;
+	cp.n = n;
+	cp.executions = MemoryContextAlloc(batch_cxt, sizeof(pg_uuid_t) * n);
+	cp.path_ids = MemoryContextAlloc(batch_cxt, sizeof(int64) * n);
+	cp.attempts = MemoryContextAlloc(batch_cxt, sizeof(int32) * n);
 	for (int i = 0; i < n; i++)
 	{
-		InflightTag *tag = done[i].tag;
+		InflightTag *tag = held[i].tag;
 
-		executions[i] = tag->execution_id;
-		path_ids[i] = tag->path_id;
-		attempts[i] = tag->attempt;
+		cp.executions[i] = tag->execution_id;
+		cp.path_ids[i] = tag->path_id;
+		cp.attempts[i] = tag->attempt;
 	}
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (!check_extension())
+	if (run_pass_transaction(&cp.pass) != GATE_OPEN)
 	{
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		/*
+		 * The extension is gone (or at another version): its rows cannot be
+		 * completed here.  Their steps run again when their leases expire.
+		 */
 		forget_held_responses();
-		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(batch_cxt);
-		return n;
 	}
-	SPI_connect();
-	MemoryContextSwitchTo(batch_cxt);
-	pgstat_report_activity(STATE_RUNNING, "allma: recording responses");
-
-	paths = allma_store_claim_inflight(n, executions, path_ids, attempts);
-	MemoryContextSwitchTo(batch_cxt);
-	foreach(lc, paths)
-	{
-		AllmaPathState *ps = lfirst(lc);
-
-		for (int i = 0; i < n; i++)
-		{
-			if (path_ids[i] == ps->path_id && attempts[i] == ps->attempt &&
-				memcmp(&executions[i], &ps->execution_id, sizeof(pg_uuid_t)) == 0)
-				ps->response = &done[i];
-		}
-		if (!ps->ended && ps->response != NULL)
-			allma_engine_advance(ps, allma_max_chain_steps);
-		nsteps += ps->steps_run;
-	}
-	nterminal = allma_store_save(paths);
-
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	/* recorded: whatever happens from here on does not concern them */
-	forget_held_responses();
-	after_commit(batch_cxt, paths, nterminal, nsteps);
 	return n;
 }
 
@@ -486,7 +731,7 @@ wait_for_work(long timeout_ms)
 	}
 	if (wait_set == NULL)
 	{
-		wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+		wait_set = allma_create_session_wait_set(3);
 		AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 		AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 		AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, allma_http_wait_fd(http_client),
@@ -529,9 +774,7 @@ worker_loop(void)
 		MemoryContextReset(batch_cxt);
 		held_responses_failed();
 		/* plans may point at dropped objects */
-		allma_store_reset();
-		allma_retry_reset();
-		allma_flowcache_reset();
+		reset_caches();
 		known_extension_oid = InvalidOid;
 		RESUME_INTERRUPTS();
 		backoff = true;
@@ -541,7 +784,7 @@ worker_loop(void)
 	for (;;)
 	{
 		TimestampTz next_due = 0;
-		bool		no_extension = false;
+		SchemaGate	gate;
 		long		timeout_ms;
 		int			npaths;
 
@@ -571,16 +814,17 @@ worker_loop(void)
 
 		if (run_completion_pass(batch_cxt) > 0)
 			continue;
-		npaths = run_pass(batch_cxt, &next_due, &no_extension);
+		npaths = run_claim_pass(batch_cxt, &next_due, &gate);
 		if (npaths > 0 && npaths >= allma_batch_size)
 			continue;			/* likely more work: go on at once */
 		if (npaths > 0 && next_due != 0 && next_due <= GetCurrentTimestamp())
 			continue;
 
-		if (no_extension)
+		if (gate != GATE_OPEN)
 		{
-			set_state(ALLMA_WORKER_NO_EXTENSION, 0);
-			timeout_ms = allma_naptime_ms;
+			allma_shmem_set_worker_state(my_slot, gate_state(gate), 0);
+			timeout_ms = gate == GATE_NO_EXTENSION ? allma_naptime_ms :
+				Min(allma_naptime_ms, GATE_RECHECK_MS);
 		}
 		else if (next_due == 0)
 			timeout_ms = allma_naptime_ms;
@@ -600,6 +844,24 @@ worker_loop(void)
 }
 
 void
+allma_worker_describe(BackgroundWorker *worker, int slot, Oid dboid)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "allma");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "allma_worker_main");
+	snprintf(worker->bgw_name, BGW_MAXLEN, "allma worker %d", slot);
+	snprintf(worker->bgw_type, BGW_MAXLEN, "allma worker");
+	worker->bgw_main_arg = ObjectIdGetDatum(dboid);
+	memcpy(worker->bgw_extra, &slot, sizeof(int));
+}
+
+/*
+ * allma_worker_main: the database is the main argument, the shared slot is
+ * in bgw_extra (see allma_worker_describe).
+ */
+void
 allma_worker_main(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
@@ -613,14 +875,7 @@ allma_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	SpinLockAcquire(&allma_shared->mutex);
-	allma_shared->workers[my_slot].pid = MyProcPid;
-	allma_shared->workers[my_slot].procno = MyProc->pgprocno;
-	allma_shared->workers[my_slot].dboid = dboid;
-	allma_shared->workers[my_slot].state = ALLMA_WORKER_STARTING;
-	allma_shared->workers[my_slot].steps_done = 0;
-	SpinLockRelease(&allma_shared->mutex);
-	before_shmem_exit(worker_detach, (Datum) 0);
+	allma_shmem_register_worker(my_slot, dboid);
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("allma worker");

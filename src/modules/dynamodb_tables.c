@@ -54,6 +54,7 @@
 #include "utils/memutils.h"
 #include "utils/regproc.h"
 
+#include "compat.h"
 #include "jsonb_util.h"
 #include "owner.h"
 #include "modules/dynamodb.h"
@@ -630,7 +631,7 @@ allma_create_dynamodb_table(PG_FUNCTION_ARGS)
 	}
 	indexes = normalize_indexes(indexes, types, NULL);
 
-	if (pg_namespace_aclcheck(get_namespace_oid(ITEM_SCHEMA, false), GetUserId(),
+	if (allma_namespace_aclcheck(get_namespace_oid(ITEM_SCHEMA, false), GetUserId(),
 							  ACL_CREATE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

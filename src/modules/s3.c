@@ -63,6 +63,7 @@
 #include "utils/numeric.h"
 #include "utils/uuid.h"
 
+#include "compat.h"
 #include "jsonb_util.h"
 #include "modules/aws.h"
 #include "modules/dynamodb.h"
@@ -211,7 +212,7 @@ static char *
 to_base64(const char *data, int len)
 {
 	char	   *out = palloc(pg_b64_enc_len(len) + 1);
-	int			n = pg_b64_encode(data, len, out, pg_b64_enc_len(len));
+	int			n = allma_b64_encode(data, len, out, pg_b64_enc_len(len));
 
 	if (n < 0)
 		elog(ERROR, "allma: base64 encoding failed");
@@ -794,7 +795,7 @@ allma_create_bucket(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_TABLE),
 				 errmsg("bucket \"%s\" already exists", bucket)));
-	if (pg_namespace_aclcheck(get_namespace_oid(BUCKET_SCHEMA, false), GetUserId(),
+	if (allma_namespace_aclcheck(get_namespace_oid(BUCKET_SCHEMA, false), GetUserId(),
 							  ACL_CREATE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

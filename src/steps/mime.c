@@ -23,6 +23,7 @@
 #include "lib/stringinfo.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "jsonb_util.h"
 #include "steps.h"
 
@@ -150,7 +151,7 @@ static void
 append_base64(StringInfo msg, const char *data, int len)
 {
 	char	   *enc = palloc(pg_b64_enc_len(len) + 1);
-	int			n = pg_b64_encode(data, len, enc, pg_b64_enc_len(len));
+	int			n = allma_b64_encode(data, len, enc, pg_b64_enc_len(len));
 
 	appendStringInfoString(msg, "Content-Transfer-Encoding: base64\r\n\r\n");
 	for (int i = 0; i < n; i += 76)

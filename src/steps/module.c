@@ -39,6 +39,7 @@
 #include "utils/regproc.h"
 #include "utils/syscache.h"
 
+#include "compat.h"
 #include "defcheck.h"
 #include "jsonb_util.h"
 #include "modules/aws.h"
@@ -490,7 +491,7 @@ call_handler(Oid handler, Jsonb *input)
 	Datum		result;
 
 	strict = check_handler_signature(handler);
-	aclresult = pg_proc_aclcheck(handler, GetUserId(), ACL_EXECUTE);
+	aclresult = allma_proc_aclcheck(handler, GetUserId(), ACL_EXECUTE);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(handler));
 	InvokeFunctionExecuteHook(handler);
