@@ -8,7 +8,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Exporter 'import';
 
-our @EXPORT = qw(allma_node wait_for_workers linear_flow poll_until_true start_mock stop_mock);
+our @EXPORT = qw(allma_node wait_for_workers linear_flow poll_until_true start_mock stop_mock
+  mock_get poll_effect count_in_log worker_pids hold_advisory_lock release_advisory_lock
+  wait_for_lock_waiters);
 
 # allma_node(name, extra_conf): an initialized, started cluster with allma
 # preloaded and the extension created in "postgres".
@@ -100,6 +102,87 @@ sub stop_mock
 	my $clean = $mock_handle->finish;
 	$mock_handle = undef;
 	return $clean && !-e $mock_port_file;
+}
+
+# mock_get(base, path): the decoded JSON answer of the mock server to GET
+# path (e.g. "/__log?path=/echo/crash", "/__mail"); dies on any other answer
+sub mock_get
+{
+	my ($base, $path) = @_;
+	require HTTP::Tiny;
+	require JSON::PP;
+	my $res = HTTP::Tiny->new(timeout => 60)->get("$base$path");
+	die "mock GET $path: $res->{status} $res->{content}" unless $res->{success};
+	return JSON::PP->new->decode($res->{content});
+}
+
+# poll_effect(code, tries): calls code until it returns true (at most tries
+# times, default 300, 0.2 s apart); returns whether it did.  For settings
+# that running workers pick up on a reload: poll for their effect instead of
+# sleeping and hoping the workers have reloaded.
+sub poll_effect
+{
+	my ($code, $tries) = @_;
+	$tries //= 300;
+	for (my $i = 0; $i < $tries; $i++)
+	{
+		return 1 if $code->();
+		select(undef, undef, undef, 0.2);
+	}
+	return 0;
+}
+
+# count_in_log(node, regexp, offset): how many lines of the server log from
+# byte offset on match regexp
+sub count_in_log
+{
+	my ($node, $re, $offset) = @_;
+	my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile, $offset // 0);
+	return scalar(grep { /$re/ } split /\n/, $log);
+}
+
+# worker_pids(node): the allma workers' PIDs, sorted, comma-separated
+sub worker_pids
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity WHERE backend_type = 'allma worker'");
+}
+
+# hold_advisory_lock(node, key): a background psql session
+# (PostgreSQL::Test::BackgroundPsql) holding the advisory lock key.  A step
+# whose SQL takes pg_advisory_xact_lock_shared(key) waits for it, holding
+# its worker mid-step: a test can stop, crash or inspect the server while
+# the work is certainly not done, on a machine of any speed.
+sub hold_advisory_lock
+{
+	my ($node, $key) = @_;
+	my $session = $node->background_psql('postgres');
+	$session->query_safe("SELECT pg_advisory_lock($key)");
+	return $session;
+}
+
+# release_advisory_lock(session, key): lets the waiting steps go on; a
+# session that died with its server (a crash, a restart) is only reaped
+sub release_advisory_lock
+{
+	my ($session, $key) = @_;
+	eval { $session->query_safe("SELECT pg_advisory_unlock($key)"); };
+	eval { $session->quit; };
+	return;
+}
+
+# wait_for_lock_waiters(node, key, n): until n allma workers wait for the
+# advisory lock key
+sub wait_for_lock_waiters
+{
+	my ($node, $key, $n) = @_;
+	$node->poll_query_until('postgres', qq{
+		SELECT count(*) >= $n FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+		 WHERE l.locktype = 'advisory' AND l.objid = $key AND NOT l.granted
+		   AND a.backend_type = 'allma worker'})
+	  or die "$n allma workers did not come to wait for advisory lock $key";
+	return;
 }
 
 # linear_flow(id, nsteps, delay_ms): JSON of a flow of nsteps NO_OP steps
