@@ -10,7 +10,7 @@ use Exporter 'import';
 
 our @EXPORT = qw(allma_node wait_for_workers linear_flow poll_until_true start_mock stop_mock
   mock_get poll_effect count_in_log worker_pids hold_advisory_lock release_advisory_lock
-  wait_for_lock_waiters);
+  wait_for_lock_waiters wait_for_setting);
 
 # allma_node(name, extra_conf): an initialized, started cluster with allma
 # preloaded and the extension created in "postgres".
@@ -183,6 +183,53 @@ sub wait_for_lock_waiters
 		   AND a.backend_type = 'allma worker'})
 	  or die "$n allma workers did not come to wait for advisory lock $key";
 	return;
+}
+
+# wait_for_setting(node, name, value, nworkers): after a configuration
+# reload, waits until each of the nworkers (default 2) allma workers runs
+# with setting name = value.  Workers apply a reload when they next wake up,
+# so a test must not assume it has happened.  A SQL step runs inside a
+# worker and reads that worker's own setting; each round holds every worker
+# inside such a step at once (an advisory lock the test holds), so that each
+# worker answers, not only the one quickest to claim.  Starts executions of
+# a flow "allma_test_setting_probe".
+my $probe_lock = 4999;
+sub wait_for_setting
+{
+	my ($node, $name, $value, $nworkers) = @_;
+	$nworkers //= 2;
+	$node->safe_psql('postgres', qq{
+SELECT allma_create_flow('{"id": "allma_test_setting_probe", "startStepInstanceId": "probe", "steps": {
+  "probe": {"stepType": "DATA_LOAD", "moduleIdentifier": "system/sql-query",
+            "customConfig": {"sql": "SELECT pg_backend_pid() AS pid, current_setting(\$1) AS value FROM pg_advisory_xact_lock_shared($probe_lock)",
+                             "parameters": ["\$.name"]}}}}')
+ WHERE NOT EXISTS (SELECT FROM allma.flows WHERE flow_id = 'allma_test_setting_probe')});
+	for (my $round = 0; $round < 100; $round++)
+	{
+		my $holder = hold_advisory_lock($node, $probe_lock);
+		my @ids;
+		for my $n (1 .. $nworkers)
+		{
+			push @ids, $node->safe_psql('postgres',
+				"SELECT allma_start_flow('allma_test_setting_probe', jsonb_build_object('name', '$name'))");
+			wait_for_lock_waiters($node, $probe_lock, $n);
+		}
+		release_advisory_lock($holder, $probe_lock);
+		my %seen;
+		for my $e (@ids)
+		{
+			my $row = $node->safe_psql('postgres', qq{
+				SELECT allma_wait('$e', '60 s'),
+				       (SELECT (output->'steps_output'->'probe'->'rows'->0->>'pid') || '=' ||
+				               (output->'steps_output'->'probe'->'rows'->0->>'value')
+				          FROM allma.executions WHERE execution_id = '$e')});
+			my (undef, $pid, $v) = $row =~ /^(\w+)\|(\d+)=(.*)$/s or die "setting probe failed: $row";
+			$seen{$pid} = $v;
+		}
+		return if keys(%seen) == $nworkers && !grep { $_ ne $value } values %seen;
+		select(undef, undef, undef, 0.2);
+	}
+	die "allma workers did not apply $name = '$value'";
 }
 
 # linear_flow(id, nsteps, delay_ms): JSON of a flow of nsteps NO_OP steps
