@@ -2292,12 +2292,14 @@ typedef struct MailAttachment
  * attachmentsPath in the context): each {filename, filePointer: {fileId}}
  * names a file this execution stored with FILE_DOWNLOAD.  Allma's
  * s3Pointer has no S3 here and fails the step with a clear error.
+ * attachmentsPath is read from the step as defined: rendering the step
+ * turns a "$.path" string into the value it names (or drops it).
  */
 static List *
 email_attachments(StepRun *run, Jsonb *def)
 {
 	Jsonb	   *list = allma_jsonb_get(def, "attachments");
-	char	   *path = allma_jsonb_get_cstring(def, "attachmentsPath");
+	char	   *path = allma_jsonb_get_cstring(run->step->def, "attachmentsPath");
 	List	   *out = NIL;
 	int64		total = 0;
 	ListCell   *lc;
