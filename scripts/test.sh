@@ -11,7 +11,8 @@
 #   scripts/test.sh tap [t/FILE.pl...]   only TAP tests
 #   scripts/test.sh mock                 only the mock server's self-test
 #
-# PG_CONFIG selects the PostgreSQL installation (default: Debian's 15).
+# PG_CONFIG selects the PostgreSQL installation (default: Debian's 15);
+# TMPDIR where the scratch directory goes (default /tmp).
 # Servers run as the "postgres" user when this script runs as root (CI).
 set -euo pipefail
 
@@ -47,8 +48,9 @@ else
   AS_PG=()
 fi
 
-# A scratch directory the server's user can write (the clone may be root's).
-WORK=$(mktemp -d /tmp/allma-test.XXXXXX)
+# A scratch directory the server's user can write (the clone may be root's),
+# under $TMPDIR (default /tmp; the server's user must be able to reach it).
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/allma-test.XXXXXX")
 cp -r "$SRC/sql" "$SRC/expected" "$SRC/test" "$SRC/specs" "$SRC/t" "$SRC/mock" "$WORK/"
 [ "$(id -u)" -eq 0 ] && chown -R postgres "$WORK"
 export ALLMA_SRC="$SRC"
