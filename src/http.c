@@ -179,6 +179,8 @@ typedef struct HttpTransfer
 	int			nhdr;
 	struct curl_slist *headers; /* the current hop's, malloc'd by curl */
 	long		timeout_ms;
+	long		connect_timeout_ms; /* the current hop's, when it ends before
+									 * the total timeout; else 0 */
 	bool		is_mail;		/* an SMTP send (see AllmaHttpRequest) */
 	char	   *mail_from;
 	struct curl_slist *mail_rcpt;	/* malloc'd by curl_slist_append */
@@ -1550,6 +1552,7 @@ set_common_options(AllmaHttpClient *client, HttpTransfer *t, const char *protoco
 	SET(CURLOPT_PROXY, "");
 	SET(CURLOPT_TIMEOUT_MS, left);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, Min(client->connect_timeout_ms, left));
+	t->connect_timeout_ms = client->connect_timeout_ms < left ? client->connect_timeout_ms : 0;
 	SET(CURLOPT_ERRORBUFFER, t->errbuf);
 	SET(CURLOPT_WRITEFUNCTION, write_cb);
 	SET(CURLOPT_WRITEDATA, t);
@@ -1877,7 +1880,10 @@ timeout_message(HttpTransfer *t)
 	curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &connect);
 	curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
 	curl_easy_getinfo(t->easy, CURLINFO_STARTTRANSFER_TIME_T, &start);
-	if (connect == 0 && pretransfer == 0)
+	if (connect == 0 && pretransfer == 0 && t->connect_timeout_ms > 0)
+		msg = psprintf("request timed out while connecting: no connection within %ld ms (allma.http_connect_timeout)",
+					   t->connect_timeout_ms);
+	else if (connect == 0 && pretransfer == 0)
 		msg = psprintf("request timed out after %ld ms while connecting", t->timeout_ms);
 	else if (start == 0)
 		msg = psprintf("request timed out after %ld ms waiting for the response (connected after %.1f ms)",
