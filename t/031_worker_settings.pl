@@ -16,8 +16,7 @@ use lib 't';
 use AllmaTest;
 
 my $base = start_mock();
-my $node = allma_node('settings', "allma.http_allowlist = '127.0.0.1'\n"
-	  . "allma.http_timeout = 500ms\nallma.http_connect_timeout = 300ms\n");
+my $node = allma_node('settings', "allma.http_allowlist = '127.0.0.1'\nallma.http_timeout = 500ms\n");
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 
@@ -120,8 +119,7 @@ $node->reload;
 # ---------------------------------------------------------------------------
 api_flow('slow', "$base/echo?latency_ms=20000");
 my ($outcome) = finish('slow');
-is($outcome, 'FAILED|request timed out after 500 ms waiting for the response (connected after '
-	  . ($outcome =~ /connected after ([\d.]+ ms)/)[0] . ')',
+like($outcome, qr/^FAILED\|request timed out after 500 ms /,
 	'allma.http_timeout bounds a request without a timeout of its own');
 api_flow('slow-own', "$base/echo?latency_ms=1500", ', "customConfig": {"timeoutMs": 60000}');
 ($outcome) = finish('slow-own');
@@ -130,8 +128,12 @@ is($outcome, 'COMPLETED|', 'a step\'s customConfig.timeoutMs overrides allma.htt
 # ---------------------------------------------------------------------------
 # allma.http_connect_timeout = 300 ms: a listening socket that never accepts,
 # its accept queue filled, so that the kernel drops further connection
-# attempts (loopback only)
+# attempts (loopback only).  Set for this part only: a machine busy enough
+# could make a real connection take that long.
 # ---------------------------------------------------------------------------
+$node->append_conf('postgresql.conf', "allma.http_connect_timeout = 300ms\n");
+$node->reload;
+wait_for_setting($node, 'allma.http_connect_timeout', '300ms');
 socket(my $listener, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
 bind($listener, pack_sockaddr_in(0, inet_aton('127.0.0.1'))) or die "bind: $!";
 listen($listener, 0) or die "listen: $!";
@@ -150,6 +152,8 @@ is(q1("SELECT error->'errorDetails'->>'timedOut' FROM allma.executions WHERE exe
 	'as a timeout');
 cmp_ok(q1("SELECT extract(epoch FROM ended_at - started_at) FROM allma.step_executions WHERE execution_id = '$e'"),
 	'<', 9, 'the step ended long before the default connect timeout (10 s) or its own (60 s)');
+$node->append_conf('postgresql.conf', "allma.http_connect_timeout = 10s\n");
+$node->reload;
 
 # ---------------------------------------------------------------------------
 # allma.batch_size and allma.max_chain_steps: the history rows written in
