@@ -252,7 +252,7 @@ q1("DROP TRIGGER fail_recording ON allma.execution_paths");
 # certainly sent, and certainly not answered, before the crash.
 flow('crashy', "$base/echo/crashy?hang_times=1");
 my $c = q1("SELECT allma_start_flow('crashy', '{}', '{\"executionId\": \"00000000-0000-4000-8000-00000000c0de\"}')");
-poll_effect(sub { scalar(@{ mock_get($base, '/__log?path=/echo/crashy') }) >= 1 })
+poll_effect(sub { scalar(@{ mock_json($base, '/__log?path=/echo/crashy') }) >= 1 })
   or die 'the request did not reach the mock';
 is(q1("SELECT status FROM allma.execution_paths WHERE execution_id = '$c'"), 'INFLIGHT',
 	'the request is in flight when the server crashes');
@@ -260,7 +260,7 @@ $node->stop('immediate');
 $node->start;
 poll_until_true($node, "SELECT status = 'COMPLETED' FROM allma.executions WHERE execution_id = '$c'", 120)
   or die 'in-flight request was not resumed';
-my $entries = mock_get($base, '/__log?path=/echo/crashy');
+my $entries = mock_json($base, '/__log?path=/echo/crashy');
 cmp_ok(scalar(@$entries), '>=', 2, 'the in-flight request was sent again after the crash');
 is_deeply([ map { $_->{headers}{'idempotency-key'} // '(none)' } @$entries ],
 	[ ("$c/call/1") x scalar(@$entries) ], 'with the same Idempotency-Key, execution/step/attempt');

@@ -120,11 +120,11 @@ for my $p ([ 'openai', '/gw-openai/v1/chat/completions' ], [ 'anthropic', '/gw-a
 {
 	my ($provider, $path) = @$p;
 	is(step_output($e, $provider)->{llm_response}, "to $provider", "$provider answers through the mock");
-	is(scalar(@{ mock_get($base, "/__log?path=$path") }), 1,
+	is(scalar(@{ mock_json($base, "/__log?path=$path") }), 1,
 		"allma.${provider}_base_url is where the $provider request goes ($path)");
 }
 # the step's own customConfig.baseUrl wins (llm-inline went to /v1 above)
-is(scalar(@{ mock_get($base, '/__log?path=/v1/chat/completions') }), 2,
+is(scalar(@{ mock_json($base, '/__log?path=/v1/chat/completions') }), 2,
 	'customConfig.baseUrl takes precedence over allma.openai_base_url');
 
 # the settings follow a reload
@@ -132,9 +132,9 @@ $node->append_conf('postgresql.conf', "allma.openai_base_url = '$base/gw-other/v
 $node->reload;
 wait_for_setting($node, 'allma.openai_base_url', "$base/gw-other/v1");
 $e = run('llm-providers', '{}');
-is(scalar(@{ mock_get($base, '/__log?path=/gw-other/v1/chat/completions') }), 1,
+is(scalar(@{ mock_json($base, '/__log?path=/gw-other/v1/chat/completions') }), 1,
 	'a reloaded allma.openai_base_url applies to the next request');
-is(scalar(@{ mock_get($base, '/__log?path=/gw-openai/') }), 1, 'and the old one is no longer used');
+is(scalar(@{ mock_json($base, '/__log?path=/gw-openai/') }), 1, 'and the old one is no longer used');
 
 $node->stop;
 done_testing();

@@ -9,7 +9,7 @@ use Test::More;
 use Exporter 'import';
 
 our @EXPORT = qw(allma_node wait_for_workers linear_flow poll_until_true start_mock stop_mock
-  mock_get poll_effect count_in_log worker_pids hold_advisory_lock release_advisory_lock
+  mock_json poll_effect count_in_log worker_pids hold_advisory_lock release_advisory_lock
   wait_for_lock_waiters wait_for_setting);
 
 # allma_node(name, extra_conf): an initialized, started cluster with allma
@@ -104,9 +104,9 @@ sub stop_mock
 	return $clean && !-e $mock_port_file;
 }
 
-# mock_get(base, path): the decoded JSON answer of the mock server to GET
+# mock_json(base, path): the decoded JSON answer of the mock server to GET
 # path (e.g. "/__log?path=/echo/crash", "/__mail"); dies on any other answer
-sub mock_get
+sub mock_json
 {
 	my ($base, $path) = @_;
 	require HTTP::Tiny;
