@@ -71,9 +71,24 @@ OBJS = \
 # are reached through upgrade scripts, also by CREATE EXTENSION.
 DATA = $(EXTENSION)--1.0.sql $(notdir $(wildcard $(srcdir)/$(EXTENSION)--*--*.sql))
 
+# Tests, against the installed extension ("make install" first).  Each
+# target starts its own temporary servers with the installation PG_CONFIG
+# names, so run it as a user that may start PostgreSQL (not root) in a
+# checkout that user can write.  scripts/test.sh runs them all (and the mock
+# server's self-test), as the postgres user when started as root.
+#   make installcheck          pg_regress: sql/*.sql against expected/
+#   make isolationcheck        isolation specs: specs/*.spec
+#   make prove_installcheck    TAP: t/*.pl (PROVE_TESTS='t/011_api_call.pl' for some)
+# The servers run with test/allma.conf (allma preloaded, fast timers).
+
 # pg_regress: every file in sql/, in name order (files are numbered).
 REGRESS = $(sort $(notdir $(basename $(wildcard sql/*.sql))))
 REGRESS_OPTS = --temp-config=$(srcdir)/test/allma.conf --temp-instance=./tmp_check
+
+# isolation specs (not ISOLATION: PGXS would run them in installcheck too)
+ISOLATION_SPECS = $(sort $(notdir $(basename $(wildcard specs/*.spec))))
+ISOLATION_SPECS_OPTS = --temp-config=$(srcdir)/test/allma.conf --temp-instance=./tmp_check_iso \
+	--outputdir=output_iso --dbname=contrib_regression
 
 CURL_CONFIG ?= curl-config
 # the library's release and the extension version it needs (schema gate,
@@ -82,7 +97,9 @@ PG_CPPFLAGS = -I$(srcdir)/src $(shell $(CURL_CONFIG) --cflags) -DALLMA_VERSION=\
 	-DALLMA_SCHEMA_VERSION=\"$(EXTVERSION)\"
 SHLIB_LINK = $(shell $(CURL_CONFIG) --libs)
 
-EXTRA_CLEAN = tmp_check tmp_check_iso output_iso results regression.diffs regression.out log
+# what the test targets leave behind (pg_regress: results/, log/,
+# regression.*; isolation: output_iso/, tmp_check_iso/; TAP: tmp_check/)
+EXTRA_CLEAN = results log regression.diffs regression.out tmp_check output_iso tmp_check_iso
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -97,3 +114,12 @@ $(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/*/*.h) $(srcdir)/$(EXTENSION
 ifneq ($(VPATH),)
 $(shell mkdir -p $(sort $(dir $(OBJS))))
 endif
+
+.PHONY: isolationcheck prove_installcheck
+
+isolationcheck:
+	$(pg_isolation_regress_installcheck) $(ISOLATION_SPECS_OPTS) $(ISOLATION_SPECS)
+
+# PostgreSQL's TAP harness (PostgreSQL::Test::Cluster) from the installation
+prove_installcheck:
+	$(prove_installcheck)

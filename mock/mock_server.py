@@ -10,8 +10,8 @@ HTTP side (see README.md for the full reference):
   * every request (except the /__ control endpoints) is logged as one JSON
     line to --log-file and kept in memory for GET /__log;
   * behaviour is chosen per request by query parameters (latency_ms, status,
-    retry_after, fail_times, drip_ms/drip_bytes, size, redirect, body,
-    content_type, hang, drop, close), so tests need no server state;
+    retry_after, fail_times, hang_times, drip_ms/drip_bytes, size, redirect,
+    body, content_type, hang, drop, close), so tests need no server state;
   * endpoints: /echo, /status/<code>, /files/<n>, /bytes/<n>, /redirect/<n>,
     /mcp (JSON-RPC 2.0, JSON or SSE answers), OpenAI /chat/completions, Anthropic /v1/messages, Gemini
     /models/<m>:generateContent, Bedrock /model/<m>/converse|invoke; the LLM
@@ -1086,6 +1086,12 @@ class MockApp:
             resp.drop = True
             return resp
         handler, provider = self.route(req)
+        hang_times = int_param(q, "hang_times", 0, 0, 1 << 30)
+        if hang_times and self.count_seen("hang:" + fail_key(req, provider)) \
+                <= hang_times:
+            resp = Response()
+            resp.hang = True
+            return resp
         error_shape = provider.error if provider else generic_error
         fail_times = int_param(q, "fail_times", 0, 0, 1 << 30)
         status = int_param(q, "status", None, 200, 599)
@@ -1411,7 +1417,9 @@ def apply_overrides(q, resp):
 class SmtpConnection(asyncio.Protocol):
     """One ESMTP session.  Accepts any sender, any recipient (except local
     parts starting with "reject", answered 550) and any AUTH PLAIN/LOGIN
-    credentials; each message is stored in app.mail."""
+    credentials (user name and password are recorded with each message, so
+    that tests can check what a client logged in with); each message is
+    stored in app.mail."""
 
     MAX_LINE = 1 << 20
 
@@ -1422,6 +1430,7 @@ class SmtpConnection(asyncio.Protocol):
         self.state = "command"      # command | data | auth-plain | auth-user | auth-pass
         self.helo = None
         self.auth_user = None
+        self.auth_password = None
         self.data_lines = []
         self.data_bytes = 0
         self._reset_tx()
@@ -1487,9 +1496,16 @@ class SmtpConnection(asyncio.Protocol):
                                   "data": data.decode("utf-8", "replace"),
                                   "helo": self.helo,
                                   "auth_user": self.auth_user,
+                                  "auth_password": self.auth_password,
                                   "time": now_iso()})
             answer = f"250 2.0.0 OK queued as mock-{len(self.app.mail)}"
-            if any(r.lower().lstrip("<").startswith("slow") for r in self.rcpt_to):
+            held = [r.lower() for r in self.rcpt_to
+                    if r.lower().lstrip("<").startswith("hold")]
+            if any(self.app.count_seen("hold:" + r) == 1 for r in held):
+                # stored, never acknowledged: the first message to a "hold"
+                # address stays in flight until the client goes away
+                pass
+            elif any(r.lower().lstrip("<").startswith("slow") for r in self.rcpt_to):
                 # stored, but acknowledged 3 s later: a send that is still
                 # in flight when the test crashes the server
                 asyncio.get_event_loop().call_later(3.0, self.reply, answer)
@@ -1615,11 +1631,13 @@ class SmtpConnection(asyncio.Protocol):
             self.state = "auth-pass"
             self.reply("334 UGFzc3dvcmQ6")
         else:
+            self.auth_password = b64_text(line)
             self.reply("235 2.7.0 authentication successful")
 
     def _auth_plain(self, b64):
         parts = b64_text(b64).split("\0")
         self.auth_user = parts[1] if len(parts) >= 2 else parts[0]
+        self.auth_password = parts[2] if len(parts) >= 3 else None
         self.reply("235 2.7.0 authentication successful")
 
 

@@ -494,6 +494,22 @@ class MockServerTest(unittest.TestCase):
             sock.sock.recv(100)
         self.assertEqual(len(self.log_for(path)), 1)
 
+    def test_hang_times(self):
+        path = self.uniq()
+        key = uuid.uuid4().hex
+        sock = self.connect(timeout=0.6)
+        sock.sendall(f"GET {path}?hang_times=1&key={key} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        with self.assertRaises(socket.timeout):
+            sock.sock.recv(100)
+        # the same key again: answered; another key: hangs once more
+        self.assertEqual(self.request("GET", f"{path}?hang_times=1&key={key}")[0], 200)
+        other = self.connect(timeout=0.6)
+        other.sendall(f"GET {path}?hang_times=1 HTTP/1.1\r\nHost: x\r\n"
+                      f"Idempotency-Key: {uuid.uuid4().hex}\r\n\r\n".encode())
+        with self.assertRaises(socket.timeout):
+            other.sock.recv(100)
+        self.assertEqual(len(self.log_for(path)), 3)
+
     def test_drop(self):
         sock = self.connect()
         sock.sendall(b"GET /x?drop=1 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -885,15 +901,49 @@ class MockServerTest(unittest.TestCase):
         with smtplib.SMTP(HOST, self.smtp_port, timeout=10) as s:
             s.login("mailer", "secret")
             s.sendmail("a@example.org", [rcpt], "Subject: x\r\n\r\nhi\r\n")
-        self.assertEqual(self.mail_for(rcpt)[0]["auth_user"], "mailer")
+        m = self.mail_for(rcpt)[0]
+        self.assertEqual(m["auth_user"], "mailer")
+        self.assertEqual(m["auth_password"], "secret")
 
     def test_smtp_auth_plain(self):
+        rcpt = f"{uuid.uuid4().hex}@example.org"
         with smtplib.SMTP(HOST, self.smtp_port, timeout=10) as s:
             s.ehlo("t")
             token = base64.b64encode(b"\0plainuser\0pw").decode()
             self.assertEqual(s.docmd("AUTH PLAIN " + token)[0], 235)
             self.assertEqual(s.docmd("AUTH PLAIN")[0], 334)
+            token = base64.b64encode(b"\0plainuser\0pw-2").decode()
             self.assertEqual(s.docmd(token)[0], 235)
+            s.sendmail("a@example.org", [rcpt], "Subject: x\r\n\r\nhi\r\n")
+        m = self.mail_for(rcpt)[0]
+        self.assertEqual((m["auth_user"], m["auth_password"]), ("plainuser", "pw-2"))
+
+    def test_smtp_no_login(self):
+        rcpt = f"{uuid.uuid4().hex}@example.org"
+        with smtplib.SMTP(HOST, self.smtp_port, timeout=10) as s:
+            s.sendmail("a@example.org", [rcpt], "Subject: x\r\n\r\nhi\r\n")
+        m = self.mail_for(rcpt)[0]
+        self.assertIsNone(m["auth_user"])
+        self.assertIsNone(m["auth_password"])
+
+    def test_smtp_hold_first_message(self):
+        rcpt = f"hold-{uuid.uuid4().hex}@example.org"
+        s = smtplib.SMTP(HOST, self.smtp_port, timeout=10)
+        try:
+            s.ehlo("t")
+            self.assertEqual(s.docmd("MAIL FROM:<a@example.org>")[0], 250)
+            self.assertEqual(s.docmd(f"RCPT TO:<{rcpt}>")[0], 250)
+            self.assertEqual(s.docmd("DATA")[0], 354)
+            s.send("Subject: x\r\n\r\nfirst\r\n.\r\n")
+            s.sock.settimeout(1.0)
+            with self.assertRaises(smtplib.SMTPServerDisconnected):
+                s.getreply()
+        finally:
+            s.close()
+        with smtplib.SMTP(HOST, self.smtp_port, timeout=10) as s:
+            self.assertEqual(s.sendmail("a@example.org", [rcpt], "Subject: x\r\n\r\nagain\r\n"), {})
+        self.assertEqual([m["data"] for m in self.mail_for(rcpt)],
+                         ["Subject: x\r\n\r\nfirst\r\n", "Subject: x\r\n\r\nagain\r\n"])
 
     @unittest.skipUnless(CURL, "curl not installed")
     def test_smtp_with_curl(self):

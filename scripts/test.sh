@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Runs allma's whole test suite: pg_regress (sql/), isolation specs (specs/)
-# and TAP tests (t/).  Installs missing Debian packages, builds and installs
-# the extension first.  Exits non-zero on any failure.
+# Runs allma's whole test suite: pg_regress (sql/), isolation specs (specs/),
+# TAP tests (t/) and the mock server's own self-test (mock/).  Installs
+# missing Debian packages, builds and installs the extension first.  Exits
+# non-zero on any failure, and when a part of the suite is missing (a
+# missing directory is an incomplete suite, not a passing one).
 #
 #   scripts/test.sh                      everything
 #   scripts/test.sh regress [NAME...]    only pg_regress (optionally some files)
 #   scripts/test.sh isolation [NAME...]  only isolation specs
 #   scripts/test.sh tap [t/FILE.pl...]   only TAP tests
+#   scripts/test.sh mock                 only the mock server's self-test
 #
-# PG_CONFIG selects the PostgreSQL installation (default: Debian's 15).
+# PG_CONFIG selects the PostgreSQL installation (default: Debian's 15);
+# TMPDIR where the scratch directory goes (default /tmp).
 # Servers run as the "postgres" user when this script runs as root (CI).
 set -euo pipefail
 
@@ -26,6 +30,14 @@ PG_ISOLATION="$PGXS_DIR/src/test/isolation/pg_isolation_regress"
 what=${1:-all}
 shift || true
 
+# every part of the suite must be there
+for part in sql expected specs t mock test; do
+  if [ ! -d "$SRC/$part" ]; then
+    echo "test.sh: $part/ is missing: the test suite is incomplete" >&2
+    exit 1
+  fi
+done
+
 echo "== building allma"
 make -s PG_CONFIG="$PG_CONFIG" >/dev/null
 make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
@@ -36,13 +48,10 @@ else
   AS_PG=()
 fi
 
-# A scratch directory the server's user can write (the clone may be root's).
-WORK=$(mktemp -d /tmp/allma-test.XXXXXX)
-cp -r "$SRC/sql" "$SRC/expected" "$SRC/test" "$WORK/"
-[ -d "$SRC/specs" ] && cp -r "$SRC/specs" "$WORK/"
-[ -d "$SRC/t" ] && cp -r "$SRC/t" "$WORK/"
-mkdir -p "$WORK/mock"
-[ -d "$SRC/mock" ] && cp -r "$SRC/mock/." "$WORK/mock/"
+# A scratch directory the server's user can write (the clone may be root's),
+# under $TMPDIR (default /tmp; the server's user must be able to reach it).
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/allma-test.XXXXXX")
+cp -r "$SRC/sql" "$SRC/expected" "$SRC/test" "$SRC/specs" "$SRC/t" "$SRC/mock" "$WORK/"
 [ "$(id -u)" -eq 0 ] && chown -R postgres "$WORK"
 export ALLMA_SRC="$SRC"
 
@@ -53,8 +62,9 @@ summary=()
 run_regress() {
   local tests=("$@")
   if [ ${#tests[@]} -eq 0 ]; then
-    for f in "$WORK"/sql/*.sql; do tests+=("$(basename "$f" .sql)"); done
+    for f in "$WORK"/sql/*.sql; do [ -f "$f" ] && tests+=("$(basename "$f" .sql)"); done
   fi
+  if [ ${#tests[@]} -eq 0 ]; then no_tests "pg_regress tests"; return; fi
   echo "== pg_regress: ${#tests[@]} tests"
   if (cd "$WORK" && "${AS_PG[@]}" "$PG_REGRESS" \
         --bindir="$BINDIR" --inputdir=. --outputdir="$WORK/regress" \
@@ -69,13 +79,19 @@ run_regress() {
   fi
 }
 
+# no_tests KIND: a part of the suite without any test fails the run
+no_tests() {
+  echo "test.sh: no $1 found: the test suite is incomplete" >&2
+  failed=1
+  summary+=("$1: FAILED (none found)")
+}
+
 run_isolation() {
   local tests=("$@")
-  [ -d "$WORK/specs" ] || return 0
   if [ ${#tests[@]} -eq 0 ]; then
-    for f in "$WORK"/specs/*.spec; do tests+=("$(basename "$f" .spec)"); done
+    for f in "$WORK"/specs/*.spec; do [ -f "$f" ] && tests+=("$(basename "$f" .spec)"); done
   fi
-  [ ${#tests[@]} -eq 0 ] && return 0
+  if [ ${#tests[@]} -eq 0 ]; then no_tests "isolation specs"; return; fi
   echo "== isolation: ${#tests[@]} specs"
   mkdir -p "$WORK/isolation"
   [ "$(id -u)" -eq 0 ] && chown postgres "$WORK/isolation"
@@ -93,10 +109,10 @@ run_isolation() {
 
 run_tap() {
   local files=("$@")
-  [ -d "$WORK/t" ] || return 0
   if [ ${#files[@]} -eq 0 ]; then
-    for f in "$WORK"/t/*.pl; do files+=("t/$(basename "$f")"); done
+    for f in "$WORK"/t/*.pl; do [ -f "$f" ] && files+=("t/$(basename "$f")"); done
   fi
+  if [ ${#files[@]} -eq 0 ]; then no_tests "TAP tests"; return; fi
   echo "== TAP: ${#files[@]} files"
   if (cd "$WORK" && "${AS_PG[@]}" env PATH="$BINDIR:$PATH" PG_REGRESS="$PG_REGRESS" \
         ALLMA_SRC="$SRC" prove -I "$PGXS_DIR/src/test/perl" -I t "${files[@]}"); then
@@ -110,12 +126,26 @@ run_tap() {
   fi
 }
 
+# the mock server's self-test (python unittest): the TAP tests trust the
+# mock, so the mock's own behaviour is checked first
+run_mock() {
+  if [ ! -f "$WORK/mock/test_mock_server.py" ]; then no_tests "mock self-test"; return; fi
+  echo "== mock self-test"
+  if (cd "$WORK" && "${AS_PG[@]}" python3 mock/test_mock_server.py); then
+    summary+=("mock self-test: ok")
+  else
+    failed=1
+    summary+=("mock self-test: FAILED")
+  fi
+}
+
 case "$what" in
-  all) run_regress; run_isolation; run_tap ;;
+  all) run_mock; run_regress; run_isolation; run_tap ;;
   regress) run_regress "$@" ;;
   isolation) run_isolation "$@" ;;
   tap) run_tap "$@" ;;
-  *) echo "usage: $0 [all|regress|isolation|tap] [names...]" >&2; exit 2 ;;
+  mock) run_mock ;;
+  *) echo "usage: $0 [all|regress|isolation|tap|mock] [names...]" >&2; exit 2 ;;
 esac
 
 echo "== summary"

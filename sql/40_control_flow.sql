@@ -143,7 +143,9 @@ SELECT allma_create_flow($$
            "call": {"stepType": "START_SUB_FLOW", "subFlowDefinitionId": "x"}}}$$);
 SELECT pg_temp.run('unsupported') AS u \gset
 SELECT allma_wait(:'u');
-SELECT pg_temp.path(:'u'), error->>'errorName' AS name, error->>'errorMessage' AS message
+-- (the message names the running version, which is not part of the test)
+SELECT pg_temp.path(:'u'), error->>'errorName' AS name,
+       regexp_replace(error->>'errorMessage', 'allma [0-9.]+$', 'allma <version>') AS message
   FROM allma.executions WHERE execution_id = :'u';
 
 -- a module without a built-in implementation or binding fails with a hint

@@ -98,11 +98,24 @@ SELECT pg_temp.run('retry-capped', 'capped', 3, 'LM201') AS e \gset
 SELECT allma_wait(:'e');
 SELECT array_agg((details->>'retryInMs')::int ORDER BY seq) AS planned_ms
   FROM allma.step_executions WHERE execution_id = :'e' AND status = 'RETRYING';
-SELECT pg_temp.flow('retry-jitter', '{"retries": {"count": 3, "intervalSeconds": 10, "jitterStrategy": "FULL"}}');
-SELECT pg_temp.run('retry-jitter', 'jitter', 3, 'LM201') AS e \gset
-SELECT allma_wait(:'e');
-SELECT bool_and((details->>'retryInMs')::int BETWEEN 0 AND 100 * power(2, attempt - 1)) AS within_bounds, count(*)
-  FROM allma.step_executions WHERE execution_id = :'e' AND status = 'RETRYING';
+-- FULL jitter draws each wait from [0, 100 ms] (10 s scaled, backoffRate 1):
+-- 200 draws (20 executions of 10 retries) all stay within the cap, most fall
+-- below it (without jitter every one would be exactly 100), they spread out
+-- and average near the middle.  None of these can fail by chance with a
+-- working uniform draw: 200 draws of 101 values give about 87 distinct ones
+-- and a mean of 50 +- 2.
+SELECT pg_temp.flow('retry-jitter', '{"retries": {"count": 10, "intervalSeconds": 10, "backoffRate": 1, "jitterStrategy": "FULL"}}');
+CREATE TEMP TABLE jitter_runs AS
+  SELECT pg_temp.run('retry-jitter', 'jitter' || g, 10, 'LM201') AS e FROM generate_series(1, 20) g;
+SELECT count(*) FILTER (WHERE allma_wait(e) = 'COMPLETED') AS completed FROM jitter_runs;
+SELECT count(*) AS draws,
+       bool_and(ms BETWEEN 0 AND 100) AS within_cap,
+       count(*) FILTER (WHERE ms < 100) >= 150 AS mostly_below_cap,
+       count(DISTINCT ms) >= 30 AS spread,
+       avg(ms) BETWEEN 35 AND 65 AS centered
+  FROM (SELECT (details->>'retryInMs')::int AS ms
+          FROM allma.step_executions
+         WHERE execution_id IN (SELECT e FROM jitter_runs) AND status = 'RETRYING') d;
 
 -- 7. catch rules by error name route to a handler with the error in the context
 SELECT pg_temp.flow('catching', '{"catch": [

@@ -135,14 +135,35 @@ SELECT count(*) AS branches,
        bool_and(died - born >= interval '20 ms') AS each_waited
   FROM life;
 
--- progress is visible while a fork runs
+-- progress is visible while a fork runs: the test holds an advisory lock
+-- that the branch step waits for, so the first branch is certainly running
+-- (and the others queued) when progress is read; then it lets them go.
+CREATE FUNCTION pg_temp.wait_until(condition text, timeout interval DEFAULT '120 s') RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+	ok boolean;
+	deadline timestamptz := clock_timestamp() + timeout;
+BEGIN
+	LOOP
+		EXECUTE condition INTO ok;
+		IF ok THEN RETURN true; END IF;
+		IF clock_timestamp() > deadline THEN RETURN false; END IF;
+		PERFORM pg_sleep(0.02);
+	END LOOP;
+END $$;
 SELECT pg_temp.fork_flow('slow-fork', $$ {"parallelBranches": [{"branchId": "w", "stepInstanceId": "wait"}],
   "aggregationConfig": {"maxConcurrency": 1}} $$,
-  $$ {"wait": {"stepType": "NO_OP", "delay": {"milliseconds": 100000, "position": "before"}}} $$);
+  $$ {"wait": {"stepType": "DATA_LOAD", "moduleIdentifier": "system/sql-query",
+              "customConfig": {"sql": "SELECT true AS passed FROM pg_advisory_xact_lock_shared(4242)"}}} $$);
+SELECT pg_advisory_lock(4242);
 SELECT pg_temp.run('slow-fork', '{"items": [1, 2, 3]}') AS e \gset
-SELECT allma_wait(:'e', '300 ms');
+SELECT pg_temp.wait_until($$ SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory'
+                                               AND objid = 4242 AND NOT granted) $$) AS branch_waits;
 SELECT step_instance_id, total, running, queued, completed, failed
   FROM allma.fork_progress WHERE execution_id = :'e';
+SELECT pg_advisory_unlock(4242);
+SELECT allma_wait(:'e'), pg_temp.result(:'e');
+SELECT count(*) AS progress_rows_left FROM allma.fork_progress WHERE execution_id = :'e';
 
 -- nested forks: a branch forks again
 SELECT allma_create_flow($$ {"id": "nested", "startStepInstanceId": "outer", "steps": {

@@ -780,7 +780,10 @@ timeout_message(HttpTransfer *t)
 	curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &connect);
 	curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
 	curl_easy_getinfo(t->easy, CURLINFO_STARTTRANSFER_TIME_T, &start);
-	if (connect == 0 && pretransfer == 0)
+	if (connect == 0 && pretransfer == 0 && t->connect_timeout_ms > 0)
+		msg = psprintf("request timed out while connecting: no connection within %ld ms (allma.http_connect_timeout)",
+					   t->connect_timeout_ms);
+	else if (connect == 0 && pretransfer == 0)
 		msg = psprintf("request timed out after %ld ms while connecting", t->timeout_ms);
 	else if (start == 0)
 		msg = psprintf("request timed out after %ld ms waiting for the response (connected after %.1f ms)",

@@ -76,6 +76,8 @@ typedef struct HttpTransfer
 	int			nhdr;
 	struct curl_slist *headers; /* the current hop's, malloc'd by curl */
 	long		timeout_ms;
+	long		connect_timeout_ms; /* the current hop's, when it ends before
+									 * the total timeout; else 0 */
 	bool		is_mail;		/* an SMTP send (see AllmaHttpRequest) */
 	char	   *mail_from;
 	struct curl_slist *mail_rcpt;	/* malloc'd by curl_slist_append */

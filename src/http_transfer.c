@@ -557,6 +557,7 @@ set_common_options(AllmaHttpClient *client, HttpTransfer *t, const char *protoco
 	SET(CURLOPT_PROXY, "");
 	SET(CURLOPT_TIMEOUT_MS, left);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, Min(client->connect_timeout_ms, left));
+	t->connect_timeout_ms = client->connect_timeout_ms < left ? client->connect_timeout_ms : 0;
 	SET(CURLOPT_ERRORBUFFER, t->errbuf);
 	SET(CURLOPT_WRITEFUNCTION, write_cb);
 	SET(CURLOPT_WRITEDATA, t);

@@ -77,10 +77,12 @@ flow('boom', q{{"stepType": "DATA_LOAD", "moduleIdentifier": "system/sql-query",
 flow('logic', q{{"stepType": "CUSTOM_LOGIC", "moduleIdentifier": "test/slow",
 	"inputMappings": {"secs": "$.secs"}}});
 # the timeout error becomes the output of "s"; two more SQL steps follow
-# in the same pass
+# in the same pass.  Only "s" has a timeout of its own: the flow runs once
+# allma.sql_step_timeout is 0, so nothing but a leaked timer or cancel could
+# stop "t" and "u", however slowly a loaded machine runs them.
 $node->safe_psql('postgres', q{SELECT allma_create_flow('{"id": "after", "startStepInstanceId": "s", "steps": {
 	"s": {"stepType": "DATA_LOAD", "moduleIdentifier": "system/sql-query",
-		"customConfig": {"sql": "SELECT true AS done FROM pg_sleep(30)"},
+		"customConfig": {"sql": "SELECT true AS done FROM pg_sleep(30)", "timeoutMs": 300},
 		"onError": {"continueOnFailure": true}, "defaultNextStepInstanceId": "t"},
 	"t": {"stepType": "DATA_SAVE", "moduleIdentifier": "system/sql-execute",
 		"customConfig": {"sql": "SELECT pg_sleep(0.05)"}, "defaultNextStepInstanceId": "u"},
@@ -172,21 +174,6 @@ is(outcome(start('logic', '{"secs": 0}')), 'COMPLETED', 'a bound function finish
 is(outcome(start('boom')), 'FAILED|PermanentStepError|22012|division by zero',
 	'a SQL step failing before its timeout fails with its own error');
 
-# the timed out step's error is its output (after the retries); the next
-# SQL steps run in the same pass, uncanceled
-my $after = start('after');
-is(outcome($after), 'COMPLETED', 'steps after a timed out step run');
-is($node->safe_psql('postgres', qq{
-	SELECT concat_ws('|', output->'steps_output'->'s'->>'errorName',
-		output->'steps_output'->'u'->'rows'->0->>'two')
-	  FROM allma.executions WHERE execution_id = '$after'}),
-	'TransientStepError|2', 'their outputs are there');
-is($node->safe_psql('postgres', qq{
-	SELECT string_agg(step_instance_id || ':' || status, ',' ORDER BY seq)
-	  FROM allma.step_executions WHERE execution_id = '$after'}),
-	join(',', ('s:RETRYING') x 5, 's:COMPLETED', 't:COMPLETED', 'u:COMPLETED'),
-	'the history shows the retries, then every step completed');
-
 quick_batch(20, 'after the timeouts');
 is($node->safe_psql('postgres', $worker_sql), $pid, 'the worker is the same process');
 # errors outside steps abort the worker's pass and are logged
@@ -217,6 +204,21 @@ is($node->safe_psql('postgres', qq{
 	'the detail names customConfig.timeoutMs');
 is(outcome(start('sleep_5s', '{"secs": 0.2}')), 'COMPLETED',
 	'a step finishing under its timeoutMs completes');
+
+# the timed out step's error is its output (after the retries); the next
+# SQL steps run in the same pass, uncanceled
+my $after = start('after');
+is(outcome($after), 'COMPLETED', 'steps after a timed out step run');
+is($node->safe_psql('postgres', qq{
+	SELECT concat_ws('|', output->'steps_output'->'s'->>'errorName',
+		output->'steps_output'->'u'->'rows'->0->>'two')
+	  FROM allma.executions WHERE execution_id = '$after'}),
+	'TransientStepError|2', 'their outputs are there');
+is($node->safe_psql('postgres', qq{
+	SELECT string_agg(step_instance_id || ':' || status, ',' ORDER BY seq)
+	  FROM allma.step_executions WHERE execution_id = '$after'}),
+	join(',', ('s:RETRYING') x 5, 's:COMPLETED', 't:COMPLETED', 'u:COMPLETED'),
+	'the history shows the retries, then every step completed');
 
 $node->safe_psql('postgres', q{SELECT allma_create_flow('{"id": "bad", "startStepInstanceId": "s", "steps": {"s":
 	{"stepType": "DATA_LOAD", "moduleIdentifier": "system/sql-query",

@@ -137,28 +137,48 @@ is(q1("SELECT status FROM allma.executions WHERE execution_id = '$e'"), 'COMPLET
 is(q1("SELECT output->'steps_output'->'fork'->'aggregatedData' = (SELECT jsonb_agg(g::text) FROM generate_series(1, 30) g) FROM allma.executions WHERE execution_id = '$e'"),
 	't', 'every branch\'s response is aggregated, in item order');
 
-# no transaction is held while 100 requests are stalled
-flow('stalled', "$base/echo?latency_ms=4000");
+# no transaction is held while 100 requests are stalled: sampled over and
+# over until the requests are answered (10 s), no worker has had a
+# transaction open for more than 4 s (the workers' short passes between,
+# claiming or recording, take milliseconds, even on a loaded machine far
+# less than that; a worker waiting for the network inside a transaction
+# would show one for the whole 10 s)
+flow('stalled', "$base/echo?latency_ms=10000");
 q1("SELECT allma_start_flow('stalled') FROM generate_series(1, 100)");
 poll_until_true($node, "SELECT count(*) = 100 FROM allma.execution_paths p JOIN allma.executions e USING (execution_id) WHERE e.flow_id = 'stalled' AND p.status = 'INFLIGHT'")
   or die 'requests did not go in flight';
-is(q1("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'allma worker' AND (state = 'idle in transaction' OR backend_xid IS NOT NULL OR xact_start IS NOT NULL)"),
-	'0', 'no allma worker holds a transaction while requests are in flight');
+my ($samples, $holding) = (0, 0);
+for (;;)
+{
+	my ($inflight, $held) = split /\|/, q1(q{
+		SELECT (SELECT count(*) FROM allma.execution_paths p JOIN allma.executions e USING (execution_id)
+		         WHERE e.flow_id = 'stalled' AND p.status = 'INFLIGHT')
+		       || '|' ||
+		       (SELECT count(*) FROM pg_stat_activity
+		         WHERE backend_type = 'allma worker' AND xact_start < statement_timestamp() - interval '4 s')});
+	last if $inflight == 0;
+	$samples++;
+	$holding += $held;
+	select(undef, undef, undef, 0.1);
+}
+cmp_ok($samples, '>=', 3, "pg_stat_activity was sampled while the requests were stalled ($samples times)");
+is($holding, 0, 'no allma worker held a transaction while requests were in flight');
 poll_until_true($node, "SELECT count(*) = 100 FROM allma.executions WHERE flow_id = 'stalled' AND status = 'COMPLETED'")
   or die 'stalled requests did not complete';
 pass('all 100 stalled requests completed');
 
-# loopback refused when the allow-list does not name it
+# loopback refused when the allow-list does not name it (the workers apply
+# the reload when they next wake up: wait until they have)
 $node->append_conf('postgresql.conf', "allma.http_allowlist = ''\n");
 $node->reload;
-sleep(1);
+wait_for_setting($node, 'allma.http_allowlist', '');
 flow('refused', "$base/echo");
 $e = run('refused');
 like(q1("SELECT error->>'errorMessage' FROM allma.executions WHERE execution_id = '$e'"),
 	qr/refused/, 'loopback is refused by default');
 $node->append_conf('postgresql.conf', "allma.http_allowlist = '127.0.0.1'\n");
 $node->reload;
-sleep(1);
+wait_for_setting($node, 'allma.http_allowlist', '127.0.0.1');
 
 # modules and Lambda ARNs bound to an HTTP endpoint (allma_bind_module_http)
 q1("SELECT allma_set_secret('REMOTE_TOKEN', 'remote-token-4711')");
@@ -227,23 +247,28 @@ is(q1("SELECT status FROM allma.execution_paths WHERE execution_id = '$poisoned'
 	'its step waits for its lease to expire');
 q1("DROP TRIGGER fail_recording ON allma.execution_paths");
 
-# a crash while requests are in flight: they are sent again with the same key
-flow('crashy', "$base/echo?latency_ms=2000");
+# a crash while a request is in flight: it is sent again with the same key.
+# The mock leaves the first request to /echo/crashy unanswered (hang_times),
+# and the server is crashed only once the mock has logged it: the request was
+# certainly sent, and certainly not answered, before the crash.
+flow('crashy', "$base/echo/crashy?hang_times=1");
 my $c = q1("SELECT allma_start_flow('crashy', '{}', '{\"executionId\": \"00000000-0000-4000-8000-00000000c0de\"}')");
-poll_until_true($node, "SELECT status = 'INFLIGHT' FROM allma.execution_paths WHERE execution_id = '$c'")
-  or die 'request did not go in flight';
+poll_effect(sub { scalar(@{ mock_json($base, '/__log?path=/echo/crashy') }) >= 1 })
+  or die 'the request did not reach the mock';
+is(q1("SELECT status FROM allma.execution_paths WHERE execution_id = '$c'"), 'INFLIGHT',
+	'the request is in flight when the server crashes');
 $node->stop('immediate');
 $node->start;
 poll_until_true($node, "SELECT status = 'COMPLETED' FROM allma.executions WHERE execution_id = '$c'", 120)
   or die 'in-flight request was not resumed';
-my $log = q1("SELECT 1");    # keep the connection warm
-my $sent = `python3 -c "import json,urllib.request; print(json.dumps(json.load(urllib.request.urlopen('$base/__log?key=$c/call/1'))))"`;
-my $entries = JSON::PP->new->decode($sent);
+my $entries = mock_json($base, '/__log?path=/echo/crashy');
 cmp_ok(scalar(@$entries), '>=', 2, 'the in-flight request was sent again after the crash');
-is(scalar(grep { ($_->{headers}{'Idempotency-Key'} // $_->{headers}{'idempotency-key'} // '') eq "$c/call/1" } @$entries),
-	scalar(@$entries), 'with the same Idempotency-Key');
+is_deeply([ map { $_->{headers}{'idempotency-key'} // '(none)' } @$entries ],
+	[ ("$c/call/1") x scalar(@$entries) ], 'with the same Idempotency-Key, execution/step/attempt');
 is(q1("SELECT count(*) FROM allma.step_executions WHERE execution_id = '$c' AND step_instance_id = 'call'"),
 	'1', 'and the step is recorded once');
+is(q1("SELECT output->'steps_output'->'call'->'data'->>'path' FROM allma.executions WHERE execution_id = '$c'"),
+	'/echo/crashy', 'with the answer to the request sent again');
 
 $node->stop;
 done_testing();

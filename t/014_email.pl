@@ -1,8 +1,9 @@
 # EMAIL steps through the HTTP client's SMTP support (libcurl's multi
 # interface) against the mock SMTP server: rendered fields, recipients (bcc
 # only in the envelope), headers, customHeaders, HTML detection, SMTP login
-# with the password from a secret (never stored), a refused recipient, an
-# unreachable server (transient, retried) and no SMTP server configured.
+# with the password from a secret (never stored), attachments (listed in the
+# step or at attachmentsPath), a resend after a crash, a refused recipient,
+# an unreachable server (transient, retried) and no SMTP server configured.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -96,6 +97,38 @@ is(length($bytes), 100000, 'the attachment has all the bytes');
 is($bytes, join('', map { chr($_ % 256) } 0 .. 99999), 'byte for byte');
 like($m->{data}, qr/see the file/, 'and the body');
 
+# attachmentsPath: the attachments are an array in the context, here built
+# by two downloads' output mappings (filename from the step's literals)
+q1(qq{SELECT allma_create_flow('{"id": "attach-path", "startStepInstanceId": "dl1", "steps": {
+  "dl1": {"stepType": "FILE_DOWNLOAD", "sourceUrlTemplate": "$base/files/300.pdf", "literals": {"name": "report.pdf"},
+          "outputMappings": {"\$.files[0].filePointer": "\$.filePointer", "\$.files[0].filename": "\$.name"},
+          "defaultNextStepInstanceId": "dl2"},
+  "dl2": {"stepType": "FILE_DOWNLOAD", "sourceUrlTemplate": "$base/bytes/70", "literals": {"name": "raw.bin"},
+          "outputMappings": {"\$.files[1].filePointer": "\$.filePointer", "\$.files[1].filename": "\$.name"},
+          "defaultNextStepInstanceId": "send"},
+  "send": {"stepType": "EMAIL", "from": "a\@example.test", "to": "b\@example.test", "subject": "two files",
+           "body": "see attached", "attachmentsPath": "\$.files"}}}')});
+$e = q1(q{SELECT allma_start_flow('attach-path', '{}')});
+is(q1("SELECT allma_wait('$e', '60 s')"), 'COMPLETED', 'an email with attachments at attachmentsPath is sent')
+  or diag(q1("SELECT error FROM allma.executions WHERE execution_id = '$e'"));
+$m = (grep { $_->{data} =~ /^Subject: two files\r?$/m } @{ mail_log() })[-1] // { data => '' };
+my %parts = $m->{data} =~ m{Content-Disposition: attachment; filename="([^"]+)"\r\nContent-Transfer-Encoding: base64\r\n\r\n([A-Za-z0-9+/=\r\n]+)}g;
+is_deeply([ sort keys %parts ], [ 'raw.bin', 'report.pdf' ], 'both files are attached, with their filenames');
+is(MIME::Base64::decode_base64($parts{'report.pdf'} // ''),
+	join('', map { substr('0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ', $_ % 62, 1) } 0 .. 299),
+	'the first file byte for byte');
+is(MIME::Base64::decode_base64($parts{'raw.bin'} // ''), join('', map { chr($_) } 0 .. 69),
+	'the second file byte for byte');
+like($m->{data}, qr{Content-Type: application/pdf}, 'with the type the download stored');
+# attachmentsPath naming something that is not an array: a configuration error
+q1(q{SELECT allma_create_flow('{"id": "attach-path-bad", "startStepInstanceId": "send", "steps": {
+  "send": {"stepType": "EMAIL", "from": "a@example.test", "to": "b@example.test", "subject": "s", "body": "b",
+           "attachmentsPath": "$.files"}}}')});
+$e = q1(q{SELECT allma_start_flow('attach-path-bad', '{"files": {"filename": "x"}}')});
+is(q1("SELECT allma_wait('$e', '60 s')"), 'FAILED', 'attachmentsPath naming an object fails the step');
+is(error_text($e), 'ConfigurationError: EMAIL step "send": attachmentsPath $.files is not an array',
+	'naming the step and the path');
+
 # an S3 pointer (Allma's) cannot be resolved here: a clear error
 q1(q{SELECT allma_create_flow('{"id": "s3attach", "startStepInstanceId": "send", "steps": {
   "send": {"stepType": "EMAIL", "from": "a@example.test", "to": "b@example.test", "subject": "s", "body": "b",
@@ -106,14 +139,15 @@ like(q1("SELECT error->>'errorMessage' FROM allma.executions WHERE execution_id 
 	qr/points into S3.*FILE_DOWNLOAD/, 'saying what to do instead');
 
 # a crash while a send is in flight: after the restart the message is sent
-# again, with the same Message-ID (at-least-once), and the step is recorded once
-$e = q1(q{SELECT allma_start_flow('mail', '{"user": "slow@example.test", "project": "P-11"}')});
-poll_until_true($node, "SELECT count(*) > 0 FROM allma.execution_paths WHERE execution_id = '$e' AND status = 'INFLIGHT'")
-  or die 'the send did not go in flight';
-for (my $i = 0; $i < 100 && !grep({ $_->{data} =~ /Report for P-11/ } @{ mail_log() }); $i++)
-{
-	select(undef, undef, undef, 0.1);
-}
+# again, with the same Message-ID (at-least-once), and the step is recorded
+# once.  The mock never acknowledges the first message to a "hold" address,
+# and the server is crashed once the mock has it: the message was certainly
+# sent, and certainly not acknowledged, before the crash.
+$e = q1(q{SELECT allma_start_flow('mail', '{"user": "hold-p11@example.test", "project": "P-11"}')});
+poll_effect(sub { grep { $_->{data} =~ /Report for P-11/ } @{ mail_log() } })
+  or die 'the message did not reach the SMTP server';
+is(q1("SELECT status FROM allma.execution_paths WHERE execution_id = '$e'"), 'INFLIGHT',
+	'the send is in flight when the server crashes');
 $node->stop('immediate');
 $node->start;
 is(q1("SELECT allma_wait('$e', '60 s')"), 'COMPLETED', 'the email step completes after a crash');
@@ -147,12 +181,15 @@ my $canary = 'smtp-canary-' . int(rand(1e9));
 q1("SELECT allma_set_secret('SMTP_PASSWORD', '$canary')");
 $node->append_conf('postgresql.conf', "allma.smtp_username = 'mailer'\n");
 $node->reload;
-$node->poll_query_until('postgres', "SELECT current_setting('allma.smtp_username') = 'mailer'");
-sleep(1);    # the workers reload on their next wake-up
+wait_for_setting($node, 'allma.smtp_username', 'mailer');
 $e = q1(q{SELECT allma_start_flow('mail', '{"user": "ada@example.test", "project": "P-10"}')});
 is(q1("SELECT allma_wait('$e', '60 s')"), 'COMPLETED', 'the EMAIL step completes with a login');
 $m = mail_log()->[-1];
 is($m->{auth_user}, 'mailer', 'logged in as allma.smtp_username');
+# (compared here, in the test: the value reaches neither the server's log
+# nor a query)
+ok(defined $m->{auth_password} && $m->{auth_password} eq $canary,
+	'with the password from the secret allma.smtp_password_secret names');
 is(q1("SELECT count(*) FROM allma.step_executions WHERE execution_id = '$e' AND (coalesce(details::text, '') || coalesce(input::text, '') || coalesce(output::text, '')) LIKE '%$canary%'")
 	 + q1("SELECT count(*) FROM allma.executions WHERE execution_id = '$e' AND (output::text LIKE '%$canary%' OR coalesce(error::text, '') LIKE '%$canary%')")
 	 + q1("SELECT count(*) FROM allma.execution_paths WHERE execution_id = '$e' AND coalesce(request::text, '') LIKE '%$canary%'"),
@@ -165,8 +202,7 @@ unlike(join("\n", grep { !/statement: / } split(/\n/, slurp_file($node->logfile)
 # an unreachable SMTP server: transient, retried, then failed
 $node->append_conf('postgresql.conf', "allma.smtp_url = 'smtp://127.0.0.1:1'\nallma.smtp_username = ''\n");
 $node->reload;
-$node->poll_query_until('postgres', "SELECT current_setting('allma.smtp_url') = 'smtp://127.0.0.1:1'");
-sleep(1);
+wait_for_setting($node, 'allma.smtp_url', 'smtp://127.0.0.1:1');
 q1(q{SELECT allma_create_flow('{"id": "mail-retry", "startStepInstanceId": "send", "steps": {
   "send": {"stepType": "EMAIL", "from": "a@example.test", "to": "b@example.test", "subject": "s", "body": "b",
            "onError": {"retries": {"count": 2, "intervalSeconds": 1}}}}}')});
@@ -180,8 +216,7 @@ is(q1("SELECT count(*) FROM allma.step_executions WHERE execution_id = '$e' AND 
 # no SMTP server configured
 $node->append_conf('postgresql.conf', "allma.smtp_url = ''\n");
 $node->reload;
-$node->poll_query_until('postgres', "SELECT current_setting('allma.smtp_url') = ''");
-sleep(1);
+wait_for_setting($node, 'allma.smtp_url', '');
 $e = q1(q{SELECT allma_start_flow('mail', '{"user": "ada@example.test", "project": "P-9"}')});
 is(q1("SELECT allma_wait('$e', '60 s')"), 'FAILED', 'without allma.smtp_url the step fails');
 like(q1("SELECT error->>'errorName' || ': ' || (error->>'errorMessage') FROM allma.executions WHERE execution_id = '$e'"),

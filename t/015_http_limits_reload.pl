@@ -58,8 +58,8 @@ cmp_ok(min_arrival_gap(4), '>=', 290, 'with allma.http_max_per_host = 1, one req
 
 $node->append_conf('postgresql.conf', "allma.http_max_per_host = 16\n");
 $node->reload;
-$node->poll_query_until('postgres', "SELECT current_setting('allma.http_max_per_host') = '16'");
-sleep(1);    # the worker reloads on its next wake-up
+# the worker applies the reload when it next wakes up: wait until it has
+wait_for_setting($node, 'allma.http_max_per_host', '16', 1);
 run_batch(8);
 cmp_ok(min_arrival_gap(8), '<', 290, 'after raising it and reloading, requests overlap');
 is(q1("SELECT pid FROM pg_stat_activity WHERE backend_type = 'allma worker'"), $pid,

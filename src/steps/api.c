@@ -50,7 +50,9 @@ leave_api_request(StepRun *run, Jsonb *def, Jsonb *body_override, bool binding)
 	Jsonb	   *header_paths = allma_jsonb_get(def, "apiHeadersTemplate");
 	Jsonb	   *body_def = allma_jsonb_get(def, "requestBodyTemplate");
 	Jsonb	   *cfg = step->custom_config ? allma_template_render_value(step->custom_config, tctx) : NULL;
-	char	   *body_path = cfg ? allma_jsonb_get_cstring(cfg, "requestBodyPath") : NULL;
+	/* as defined: rendering turns a "$.path" string into the value it names */
+	char	   *body_path = step->custom_config ?
+		allma_jsonb_get_cstring(step->custom_config, "requestBodyPath") : NULL;
 	Jsonb	   *body = NULL;
 	double		timeout_ms = allma_http_timeout_ms;
 	Jsonb	   *req = allma_jsonb_empty_object();

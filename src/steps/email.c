@@ -45,7 +45,8 @@ static List *
 email_attachments(StepRun *run, Jsonb *def)
 {
 	Jsonb	   *list = allma_jsonb_get(def, "attachments");
-	char	   *path = allma_jsonb_get_cstring(def, "attachmentsPath");
+	/* as defined: rendering the step turns a "$.path" string into the value it names */
+	char	   *path = allma_jsonb_get_cstring(run->step->def, "attachmentsPath");
 	List	   *out = NIL;
 	int64		total = 0;
 	ListCell   *lc;
