@@ -27,7 +27,9 @@ OBJS = \
 	src/http.o \
 	src/llm.o \
 	src/prompt.o \
-	src/secret.o
+	src/secret.o \
+	src/acl.o \
+	src/secret_use.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.
