@@ -52,6 +52,7 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
+#include "acl.h"
 #include "condition.h"
 #include "engine.h"
 #include "errors.h"
@@ -60,6 +61,7 @@
 #include "llm.h"
 #include "prompt.h"
 #include "secret.h"
+#include "secret_use.h"
 #include "path.h"
 #include "retry.h"
 #include "sqlstep.h"
@@ -265,6 +267,7 @@ typedef struct UserCodeState
 static void
 enter_user_code(StepRun *run, UserCodeState *st)
 {
+	allma_user_code_guard(run->ps->run_as, run->step->id);
 	GetUserIdAndSecContext(&st->save_userid, &st->save_sec);
 	SetUserIdAndSecContext(run->ps->run_as,
 						   st->save_sec | SECURITY_LOCAL_USERID_CHANGE |
@@ -289,10 +292,13 @@ invoke_binding(StepRun *run, const char *key, Jsonb *payload,
 {
 	char	   *url = NULL;
 	Jsonb	   *headers = NULL;
-	Oid			handler = allma_binding_lookup(key, &url, &headers);
+	char	   *pattern = NULL;
+	Oid			handler = allma_binding_lookup(key, &url, &headers, &pattern);
 	UserCodeState st;
 	Jsonb	   *result;
 
+	if (pattern != NULL)
+		allma_acl_use_check(ALLMA_OBJ_MODULE_BINDING, pattern, run->ps->run_as, true, run->step->id);
 	if (url != NULL)
 	{
 		send_to_http_binding(run, url, headers, payload);
@@ -818,101 +824,11 @@ idempotency_key(AllmaPathState *ps, AllmaStep *step)
 
 
 /*
- * Secrets in headers: "{{secrets.NAME}}" in apiStaticHeaders values is
- * turned into a marker before the templates are rendered, and the marker
- * into the secret's value only in the headers that are sent; the stored
- * request says "[redacted]".
+ * Secrets in headers: "{{secrets.NAME}}" in header values of a stored
+ * definition becomes a mark before templates are rendered, and each mark
+ * becomes the secret's value only in the headers that are sent, once the
+ * use is allowed; the stored request says "[redacted]" (secret_use.c).
  */
-#define SECRET_REF "{{secrets."
-#define SECRET_MARK "\x01secret:"
-
-static char *
-mark_secret_refs(const char *s)
-{
-	StringInfoData buf;
-	const char *p = s;
-	const char *ref;
-
-	initStringInfo(&buf);
-	while ((ref = strstr(p, SECRET_REF)) != NULL)
-	{
-		const char *name = ref + strlen(SECRET_REF);
-		const char *end = strstr(name, "}}");
-
-		if (end == NULL)
-			break;
-		appendBinaryStringInfo(&buf, p, ref - p);
-		appendStringInfoString(&buf, SECRET_MARK);
-		appendBinaryStringInfo(&buf, name, end - name);
-		appendStringInfoChar(&buf, '\x01');
-		p = end + 2;
-	}
-	appendStringInfoString(&buf, p);
-	return buf.data;
-}
-
-/* resolve (or redact) the markers left by mark_secret_refs */
-static char *
-resolve_secret_marks(const char *s, bool redact)
-{
-	StringInfoData buf;
-	const char *p = s;
-	const char *mark;
-
-	initStringInfo(&buf);
-	while ((mark = strstr(p, SECRET_MARK)) != NULL)
-	{
-		const char *name = mark + strlen(SECRET_MARK);
-		const char *end = strchr(name, '\x01');
-		char	   *secret_name;
-
-		if (end == NULL)
-			break;
-		appendBinaryStringInfo(&buf, p, mark - p);
-		secret_name = pnstrdup(name, end - name);
-		appendStringInfoString(&buf, redact ? "[redacted]" : allma_secret_get(secret_name));
-		p = end + 1;
-	}
-	appendStringInfoString(&buf, p);
-	return buf.data;
-}
-
-static Jsonb *
-mark_header_secrets(Jsonb *headers)
-{
-	List	   *keys = allma_jsonb_object_keys(headers);
-	ListCell   *lc;
-	Jsonb	   *out = allma_jsonb_empty_object();
-
-	foreach(lc, keys)
-	{
-		char	   *k = lfirst(lc);
-		char	   *v = allma_jsonb_get_cstring(headers, k);
-
-		out = allma_jsonb_set_key(out, k, v ? allma_jsonb_string(mark_secret_refs(v)) :
-								  allma_jsonb_get(headers, k));
-	}
-	return out;
-}
-
-static Jsonb *
-resolve_header_secrets(Jsonb *headers, bool redact, bool *any)
-{
-	List	   *keys = allma_jsonb_object_keys(headers);
-	ListCell   *lc;
-	Jsonb	   *out = allma_jsonb_empty_object();
-
-	foreach(lc, keys)
-	{
-		char	   *k = lfirst(lc);
-		char	   *v = allma_jsonb_to_display_text(allma_jsonb_get(headers, k));
-
-		if (strstr(v, SECRET_MARK) != NULL)
-			*any = true;
-		out = allma_jsonb_set_key(out, k, allma_jsonb_string(resolve_secret_marks(v, redact)));
-	}
-	return out;
-}
 
 static void set_io_request(StepRun *run, Jsonb *req, Jsonb *headers);
 
@@ -965,7 +881,7 @@ leave_api_request(StepRun *run, Jsonb *def, Jsonb *body_override, bool binding)
 
 	if (allma_jsonb_is_object(static_headers))
 		headers = allma_jsonb_concat(headers,
-									 allma_template_render_value(mark_header_secrets(static_headers), tctx));
+									 allma_secret_render_headers(static_headers, tctx));
 	if (allma_jsonb_is_object(header_paths))
 	{
 		List	   *keys = allma_jsonb_object_keys(header_paths);
@@ -1204,7 +1120,7 @@ mcp_connection(const char *id, char **url, Jsonb **headers, char **session)
 		*headers = isnull ? allma_jsonb_empty_object() : DatumGetJsonbPCopy(d);
 		if (bearer != NULL)
 			*headers = allma_jsonb_set_key(*headers, "Authorization",
-										   allma_jsonb_string(psprintf("Bearer " SECRET_REF "%s}}", bearer)));
+										   allma_jsonb_string(psprintf("Bearer " ALLMA_SECRET_REF_PREFIX "%s" ALLMA_SECRET_REF_SUFFIX, bearer)));
 		MemoryContextSwitchTo(spicxt);
 		found = true;
 	}
@@ -1212,11 +1128,20 @@ mcp_connection(const char *id, char **url, Jsonb **headers, char **session)
 	return found;
 }
 
+/* step_secret_use: who uses a secret in this step, sent to url */
+static AllmaSecretUse
+step_secret_use(StepRun *run, const char *url)
+{
+	AllmaSecretUse use = {run->ps->run_as, run->ps->flow->flow_id, run->ps->flow->version, url};
+
+	return use;
+}
+
 /*
  * set_io_request stores req as the path's request to send, and the headers
  * with secrets resolved, when there are any, as the ones really sent.
- * headers may contain secret markers (mark_secret_refs); req gets them
- * redacted.
+ * headers may contain secret marks (allma_secret_mark_refs); req gets them
+ * redacted, the headers sent get the values if the step may use them.
  */
 static void
 set_io_request(StepRun *run, Jsonb *req, Jsonb *headers)
@@ -1224,10 +1149,11 @@ set_io_request(StepRun *run, Jsonb *req, Jsonb *headers)
 	bool		any = false;
 	Jsonb	   *sent = NULL;
 	MemoryContext oldcxt;
+	AllmaSecretUse use = step_secret_use(run, allma_jsonb_get_cstring(req, "url"));
 
-	req = allma_jsonb_set_key(req, "headers", resolve_header_secrets(headers, true, &any));
+	req = allma_jsonb_set_key(req, "headers", allma_secret_resolve_headers(headers, NULL, &any));
 	if (any)
-		sent = resolve_header_secrets(headers, false, &any);
+		sent = allma_secret_resolve_headers(headers, &use, &any);
 	oldcxt = MemoryContextSwitchTo(run->pathcxt);
 	run->ps->io_request = copy_jsonb(req);
 	run->ps->io_send_headers = copy_jsonb(sent);
@@ -1284,6 +1210,7 @@ build_mcp_request(StepRun *run, const char *phase, const char *session, bool aft
 				 errmsg("MCP_CALL step \"%s\" uses MCP connection \"%s\", which does not exist",
 						step->id, conn_id),
 				 errhint("Create it with allma_create_mcp_connection.")));
+	allma_acl_use_check(ALLMA_OBJ_MCP_CONNECTION, conn_id, run->ps->run_as, true, step->id);
 	if (!allma_http_check_url(url, &error))
 		raise_config_error(psprintf("MCP connection \"%s\" has an invalid URL: %s", conn_id,
 									error ? error : "not an http or https URL"));
@@ -1297,7 +1224,7 @@ build_mcp_request(StepRun *run, const char *phase, const char *session, bool aft
 		if (pg_strcasecmp(name, "Content-Type") == 0 || pg_strcasecmp(name, "Accept") == 0)
 			continue;
 		value = allma_jsonb_to_display_text(allma_jsonb_get(conn_headers, name));
-		headers = allma_jsonb_set_key(headers, name, allma_jsonb_string(mark_secret_refs(value)));
+		headers = allma_jsonb_set_key(headers, name, allma_jsonb_string(allma_secret_mark_refs(value)));
 	}
 	headers = allma_jsonb_set_key(headers, "Content-Type", allma_jsonb_string("application/json"));
 	headers = allma_jsonb_set_key(headers, "Accept",
@@ -1804,7 +1731,12 @@ llm_prompt(StepRun *run, Jsonb *tctx)
 	if (allma_jsonb_is_object(mappings))
 		tctx = allma_jsonb_concat(tctx, mapping_values(mappings, run->ps->context));
 	if (template_id != NULL)
+	{
+		allma_acl_use_check(ALLMA_OBJ_PROMPT, template_id,
+							allma_flow_version_creator(run->ps->flow->flow_id, run->ps->flow->version),
+							false, run->step->id);
 		(void) allma_prompt_get(template_id, 0, &content);
+	}
 	else if (run->step->custom_config != NULL)
 		content = allma_jsonb_get_cstring(run->step->custom_config, "prompt");
 	if (content == NULL)
@@ -1851,7 +1783,11 @@ build_llm_request(StepRun *run, int index)
 		*c = pg_toupper((unsigned char) *c);
 	if (secret_name == NULL)
 		secret_name = psprintf("%s_API_KEY", provider);
-	api_key = allma_secret_get(secret_name);
+	{
+		AllmaSecretUse use = step_secret_use(run, llm_base_url(provider, cand));
+
+		api_key = allma_secret_get_for(secret_name, &use);
+	}
 
 	call = allma_jsonb_set_key(call, "baseUrl", allma_jsonb_string(llm_base_url(provider, cand)));
 	call = allma_jsonb_set_key(call, "modelId", allma_jsonb_get(cand, "modelId"));
@@ -2409,7 +2345,11 @@ build_email(StepRun *run)
 		raise_config_error(psprintf("EMAIL step \"%s\" needs \"from\" and \"to\"", run->step->id));
 	attachments = email_attachments(run, def);
 	if (allma_smtp_username != NULL && allma_smtp_username[0] != '\0')
-		password = allma_secret_get(allma_smtp_password_secret);
+	{
+		AllmaSecretUse use = step_secret_use(run, allma_smtp_url);
+
+		password = allma_secret_get_for(allma_smtp_password_secret, &use);
+	}
 
 	message_id = psprintf("<%s@allma>", idempotency_key(run->ps, run->step));
 	for (char *p = message_id; *p; p++)

@@ -879,10 +879,10 @@ allma_bind_module(PG_FUNCTION_ARGS)
  * allma_binding_lookup returns the handler bound to "key": the binding whose
  * pattern equals key, else the longest pattern key is LIKE (ties broken by
  * pattern order, for a stable choice); InvalidOid when none.  Reads the
- * table with the caller's privileges (it is readable by PUBLIC).
+ * table with the caller's privileges (the workers run it as their superuser).
  */
 Oid
-allma_binding_lookup(const char *key, char **url, Jsonb **headers)
+allma_binding_lookup(const char *key, char **url, Jsonb **headers, char **pattern)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
@@ -897,7 +897,7 @@ allma_binding_lookup(const char *key, char **url, Jsonb **headers)
 	{
 		SPIPlanPtr	plan;
 
-		plan = SPI_prepare("SELECT handler::pg_catalog.oid, url, headers "
+		plan = SPI_prepare("SELECT handler::pg_catalog.oid, url, headers, pattern "
 						   "FROM allma.module_bindings "
 						   "WHERE pattern OPERATOR(pg_catalog.=) $1 "
 						   "OR $1 OPERATOR(pg_catalog.~~) pattern "
@@ -920,10 +920,14 @@ allma_binding_lookup(const char *key, char **url, Jsonb **headers)
 			 SPI_result_code_string(rc));
 	*url = NULL;
 	*headers = NULL;
+	*pattern = NULL;
 	if (SPI_processed > 0)
 	{
 		bool		isnull;
 		Datum		d;
+
+		*pattern = MemoryContextStrdup(caller, SPI_getvalue(SPI_tuptable->vals[0],
+															 SPI_tuptable->tupdesc, 4));
 
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 						  &isnull);
