@@ -38,6 +38,14 @@
  * them (and the memberships granted in the first), and DROP EXTENSION
  * leaves them.  An existing role of either name is reused as it is.
  */
+-- All the tables this section changes, locked at once in the order a worker's
+-- pass takes them, so that an update under running workers waits for their
+-- passes instead of deadlocking with one.
+LOCK TABLE allma.execution_paths, allma.executions, allma.forks, allma.flow_versions,
+	allma.flows, allma.step_executions, allma.files, allma.prompts, allma.prompt_templates,
+	allma.module_bindings, allma.mcp_connections, allma.secrets, allma.retry_policies
+	IN ACCESS EXCLUSIVE MODE;
+
 DO $$
 BEGIN
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'allma_user') THEN
@@ -69,6 +77,9 @@ UPDATE allma.flows f SET owner = coalesce(
 UPDATE allma.prompts p SET owner = coalesce(
 	(SELECT t.created_by FROM allma.prompt_templates t WHERE t.prompt_id = p.prompt_id
 	  ORDER BY t.version LIMIT 1), current_user::regrole);
+-- (the updates queue the checks of the deferred published_version keys, and
+-- a table with pending checks cannot be altered: run them now)
+SET CONSTRAINTS ALL IMMEDIATE;
 ALTER TABLE allma.flows ALTER COLUMN owner SET NOT NULL;
 ALTER TABLE allma.prompts ALTER COLUMN owner SET NOT NULL;
 
@@ -107,6 +118,7 @@ UPDATE allma.flows SET start_grantees = ARRAY['allma_user'::regrole];
 UPDATE allma.prompts SET usage_grantees = ARRAY['allma_user'::regrole];
 UPDATE allma.module_bindings SET usage_grantees = ARRAY['allma_user'::regrole];
 UPDATE allma.mcp_connections SET usage_grantees = ARRAY['allma_user'::regrole];
+SET CONSTRAINTS ALL IMMEDIATE;
 DO $$
 DECLARE
 	r regrole;
@@ -126,8 +138,11 @@ BEGIN
 		granted := granted || r::text;
 	END LOOP;
 	IF pg_catalog.cardinality(granted) > 0 THEN
-		RAISE NOTICE 'allma: granted allma_user to the roles that used allma 1.0: %',
-			pg_catalog.array_to_string(granted, ', ');
+		-- (a warning: extension scripts run with client_min_messages = warning)
+		RAISE WARNING 'allma: granted allma_user to the roles that used allma 1.0: %',
+			pg_catalog.array_to_string(granted, ', ')
+			USING HINT = 'See the upgrade notes in docs/security.md: they keep START on existing '
+				'flows and USAGE on existing prompts, bindings and MCP connections; secrets need grants.';
 	END IF;
 END $$;
 

@@ -23,6 +23,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -95,6 +96,15 @@ grantee_column(AllmaObjectKind kind, AllmaPrivilege privilege)
 }
 
 bool
+allma_acl_enforced(void)
+{
+	Oid			nsp = get_namespace_oid(ALLMA_SCHEMA, true);
+	Oid			flows = OidIsValid(nsp) ? get_relname_relid("flows", nsp) : InvalidOid;
+
+	return OidIsValid(flows) && get_attnum(flows, "owner") != InvalidAttrNumber;
+}
+
+bool
 allma_acl_is_admin(Oid role)
 {
 	Oid			admin;
@@ -133,21 +143,22 @@ holds_privilege(AllmaObjectKind kind, const char *id, Oid role, AllmaPrivilege p
 				bool lock, bool *found)
 {
 	const ObjectKindInfo *k = &kinds[kind];
-	const char *column = grantee_column(kind, privilege);
+	bool		enforced = allma_acl_enforced();
+	const char *column = enforced ? grantee_column(kind, privilege) : NULL;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(id)};
 	bool		isnull;
 	Datum		d;
 
 	allma_owner_exec(psprintf("SELECT %s, %s FROM %s WHERE %s = $1%s",
-							  k->has_owner ? "owner" : "NULL::pg_catalog.regrole",
+							  k->has_owner && enforced ? "owner" : "NULL::pg_catalog.regrole",
 							  column ? column : "NULL::pg_catalog.regrole[]",
 							  k->table, k->key, lock ? " FOR UPDATE" : ""),
 					 1, types, values, NULL, SPI_OK_SELECT);
 	*found = SPI_processed == 1;
 	if (!*found)
 		return false;
-	if (allma_acl_is_admin(role))
+	if (!enforced || allma_acl_is_admin(role))
 		return true;
 	if (kind == ALLMA_OBJ_SECRET && privilege == ALLMA_PRIV_MANAGE)
 		return true;
@@ -235,6 +246,19 @@ allma_acl_next_version(AllmaObjectKind kind, const char *id, Oid caller)
 
 	Assert(kind == ALLMA_OBJ_FLOW || kind == ALLMA_OBJ_PROMPT);
 	allma_owner_begin(&st);
+	if (!allma_acl_enforced())
+	{
+		/* the schema of 1.0 (until ALTER EXTENSION UPDATE): ids have no owner */
+		allma_owner_exec(psprintf("INSERT INTO %s AS x (%s, latest_version) VALUES ($1, 1) "
+								  "ON CONFLICT (%s) DO UPDATE SET latest_version = x.latest_version + 1, "
+								  "updated_at = now() RETURNING latest_version",
+								  k->table, k->key, k->key),
+						 1, types, values, NULL, SPI_OK_INSERT_RETURNING);
+		version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+											  &isnull));
+		allma_owner_end(&st);
+		return version;
+	}
 	/* waits for a concurrent claim of the same id, then does nothing */
 	allma_owner_exec(psprintf("INSERT INTO %s (%s, latest_version, owner) "
 							  "VALUES ($1, 1, $2::pg_catalog.regrole) "

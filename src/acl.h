@@ -49,6 +49,14 @@ typedef enum AllmaPrivilege
 	ALLMA_PRIV_USAGE			/* read or use in steps */
 } AllmaPrivilege;
 
+/*
+ * allma_acl_enforced: is the schema of 1.1 installed?  Between installing
+ * this library and ALTER EXTENSION allma UPDATE the database still has 1.0's
+ * tables (no owners, no grants): then every check here passes, as in 1.0,
+ * so that a 1.0 installation keeps working until it is updated.
+ */
+extern bool allma_acl_enforced(void);
+
 /* allma_acl_is_admin: is role a superuser or does it have allma_admin's privileges? */
 extern bool allma_acl_is_admin(Oid role);
 

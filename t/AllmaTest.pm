@@ -24,6 +24,9 @@ allma.max_workers = 2
 max_worker_processes = 16
 log_min_messages = info
 restart_after_crash = on
+# the tests start flows with SQL steps as the bootstrap superuser; the
+# default (off) is tested by t/080_security_steps.pl, which sets it again
+allma.allow_superuser_sql_steps = on
 });
 	$node->append_conf('postgresql.conf', $extra) if defined $extra;
 	$node->start;
