@@ -61,6 +61,29 @@ PG_FUNCTION_INFO_V1(allma_wait);
 PG_FUNCTION_INFO_V1(allma_worker_status);
 
 
+static void unknown_version(const char *flow_id, int32 version) pg_attribute_noreturn();
+
+static void
+unknown_version(const char *flow_id, int32 version)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_ALLMA_UNKNOWN_VERSION),
+			 errmsg("flow \"%s\" has no version %d", flow_id, version)));
+}
+
+/* require_version throws unless the flow has that version (SPI connected, as the owner) */
+static void
+require_version(const char *flow_id, int32 version)
+{
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2] = {CStringGetTextDatum(flow_id), Int32GetDatum(version)};
+
+	allma_owner_exec("SELECT 1 FROM allma.flow_versions WHERE flow_id = $1 AND version = $2",
+			 2, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		unknown_version(flow_id, version);
+}
+
 /*
  * allma_create_flow(definition jsonb, publish boolean) returns integer:
  * validates the definition and stores it as the next version of its flow.
@@ -124,9 +147,7 @@ allma_publish_flow(PG_FUNCTION_ARGS)
 			 "WHERE v.flow_id = $1 AND v.version = $2)",
 			 2, types, values, NULL, SPI_OK_UPDATE);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_ALLMA_UNKNOWN_VERSION),
-				 errmsg("flow \"%s\" has no version %d", text_to_cstring(flow_id), version)));
+		unknown_version(text_to_cstring(flow_id), version);
 	allma_owner_end(&st);
 	PG_RETURN_VOID();
 }
@@ -189,14 +210,7 @@ allma_delete_flow(PG_FUNCTION_ARGS)
 	allma_acl_check(ALLMA_OBJ_FLOW, flow_id, caller, ALLMA_PRIV_MANAGE, true);
 	allma_owner_begin(&st);
 	if (!PG_ARGISNULL(1))
-	{
-		allma_owner_exec("SELECT 1 FROM allma.flow_versions WHERE flow_id = $1 AND version = $2",
-				 2, types, values, nulls, SPI_OK_SELECT);
-		if (SPI_processed == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_ALLMA_UNKNOWN_VERSION),
-					 errmsg("flow \"%s\" has no version %d", flow_id, PG_GETARG_INT32(1))));
-	}
+		require_version(flow_id, PG_GETARG_INT32(1));
 	allma_owner_exec("SELECT count(*) FROM allma.executions "
 			 "WHERE flow_id = $1 AND ($2::int4 IS NULL OR flow_version = $2)",
 			 2, types, values, nulls, SPI_OK_SELECT);
@@ -323,19 +337,14 @@ parse_start_option(const char *key, Jsonb *value, void *arg)
 static int32
 resolve_version(const char *flow_id, int32 requested)
 {
-	Oid			types[2] = {TEXTOID, INT4OID};
-	Datum		values[2] = {CStringGetTextDatum(flow_id), Int32GetDatum(requested)};
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(flow_id)};
 	bool		isnull;
 	Datum		d;
 
 	if (requested > 0)
 	{
-		allma_owner_exec("SELECT 1 FROM allma.flow_versions WHERE flow_id = $1 AND version = $2",
-				 2, types, values, NULL, SPI_OK_SELECT);
-		if (SPI_processed == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_ALLMA_UNKNOWN_VERSION),
-					 errmsg("flow \"%s\" has no version %d", flow_id, requested)));
+		require_version(flow_id, requested);
 		return requested;
 	}
 	allma_owner_exec("SELECT published_version FROM allma.flows WHERE flow_id = $1",
@@ -405,9 +414,7 @@ allma_start_flow(PG_FUNCTION_ARGS)
 	version = resolve_version(flow_id, opts.version);
 	flow = allma_flow_get(flow_id, version);
 	if (flow == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_ALLMA_UNKNOWN_VERSION),
-				 errmsg("flow \"%s\" has no version %d", flow_id, version)));
+		unknown_version(flow_id, version);
 
 	start = allma_flow_step(flow, opts.start_step ? opts.start_step : flow->start_step);
 	if (start == NULL)

