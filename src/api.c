@@ -71,6 +71,17 @@ unknown_version(const char *flow_id, int32 version)
 			 errmsg("flow \"%s\" has no version %d", flow_id, version)));
 }
 
+/* flow_id_arg: the function's first argument, a flow id that must not be null */
+static char *
+flow_id_arg(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("flow id must not be null")));
+	return text_to_cstring(PG_GETARG_TEXT_PP(0));
+}
+
 /* require_version throws unless the flow has that version (SPI connected, as the owner) */
 static void
 require_version(const char *flow_id, int32 version)
@@ -197,11 +208,7 @@ allma_delete_flow(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int32		deleted;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("flow id must not be null")));
-	flow_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	flow_id = flow_id_arg(fcinfo);
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
 	if (PG_ARGISNULL(1))
@@ -382,11 +389,7 @@ allma_start_flow(PG_FUNCTION_ARGS)
 	TimestampTz due;
 	Datum		uuid_text;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("flow id must not be null")));
-	flow_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	flow_id = flow_id_arg(fcinfo);
 	input = PG_ARGISNULL(1) ? allma_jsonb_empty_object() : PG_GETARG_JSONB_P(1);
 	options = PG_ARGISNULL(2) ? allma_jsonb_empty_object() : PG_GETARG_JSONB_P(2);
 

@@ -12,22 +12,11 @@ use Test::More;
 use lib 't';
 use AllmaTest;
 
-my $node = PostgreSQL::Test::Cluster->new('upgrade');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'allma'
-allma.database_name = 'postgres'
-allma.max_workers = 2
-max_worker_processes = 16
-log_min_messages = info
-});
-$node->start;
+# (the library is 1.1's: until the update it keeps 1.0's rules)
+my $node = allma_node('upgrade', undef, create => "CREATE EXTENSION allma VERSION '1.0'");
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 
-# (the library is 1.1's: until the update it keeps 1.0's rules)
-q1("CREATE EXTENSION allma VERSION '1.0'");
-wait_for_workers($node, 2);
 is(q1("SELECT extversion FROM pg_extension WHERE extname = 'allma'"), '1.0', 'installed as 1.0');
 
 q1(q{

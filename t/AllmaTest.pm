@@ -10,11 +10,12 @@ use Exporter 'import';
 
 our @EXPORT = qw(allma_node wait_for_workers linear_flow poll_until_true start_mock stop_mock);
 
-# allma_node(name, extra_conf): an initialized, started cluster with allma
-# preloaded and the extension created in "postgres".
+# allma_node(name, extra_conf, create => SQL): an initialized, started
+# cluster with allma preloaded and the extension created in "postgres" (by
+# "CREATE EXTENSION allma", or the given statement).
 sub allma_node
 {
-	my ($name, $extra) = @_;
+	my ($name, $extra, %opts) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init;
 	$node->append_conf('postgresql.conf', qq{
@@ -30,7 +31,7 @@ allma.allow_superuser_sql_steps = on
 });
 	$node->append_conf('postgresql.conf', $extra) if defined $extra;
 	$node->start;
-	$node->safe_psql('postgres', 'CREATE EXTENSION allma');
+	$node->safe_psql('postgres', $opts{create} // 'CREATE EXTENSION allma');
 	my ($workers) = (defined $extra && $extra =~ /allma\.max_workers\s*=\s*(\d+)/) ? ($1) : (2);
 	wait_for_workers($node, $workers);
 	return $node;
