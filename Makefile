@@ -65,7 +65,9 @@ OBJS = \
 	src/modules/dynamodb_eval.o \
 	src/modules/dynamodb_store.o \
 	src/modules/dynamodb_tables.o \
-	src/modules/s3.o
+	src/modules/s3.o \
+	src/acl.o \
+	src/secret_use.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.

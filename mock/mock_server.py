@@ -1263,7 +1263,11 @@ class MockApp:
             return json_response(400, rpc_error(None, -32600, "one message per request"))
         method = msg.get("method")
         if method == "initialize":
-            sid = f"sess-{len(self.mcp_sessions) + 1}-{int(time.monotonic() * 1000)}"
+            # ?session_id= picks the id (a test of what a client does with
+            # the id a server sends, hostile ones included)
+            sid = req.query.get("session_id") or \
+                f"sess-{len(self.mcp_sessions) + 1}-{int(time.monotonic() * 1000)}"
+            sid = header_safe(sid)
             self.mcp_sessions[sid] = False
             return json_response(200, mcp_call(msg), [("Mcp-Session-Id", sid)])
         sid = req.headers.get("mcp-session-id")

@@ -850,6 +850,18 @@ class MockServerTest(unittest.TestCase):
                         "params": {"name": "tool_error", "arguments": {}}})[2]
         self.assertTrue(doc["result"]["isError"])
 
+    def test_mcp_stateful_chosen_session_id(self):
+        init = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                           "params": {"protocolVersion": "2025-03-26"}})
+        status, hdrs, _ = self.request("POST", "/mcp-stateful?session_id=%01chosen%01", init,
+                                       {"Content-Type": "application/json"})
+        self.assertEqual((status, hdrs["mcp-session-id"]), (200, "\x01chosen\x01"))
+        status, _, _ = self.request(
+            "POST", "/mcp-stateful",
+            json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+            {"Content-Type": "application/json", "Mcp-Session-Id": "\x01chosen\x01"})
+        self.assertEqual(status, 202)
+
     def test_mcp_notification_and_batch(self):
         status, _, data = self.request(
             "POST", "/mcp", json.dumps({"jsonrpc": "2.0",

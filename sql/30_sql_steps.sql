@@ -248,11 +248,15 @@ SELECT status, error_name, sqlstate, error_message FROM sqlsteps_outcome(:'e');
 -- SQL runs with the privileges of the role that started the execution.
 ------------------------------------------------------------------------------
 CREATE ROLE regress_allma_sql_reader;
+-- (since 1.1 a role starts flows as a member of allma_user, with START on
+-- the flow: docs/security.md)
+GRANT allma_user TO regress_allma_sql_reader;
 CREATE TABLE sqlsteps_secret (v text);
 INSERT INTO sqlsteps_secret VALUES ('hidden');
 SELECT allma_create_flow('{"id": "sqlsteps_secret", "startStepInstanceId": "q", "steps": {"q": {
 	"stepType": "DATA_LOAD", "moduleIdentifier": "system/sql-query",
 	"customConfig": {"sql": "SELECT current_user AS who, v FROM sqlsteps_secret"}}}}');
+SELECT allma_grant_flow('sqlsteps_secret', 'regress_allma_sql_reader', 'START');
 SET ROLE regress_allma_sql_reader;
 SELECT allma_start_flow('sqlsteps_secret') AS e \gset
 RESET ROLE;
@@ -274,6 +278,7 @@ SELECT status, steps_output->'q'->'rows'->0->>'who' = current_user AS ran_as_sta
 SELECT allma_create_flow('{"id": "sqlsteps_setrole", "startStepInstanceId": "q", "steps": {"q": {
 	"stepType": "DATA_LOAD", "moduleIdentifier": "system/sql-query",
 	"customConfig": {"sql": "SELECT set_config(''role'', $1, false) AS r", "parameters": ["$.role"]}}}}');
+SELECT allma_grant_flow('sqlsteps_setrole', 'regress_allma_sql_reader', 'START');
 SET ROLE regress_allma_sql_reader;
 SELECT allma_start_flow('sqlsteps_setrole', jsonb_build_object('role', session_user)) AS e \gset
 RESET ROLE;

@@ -181,8 +181,13 @@ SELECT status, error_name, sqlstate, error_message FROM bindings_outcome(:'e');
 -- Handlers run as the role that started the execution, which needs EXECUTE
 ------------------------------------------------------------------------------
 CREATE ROLE regress_allma_runner;
+-- (since 1.1 the starter needs allma_user, START on the flow and USAGE on
+-- the binding: docs/security.md)
+GRANT allma_user TO regress_allma_runner;
 SELECT allma_create_flow('{"id": "bindings_whoami", "startStepInstanceId": "a", "steps": {
 	"a": {"stepType": "CUSTOM_LOGIC", "moduleIdentifier": "acme/whoami"}}}');
+SELECT allma_grant_flow('bindings_whoami', 'regress_allma_runner', 'START');
+SELECT allma_grant_module_binding('acme/whoami', 'regress_allma_runner');
 SET ROLE regress_allma_runner;
 SELECT allma_start_flow('bindings_whoami') AS e \gset
 RESET ROLE;

@@ -115,8 +115,11 @@ SELECT allma_redact_secrets('tok-1234-extended');
 ------------------------------------------------------------------------------
 
 CREATE ROLE allma_llm_test_user;
+-- (since 1.1 a member of allma_user creates prompts and sees its own only:
+-- docs/security.md)
+GRANT allma_user TO allma_llm_test_user;
 SET ROLE allma_llm_test_user;
--- prompts: readable and creatable by anyone, like flows
+-- prompts: creatable by allma_user members; others' are not visible
 SELECT count(*) > 0 FROM allma.prompt_templates;
 SELECT allma_create_prompt('user_prompt', 'From {{who}}');
 SELECT allma_get_prompt('user_prompt');

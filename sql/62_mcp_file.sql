@@ -69,6 +69,8 @@ SELECT count(*) FROM allma.mcp_connections WHERE id = 'x';
 
 -- privileges: connections are admin-only; files are readable, filtered by RLS
 CREATE ROLE allma_mcp_test_user;
+-- (since 1.1 tables are readable by allma_user members, filtered by RLS)
+GRANT allma_user TO allma_mcp_test_user;
 SET ROLE allma_mcp_test_user;
 SELECT pg_temp.check($$SELECT allma_create_mcp_connection('y', 'https://y')$$);
 SELECT pg_temp.check($$SELECT allma_drop_mcp_connection('docs')$$);

@@ -58,6 +58,7 @@ char	   *allma_gemini_base_url = NULL;
 char	   *allma_smtp_url = NULL;
 char	   *allma_smtp_username = NULL;
 char	   *allma_smtp_password_secret = NULL;
+bool		allma_allow_superuser_sql_steps = false;
 
 static ProcessUtility_hook_type prev_process_utility_hook = NULL;
 
@@ -282,6 +283,11 @@ define_gucs(void)
 							   NULL,
 							   &allma_smtp_password_secret, "SMTP_PASSWORD", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("allma.allow_superuser_sql_steps",
+							 "Lets SQL steps and SQL-bound functions of executions started by a superuser run.",
+							 "They run as the role that started the execution; off makes such a step fail.",
+							 &allma_allow_superuser_sql_steps, false, PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("allma");
 }

@@ -113,5 +113,6 @@ extern char *allma_gemini_base_url;
 extern char *allma_smtp_url;
 extern char *allma_smtp_username;
 extern char *allma_smtp_password_secret;
+extern bool allma_allow_superuser_sql_steps;
 
 #endif							/* ALLMA_H */

@@ -1,13 +1,18 @@
 /*-------------------------------------------------------------------------
  *
  * api.c
- *	  The SQL API: allma_create_flow, allma_publish_flow, allma_start_flow,
- *	  allma_wait and allma_worker_status.
+ *	  The SQL API of flows and executions: allma_create_flow,
+ *	  allma_publish_flow, allma_unpublish_flow, allma_delete_flow,
+ *	  allma_start_flow, allma_wait and allma_worker_status.
  *
  * Callers need no privileges on allma's tables: these functions record the
- * calling role (it is the role an execution's SQL steps run as), then do
- * their writes as the bootstrap superuser, with search_path pinned by the
- * function definitions.  Every value reaches SQL as a parameter.
+ * calling role (the owner of a new flow, the creator of a version, the
+ * role an execution's SQL steps run as), check what it may do (acl.c:
+ * EDIT to add versions and publish, the owner's privileges to delete,
+ * START to start), then do their writes as the bootstrap superuser, with
+ * search_path pinned by the function definitions.  Every value reaches SQL
+ * as a parameter.  allma_wait reads as the caller, through row-level
+ * security.
  *
  * allma_start_flow wakes the workers when the caller's transaction
  * commits (shmem.c), so a step starts within milliseconds of the commit.
@@ -32,12 +37,14 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "acl.h"
 #include "flowcache.h"
 #include "jsonb_util.h"
 #include "owner.h"
@@ -46,10 +53,46 @@
 
 PG_FUNCTION_INFO_V1(allma_create_flow);
 PG_FUNCTION_INFO_V1(allma_publish_flow);
+PG_FUNCTION_INFO_V1(allma_unpublish_flow);
+PG_FUNCTION_INFO_V1(allma_delete_flow);
 PG_FUNCTION_INFO_V1(allma_start_flow);
 PG_FUNCTION_INFO_V1(allma_wait);
 PG_FUNCTION_INFO_V1(allma_worker_status);
 
+
+static void unknown_version(const char *flow_id, int32 version) pg_attribute_noreturn();
+
+static void
+unknown_version(const char *flow_id, int32 version)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_ALLMA_UNKNOWN_VERSION),
+			 errmsg("flow \"%s\" has no version %d", flow_id, version)));
+}
+
+/* flow_id_arg: the function's first argument, a flow id that must not be null */
+static char *
+flow_id_arg(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("flow id must not be null")));
+	return text_to_cstring(PG_GETARG_TEXT_PP(0));
+}
+
+/* require_version throws unless the flow has that version (SPI connected, as the owner) */
+static void
+require_version(const char *flow_id, int32 version)
+{
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2] = {CStringGetTextDatum(flow_id), Int32GetDatum(version)};
+
+	allma_owner_exec("SELECT 1 FROM allma.flow_versions WHERE flow_id = $1 AND version = $2",
+			 2, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		unknown_version(flow_id, version);
+}
 
 /*
  * allma_create_flow(definition jsonb, publish boolean) returns integer:
@@ -66,19 +109,15 @@ allma_create_flow(PG_FUNCTION_ARGS)
 	Oid			types[3] = {TEXTOID, INT4OID, JSONBOID};
 	Datum		values[3];
 	Oid			caller = GetUserId();
-	bool		isnull;
 
 	allma_validate_definition(def);
 	flow_id = allma_jsonb_get_cstring(def, "id");
 
+	/* a new flow id becomes the caller's; a new version of one needs EDIT */
+	version = allma_acl_next_version(ALLMA_OBJ_FLOW, flow_id, caller);
+
 	allma_owner_begin(&st);
 	values[0] = CStringGetTextDatum(flow_id);
-	allma_owner_exec("INSERT INTO allma.flows AS f (flow_id, latest_version) VALUES ($1, 1) "
-			 "ON CONFLICT (flow_id) DO UPDATE SET latest_version = f.latest_version + 1, "
-			 "updated_at = now() RETURNING latest_version",
-			 1, types, values, NULL, SPI_OK_INSERT_RETURNING);
-	version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 1, &isnull));
 
 	/* the stored definition carries its server-assigned version */
 	def = allma_jsonb_set_key(def, "version", allma_jsonb_int(version));
@@ -100,33 +139,107 @@ allma_create_flow(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(version);
 }
 
-/* allma_publish_flow(flow_id text, version integer) */
+/* allma_publish_flow(flow_id text, version integer): needs EDIT */
 Datum
 allma_publish_flow(PG_FUNCTION_ARGS)
 {
 	text	   *flow_id = PG_GETARG_TEXT_PP(0);
 	int32		version = PG_GETARG_INT32(1);
+	Oid			caller = GetUserId();
 	AllmaAsOwner st;
 	Oid			types[2] = {TEXTOID, INT4OID};
 	Datum		values[2] = {PointerGetDatum(flow_id), Int32GetDatum(version)};
 
+	allma_acl_check(ALLMA_OBJ_FLOW, text_to_cstring(flow_id), caller, ALLMA_PRIV_EDIT, true);
 	allma_owner_begin(&st);
-	allma_owner_exec("SELECT 1 FROM allma.flows WHERE flow_id = $1 FOR UPDATE",
-			 1, types, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_ALLMA_UNKNOWN_FLOW),
-				 errmsg("flow \"%s\" does not exist", text_to_cstring(flow_id))));
 	allma_owner_exec("UPDATE allma.flows SET published_version = $2, updated_at = now() "
 			 "WHERE flow_id = $1 AND EXISTS (SELECT 1 FROM allma.flow_versions v "
 			 "WHERE v.flow_id = $1 AND v.version = $2)",
 			 2, types, values, NULL, SPI_OK_UPDATE);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_ALLMA_UNKNOWN_VERSION),
-				 errmsg("flow \"%s\" has no version %d", text_to_cstring(flow_id), version)));
+		unknown_version(text_to_cstring(flow_id), version);
 	allma_owner_end(&st);
 	PG_RETURN_VOID();
+}
+
+/*
+ * allma_unpublish_flow(flow_id text): the flow has no published version
+ * any more (allma_start_flow then needs an explicit version).  Needs EDIT.
+ */
+Datum
+allma_unpublish_flow(PG_FUNCTION_ARGS)
+{
+	text	   *flow_id = PG_GETARG_TEXT_PP(0);
+	Oid			caller = GetUserId();
+	AllmaAsOwner st;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {PointerGetDatum(flow_id)};
+
+	allma_acl_check(ALLMA_OBJ_FLOW, text_to_cstring(flow_id), caller, ALLMA_PRIV_EDIT, true);
+	allma_owner_begin(&st);
+	allma_owner_exec("UPDATE allma.flows SET published_version = NULL, updated_at = now() "
+			 "WHERE flow_id = $1", 1, types, values, NULL, SPI_OK_UPDATE);
+	allma_owner_end(&st);
+	PG_RETURN_VOID();
+}
+
+/*
+ * allma_delete_flow(flow_id text, version integer DEFAULT NULL) returns
+ * integer: deletes one version (NULL: every version) of a flow and returns
+ * how many were deleted; a deleted published version is unpublished.  The
+ * flow id stays its owner's, with its version counter: numbers are never
+ * given twice (workers cache definitions by flow id and version), and
+ * nobody else can take over a name that schedules or other flows start.
+ * Versions that executions use (running or finished: their history refers
+ * to the definition) are refused with object_in_use, and nothing is
+ * deleted.  Needs the owner's privileges or allma_admin's.
+ */
+Datum
+allma_delete_flow(PG_FUNCTION_ARGS)
+{
+	char	   *flow_id;
+	Oid			caller = GetUserId();
+	AllmaAsOwner st;
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	int64		used;
+	bool		isnull;
+	int32		deleted;
+
+	flow_id = flow_id_arg(fcinfo);
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	if (PG_ARGISNULL(1))
+		nulls[1] = 'n';
+
+	allma_acl_check(ALLMA_OBJ_FLOW, flow_id, caller, ALLMA_PRIV_MANAGE, true);
+	allma_owner_begin(&st);
+	if (!PG_ARGISNULL(1))
+		require_version(flow_id, PG_GETARG_INT32(1));
+	allma_owner_exec("SELECT count(*) FROM allma.executions "
+			 "WHERE flow_id = $1 AND ($2::int4 IS NULL OR flow_version = $2)",
+			 2, types, values, nulls, SPI_OK_SELECT);
+	used = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (used > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 PG_ARGISNULL(1) ?
+				 errmsg("flow \"%s\" is used by executions", flow_id) :
+				 errmsg("flow \"%s\" version %d is used by executions", flow_id, PG_GETARG_INT32(1)),
+				 errdetail_plural("%lld execution refers to it; its history needs the definition.",
+								  "%lld executions refer to it; their history needs the definition.",
+								  used, (long long) used),
+				 errhint("Unpublish it instead (allma_unpublish_flow).")));
+	allma_owner_exec("UPDATE allma.flows SET published_version = NULL, updated_at = now() "
+			 "WHERE flow_id = $1 AND ($2::int4 IS NULL OR published_version = $2)",
+			 2, types, values, nulls, SPI_OK_UPDATE);
+	allma_owner_exec("DELETE FROM allma.flow_versions "
+			 "WHERE flow_id = $1 AND ($2::int4 IS NULL OR version = $2)",
+			 2, types, values, nulls, SPI_OK_DELETE);
+	deleted = (int32) SPI_processed;
+	allma_owner_end(&st);
+	PG_RETURN_INT32(deleted);
 }
 
 /* ----------------------------------------------------------------
@@ -222,6 +335,11 @@ parse_start_option(const char *key, Jsonb *value, void *arg)
 		bad_option(key, "allma does not know this option.");
 }
 
+/*
+ * resolve_version: the version to start, the requested one (which must
+ * exist: a backend may still cache a deleted one) or else the published
+ * one.  The flow exists (checked with its START privilege).
+ */
 static int32
 resolve_version(const char *flow_id, int32 requested)
 {
@@ -230,15 +348,15 @@ resolve_version(const char *flow_id, int32 requested)
 	bool		isnull;
 	Datum		d;
 
+	if (requested > 0)
+	{
+		require_version(flow_id, requested);
+		return requested;
+	}
 	allma_owner_exec("SELECT published_version FROM allma.flows WHERE flow_id = $1",
 			 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_ALLMA_UNKNOWN_FLOW),
-				 errmsg("flow \"%s\" does not exist", flow_id),
-				 errhint("Create it with allma_create_flow().")));
-	if (requested > 0)
-		return requested;
+		allma_acl_unknown(ALLMA_OBJ_FLOW, flow_id);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)
 		ereport(ERROR,
@@ -270,11 +388,7 @@ allma_start_flow(PG_FUNCTION_ARGS)
 	TimestampTz due;
 	Datum		uuid_text;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("flow id must not be null")));
-	flow_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	flow_id = flow_id_arg(fcinfo);
 	input = PG_ARGISNULL(1) ? allma_jsonb_empty_object() : PG_GETARG_JSONB_P(1);
 	options = PG_ARGISNULL(2) ? allma_jsonb_empty_object() : PG_GETARG_JSONB_P(2);
 
@@ -294,14 +408,15 @@ allma_start_flow(PG_FUNCTION_ARGS)
 	else
 		execution_id = DatumGetUUIDP(DirectFunctionCall1(gen_random_uuid, (Datum) 0));
 
+	/* starting needs START; an unknown flow says so */
+	allma_acl_check(ALLMA_OBJ_FLOW, flow_id, caller, ALLMA_PRIV_START, false);
+
 	allma_owner_begin(&st);
 
 	version = resolve_version(flow_id, opts.version);
 	flow = allma_flow_get(flow_id, version);
 	if (flow == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_ALLMA_UNKNOWN_VERSION),
-				 errmsg("flow \"%s\" has no version %d", flow_id, version)));
+		unknown_version(flow_id, version);
 
 	start = allma_flow_step(flow, opts.start_step ? opts.start_step : flow->start_step);
 	if (start == NULL)
@@ -351,20 +466,34 @@ allma_start_flow(PG_FUNCTION_ARGS)
 
 	if (SPI_processed == 0)
 	{
-		/* the caller chose an id that exists: idempotent start */
+		/*
+		 * The caller chose an id that exists: idempotent start.  An
+		 * execution the caller may not see answers like an unknown flow,
+		 * so that ids of other roles' executions cannot be probed.
+		 */
 		Oid			types[1] = {UUIDOID};
 		Datum		values[1] = {UUIDPGetDatum(execution_id)};
-		char	   *existing_flow;
+		char	   *existing_flow = NULL;
+		Oid			starter = InvalidOid;
 
-		allma_owner_exec("SELECT flow_id FROM allma.executions WHERE execution_id = $1",
+		allma_owner_exec("SELECT flow_id, started_by FROM allma.executions WHERE execution_id = $1",
 				 1, types, values, NULL, SPI_OK_SELECT);
-		existing_flow = SPI_processed ? SPI_getvalue(SPI_tuptable->vals[0],
-													 SPI_tuptable->tupdesc, 1) : NULL;
-		if (existing_flow == NULL || strcmp(existing_flow, flow_id) != 0)
+		if (SPI_processed == 1)
+		{
+			bool		isnull;
+
+			existing_flow = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			starter = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 2, &isnull));
+		}
+		if (existing_flow == NULL ||
+			!(allma_acl_is_admin(caller) || has_privs_of_role(caller, starter)))
+			allma_acl_unknown(ALLMA_OBJ_FLOW, flow_id);
+		if (strcmp(existing_flow, flow_id) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_ALLMA_EXECUTION_CONFLICT),
 					 errmsg("execution %s already exists for flow \"%s\"",
-							DatumGetCString(uuid_text), existing_flow ? existing_flow : "?"),
+							DatumGetCString(uuid_text), existing_flow),
 					 errdetail("A start with a caller-chosen executionId is idempotent only for the same flow.")));
 		allma_owner_end(&st);
 		PG_RETURN_UUID_P(execution_id);

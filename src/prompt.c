@@ -7,7 +7,9 @@
  * Like flows (api.c), prompts are written by functions that run their SQL
  * as the bootstrap superuser, with search_path pinned by the function
  * definitions; callers need no privileges on allma.prompts or
- * allma.prompt_templates, which everyone may read.  A template is checked
+ * allma.prompt_templates.  A prompt id belongs to the role that created
+ * its first version: new versions and publishing need its privileges (or
+ * allma_admin's), reading needs USAGE (acl.c).  A template is checked
  * with the template parser before it is stored, so a step never meets a
  * prompt that cannot render.
  *
@@ -26,6 +28,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
+#include "acl.h"
 #include "owner.h"
 #include "prompt.h"
 #include "template.h"
@@ -84,7 +87,6 @@ allma_create_prompt(PG_FUNCTION_ARGS)
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	Oid			caller = GetUserId();
 	int32		version;
-	bool		isnull;
 	int			rc;
 
 	/* this backend reads prompts afresh from now on */
@@ -107,15 +109,10 @@ allma_create_prompt(PG_FUNCTION_ARGS)
 				 errmsg("invalid template in prompt \"%s\"", prompt_id),
 				 errdetail("%s", problem ? problem : "The template does not parse.")));
 
+	/* a new prompt id becomes the caller's; a new version needs its owner */
+	version = allma_acl_next_version(ALLMA_OBJ_PROMPT, prompt_id, caller);
 	allma_owner_begin(&st);
 	values[0] = CStringGetTextDatum(prompt_id);
-	allma_owner_exec("INSERT INTO allma.prompts AS p (prompt_id, latest_version) VALUES ($1, 1) "
-					"ON CONFLICT (prompt_id) DO UPDATE SET latest_version = p.latest_version + 1, "
-					"updated_at = now() RETURNING latest_version",
-					1, types, values, NULL, SPI_OK_INSERT_RETURNING);
-	version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 1, &isnull));
-
 	values[1] = Int32GetDatum(version);
 	values[2] = CStringGetTextDatum(content);
 	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
@@ -152,11 +149,8 @@ allma_publish_prompt(PG_FUNCTION_ARGS)
 
 	/* this backend reads prompts afresh from now on */
 	allma_xactmemo_forget(&prompt_memo);
+	allma_acl_check(ALLMA_OBJ_PROMPT, text_to_cstring(prompt_id), GetUserId(), ALLMA_PRIV_EDIT, true);
 	allma_owner_begin(&st);
-	allma_owner_exec("SELECT 1 FROM allma.prompts WHERE prompt_id = $1 FOR UPDATE",
-					1, types, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		unknown_prompt(text_to_cstring(prompt_id));
 	allma_owner_exec("UPDATE allma.prompts SET published_version = $2, updated_at = now() "
 					"WHERE prompt_id = $1 AND EXISTS (SELECT 1 FROM allma.prompt_templates t "
 					"WHERE t.prompt_id = $1 AND t.version = $2)",
@@ -241,6 +235,8 @@ allma_get_prompt(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
+	allma_acl_check(ALLMA_OBJ_PROMPT, text_to_cstring(PG_GETARG_TEXT_PP(0)), GetUserId(),
+					ALLMA_PRIV_USAGE, false);
 	(void) allma_prompt_get(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 							PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1),
 							&content);

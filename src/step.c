@@ -42,7 +42,9 @@
 #include "engine.h"
 #include "jsonb_util.h"
 #include "path.h"
+#include "acl.h"
 #include "secret.h"
+#include "secret_use.h"
 #include "sqlstep.h"
 #include "step.h"
 #include "steps/steps.h"
@@ -272,107 +274,28 @@ allma_step_idempotency_key(AllmaPathState *ps, AllmaStep *step)
 }
 
 /*
- * Secrets in headers: "{{secrets.NAME}}" in a header value
- * (apiStaticHeaders, an MCP connection's headers, an HTTP binding's) is
- * turned into a marker before the templates are rendered, and the marker
- * into the secret's value only in the headers that are sent; the stored
- * request says "[redacted]".
+ * Secrets in headers: "{{secrets.NAME}}" in a header value of a stored
+ * definition (apiStaticHeaders, an MCP connection's headers, an HTTP
+ * binding's) becomes a mark before templates are rendered, and each mark
+ * becomes the secret's value only in the headers that are sent, once the
+ * use is allowed; the stored request says "[redacted]" (secret_use.c).
  */
-#define SECRET_MARK "\x01secret:"
 
-char *
-allma_step_mark_secrets(const char *s)
+/* allma_step_secret_use: who uses a secret in this step, sent to url */
+AllmaSecretUse
+allma_step_secret_use(StepRun *run, const char *url)
 {
-	StringInfoData buf;
-	const char *p = s;
-	const char *ref;
+	AllmaSecretUse use = {run->ps->run_as, run->ps->flow->flow_id, run->ps->flow->version, url};
 
-	initStringInfo(&buf);
-	while ((ref = strstr(p, ALLMA_SECRET_REF)) != NULL)
-	{
-		const char *name = ref + strlen(ALLMA_SECRET_REF);
-		const char *end = strstr(name, "}}");
-
-		if (end == NULL)
-			break;
-		appendBinaryStringInfo(&buf, p, ref - p);
-		appendStringInfoString(&buf, SECRET_MARK);
-		appendBinaryStringInfo(&buf, name, end - name);
-		appendStringInfoChar(&buf, '\x01');
-		p = end + 2;
-	}
-	appendStringInfoString(&buf, p);
-	return buf.data;
-}
-
-/* resolve (or redact) the markers left by allma_step_mark_secrets */
-static char *
-resolve_secret_marks(const char *s, bool redact)
-{
-	StringInfoData buf;
-	const char *p = s;
-	const char *mark;
-
-	initStringInfo(&buf);
-	while ((mark = strstr(p, SECRET_MARK)) != NULL)
-	{
-		const char *name = mark + strlen(SECRET_MARK);
-		const char *end = strchr(name, '\x01');
-		char	   *secret_name;
-
-		if (end == NULL)
-			break;
-		appendBinaryStringInfo(&buf, p, mark - p);
-		secret_name = pnstrdup(name, end - name);
-		appendStringInfoString(&buf, redact ? "[redacted]" : allma_secret_get(secret_name));
-		p = end + 1;
-	}
-	appendStringInfoString(&buf, p);
-	return buf.data;
-}
-
-Jsonb *
-allma_step_mark_header_secrets(Jsonb *headers)
-{
-	List	   *keys = allma_jsonb_object_keys(headers);
-	ListCell   *lc;
-	Jsonb	   *out = allma_jsonb_empty_object();
-
-	foreach(lc, keys)
-	{
-		char	   *k = lfirst(lc);
-		char	   *v = allma_jsonb_get_cstring(headers, k);
-
-		out = allma_jsonb_set_key(out, k, v ? allma_jsonb_string(allma_step_mark_secrets(v)) :
-								  allma_jsonb_get(headers, k));
-	}
-	return out;
-}
-
-static Jsonb *
-resolve_header_secrets(Jsonb *headers, bool redact, bool *any)
-{
-	List	   *keys = allma_jsonb_object_keys(headers);
-	ListCell   *lc;
-	Jsonb	   *out = allma_jsonb_empty_object();
-
-	foreach(lc, keys)
-	{
-		char	   *k = lfirst(lc);
-		char	   *v = allma_jsonb_to_display_text(allma_jsonb_get(headers, k));
-
-		if (strstr(v, SECRET_MARK) != NULL)
-			*any = true;
-		out = allma_jsonb_set_key(out, k, allma_jsonb_string(resolve_secret_marks(v, redact)));
-	}
-	return out;
+	return use;
 }
 
 /*
  * allma_step_set_io_request stores req as the path's request to send, and
  * the headers with secrets resolved, when there are any, as the ones really
- * sent.  headers may contain secret markers (allma_step_mark_secrets); req
- * gets them redacted.
+ * sent.  headers may contain secret marks (allma_secret_mark_refs); req
+ * gets them redacted, the headers sent get the values if the step may use
+ * them.
  */
 void
 allma_step_set_io_request(StepRun *run, Jsonb *req, Jsonb *headers)
@@ -380,10 +303,11 @@ allma_step_set_io_request(StepRun *run, Jsonb *req, Jsonb *headers)
 	bool		any = false;
 	Jsonb	   *sent = NULL;
 	MemoryContext oldcxt;
+	AllmaSecretUse use = allma_step_secret_use(run, allma_jsonb_get_cstring(req, "url"));
 
-	req = allma_jsonb_set_key(req, "headers", resolve_header_secrets(headers, true, &any));
+	req = allma_jsonb_set_key(req, "headers", allma_secret_resolve_headers(headers, NULL, &any));
 	if (any)
-		sent = resolve_header_secrets(headers, false, &any);
+		sent = allma_secret_resolve_headers(headers, &use, &any);
 	oldcxt = MemoryContextSwitchTo(run->pathcxt);
 	run->ps->io_request = allma_step_copy_jsonb(req);
 	run->ps->io_send_headers = allma_step_copy_jsonb(sent);
@@ -575,6 +499,7 @@ allma_step_parse_json(const char *s)
 void
 allma_step_enter_user_code(StepRun *run, AllmaUserCodeState *st)
 {
+	allma_user_code_guard(run->ps->run_as, run->step->id);
 	GetUserIdAndSecContext(&st->save_userid, &st->save_sec);
 	SetUserIdAndSecContext(run->ps->run_as,
 						   st->save_sec | SECURITY_LOCAL_USERID_CHANGE |

@@ -30,6 +30,7 @@
 #include "flowcache.h"
 #include "http.h"
 #include "pathstate.h"
+#include "secret_use.h"
 
 struct AllmaChecker;			/* defcheck.h */
 
@@ -197,15 +198,8 @@ extern int64 allma_step_timeout_ms(StepRun *run);
 /* the key of one attempt of one step: Idempotency-Key, JSON-RPC id, ... */
 extern char *allma_step_idempotency_key(AllmaPathState *ps, AllmaStep *step);
 
-/*
- * Secrets in headers: "{{secrets.NAME}}" in a header value is turned into
- * a marker before the templates are rendered (allma_step_mark_secrets),
- * and the marker into the secret's value only in the headers that are
- * sent; the stored request says "[redacted]".
- */
-#define ALLMA_SECRET_REF "{{secrets."
-extern char *allma_step_mark_secrets(const char *s);
-extern Jsonb *allma_step_mark_header_secrets(Jsonb *headers);
+/* who uses a secret in this step (the starter, the flow version), sent to url */
+extern AllmaSecretUse allma_step_secret_use(StepRun *run, const char *url);
 
 /*
  * allma_step_set_io_request stores req as the path's request to send, and

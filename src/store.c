@@ -1054,21 +1054,15 @@ save_terminal_executions(List *paths)
 	args[3] = col_array(&error);
 	execute_plan(finish_executions_plan, args, SPI_OK_UPDATE_RETURNING);
 
-	/* NOTIFY allma_execution_events, delivered when the batch commits */
+	/*
+	 * NOTIFY allma_execution_events, delivered when the batch commits.  Every
+	 * listener gets it, whatever row-level security lets it see, and any
+	 * role can send one on this channel: the payload is only the execution
+	 * id (a wake-up), and listeners read the status through RLS.
+	 */
 	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		Jsonb	   *payload = allma_jsonb_empty_object();
-
-		payload = allma_jsonb_set_key(payload, "executionId",
-									  allma_jsonb_string(SPI_getvalue(tup, desc, 1)));
-		payload = allma_jsonb_set_key(payload, "flowId",
-									  allma_jsonb_string(SPI_getvalue(tup, desc, 2)));
-		payload = allma_jsonb_set_key(payload, "status",
-									  allma_jsonb_string(SPI_getvalue(tup, desc, 3)));
-		Async_Notify(ALLMA_NOTIFY_CHANNEL, allma_jsonb_to_cstring(payload));
-	}
+		Async_Notify(ALLMA_NOTIFY_CHANNEL,
+					 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 	return (int) SPI_processed;
 }
 

@@ -26,6 +26,9 @@ max_worker_processes = 16
 log_min_messages = warning
 allma.timer_scale = 0.01
 allma.sql_step_timeout = 200ms
+# the SQL steps here are started by the bootstrap superuser (since 1.1 they
+# run only with this on; see docs/security.md)
+allma.allow_superuser_sql_steps = on
 });
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION allma');

@@ -243,7 +243,9 @@ is(q1("SELECT count(*) FROM allma.files WHERE execution_id = '$e'"), '0', 'a fai
 
 # row-level security: a file is visible to the execution's starter only;
 # deleting the execution deletes its files
-q1("CREATE ROLE alice; CREATE ROLE bob");
+# (since 1.1 the roles need allma_user, and alice START on the flow)
+q1("CREATE ROLE alice; CREATE ROLE bob; GRANT allma_user TO alice, bob;
+    SELECT allma_grant_flow('dl-ok', 'alice', 'START')");
 $e = q1("SET ROLE alice; SELECT allma_start_flow('dl-ok', '{\"n\": 10}')");
 q1("SELECT allma_wait('$e', '60 s')");
 is(q1("SET ROLE alice; SELECT count(*) FROM allma.files WHERE execution_id = '$e'"), '1', 'the starter sees the file');

@@ -12,11 +12,12 @@ our @EXPORT = qw(allma_node wait_for_workers linear_flow poll_until_true start_m
   mock_json poll_effect count_in_log worker_pids hold_advisory_lock release_advisory_lock
   wait_for_lock_waiters wait_for_setting);
 
-# allma_node(name, extra_conf): an initialized, started cluster with allma
-# preloaded and the extension created in "postgres".
+# allma_node(name, extra_conf, create => SQL): an initialized, started
+# cluster with allma preloaded and the extension created in "postgres" (by
+# "CREATE EXTENSION allma", or the given statement).
 sub allma_node
 {
-	my ($name, $extra) = @_;
+	my ($name, $extra, %opts) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init;
 	$node->append_conf('postgresql.conf', qq{
@@ -26,10 +27,13 @@ allma.max_workers = 2
 max_worker_processes = 16
 log_min_messages = info
 restart_after_crash = on
+# the tests start flows with SQL steps as the bootstrap superuser; the
+# default (off) is tested by t/080_security_steps.pl, which sets it again
+allma.allow_superuser_sql_steps = on
 });
 	$node->append_conf('postgresql.conf', $extra) if defined $extra;
 	$node->start;
-	$node->safe_psql('postgres', 'CREATE EXTENSION allma');
+	$node->safe_psql('postgres', $opts{create} // 'CREATE EXTENSION allma');
 	my ($workers) = (defined $extra && $extra =~ /allma\.max_workers\s*=\s*(\d+)/) ? ($1) : (2);
 	wait_for_workers($node, $workers);
 	return $node;

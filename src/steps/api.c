@@ -82,7 +82,7 @@ leave_api_request(StepRun *run, Jsonb *def, Jsonb *body_override, bool binding)
 
 	if (allma_jsonb_is_object(static_headers))
 		headers = allma_jsonb_concat(headers,
-									 allma_template_render_value(allma_step_mark_header_secrets(static_headers), tctx));
+									 allma_secret_render_headers(static_headers, tctx));
 	if (allma_jsonb_is_object(header_paths))
 	{
 		List	   *keys = allma_jsonb_object_keys(header_paths);

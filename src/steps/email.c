@@ -176,7 +176,11 @@ allma_email_step_start(StepRun *run)
 		allma_step_raise_config_error(psprintf("EMAIL step \"%s\" needs \"from\" and \"to\"", run->step->id));
 	attachments = email_attachments(run, def);
 	if (allma_smtp_username != NULL && allma_smtp_username[0] != '\0')
-		password = allma_secret_get(allma_smtp_password_secret);
+	{
+		AllmaSecretUse use = allma_step_secret_use(run, allma_smtp_url);
+
+		password = allma_secret_get_for(allma_smtp_password_secret, &use);
+	}
 
 	message_id = mail_token(run, "<", "@allma>");
 	if (body == NULL)

@@ -24,6 +24,7 @@
 #include <math.h>
 
 #include "defcheck.h"
+#include "acl.h"
 #include "jsonb_util.h"
 #include "llm.h"
 #include "prompt.h"
@@ -84,7 +85,13 @@ llm_prompt(StepRun *run, Jsonb *tctx)
 	if (allma_jsonb_is_object(mappings))
 		tctx = allma_jsonb_concat(tctx, allma_step_mapping_values(mappings, run->ps->context));
 	if (template_id != NULL)
+	{
+		/* the flow version's creator must have USAGE on the prompt */
+		allma_acl_use_check(ALLMA_OBJ_PROMPT, template_id,
+							allma_flow_version_creator(run->ps->flow->flow_id, run->ps->flow->version),
+							false, run->step->id);
 		(void) allma_prompt_get(template_id, 0, &content);
+	}
 	else if (run->step->custom_config != NULL)
 		content = allma_jsonb_get_cstring(run->step->custom_config, "prompt");
 	if (content == NULL)
@@ -125,7 +132,11 @@ build_llm_request(StepRun *run, int index)
 		*c = pg_toupper((unsigned char) *c);
 	if (secret_name == NULL)
 		secret_name = allma_llm_api_key_secret(provider);
-	api_key = allma_secret_get(secret_name);
+	{
+		AllmaSecretUse use = allma_step_secret_use(run, llm_base_url(provider, cand));
+
+		api_key = allma_secret_get_for(secret_name, &use);
+	}
 
 	call = allma_jsonb_set_key(call, "baseUrl", allma_jsonb_string(llm_base_url(provider, cand)));
 	call = allma_jsonb_set_key(call, "modelId", allma_jsonb_get(cand, "modelId"));

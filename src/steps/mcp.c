@@ -32,6 +32,7 @@
 #include "utils/builtins.h"
 
 #include "defcheck.h"
+#include "acl.h"
 #include "jsonb_util.h"
 #include "secret.h"
 #include "steps.h"
@@ -68,7 +69,7 @@ mcp_connection(const char *id, char **url, Jsonb **headers, char **session)
 		*headers = isnull ? allma_jsonb_empty_object() : DatumGetJsonbPCopy(d);
 		if (bearer != NULL)
 			*headers = allma_jsonb_set_key(*headers, "Authorization",
-										   allma_jsonb_string(psprintf("Bearer " ALLMA_SECRET_REF "%s}}", bearer)));
+										   allma_jsonb_string(psprintf("Bearer " ALLMA_SECRET_REF_PREFIX "%s" ALLMA_SECRET_REF_SUFFIX, bearer)));
 		MemoryContextSwitchTo(spicxt);
 		found = true;
 	}
@@ -112,6 +113,7 @@ build_mcp_request(StepRun *run, const char *phase, const char *session, bool aft
 				 errmsg("MCP_CALL step \"%s\" uses MCP connection \"%s\", which does not exist",
 						step->id, conn_id),
 				 errhint("Create it with allma_create_mcp_connection.")));
+	allma_acl_use_check(ALLMA_OBJ_MCP_CONNECTION, conn_id, run->ps->run_as, true, step->id);
 	if (!allma_http_check_url(url, &error))
 		allma_step_raise_config_error(psprintf("MCP connection \"%s\" has an invalid URL: %s", conn_id,
 											   error ? error : "not an http or https URL"));
@@ -125,7 +127,7 @@ build_mcp_request(StepRun *run, const char *phase, const char *session, bool aft
 		if (pg_strcasecmp(name, "Content-Type") == 0 || pg_strcasecmp(name, "Accept") == 0)
 			continue;
 		value = allma_jsonb_to_display_text(allma_jsonb_get(conn_headers, name));
-		headers = allma_jsonb_set_key(headers, name, allma_jsonb_string(allma_step_mark_secrets(value)));
+		headers = allma_jsonb_set_key(headers, name, allma_jsonb_string(allma_secret_mark_refs(value)));
 	}
 	headers = allma_jsonb_set_key(headers, "Content-Type", allma_jsonb_string("application/json"));
 	headers = allma_jsonb_set_key(headers, "Accept",

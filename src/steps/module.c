@@ -40,6 +40,7 @@
 #include "utils/syscache.h"
 
 #include "compat.h"
+#include "acl.h"
 #include "defcheck.h"
 #include "jsonb_util.h"
 #include "modules/aws.h"
@@ -200,10 +201,13 @@ invoke_binding(StepRun *run, const char *key, Jsonb *payload,
 {
 	char	   *url = NULL;
 	Jsonb	   *headers = NULL;
-	Oid			handler = allma_binding_lookup(key, &url, &headers);
+	char	   *pattern = NULL;
+	Oid			handler = allma_binding_lookup(key, &url, &headers, &pattern);
 	AllmaUserCodeState st;
 	Jsonb	   *result;
 
+	if (pattern != NULL)
+		allma_acl_use_check(ALLMA_OBJ_MODULE_BINDING, pattern, run->ps->run_as, true, run->step->id);
 	if (url != NULL)
 	{
 		allma_http_binding_send(run, url, headers, payload);
@@ -231,8 +235,9 @@ allma_module_is_bound(const char *key)
 {
 	char	   *url = NULL;
 	Jsonb	   *headers = NULL;
+	char	   *pattern = NULL;
 
-	return OidIsValid(allma_binding_lookup(key, &url, &headers)) || url != NULL;
+	return OidIsValid(allma_binding_lookup(key, &url, &headers, &pattern)) || url != NULL;
 }
 
 /* invoke_binding for built-in modules that give way to a binding */
@@ -407,11 +412,12 @@ allma_bind_module(PG_FUNCTION_ARGS)
 /*
  * allma_binding_lookup returns the handler bound to "key": the binding whose
  * pattern equals key, else the longest pattern key is LIKE (ties broken by
- * pattern order, for a stable choice); InvalidOid when none.  Reads the
- * table with the caller's privileges (it is readable by PUBLIC).
+ * pattern order, for a stable choice); InvalidOid when none; *pattern is
+ * the binding's pattern (whose USAGE grants count).  Reads the table with
+ * the caller's privileges (the workers run it as their superuser).
  */
 Oid
-allma_binding_lookup(const char *key, char **url, Jsonb **headers)
+allma_binding_lookup(const char *key, char **url, Jsonb **headers, char **pattern)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
@@ -426,7 +432,7 @@ allma_binding_lookup(const char *key, char **url, Jsonb **headers)
 	{
 		SPIPlanPtr	plan;
 
-		plan = SPI_prepare("SELECT handler::pg_catalog.oid, url, headers "
+		plan = SPI_prepare("SELECT handler::pg_catalog.oid, url, headers, pattern "
 						   "FROM allma.module_bindings "
 						   "WHERE pattern OPERATOR(pg_catalog.=) $1 "
 						   "OR $1 OPERATOR(pg_catalog.~~) pattern "
@@ -449,10 +455,14 @@ allma_binding_lookup(const char *key, char **url, Jsonb **headers)
 			 SPI_result_code_string(rc));
 	*url = NULL;
 	*headers = NULL;
+	*pattern = NULL;
 	if (SPI_processed > 0)
 	{
 		bool		isnull;
 		Datum		d;
+
+		*pattern = MemoryContextStrdup(caller, SPI_getvalue(SPI_tuptable->vals[0],
+															 SPI_tuptable->tupdesc, 4));
 
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 						  &isnull);

@@ -43,8 +43,9 @@ extern void allma_check_custom_lambda(struct AllmaChecker *ck, JsonbContainer *s
  * ARN (exact match first, then the longest LIKE pattern): the handler
  * function, or InvalidOid with *url (and *headers) set for an HTTP
  * binding (allma_bind_module_http).  InvalidOid and *url NULL when none.
+ * *pattern: the binding's pattern (whose USAGE grants count), NULL when none.
  */
-extern Oid	allma_binding_lookup(const char *key, char **url, Jsonb **headers);
+extern Oid	allma_binding_lookup(const char *key, char **url, Jsonb **headers, char **pattern);
 
 /* allma_binding_invoke calls handler(jsonb) and returns its jsonb result */
 extern Jsonb *allma_binding_invoke(Oid handler, Jsonb *input);
