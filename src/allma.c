@@ -339,10 +339,10 @@ allma_process_utility(PlannedStmt *pstmt, const char *queryString,
 	}
 	else if (IsA(parsetree, CreateExtensionStmt) &&
 			 strcmp(((CreateExtensionStmt *) parsetree)->extname, ALLMA_EXTENSION_NAME) == 0)
-		allma_request_wake_at_commit();
+		allma_request_wake_all_at_commit();
 	else if (IsA(parsetree, AlterExtensionStmt) &&
 			 strcmp(((AlterExtensionStmt *) parsetree)->extname, ALLMA_EXTENSION_NAME) == 0)
-		allma_request_wake_at_commit();
+		allma_request_wake_all_at_commit();
 
 	if (prev_process_utility_hook)
 		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,
