@@ -17,6 +17,7 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
 #include <time.h>
 
 #include "common/base64.h"
@@ -26,6 +27,58 @@
 #include "compat.h"
 #include "jsonb_util.h"
 #include "steps.h"
+
+/*
+ * split_addresses appends the addresses of s to out: separated by "," or
+ * ";" outside quotes and angle brackets (so "Doe, Jane" <j@x> is one),
+ * trimmed, empty ones skipped.
+ */
+static List *
+split_addresses(const char *s, List *out)
+{
+	const char *start = s;
+	bool		quoted = false;
+	int			angle = 0;
+
+	for (const char *p = s;; p++)
+	{
+		if (*p == '\\' && quoted && p[1] != '\0')
+		{
+			p++;
+			continue;
+		}
+		if (*p == '"')
+			quoted = !quoted;
+		else if (!quoted && *p == '<')
+			angle++;
+		else if (!quoted && *p == '>' && angle > 0)
+			angle--;
+		if (*p == '\0' || (!quoted && angle == 0 && (*p == ',' || *p == ';')))
+		{
+			const char *b = start;
+			const char *e = p;
+
+			while (b < e && (*b == ' ' || *b == '\t'))
+				b++;
+			while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+			if (e > b)
+			{
+				char	   *tok = pnstrdup(b, e - b);
+
+				if (strchr(tok, '\r') || strchr(tok, '\n'))
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("email address \"%s\" contains a line break", tok)));
+				out = lappend(out, tok);
+			}
+			if (*p == '\0')
+				break;
+			start = p + 1;
+		}
+	}
+	return out;
+}
 
 List *
 allma_mime_addresses(Jsonb *v)
@@ -40,30 +93,64 @@ allma_mime_addresses(Jsonb *v)
 			out = list_concat(out, allma_mime_addresses(lfirst(lc)));
 	}
 	else if (v != NULL)
-	{
-		char	   *s = allma_jsonb_to_display_text(v);
-		char	   *tok;
-		char	   *save;
-
-		for (tok = strtok_r(s, ",;", &save); tok; tok = strtok_r(NULL, ",;", &save))
-		{
-			while (*tok == ' ')
-				tok++;
-			if (*tok)
-			{
-				char	   *end = tok + strlen(tok) - 1;
-
-				while (end > tok && *end == ' ')
-					*end-- = '\0';
-				if (strchr(tok, '\r') || strchr(tok, '\n'))
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("email address \"%s\" contains a line break", tok)));
-				out = lappend(out, pstrdup(tok));
-			}
-		}
-	}
+		out = split_addresses(allma_jsonb_to_display_text(v), out);
 	return out;
+}
+
+/*
+ * allma_mime_address_valid: is a (as a field gives it: "addr" or
+ * "Name <addr>") a usable mailbox?  The address needs a local part of
+ * at most 64 bytes without spaces, controls or specials, and a domain of
+ * at least two dot-separated labels of letters, digits and "-" (non-ASCII
+ * allowed): what Allma's zod .email() accepts, roughly.
+ */
+bool
+allma_mime_address_valid(const char *a)
+{
+	const char *lt = strchr(a, '<');
+	const char *addr = a;
+	const char *at;
+	int			len;
+	int			labels = 0;
+	int			label_len = 0;
+
+	if (lt != NULL)
+	{
+		const char *gt = strchr(lt, '>');
+
+		if (gt == NULL || gt[1] != '\0' || strchr(lt + 1, '<') != NULL)
+			return false;
+		addr = pnstrdup(lt + 1, gt - lt - 1);
+	}
+	len = strlen(addr);
+	at = strrchr(addr, '@');
+	if (at == NULL || at == addr || at - addr > 64 || len > 254)
+		return false;
+	if (addr[0] == '.' || at[-1] == '.' || strstr(addr, "..") != NULL)
+		return false;
+	for (const char *p = addr; p < at; p++)
+		if ((unsigned char) *p <= ' ' || *p == 0x7f || strchr("<>()[]\\,;:\"@", *p) != NULL)
+			return false;
+	for (const char *p = at + 1;; p++)
+	{
+		if (*p == '.' || *p == '\0')
+		{
+			if (label_len == 0 || p[-1] == '-')
+				return false;
+			labels++;
+			label_len = 0;
+			if (*p == '\0')
+				break;
+			continue;
+		}
+		if (!((unsigned char) *p >= 0x80 || isalnum((unsigned char) *p) ||
+			  (*p == '-' && label_len > 0)))
+			return false;
+		label_len++;
+		if (label_len > 63)
+			return false;
+	}
+	return labels >= 2;
 }
 
 char *
