@@ -1,6 +1,10 @@
-# Allma-compatibility papercuts that need a server to talk to: an API_CALL
+# Allma compatibility at run time, against the mock server: an API_CALL
 # without apiHttpMethod sends a GET (the README's default; it used to be a
-# required field).  The definition-time side is in sql/93_papercuts.sql.
+# required field; the definition-time side is in sql/93_papercuts.sql); and
+# the email trigger end to end: a mail gateway role delivers a message,
+# the matching flow runs as its owner and answers through the mock SMTP
+# server with what it read from triggeringEmail (routing and parsing are
+# tested in sql/92_deliver_email.sql).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -9,8 +13,9 @@ use Test::More;
 use lib 't';
 use AllmaTest;
 
-my $base = start_mock();
-my $node = allma_node('compat', "allma.http_allowlist = '127.0.0.1'\nallma.timer_scale = 0.01\n");
+my ($base, $smtp_port) = start_mock(smtp => 1);
+my $node = allma_node('compat', "allma.http_allowlist = '127.0.0.1'\nallma.timer_scale = 0.01\n"
+	  . "allma.smtp_url = 'smtp://127.0.0.1:$smtp_port'\n");
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 
 q1(qq{SELECT allma_create_flow('{"id": "no-method", "startStepInstanceId": "call", "steps": {
@@ -23,6 +28,59 @@ is(q1("SELECT output->'steps_output'->'call'->'data'->>'method' FROM allma.execu
 my $log = mock_json($base, '/__log?path=/echo/no-method');
 is(scalar(@$log), 1, 'one request reached the server');
 is($log->[0]{method}, 'GET', 'the server saw a GET');
+
+# --- the email trigger ----------------------------------------------------
+q1(q{CREATE ROLE support_owner LOGIN; GRANT allma_user TO support_owner;
+     CREATE ROLE mail_gateway LOGIN; GRANT allma_admin TO mail_gateway;});
+$node->safe_psql('postgres', q{SELECT allma_create_flow('{"id": "support", "startStepInstanceId": "reply",
+  "flowVariables": {"FromEmail": "support@example.test"}, "steps": {
+  "inbox": {"stepType": "EMAIL_START_POINT", "emailAddress": "{{flow_variables.FromEmail}}",
+            "triggerMessagePattern": "order ([A-Z]-[0-9]+)", "defaultNextStepInstanceId": "reply"},
+  "reply": {"stepType": "EMAIL", "from": "{{flow_variables.FromEmail}}",
+            "to": "{{triggeringEmail.senderFullEmail}}",
+            "subject": "Re: {{triggeringEmail.subject}}",
+            "body": "Dear {{triggeringEmail.senderName}}, we are looking into order {{triggeringEmail.triggerPattern}}."}}}')},
+	extra_params => [ '-U', 'support_owner' ]);
+my $message = join("\r\n",
+	'From: =?UTF-8?Q?Ada_L=C3=B6velace?= <ada@example.test>',
+	'To: Support <support@example.test>',
+	'Subject: =?UTF-8?B?V2hlcmUgaXMgbXkgb3JkZXI/?=',
+	'Message-ID: <e2e-1@example.test>',
+	'Content-Type: multipart/alternative; boundary="b"',
+	'',
+	'--b',
+	'Content-Type: text/plain; charset=utf-8',
+	'Content-Transfer-Encoding: quoted-printable',
+	'',
+	'Hello, where is order A-=',
+	'17?',
+	'--b',
+	'Content-Type: text/html',
+	'',
+	'<p>Hello, where is order A-17?</p>',
+	'--b--', '');
+$message =~ s/'/''/g;
+my $ids = $node->safe_psql('postgres', "SELECT allma_deliver_email('$message')",
+	extra_params => [ '-U', 'mail_gateway' ]);
+like($ids, qr/^\{[0-9a-f-]{36}\}$/, 'the gateway delivers the message: one execution');
+my ($e2) = $ids =~ /([0-9a-f-]{36})/;
+is(q1("SELECT allma_wait('$e2', '60 s')"), 'COMPLETED', 'the flow runs')
+  or diag(q1("SELECT error FROM allma.executions WHERE execution_id = '$e2'"));
+is(q1("SELECT started_by::text FROM allma.executions WHERE execution_id = '$e2'"), 'support_owner',
+	'as the flow\'s owner');
+my $reply = (grep { $_->{data} =~ /where is my order/i } @{ mock_json($base, '/__mail') })[-1] // { data => '' };
+is_deeply([ map { s/[<>]//gr } @{ $reply->{rcpt_to} // [] } ], [ 'ada@example.test' ], 'the reply goes to the sender');
+like($reply->{data}, qr/^Subject: Re: Where is my order\?\r?$/m, 'with the decoded subject');
+like($reply->{data}, qr/Dear Ada L\S+velace, we are looking into order A-17\./,
+	'with the sender\'s name and the pattern\'s group from the quoted-printable text');
+# delivered again (a gateway retry): the same execution, no second reply
+is($node->safe_psql('postgres', "SELECT allma_deliver_email('$message')", extra_params => [ '-U', 'mail_gateway' ]),
+	$ids, 'a redelivered message starts nothing new');
+is(q1("SELECT count(*) FROM allma.executions WHERE flow_id = 'support'"), '1', 'one execution in all');
+# not for a role without allma_admin
+my ($ret, $out, $err) = $node->psql('postgres', "SELECT allma_deliver_email('$message')",
+	extra_params => [ '-U', 'support_owner' ]);
+like($err, qr/permission denied for function allma_deliver_email/, 'allma_user may not deliver');
 
 $node->stop;
 done_testing();
