@@ -587,7 +587,7 @@ address_list(const char *v, List *out)
 
 	if (v == NULL)
 		return out;
-	foreach(lc, allma_mime_addresses(allma_jsonb_string(v)))
+	foreach(lc, allma_mime_header_addresses(v))
 	{
 		char	   *tok = lfirst(lc);
 		char	   *colon = strchr(tok, ':');
@@ -821,7 +821,7 @@ allma_mail_parse(const char *msg, size_t len)
 	if ((v = get_header(hdrs, "from")) != NULL)
 	{
 		/* the first mailbox of the field */
-		List	   *boxes = allma_mime_addresses(allma_jsonb_string(v));
+		List	   *boxes = allma_mime_header_addresses(v);
 
 		if (boxes != NIL)
 		{

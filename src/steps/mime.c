@@ -31,10 +31,12 @@
 /*
  * split_addresses appends the addresses of s to out: separated by "," or
  * ";" outside quotes and angle brackets (so "Doe, Jane" <j@x> is one),
- * trimmed, empty ones skipped.
+ * trimmed, empty ones skipped.  need_at: a piece without "@" is joined to
+ * the next one (Allma's splitting of an EMAIL field, so that an unquoted
+ * Doe, Jane <j@x> stays one address too).
  */
 static List *
-split_addresses(const char *s, List *out)
+split_addresses(const char *s, List *out, bool need_at)
 {
 	const char *start = s;
 	bool		quoted = false;
@@ -53,6 +55,9 @@ split_addresses(const char *s, List *out)
 			angle++;
 		else if (!quoted && *p == '>' && angle > 0)
 			angle--;
+		if (*p != '\0' && !quoted && angle == 0 && (*p == ',' || *p == ';') &&
+			need_at && memchr(start, '@', p - start) == NULL)
+			continue;			/* "Doe, Jane <j@x>": not yet an address */
 		if (*p == '\0' || (!quoted && angle == 0 && (*p == ',' || *p == ';')))
 		{
 			const char *b = start;
@@ -93,8 +98,14 @@ allma_mime_addresses(Jsonb *v)
 			out = list_concat(out, allma_mime_addresses(lfirst(lc)));
 	}
 	else if (v != NULL)
-		out = split_addresses(allma_jsonb_to_display_text(v), out);
+		out = split_addresses(allma_jsonb_to_display_text(v), out, true);
 	return out;
+}
+
+List *
+allma_mime_header_addresses(const char *s)
+{
+	return split_addresses(s, NIL, false);
 }
 
 /*
