@@ -201,16 +201,16 @@ is(scalar(@{ mail_log() }), $sent_before, 'none of them reached the SMTP server'
 # an array rendered into a field ("{{flow_variables.recipients}}") is a
 # recipient list, not the fragments of its JSON text; a quoted display name
 # with a comma is one address
-$e = q1(q{SELECT allma_start_flow('mail-fields', '{"from": "Sender <a@example.test>", "to": "\"Doe, Jane\" <jane@example.test>; Roe, Rick <rick@example.test>"}')});
+$e = q1(q{SELECT allma_start_flow('mail-fields', '{"from": "Sender <a@example.test>", "to": "\"Doe, Jane\" <jane@example.test>; Roe, Rick <rick@example.test>, Jürgen Groß <jg@example.test>"}')});
 is(q1("SELECT allma_wait('$e', '60 s')"), 'COMPLETED', 'an array rendered into cc is sent')
   or diag(error_text($e));
 $m = (grep { $_->{data} =~ /^Subject: fields\r?$/m } @{ mail_log() })[-1] // { rcpt_to => [], data => '' };
 is_deeply([ sort map { s/[<>]//gr } @{ $m->{rcpt_to} } ],
-	[ 'jane@example.test', 'list-a@example.test', 'list-b@example.test', 'rick@example.test' ],
+	[ 'jane@example.test', 'jg@example.test', 'list-a@example.test', 'list-b@example.test', 'rick@example.test' ],
 	'each element is a recipient');
 like($m->{data}, qr/^Cc: list-a\@example\.test, list-b\@example\.test\r?$/m, 'and the Cc header lists them');
-like($m->{data}, qr/^To: "Doe, Jane" <jane\@example\.test>, "Roe, Rick" <rick\@example\.test>\r?$/m,
-	'a name with a comma, quoted or not (as Allma splits), stays one address, quoted in the header');
+like($m->{data}, qr/^To: "Doe, Jane" <jane\@example\.test>, "Roe, Rick" <rick\@example\.test>, =\?UTF-8\?B\?SsO8cmdlbiBHcm\/Dnw==\?= <jg\@example\.test>\r?$/m,
+	'a name with a comma, quoted or not (as Allma splits), stays one address, quoted in the header; a non-ASCII name is encoded, its address not');
 like($m->{mail_from}, qr/^<?a\@example\.test>?$/, 'the envelope sender of "Name <addr>" is the address');
 
 # login: the password comes from a secret and is never stored

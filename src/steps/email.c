@@ -164,28 +164,10 @@ email_addresses(StepRun *run, Jsonb *def, const char *field)
 	foreach(lc, list)
 	{
 		char	   *a = lfirst(lc);
-		char	   *lt = strchr(a, '<');
 
 		if (!allma_mime_address_valid(a))
 			allma_step_raise_config_error(psprintf("EMAIL step \"%s\": \"%s\" has an invalid email address \"%s\"",
 												   run->step->id, field, a));
-		/* an unquoted display name with specials ("Doe, Jane <j@x>") is quoted for the header */
-		if (lt != NULL && lt > a && a[0] != '"' && strpbrk(pnstrdup(a, lt - a), ",;:@\"()[]\\") != NULL)
-		{
-			char	   *name = trim_copy(pnstrdup(a, lt - a));
-			StringInfoData q;
-
-			initStringInfo(&q);
-			appendStringInfoChar(&q, '"');
-			for (char *c = name; *c; c++)
-			{
-				if (*c == '"' || *c == '\\')
-					appendStringInfoChar(&q, '\\');
-				appendStringInfoChar(&q, *c);
-			}
-			appendStringInfo(&q, "\" %s", lt);
-			lfirst(lc) = q.data;
-		}
 	}
 	return list;
 }

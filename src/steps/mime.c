@@ -215,6 +215,87 @@ allma_mime_header_text(const char *s)
 	}
 }
 
+/*
+ * display_name: a display name for a header: RFC 2047 encoded when not
+ * ASCII (an encoded word is never quoted), quoted when it has specials
+ * (Allma quotes fromName the same way), else as it is.
+ */
+static char *
+display_name(const char *name)
+{
+	StringInfoData q;
+	char	   *n = pstrdup(name);
+	int			len;
+
+	len = strlen(n);
+	if (len >= 2 && n[0] == '"' && n[len - 1] == '"')
+	{
+		/* already quoted: its inside, unescaped */
+		StringInfoData u;
+
+		initStringInfo(&u);
+		for (int i = 1; i < len - 1; i++)
+		{
+			if (n[i] == '\\' && i + 1 < len - 1)
+				i++;
+			appendStringInfoChar(&u, n[i]);
+		}
+		n = u.data;
+	}
+	for (const char *p = n; *p; p++)
+		if ((unsigned char) *p >= 0x80)
+			return allma_mime_header_text(n);
+	if (strpbrk(n, "()<>[]:;@\\,.\"") == NULL)
+		return allma_mime_header_text(n);
+	initStringInfo(&q);
+	appendStringInfoChar(&q, '"');
+	for (const char *p = n; *p; p++)
+	{
+		if (*p == '"' || *p == '\\')
+			appendStringInfoChar(&q, '\\');
+		appendStringInfoChar(&q, *p);
+	}
+	appendStringInfoChar(&q, '"');
+	return allma_mime_header_text(q.data);	/* (checks for line breaks) */
+}
+
+/*
+ * address_header: the value of an address header field: each "Name
+ * <addr>" with its name encoded or quoted by display_name (not the whole
+ * field encoded: encoded words may not hold addresses), joined by ", ".
+ */
+static char *
+address_header(List *addrs)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, addrs)
+	{
+		const char *a = lfirst(lc);
+		const char *lt = strchr(a, '<');
+
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		if (lt != NULL && lt > a)
+		{
+			int			n = lt - a;
+
+			while (n > 0 && (a[n - 1] == ' ' || a[n - 1] == '\t'))
+				n--;
+			if (n > 0)
+			{
+				appendStringInfo(&buf, "%s <%s>", display_name(pnstrdup(a, n)),
+								 allma_mime_bare_address(a));
+				continue;
+			}
+		}
+		appendStringInfoString(&buf, allma_mime_header_text(lt ? psprintf("<%s>", allma_mime_bare_address(a)) : a));
+	}
+	return buf.data;
+}
+
 /* RFC 5322 date of now, in UTC */
 static char *
 mail_date(void)
@@ -355,16 +436,15 @@ allma_mime_build(AllmaMailMessage *m, StringInfo msg)
 	ListCell   *lc;
 
 	if (m->from_name != NULL)
-		appendStringInfo(msg, "From: %s <%s>\r\n", allma_mime_header_text(m->from_name),
+		appendStringInfo(msg, "From: %s <%s>\r\n", display_name(m->from_name),
 						 allma_mime_bare_address(m->from));
 	else
-		appendStringInfo(msg, "From: %s\r\n", allma_mime_header_text(m->from));
-	appendStringInfo(msg, "To: %s\r\n", allma_mime_header_text(allma_mime_join_addresses(m->to)));
+		appendStringInfo(msg, "From: %s\r\n", address_header(list_make1((char *) m->from)));
+	appendStringInfo(msg, "To: %s\r\n", address_header(m->to));
 	if (m->cc != NIL)
-		appendStringInfo(msg, "Cc: %s\r\n", allma_mime_header_text(allma_mime_join_addresses(m->cc)));
+		appendStringInfo(msg, "Cc: %s\r\n", address_header(m->cc));
 	if (m->reply_to != NIL)
-		appendStringInfo(msg, "Reply-To: %s\r\n",
-						 allma_mime_header_text(allma_mime_join_addresses(m->reply_to)));
+		appendStringInfo(msg, "Reply-To: %s\r\n", address_header(m->reply_to));
 	appendStringInfo(msg, "Subject: %s\r\n", allma_mime_header_text(m->subject ? m->subject : ""));
 	appendStringInfo(msg, "Date: %s\r\n", mail_date());
 	appendStringInfo(msg, "Message-ID: %s\r\n", m->message_id);
