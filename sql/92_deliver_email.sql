@@ -270,6 +270,59 @@ SELECT a->>'filename' AS filename, a->>'contentType' AS content_type, a->>'size'
   JOIN allma.files f ON f.file_id = (a->'filePointer'->>'fileId')::uuid
  WHERE d.label = 'attachment';
 
+-- with allma.email_attachments_bucket set (superuser), the attachments are
+-- also objects of that bucket, written by the caller, given as Allma's
+-- s3Location at Allma's keys
+SELECT allma_create_bucket('regress-mail-in');
+GRANT INSERT, SELECT ON allma_s3."regress-mail-in" TO regress_mail_gateway;
+GRANT SELECT ON allma_s3."regress-mail-in" TO regress_mail_owner;
+SET allma.email_attachments_bucket = 'regress-mail-in';
+SET ROLE regress_mail_gateway;
+SELECT pg_temp.deliver('bucket', pg_temp.crlf(
+'From: ada@example.test
+To: sales@regress.test
+Message-ID: <bom/1@example.test>
+Content-Type: multipart/mixed; boundary=x
+
+--x
+Content-Type: text/plain
+
+see the BOM
+--x
+Content-Type: text/csv; name="Bill of Materials.csv"
+Content-Transfer-Encoding: base64
+
+YSxiCjEsMgo=
+--x--
+'));
+RESET ROLE;
+SELECT a->'s3Location' AS s3_location, a ? 'filePointer' AS has_file
+  FROM delivered d
+  JOIN allma.executions e ON e.execution_id = d.ids[1]
+  CROSS JOIN LATERAL jsonb_array_elements(e.input->'triggeringEmail'->'attachments') a
+ WHERE d.label = 'bucket';
+SELECT key, convert_from(content, 'UTF8') AS content, content_type, metadata, written_by
+  FROM allma_s3."regress-mail-in";
+-- the flow's owner reads it with its own privilege on the bucket
+SET ROLE regress_mail_owner;
+SELECT convert_from(allma_object_read(to_jsonb('s3://regress-mail-in/attachments/bom_1@example.test/0/Bill_of_Materials.csv'::text)), 'UTF8') AS owner_reads;
+RESET ROLE;
+-- a bucket that does not exist, a caller without INSERT: errors, nothing starts
+SET allma.email_attachments_bucket = 'no-such-bucket';
+SET ROLE regress_mail_gateway;
+SELECT pg_temp.try($$SELECT allma_deliver_email(E'From: a@example.test\nTo: sales@regress.test\nContent-Type: multipart/mixed; boundary=x\n\n--x\nContent-Type: image/png\n\nPNG\n--x--\n')$$);
+RESET ROLE;
+SET allma.email_attachments_bucket = 'regress-mail-in';
+REVOKE INSERT ON allma_s3."regress-mail-in" FROM regress_mail_gateway;
+SET ROLE regress_mail_gateway;
+SELECT pg_temp.try($$SELECT allma_deliver_email(E'From: a@example.test\nTo: sales@regress.test\nContent-Type: multipart/mixed; boundary=x\n\n--x\nContent-Type: image/png\n\nPNG\n--x--\n')$$);
+RESET ROLE;
+RESET allma.email_attachments_bucket;
+-- only a superuser sets it
+SET ROLE regress_mail_gateway;
+SELECT pg_temp.try($$SET allma.email_attachments_bucket = 'regress-mail-in'$$);
+RESET ROLE;
+
 -- the executions run (their start step is the EMAIL_START_POINT marker)
 SELECT DISTINCT allma_wait(u.id) FROM delivered d, unnest(d.ids) u(id);
 
@@ -312,4 +365,5 @@ DELETE FROM allma.step_executions WHERE execution_id IN
 	(SELECT execution_id FROM allma.executions WHERE flow_id LIKE 'mail\_%');
 DELETE FROM allma.executions WHERE flow_id LIKE 'mail\_%';
 DELETE FROM allma.flows WHERE flow_id LIKE 'mail\_%';
+SELECT allma_drop_bucket('regress-mail-in', true);
 DROP ROLE regress_mail_owner, regress_mail_other, regress_mail_gateway, regress_mail_gone_user;

@@ -29,7 +29,9 @@
  * WARNING.  With a Message-ID, the execution id is derived from it, the
  * flow and the step: delivering the same message again starts nothing new.
  * Attachments are stored as files of each started execution (allma.files,
- * visible as the execution's files) and given as filePointer.
+ * visible as the execution's files) and given as filePointer; with
+ * allma.email_attachments_bucket set, also once per message as objects of
+ * that bucket, written as the caller, and given as Allma's s3Location.
  *
  * IDENTIFICATION
  *	  src/email_ingest.c
@@ -38,6 +40,9 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
+
+#include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "common/md5.h"
@@ -49,7 +54,9 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/uuid.h"
 
 #include "email_ingest.h"
@@ -60,6 +67,19 @@
 
 PG_FUNCTION_INFO_V1(allma_deliver_email);
 PG_FUNCTION_INFO_V1(allma_parse_email);
+
+/* allma.email_attachments_bucket: where attachments also go ("" = nowhere) */
+char	   *allma_email_attachments_bucket = NULL;
+
+void
+allma_email_ingest_define_gucs(void)
+{
+	DefineCustomStringVariable("allma.email_attachments_bucket",
+							   "Sets the bucket allma_deliver_email stores attachments in.",
+							   "Empty: attachments are only files of the started executions. "
+							   "The caller of allma_deliver_email writes the objects (it needs INSERT on the bucket).",
+							   &allma_email_attachments_bucket, "", PGC_SUSET, 0, NULL, NULL, NULL);
+}
 
 /* allma_start_flow (api.c), called as the flow's owner */
 extern Datum allma_start_flow(PG_FUNCTION_ARGS);
@@ -178,7 +198,7 @@ set_string(Jsonb *obj, const char *key, const char *value)
  */
 static Jsonb *
 mail_json(AllmaParsedMail *m, const char *recipient, const char *trigger_pattern,
-		  pg_uuid_t *file_ids)
+		  pg_uuid_t *file_ids, char **s3_keys)
 {
 	Jsonb	   *o = allma_jsonb_empty_object();
 	Jsonb	   *atts = allma_jsonb_empty_array();
@@ -217,6 +237,14 @@ mail_json(AllmaParsedMail *m, const char *recipient, const char *trigger_pattern
 
 			j = allma_jsonb_set_key(j, "filePointer",
 									allma_jsonb_set_key(NULL, "fileId", allma_jsonb_string(id)));
+		}
+		if (s3_keys != NULL)
+		{
+			Jsonb	   *loc = allma_jsonb_set_key(NULL, "bucket",
+												  allma_jsonb_string(allma_email_attachments_bucket));
+
+			j = allma_jsonb_set_key(j, "s3Location",
+									allma_jsonb_set_key(loc, "key", allma_jsonb_string(s3_keys[i])));
 		}
 		atts = allma_jsonb_array_append(atts, j);
 		i++;
@@ -400,7 +428,7 @@ route(List *triggers, List *recipients, const char *text)
 
 /* start one trigger's flow as its owner; its execution id */
 static pg_uuid_t *
-start_trigger(AllmaParsedMail *m, EmailTrigger *t)
+start_trigger(AllmaParsedMail *m, EmailTrigger *t, char **s3_keys)
 {
 	Oid			save_userid;
 	int			save_sec;
@@ -424,7 +452,7 @@ start_trigger(AllmaParsedMail *m, EmailTrigger *t)
 	input = allma_jsonb_set_key(NULL, "triggeringEmail",
 								mail_json(m, t->recipient,
 										  t->pattern ? pattern_group(t, m->text ? m->text : "") : NULL,
-										  file_ids));
+										  file_ids, s3_keys));
 	options = allma_jsonb_set_key(NULL, "startStepInstanceId", allma_jsonb_string(t->step_id));
 	options = allma_jsonb_set_key(options, "triggerSource",
 								  allma_jsonb_string(psprintf("EmailTrigger:%s", t->recipient)));
@@ -474,6 +502,80 @@ start_trigger(AllmaParsedMail *m, EmailTrigger *t)
 }
 
 /*
+ * store_attachments writes the message's attachments into the bucket
+ * allma.email_attachments_bucket names, as the caller (INSERT on the
+ * bucket's table needed), at Allma's keys attachments/<message>/<n>/<name>
+ * (<message>: the Message-ID's characters [A-Za-z0-9.@_-], else a random
+ * uuid; <name>: the file name with other characters made "_"); an object
+ * already there (a redelivery) is left as it is.  Returns the keys.
+ */
+static char **
+store_attachments(AllmaParsedMail *m)
+{
+	const char *bucket = allma_email_attachments_bucket;
+	Oid			rel = get_relname_relid(bucket, get_namespace_oid("allma_s3", true));
+	char	  **keys = palloc(sizeof(char *) * list_length(m->attachments));
+	char	   *msg;
+	MemoryContext outer;
+	ListCell   *lc;
+	int			i = 0;
+
+	if (!OidIsValid(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("allma.email_attachments_bucket names bucket \"%s\", which does not exist", bucket),
+				 errhint("Create it with allma_create_bucket, or set allma.email_attachments_bucket to ''.")));
+	if (m->message_id != NULL)
+	{
+		msg = pstrdup(m->message_id);
+		if (msg[0] == '<')
+			msg++;
+		if (msg[0] != '\0' && msg[strlen(msg) - 1] == '>')
+			msg[strlen(msg) - 1] = '\0';
+	}
+	else
+		msg = DatumGetCString(DirectFunctionCall1(uuid_out, DirectFunctionCall1(gen_random_uuid, (Datum) 0)));
+	if (strlen(msg) > 200)
+		msg[200] = '\0';
+	for (char *c = msg; *c; c++)
+		if (!isalnum((unsigned char) *c) && strchr(".@_-", *c) == NULL)
+			*c = '_';
+
+	outer = CurrentMemoryContext;
+	SPI_connect();
+	foreach(lc, m->attachments)
+	{
+		AllmaMailInAttachment *a = lfirst(lc);
+		char	   *name = a->filename ? pstrdup(a->filename) : psprintf("attachment-%d", i);
+		Oid			types[4] = {TEXTOID, BYTEAOID, TEXTOID, JSONBOID};
+		Datum		values[4];
+		bytea	   *content = palloc(VARHDRSZ + a->len);
+
+		if (strlen(name) > 200)
+			name[200] = '\0';
+		for (char *c = name; *c; c++)
+			if (!isalnum((unsigned char) *c) && *c != '.' && *c != '-')
+				*c = '_';
+		keys[i] = MemoryContextStrdup(outer, psprintf("attachments/%s/%d/%s", msg, i, name));
+		SET_VARSIZE(content, VARHDRSZ + a->len);
+		memcpy(VARDATA(content), a->data, a->len);
+		values[0] = CStringGetTextDatum(keys[i]);
+		values[1] = PointerGetDatum(content);
+		values[2] = CStringGetTextDatum(a->content_type);
+		values[3] = JsonbPGetDatum(allma_jsonb_set_key(NULL, "originalName",
+													   allma_jsonb_string(a->filename ? a->filename : name)));
+		if (SPI_execute_with_args(psprintf("INSERT INTO allma_s3.%s (key, content, content_type, metadata) "
+										   "VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING",
+										   quote_identifier(bucket)),
+								  4, types, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "allma: could not write to bucket %s", bucket);
+		i++;
+	}
+	SPI_finish();
+	return keys;
+}
+
+/*
  * allma_deliver_email(message text) RETURNS uuid[]: the executions started
  * for the message (empty when no flow matches).
  */
@@ -487,6 +589,8 @@ allma_deliver_email(PG_FUNCTION_ARGS)
 	Datum	   *ids = palloc(sizeof(Datum) * Max(list_length(chosen), 1));
 	int			n = 0;
 	ListCell   *lc;
+	bool		stored = false;
+	char	  **s3_keys = NULL;
 
 	foreach(lc, chosen)
 	{
@@ -500,7 +604,11 @@ allma_deliver_email(PG_FUNCTION_ARGS)
 					 errhint("The owner needs EXECUTE on allma_start_flow (membership in allma_user).")));
 			continue;
 		}
-		ids[n++] = UUIDPGetDatum(start_trigger(m, t));
+		if (!stored && m->attachments != NIL && allma_email_attachments_bucket != NULL &&
+			allma_email_attachments_bucket[0] != '\0')
+			s3_keys = store_attachments(m);
+		stored = true;
+		ids[n++] = UUIDPGetDatum(start_trigger(m, t, s3_keys));
 	}
 	PG_RETURN_ARRAYTYPE_P(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 }
@@ -515,7 +623,7 @@ allma_parse_email(PG_FUNCTION_ARGS)
 {
 	text	   *msg = PG_GETARG_TEXT_PP(0);
 	AllmaParsedMail *m = allma_mail_parse(VARDATA_ANY(msg), VARSIZE_ANY_EXHDR(msg));
-	Jsonb	   *out = mail_json(m, NULL, NULL, NULL);
+	Jsonb	   *out = mail_json(m, NULL, NULL, NULL, NULL);
 
 	out = allma_jsonb_set_key(out, "deliveredTo", string_array(m->delivered_to));
 	PG_RETURN_JSONB_P(out);

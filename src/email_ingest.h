@@ -20,4 +20,8 @@
  */
 extern bool allma_email_pattern_check(const char *pattern, char **why);
 
+/* allma.email_attachments_bucket, defined by allma_email_ingest_define_gucs (_PG_init) */
+extern char *allma_email_attachments_bucket;
+extern void allma_email_ingest_define_gucs(void);
+
 #endif							/* ALLMA_EMAIL_INGEST_H */
