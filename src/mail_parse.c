@@ -239,7 +239,7 @@ static bool
 decode_word(const char *p, char **out, const char **after)
 {
 	const char *cs = p + 2;
-	const char *q1 = strchr(cs, '?');
+	const char *q1 = cs;
 	const char *text;
 	const char *q2;
 	char		enc;
@@ -247,18 +247,20 @@ decode_word(const char *p, char **out, const char **after)
 	char	   *bytes;
 	int			n;
 
-	if (q1 == NULL || q1 == cs || q1 - cs > 64)
+	/* every scan is bounded (no white space in a word), so many "=?" stay linear */
+	while (*q1 && *q1 != '?' && !is_ws(*q1) && q1 - cs <= 64)
+		q1++;
+	if (*q1 != '?' || q1 == cs)
 		return false;
 	enc = pg_ascii_toupper((unsigned char) q1[1]);
 	if ((enc != 'B' && enc != 'Q') || q1[2] != '?')
 		return false;
 	text = q1 + 3;
-	q2 = strstr(text, "?=");
-	if (q2 == NULL || q2 - text > 4096)
-		return false;
-	for (const char *c = text; c < q2; c++)
-		if (is_ws(*c))
+	for (q2 = text; *q2 && !is_ws(*q2) && !(q2[0] == '?' && q2[1] == '='); q2++)
+		if (q2 - text > 4096)
 			return false;
+	if (q2[0] != '?' || q2[1] != '=')
+		return false;
 	charset = pnstrdup(cs, q1 - cs);
 	if (strchr(charset, '*'))
 		*strchr(charset, '*') = '\0';	/* RFC 2231 language */
@@ -331,6 +333,10 @@ add_header(List **hdrs, StringInfo name, StringInfo value, const char *where)
 	h = palloc(sizeof(MailHeader));
 	h->name = lower_copy(name->data);
 	h->value = trimmed(value->data, value->len);
+	/* a lone CR inside a line (not a line end) is white space */
+	for (char *c = h->value; *c; c++)
+		if (*c == '\r')
+			*c = ' ';
 	*hdrs = lappend(*hdrs, h);
 }
 

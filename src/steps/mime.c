@@ -41,9 +41,12 @@ split_addresses(const char *s, List *out, bool need_at)
 	const char *start = s;
 	bool		quoted = false;
 	int			angle = 0;
+	bool		seen_at = false;	/* an "@" since start */
 
 	for (const char *p = s;; p++)
 	{
+		if (*p == '@')
+			seen_at = true;
 		if (*p == '\\' && quoted && p[1] != '\0')
 		{
 			p++;
@@ -56,7 +59,7 @@ split_addresses(const char *s, List *out, bool need_at)
 		else if (!quoted && *p == '>' && angle > 0)
 			angle--;
 		if (*p != '\0' && !quoted && angle == 0 && (*p == ',' || *p == ';') &&
-			need_at && memchr(start, '@', p - start) == NULL)
+			need_at && !seen_at)
 			continue;			/* "Doe, Jane <j@x>": not yet an address */
 		if (*p == '\0' || (!quoted && angle == 0 && (*p == ',' || *p == ';')))
 		{
@@ -80,6 +83,7 @@ split_addresses(const char *s, List *out, bool need_at)
 			if (*p == '\0')
 				break;
 			start = p + 1;
+			seen_at = false;
 		}
 	}
 	return out;
