@@ -3,13 +3,15 @@
 # required field; the definition-time side is in sql/93_papercuts.sql); and
 # the email trigger end to end: a mail gateway role delivers a message,
 # the matching flow runs as its owner and answers through the mock SMTP
-# server with what it read from triggeringEmail (routing and parsing are
+# server with what it read from triggeringEmail; and the real exported flow
+# optiroq-process-incoming-email started by email (routing and parsing are
 # tested in sql/92_deliver_email.sql).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use JSON::PP;
 use lib 't';
 use AllmaTest;
 
@@ -81,6 +83,47 @@ is(q1("SELECT count(*) FROM allma.executions WHERE flow_id = 'support'"), '1', '
 my ($ret, $out, $err) = $node->psql('postgres', "SELECT allma_deliver_email('$message')",
 	extra_params => [ '-U', 'support_owner' ]);
 like($err, qr/permission denied for function allma_deliver_email/, 'allma_user may not deliver');
+
+# --- a real Allma flow started by email ---------------------------------------
+# optiroq-process-incoming-email (test/fixtures/allma-example-flows/) as
+# exported: its EMAIL_START_POINT routes the message, and its first step,
+# a Lambda (bound here to a SQL function that keeps what it receives), gets
+# $.triggeringEmail in Allma's shape
+my $src = $ENV{ALLMA_SRC} // '..';
+my $bundle = JSON::PP->new->decode(slurp_file("$src/test/fixtures/allma-example-flows/optiroq-communication.flows.json"));
+my ($incoming) = grep { $_->{id} eq 'optiroq-process-incoming-email' } @{ $bundle->{flows} };
+my $flow_json = JSON::PP->new->canonical->encode($incoming);
+$flow_json =~ s/'/''/g;
+q1(q{CREATE ROLE optiroq LOGIN; GRANT allma_user TO optiroq;
+     CREATE TABLE lambda_calls (payload jsonb); GRANT INSERT ON lambda_calls TO optiroq;
+     CREATE FUNCTION parse_and_correlate(payload jsonb) RETURNS jsonb LANGUAGE sql AS
+       $$ INSERT INTO lambda_calls VALUES (payload); SELECT '{"intent": "HUMAN_REVIEW"}'::jsonb $$;
+     SELECT allma_bind_module('arn:aws:lambda:%:function:optiroq-parseandcorrelateemail-%',
+                              'parse_and_correlate(jsonb)');
+     SELECT allma_grant_module_binding('arn:aws:lambda:%:function:optiroq-parseandcorrelateemail-%', 'optiroq');});
+$node->safe_psql('postgres', "SELECT allma_create_flow('$flow_json')", extra_params => [ '-U', 'optiroq' ]);
+my $rfq = join("\r\n",
+	'From: Supplier Sales <sales@supplier.test>',
+	'To: agent-rfq@mail-beta.optiroq.com',
+	'Subject: Quote for RFQ-2026-001',
+	'Message-ID: <quote-1@supplier.test>',
+	'',
+	'Please find our quote for RFQ-2026-001 below.', '');
+$rfq =~ s/'/''/g;
+$ids = $node->safe_psql('postgres', "SELECT allma_deliver_email('$rfq')", extra_params => [ '-U', 'mail_gateway' ]);
+my ($e3) = $ids =~ /([0-9a-f-]{36})/;
+ok($e3, 'the message starts the real flow');
+q1("SELECT allma_wait('$e3', '60 s')");
+is(q1("SELECT string_agg(step_instance_id || ':' || status, ',' ORDER BY seq) FROM allma.step_executions
+        WHERE execution_id = '$e3' AND step_instance_id IN ('email_trigger', 'parse_and_correlate')"),
+	'email_trigger:COMPLETED,parse_and_correlate:COMPLETED', 'from its EMAIL_START_POINT through its first Lambda');
+my $payload = JSON::PP->new->decode(q1("SELECT payload FROM lambda_calls") || '{}');
+my $got = $payload->{stepInput}{triggeringEmail} // {};
+is_deeply([ map { $got->{$_} } qw(from senderName senderFullEmail senderEmailPrefix to subject) ],
+	[ 'Supplier Sales <sales@supplier.test>', 'Supplier Sales', 'sales@supplier.test', 'sales',
+	  'agent-rfq@mail-beta.optiroq.com', 'Quote for RFQ-2026-001' ],
+	'the Lambda gets triggeringEmail in Allma\'s shape') or diag(q1("SELECT payload FROM lambda_calls"));
+like($got->{body} // '', qr/^Please find our quote for RFQ-2026-001 below\.\n?$/, 'with the text body');
 
 $node->stop;
 done_testing();
