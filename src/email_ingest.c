@@ -426,6 +426,17 @@ route(List *triggers, List *recipients, const char *text)
 	}
 }
 
+/* an attachment's bytes as a bytea */
+static bytea *
+attachment_bytes(AllmaMailInAttachment *a)
+{
+	bytea	   *b = palloc(VARHDRSZ + a->len);
+
+	SET_VARSIZE(b, VARHDRSZ + a->len);
+	memcpy(VARDATA(b), a->data, a->len);
+	return b;
+}
+
 /* start one trigger's flow as its owner; its execution id */
 static pg_uuid_t *
 start_trigger(AllmaParsedMail *m, EmailTrigger *t, char **s3_keys)
@@ -480,10 +491,8 @@ start_trigger(AllmaParsedMail *m, EmailTrigger *t, char **s3_keys)
 			AllmaMailInAttachment *a = lfirst(lc);
 			Oid			types[6] = {UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID};
 			Datum		values[6];
-			bytea	   *content = palloc(VARHDRSZ + a->len);
+			bytea	   *content = attachment_bytes(a);
 
-			SET_VARSIZE(content, VARHDRSZ + a->len);
-			memcpy(VARDATA(content), a->data, a->len);
 			values[0] = result;
 			values[1] = UUIDPGetDatum(&file_ids[i]);
 			values[2] = CStringGetTextDatum(t->step_id);
@@ -549,7 +558,7 @@ store_attachments(AllmaParsedMail *m)
 		char	   *name = a->filename ? pstrdup(a->filename) : psprintf("attachment-%d", i);
 		Oid			types[4] = {TEXTOID, BYTEAOID, TEXTOID, JSONBOID};
 		Datum		values[4];
-		bytea	   *content = palloc(VARHDRSZ + a->len);
+		bytea	   *content = attachment_bytes(a);
 
 		if (strlen(name) > 200)
 			name[200] = '\0';
@@ -557,8 +566,6 @@ store_attachments(AllmaParsedMail *m)
 			if (!isalnum((unsigned char) *c) && *c != '.' && *c != '-')
 				*c = '_';
 		keys[i] = MemoryContextStrdup(outer, psprintf("attachments/%s/%d/%s", msg, i, name));
-		SET_VARSIZE(content, VARHDRSZ + a->len);
-		memcpy(VARDATA(content), a->data, a->len);
 		values[0] = CStringGetTextDatum(keys[i]);
 		values[1] = PointerGetDatum(content);
 		values[2] = CStringGetTextDatum(a->content_type);
