@@ -110,9 +110,14 @@ iVBORw0K
 --outer--
 ')) m;
 
--- no Content-Type: text/plain; an HTML-only message has an empty body
+-- an HTML-only message: the body is a plain text made from the HTML (tags,
+-- scripts and styles dropped, line breaks at <br> and block ends, entities
+-- decoded)
 SELECT m->>'body' AS body, m->>'htmlBody' AS html
   FROM allma_parse_email(E'From: a@example.test\nContent-Type: text/html; charset=utf-8\n\n<b>hi</b>') m;
+SELECT allma_parse_email(E'From: a@example.test\nContent-Type: text/html\n\n<html><head><style>p {color: red}</style></head>' ||
+	E'<body><p>Dear&nbsp;Ada,</p>\n<p>order <b>A&amp;B</b>\nis &lt;late&gt; &#8364;5 &#x2014; sorry.<br>Bob</p>' ||
+	E'<script>alert(1)</script></body></html>')->>'body' AS body;
 
 -- errors: each says what is wrong where
 SELECT pg_temp.try($$SELECT allma_parse_email('')$$);

@@ -798,6 +798,120 @@ walk_part(ParseState *st, List *hdrs, const char *body, const char *end, int dep
 	}
 }
 
+/*
+ * html_to_text: a plain text of an HTML body, for messages without a
+ * text/plain part: script and style contents and tags dropped, line breaks
+ * at <br>, </p>, </div>, </li>, </tr> and headings, the common entities
+ * and numeric character references decoded, runs of more than one empty
+ * line shortened.  Linear in the input.
+ */
+static char *
+html_to_text(const char *html)
+{
+	StringInfoData out;
+	const char *p = html;
+	int			newlines = 0;
+
+	initStringInfo(&out);
+	while (*p)
+	{
+		if (*p == '<')
+		{
+			const char *gt = strchr(p, '>');
+			char		name[12];
+			int			n = 0;
+			const char *q = p + 1;
+			bool		closing = false;
+
+			if (gt == NULL)
+				break;
+			if (*q == '/')
+				closing = true, q++;
+			while (n < (int) sizeof(name) - 1 && isalnum((unsigned char) *q))
+				name[n++] = pg_ascii_tolower((unsigned char) *q++);
+			name[n] = '\0';
+			if (!closing && (strcmp(name, "script") == 0 || strcmp(name, "style") == 0))
+			{
+				/* skip to the closing tag */
+				const char *end = gt;
+
+				while ((end = strchr(end, '<')) != NULL &&
+					   !(end[1] == '/' && pg_strncasecmp(end + 2, name, n) == 0))
+					end++;
+				gt = end ? strchr(end, '>') : NULL;
+				if (gt == NULL)
+					break;
+			}
+			else if (strcmp(name, "br") == 0 || (closing && (strcmp(name, "p") == 0 ||
+															 strcmp(name, "div") == 0 ||
+															 strcmp(name, "li") == 0 ||
+															 strcmp(name, "tr") == 0 ||
+															 (name[0] == 'h' && name[1] >= '1' &&
+															  name[1] <= '6' && name[2] == '\0'))))
+			{
+				if (newlines < 2)
+					appendStringInfoChar(&out, '\n');
+				newlines++;
+			}
+			p = gt + 1;
+			continue;
+		}
+		if (*p == '&')
+		{
+			static const struct
+			{
+				const char *entity;
+				const char *text;
+			}			entities[] = {
+				{"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"}, {"&quot;", "\""},
+				{"&#39;", "'"}, {"&apos;", "'"}, {"&nbsp;", " "}, {NULL, NULL}
+			};
+			bool		done = false;
+
+			for (int i = 0; entities[i].entity != NULL && !done; i++)
+				if (pg_strncasecmp(p, entities[i].entity, strlen(entities[i].entity)) == 0)
+				{
+					appendStringInfoString(&out, entities[i].text);
+					p += strlen(entities[i].entity);
+					done = true;
+				}
+			if (!done && p[1] == '#')
+			{
+				char	   *end;
+				bool		hex = (p[2] == 'x' || p[2] == 'X');
+				long		cp = strtol(p + (hex ? 3 : 2), &end, hex ? 16 : 10);
+
+				if (*end == ';' && end > p + (hex ? 3 : 2) && cp > 0 && cp <= 0x10FFFF &&
+					!(cp >= 0xD800 && cp <= 0xDFFF) && GetDatabaseEncoding() == PG_UTF8)
+				{
+					unsigned char buf[8];
+
+					unicode_to_utf8((pg_wchar) cp, buf);
+					appendBinaryStringInfo(&out, (char *) buf, pg_utf_mblen(buf));
+					p = end + 1;
+					done = true;
+				}
+			}
+			if (done)
+			{
+				newlines = 0;
+				continue;
+			}
+		}
+		if (*p == '\n' || *p == '\r' || *p == '\t')
+		{
+			/* HTML source line breaks are white space */
+			if (out.len > 0 && out.data[out.len - 1] != ' ' && out.data[out.len - 1] != '\n')
+				appendStringInfoChar(&out, ' ');
+			p++;
+			continue;
+		}
+		appendStringInfoChar(&out, *p++);
+		newlines = 0;
+	}
+	return trimmed(out.data, out.len);
+}
+
 /* ----------------------------------------------------------------
  * The message
  * ----------------------------------------------------------------
@@ -858,5 +972,7 @@ allma_mail_parse(const char *msg, size_t len)
 		m->date = pstrdup(v);
 
 	walk_part(&st, hdrs, body, end, 0, "the message");
+	if (m->text == NULL && m->html != NULL)
+		m->text = html_to_text(m->html);
 	return m;
 }

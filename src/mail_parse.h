@@ -9,7 +9,8 @@
  * display names, and a MIME body: single part or multipart (nested), with
  * 7bit/8bit/binary, quoted-printable and base64 transfer encodings and the
  * parts' charsets converted to the database encoding.  The first text/plain
- * part is the text, the first text/html part the HTML; other parts (and
+ * part is the text, the first text/html part the HTML (and, without a
+ * text part, a plain text made from it is the text); other parts (and
  * parts marked as attachments) are attachments.  Every size and count is
  * bounded; a malformed message is an error (SQLSTATE 22P02 or 54000) that
  * says what is wrong.  Pure parsing: no catalog access.
@@ -57,7 +58,8 @@ typedef struct AllmaParsedMail
 	char	   *subject;		/* decoded, or NULL */
 	char	   *message_id;		/* as in the header, or NULL */
 	char	   *date;			/* as in the header, or NULL */
-	char	   *text;			/* the text/plain body, or NULL */
+	char	   *text;			/* the text/plain body (else text made from
+								 * the HTML body), or NULL */
 	char	   *html;			/* the text/html body, or NULL */
 	List	   *attachments;	/* of AllmaMailInAttachment * */
 } AllmaParsedMail;
