@@ -68,6 +68,10 @@ OBJS = \
 	src/modules/s3.o \
 	src/acl.o \
 	src/secret_use.o
+# Allma compatibility: email triggers
+OBJS += \
+	src/mail_parse.o \
+	src/email_ingest.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.

@@ -28,6 +28,7 @@
 #include "utils/guc.h"
 
 #include "allma.h"
+#include "email_ingest.h"
 #include "http.h"
 #include "launcher.h"
 #include "shmem.h"
@@ -255,6 +256,8 @@ define_gucs(void)
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
+
+	allma_email_ingest_define_gucs();
 
 	DefineCustomStringVariable("allma.openai_base_url",
 							   "Sets the base URL of OPENAI LLM steps (any OpenAI-compatible server).",
