@@ -45,6 +45,7 @@
 #include "utils/uuid.h"
 
 #include "acl.h"
+#include "bundle.h"
 #include "flowcache.h"
 #include "jsonb_util.h"
 #include "owner.h"
@@ -110,6 +111,8 @@ allma_create_flow(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	Oid			caller = GetUserId();
 
+	/* steps naming a reusable step definition get its fields (bundle_defs.c) */
+	def = allma_step_definitions_resolve(def, caller, NULL);
 	allma_validate_definition(def);
 	flow_id = allma_jsonb_get_cstring(def, "id");
 
@@ -429,8 +432,11 @@ allma_start_flow(PG_FUNCTION_ARGS)
 
 	logs = opts.enable_logs >= 0 ? opts.enable_logs : (flow->enable_logs != 0);
 
-	/* flow_variables: the version's, then the input's, then flowExecutionId */
-	flow_vars = flow->flow_variables;
+	/*
+	 * flow_variables: its agents', the version's, then the input's, then
+	 * flowExecutionId
+	 */
+	flow_vars = allma_jsonb_concat(allma_agent_flow_variables(flow_id), flow->flow_variables);
 	{
 		Jsonb	   *input_vars = allma_jsonb_get(input, "flow_variables");
 
