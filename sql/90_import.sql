@@ -76,6 +76,13 @@ SELECT jsonb_path_query_array(allma_import(:'optiroq', true, '{"stage": "prod", 
 	'$.flows[*] ? (@.created == true).id') AS new_versions;
 RESET client_min_messages;
 SELECT flow_id, latest_version, published_version FROM allma.flows ORDER BY 1;
+-- version numbers: the bundle's where they are free, else the next one
+SELECT r->'flows' FROM allma_import('{"flows": [
+	{"id": "imp_v", "version": 5, "isPublished": true, "startStepInstanceId": "a", "steps": {"a": {"stepType": "NO_OP"}}},
+	{"id": "imp_v", "version": 2, "startStepInstanceId": "b", "steps": {"b": {"stepType": "NO_OP"}}}]}') r;
+SELECT r->'flows' FROM allma_import('{"flows": [
+	{"id": "imp_v", "version": 4, "startStepInstanceId": "c", "steps": {"c": {"stepType": "NO_OP"}}}]}', true) r;
+SELECT version FROM allma.flow_versions WHERE flow_id = 'imp_v' ORDER BY 1;
 RESET ROLE;
 
 -- bob may not overwrite alice's flows

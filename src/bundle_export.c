@@ -14,8 +14,8 @@
  *
  * What goes in: every stored version of each flow, with isPublished set on
  * the published one; the flows that START_SUB_FLOW / START_FLOW_EXECUTION
- * steps name with a fixed id (followed recursively, as Allma's export
- * does); every version of the prompt templates that LLM_INVOCATION steps
+ * steps name with a fixed id or a flow variable (followed recursively, as
+ * Allma's export does); every version of the prompt templates that LLM_INVOCATION steps
  * name; the step definitions steps name; the agents that list an exported
  * flow.  Flow definitions are exported as stored (placeholders filled by
  * the import stay filled; steps keep their stepDefinitionId with the
@@ -97,9 +97,36 @@ copy_jsonb_col(int row, int col, bool *isnull, MemoryContext cxt)
 	return j;
 }
 
+/*
+ * static_flow_id: a started flow's id, fixed or "{{flow_variables.X}}"
+ * naming a variable of the flow (NULL: computed at run time)
+ */
+static char *
+static_flow_id(char *id, Jsonb *flow_vars)
+{
+	char	   *name;
+	char	   *end;
+
+	if (id == NULL || strncmp(id, "{{", 2) != 0)
+		return id;
+	name = id + 2;
+	while (*name == ' ')
+		name++;
+	if (strncmp(name, "flow_variables.", 15) != 0)
+		return NULL;
+	name = pstrdup(name + 15);
+	end = strstr(name, "}}");
+	if (end == NULL || end[2] != '\0')
+		return NULL;
+	while (end > name && end[-1] == ' ')
+		end--;
+	*end = '\0';
+	return allma_jsonb_get_cstring(flow_vars, name);
+}
+
 /* what one step of an exported flow depends on */
 static void
-note_dependencies(ExportState *es, Jsonb *step)
+note_dependencies(ExportState *es, Jsonb *step, Jsonb *flow_vars)
 {
 	char	   *type = allma_jsonb_get_cstring(step, "stepType");
 	Jsonb	   *cfg = allma_jsonb_get(step, "customConfig");
@@ -112,15 +139,16 @@ note_dependencies(ExportState *es, Jsonb *step)
 		es->prompt_ids = add_unique(es->prompt_ids, allma_jsonb_get_cstring(step, "promptTemplateId"),
 									es->cxt);
 	else if (strcmp(type, "START_SUB_FLOW") == 0)
-		es->flow_ids = add_unique(es->flow_ids, allma_jsonb_get_cstring(step, "subFlowDefinitionId"),
-								  es->cxt);
+		es->flow_ids = add_unique(es->flow_ids,
+								  static_flow_id(allma_jsonb_get_cstring(step, "subFlowDefinitionId"),
+												 flow_vars), es->cxt);
 	else if (strcmp(type, "START_FLOW_EXECUTION") == 0)
 	{
 		char	   *id = allma_jsonb_get_cstring(step, "flowDefinitionId");
 
 		if (id == NULL)
 			id = allma_jsonb_get_cstring(cfg, "flowDefinitionId");
-		es->flow_ids = add_unique(es->flow_ids, id, es->cxt);
+		es->flow_ids = add_unique(es->flow_ids, static_flow_id(id, flow_vars), es->cxt);
 	}
 }
 
@@ -165,7 +193,8 @@ export_flow(ExportState *es, const char *id)
 			steps = allma_jsonb_get(def, "steps");
 			keys = allma_jsonb_object_keys(steps);
 			foreach(lc, keys)
-				note_dependencies(es, allma_jsonb_get(steps, lfirst(lc)));
+				note_dependencies(es, allma_jsonb_get(steps, lfirst(lc)),
+								  allma_jsonb_get(def, "flowVariables"));
 			MemoryContextSwitchTo(old);
 		}
 	}

@@ -136,6 +136,7 @@ make_obj(int n,...)
 	return obj;
 }
 
+static bool
 is_identifier(const char *s, int len)
 {
 	if (len <= 0 || !(isalpha((unsigned char) s[0]) || s[0] == '_'))
@@ -682,6 +683,32 @@ same_version(const char *sql, int nargs, Datum *values, Oid *types, char *nulls)
 	return version;
 }
 
+/*
+ * keep_version_number: makes the next version of id (a flow or prompt)
+ * the bundle's number when that number is free (above the latest stored),
+ * claiming a new id for the caller as allma_acl_next_version would.  The
+ * caller may add versions (checked by check_existing).
+ */
+static void
+keep_version_number(ImportState *is, const char *table, const char *key_column, const char *id,
+					int32 bundle_version)
+{
+	AllmaAsOwner st;
+	Oid			types[3] = {TEXTOID, INT4OID, OIDOID};
+	Datum		values[3] = {CStringGetTextDatum(id), Int32GetDatum(bundle_version - 1),
+	ObjectIdGetDatum(is->caller)};
+
+	if (bundle_version <= 1)
+		return;
+	allma_owner_begin(&st);
+	allma_owner_exec(psprintf("INSERT INTO allma.%s AS x (%s, latest_version, owner) "
+							  "VALUES ($1, $2, $3::regrole) ON CONFLICT (%s) DO UPDATE "
+							  "SET latest_version = greatest(x.latest_version, excluded.latest_version)",
+							  table, key_column, key_column),
+					 3, types, values, NULL, SPI_OK_INSERT);
+	allma_owner_end(&st);
+}
+
 static void
 store_prompts(ImportState *is, List *items)
 {
@@ -709,10 +736,14 @@ store_prompts(ImportState *is, List *items)
 		args[1] = CStringGetTextDatum(content);
 		args[2] = BoolGetDatum(publish);
 		args[3] = description ? CStringGetTextDatum(description) : (Datum) 0;
-		version = same_version("SELECT version FROM allma.prompt_templates WHERE prompt_id = $1 "
-							   "AND content = $2 AND description IS NOT DISTINCT FROM $3 "
-							   "ORDER BY version DESC LIMIT 1",
-							   3, args, types, snulls);
+		{
+			Datum		qargs[3] = {args[0], args[1], args[3]};
+
+			version = same_version("SELECT version FROM allma.prompt_templates WHERE prompt_id = $1 "
+								   "AND content = $2 AND description IS NOT DISTINCT FROM $3 "
+								   "ORDER BY version DESC LIMIT 1",
+								   3, qargs, types, snulls);
+		}
 		if (version > 0)
 		{
 			if (publish)
@@ -724,6 +755,7 @@ store_prompts(ImportState *is, List *items)
 		}
 		else
 		{
+			keep_version_number(is, "prompts", "prompt_id", item->id, item->version);
 			version = DatumGetInt32(call_api(allma_create_prompt, 4, args, nulls));
 			created = true;
 		}
@@ -780,6 +812,7 @@ store_flows(ImportState *is, List *items)
 		{
 			Datum		cargs[2] = {JsonbPGetDatum(def), BoolGetDatum(publish)};
 
+			keep_version_number(is, "flows", "flow_id", item->id, item->version);
 			version = DatumGetInt32(call_api(allma_create_flow, 2, cargs, NULL));
 			created = true;
 		}
