@@ -957,9 +957,6 @@ dead_reason(const char *path)
 
 	if (strcmp(path, "$.") == 0 || allma_path_check(path, &msg))
 		return NULL;
-	if (strstr(path, "{{") != NULL)
-		return "it holds a {{ }} template, but mappings are JSONPaths and are not rendered: "
-			"the template's text is looked up as a key";
 	bar = strchr(path, '|');
 	if (bar != NULL)
 	{
@@ -977,6 +974,9 @@ dead_reason(const char *path)
 							"written (give the default with a literal or a transition instead)",
 							n, f, f[n] == ':' ? ":" : "");
 	}
+	if (strstr(path, "{{") != NULL)
+		return "it holds a {{ }} template, but mappings are JSONPaths and are not rendered: "
+			"the template's text is looked up as a key";
 	return psprintf("it is not a JSONPath allma can evaluate%s%s", msg ? ": " : "", msg ? msg : "");
 }
 
