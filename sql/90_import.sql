@@ -54,6 +54,30 @@ SELECT definition->'flowVariables'->>'GenerateComparisonBoardLambdaArn' AS arn,
 RESET ROLE;
 
 ------------------------------------------------------------------------------
+-- The placeholder rule: bare names that are parameters, anywhere in strings;
+-- runtime templates untouched; a single flow file; bindings the importer may
+-- not use are reported
+------------------------------------------------------------------------------
+RESET ROLE;
+CREATE FUNCTION imp_handler(jsonb) RETURNS jsonb LANGUAGE sql AS 'SELECT $1';
+SELECT allma_bind_module('imp/admins-only', 'imp_handler(jsonb)');
+SET ROLE regress_allma_imp_alice;
+SELECT jsonb_pretty(allma_import('{"id": "imp_rule", "startStepInstanceId": "a",
+	"flowVariables": {"Url": "https://{{ apiHost }}/v1/{{{stage}}}", "Later": "{{flow_variables.Url}}",
+					  "Team": "{{team}}"},
+	"steps": {"a": {"stepType": "CUSTOM_LOGIC", "moduleIdentifier": "imp/admins-only",
+					"customConfig": {"table": "T-{{stage}}", "who": "{{steps_output.x.stage}}",
+									 "each": "{{#each items}}{{this}}{{/each}}", "region": "{{region}}"},
+					"defaultNextStepInstanceId": "b"},
+			  "b": {"stepType": "CUSTOM_LAMBDA_INVOKE",
+					"lambdaFunctionArnTemplate": "arn:aws:lambda:{{steps_output.a.region}}:1:function:f",
+					"defaultNextStepInstanceId": "c"},
+			  "c": {"stepType": "DATA_LOAD", "moduleIdentifier": "system/no-such-loader"}}}',
+	parameters => '{"apiHost": "api.example.test", "stage": "prod"}') - 'flows');
+SELECT definition->'flowVariables' AS flow_variables, definition->'steps'->'a'->'customConfig' AS custom_config
+  FROM allma.flow_versions WHERE flow_id = 'imp_rule';
+
+------------------------------------------------------------------------------
 -- Overwrite: refused by default, naming what exists; all or nothing
 ------------------------------------------------------------------------------
 SET ROLE regress_allma_imp_alice;
@@ -170,4 +194,6 @@ DELETE FROM allma.agents;
 DELETE FROM allma.step_definitions;
 DELETE FROM allma.flows;
 DELETE FROM allma.prompts;
+SELECT allma_unbind_module('imp/admins-only');
+DROP FUNCTION imp_handler(jsonb);
 DROP ROLE regress_allma_imp_alice, regress_allma_imp_bob, regress_allma_imp_outsider;

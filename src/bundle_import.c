@@ -701,9 +701,12 @@ keep_version_number(ImportState *is, const char *table, const char *key_column, 
 	if (bundle_version <= 1)
 		return;
 	allma_owner_begin(&st);
+	/* (an id claimed meanwhile by another role is left to allma_create_*'s check) */
 	allma_owner_exec(psprintf("INSERT INTO allma.%s AS x (%s, latest_version, owner) "
 							  "VALUES ($1, $2, $3::regrole) ON CONFLICT (%s) DO UPDATE "
-							  "SET latest_version = greatest(x.latest_version, excluded.latest_version)",
+							  "SET latest_version = greatest(x.latest_version, excluded.latest_version) "
+							  "WHERE pg_has_role($3, x.owner::oid, 'USAGE') "
+							  "OR pg_has_role($3, 'allma_admin', 'USAGE')",
 							  table, key_column, key_column),
 					 3, types, values, NULL, SPI_OK_INSERT);
 	allma_owner_end(&st);
