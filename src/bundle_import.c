@@ -712,6 +712,43 @@ keep_version_number(ImportState *is, const char *table, const char *key_column, 
 	allma_owner_end(&st);
 }
 
+/*
+ * store_version: one version of a flow or prompt, through the SQL API: an
+ * equal stored version ("same", 0: none) is reused (published if the bundle
+ * publishes it), else the version is created; reported in *report
+ */
+static void
+store_version(ImportState *is, BundleItem *item, bool is_flow, int32 same, bool publish,
+			  Datum *create_args, bool *create_nulls, Jsonb **report)
+{
+	int32		version = same;
+	bool		created = false;
+
+	if (version > 0)
+	{
+		if (publish)
+		{
+			Datum		pargs[2] = {CStringGetTextDatum(item->id), Int32GetDatum(version)};
+
+			call_api(is_flow ? allma_publish_flow : allma_publish_prompt, 2, pargs, NULL);
+		}
+	}
+	else
+	{
+		keep_version_number(is, is_flow ? "flows" : "prompts", is_flow ? "flow_id" : "prompt_id",
+							item->id, item->version);
+		version = DatumGetInt32(call_api(is_flow ? allma_create_flow : allma_create_prompt,
+										 is_flow ? 2 : 4, create_args, create_nulls));
+		created = true;
+	}
+	*report = allma_jsonb_array_append(*report,
+									   make_obj(5, "id", allma_jsonb_string(item->id),
+												"bundleVersion", item->version ? allma_jsonb_int(item->version) : NULL,
+												"version", allma_jsonb_int(version),
+												"published", allma_jsonb_bool(publish),
+												"created", allma_jsonb_bool(created)));
+}
+
 static void
 store_prompts(ImportState *is, List *items)
 {
@@ -730,7 +767,6 @@ store_prompts(ImportState *is, List *items)
 		Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
 		char		snulls[3] = {' ', ' ', description ? ' ' : 'n'};
 		int32		version;
-		bool		created = false;
 
 		if (content == NULL)
 			bad_bundle(psprintf("prompt template \"%s\" has no string \"content\"", item->id), NULL);
@@ -747,27 +783,7 @@ store_prompts(ImportState *is, List *items)
 								   "ORDER BY version DESC LIMIT 1",
 								   3, qargs, types, snulls);
 		}
-		if (version > 0)
-		{
-			if (publish)
-			{
-				Datum		pargs[2] = {args[0], Int32GetDatum(version)};
-
-				call_api(allma_publish_prompt, 2, pargs, NULL);
-			}
-		}
-		else
-		{
-			keep_version_number(is, "prompts", "prompt_id", item->id, item->version);
-			version = DatumGetInt32(call_api(allma_create_prompt, 4, args, nulls));
-			created = true;
-		}
-		is->prompts = allma_jsonb_array_append(is->prompts,
-											   make_obj(5, "id", allma_jsonb_string(item->id),
-														"bundleVersion", item->version ? allma_jsonb_int(item->version) : NULL,
-														"version", allma_jsonb_int(version),
-														"published", allma_jsonb_bool(publish),
-														"created", allma_jsonb_bool(created)));
+		store_version(is, item, false, version, publish, args, nulls, &is->prompts);
 	}
 }
 
@@ -785,7 +801,6 @@ store_flows(ImportState *is, List *items)
 		Datum		args[2];
 		Oid			types[2] = {TEXTOID, JSONBOID};
 		int32		version;
-		bool		created = false;
 		List	   *unresolved = NIL;
 		ListCell   *lc2;
 
@@ -802,29 +817,9 @@ store_flows(ImportState *is, List *items)
 							   "AND definition - 'version' = $2 - 'version' "
 							   "ORDER BY version DESC LIMIT 1",
 							   2, args, types, NULL);
-		if (version > 0)
-		{
-			if (publish)
-			{
-				Datum		pargs[2] = {args[0], Int32GetDatum(version)};
-
-				call_api(allma_publish_flow, 2, pargs, NULL);
-			}
-		}
-		else
-		{
-			Datum		cargs[2] = {JsonbPGetDatum(def), BoolGetDatum(publish)};
-
-			keep_version_number(is, "flows", "flow_id", item->id, item->version);
-			version = DatumGetInt32(call_api(allma_create_flow, 2, cargs, NULL));
-			created = true;
-		}
-		is->flows = allma_jsonb_array_append(is->flows,
-											 make_obj(5, "id", allma_jsonb_string(item->id),
-													  "bundleVersion", item->version ? allma_jsonb_int(item->version) : NULL,
-													  "version", allma_jsonb_int(version),
-													  "published", allma_jsonb_bool(publish),
-													  "created", allma_jsonb_bool(created)));
+		args[1] = BoolGetDatum(publish);	/* allma_create_flow(definition, publish) */
+		args[0] = JsonbPGetDatum(def);
+		store_version(is, item, true, version, publish, args, NULL, &is->flows);
 	}
 }
 

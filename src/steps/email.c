@@ -36,6 +36,17 @@
 /* Allma's limit for the attachments of one message (SES raw) */
 #define MAIL_ATTACHMENTS_MAX_BYTES	(7 * 1024 * 1024)
 
+/* the attachments' total so far may not exceed Allma's limit */
+static void
+check_attachments_size(StepRun *run, int64 total)
+{
+	if (total > MAIL_ATTACHMENTS_MAX_BYTES)
+		allma_step_raise_error(ALLMA_ERR_PERMANENT,
+							   psprintf("EMAIL step \"%s\": attachments exceed %d bytes",
+										run->step->id, MAIL_ATTACHMENTS_MAX_BYTES),
+							   allma_jsonb_empty_object());
+}
+
 /*
  * s3_attachment: an attachment whose s3Pointer names an object of a bucket
  * (src/modules/s3.c), read as the role that started the execution, in the
@@ -105,11 +116,7 @@ email_attachments(StepRun *run, Jsonb *def)
 		{
 			a = s3_attachment(run, filename, allma_jsonb_get(att, "s3Pointer"), outer);
 			total += a->len;
-			if (total > MAIL_ATTACHMENTS_MAX_BYTES)
-				allma_step_raise_error(ALLMA_ERR_PERMANENT,
-									   psprintf("EMAIL step \"%s\": attachments exceed %d bytes",
-												run->step->id, MAIL_ATTACHMENTS_MAX_BYTES),
-									   allma_jsonb_empty_object());
+			check_attachments_size(run, total);
 			out = lappend(out, a);
 			continue;
 		}
@@ -142,11 +149,7 @@ email_attachments(StepRun *run, Jsonb *def)
 			MemoryContextSwitchTo(spicxt);
 		}
 		total += a->len;
-		if (total > MAIL_ATTACHMENTS_MAX_BYTES)
-			allma_step_raise_error(ALLMA_ERR_PERMANENT,
-								   psprintf("EMAIL step \"%s\": attachments exceed %d bytes",
-											run->step->id, MAIL_ATTACHMENTS_MAX_BYTES),
-								   allma_jsonb_empty_object());
+		check_attachments_size(run, total);
 		MemoryContextSwitchTo(outer);
 		out = lappend(out, a);
 	}
