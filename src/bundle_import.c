@@ -531,14 +531,41 @@ row_owner(const char *table, const char *key_column, const char *id)
 }
 
 /*
- * check_existing: for each distinct id of items that exists, either
- * collects "<noun> \"id\"" into *conflicts (no overwrite) or checks that
- * the caller may replace it (the owner's privileges or allma_admin's)
+ * claim: claims id in allma.<table> for the caller with a placeholder row
+ * (column = value), which the import then fills; InvalidOid when it did,
+ * else the owner of the existing row (locked).  A concurrent import of the
+ * same new id waits here for the other transaction, then sees its row: an
+ * id is never taken over without overwrite.
+ */
+static Oid
+claim(ImportState *is, const char *table, const char *key_column, const char *column,
+	  const char *value, const char *id)
+{
+	AllmaAsOwner st;
+	Oid			types[2] = {TEXTOID, OIDOID};
+	Datum		values[2] = {CStringGetTextDatum(id), ObjectIdGetDatum(is->caller)};
+	bool		claimed;
+
+	allma_owner_begin(&st);
+	allma_owner_exec(psprintf("INSERT INTO allma.%s (%s, %s, owner) VALUES ($1, %s, $2::regrole) "
+							  "ON CONFLICT (%s) DO NOTHING RETURNING 1",
+							  table, key_column, column, value, key_column),
+					 2, types, values, NULL, SPI_OK_INSERT_RETURNING);
+	claimed = SPI_processed == 1;
+	allma_owner_end(&st);
+	return claimed ? InvalidOid : row_owner(table, key_column, id);
+}
+
+/*
+ * check_existing: claims each distinct id of items (claim); an id that
+ * exists is collected as "<noun> \"id\"" into *conflicts (no overwrite),
+ * or the caller must be allowed to replace it (the owner's privileges or
+ * allma_admin's)
  */
 static void
 check_existing(ImportState *is, List *items, const char *noun, const char *table,
-			   const char *key_column, AllmaObjectKind kind, bool has_acl_kind,
-			   List **conflicts)
+			   const char *key_column, const char *claim_column, const char *claim_value,
+			   AllmaObjectKind kind, bool has_acl_kind, List **conflicts)
 {
 	ListCell   *lc;
 	const char *prev = NULL;
@@ -551,7 +578,7 @@ check_existing(ImportState *is, List *items, const char *noun, const char *table
 		if (prev != NULL && strcmp(prev, item->id) == 0)
 			continue;
 		prev = item->id;
-		owner = row_owner(table, key_column, item->id);
+		owner = claim(is, table, key_column, claim_column, claim_value, item->id);
 		if (!OidIsValid(owner))
 			continue;
 		if (!is->overwrite)
@@ -1149,10 +1176,13 @@ allma_import(PG_FUNCTION_ARGS)
 
 	/* nothing is replaced without overwrite, nor without the owner's privileges */
 	check_existing(&is, stepdefs, "step definition", "step_definitions", "step_definition_id",
+				   "definition", "'{}'", ALLMA_OBJ_FLOW, false, &conflicts);
+	check_existing(&is, agents, "agent", "agents", "agent_id", "definition", "'{}'",
 				   ALLMA_OBJ_FLOW, false, &conflicts);
-	check_existing(&is, agents, "agent", "agents", "agent_id", ALLMA_OBJ_FLOW, false, &conflicts);
-	check_existing(&is, prompts, "prompt", "prompts", "prompt_id", ALLMA_OBJ_PROMPT, true, &conflicts);
-	check_existing(&is, flows, "flow", "flows", "flow_id", ALLMA_OBJ_FLOW, true, &conflicts);
+	check_existing(&is, prompts, "prompt", "prompts", "prompt_id", "latest_version", "0",
+				   ALLMA_OBJ_PROMPT, true, &conflicts);
+	check_existing(&is, flows, "flow", "flows", "flow_id", "latest_version", "0",
+				   ALLMA_OBJ_FLOW, true, &conflicts);
 	if (conflicts != NIL)
 	{
 		StringInfoData names;
