@@ -104,6 +104,8 @@ SELECT allma_import('{"stepDefinitions": [{"id": "exp_upper", "stepType": "NO_OP
 			{"id": "exp_flow", "version": 2, "isPublished": true, "startStepInstanceId": "a",
 			 "steps": {"a": {"stepType": "NO_OP", "stepDefinitionId": "exp_upper",
 							 "literals": {"y": 2}}}}]}')->'flows';
+-- its only agent is disabled: the flow is inactive and does not start, as in Allma
+SELECT pg_temp.try($$SELECT allma_start_flow('exp_flow')$$);
 SELECT jsonb_pretty(allma_export(ARRAY['exp_flow']) - 'exportedAt');
 -- and it imports again as it is
 SELECT jsonb_path_query_array(allma_import(allma_export(ARRAY['exp_flow']), true),

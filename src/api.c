@@ -436,7 +436,7 @@ allma_start_flow(PG_FUNCTION_ARGS)
 	 * flow_variables: its agents', the version's, then the input's, then
 	 * flowExecutionId
 	 */
-	flow_vars = allma_jsonb_concat(allma_agent_flow_variables(flow_id), flow->flow_variables);
+	flow_vars = allma_jsonb_concat(allma_agent_flow_variables(flow_id, true), flow->flow_variables);
 	{
 		Jsonb	   *input_vars = allma_jsonb_get(input, "flow_variables");
 

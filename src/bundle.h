@@ -36,10 +36,12 @@
  * Allma's InitializeFlow does before the flow's own variables.  Only agents
  * whose owner holds EDIT on the flow count (an agent cannot inject
  * variables into another role's flow).  An empty object when there are
- * none or the schema of 1.1 is not installed.  allma_start_flow calls it;
+ * none or the schema of 1.1 is not installed.  With refuse_inactive, a
+ * flow whose agents (those counted) are all disabled is refused (55000),
+ * as Allma's triggers refuse inactive flows.  allma_start_flow calls it;
  * needs a transaction.
  */
-extern Jsonb *allma_agent_flow_variables(const char *flow_id);
+extern Jsonb *allma_agent_flow_variables(const char *flow_id, bool refuse_inactive);
 
 /*
  * allma_step_definitions_resolve: the flow definition with each step that

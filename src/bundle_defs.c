@@ -49,18 +49,20 @@ allma_bundle_tables_exist(void)
 }
 
 Jsonb *
-allma_agent_flow_variables(const char *flow_id)
+allma_agent_flow_variables(const char *flow_id, bool refuse_inactive)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	AllmaAsOwner st;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(flow_id)};
 	Jsonb	   *vars = allma_jsonb_empty_object();
+	bool		any_enabled = false;
+	uint64		n;
 
 	if (!allma_bundle_tables_exist())
 		return vars;
 	allma_owner_begin(&st);
-	allma_owner_exec("SELECT a.flow_variables FROM allma.agents a "
+	allma_owner_exec("SELECT a.flow_variables, a.enabled FROM allma.agents a "
 					 "JOIN allma.flows f ON f.flow_id = $1 "
 					 "WHERE a.flow_ids @> ARRAY[$1] "
 					 "AND (pg_has_role(a.owner::oid, f.owner::oid, 'USAGE') "
@@ -69,7 +71,8 @@ allma_agent_flow_variables(const char *flow_id)
 					 "WHERE pg_has_role(a.owner::oid, g::oid, 'USAGE'))) "
 					 "ORDER BY a.agent_id",
 					 1, types, values, NULL, SPI_OK_SELECT);
-	for (uint64 i = 0; i < SPI_processed; i++)
+	n = SPI_processed;
+	for (uint64 i = 0; i < n; i++)
 	{
 		bool		isnull;
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
@@ -78,8 +81,16 @@ allma_agent_flow_variables(const char *flow_id)
 		if (!isnull)
 			vars = allma_jsonb_concat(vars, DatumGetJsonbPCopy(d));
 		MemoryContextSwitchTo(spi);
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull)))
+			any_enabled = true;
 	}
 	allma_owner_end(&st);
+	if (refuse_inactive && n > 0 && !any_enabled)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("flow \"%s\" is inactive", flow_id),
+				 errdetail("Every agent it belongs to is disabled; as in Allma, its executions are not started."),
+				 errhint("Enable one of its agents (import the agent again with \"enabled\": true and overwrite => true).")));
 	return vars;
 }
 

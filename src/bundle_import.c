@@ -1065,7 +1065,7 @@ analyze_flow(ImportState *is, const char *flow_id, int32 version)
 	allma_owner_end(&st);
 
 	flow_vars = allma_jsonb_get(def, "flowVariables");
-	flow_vars = allma_jsonb_concat(allma_agent_flow_variables(flow_id),
+	flow_vars = allma_jsonb_concat(allma_agent_flow_variables(flow_id, false),
 								   allma_jsonb_is_object(flow_vars) ? flow_vars : allma_jsonb_empty_object());
 	steps = allma_jsonb_get(def, "steps");
 	keys = allma_jsonb_object_keys(steps);
