@@ -13,7 +13,9 @@
  * privileges (overwrite), and nothing is replaced without overwrite.
  * Agents and step definitions (bundle_defs.c) follow the same rules.  The
  * function does everything in the caller's transaction: an error anywhere
- * leaves nothing stored.
+ * leaves nothing stored.  Every id of the bundle is claimed (or found
+ * existing, and checked) before anything is stored, so that two imports of
+ * the same new bundle at once cannot both store it (isolation import_race).
  *
  * Deploy placeholders.  A string's "{{name}}" (a bare name: no dot, no
  * helper, no argument) is a deploy placeholder when "name" is one of the
@@ -1175,6 +1177,7 @@ allma_import(PG_FUNCTION_ARGS)
 	}
 
 	/* nothing is replaced without overwrite, nor without the owner's privileges */
+	/* (agents and step definitions have no ACL kind: their owner decides) */
 	check_existing(&is, stepdefs, "step definition", "step_definitions", "step_definition_id",
 				   "definition", "'{}'", ALLMA_OBJ_FLOW, false, &conflicts);
 	check_existing(&is, agents, "agent", "agents", "agent_id", "definition", "'{}'",
