@@ -596,6 +596,13 @@ CREATE POLICY agents_owner ON allma.agents FOR SELECT TO allma_user
 CREATE POLICY step_definitions_owner ON allma.step_definitions FOR SELECT TO allma_user
 	USING (pg_catalog.pg_has_role(owner, 'USAGE'));
 
+-- a prompt version's other fields from a bundle (name, tags, timestamps), for the export
+ALTER TABLE allma.prompt_templates
+	ADD COLUMN bundle_attributes jsonb NOT NULL DEFAULT '{}'
+		CHECK (jsonb_typeof(bundle_attributes) = 'object');
+COMMENT ON COLUMN allma.prompt_templates.bundle_attributes IS
+	'Fields an Allma bundle gave the version besides id, content, description, version, isPublished (allma_import/allma_export)';
+
 CREATE FUNCTION allma_import(bundle jsonb, overwrite boolean DEFAULT false,
 							 parameters jsonb DEFAULT '{}')
 RETURNS jsonb

@@ -41,7 +41,8 @@ SELECT file, jsonb_array_length(r->'flows') AS flows, jsonb_array_length(r->'pro
   FROM bundles, allma_import(bundle) r ORDER BY file;
 RESET client_min_messages;
 
--- each bundle's export has exactly the bundle's flow definitions and prompts
+-- each bundle's export has exactly the bundle's flow definitions and prompt
+-- templates (name, tags and timestamps included)
 CREATE TEMP TABLE exports AS
 SELECT file, allma_export(ARRAY(SELECT f->>'id' FROM jsonb_array_elements(bundle->'flows') f)) AS export
   FROM bundles;
@@ -50,11 +51,8 @@ SELECT b.file,
 	   (SELECT count(*) FROM jsonb_array_elements(b.bundle->'flows') f
 		 WHERE f IN (SELECT jsonb_array_elements(e.export->'flows'))) AS identical_in_export,
 	   (SELECT count(*) FROM jsonb_array_elements(b.bundle->'promptTemplates') p
-		 WHERE EXISTS (SELECT FROM jsonb_array_elements(e.export->'promptTemplates') q
-					   WHERE q->'id' = p->'id' AND q->'content' = p->'content'
-					   AND q->'version' = p->'version' AND q->'isPublished' = p->'isPublished'
-					   AND q->'description' IS NOT DISTINCT FROM p->'description'))
-		 || '/' || coalesce(jsonb_array_length(b.bundle->'promptTemplates'), 0) AS prompts,
+		 WHERE p IN (SELECT jsonb_array_elements(e.export->'promptTemplates')))
+		 || '/' || coalesce(jsonb_array_length(b.bundle->'promptTemplates'), 0) AS identical_prompts,
 	   e.export->>'formatVersion' AS format,
 	   jsonb_array_length(e.export->'flows') AS exported_flows
   FROM bundles b JOIN exports e USING (file) ORDER BY 1;

@@ -208,7 +208,8 @@ export_prompt(ExportState *es, const char *id)
 	Datum		values[1] = {CStringGetTextDatum(id)};
 
 	read_as_caller("SELECT t.version, t.content, t.description, t.version = p.published_version, "
-				   "to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
+				   "to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+				   "t.bundle_attributes "
 				   "FROM allma.prompts p JOIN allma.prompt_templates t USING (prompt_id) "
 				   "WHERE p.prompt_id = $1 ORDER BY t.version",
 				   1, types, values);
@@ -229,17 +230,21 @@ export_prompt(ExportState *es, const char *id)
 		char	   *content = SPI_getvalue(tup, desc, 2);
 		char	   *created = SPI_getvalue(tup, desc, 5);
 		int32		version = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		Jsonb	   *attributes = copy_jsonb_col(i, 6, &isnull, es->cxt);
 		MemoryContext old = MemoryContextSwitchTo(es->cxt);
-		Jsonb	   *p = allma_jsonb_empty_object();
+		/* the bundle's other fields (name, tags, timestamps), then the columns */
+		Jsonb	   *p = attributes ? attributes : allma_jsonb_empty_object();
 
 		p = allma_jsonb_set_key(p, "id", allma_jsonb_string(id));
-		p = allma_jsonb_set_key(p, "name", allma_jsonb_string(id));
+		if (!allma_jsonb_has_key(p, "name"))
+			p = allma_jsonb_set_key(p, "name", allma_jsonb_string(id));
 		if (description != NULL)
 			p = allma_jsonb_set_key(p, "description", allma_jsonb_string(description));
 		p = allma_jsonb_set_key(p, "content", allma_jsonb_string(content));
 		p = allma_jsonb_set_key(p, "version", allma_jsonb_int(version));
 		p = allma_jsonb_set_key(p, "isPublished", allma_jsonb_bool(published));
-		p = allma_jsonb_set_key(p, "createdAt", allma_jsonb_string(created));
+		if (!allma_jsonb_has_key(p, "createdAt"))
+			p = allma_jsonb_set_key(p, "createdAt", allma_jsonb_string(created));
 		es->prompts = allma_jsonb_array_append(es->prompts, p);
 		MemoryContextSwitchTo(old);
 	}

@@ -746,6 +746,29 @@ keep_version_number(ImportState *is, const char *table, const char *key_column, 
  * equal stored version ("same", 0: none) is reused (published if the bundle
  * publishes it), else the version is created; reported in *report
  */
+/* the fields of a prompt template of a bundle that are columns of allma.prompt_templates */
+static const char *const prompt_columns[] = {"id", "content", "description", "version", "isPublished", NULL};
+
+/* keeps a created prompt version's other fields (bundle_attributes) */
+static void
+store_prompt_attributes(const char *id, int32 version, Jsonb *obj)
+{
+	AllmaAsOwner st;
+	Oid			types[3] = {TEXTOID, INT4OID, JSONBOID};
+	Datum		values[3];
+
+	for (int i = 0; prompt_columns[i]; i++)
+		obj = allma_jsonb_delete_key(obj, prompt_columns[i]);
+	values[0] = CStringGetTextDatum(id);
+	values[1] = Int32GetDatum(version);
+	values[2] = JsonbPGetDatum(obj);
+	allma_owner_begin(&st);
+	allma_owner_exec("UPDATE allma.prompt_templates SET bundle_attributes = $3 "
+					 "WHERE prompt_id = $1 AND version = $2",
+					 3, types, values, NULL, SPI_OK_UPDATE);
+	allma_owner_end(&st);
+}
+
 static void
 store_version(ImportState *is, BundleItem *item, bool is_flow, int32 same, bool publish,
 			  Datum *create_args, bool *create_nulls, Jsonb **report)
@@ -769,6 +792,8 @@ store_version(ImportState *is, BundleItem *item, bool is_flow, int32 same, bool 
 		version = DatumGetInt32(call_api(is_flow ? allma_create_flow : allma_create_prompt,
 										 is_flow ? 2 : 4, create_args, create_nulls));
 		created = true;
+		if (!is_flow)
+			store_prompt_attributes(item->id, version, item->obj);
 	}
 	*report = allma_jsonb_array_append(*report,
 									   make_obj(5, "id", allma_jsonb_string(item->id),
@@ -799,6 +824,7 @@ store_prompts(ImportState *is, List *items)
 
 		if (content == NULL)
 			bad_bundle(psprintf("prompt template \"%s\" has no string \"content\"", item->id), NULL);
+		item->obj = obj;		/* its other fields are kept as filled */
 		(void) allma_jsonb_get_bool(obj, "isPublished", &publish);
 		args[0] = CStringGetTextDatum(item->id);
 		args[1] = CStringGetTextDatum(content);
