@@ -112,7 +112,21 @@ allma_create_flow(PG_FUNCTION_ARGS)
 	Oid			caller = GetUserId();
 
 	/* steps naming a reusable step definition get its fields (bundle_defs.c) */
-	def = allma_step_definitions_resolve(def, caller, NULL);
+	{
+		List	   *unresolved = NIL;
+		ListCell   *lc;
+
+		def = allma_step_definitions_resolve(def, caller, &unresolved);
+		foreach(lc, unresolved)
+			ereport(WARNING,
+					(errcode(ERRCODE_ALLMA_DANGLING_REFERENCE),
+					 errmsg("step \"%s\" field \"stepDefinitionId\" names step definition \"%s\", "
+							"which does not exist or you may not use",
+							(char *) lfirst(lc),
+							allma_jsonb_get_cstring(allma_jsonb_get(allma_jsonb_get(def, "steps"),
+																	lfirst(lc)), "stepDefinitionId")),
+					 errdetail("The step keeps only its own fields.")));
+	}
 	allma_validate_definition(def);
 	flow_id = allma_jsonb_get_cstring(def, "id");
 

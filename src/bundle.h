@@ -50,10 +50,10 @@ extern Jsonb *allma_agent_flow_variables(const char *flow_id, bool refuse_inacti
  * it loads a flow.  A definition resolves when caller has the privileges
  * of its owner (or allma_admin's); "system-<name>" ids that are no stored
  * definition resolve to the built-in module system/<name>.  Steps whose
- * definition does not resolve are left as they are, and their ids added to
- * *unresolved (when not NULL) as "step: id" strings.  allma_create_flow
- * calls it before validating: versions are immutable, so a definition
- * applies to the versions stored after it.
+ * definition does not resolve are left as they are, their keys appended
+ * to *unresolved (when not NULL).  allma_create_flow calls it before
+ * validating (and warns about those): versions are immutable, so a
+ * definition applies to the versions stored after it.
  */
 extern Jsonb *allma_step_definitions_resolve(Jsonb *def, Oid caller, List **unresolved);
 

@@ -188,7 +188,7 @@ allma_step_definitions_resolve(Jsonb *def, Oid caller, List **unresolved)
 		if (base == NULL)
 		{
 			if (unresolved != NULL)
-				*unresolved = lappend(*unresolved, psprintf("%s: %s", key, id));
+				*unresolved = lappend(*unresolved, pstrdup(key));
 			continue;
 		}
 		steps = allma_jsonb_set_key(steps, key, allma_jsonb_deep_merge(base, step));

@@ -863,9 +863,16 @@ store_flows(ImportState *is, List *items)
 		def = allma_jsonb_delete_key(def, "isPublished");
 		def = allma_step_definitions_resolve(def, is->caller, &unresolved);
 		foreach(lc2, unresolved)
-			is->unresolved_defs = allma_jsonb_array_append(is->unresolved_defs,
-														   make_obj(2, "flowId", allma_jsonb_string(item->id),
-																	"step", allma_jsonb_string(lfirst(lc2))));
+		{
+			Jsonb	   *step = allma_jsonb_get(allma_jsonb_get(def, "steps"), lfirst(lc2));
+
+			is->unresolved_defs =
+				allma_jsonb_array_append(is->unresolved_defs,
+										 make_obj(3, "flowId", allma_jsonb_string(item->id),
+												  "stepId", allma_jsonb_string(lfirst(lc2)),
+												  "stepDefinitionId",
+												  allma_jsonb_get(step, "stepDefinitionId")));
+		}
 		args[0] = CStringGetTextDatum(item->id);
 		args[1] = JsonbPGetDatum(def);
 		version = same_version("SELECT version FROM allma.flow_versions WHERE flow_id = $1 "
