@@ -414,6 +414,34 @@ GRANT EXECUTE ON FUNCTION allma_grant_secret(text, regrole), allma_revoke_secret
 -- Execution lifecycle: waits, sub-flows, cancel, timeouts, redrive
 ------------------------------------------------------------------------------
 
+-- sub-flows and redrive
+
+/*
+ * Step timing: started_at is when an attempt began (for HTTP, LLM, MCP and
+ * mail steps when their request was committed for sending; for forks and
+ * sub-flows when they started), ended_at when its result was recorded.
+ */
+ALTER TABLE allma.step_executions
+	ADD COLUMN duration_ms double precision
+		GENERATED ALWAYS AS (pg_catalog.date_part('epoch', ended_at - started_at) * 1000) STORED;
+COMMENT ON COLUMN allma.step_executions.duration_ms IS
+	'ended_at - started_at in milliseconds (a resumed step counts from when it first ran)';
+
+/*
+ * The execution tree: parent_execution_id, root_execution_id (the root's own
+ * id for a top-level execution) and depth are 1.0's columns; a sync child
+ * also names the parent's path that waits for it (parent_path_id, NULL for
+ * async children), and a redriven execution the one it redrives.
+ */
+ALTER TABLE allma.executions
+	ADD COLUMN parent_path_id bigint,
+	ADD COLUMN parent_step_instance_id text,
+	ADD COLUMN redrive_of uuid;
+COMMENT ON COLUMN allma.executions.parent_path_id IS
+	'For a sync sub-flow: the path of parent_execution_id that waits for it';
+COMMENT ON COLUMN allma.executions.redrive_of IS
+	'The execution this one redrives (allma_redrive_execution)';
+
 
 ------------------------------------------------------------------------------
 -- Allma compatibility: import/export, DynamoDB and S3 modules, email triggers

@@ -140,36 +140,77 @@ allma_step_type_find(const char *name)
  * ----------------------------------------------------------------
  */
 
-static char *
-timestamptz_iso(TimestampTz ts)
+/*
+ * allma_timestamp_iso: ts as Allma writes times (JavaScript's
+ * toISOString(): UTC, milliseconds), or with microseconds
+ */
+char *
+allma_timestamp_iso(TimestampTz ts, bool micro)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
 
 	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
 		return pstrdup("");
+	if (micro)
+		return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+						tm.tm_year, tm.tm_mon, tm.tm_mday,
+						tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
 	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
 					tm.tm_year, tm.tm_mon, tm.tm_mday,
 					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (fsec / 1000));
 }
 
+static Jsonb *
+uuid_jsonb(pg_uuid_t *id)
+{
+	return allma_jsonb_string(DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))));
+}
+
+/*
+ * allma_runtime_state: Allma's FlowRuntimeState fields a flow may read
+ * (README, docs/subflows.md): identity, position, timing, progress, tree
+ * linkage and, under _internal, when the current step began.
+ */
 Jsonb *
 allma_runtime_state(AllmaPathState *ps)
 {
 	Jsonb	   *rs = allma_jsonb_empty_object();
+	const char *kind;
 
-	rs = allma_jsonb_set_key(rs, "flowExecutionId",
-							 allma_jsonb_string(DatumGetCString(DirectFunctionCall1(uuid_out,
-																					 UUIDPGetDatum(&ps->execution_id)))));
+	rs = allma_jsonb_set_key(rs, "flowExecutionId", uuid_jsonb(&ps->execution_id));
 	rs = allma_jsonb_set_key(rs, "flowDefinitionId", allma_jsonb_string(ps->flow->flow_id));
 	rs = allma_jsonb_set_key(rs, "flowDefinitionVersion", allma_jsonb_int(ps->flow->version));
+	rs = allma_jsonb_set_key(rs, "enableExecutionLogs", allma_jsonb_bool(ps->logs));
 	if (ps->step_id)
 		rs = allma_jsonb_set_key(rs, "currentStepInstanceId", allma_jsonb_string(ps->step_id));
 	if (ps->branch_id)
 		rs = allma_jsonb_set_key(rs, "branchId", allma_jsonb_string(ps->branch_id));
 	rs = allma_jsonb_set_key(rs, "startTime",
-							 allma_jsonb_string(timestamptz_iso(ps->execution_started_at)));
+							 allma_jsonb_string(allma_timestamp_iso(ps->execution_started_at, false)));
 	rs = allma_jsonb_set_key(rs, "status", allma_jsonb_string("RUNNING"));
+	rs = allma_jsonb_set_key(rs, "completedStepCount", allma_jsonb_int(ps->step_count));
+	if (ps->transition_counts != NULL)
+		rs = allma_jsonb_set_key(rs, "transitionCounts", ps->transition_counts);
+
+	/* the execution tree */
+	rs = allma_jsonb_set_key(rs, "rootFlowExecutionId", uuid_jsonb(&ps->root_execution_id));
+	if (ps->has_parent)
+		rs = allma_jsonb_set_key(rs, "parentFlowExecutionId", uuid_jsonb(&ps->parent_execution_id));
+	rs = allma_jsonb_set_key(rs, "depth", allma_jsonb_int(ps->depth));
+	if (ps->is_branch)
+		kind = "PARALLEL_BRANCH";
+	else if (!ps->has_parent)
+		kind = "ROOT";
+	else
+		kind = ps->sync_child ? "SYNC_SUBFLOW" : "ASYNC_SUBFLOW";
+	rs = allma_jsonb_set_key(rs, "executionKind", allma_jsonb_string(kind));
+
+	if (ps->step_started_at != 0)
+		rs = allma_jsonb_set_key(rs, "_internal",
+								 allma_jsonb_set_key(NULL, "currentStepStartTime",
+													 allma_jsonb_string(allma_timestamp_iso(ps->step_started_at,
+																							false))));
 	return rs;
 }
 

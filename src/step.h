@@ -166,6 +166,9 @@ extern const AllmaBuiltinModule *allma_module_for_step(const AllmaStepType *type
  * ----------------------------------------------------------------
  */
 
+/* a time as Allma writes it (ISO 8601, UTC, ms), or with microseconds */
+extern char *allma_timestamp_iso(TimestampTz ts, bool micro);
+
 /* allma_runtime_state: the runtime fields Allma exposes to paths and templates */
 extern Jsonb *allma_runtime_state(AllmaPathState *ps);
 

@@ -60,6 +60,7 @@ static SPIPlanPtr release_branches_plan = NULL;
 static SPIPlanPtr delete_forks_plan = NULL;
 static SPIPlanPtr claim_inflight_plan = NULL;
 static SPIPlanPtr release_inflight_plan = NULL;
+static SPIPlanPtr step_counts_plan = NULL;
 
 /*
  * prepare makes a saved plan.  SPI_prepare leaves the SPI procedure
@@ -87,7 +88,7 @@ allma_store_reset(void)
 	&finish_executions_plan, &insert_history_plan, &next_due_plan, &insert_forks_plan,
 		&insert_branches_plan, &finish_branches_plan, &lock_forks_plan, &count_forks_plan,
 	&wake_parents_plan, &release_branches_plan, &delete_forks_plan, &claim_inflight_plan,
-	&release_inflight_plan};
+	&release_inflight_plan, &step_counts_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
 	{
@@ -174,7 +175,9 @@ col_array(Column *col)
 	"       e.enable_execution_logs, e.started_at, " \
 	"       coalesce(p.parent_path_id, -1), coalesce(p.item_index, 0), " \
 	"       coalesce(p.branch_ordinal, 0), p.joining, " \
-	"       f.step_instance_id, f.base_context, p.request "
+	"       f.step_instance_id, f.base_context, p.request, " \
+	"       e.step_count, e.depth, coalesce(e.root_execution_id, e.execution_id), " \
+	"       e.parent_execution_id, e.parent_path_id IS NOT NULL "
 /*
  * The execution and fork of each claimed path, looked up by key: LATERAL
  * subqueries with OFFSET 0 are planned on their own, with the path's key as
@@ -368,6 +371,18 @@ paths_from_claim(void)
 
 			ps->prev_request = isnull ? NULL : DatumGetJsonbPCopy(req);
 		}
+		ps->step_count = DatumGetInt32(SPI_getbinval(tup, desc, 22, &isnull));
+		ps->depth = DatumGetInt32(SPI_getbinval(tup, desc, 23, &isnull));
+		memcpy(&ps->root_execution_id,
+			   DatumGetUUIDP(SPI_getbinval(tup, desc, 24, &isnull)), sizeof(pg_uuid_t));
+		{
+			Datum		parent = SPI_getbinval(tup, desc, 25, &isnull);
+
+			ps->has_parent = !isnull;
+			if (!isnull)
+				memcpy(&ps->parent_execution_id, DatumGetUUIDP(parent), sizeof(pg_uuid_t));
+		}
+		ps->sync_child = DatumGetBool(SPI_getbinval(tup, desc, 26, &isnull));
 		MemoryContextSwitchTo(oldcxt);
 
 		paths = lappend(paths, ps);
@@ -523,7 +538,8 @@ save_paths(List *paths)
 		col_add_jsonb(&ctx, overlay_of(ps));
 		col_add_jsonb(&counts, ps->transition_counts);
 		col_add_text(&status, ps->inflight ? "INFLIGHT" : ps->waiting ? "WAITING" : "READY");
-		col_add_jsonb(&request, ps->inflight ? ps->io_request : NULL);
+		col_add_jsonb(&request, ps->inflight ? ps->io_request :
+					  ps->waiting ? ps->wait_record : NULL);
 		if (ps->inflight)
 		{
 			double		timeout_ms = allma_http_timeout_ms;
@@ -998,6 +1014,72 @@ save_joined_forks(List *paths)
 	execute_plan(delete_forks_plan, args, SPI_OK_DELETE);
 }
 
+typedef struct StepCount
+{
+	pg_uuid_t	execution_id;
+	int32		n;
+} StepCount;
+
+static int
+step_count_cmp(const void *a, const void *b)
+{
+	return memcmp(&((const StepCount *) a)->execution_id,
+				  &((const StepCount *) b)->execution_id, sizeof(pg_uuid_t));
+}
+
+/*
+ * save_step_counts adds the step attempts the batch recorded to their
+ * executions' step_count: one row per execution, in execution id order (so
+ * that workers updating the same executions take their row locks in the
+ * same order).
+ */
+static void
+save_step_counts(List *paths)
+{
+	StepCount  *counts = palloc(sizeof(StepCount) * Max(list_length(paths), 1));
+	int			n = 0;
+	Column		e,
+				c;
+	Datum		args[2];
+	ListCell   *lc;
+
+	foreach(lc, paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+
+		if (ps->records == NIL)
+			continue;
+		counts[n].execution_id = ps->execution_id;
+		counts[n].n = list_length(ps->records);
+		n++;
+	}
+	if (n == 0)
+		return;
+	qsort(counts, n, sizeof(StepCount), step_count_cmp);
+	col_init(&e, UUIDOID, n);
+	col_init(&c, INT4OID, n);
+	for (int i = 0; i < n; i++)
+	{
+		int32		sum = counts[i].n;
+
+		while (i + 1 < n && step_count_cmp(&counts[i], &counts[i + 1]) == 0)
+			sum += counts[++i].n;
+		col_add(&e, UUIDPGetDatum(&counts[i].execution_id), false);
+		col_add(&c, Int32GetDatum(sum), false);
+	}
+	if (step_counts_plan == NULL)
+	{
+		Oid			types[2] = {UUIDARRAYOID, INT4ARRAYOID};
+
+		step_counts_plan = prepare("UPDATE allma.executions x SET step_count = x.step_count + u.n "
+								   "FROM unnest($1, $2) AS u(e, n) WHERE x.execution_id = u.e",
+								   2, types);
+	}
+	args[0] = col_array(&e);
+	args[1] = col_array(&c);
+	execute_plan(step_counts_plan, args, SPI_OK_UPDATE);
+}
+
 static int
 save_terminal_executions(List *paths)
 {
@@ -1183,6 +1265,7 @@ allma_store_save(List *paths)
 	save_new_forks(paths);
 	save_paths(paths);
 	save_branches(paths);
+	save_step_counts(paths);
 	return save_terminal_executions(paths);
 }
 
