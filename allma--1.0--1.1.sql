@@ -442,6 +442,46 @@ COMMENT ON COLUMN allma.executions.parent_path_id IS
 COMMENT ON COLUMN allma.executions.redrive_of IS
 	'The execution this one redrives (allma_redrive_execution)';
 
+/*
+ * A sync sub-flow's end wakes the parent path that waits for it, in the
+ * transaction that ends the child (whoever ends it: a worker, a cancel, a
+ * timeout): the path becomes runnable to complete its step.  The path must
+ * still wait for this very child (its request record names it).  The
+ * function runs as the role that updates allma.executions (workers and
+ * allma's functions: the bootstrap superuser); nobody may call it.
+ */
+CREATE FUNCTION allma.wake_sync_parent() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	UPDATE allma.execution_paths
+	   SET status = 'READY', joining = true, due_at = clock_timestamp()
+	 WHERE execution_id = NEW.parent_execution_id AND path_id = NEW.parent_path_id
+	   AND status = 'WAITING' AND request->>'childExecutionId' = NEW.execution_id::text;
+	RETURN NULL;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION allma.wake_sync_parent() FROM PUBLIC;
+CREATE TRIGGER executions_wake_sync_parent
+	AFTER UPDATE OF status ON allma.executions
+	FOR EACH ROW
+	WHEN (NEW.parent_path_id IS NOT NULL AND OLD.status = 'RUNNING' AND NEW.status <> 'RUNNING')
+	EXECUTE FUNCTION allma.wake_sync_parent();
+
+-- a branch parked by its step (a sync sub-flow) is running, not queued
+CREATE OR REPLACE VIEW allma.fork_progress WITH (security_invoker = true, security_barrier = true) AS
+SELECT f.execution_id, f.fork_path_id, f.step_instance_id, f.total,
+	   count(*) FILTER (WHERE p.status IN ('READY', 'INFLIGHT')
+						   OR p.status = 'WAITING' AND p.request IS NOT NULL) AS running,
+	   count(*) FILTER (WHERE p.status = 'WAITING' AND p.request IS NULL) AS queued,
+	   f.completed, f.failed, f.started_at
+  FROM allma.forks f
+  LEFT JOIN allma.execution_paths p
+	ON p.execution_id = f.execution_id AND p.parent_path_id = f.fork_path_id
+ GROUP BY f.execution_id, f.fork_path_id, f.step_instance_id, f.total,
+		  f.completed, f.failed, f.started_at;
+
 
 ------------------------------------------------------------------------------
 -- Allma compatibility: import/export, DynamoDB and S3 modules, email triggers

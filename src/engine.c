@@ -164,6 +164,7 @@ dispatch(StepRun *run)
 		output = type->start(run);
 	Assert(!run->io || (type->starts & ALLMA_STEP_SENDS));
 	Assert(!run->forked || (type->starts & ALLMA_STEP_FORKS));
+	Assert(!run->parked || (type->starts & ALLMA_STEP_PARKS));
 
 	if (run->ps->response != NULL && output != NULL)
 		output = allma_secret_redact_jsonb(output);
@@ -321,7 +322,7 @@ attempt_step(StepRun *run)
 	run->output = dispatch(run);
 	if (run->io)
 		allma_step_check_io_request(run);
-	if (run->forked || run->io || run->repoll_ms > 0 ||
+	if (run->forked || run->parked || run->io || run->repoll_ms > 0 ||
 		((run->step->type->flags & ALLMA_STEP_POLLS) && run->output == NULL))
 		return;
 	if (run->output == NULL)
@@ -508,9 +509,12 @@ run_step(AllmaPathState *ps, AllmaStep *step, MemoryContext pathcxt)
 		return NULL;
 	}
 
-	if (edata == NULL && run.forked)
+	if (edata == NULL && (run.forked || run.parked))
 	{
-		/* the branches start when this pass commits; the step is recorded at the join */
+		/*
+		 * the branches start when this pass commits, a parked path waits to
+		 * be woken; the step is recorded when it completes
+		 */
 		ps->seq--;
 		ps->waiting = true;
 		keep_step_start(&run, rec->started_at);

@@ -15,7 +15,8 @@
  *	  leaving a request that the worker sends after commit, or starting a
  *	  fork (a module step may do either of the first two: a module bound to
  *	  an HTTP endpoint sends a request);
- *	- how it completes: from the response, or at the fork's join;
+ *	- how it completes: from the response, at the fork's join, or when what
+ *	  its parked path waits for happened (a sub-flow's child ended);
  *	- what the state machine does differently for it (END_FLOW ends the
  *	  path; POLL_EXTERNAL_API may ask to run again later).
  * The handlers live in src/steps/, one file per family of step types.
@@ -58,6 +59,7 @@
 #define RUNS	ALLMA_STEP_RUNS
 #define SENDS	ALLMA_STEP_SENDS
 #define FORKS	ALLMA_STEP_FORKS
+#define PARKS	ALLMA_STEP_PARKS
 
 /* Allma's StepType enum, in its order */
 const AllmaStepType allma_step_types[] = {
@@ -86,9 +88,9 @@ const AllmaStepType allma_step_types[] = {
 	{"PARALLEL_FORK_MANAGER", ALLMA_MODULE_NONE, "system/parallel-fork-manager", 0, allma_check_parallel,
 	RUNS | FORKS, allma_fork_start, allma_fork_join, 0},
 	{"START_SUB_FLOW", ALLMA_MODULE_NONE, "system/start-sub-flow", 0, allma_check_start_sub_flow,
-	0, allma_step_unsupported, NULL, 0},
+	RUNS | PARKS, allma_subflow_start, allma_subflow_complete, 0},
 	{"START_FLOW_EXECUTION", ALLMA_MODULE_FIXED, "system/start-flow-execution", 0, allma_check_start_flow_execution,
-	0, allma_step_unsupported, NULL, 0},
+	RUNS | PARKS, allma_subflow_start, allma_subflow_complete, 0},
 	{"API_CALL", ALLMA_MODULE_NONE, "system/api-call", 0, allma_check_api_call,
 	SENDS, allma_api_call_start, allma_api_call_complete, 0},
 	{"MCP_CALL", ALLMA_MODULE_NONE, "system/mcp-call", 0, allma_check_mcp_call,

@@ -933,6 +933,11 @@ save_branches(List *paths)
 			{
 				Datum		rargs[3];
 
+				/*
+				 * Queued branches are the WAITING ones that never ran (no
+				 * request record); a branch parked by its step (a sync
+				 * sub-flow) waits for something else.
+				 */
 				if (release_branches_plan == NULL)
 				{
 					Oid			types[3] = {UUIDOID, INT8OID, INT4OID};
@@ -943,6 +948,7 @@ save_branches(List *paths)
 													"WHERE (execution_id, path_id) IN ("
 													"  SELECT execution_id, path_id FROM allma.execution_paths "
 													"  WHERE execution_id = $1 AND parent_path_id = $2 AND status = 'WAITING' "
+													"    AND request IS NULL "
 													"  ORDER BY path_id LIMIT $3 FOR UPDATE SKIP LOCKED)", 3, types);
 				}
 				rargs[0] = exec;
