@@ -45,7 +45,7 @@ SELECT (output->'started'->>'startedFlowExecutionId')::uuid = :'c' AS returns_ch
   FROM allma.executions WHERE execution_id = :'p';
 SELECT flow_id, status, depth, parent_execution_id = :'p' AS parent_ok,
        root_execution_id = :'p' AS root_ok, parent_path_id, parent_step_instance_id,
-       trigger_source, options, input,
+       trigger_source = 'ParentFlow:' || :'p' || ':start' AS trigger_source_ok, options, input,
        output->'result'->>'greeting' AS greeting, output->'result'->>'kind' AS kind,
        output->'result'->'depth' AS depth_field,
        output->'result'->>'parent' = :'p' AS parent_field_ok,

@@ -275,7 +275,11 @@ start_child(StepRun *run, SubflowSpec *spec)
 	req.options = allma_jsonb_set_key(NULL, "executionMode",
 									  allma_jsonb_string(spec->sync ? "SYNC" : "ASYNC"));
 	req.enable_logs = spec->enable_logs;
-	req.trigger_source = psprintf("%s:%s", run->step->type_name, run->step->id);
+	/* Allma's: ParentFlow:<parent execution>:<step> */
+	req.trigger_source = psprintf("ParentFlow:%s:%s",
+								  DatumGetCString(DirectFunctionCall1(uuid_out,
+																	  UUIDPGetDatum(&ps->execution_id))),
+								  run->step->id);
 	req.starter = ps->run_as;
 	req.parent_execution_id = &ps->execution_id;
 	req.root_execution_id = &ps->root_execution_id;
