@@ -71,7 +71,8 @@ OBJS = \
 
 # sub-flows and redrive
 OBJS += \
-	src/steps/subflow.o
+	src/steps/subflow.o \
+	src/redrive.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.

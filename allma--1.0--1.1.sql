@@ -482,6 +482,26 @@ SELECT f.execution_id, f.fork_path_id, f.step_instance_id, f.total,
  GROUP BY f.execution_id, f.fork_path_id, f.step_instance_id, f.total,
 		  f.completed, f.failed, f.started_at;
 
+/*
+ * Redrive: the context each step of the main path started from, recorded
+ * with execution logs on (allma_redrive_execution starts again from it),
+ * and the execution a redrive runs again.
+ */
+ALTER TABLE allma.step_executions ADD COLUMN context jsonb;
+COMMENT ON COLUMN allma.step_executions.context IS
+	'The context the step started from (main path, execution logs on): what a redrive from this step starts with';
+
+CREATE FUNCTION allma_redrive_execution(execution_id uuid, from_step text DEFAULT NULL,
+										context jsonb DEFAULT NULL)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'allma_redrive_execution'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_redrive_execution(uuid, text, jsonb) IS
+	'Starts a new execution of the same flow version from the original input, or from a step with the context recorded before it (or the one given); for the original''s starter or allma_admin, as the caller';
+REVOKE EXECUTE ON FUNCTION allma_redrive_execution(uuid, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_redrive_execution(uuid, text, jsonb) TO allma_user;
+
 
 ------------------------------------------------------------------------------
 -- Allma compatibility: import/export, DynamoDB and S3 modules, email triggers

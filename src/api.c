@@ -457,7 +457,16 @@ allma_start_execution(const AllmaStartRequest *req)
 	logs = req->enable_logs >= 0 ? req->enable_logs : (flow->enable_logs != 0);
 
 	if (req->context != NULL)
+	{
+		/* a redrive's context: its flow_variables name the new execution */
+		Jsonb	   *vars = allma_jsonb_get(req->context, "flow_variables");
+
 		context = req->context;
+		if (allma_jsonb_is_object(vars))
+			context = allma_jsonb_set_key(context, "flow_variables",
+										  allma_jsonb_set_key(vars, "flowExecutionId",
+															  allma_jsonb_string(DatumGetCString(uuid_text))));
+	}
 	else
 	{
 		/* flow_variables: the version's, then the input's, then flowExecutionId */

@@ -480,6 +480,8 @@ run_step(AllmaPathState *ps, AllmaStep *step, MemoryContext pathcxt)
 	rec->attempt = ps->attempt;
 	rec->started_at = step_start_time(ps);
 	ps->step_started_at = rec->started_at;
+	/* what allma_redrive_execution starts again from (branches: their fork step) */
+	rec->context = ps->is_branch ? NULL : ps->context;
 
 	edata = run_guarded(attempt_step, &run);
 	now = GetCurrentTimestamp();
@@ -625,6 +627,7 @@ copy_record(AllmaStepRecord *src, bool logs)
 	rec->next_step = copy_str(src->next_step);
 	rec->input = logs ? allma_step_copy_jsonb(src->input) : NULL;
 	rec->output = logs ? allma_step_copy_jsonb(src->output) : NULL;
+	rec->context = logs ? allma_step_copy_jsonb(src->context) : NULL;
 	rec->error = allma_step_copy_jsonb(src->error);
 	rec->details = allma_step_copy_jsonb(src->details);
 	return rec;

@@ -37,6 +37,8 @@ typedef struct AllmaStepRecord
 	Jsonb	   *output;
 	Jsonb	   *error;
 	Jsonb	   *details;
+	Jsonb	   *context;		/* the context the step started from (main
+								 * path, execution logs on: for redrives) */
 	char	   *next_step;
 	TimestampTz started_at;
 	TimestampTz ended_at;

@@ -1171,10 +1171,11 @@ save_history(List *paths)
 				next,
 				details,
 				started,
-				ended;
+				ended,
+				context;
 	ListCell   *lc;
 	int			n = 0;
-	Datum		args[15];
+	Datum		args[16];
 
 	foreach(lc, paths)
 		n += list_length(((AllmaPathState *) lfirst(lc))->records);
@@ -1196,6 +1197,7 @@ save_history(List *paths)
 	col_init(&details, JSONBOID, n);
 	col_init(&started, TIMESTAMPTZOID, n);
 	col_init(&ended, TIMESTAMPTZOID, n);
+	col_init(&context, JSONBOID, n);
 
 	foreach(lc, paths)
 	{
@@ -1221,23 +1223,24 @@ save_history(List *paths)
 			col_add_jsonb(&details, rec->details);
 			col_add(&started, TimestampTzGetDatum(rec->started_at), false);
 			col_add(&ended, TimestampTzGetDatum(rec->ended_at), false);
+			col_add_jsonb(&context, rec->context);
 		}
 	}
 
 	if (insert_history_plan == NULL)
 	{
-		Oid			types[15] = {UUIDARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
+		Oid			types[16] = {UUIDARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
 			TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
 			JSONBARRAYOID, JSONBARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
-		TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
+		TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, JSONBARRAYOID};
 
 		insert_history_plan = prepare(
 									  "INSERT INTO allma.step_executions "
 									  "  (execution_id, path_id, seq, branch_id, step_instance_id, step_type, "
 									  "   attempt, status, input, output, error, next_step_instance_id, "
-									  "   details, started_at, ended_at) "
+									  "   details, started_at, ended_at, context) "
 									  "SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-									  "                     $11, $12, $13, $14, $15)", 15, types);
+									  "                     $11, $12, $13, $14, $15, $16)", 16, types);
 	}
 	args[0] = col_array(&e);
 	args[1] = col_array(&p);
@@ -1254,6 +1257,7 @@ save_history(List *paths)
 	args[12] = col_array(&details);
 	args[13] = col_array(&started);
 	args[14] = col_array(&ended);
+	args[15] = col_array(&context);
 	execute_plan(insert_history_plan, args, SPI_OK_INSERT);
 }
 
