@@ -502,6 +502,29 @@ COMMENT ON FUNCTION allma_redrive_execution(uuid, text, jsonb) IS
 REVOKE EXECUTE ON FUNCTION allma_redrive_execution(uuid, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION allma_redrive_execution(uuid, text, jsonb) TO allma_user;
 
+/*
+ * Flow versions are immutable: executions pin a version when they start and
+ * the workers cache definitions by (flow, version), so a changed definition
+ * would change running executions behind their back.  New definitions are
+ * new versions (allma_create_flow).  The trigger holds for every role.
+ */
+CREATE FUNCTION allma.flow_versions_immutable() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RAISE EXCEPTION 'flow versions are immutable'
+		USING ERRCODE = 'LM322',
+			  DETAIL = format('Flow "%s" version %s cannot be changed; executions pin the version they started with.',
+							  OLD.flow_id, OLD.version),
+			  HINT = 'Create a new version with allma_create_flow() and publish it.';
+END
+$$;
+REVOKE EXECUTE ON FUNCTION allma.flow_versions_immutable() FROM PUBLIC;
+CREATE TRIGGER flow_versions_immutable
+	BEFORE UPDATE OF flow_id, version, definition ON allma.flow_versions
+	FOR EACH ROW EXECUTE FUNCTION allma.flow_versions_immutable();
+
 
 ------------------------------------------------------------------------------
 -- Allma compatibility: import/export, DynamoDB and S3 modules, email triggers

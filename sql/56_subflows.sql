@@ -272,21 +272,31 @@ BEGIN
 	END LOOP;
 	RETURN false;
 END $$;
+-- (the child's step is a timer far in the future, so that no worker is
+-- busy with it; the test ends the child as a worker would)
+SELECT allma_create_flow($$ {"id": "late-child", "startStepInstanceId": "late",
+  "steps": {"late": {"stepType": "NO_OP", "delay": {"milliseconds": 86400000, "position": "before"}}}} $$);
 SELECT allma_create_flow($$ {"id": "fork-subs-2", "startStepInstanceId": "fork",
   "steps": {
     "fork": {"stepType": "PARALLEL_FORK_MANAGER", "itemsPath": "$.items",
              "parallelBranches": [{"branchId": "sub", "stepInstanceId": "sub", "condition": "$.currentItem == 1"},
                                   {"branchId": "quick", "stepInstanceId": "quick", "condition": "$.currentItem > 1"}],
              "aggregationConfig": {"maxConcurrency": 2}},
-    "sub": {"stepType": "START_SUB_FLOW", "subFlowDefinitionId": "slow-child", "subFlowVersion": 1,
+    "sub": {"stepType": "START_SUB_FLOW", "subFlowDefinitionId": "late-child",
             "outputMappings": {"$.output": "$.mark"}},
     "quick": {"stepType": "NO_OP", "literals": {"q": "quick"}, "outputMappings": {"$.output": "$.q"}}}} $$);
-SELECT pg_advisory_lock(5601);
 SELECT allma_start_flow('fork-subs-2', '{"items": [1, 2, 3, 4, 5, 6]}') AS p \gset
 SELECT pg_temp.await_completed(:'p', 5) AS quick_branches_done;
 SELECT running, queued, completed FROM allma.fork_progress WHERE execution_id = :'p';
-SELECT pg_advisory_unlock(5601);
+UPDATE allma.executions SET status = 'COMPLETED', output = '{"mark": "late"}', ended_at = clock_timestamp()
+ WHERE parent_execution_id = :'p';
 SELECT allma_wait(:'p');
 SELECT output->'steps_output'->'fork'->'aggregatedData' AS marks,
        (SELECT count(*) FROM allma.executions WHERE parent_execution_id = :'p') AS children
   FROM allma.executions WHERE execution_id = :'p';
+
+-- versions are immutable, for superusers too
+UPDATE allma.flow_versions SET definition = definition || '{"description": "x"}'
+ WHERE flow_id = 'child' AND version = 1;
+UPDATE allma.flow_versions SET version = 99 WHERE flow_id = 'child' AND version = 1;
+SELECT count(*) FROM allma.flow_versions WHERE flow_id = 'child' AND definition ? 'description';
