@@ -73,7 +73,8 @@ SELECT status, parent_path_id, options->>'executionMode' AS mode
   FROM allma.executions WHERE execution_id = :'c';
 -- the parent's step spans its child; nothing is left waiting
 SELECT s.started_at <= c.started_at AND s.ended_at >= c.ended_at AS step_spans_child,
-       s.status, s.attempt
+       s.status, s.attempt, (s.details->>'childExecutionId')::uuid = c.execution_id AS details_name_child,
+       s.details->>'childFlowId' AS child_flow
   FROM allma.step_executions s, allma.executions c
  WHERE s.execution_id = :'p' AND s.step_instance_id = 'call' AND c.execution_id = :'c';
 SELECT count(*) AS paths_left FROM allma.execution_paths WHERE execution_id IN (:'p', :'c');

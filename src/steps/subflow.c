@@ -413,7 +413,13 @@ allma_subflow_complete(StepRun *run)
 		return NULL;
 	}
 	if (status != NULL && strcmp(status, "COMPLETED") == 0)
+	{
+		/* the history row names the child */
+		run->details = allma_jsonb_set_key(allma_jsonb_set_key(NULL, "childExecutionId",
+															   allma_jsonb_string(child)),
+										   "childFlowId", allma_jsonb_string(flow_id));
 		return output ? output : allma_jsonb_empty_object();
+	}
 
 	{
 		Jsonb	   *details = allma_jsonb_empty_object();
