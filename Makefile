@@ -79,6 +79,11 @@ OBJS += \
 	src/bundle_import.o \
 	src/bundle_export.o
 
+# sub-flows and redrive
+OBJS += \
+	src/steps/subflow.o \
+	src/redrive.o
+
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.
 DATA = $(EXTENSION)--1.0.sql $(notdir $(wildcard $(srcdir)/$(EXTENSION)--*--*.sql))

@@ -414,6 +414,117 @@ GRANT EXECUTE ON FUNCTION allma_grant_secret(text, regrole), allma_revoke_secret
 -- Execution lifecycle: waits, sub-flows, cancel, timeouts, redrive
 ------------------------------------------------------------------------------
 
+-- sub-flows and redrive
+
+/*
+ * Step timing: started_at is when an attempt began (for HTTP, LLM, MCP and
+ * mail steps when their request was committed for sending; for forks and
+ * sub-flows when they started), ended_at when its result was recorded.
+ */
+ALTER TABLE allma.step_executions
+	ADD COLUMN duration_ms double precision
+		GENERATED ALWAYS AS (pg_catalog.date_part('epoch', ended_at - started_at) * 1000) STORED;
+COMMENT ON COLUMN allma.step_executions.duration_ms IS
+	'ended_at - started_at in milliseconds (a resumed step counts from when it first ran)';
+
+/*
+ * The execution tree: parent_execution_id, root_execution_id (the root's own
+ * id for a top-level execution) and depth are 1.0's columns; a sync child
+ * also names the parent's path that waits for it (parent_path_id, NULL for
+ * async children), and a redriven execution the one it redrives.
+ */
+ALTER TABLE allma.executions
+	ADD COLUMN parent_path_id bigint,
+	ADD COLUMN parent_step_instance_id text,
+	ADD COLUMN redrive_of uuid;
+COMMENT ON COLUMN allma.executions.parent_path_id IS
+	'For a sync sub-flow: the path of parent_execution_id that waits for it';
+COMMENT ON COLUMN allma.executions.redrive_of IS
+	'The execution this one redrives (allma_redrive_execution)';
+
+/*
+ * A sync sub-flow's end wakes the parent path that waits for it, in the
+ * transaction that ends the child (whoever ends it: a worker, a cancel, a
+ * timeout): the path becomes runnable to complete its step.  The path must
+ * still wait for this very child (its request record names it).  The
+ * function runs as the role that updates allma.executions (workers and
+ * allma's functions: the bootstrap superuser); nobody may call it.
+ */
+CREATE FUNCTION allma.wake_sync_parent() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	UPDATE allma.execution_paths
+	   SET status = 'READY', joining = true, due_at = clock_timestamp()
+	 WHERE execution_id = NEW.parent_execution_id AND path_id = NEW.parent_path_id
+	   AND status = 'WAITING' AND request->>'childExecutionId' = NEW.execution_id::text;
+	RETURN NULL;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION allma.wake_sync_parent() FROM PUBLIC;
+CREATE TRIGGER executions_wake_sync_parent
+	AFTER UPDATE OF status ON allma.executions
+	FOR EACH ROW
+	WHEN (NEW.parent_path_id IS NOT NULL AND OLD.status = 'RUNNING' AND NEW.status <> 'RUNNING')
+	EXECUTE FUNCTION allma.wake_sync_parent();
+
+-- a branch parked by its step (a sync sub-flow) is running, not queued
+CREATE OR REPLACE VIEW allma.fork_progress WITH (security_invoker = true, security_barrier = true) AS
+SELECT f.execution_id, f.fork_path_id, f.step_instance_id, f.total,
+	   count(*) FILTER (WHERE p.status IN ('READY', 'INFLIGHT')
+						   OR p.status = 'WAITING' AND p.request IS NOT NULL) AS running,
+	   count(*) FILTER (WHERE p.status = 'WAITING' AND p.request IS NULL) AS queued,
+	   f.completed, f.failed, f.started_at
+  FROM allma.forks f
+  LEFT JOIN allma.execution_paths p
+	ON p.execution_id = f.execution_id AND p.parent_path_id = f.fork_path_id
+ GROUP BY f.execution_id, f.fork_path_id, f.step_instance_id, f.total,
+		  f.completed, f.failed, f.started_at;
+
+/*
+ * Redrive: the context each step of the main path started from, recorded
+ * with execution logs on (allma_redrive_execution starts again from it),
+ * and the execution a redrive runs again.
+ */
+ALTER TABLE allma.step_executions ADD COLUMN context jsonb;
+COMMENT ON COLUMN allma.step_executions.context IS
+	'The context the step started from (main path, execution logs on): what a redrive from this step starts with';
+
+CREATE FUNCTION allma_redrive_execution(execution_id uuid, from_step text DEFAULT NULL,
+										context jsonb DEFAULT NULL)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'allma_redrive_execution'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_redrive_execution(uuid, text, jsonb) IS
+	'Starts a new execution of the same flow version from the original input, or from a step with the context recorded before it (or the one given); for the original''s starter or allma_admin, as the caller';
+REVOKE EXECUTE ON FUNCTION allma_redrive_execution(uuid, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_redrive_execution(uuid, text, jsonb) TO allma_user;
+
+/*
+ * Flow versions are immutable: executions pin a version when they start and
+ * the workers cache definitions by (flow, version), so a changed definition
+ * would change running executions behind their back.  New definitions are
+ * new versions (allma_create_flow).  The trigger holds for every role.
+ */
+CREATE FUNCTION allma.flow_versions_immutable() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RAISE EXCEPTION 'flow versions are immutable'
+		USING ERRCODE = 'LM322',
+			  DETAIL = format('Flow "%s" version %s cannot be changed; executions pin the version they started with.',
+							  OLD.flow_id, OLD.version),
+			  HINT = 'Create a new version with allma_create_flow() and publish it.';
+END
+$$;
+REVOKE EXECUTE ON FUNCTION allma.flow_versions_immutable() FROM PUBLIC;
+CREATE TRIGGER flow_versions_immutable
+	BEFORE UPDATE OF flow_id, version, definition ON allma.flow_versions
+	FOR EACH ROW EXECUTE FUNCTION allma.flow_versions_immutable();
+
 
 ------------------------------------------------------------------------------
 -- Allma compatibility: import/export, DynamoDB and S3 modules, email triggers
