@@ -523,6 +523,33 @@ COMMENT ON FUNCTION allma_run_module(text, jsonb) IS
 -- Operations: schedules, retention, completion actions
 ------------------------------------------------------------------------------
 
+/*
+ * Retention (src/retention.c).  Every table keyed by an execution id
+ * references allma.executions ON DELETE CASCADE, so that purging an
+ * execution purges its history, paths, forks and files, and no orphan can
+ * exist.  1.0 had no such key on the history: rows of executions deleted
+ * by hand are orphans, deleted here before the key is added (the tables
+ * are locked by the Security section above, so no worker writes history
+ * in between; executions in flight keep their history).
+ */
+DELETE FROM allma.step_executions s
+ WHERE NOT EXISTS (SELECT FROM allma.executions e WHERE e.execution_id = s.execution_id);
+ALTER TABLE allma.step_executions
+	ADD CONSTRAINT step_executions_execution_id_fkey FOREIGN KEY (execution_id)
+	REFERENCES allma.executions (execution_id) ON DELETE CASCADE;
+-- finished executions in the order they expire
+CREATE INDEX executions_ended_idx ON allma.executions (ended_at) WHERE ended_at IS NOT NULL;
+
+CREATE FUNCTION allma_purge(older_than interval, flow_id text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'allma_purge'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_purge(interval, text) IS
+	'Deletes finished executions that ended more than older_than ago (of one flow, or all), with their history; only those the caller can see; returns how many';
+REVOKE EXECUTE ON FUNCTION allma_purge(interval, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_purge(interval, text) TO allma_user;
+
 
 ------------------------------------------------------------------------------
 -- Faults and limits
