@@ -40,6 +40,7 @@
 #include "jsonb_util.h"
 #include "pathstate.h"
 #include "store.h"
+#include "steps/completion.h"
 
 /* the worker slot recorded as the owner of INFLIGHT paths */
 int			allma_store_owner_slot = -1;
@@ -1060,10 +1061,22 @@ save_terminal_executions(List *paths)
 	 * role can send one on this channel: the payload is only the execution
 	 * id (a wake-up), and listeners read the status through RLS.
 	 */
-	for (uint64 i = 0; i < SPI_processed; i++)
-		Async_Notify(ALLMA_NOTIFY_CHANNEL,
-					 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-	return (int) SPI_processed;
+	{
+		uint64		nfinished = SPI_processed;
+		List	   *finished = NIL;
+
+		for (uint64 i = 0; i < nfinished; i++)
+		{
+			char	   *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+			Async_Notify(ALLMA_NOTIFY_CHANNEL, id);
+			finished = lappend(finished, id);
+		}
+		/* their onCompletionActions, in the same transaction */
+		if (finished != NIL)
+			allma_completion_plan(paths, finished);
+		return (int) nfinished;
+	}
 }
 
 static void

@@ -85,6 +85,7 @@
 #include "retention.h"
 #include "retry.h"
 #include "shmem.h"
+#include "steps/completion.h"
 #include "store.h"
 #include "worker.h"
 
@@ -136,6 +137,7 @@ reset_caches(void)
 	allma_retry_reset();
 	allma_flowcache_reset();
 	allma_retention_reset();
+	allma_completion_reset();
 }
 
 /*
