@@ -72,7 +72,8 @@ OBJS = \
 # Operations: retention, completion actions, schedules
 OBJS += \
 	src/retention.o \
-	src/steps/completion.o
+	src/steps/completion.o \
+	src/schedule.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.
