@@ -588,16 +588,20 @@ GRANT EXECUTE ON FUNCTION allma_purge(interval, text) TO allma_user;
  * allma_schedule_tick_id gives for the job and the minute, so that a tick
  * starts at most one execution.  Without pg_cron the functions say so.
  */
-CREATE FUNCTION allma_schedule_tick_id(job_name text, at timestamptz DEFAULT now())
+-- (salt: random per job and kept in its command, which pg_cron's row-level
+-- security shows only to the job's role: nobody else can compute the ids of
+-- its ticks and take them first)
+CREATE FUNCTION allma_schedule_tick_id(job_name text, at timestamptz DEFAULT now(),
+									   salt text DEFAULT '')
 RETURNS uuid
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT md5(current_user || '/' || job_name || '/' ||
+	SELECT md5(current_user || '/' || job_name || '/' || salt || '/' ||
 			   to_char(date_trunc('minute', at AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"HH24:MI'))::uuid
 $$;
-COMMENT ON FUNCTION allma_schedule_tick_id(text, timestamptz) IS
-	'The execution id of a schedule''s tick: the same for the same role, job and minute (UTC)';
+COMMENT ON FUNCTION allma_schedule_tick_id(text, timestamptz, text) IS
+	'The execution id of a schedule''s tick: the same for the same role, job, salt and minute (UTC)';
 
 CREATE FUNCTION allma_schedule_flow(job_name text, schedule text, flow_id text,
 									input jsonb DEFAULT '{}')
@@ -634,10 +638,10 @@ CREATE TRIGGER flows_sync_schedules
 	AFTER INSERT OR UPDATE OF published_version ON allma.flows
 	FOR EACH ROW EXECUTE FUNCTION allma_sync_schedules();
 
-REVOKE EXECUTE ON FUNCTION allma_schedule_tick_id(text, timestamptz),
+REVOKE EXECUTE ON FUNCTION allma_schedule_tick_id(text, timestamptz, text),
 	allma_schedule_flow(text, text, text, jsonb), allma_unschedule_flow(text),
 	allma_schedule_expression(text, text), allma_sync_schedules() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION allma_schedule_tick_id(text, timestamptz),
+GRANT EXECUTE ON FUNCTION allma_schedule_tick_id(text, timestamptz, text),
 	allma_schedule_flow(text, text, text, jsonb), allma_unschedule_flow(text),
 	allma_schedule_expression(text, text) TO allma_user;
 

@@ -25,7 +25,9 @@ SELECT allma_schedule_tick_id('allma:nightly', '2026-01-01 10:00:05+00')
 	   allma_schedule_tick_id('allma:nightly', '2026-01-01 10:00:05+00')
 	<> allma_schedule_tick_id('allma:other', '2026-01-01 10:00:05+00') AS other_job,
 	   allma_schedule_tick_id('allma:nightly', '2026-01-01 11:00:05+01')
-	 = allma_schedule_tick_id('allma:nightly', '2026-01-01 10:00:05+00') AS in_utc;
+	 = allma_schedule_tick_id('allma:nightly', '2026-01-01 10:00:05+00') AS in_utc,
+	   allma_schedule_tick_id('allma:nightly', '2026-01-01 10:00:05+00', 'a1b2')
+	<> allma_schedule_tick_id('allma:nightly', '2026-01-01 10:00:05+00', 'c3d4') AS salted;
 
 -- expressions pg_cron 1.4 can run
 SELECT e, tz, allma_schedule_expression(e, tz) AS pg_cron

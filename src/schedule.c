@@ -8,8 +8,10 @@
  *
  * A schedule is a pg_cron job in this database whose command starts the
  * flow with an execution id derived from the job and the tick
- * (allma_schedule_tick_id: md5 of the job's role, the job's name and the
- * minute, in UTC), so that a tick run twice -- by hand, or by pg_cron after
+ * (allma_schedule_tick_id: md5 of the job's role, the job's name, a random
+ * salt kept in the job's command -- which pg_cron shows only to the job's
+ * role, so that nobody else can start an execution with a tick's id first
+ * -- and the minute, in UTC), so that a tick run twice -- by hand, or by pg_cron after
  * a restart -- starts one execution: allma_start_flow with a known id is
  * idempotent.  The job runs as the role that scheduled it (pg_cron's
  * username), so every tick's start is checked against that role's START
@@ -477,14 +479,23 @@ job_command(const char *job, const char *flow_id, int32 version, Jsonb *input,
 			const char *trigger)
 {
 	StringInfoData cmd;
+	uint8		salt[8];
+	char		salt_hex[sizeof(salt) * 2 + 1];
+
+	/* the tick ids of this job cannot be guessed by roles that cannot read its command */
+	if (!pg_strong_random(salt, sizeof(salt)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random salt for schedule \"%s\"", job)));
+	salt_hex[hex_encode((const char *) salt, sizeof(salt), salt_hex)] = '\0';
 
 	initStringInfo(&cmd);
 	appendStringInfo(&cmd,
 					 "SELECT allma_start_flow(%s, %s::jsonb, jsonb_build_object('executionId', "
-					 "allma_schedule_tick_id(%s), 'triggerSource', %s",
+					 "allma_schedule_tick_id(%s, now(), '%s'), 'triggerSource', %s",
 					 quote_literal_cstr(flow_id),
 					 quote_literal_cstr(allma_jsonb_to_cstring(input)),
-					 quote_literal_cstr(job), quote_literal_cstr(trigger));
+					 quote_literal_cstr(job), salt_hex, quote_literal_cstr(trigger));
 	if (version > 0)
 		appendStringInfo(&cmd, ", 'version', %d", version);
 	appendStringInfoString(&cmd, "))");

@@ -35,12 +35,16 @@ like($jobid, qr/^\d+$/, 'allma_schedule_flow returns the job id');
 is(q1(qq{SELECT jobname || '|' || schedule || '|' || username || '|' || database FROM cron.job WHERE jobid = $jobid}),
 	'allma:hourly|0 * * * *|' . q1('SELECT current_user') . '|postgres', 'the pg_cron job');
 my $command = q1(qq{SELECT command FROM cron.job WHERE jobid = $jobid});
-# (in one transaction, so that both runs are certainly in the same minute)
-q1("BEGIN; $command; $command; COMMIT;");
-is(q1(q{SELECT count(*) || '|' || min(input->>'n') || '|' || min(trigger_source) || '|' || bool_and(execution_id = allma_schedule_tick_id('allma:hourly'))
-	FROM allma.executions WHERE flow_id = 'tock'}),
-	'1|1|schedule:hourly|true', "the job's command run twice in one minute started one execution, with the tick's id")
-  or diag $command;
+my ($salt) = $command =~ /allma_schedule_tick_id\('allma:hourly', now\(\), '([0-9a-f]{16})'\)/;
+ok(defined $salt, "the job's command has a random salt") or diag $command;
+# (in one transaction, so that both runs and the check are certainly in the same minute)
+is((split /\n/, q1(qq{BEGIN; $command; $command;
+	SELECT count(*) || '|' || min(input->>'n') || '|' || min(trigger_source) || '|'
+		|| bool_and(execution_id = allma_schedule_tick_id('allma:hourly', now(), '$salt'))
+		|| '|' || bool_and(execution_id <> allma_schedule_tick_id('allma:hourly'))
+	  FROM allma.executions WHERE flow_id = 'tock';
+	COMMIT;}))[-1],
+	'1|1|schedule:hourly|true|true', "the job's command run twice in one minute started one execution, with the tick's (salted) id");
 # rescheduling a name replaces the job; Allma's expressions are converted
 is(q1(q{SELECT allma_schedule_flow('hourly', 'rate(15 minutes)', 'tock')}), $jobid, 'same name: same job');
 is(q1(qq{SELECT schedule FROM cron.job WHERE jobid = $jobid}), '*/15 * * * *', 'rate(15 minutes) converted');
