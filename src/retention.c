@@ -46,6 +46,7 @@
 #include "utils/timestamp.h"
 
 #include "retention.h"
+#include "store.h"
 
 int			allma_retention_s = 30 * 86400;
 int			allma_purge_batch_size = 1000;
@@ -96,18 +97,12 @@ allma_retention_purge_batch(void)
 	if (allma_retention_s <= 0)
 		return 0;
 	if (worker_plan == NULL)
-	{
-		worker_plan = SPI_prepare("WITH picked AS ("
-								  "  SELECT execution_id FROM allma.executions "
-								  "   WHERE ended_at < $1 AND " FINISHED
-								  "   ORDER BY ended_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
-								  "DELETE FROM allma.executions e USING picked p "
-								  " WHERE e.execution_id = p.execution_id", 2, types);
-		MemoryContextSwitchTo(cxt);
-		if (worker_plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(worker_plan);
-	}
+		worker_plan = allma_store_prepare("WITH picked AS ("
+										  "  SELECT execution_id FROM allma.executions "
+										  "   WHERE ended_at < $1 AND " FINISHED
+										  "   ORDER BY ended_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
+										  "DELETE FROM allma.executions e USING picked p "
+										  " WHERE e.execution_id = p.execution_id", 2, types);
 	args[0] = TimestampTzGetDatum(GetCurrentTimestamp() - (int64) allma_retention_s * USECS_PER_SEC);
 	args[1] = Int32GetDatum(allma_purge_batch_size);
 	rc = SPI_execute_plan(worker_plan, args, NULL, false, 0);

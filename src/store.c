@@ -81,6 +81,13 @@ prepare(const char *sql, int nargs, Oid *types)
 	return plan;
 }
 
+/* allma_store_prepare: a saved plan, for the worker's other statements (retention, completion actions) */
+SPIPlanPtr
+allma_store_prepare(const char *sql, int nargs, Oid *types)
+{
+	return prepare(sql, nargs, types);
+}
+
 void
 allma_store_reset(void)
 {

@@ -61,9 +61,11 @@
 
 #include "completion.h"
 #include "condition.h"
+#include "engine.h"
 #include "errors.h"
 #include "jsonb_util.h"
 #include "path.h"
+#include "store.h"
 #include "steps.h"
 #include "template.h"
 
@@ -199,16 +201,12 @@ record_action(AllmaPathState *ps, int index, const char *status, Jsonb *output,
 		Oid			types[8] = {UUIDOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
 		JSONBOID, JSONBOID};
 
-		insert_record_plan = SPI_prepare("INSERT INTO allma.step_executions "
-										 "  (execution_id, path_id, seq, step_instance_id, step_type, "
-										 "   attempt, status, output, error, details, started_at, ended_at) "
-										 "VALUES ($1, $2, 1, $3, $4, 1, $5, $6, $7, $8, "
-										 "        clock_timestamp(), clock_timestamp()) "
-										 "ON CONFLICT DO NOTHING", 8, types);
-		MemoryContextSwitchTo(cxt);
-		if (insert_record_plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(insert_record_plan);
+		insert_record_plan = allma_store_prepare("INSERT INTO allma.step_executions "
+												 "  (execution_id, path_id, seq, step_instance_id, step_type, "
+												 "   attempt, status, output, error, details, started_at, ended_at) "
+												 "VALUES ($1, $2, 1, $3, $4, 1, $5, $6, $7, $8, "
+												 "        clock_timestamp(), clock_timestamp()) "
+												 "ON CONFLICT DO NOTHING", 8, types);
 	}
 	args[0] = UUIDPGetDatum(&ps->execution_id);
 	args[1] = Int64GetDatum(-1 - (int64) index);
@@ -240,14 +238,10 @@ insert_webhook_path(AllmaPathState *ps, int index, Jsonb *context)
 	{
 		Oid			types[4] = {UUIDOID, INT8OID, TEXTOID, JSONBOID};
 
-		insert_path_plan = SPI_prepare("INSERT INTO allma.execution_paths "
-									   "  (execution_id, path_id, status, step_instance_id, context, due_at) "
-									   "VALUES ($1, $2, 'READY', $3, $4, clock_timestamp()) "
-									   "ON CONFLICT DO NOTHING", 4, types);
-		MemoryContextSwitchTo(cxt);
-		if (insert_path_plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(insert_path_plan);
+		insert_path_plan = allma_store_prepare("INSERT INTO allma.execution_paths "
+											   "  (execution_id, path_id, status, step_instance_id, context, due_at) "
+											   "VALUES ($1, $2, 'READY', $3, $4, clock_timestamp()) "
+											   "ON CONFLICT DO NOTHING", 4, types);
 	}
 	args[0] = UUIDPGetDatum(&ps->execution_id);
 	args[1] = Int64GetDatum(-1 - (int64) index);
@@ -269,8 +263,9 @@ typedef struct PlannedAction
 } PlannedAction;
 
 static void
-plan_action(PlannedAction *pa)
+plan_action(void *arg)
 {
+	PlannedAction *pa = arg;
 	Jsonb	   *action = pa->action;
 	char	   *type = allma_jsonb_get_cstring(action, "actionType");
 	char	   *on = allma_jsonb_get_cstring(action, "executeOnStatus");
@@ -336,29 +331,7 @@ plan_action(PlannedAction *pa)
 static void
 run_action(PlannedAction *pa)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	ErrorData  *edata = NULL;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		plan_action(pa);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_END_TRY();
+	ErrorData  *edata = allma_engine_guarded(plan_action, pa);
 
 	if (edata != NULL)
 	{
