@@ -51,6 +51,7 @@
 #include <ctype.h>
 
 #include "access/htup_details.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -60,9 +61,11 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "acl.h"
 #include "jsonb_util.h"
@@ -102,6 +105,51 @@ require_cron(void)
 						 "cron.database_name = '%s' and cron.use_background_workers = on, restart, "
 						 "then CREATE EXTENSION pg_cron (see docs/operations.md).",
 						 get_database_name(MyDatabaseId))));
+}
+
+/*
+ * check_job_role: pg_cron runs a job in a session of its role, so the role
+ * must be allowed to log in (pg_cron refuses the job otherwise); said here
+ * naming what would run as it.
+ */
+static void
+check_job_role(Oid role, const char *what)
+{
+	HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(role));
+
+	if (!HeapTupleIsValid(tup))
+		return;
+	if (!((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin)
+	{
+		char	   *name = pstrdup(NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname));
+
+		ReleaseSysCache(tup);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s would run as role \"%s\", which may not log in", what, name),
+				 errdetail("pg_cron runs each job in a session of its role."),
+				 errhint("ALTER ROLE %s LOGIN, or let a role that may log in own it.",
+						 quote_identifier(name))));
+	}
+	ReleaseSysCache(tup);
+}
+
+/*
+ * warn_about_setup: pg_cron connecting over the network (cron.host,
+ * authentication, cron.job.nodename) instead of running jobs in background
+ * workers, which makes registered jobs fail on a server that does not
+ * listen where pg_cron looks.
+ */
+static void
+warn_about_setup(const char *job)
+{
+	const char *bgw = GetConfigOption("cron.use_background_workers", true, false);
+
+	if (bgw != NULL && strcmp(bgw, "off") == 0)
+		ereport(WARNING,
+				(errmsg("pg_cron runs job \"%s\" over a connection to cron.host", job),
+				 errdetail("With cron.use_background_workers = off, pg_cron connects like a client, which needs cron.host, authentication and cron.job.nodename to fit the server."),
+				 errhint("Set cron.use_background_workers = on and restart (see docs/operations.md).")));
 }
 
 /* ----------------------------------------------------------------
@@ -583,11 +631,13 @@ allma_schedule_flow(PG_FUNCTION_ARGS)
 	}
 
 	cron_job = psprintf(JOB_PREFIX "%s", job);
+	check_job_role(caller, psprintf("schedule \"%s\"", job));
 	allma_owner_begin(&st);
 	jobid = cron_schedule(cron_job, schedule,
 						  job_command(cron_job, flow_id, 0, input, psprintf("schedule:%s", job)),
 						  caller);
 	allma_owner_end(&st);
+	warn_about_setup(cron_job);
 	PG_RETURN_INT64(jobid);
 }
 
@@ -785,6 +835,9 @@ allma_sync_schedules(PG_FUNCTION_ARGS)
 
 	if (def != NULL)
 		schedules = flow_schedules(flow_id, version, def);
+	foreach(lc, schedules)
+		check_job_role(owner, psprintf("the schedule of step \"%s\" of flow \"%s\" (its owner's job)",
+									   strrchr(((FlowSchedule *) lfirst(lc))->job, ':') + 1, flow_id));
 	{
 		Oid			types[1] = {TEXTOID};
 		Datum		values[1] = {CStringGetTextDatum(psprintf(FLOW_JOB_PREFIX "%s:", flow_id))};
@@ -799,6 +852,7 @@ allma_sync_schedules(PG_FUNCTION_ARGS)
 		FlowSchedule *fs = lfirst(lc);
 
 		(void) cron_schedule(fs->job, fs->schedule, fs->command, owner);
+		warn_about_setup(fs->job);
 	}
 	allma_owner_end(&st);
 	return PointerGetDatum(newtup);

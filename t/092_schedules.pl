@@ -65,6 +65,17 @@ q1(q{SET ROLE sched_alice; SELECT allma_schedule_flow('mine', '0 4 * * *', 'tock
 is(q1(q{SELECT username FROM cron.job WHERE jobname = 'allma:mine'}), 'sched_alice', "a user's job runs as that user");
 is(q1(q{SET ROLE sched_alice; SELECT allma_unschedule_flow('mine')}), 't', 'and is removed by that user');
 
+# a role that may not log in: pg_cron could not run its jobs; refused, naming what
+q1(q{CREATE ROLE sched_nologin NOLOGIN; GRANT allma_user TO sched_nologin});
+q1(q{SELECT allma_grant_flow('tock', 'sched_nologin', 'START')});
+($rc, $out, $err) = $node->psql('postgres', q{SET ROLE sched_nologin; SELECT allma_schedule_flow('nl', '0 4 * * *', 'tock')});
+like($err, qr/ERROR:  schedule "nl" would run as role "sched_nologin", which may not log in/,
+	'scheduling as a role that may not log in is refused');
+($rc, $out, $err) = $node->psql('postgres', q{SET ROLE sched_nologin; SELECT allma_create_flow('{"id": "nl_flow", "startStepInstanceId": "s",
+  "steps": {"s": {"stepType": "NO_OP"}, "t": {"stepType": "SCHEDULE_START_POINT", "scheduleExpression": "rate(1 hour)"}}}')});
+like($err, qr/ERROR:  the schedule of step "t" of flow "nl_flow" \(its owner's job\) would run as role "sched_nologin", which may not log in/,
+	'so is publishing a schedule step of a flow such a role owns');
+
 # ---------------------------------------------------------------------------
 # pg_cron itself starts the flow: a one-minute schedule (waits for the next
 # minute boundary: up to ~60 s)
