@@ -143,5 +143,14 @@ q1(q{DELETE FROM allma.executions WHERE flow_id = 'sf'});
 q1(q{SELECT allma_delete_flow('sf')});
 is(jobs(), '', 'deleting the flow removes its jobs');
 
+# pg_cron without background workers connects like a client (cron.host...):
+# allma says so when it registers a job
+$node->append_conf('postgresql.conf', "cron.use_background_workers = off\n");
+$node->restart;
+($rc, $out, $err) = $node->psql('postgres', q{SELECT allma_schedule_flow('conn', '0 5 * * *', 'tock')});
+like($err, qr/WARNING:  pg_cron runs job "allma:conn" over a connection to cron.host/,
+	'a warning when cron.use_background_workers is off');
+is($rc, 0, 'the job is registered all the same');
+
 $node->stop;
 done_testing();
