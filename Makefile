@@ -84,6 +84,12 @@ OBJS += \
 	src/steps/subflow.o \
 	src/redrive.o
 
+# Operations: retention, completion actions, schedules
+OBJS += \
+	src/retention.o \
+	src/steps/completion.o \
+	src/schedule.o
+
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.
 DATA = $(EXTENSION)--1.0.sql $(notdir $(wildcard $(srcdir)/$(EXTENSION)--*--*.sql))

@@ -767,6 +767,98 @@ GRANT EXECUTE ON FUNCTION allma_export(text[]) TO allma_user;
 -- Operations: schedules, retention, completion actions
 ------------------------------------------------------------------------------
 
+/*
+ * Retention (src/retention.c).  Every table keyed by an execution id
+ * references allma.executions ON DELETE CASCADE, so that purging an
+ * execution purges its history, paths, forks and files, and no orphan can
+ * exist.  1.0 had no such key on the history: rows of executions deleted
+ * by hand are orphans, deleted here before the key is added (the tables
+ * are locked by the Security section above, so no worker writes history
+ * in between; executions in flight keep their history).
+ */
+DELETE FROM allma.step_executions s
+ WHERE NOT EXISTS (SELECT FROM allma.executions e WHERE e.execution_id = s.execution_id);
+ALTER TABLE allma.step_executions
+	ADD CONSTRAINT step_executions_execution_id_fkey FOREIGN KEY (execution_id)
+	REFERENCES allma.executions (execution_id) ON DELETE CASCADE;
+-- finished executions in the order they expire
+CREATE INDEX executions_ended_idx ON allma.executions (ended_at) WHERE ended_at IS NOT NULL;
+
+CREATE FUNCTION allma_purge(older_than interval, flow_id text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'allma_purge'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_purge(interval, text) IS
+	'Deletes finished executions that ended more than older_than ago (of one flow, or all), with their history; only those the caller can see; returns how many';
+REVOKE EXECUTE ON FUNCTION allma_purge(interval, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_purge(interval, text) TO allma_user;
+
+/*
+ * Schedules on pg_cron (src/schedule.c).  A schedule is a pg_cron job of
+ * this database, named "allma:<job>" (SCHEDULE_START_POINT steps:
+ * "allma:flow:<flow>:<step>"), run as the role that scheduled it (a step's:
+ * the flow's owner); its command starts the flow with the execution id
+ * allma_schedule_tick_id gives for the job and the minute, so that a tick
+ * starts at most one execution.  Without pg_cron the functions say so.
+ */
+-- (salt: random per job and kept in its command, which pg_cron's row-level
+-- security shows only to the job's role: nobody else can compute the ids of
+-- its ticks and take them first)
+CREATE FUNCTION allma_schedule_tick_id(job_name text, at timestamptz DEFAULT now(),
+									   salt text DEFAULT '')
+RETURNS uuid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT md5(current_user || '/' || job_name || '/' || salt || '/' ||
+			   to_char(date_trunc('minute', at AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"HH24:MI'))::uuid
+$$;
+COMMENT ON FUNCTION allma_schedule_tick_id(text, timestamptz, text) IS
+	'The execution id of a schedule''s tick: the same for the same role, job, salt and minute (UTC)';
+
+CREATE FUNCTION allma_schedule_flow(job_name text, schedule text, flow_id text,
+									input jsonb DEFAULT '{}')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'allma_schedule_flow'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_schedule_flow(text, text, text, jsonb) IS
+	'Starts the flow on a pg_cron schedule (cron fields, or Allma''s cron(...)/rate(...)) as the caller, one execution per tick; needs START; returns the pg_cron job id';
+
+CREATE FUNCTION allma_unschedule_flow(job_name text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'allma_unschedule_flow'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_unschedule_flow(text) IS
+	'Removes the caller''s schedule of that name; false when there is none';
+
+CREATE FUNCTION allma_schedule_expression(expression text, timezone text DEFAULT 'UTC')
+RETURNS text
+AS 'MODULE_PATHNAME', 'allma_schedule_expression'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_schedule_expression(text, text) IS
+	'The pg_cron schedule of an Allma scheduleExpression (cron(...), rate(...)) in a time zone; an error when pg_cron 1.4 cannot express it';
+
+-- SCHEDULE_START_POINT steps follow the published version
+CREATE FUNCTION allma_sync_schedules()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'allma_sync_schedules'
+LANGUAGE C
+SET search_path = pg_catalog, pg_temp;
+CREATE TRIGGER flows_sync_schedules
+	AFTER INSERT OR UPDATE OF published_version ON allma.flows
+	FOR EACH ROW EXECUTE FUNCTION allma_sync_schedules();
+
+REVOKE EXECUTE ON FUNCTION allma_schedule_tick_id(text, timestamptz, text),
+	allma_schedule_flow(text, text, text, jsonb), allma_unschedule_flow(text),
+	allma_schedule_expression(text, text), allma_sync_schedules() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_schedule_tick_id(text, timestamptz, text),
+	allma_schedule_flow(text, text, text, jsonb), allma_unschedule_flow(text),
+	allma_schedule_expression(text, text) TO allma_user;
+
 
 ------------------------------------------------------------------------------
 -- Faults and limits

@@ -31,6 +31,7 @@
 #include "email_ingest.h"
 #include "http.h"
 #include "launcher.h"
+#include "retention.h"
 #include "shmem.h"
 #include "steps/steps.h"
 
@@ -294,6 +295,7 @@ define_gucs(void)
 							 &allma_allow_superuser_sql_steps, false, PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	allma_subflow_define_gucs();
+	allma_retention_define_gucs();
 
 	MarkGUCPrefixReserved("allma");
 }

@@ -64,11 +64,12 @@
 typedef void (*guarded_fn) (StepRun *run);
 
 /*
- * run_guarded runs fn in a subtransaction.  Returns NULL on success, or the
- * error (copied into the caller's memory context) after rolling back.
+ * allma_engine_guarded runs fn(arg) in a subtransaction.  Returns NULL on
+ * success, or the error (copied into the caller's memory context) after
+ * rolling back.
  */
-static ErrorData *
-run_guarded(guarded_fn fn, StepRun *run)
+ErrorData *
+allma_engine_guarded(void (*fn) (void *arg), void *arg)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -79,7 +80,7 @@ run_guarded(guarded_fn fn, StepRun *run)
 
 	PG_TRY();
 	{
-		fn(run);
+		fn(arg);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -96,6 +97,12 @@ run_guarded(guarded_fn fn, StepRun *run)
 	PG_END_TRY();
 
 	return edata;
+}
+
+static ErrorData *
+run_guarded(guarded_fn fn, StepRun *run)
+{
+	return allma_engine_guarded((void (*) (void *)) fn, run);
 }
 
 static void

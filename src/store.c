@@ -40,6 +40,7 @@
 #include "jsonb_util.h"
 #include "pathstate.h"
 #include "store.h"
+#include "steps/completion.h"
 
 /* the worker slot recorded as the owner of INFLIGHT paths */
 int			allma_store_owner_slot = -1;
@@ -79,6 +80,13 @@ prepare(const char *sql, int nargs, Oid *types)
 			 SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan);
 	return plan;
+}
+
+/* allma_store_prepare: a saved plan, for the worker's other statements (retention, completion actions) */
+SPIPlanPtr
+allma_store_prepare(const char *sql, int nargs, Oid *types)
+{
+	return prepare(sql, nargs, types);
 }
 
 void
@@ -1148,10 +1156,22 @@ save_terminal_executions(List *paths)
 	 * role can send one on this channel: the payload is only the execution
 	 * id (a wake-up), and listeners read the status through RLS.
 	 */
-	for (uint64 i = 0; i < SPI_processed; i++)
-		Async_Notify(ALLMA_NOTIFY_CHANNEL,
-					 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-	return (int) SPI_processed;
+	{
+		uint64		nfinished = SPI_processed;
+		List	   *finished = NIL;
+
+		for (uint64 i = 0; i < nfinished; i++)
+		{
+			char	   *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+			Async_Notify(ALLMA_NOTIFY_CHANNEL, id);
+			finished = lappend(finished, id);
+		}
+		/* their onCompletionActions, in the same transaction */
+		if (finished != NIL)
+			allma_completion_plan(paths, finished);
+		return (int) nfinished;
+	}
 }
 
 static void
