@@ -159,23 +159,20 @@ SELECT repeat('  ', depth) || right(execution_id::text, 2) AS tree, node_kind, d
        right(parent_execution_id::text, 2) AS parent, status
   FROM allma.execution_tree WHERE flow_id = 'obs-waits' ORDER BY root_execution_id, tree_path;
 -- each role sees its own: alice her tree, bob his execution, the admin all
+CREATE FUNCTION pg_temp.seen(OUT who text, OUT progress text, OUT tree text) LANGUAGE sql AS $$
+  SELECT current_user::text,
+         (SELECT string_agg(right(execution_id::text, 2) || ':' || array_to_string(waiting_on, ','), ' ' ORDER BY execution_id)
+            FROM allma.execution_progress WHERE flow_id = 'obs-waits'),
+         (SELECT string_agg(right(execution_id::text, 2) || '@' || depth, ' ' ORDER BY root_execution_id, tree_path)
+            FROM allma.execution_tree WHERE flow_id = 'obs-waits') $$;
 SET ROLE regress_allma_obs_alice;
-SELECT string_agg(right(execution_id::text, 2) || ':' || array_to_string(waiting_on, ','), ' ' ORDER BY execution_id) AS alice_progress,
-       (SELECT string_agg(right(execution_id::text, 2) || '@' || depth, ' ' ORDER BY root_execution_id, tree_path)
-          FROM allma.execution_tree WHERE flow_id = 'obs-waits') AS alice_tree
-  FROM allma.execution_progress WHERE flow_id = 'obs-waits';
+SELECT * FROM pg_temp.seen();
 RESET ROLE;
 SET ROLE regress_allma_obs_bob;
-SELECT string_agg(right(execution_id::text, 2) || ':' || array_to_string(waiting_on, ','), ' ' ORDER BY execution_id) AS bob_progress,
-       (SELECT string_agg(right(execution_id::text, 2) || '@' || depth, ' ' ORDER BY root_execution_id, tree_path)
-          FROM allma.execution_tree WHERE flow_id = 'obs-waits') AS bob_tree
-  FROM allma.execution_progress WHERE flow_id = 'obs-waits';
+SELECT * FROM pg_temp.seen();
 RESET ROLE;
 SET ROLE regress_allma_obs_admin;
-SELECT string_agg(right(execution_id::text, 2) || ':' || array_to_string(waiting_on, ','), ' ' ORDER BY execution_id) AS admin_progress,
-       (SELECT string_agg(right(execution_id::text, 2) || '@' || depth, ' ' ORDER BY root_execution_id, tree_path)
-          FROM allma.execution_tree WHERE flow_id = 'obs-waits') AS admin_tree
-  FROM allma.execution_progress WHERE flow_id = 'obs-waits';
+SELECT * FROM pg_temp.seen();
 RESET ROLE;
 -- a sub-flow whose parent the caller cannot see is a root of its own
 UPDATE allma.executions SET started_by = 'regress_allma_obs_bob'
