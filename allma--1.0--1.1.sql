@@ -629,9 +629,7 @@ SELECT p.execution_id, p.path_id, p.parent_path_id, p.branch_id, p.step_instance
 	   END AS waiting_on,
 	   CASE WHEN p.status = 'READY' THEN p.due_at END AS due_at,
 	   CASE WHEN p.status = 'INFLIGHT' THEN p.lease_until END AS lease_until,
-	   CASE WHEN p.status = 'WAITING' AND fork.fork_path_id IS NULL
-				 AND parent_fork.fork_path_id IS NULL
-			THEN child.execution_id END AS child_execution_id,
+	   child.execution_id AS child_execution_id,
 	   -- OBSERVABILITY/WAITS MERGE POINT: the correlation key of the event an
 	   -- 'event' path waits for; joined to allma.waits when waits land
 	   NULL::text AS event_key,
@@ -644,8 +642,8 @@ SELECT p.execution_id, p.path_id, p.parent_path_id, p.branch_id, p.step_instance
    AND parent_fork.fork_path_id = p.parent_path_id
   LEFT JOIN LATERAL (
 	SELECT c.execution_id FROM allma.executions c
-	 WHERE p.status = 'WAITING' AND c.parent_execution_id = p.execution_id
-	   AND c.status = 'RUNNING'
+	 WHERE p.status = 'WAITING' AND fork.fork_path_id IS NULL AND parent_fork.fork_path_id IS NULL
+	   AND c.parent_execution_id = p.execution_id AND c.status = 'RUNNING'
 	 ORDER BY c.started_at, c.execution_id LIMIT 1) child ON true
  WHERE p.status IN ('READY', 'INFLIGHT', 'WAITING') AND p.step_instance_id IS NOT NULL;
 COMMENT ON VIEW allma.live_path_waits IS
@@ -749,77 +747,78 @@ GRANT SELECT ON allma.live_path_waits, allma.execution_progress TO allma_user;
  * allma.execution_tree: every execution with its sub-flows (executions
  * whose parent_execution_id is it, recursively) and its parallel branches
  * (paths other than 0: the live ones from allma.execution_paths, the
- * finished ones from the history), one row per node.  A node's parent is
- * its parent execution, or for a branch the path it forked from (nested
- * forks, while they run) or else its execution.  tree_path sorts the rows
- * depth-first with siblings by start time (ORDER BY root_execution_id,
- * tree_path draws the tree); depth counts levels from the root.  An
- * execution whose parent the caller cannot see is a root of its own.
+ * finished ones from the history), one row per node.  A sub-flow's parent
+ * is its parent execution; a branch's is the branch it was forked from
+ * (nested forks, while they run) or else its execution.  tree_path sorts
+ * the rows depth-first (ORDER BY root_execution_id, tree_path draws the
+ * tree): under a node its branches in path order, then its sub-flows by
+ * start time.  depth counts levels from the root.  An execution whose
+ * parent the caller cannot see is a root of its own.
+ *
+ * Only the executions are walked recursively; the branches of each are
+ * read from its own paths and history rows (by primary key), so a filter
+ * on root_execution_id reads the history of that tree only.
  */
 CREATE VIEW allma.execution_tree WITH (security_invoker = true, security_barrier = true) AS
-WITH RECURSIVE branch_nodes AS (
-	SELECT b.execution_id, b.path_id,
-		   pg_catalog.max(b.parent_path_id) AS parent_path_id,
-		   pg_catalog.max(b.branch_id) AS branch_id,
-		   pg_catalog.max(b.live_status) AS live_status,
-		   pg_catalog.max(b.current_step) AS current_step,
-		   pg_catalog.min(b.started_at) AS started_at,
-		   pg_catalog.max(b.ended_at) AS ended_at,
-		   pg_catalog.bool_or(b.failed) AS failed
-	  FROM (SELECT h.execution_id, h.path_id, NULL::bigint AS parent_path_id, h.branch_id,
-				   NULL::text AS live_status, NULL::text AS current_step,
-				   h.started_at, h.ended_at, h.status = 'FAILED' AS failed
-			  FROM allma.step_executions h WHERE h.path_id <> 0
-			UNION ALL
-			SELECT p.execution_id, p.path_id, p.parent_path_id, p.branch_id, p.status,
-				   p.step_instance_id, NULL, NULL, p.status = 'FAILED'
-			  FROM allma.execution_paths p WHERE p.path_id <> 0) b
-	 GROUP BY b.execution_id, b.path_id
-), nodes AS (
-	SELECT e.execution_id, NULL::bigint AS path_id, 'execution'::text AS node_kind,
-		   e.parent_execution_id, NULL::bigint AS parent_path_id, NULL::text AS branch_id,
-		   e.flow_id, e.flow_version, e.status,
-		   (SELECT pg_catalog.string_agg(DISTINCT p.step_instance_id, ', ')
-			  FROM allma.execution_paths p
-			 WHERE p.execution_id = e.execution_id AND p.path_id = 0) AS current_step,
-		   e.started_at, e.ended_at
+WITH RECURSIVE tree AS (
+	SELECT e.execution_id AS root_execution_id, e.execution_id, 0 AS depth,
+		   ARRAY[pg_catalog.to_char(e.started_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')
+				 || '/' || e.execution_id::text] AS tree_path
 	  FROM allma.executions e
+	 WHERE NOT EXISTS (SELECT FROM allma.executions pe WHERE pe.execution_id = e.parent_execution_id)
 	UNION ALL
-	SELECT b.execution_id, b.path_id, 'branch', NULL, nullif(b.parent_path_id, 0),
-		   b.branch_id, e.flow_id, e.flow_version,
-		   CASE WHEN b.live_status IN ('READY', 'INFLIGHT', 'WAITING') THEN 'RUNNING'
-				WHEN b.live_status = 'DONE' THEN 'COMPLETED'
-				WHEN b.live_status = 'FAILED' OR b.failed THEN 'FAILED'
-				ELSE 'COMPLETED' END,
-		   b.current_step, b.started_at,
-		   CASE WHEN b.live_status IS NULL OR b.live_status IN ('DONE', 'FAILED') THEN b.ended_at END
-	  FROM branch_nodes b JOIN allma.executions e ON e.execution_id = b.execution_id
-), tree AS (
-	SELECT n.*, n.execution_id AS root_execution_id, 0 AS depth,
-		   ARRAY[pg_catalog.to_char(n.started_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')
-				 || '/' || n.execution_id::text] AS tree_path
-	  FROM nodes n
-	 WHERE n.node_kind = 'execution'
-	   AND NOT EXISTS (SELECT FROM allma.executions pe WHERE pe.execution_id = n.parent_execution_id)
-	UNION ALL
-	SELECT n.*, t.root_execution_id, t.depth + 1,
-		   t.tree_path || (coalesce(pg_catalog.to_char(n.started_at AT TIME ZONE 'UTC',
-																   'YYYYMMDDHH24MISSUS'), '~')
-						   || '/' || coalesce(pg_catalog.lpad(n.path_id::text, 20, '0'), n.execution_id::text))
-	  FROM tree t JOIN nodes n
-		ON (t.node_kind = 'execution' AND n.node_kind = 'execution'
-			AND n.parent_execution_id = t.execution_id)
-		OR (n.node_kind = 'branch' AND n.execution_id = t.execution_id
-			AND ((t.node_kind = 'execution' AND (n.parent_path_id IS NULL OR NOT EXISTS (
-					  SELECT FROM branch_nodes pb WHERE pb.execution_id = n.execution_id
-						 AND pb.path_id = n.parent_path_id)))
-				 OR (t.node_kind = 'branch' AND n.parent_path_id = t.path_id)))
+	SELECT t.root_execution_id, e.execution_id, t.depth + 1,
+		   t.tree_path || (pg_catalog.to_char(e.started_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')
+						   || '/' || e.execution_id::text)
+	  FROM tree t JOIN allma.executions e ON e.parent_execution_id = t.execution_id
 )
-SELECT t.root_execution_id, t.execution_id, t.path_id, t.node_kind, t.depth,
-	   t.parent_execution_id, t.parent_path_id, t.branch_id, t.flow_id, t.flow_version,
-	   t.status, t.current_step, t.started_at, t.ended_at, t.ended_at - t.started_at AS duration,
-	   t.tree_path
-  FROM tree t;
+SELECT t.root_execution_id, e.execution_id, NULL::bigint AS path_id, 'execution'::text AS node_kind,
+	   t.depth, e.parent_execution_id, NULL::bigint AS parent_path_id, NULL::text AS branch_id,
+	   e.flow_id, e.flow_version, e.status,
+	   (SELECT p.step_instance_id FROM allma.execution_paths p
+		 WHERE p.execution_id = e.execution_id AND p.path_id = 0) AS current_step,
+	   e.started_at, e.ended_at, e.ended_at - e.started_at AS duration, t.tree_path
+  FROM tree t JOIN allma.executions e ON e.execution_id = t.execution_id
+UNION ALL
+SELECT t.root_execution_id, t.execution_id, b.path_id, 'branch', t.depth + b.level, NULL,
+	   b.parent_path_id, b.branch_id, e.flow_id, e.flow_version, b.status, b.current_step,
+	   b.started_at, b.ended_at, b.ended_at - b.started_at, t.tree_path || b.key
+  FROM tree t JOIN allma.executions e ON e.execution_id = t.execution_id
+ CROSS JOIN LATERAL (
+	WITH RECURSIVE live AS (
+		SELECT p.path_id, NULLIF(p.parent_path_id, 0) AS parent_path_id, p.branch_id, p.status,
+			   p.step_instance_id
+		  FROM allma.execution_paths p
+		 WHERE p.execution_id = t.execution_id AND p.path_id <> 0
+	), nest AS (
+		SELECT l.path_id, 1 AS level, ARRAY[pg_catalog.lpad(l.path_id::text, 20, '0')] AS key
+		  FROM live l
+		 WHERE NOT EXISTS (SELECT FROM live x WHERE x.path_id = l.parent_path_id)
+		UNION ALL
+		SELECT l.path_id, n.level + 1, n.key || pg_catalog.lpad(l.path_id::text, 20, '0')
+		  FROM nest n JOIN live l ON l.parent_path_id = n.path_id
+	), hist AS (
+		SELECT h.path_id, pg_catalog.max(h.branch_id) AS branch_id,
+			   pg_catalog.min(h.started_at) AS started_at, pg_catalog.max(h.ended_at) AS ended_at,
+			   (pg_catalog.array_agg(h.status ORDER BY h.seq DESC))[1] = 'FAILED' AS failed
+		  FROM allma.step_executions h
+		 WHERE h.execution_id = t.execution_id AND h.path_id <> 0
+		 GROUP BY h.path_id
+	)
+	SELECT coalesce(l.path_id, h.path_id) AS path_id, l.parent_path_id,
+		   coalesce(l.branch_id, h.branch_id) AS branch_id,
+		   CASE WHEN l.status IN ('READY', 'INFLIGHT', 'WAITING') THEN 'RUNNING'
+				WHEN l.status = 'FAILED' OR h.failed THEN 'FAILED'
+				ELSE 'COMPLETED' END AS status,
+		   CASE WHEN l.status IN ('READY', 'INFLIGHT', 'WAITING') THEN l.step_instance_id END
+			   AS current_step,
+		   h.started_at,
+		   CASE WHEN l.status IS NULL OR l.status IN ('DONE', 'FAILED') THEN h.ended_at END AS ended_at,
+		   coalesce(n.level, 1) AS level,
+		   coalesce(n.key, ARRAY[pg_catalog.lpad(h.path_id::text, 20, '0')]) AS key
+	  FROM live l
+	  FULL JOIN hist h ON h.path_id = l.path_id
+	  LEFT JOIN nest n ON n.path_id = l.path_id) b;
 COMMENT ON VIEW allma.execution_tree IS
 	'Executions with their sub-flows and parallel branches, one row per node; ORDER BY root_execution_id, tree_path for a depth-first tree';
 
