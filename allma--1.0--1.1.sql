@@ -618,6 +618,12 @@ GRANT EXECUTE ON FUNCTION allma_flow_graph(text, integer, text),
 CREATE VIEW allma.live_path_waits WITH (security_invoker = true, security_barrier = true) AS
 SELECT p.execution_id, p.path_id, p.parent_path_id, p.branch_id, p.step_instance_id,
 	   p.status, p.attempt,
+	   coalesce((SELECT pg_catalog.max(h.ended_at) FROM allma.step_executions h
+				  WHERE h.execution_id = p.execution_id AND h.path_id = p.path_id),
+				(SELECT f.started_at FROM allma.forks f
+				  WHERE f.execution_id = p.execution_id AND f.fork_path_id = p.parent_path_id),
+				(SELECT e.started_at FROM allma.executions e
+				  WHERE e.execution_id = p.execution_id)) AS step_since,
 	   CASE
 		   WHEN p.status = 'READY' AND p.due_at <= pg_catalog.now() THEN 'runnable'
 		   WHEN p.status = 'READY' THEN 'timer'
@@ -678,7 +684,7 @@ WITH checkpoints AS (
 SELECT e.execution_id, e.flow_id, e.flow_version, e.started_by, e.parent_execution_id,
 	   coalesce(e.root_execution_id, e.execution_id) AS root_execution_id, e.depth,
 	   e.started_at, pg_catalog.now() - e.started_at AS running_for,
-	   live.current_steps, coalesce(live.live_paths, 0) AS live_paths,
+	   live.current_steps, live.current_step_since, coalesce(live.live_paths, 0) AS live_paths,
 	   hist.steps_completed, hist.last_step_ended_at,
 	   cp.checkpoint_id, cp.checkpoint_label, cp.ordinal AS checkpoint_ordinal,
 	   coalesce(cp.total, cpt.total) AS checkpoints_total,
@@ -723,6 +729,7 @@ SELECT e.execution_id, e.flow_id, e.flow_version, e.started_by, e.parent_executi
 	  FROM allma.forks f WHERE f.execution_id = e.execution_id) forks ON true
   LEFT JOIN LATERAL (
 	SELECT pg_catalog.array_agg(DISTINCT w.step_instance_id ORDER BY w.step_instance_id) AS current_steps,
+		   pg_catalog.min(w.step_since) AS current_step_since,
 		   pg_catalog.count(*) AS live_paths,
 		   pg_catalog.array_agg(DISTINCT w.waiting_on ORDER BY w.waiting_on) AS waiting_on,
 		   pg_catalog.min(w.due_at) FILTER (WHERE w.waiting_on = 'timer') AS next_due_at,
@@ -732,7 +739,7 @@ SELECT e.execution_id, e.flow_id, e.flow_version, e.started_by, e.parent_executi
 			   FILTER (WHERE w.event_key IS NOT NULL) AS event_keys,
 		   pg_catalog.jsonb_agg(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
 			   'pathId', w.path_id, 'branchId', w.branch_id, 'step', w.step_instance_id,
-			   'attempt', w.attempt, 'waitingOn', w.waiting_on, 'dueAt', w.due_at,
+			   'attempt', w.attempt, 'since', w.step_since, 'waitingOn', w.waiting_on, 'dueAt', w.due_at,
 			   'leaseUntil', w.lease_until, 'childExecutionId', w.child_execution_id,
 			   'eventKey', w.event_key, 'eventDeadline', w.event_deadline))
 			   ORDER BY w.path_id) AS waits

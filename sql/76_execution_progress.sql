@@ -57,7 +57,8 @@ RESET ROLE;
 SELECT pg_temp.lock_waited(7601) AS held;
 SELECT flow_id, current_steps, live_paths, steps_completed, checkpoint_id, checkpoint_label,
        checkpoint_ordinal, checkpoints_total, percent, percent_basis, running_forks, waiting_on,
-       waits #- '{0,dueAt}' AS waits, running_for >= '0 s' AS running_for_ok, started_by, depth,
+       waits #- '{0,dueAt}' #- '{0,since}' AS waits, running_for >= '0 s' AS running_for_ok,
+       current_step_since = last_step_ended_at AS at_hold_since_check_ended, started_by, depth,
        root_execution_id = execution_id AS own_root
   FROM allma.execution_progress WHERE execution_id = '00000000-0000-4000-8000-0000000076a1';
 
@@ -113,8 +114,12 @@ SELECT allma_start_flow('obs-fork', '{"items": [1, 2, 3]}', '{"executionId": "00
 SELECT pg_temp.lock_waited(7603) AS held;
 SELECT current_steps, live_paths, running_forks, branches_done, branches_total, waiting_on
   FROM allma.execution_progress WHERE execution_id = '00000000-0000-4000-8000-0000000076c3';
-SELECT path_id = 0 AS main, branch_id, step_instance_id, status, waiting_on
-  FROM allma.live_path_waits WHERE execution_id = '00000000-0000-4000-8000-0000000076c3'
+-- (a path is at its step since its last attempt, else since its fork or execution started)
+SELECT path_id = 0 AS main, branch_id, step_instance_id, status, waiting_on,
+       step_since = CASE WHEN path_id = 0
+                         THEN (SELECT started_at FROM allma.executions e WHERE e.execution_id = w.execution_id)
+                         ELSE (SELECT started_at FROM allma.forks f WHERE f.execution_id = w.execution_id) END AS since_ok
+  FROM allma.live_path_waits w WHERE execution_id = '00000000-0000-4000-8000-0000000076c3'
  ORDER BY path_id;
 -- the tree while it runs: the execution and its three branches
 SELECT node_kind, depth, branch_id, status, current_step, parent_path_id
