@@ -548,6 +548,33 @@ ALTER FUNCTION allma_bind_dynamodb_table(text, regclass, text, text, jsonb)
 	SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION allma_drop_dynamodb_table(text) SET search_path = pg_catalog, pg_temp;
 
+-- email triggers
+
+/*
+ * Inbound email (docs/email-triggers.md): a mail gateway hands each message
+ * to allma_deliver_email, which starts the published flows whose
+ * EMAIL_START_POINT matches, each as the flow's owner.  allma_admin only:
+ * grant allma_admin (or EXECUTE) to the gateway's role.
+ */
+CREATE FUNCTION allma_deliver_email(message text)
+RETURNS uuid[]
+AS 'MODULE_PATHNAME', 'allma_deliver_email'
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_deliver_email(text) IS
+	'Parses an RFC 5322 message and starts every published flow whose EMAIL_START_POINT matches it (as the flow''s owner); returns the execution ids';
+REVOKE ALL ON FUNCTION allma_deliver_email(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_deliver_email(text) TO allma_admin;
+
+CREATE FUNCTION allma_parse_email(message text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'allma_parse_email'
+LANGUAGE C STRICT IMMUTABLE;
+COMMENT ON FUNCTION allma_parse_email(text) IS
+	'The RFC 5322 message as allma_deliver_email gives it to flows (triggeringEmail; "to" lists the To addresses)';
+REVOKE ALL ON FUNCTION allma_parse_email(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_parse_email(text) TO allma_admin;
+
 
 ------------------------------------------------------------------------------
 -- Operations: schedules, retention, completion actions

@@ -94,9 +94,11 @@ extern bool allma_shmem_gate_notice(Oid dboid, const char *extversion);
 extern bool allma_shmem_gate_open(Oid dboid);
 
 /* wake-ups */
-extern void allma_wake_workers(void);
+extern void allma_wake_workers(int wanted, bool sleepers_only);
+extern void allma_shmem_set_sleeping(int slot, bool sleeping);
 extern void allma_wake_launcher(void);
 extern void allma_request_wake_at_commit(void);
+extern void allma_request_wake_all_at_commit(void);
 
 /*
  * Terminal executions: workers call allma_notify_terminal after committing
