@@ -59,12 +59,13 @@ SELECT allma_set_secret('ANTHROPIC_API_KEY', 'sk-observe-test-a');
 SELECT allma_create_flow('{"id": "ask", "startStepInstanceId": "openai", "steps": {
   "openai": {"stepType": "LLM_INVOCATION", "llmProvider": "OPENAI", "modelId": "mock-json",
              "inputMappings": {"topic": "\$.topic"},
-             "customConfig": {"baseUrl": "$base/v1", "jsonOutputMode": true,
+             "customConfig": {"baseUrl": "$base/v1", "apiKeySecret": "OPENAI_API_KEY", "jsonOutputMode": true,
                               "prompt": "Tell me about {{topic}}"},
              "defaultNextStepInstanceId": "anthropic"},
   "anthropic": {"stepType": "LLM_INVOCATION", "llmProvider": "ANTHROPIC", "modelId": "mock-echo",
                 "inputMappings": {"topic": "\$.topic"},
-                "customConfig": {"baseUrl": "$base/v1", "prompt": "Tell me more about {{topic}}"}}}}');
+                "customConfig": {"baseUrl": "$base/v1", "apiKeySecret": "ANTHROPIC_API_KEY",
+                                 "prompt": "Tell me more about {{topic}}"}}}}');
 });
 for my $topic ('queues', 'latches')
 {
