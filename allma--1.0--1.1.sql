@@ -638,6 +638,7 @@ GRANT EXECUTE ON FUNCTION allma_flow_graph(text, integer, text),
  *   http         INFLIGHT: a request was sent, the response is awaited
  *   branches     WAITING fork step: its branches are running
  *   concurrency  WAITING branch queued behind the fork's maxConcurrency
+ *                (no request: a branch whose own step parked it is not queued)
  *   child        WAITING while a sub-flow (an execution whose
  *                parent_execution_id is this one) runs
  *   event        any other WAITING path: an external event or task token
@@ -671,7 +672,7 @@ SELECT p.execution_id, p.path_id, p.parent_path_id, p.branch_id, p.step_instance
   LEFT JOIN allma.forks fork
 	ON fork.execution_id = p.execution_id AND fork.fork_path_id = p.path_id
   LEFT JOIN allma.forks parent_fork
-	ON p.status = 'WAITING' AND parent_fork.execution_id = p.execution_id
+	ON p.status = 'WAITING' AND p.request IS NULL AND parent_fork.execution_id = p.execution_id
    AND parent_fork.fork_path_id = p.parent_path_id
   LEFT JOIN LATERAL (
 	SELECT c.execution_id FROM allma.executions c

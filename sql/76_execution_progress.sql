@@ -157,6 +157,18 @@ VALUES ('00000000-0000-4000-8000-0000000076d1', 0, 'WAITING', 'w', '{}', NULL),
        ('00000000-0000-4000-8000-0000000076d3', 0, 'WAITING', 'w', '{}', NULL),
        ('00000000-0000-4000-8000-0000000076d4', 0, 'INFLIGHT', 'w', '{}', now() + interval '1 day'),
        ('00000000-0000-4000-8000-0000000076e1', 0, 'WAITING', 'w', '{}', NULL);
+-- d5: a fork whose first branch is queued (no request) and whose second
+-- branch was parked by its own step (a request: waits on an event)
+INSERT INTO allma.executions (execution_id, flow_id, flow_version, input, started_by, started_at)
+VALUES ('00000000-0000-4000-8000-0000000076d5', 'obs-waits', 1, '{}', 'regress_allma_obs_alice', '2026-01-01 10:04');
+INSERT INTO allma.forks (execution_id, fork_path_id, step_instance_id, base_context, total, pending)
+VALUES ('00000000-0000-4000-8000-0000000076d5', 0, 'w', '{}', 2, 2);
+INSERT INTO allma.execution_paths (execution_id, path_id, parent_path_id, branch_id, status, step_instance_id, context, request)
+VALUES ('00000000-0000-4000-8000-0000000076d5', 0, NULL, NULL, 'WAITING', 'w', '{}', NULL),
+       ('00000000-0000-4000-8000-0000000076d5', 1, 0, 'b', 'WAITING', 'w', '{}', NULL),
+       ('00000000-0000-4000-8000-0000000076d5', 2, 0, 'b', 'WAITING', 'w', '{}', '{"waitFor": "order-42"}');
+SELECT path_id, waiting_on FROM allma.live_path_waits
+ WHERE execution_id = '00000000-0000-4000-8000-0000000076d5' ORDER BY path_id;
 SELECT right(execution_id::text, 2) AS e, waiting_on, child_execution_ids, event_keys,
        waits->0->>'leaseUntil' IS NOT NULL AS lease_shown, percent, percent_basis
   FROM allma.execution_progress WHERE flow_id = 'obs-waits' ORDER BY execution_id;
