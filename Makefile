@@ -76,6 +76,12 @@ OBJS += \
 OBJS += \
 	src/observe.o
 
+# Allma compatibility: bundle import/export
+OBJS += \
+	src/bundle_defs.o \
+	src/bundle_import.o \
+	src/bundle_export.o
+
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.
 DATA = $(EXTENSION)--1.0.sql $(notdir $(wildcard $(srcdir)/$(EXTENSION)--*--*.sql))

@@ -575,6 +575,82 @@ COMMENT ON FUNCTION allma_parse_email(text) IS
 REVOKE ALL ON FUNCTION allma_parse_email(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION allma_parse_email(text) TO allma_admin;
 
+-- bundle import/export
+
+/*
+ * Allma's agents and reusable step definitions, brought by bundles
+ * (allma_import; docs/from-allma.md).  An agent's flowVariables apply to
+ * the executions of the flows it lists, when its owner holds EDIT on them;
+ * a step definition is merged under the steps that name it (stepDefinitionId)
+ * when a flow version is stored, for roles with its owner's privileges.
+ * Written only by allma_import (as the bootstrap superuser); allma_user
+ * reads its own rows, allma_admin all.
+ */
+CREATE TABLE allma.agents (
+	agent_id			text PRIMARY KEY CHECK (length(agent_id) BETWEEN 1 AND 256),
+	definition			jsonb NOT NULL CHECK (jsonb_typeof(definition) = 'object'),
+	flow_ids			text[] NOT NULL DEFAULT '{}',
+	flow_variables		jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(flow_variables) = 'object'),
+	enabled				boolean NOT NULL DEFAULT true,
+	owner				regrole NOT NULL,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX agents_flow_ids ON allma.agents USING gin (flow_ids);
+COMMENT ON TABLE allma.agents IS
+	'Allma agents: flowVariables applied to the executions of their flows (flow_ids)';
+
+CREATE TABLE allma.step_definitions (
+	step_definition_id	text PRIMARY KEY CHECK (length(step_definition_id) BETWEEN 1 AND 256),
+	definition			jsonb NOT NULL CHECK (jsonb_typeof(definition) = 'object'),
+	owner				regrole NOT NULL,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE allma.step_definitions IS
+	'Allma reusable step definitions, merged under the steps naming them (stepDefinitionId) when a flow version is stored';
+
+SELECT pg_catalog.pg_extension_config_dump('allma.agents', '');
+SELECT pg_catalog.pg_extension_config_dump('allma.step_definitions', '');
+REVOKE ALL ON allma.agents, allma.step_definitions FROM PUBLIC;
+GRANT SELECT ON allma.agents, allma.step_definitions TO allma_user;
+ALTER TABLE allma.agents ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+ALTER TABLE allma.step_definitions ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY agents_admin ON allma.agents FOR SELECT TO allma_admin USING (true);
+CREATE POLICY step_definitions_admin ON allma.step_definitions FOR SELECT TO allma_admin USING (true);
+CREATE POLICY agents_owner ON allma.agents FOR SELECT TO allma_user
+	USING (pg_catalog.pg_has_role(owner, 'USAGE'));
+CREATE POLICY step_definitions_owner ON allma.step_definitions FOR SELECT TO allma_user
+	USING (pg_catalog.pg_has_role(owner, 'USAGE'));
+
+-- a prompt version's other fields from a bundle (name, tags, timestamps), for the export
+ALTER TABLE allma.prompt_templates
+	ADD COLUMN bundle_attributes jsonb NOT NULL DEFAULT '{}'
+		CHECK (jsonb_typeof(bundle_attributes) = 'object');
+COMMENT ON COLUMN allma.prompt_templates.bundle_attributes IS
+	'Fields an Allma bundle gave the version besides id, content, description, version, isPublished (allma_import/allma_export)';
+
+CREATE FUNCTION allma_import(bundle jsonb, overwrite boolean DEFAULT false,
+							 parameters jsonb DEFAULT '{}')
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'allma_import'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_import(jsonb, boolean, jsonb) IS
+	'Imports an Allma export bundle (flows with versions, prompt templates, agents, step definitions) in one transaction; parameters fill deploy placeholders; returns a report';
+REVOKE EXECUTE ON FUNCTION allma_import(jsonb, boolean, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_import(jsonb, boolean, jsonb) TO allma_user;
+
+CREATE FUNCTION allma_export(flow_ids text[] DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'allma_export'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_export(text[]) IS
+	'An Allma export bundle of the flows (NULL: all you may see) with their prompts, agents and step definitions';
+REVOKE EXECUTE ON FUNCTION allma_export(text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_export(text[]) TO allma_user;
+
 
 ------------------------------------------------------------------------------
 -- Operations: schedules, retention, completion actions

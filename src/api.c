@@ -45,6 +45,7 @@
 #include "utils/uuid.h"
 
 #include "acl.h"
+#include "bundle.h"
 #include "flowcache.h"
 #include "jsonb_util.h"
 #include "owner.h"
@@ -110,6 +111,22 @@ allma_create_flow(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	Oid			caller = GetUserId();
 
+	/* steps naming a reusable step definition get its fields (bundle_defs.c) */
+	{
+		List	   *unresolved = NIL;
+		ListCell   *lc;
+
+		def = allma_step_definitions_resolve(def, caller, &unresolved);
+		foreach(lc, unresolved)
+			ereport(WARNING,
+					(errcode(ERRCODE_ALLMA_DANGLING_REFERENCE),
+					 errmsg("step \"%s\" field \"stepDefinitionId\" names step definition \"%s\", "
+							"which does not exist or you may not use",
+							(char *) lfirst(lc),
+							allma_jsonb_get_cstring(allma_jsonb_get(allma_jsonb_get(def, "steps"),
+																	lfirst(lc)), "stepDefinitionId")),
+					 errdetail("The step keeps only its own fields.")));
+	}
 	allma_validate_definition(def);
 	flow_id = allma_jsonb_get_cstring(def, "id");
 
@@ -429,8 +446,11 @@ allma_start_flow(PG_FUNCTION_ARGS)
 
 	logs = opts.enable_logs >= 0 ? opts.enable_logs : (flow->enable_logs != 0);
 
-	/* flow_variables: the version's, then the input's, then flowExecutionId */
-	flow_vars = flow->flow_variables;
+	/*
+	 * flow_variables: its agents', the version's, then the input's, then
+	 * flowExecutionId
+	 */
+	flow_vars = allma_jsonb_concat(allma_agent_flow_variables(flow_id, true), flow->flow_variables);
 	{
 		Jsonb	   *input_vars = allma_jsonb_get(input, "flow_variables");
 
