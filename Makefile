@@ -72,6 +72,9 @@ OBJS = \
 OBJS += \
 	src/mail_parse.o \
 	src/email_ingest.o
+# Observability: progress, trees, statistics, worker status
+OBJS += \
+	src/observe.o
 
 # Allma compatibility: bundle import/export
 OBJS += \
