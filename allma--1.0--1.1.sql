@@ -922,6 +922,10 @@ GRANT EXECUTE ON FUNCTION allma_flow_graph(text, integer, text),
  *                parent_execution_id is this one) runs
  *   event        any other WAITING path: an external event or task token
  */
+-- the children of an execution (sub-flows), for the views below and the tree
+CREATE INDEX executions_parent_idx ON allma.executions (parent_execution_id, parent_path_id)
+	WHERE parent_execution_id IS NOT NULL;
+
 CREATE VIEW allma.live_path_waits WITH (security_invoker = true, security_barrier = true) AS
 SELECT p.execution_id, p.path_id, p.parent_path_id, p.branch_id, p.step_instance_id,
 	   p.status, p.attempt,
@@ -956,7 +960,8 @@ SELECT p.execution_id, p.path_id, p.parent_path_id, p.branch_id, p.step_instance
   LEFT JOIN LATERAL (
 	SELECT c.execution_id FROM allma.executions c
 	 WHERE p.status = 'WAITING' AND fork.fork_path_id IS NULL AND parent_fork.fork_path_id IS NULL
-	   AND c.parent_execution_id = p.execution_id AND c.status = 'RUNNING'
+	   AND c.parent_execution_id = p.execution_id AND c.parent_path_id = p.path_id
+	   AND c.status = 'RUNNING'
 	 ORDER BY c.started_at, c.execution_id LIMIT 1) child ON true
  WHERE p.status IN ('READY', 'INFLIGHT', 'WAITING') AND p.step_instance_id IS NOT NULL;
 COMMENT ON VIEW allma.live_path_waits IS

@@ -140,15 +140,15 @@ SELECT node_kind, depth, branch_id, status, current_step, ended_at IS NOT NULL A
 SELECT allma_create_flow($$ {"id": "obs-waits", "startStepInstanceId": "w",
   "steps": {"w": {"stepType": "NO_OP"}}} $$);
 INSERT INTO allma.executions (execution_id, flow_id, flow_version, input, started_by, started_at,
-                              parent_execution_id, root_execution_id, depth)
-VALUES ('00000000-0000-4000-8000-0000000076d1', 'obs-waits', 1, '{}', 'regress_allma_obs_alice', '2026-01-01 10:00', NULL, NULL, 0),
+                              parent_execution_id, parent_path_id, root_execution_id, depth)
+VALUES ('00000000-0000-4000-8000-0000000076d1', 'obs-waits', 1, '{}', 'regress_allma_obs_alice', '2026-01-01 10:00', NULL, NULL, NULL, 0),
        ('00000000-0000-4000-8000-0000000076d2', 'obs-waits', 1, '{}', 'regress_allma_obs_alice', '2026-01-01 10:01',
-        '00000000-0000-4000-8000-0000000076d1', '00000000-0000-4000-8000-0000000076d1', 1),
+        '00000000-0000-4000-8000-0000000076d1', 0, '00000000-0000-4000-8000-0000000076d1', 1),
        ('00000000-0000-4000-8000-0000000076d3', 'obs-waits', 1, '{}', 'regress_allma_obs_alice', '2026-01-01 10:02',
-        '00000000-0000-4000-8000-0000000076d2', '00000000-0000-4000-8000-0000000076d1', 2),
+        '00000000-0000-4000-8000-0000000076d2', 0, '00000000-0000-4000-8000-0000000076d1', 2),
        ('00000000-0000-4000-8000-0000000076d4', 'obs-waits', 1, '{}', 'regress_allma_obs_alice', '2026-01-01 10:03',
-        '00000000-0000-4000-8000-0000000076d1', '00000000-0000-4000-8000-0000000076d1', 1),
-       ('00000000-0000-4000-8000-0000000076e1', 'obs-waits', 1, '{}', 'regress_allma_obs_bob', '2026-01-01 11:00', NULL, NULL, 0);
+        '00000000-0000-4000-8000-0000000076d1', 0, '00000000-0000-4000-8000-0000000076d1', 1),
+       ('00000000-0000-4000-8000-0000000076e1', 'obs-waits', 1, '{}', 'regress_allma_obs_bob', '2026-01-01 11:00', NULL, NULL, NULL, 0);
 -- d1 waits on its children, d2 on its child d3, d3 on an event, d4 on a
 -- response (owned by no worker), e1 (bob's) on an event
 INSERT INTO allma.execution_paths (execution_id, path_id, status, step_instance_id, context, lease_until)

@@ -52,12 +52,12 @@ SELECT pg_temp.wait_until($$ SELECT EXISTS (SELECT FROM pg_locks WHERE locktype 
 
 -- an event wait, a parent waiting on its running sub-flow, a request in
 -- flight owned by worker slot 0 (its lease a day away), all alice's
-INSERT INTO allma.executions (execution_id, flow_id, flow_version, input, started_by, parent_execution_id)
-VALUES ('00000000-0000-4000-8000-0000000078b1', 'ws-timer', 1, '{}', 'regress_allma_ws_alice', NULL),
-       ('00000000-0000-4000-8000-0000000078b2', 'ws-timer', 1, '{}', 'regress_allma_ws_alice', NULL),
+INSERT INTO allma.executions (execution_id, flow_id, flow_version, input, started_by, parent_execution_id, parent_path_id)
+VALUES ('00000000-0000-4000-8000-0000000078b1', 'ws-timer', 1, '{}', 'regress_allma_ws_alice', NULL, NULL),
+       ('00000000-0000-4000-8000-0000000078b2', 'ws-timer', 1, '{}', 'regress_allma_ws_alice', NULL, NULL),
        ('00000000-0000-4000-8000-0000000078b3', 'ws-timer', 1, '{}', 'regress_allma_ws_alice',
-        '00000000-0000-4000-8000-0000000078b2'),
-       ('00000000-0000-4000-8000-0000000078b4', 'ws-timer', 1, '{}', 'regress_allma_ws_alice', NULL);
+        '00000000-0000-4000-8000-0000000078b2', 0),
+       ('00000000-0000-4000-8000-0000000078b4', 'ws-timer', 1, '{}', 'regress_allma_ws_alice', NULL, NULL);
 INSERT INTO allma.execution_paths (execution_id, path_id, status, step_instance_id, context, lease_until, owner_slot)
 VALUES ('00000000-0000-4000-8000-0000000078b1', 0, 'WAITING', 'later', '{}', NULL, NULL),
        ('00000000-0000-4000-8000-0000000078b2', 0, 'WAITING', 'later', '{}', NULL, NULL),
