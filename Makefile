@@ -69,6 +69,10 @@ OBJS = \
 	src/acl.o \
 	src/secret_use.o
 
+# faults and limits
+OBJS += \
+	src/limit_gucs.o
+
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.
 DATA = $(EXTENSION)--1.0.sql $(notdir $(wildcard $(srcdir)/$(EXTENSION)--*--*.sql))

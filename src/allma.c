@@ -28,6 +28,7 @@
 #include "utils/guc.h"
 
 #include "allma.h"
+#include "limit_gucs.h"
 #include "http.h"
 #include "launcher.h"
 #include "shmem.h"
@@ -288,6 +289,8 @@ define_gucs(void)
 							 "Lets SQL steps and SQL-bound functions of executions started by a superuser run.",
 							 "They run as the role that started the execution; off makes such a step fail.",
 							 &allma_allow_superuser_sql_steps, false, PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	allma_define_limit_gucs();
 
 	MarkGUCPrefixReserved("allma");
 }

@@ -1,0 +1,51 @@
+/*-------------------------------------------------------------------------
+ *
+ * limit_gucs.c
+ *	  The settings that bound what one definition, input or server response
+ *	  may cost: template rendering work and output.  docs/limits.md lists
+ *	  every limit, its default, its error and the test that backs it.
+ *
+ * The bounds protect the server (a template bomb must not exhaust memory
+ * and bring the cluster down), so raising them is the administrator's:
+ * PGC_SUSET, set in postgresql.conf for the workers or by a superuser for
+ * a session.
+ *
+ * IDENTIFICATION
+ *	  src/limit_gucs.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+#include "limit_gucs.h"
+
+int			allma_template_max_iterations = 1000000;
+int			allma_template_max_output = 16 * 1024 * 1024;
+
+void
+allma_define_limit_gucs(void)
+{
+	DefineCustomIntVariable("allma.template_max_iterations",
+							"Sets the most block iterations one template rendering may do.",
+							"Every {{#each}} element (and every element of an iterated section) counts; "
+							"a rendering that needs more fails with SQLSTATE 54000.",
+							&allma_template_max_iterations,
+							1000000, 1, INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.template_max_output",
+							"Sets the largest text one template rendering may produce.",
+							"A rendering whose output grows larger fails with SQLSTATE 54000.",
+							&allma_template_max_output,
+							16 * 1024 * 1024, 1024, MaxAllocSize / 2,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+}
