@@ -88,6 +88,7 @@
 #include "http.h"
 #include "http_int.h"
 #include "jsonb_util.h"
+#include "text_valid.h"
 
 #define EPOLL_BATCH		256
 
@@ -714,7 +715,9 @@ response_headers(CURL *easy)
 
 	while ((h = curl_easy_nextheader(easy, CURLH_HEADER, -1, prev)) != NULL)
 	{
-		char	   *lname = pstrdup(h->name);
+		/* a server's bytes: valid text before they become jsonb */
+		char	   *lname = pstrdup(allma_cstring_make_valid(h->name));
+		char	   *value = allma_cstring_make_valid(h->value);
 		char	   *p;
 
 		prev = h;
@@ -726,7 +729,7 @@ response_headers(CURL *easy)
 		if (i < npairs)
 		{
 			appendStringInfoString(&pairs[i].value, ", ");
-			appendStringInfoString(&pairs[i].value, h->value);
+			appendStringInfoString(&pairs[i].value, value);
 			pfree(lname);
 			continue;
 		}
@@ -738,7 +741,7 @@ response_headers(CURL *easy)
 		}
 		pairs[npairs].name = lname;
 		initStringInfo(&pairs[npairs].value);
-		appendStringInfoString(&pairs[npairs].value, h->value);
+		appendStringInfoString(&pairs[npairs].value, value);
 		npairs++;
 	}
 
@@ -826,11 +829,11 @@ build_completion(HttpTransfer *t, AllmaHttpCompletion *c)
 	}
 	c->redirects = t->redirects;
 	c->total_ms = (t->prev_total_us + total) / 1000.0;
-	c->effective_url = pstrdup(eurl ? eurl : t->url);
+	c->effective_url = pstrdup(allma_cstring_make_valid(eurl ? eurl : t->url));
 	if (status > 0)
 	{
 		c->status = (int) status;
-		c->content_type = ctype ? pstrdup(ctype) : NULL;
+		c->content_type = ctype ? pstrdup(allma_cstring_make_valid(ctype)) : NULL;
 		c->headers = response_headers(e);
 		if (curl_easy_header(e, "Retry-After", 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
 			c->retry_after_ms = parse_retry_after(h->value);
@@ -839,7 +842,7 @@ build_completion(HttpTransfer *t, AllmaHttpCompletion *c)
 	{
 		/* a hop after a redirect failed without a response: the redirect */
 		c->status = (int) t->prev_status;
-		c->content_type = t->prev_ctype ? pstrdup(t->prev_ctype) : NULL;
+		c->content_type = t->prev_ctype ? pstrdup(allma_cstring_make_valid(t->prev_ctype)) : NULL;
 		c->headers = palloc(VARSIZE(t->prev_headers));
 		memcpy(c->headers, t->prev_headers, VARSIZE(t->prev_headers));
 	}
@@ -884,7 +887,7 @@ build_completion(HttpTransfer *t, AllmaHttpCompletion *c)
 	else if (t->out_of_memory)
 		c->error = pstrdup("out of memory while receiving the response");
 	else
-		c->error = pstrdup(t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
+		c->error = pstrdup(allma_cstring_make_valid(t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result)));
 }
 
 /* ----------------------------------------------------------------

@@ -49,6 +49,7 @@
 #include "step.h"
 #include "steps/steps.h"
 #include "template.h"
+#include "text_valid.h"
 
 /* ----------------------------------------------------------------
  * The step-type table
@@ -451,17 +452,45 @@ allma_step_raise_for_transfer(AllmaHttpCompletion *c, int bad_status, const char
 	if (c->status >= bad_status || c->status < 200)
 	{
 		/* an excerpt of a text body helps; binary bodies are left out */
-		if (c->body_len > 0 && memchr(c->body, '\0', c->body_len) == NULL &&
-			pg_verifymbstr(c->body, c->body_len, true))
+		if (c->body_len > 0)
+		{
+			size_t		len;
+			char	   *text = allma_step_response_text(c, &len);
+
 			details = allma_jsonb_set_key(details, "body",
-										  allma_jsonb_string_len(c->body,
-																 pg_mbcliplen(c->body, c->body_len, 1000)));
+										  allma_jsonb_string_len(text, pg_mbcliplen(text, (int) Min(len, 4000), 1000)));
+		}
 		allma_step_raise_error(c->status == 429 || c->status >= 500 ? ALLMA_ERR_TRANSIENT : ALLMA_ERR_PERMANENT,
 							   psprintf("%s%sHTTP %d from %s", what, *what ? " failed: " : "", c->status,
 										c->effective_url ? c->effective_url : "server"),
 							   details);
 	}
 	return details;
+}
+
+/*
+ * allma_step_response_text: the response body as valid text of the
+ * database encoding, NULs and invalid bytes replaced (text_valid.h); a
+ * copy when anything was replaced (c, held across passes, is left as is).
+ */
+char *
+allma_step_response_text(AllmaHttpCompletion *c, size_t *len)
+{
+	return allma_text_make_valid(c->body, c->body_len, len, NULL);
+}
+
+/*
+ * allma_step_response_data: the body parsed when it is JSON, else as a
+ * string; valid text either way (allma_step_response_text).
+ */
+Jsonb *
+allma_step_response_data(AllmaHttpCompletion *c)
+{
+	size_t		len;
+	char	   *text = allma_step_response_text(c, &len);
+	Jsonb	   *data = len > 0 ? allma_step_parse_json(text) : NULL;
+
+	return data ? data : allma_jsonb_string_len(text, len);
 }
 
 /* allma_step_parse_json: s parsed as JSON, or NULL when it is not JSON */

@@ -238,6 +238,8 @@ extern Jsonb *allma_step_raise_for_transfer(AllmaHttpCompletion *c, int bad_stat
 
 /* s parsed as JSON, or NULL when it is not JSON */
 extern Jsonb *allma_step_parse_json(const char *s);
+extern char *allma_step_response_text(AllmaHttpCompletion *c, size_t *len);
+extern Jsonb *allma_step_response_data(AllmaHttpCompletion *c);
 
 /* ----------------------------------------------------------------
  * User code and memory

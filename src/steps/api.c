@@ -148,10 +148,8 @@ allma_api_call_complete(StepRun *run)
 
 	(void) allma_step_raise_for_transfer(c, 400, "");
 
-	/* JSON bodies are parsed, anything else is text */
-	data = c->body_len > 0 ? allma_step_parse_json(c->body) : NULL;
-	if (data == NULL)
-		data = allma_jsonb_string_len(c->body, c->body_len);
+	/* JSON bodies are parsed, anything else is text (valid text, see text_valid.c) */
+	data = allma_step_response_data(c);
 	out = allma_jsonb_set_key(NULL, "status", allma_jsonb_int(c->status));
 	out = allma_jsonb_set_key(out, "headers", c->headers ? c->headers : allma_jsonb_empty_object());
 	return allma_jsonb_set_key(out, "data", data);
@@ -184,8 +182,8 @@ allma_http_binding_output(StepRun *run)
 	Jsonb	   *data;
 
 	(void) allma_step_raise_for_transfer(c, 400, "");
-	data = c->body_len > 0 ? allma_step_parse_json(c->body) : NULL;
-	return data ? data : allma_jsonb_string_len(c->body, c->body_len);
+	data = allma_step_response_data(c);
+	return data;
 }
 
 /* ----------------------------------------------------------------

@@ -210,8 +210,12 @@ allma_llm_step_complete(StepRun *run)
 	char	   *error_name = NULL;
 	char	   *errmsg = NULL;
 	Jsonb	   *out = NULL;
+	char	   *body;
+	size_t		body_len;
 	int			ncandidates = 1 + Max(allma_jsonb_array_length(allma_jsonb_get(run->step->def, "fallbacks")), 0);
 
+	/* the reply as valid text: NULs and invalid bytes replaced (text_valid.c) */
+	body = allma_step_response_text(c, &body_len);
 	(void) allma_jsonb_get_number(prev, "candidate", &index);
 	(void) allma_jsonb_get_bool(prev, "jsonOutputMode", &json_mode);
 
@@ -221,7 +225,7 @@ allma_llm_step_complete(StepRun *run)
 		errmsg = psprintf("LLM request failed: %s", c->error);
 	}
 	else if (!allma_llm_parse_response(provider ? provider : "", c->error ? 0 : c->status,
-									   c->body, &result, &error_name, &errmsg))
+									   body, &result, &error_name, &errmsg))
 		;
 	else
 	{
@@ -253,7 +257,7 @@ allma_llm_step_complete(StepRun *run)
 			{
 				details = allma_jsonb_set_key(details, "llmPrompt", allma_jsonb_get(prev, "body"));
 				details = allma_jsonb_set_key(details, "llmRawResponse",
-											  allma_jsonb_string_len(c->body, c->body_len));
+											  allma_jsonb_string_len(body, body_len));
 			}
 			run->details = allma_secret_redact_jsonb(details);
 			return out;
