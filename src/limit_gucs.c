@@ -26,6 +26,8 @@
 
 int			allma_template_max_iterations = 1000000;
 int			allma_template_max_output = 16 * 1024 * 1024;
+int			allma_max_retry_after_ms = 3600 * 1000;
+int			allma_max_input_bytes = 16 * 1024 * 1024;
 
 void
 allma_define_limit_gucs(void)
@@ -47,5 +49,23 @@ allma_define_limit_gucs(void)
 							16 * 1024 * 1024, 1024, MaxAllocSize / 2,
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.max_input_size",
+							"Sets the largest input allma_start_flow accepts.",
+							"A larger input is refused with SQLSTATE 54000; no execution is created.",
+							&allma_max_input_bytes,
+							16 * 1024 * 1024, 1024, MaxAllocSize,
+							PGC_SIGHUP,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.max_retry_after",
+							"Sets the longest wait a server's Retry-After header can impose on a retry.",
+							"A longer Retry-After (or retryAfterMs in an error's details) is cut to this.",
+							&allma_max_retry_after_ms,
+							3600 * 1000, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 }

@@ -14,6 +14,8 @@
 
 extern int	allma_template_max_iterations;
 extern int	allma_template_max_output;
+extern int	allma_max_retry_after_ms;
+extern int	allma_max_input_bytes;
 
 extern void allma_define_limit_gucs(void);
 

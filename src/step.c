@@ -49,6 +49,7 @@
 #include "step.h"
 #include "steps/steps.h"
 #include "template.h"
+#include "limit_gucs.h"
 #include "text_valid.h"
 
 /* ----------------------------------------------------------------
@@ -263,6 +264,25 @@ allma_step_timeout_ms(StepRun *run)
  * ----------------------------------------------------------------
  */
 
+/*
+ * Idempotency keys.  A key names one request: a server that honours it
+ * answers a re-send of that request (after a crash, a lost response) with
+ * its first answer.  So a re-send keeps its key (it is stored with the
+ * request), and each distinct request of an attempt gets its own: the
+ * first is execution/step/attempt (allma_step_idempotency_key), later ones
+ * add what they are (allma_step_request_key): "/poll-N" for the Nth poll
+ * of a POLL_EXTERNAL_API step, "/fallback-N" for an LLM step's Nth
+ * fallback model, "/initialize", "/initialized" and "/after-initialize"
+ * for the phases of an MCP session handshake and the call that follows it.
+ */
+char *
+allma_step_request_key(AllmaPathState *ps, AllmaStep *step, const char *request)
+{
+	char	   *key = allma_step_idempotency_key(ps, step);
+
+	return request ? psprintf("%s/%s", key, request) : key;
+}
+
 char *
 allma_step_idempotency_key(AllmaPathState *ps, AllmaStep *step)
 {
@@ -395,6 +415,22 @@ allma_step_check_io_request(StepRun *run)
  * ----------------------------------------------------------------
  */
 
+/*
+ * allma_step_error_sqlstate: the SQLSTATE of an error allma raises by name,
+ * as the README maps them (LM200..LM203); any other name is LM200.
+ */
+int
+allma_step_error_sqlstate(const char *name)
+{
+	if (strcmp(name, ALLMA_ERR_TRANSIENT) == 0)
+		return ERRCODE_ALLMA_TRANSIENT_STEP_ERROR;
+	if (strcmp(name, ALLMA_ERR_RETRYABLE) == 0)
+		return ERRCODE_ALLMA_RETRYABLE_STEP_ERROR;
+	if (strcmp(name, ALLMA_ERR_CONTENT) == 0)
+		return ERRCODE_ALLMA_CONTENT_ERROR;
+	return ERRCODE_ALLMA_PERMANENT_STEP_ERROR;
+}
+
 /* allma_step_raise_error: an Allma error with details, through the DETAIL JSON convention */
 void
 allma_step_raise_error(const char *name, const char *message, Jsonb *details)
@@ -405,7 +441,7 @@ allma_step_raise_error(const char *name, const char *message, Jsonb *details)
 	message = allma_secret_redact(message);
 	detail = allma_jsonb_set_key(detail, "errorDetails", allma_secret_redact_jsonb(details));
 	ereport(ERROR,
-			(errcode(ERRCODE_ALLMA_PERMANENT_STEP_ERROR),
+			(errcode(allma_step_error_sqlstate(name)),
 			 errmsg_internal("%s", message),
 			 errdetail_internal("%s", allma_jsonb_to_cstring(detail))));
 }
@@ -432,7 +468,13 @@ allma_step_raise_for_transfer(AllmaHttpCompletion *c, int bad_status, const char
 	details = allma_jsonb_set_key(details, "status", allma_jsonb_int(c->status));
 	details = allma_jsonb_set_key(details, "url", allma_jsonb_string(c->effective_url ? c->effective_url : ""));
 	if (c->retry_after_ms >= 0)
-		details = allma_jsonb_set_key(details, "retryAfterMs", allma_jsonb_int(c->retry_after_ms));
+	{
+		/* a server cannot park a step for longer than allma.max_retry_after */
+		details = allma_jsonb_set_key(details, "retryAfterMs",
+									  allma_jsonb_int(Min(c->retry_after_ms, (long) allma_max_retry_after_ms)));
+		if (c->retry_after_ms > allma_max_retry_after_ms)
+			details = allma_jsonb_set_key(details, "retryAfterRequestedMs", allma_jsonb_int(c->retry_after_ms));
+	}
 	if (c->error != NULL)
 	{
 		details = allma_jsonb_set_key(details, "curlCode", allma_jsonb_int(c->curl_code));

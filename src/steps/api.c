@@ -13,6 +13,8 @@
 
 #include <math.h>
 
+#include "mb/pg_wchar.h"
+
 #include "condition.h"
 #include "defcheck.h"
 #include "jsonb_util.h"
@@ -38,7 +40,8 @@
  * for the worker to send.
  */
 static void
-leave_api_request(StepRun *run, Jsonb *def, Jsonb *body_override, bool binding)
+leave_api_request(StepRun *run, Jsonb *def, Jsonb *body_override, bool binding,
+				  const char *request)
 {
 	AllmaStep  *step = run->step;
 	Jsonb	   *tctx = allma_step_template_context(run);
@@ -125,7 +128,7 @@ leave_api_request(StepRun *run, Jsonb *def, Jsonb *body_override, bool binding)
 	}
 	req = allma_jsonb_set_key(req, "timeoutMs", allma_jsonb_int((int64) timeout_ms));
 	req = allma_jsonb_set_key(req, "idempotencyKey",
-							  allma_jsonb_string(allma_step_idempotency_key(run->ps, step)));
+							  allma_jsonb_string(allma_step_request_key(run->ps, step, request)));
 	if (binding)
 		req = allma_jsonb_set_key(req, "binding", allma_jsonb_bool(true));
 	allma_step_set_io_request(run, req, headers);
@@ -134,7 +137,7 @@ leave_api_request(StepRun *run, Jsonb *def, Jsonb *body_override, bool binding)
 Jsonb *
 allma_api_call_start(StepRun *run)
 {
-	leave_api_request(run, run->step->def, NULL, false);
+	leave_api_request(run, run->step->def, NULL, false, NULL);
 	return NULL;
 }
 
@@ -171,7 +174,7 @@ allma_http_binding_send(StepRun *run, const char *url, Jsonb *headers, Jsonb *pa
 	def = allma_jsonb_set_key(def, "apiHttpMethod", allma_jsonb_string("POST"));
 	if (headers != NULL)
 		def = allma_jsonb_set_key(def, "apiStaticHeaders", headers);
-	leave_api_request(run, def, payload, true);
+	leave_api_request(run, def, payload, true, NULL);
 }
 
 /* allma_http_binding_output: the output of a step whose binding is an HTTP endpoint */
@@ -204,9 +207,43 @@ Jsonb *
 allma_poll_start(StepRun *run)
 {
 	Jsonb	   *def = allma_jsonb_get(run->step->def, "apiCallDefinition");
+	double		polls = 0;
 
-	leave_api_request(run, allma_jsonb_is_object(def) ? def : run->step->def, NULL, false);
+	/* each poll is a new request with its own idempotency key (step.c) */
+	(void) allma_jsonb_get_number(run->ps->transition_counts,
+								  psprintf("%s_poll", run->step->id), &polls);
+	leave_api_request(run, allma_jsonb_is_object(def) ? def : run->step->def, NULL, false,
+					  polls >= 1 ? psprintf("poll-%d", (int) polls + 1) : NULL);
 	return NULL;
+}
+
+/* at most this much of the response that met a failure condition is kept in the error */
+#define POLL_FAILURE_RESPONSE_MAX	2048
+
+/*
+ * poll_failure_details: the condition and the response that met it, the
+ * response as it is when small, else an excerpt of its JSON text.
+ */
+static Jsonb *
+poll_failure_details(Jsonb *response, const char *condition, double polls)
+{
+	Jsonb	   *details = allma_jsonb_set_key(NULL, "polls", allma_jsonb_int((int64) polls));
+	Jsonb	   *data = allma_jsonb_get(response, "data");
+	char	   *text = allma_jsonb_to_cstring(data);
+	size_t		len = strlen(text);
+
+	details = allma_jsonb_set_key(details, "failureCondition", allma_jsonb_string(condition));
+	details = allma_jsonb_set_key(details, "status", allma_jsonb_get(response, "status"));
+	if (len <= POLL_FAILURE_RESPONSE_MAX)
+		details = allma_jsonb_set_key(details, "response", data);
+	else
+	{
+		details = allma_jsonb_set_key(details, "responseExcerpt",
+									  allma_jsonb_string_len(text, pg_mbcliplen(text, (int) len,
+																				POLL_FAILURE_RESPONSE_MAX)));
+		details = allma_jsonb_set_key(details, "responseBytes", allma_jsonb_int((int64) len));
+	}
+	return details;
 }
 
 static Jsonb *
@@ -231,7 +268,7 @@ poll_output(StepRun *run)
 	if (failure != NULL && allma_condition_eval(failure, data))
 		allma_step_raise_error("PollingFailed",
 							   psprintf("polling step \"%s\" met its failure condition", run->step->id),
-							   allma_jsonb_set_key(NULL, "polls", allma_jsonb_int((int64) polls)));
+							   poll_failure_details(response, failure, polls));
 	if (success != NULL && allma_condition_eval(success, data))
 	{
 		run->details = allma_jsonb_set_key(NULL, "polls", allma_jsonb_int((int64) polls));
