@@ -72,7 +72,8 @@ OBJS = \
 # faults and limits
 OBJS += \
 	src/limit_gucs.o \
-	src/text_valid.o
+	src/text_valid.o \
+	src/drop_guard.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.

@@ -29,6 +29,7 @@
 
 #include "allma.h"
 #include "limit_gucs.h"
+#include "drop_guard.h"
 #include "http.h"
 #include "launcher.h"
 #include "shmem.h"
@@ -332,6 +333,7 @@ allma_process_utility(PlannedStmt *pstmt, const char *queryString,
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 
+	allma_drop_guard_check(parsetree);	/* DROP EXTENSION allma, see drop_guard.c */
 	if (IsA(parsetree, DropdbStmt))
 	{
 		DropdbStmt *stmt = (DropdbStmt *) parsetree;

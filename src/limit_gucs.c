@@ -2,13 +2,17 @@
  *
  * limit_gucs.c
  *	  The settings that bound what one definition, input or server response
- *	  may cost: template rendering work and output.  docs/limits.md lists
- *	  every limit, its default, its error and the test that backs it.
+ *	  may cost (template rendering work and output, the input of
+ *	  allma_start_flow, a server's Retry-After), and the consent that lets
+ *	  DROP EXTENSION allma drop running executions (drop_guard.c).
+ *	  docs/limits.md lists every limit, its default, its error and the test
+ *	  that backs it.
  *
- * The bounds protect the server (a template bomb must not exhaust memory
- * and bring the cluster down), so raising them is the administrator's:
- * PGC_SUSET, set in postgresql.conf for the workers or by a superuser for
- * a session.
+ * The template bounds protect the server (a template bomb must not exhaust
+ * memory and bring the cluster down), so raising them is the
+ * administrator's: PGC_SUSET, set in postgresql.conf for the workers or by
+ * a superuser for a session.  The worker settings are PGC_SIGHUP like
+ * allma.c's.
  *
  * IDENTIFICATION
  *	  src/limit_gucs.c
@@ -22,6 +26,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "drop_guard.h"
 #include "limit_gucs.h"
 
 int			allma_template_max_iterations = 1000000;
@@ -59,6 +64,15 @@ allma_define_limit_gucs(void)
 							PGC_SIGHUP,
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("allma.allow_drop_with_running",
+							 "Lets DROP EXTENSION allma drop running executions.",
+							 "Off: DROP EXTENSION allma fails while executions are running.",
+							 &allma_allow_drop_with_running,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("allma.max_retry_after",
 							"Sets the longest wait a server's Retry-After header can impose on a retry.",
