@@ -185,6 +185,8 @@ apply_limits(AllmaHttpClient *client, const AllmaHttpLimits *limits)
 	client->max_bytes = limits->max_response_bytes > 0 ? limits->max_response_bytes : ALLMA_HTTP_DEFAULT_MAX_RESPONSE_BYTES;
 	client->max_bytes = Min(client->max_bytes, ALLMA_HTTP_MAX_RESPONSE_BYTES_LIMIT);
 	client->max_redirects = limits->max_redirects != 0 ? limits->max_redirects : ALLMA_HTTP_DEFAULT_MAX_REDIRECTS;
+	client->max_inflight_bytes = limits->max_inflight_bytes;
+	client->room_changed = true;
 }
 
 AllmaHttpClient *
@@ -323,7 +325,13 @@ free_malloced_state(HttpTransfer *t)
 	if (t->mail_rcpt)
 		curl_slist_free_all(t->mail_rcpt);
 	if (t->buf)
+	{
 		free(t->buf);
+		t->client->inflight_bytes -= t->cap;
+		t->client->room_changed = true;
+		t->buf = NULL;
+		t->cap = 0;
+	}
 }
 
 /* frees what a transfer holds (not its easy handle) */
@@ -618,6 +626,12 @@ dispatch(AllmaHttpClient *client)
 static void
 finish_running(AllmaHttpClient *client, HttpTransfer *t, CURLcode result)
 {
+	if (t->paused)
+	{
+		t->paused = false;
+		client->npaused--;
+	}
+	client->room_changed = true;
 	dlist_delete(&t->node);
 	client->nrunning--;
 	host_release(client, t->host);
@@ -1041,6 +1055,43 @@ follow_redirects(AllmaHttpClient *client)
 		follow_redirect(client, dlist_container(HttpTransfer, node, it.cur));
 }
 
+/*
+ * resume_paused: after room was freed (or the oldest transfer changed),
+ * paused transfers try again, oldest first; write_cb pauses one again if
+ * its buffer still does not fit.  Only then: resuming makes curl call
+ * back at once, so resuming without new room would spin.
+ */
+static void
+resume_paused(AllmaHttpClient *client)
+{
+	dlist_iter	it;
+
+	if (client->npaused == 0 || !client->room_changed)
+		return;
+	client->room_changed = false;
+	dlist_foreach(it, &client->running)
+	{
+		HttpTransfer *t = dlist_container(HttpTransfer, node, it.cur);
+
+		if (!t->paused)
+			continue;
+		if (client->inflight_bytes >= client->max_inflight_bytes &&
+			dlist_head_node(&client->running) != &t->node)
+			continue;
+		t->paused = false;
+		client->npaused--;
+		curl_easy_pause(t->easy, CURLPAUSE_CONT);
+	}
+}
+
+size_t
+allma_http_inflight_bytes(AllmaHttpClient *client, size_t *peak)
+{
+	if (peak)
+		*peak = client->peak_inflight_bytes;
+	return client->inflight_bytes;
+}
+
 /* gives a finished transfer's handle back and frees the transfer */
 static void
 release_transfer(AllmaHttpClient *client, HttpTransfer *t)
@@ -1074,6 +1125,7 @@ allma_http_poll(AllmaHttpClient *client, long timeout_ms,
 	int			i;
 	int			running;
 	int			ndone = 0;
+	size_t		bodies = 0;
 	long		wait_ms = timeout_ms;
 
 	refresh_allowlist(client);
@@ -1132,11 +1184,17 @@ allma_http_poll(AllmaHttpClient *client, long timeout_ms,
 		HttpTransfer *t = dlist_container(HttpTransfer, node,
 										  dlist_head_node(&client->finished));
 
+		/* the bodies handed out at once stay within the byte budget too */
+		if (ndone > 0 && client->max_inflight_bytes > 0 &&
+			bodies + t->len > client->max_inflight_bytes)
+			break;
+		bodies += t->len;
 		build_completion(t, &done[ndone]);
 		dlist_delete(&t->node);
 		release_transfer(client, t);
 		ndone++;
 	}
+	resume_paused(client);
 	return ndone;
 }
 

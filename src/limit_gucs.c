@@ -33,6 +33,7 @@ int			allma_template_max_iterations = 1000000;
 int			allma_template_max_output = 16 * 1024 * 1024;
 int			allma_max_retry_after_ms = 3600 * 1000;
 int			allma_max_input_bytes = 16 * 1024 * 1024;
+int			allma_max_inflight_kb = 1024 * 1024;	/* 1 GB */
 
 void
 allma_define_limit_gucs(void)
@@ -73,6 +74,17 @@ allma_define_limit_gucs(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.max_inflight_bytes",
+							"Sets how many bytes of HTTP responses one worker holds at once.",
+							"Response buffers of running requests, and the responses recorded in "
+							"one pass, each stay within it: a request whose buffer would pass it "
+							"waits for room.  0 turns the limit off.",
+							&allma_max_inflight_kb,
+							1024 * 1024, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("allma.max_retry_after",
 							"Sets the longest wait a server's Retry-After header can impose on a retry.",

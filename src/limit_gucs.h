@@ -16,6 +16,7 @@ extern int	allma_template_max_iterations;
 extern int	allma_template_max_output;
 extern int	allma_max_retry_after_ms;
 extern int	allma_max_input_bytes;
+extern int	allma_max_inflight_kb;
 
 extern void allma_define_limit_gucs(void);
 
