@@ -320,8 +320,10 @@ check_api_call_definition(AllmaChecker *ck, JsonbContainer *obj, const char *par
 	if (url != NULL)
 	{
 		char	   *field = allma_def_member_name(parent, "apiUrlTemplate");
+		char	   *tmpl = allma_def_get_template_string(ck, url, field, "template", true);
 
-		allma_def_get_template_string(ck, url, field, "template", true);
+		if (tmpl != NULL)
+			allma_def_check_url_template(ck, allma_def_member_name(field, "template"), tmpl);
 		allma_def_check_context_mappings(ck, url, field, "contextMappings");
 	}
 	allma_def_check_enum_field(ck, obj, parent, "apiHttpMethod", required, allma_def_http_methods);
