@@ -8,7 +8,7 @@
 #   bench/run.sh [--runs N] [--seconds S] [--compare PG_CONFIG] [--out FILE] [SCENARIO...]
 #
 # SCENARIO: file names of bench/scenarios/ without .sh (default: baseline
-# chain latency fork http).  The baseline always runs first.
+# chain latency fork http kills).  The baseline always runs first.
 # --compare PG_CONFIG: also measure the allma installed in that PostgreSQL
 # installation (e.g. a private copy made by scripts/dev-pgroot.sh holding an
 # older build), scenario by scenario right after this build's, each on a
@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
     *) SCENARIOS+=("$1"); shift ;;
   esac
 done
-[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(chain latency fork http)
+[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(chain latency fork http kills)
 SCENARIOS=(baseline "${SCENARIOS[@]/baseline}")
 
 "$SRC/scripts/install-deps.sh"

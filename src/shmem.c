@@ -48,6 +48,8 @@ typedef struct AllmaWorkerSlot
 	Oid			dboid;
 	AllmaWorkerState state;
 	uint64		steps_done;
+	bool		served;			/* ran a pass with the gate open; kept after
+								 * the worker exits, for the launcher */
 } AllmaWorkerSlot;
 
 typedef struct AllmaSharedState
@@ -163,6 +165,7 @@ allma_shmem_register_worker(int slot, Oid dboid)
 	allma_shared->workers[slot].dboid = dboid;
 	allma_shared->workers[slot].state = ALLMA_WORKER_STARTING;
 	allma_shared->workers[slot].steps_done = 0;
+	allma_shared->workers[slot].served = false;
 	SpinLockRelease(&allma_shared->mutex);
 	before_shmem_exit(worker_detach, Int32GetDatum(slot));
 }
@@ -173,7 +176,24 @@ allma_shmem_set_worker_state(int slot, AllmaWorkerState state, uint64 steps_run)
 	SpinLockAcquire(&allma_shared->mutex);
 	allma_shared->workers[slot].state = state;
 	allma_shared->workers[slot].steps_done += steps_run;
+	if (state == ALLMA_WORKER_IDLE || state == ALLMA_WORKER_BUSY)
+		allma_shared->workers[slot].served = true;
 	SpinLockRelease(&allma_shared->mutex);
+}
+
+/*
+ * allma_shmem_worker_served: whether the last worker of the slot got as far
+ * as running passes (so its exit was not a failure to start)
+ */
+bool
+allma_shmem_worker_served(int slot)
+{
+	bool		served;
+
+	SpinLockAcquire(&allma_shared->mutex);
+	served = allma_shared->workers[slot].served;
+	SpinLockRelease(&allma_shared->mutex);
+	return served;
 }
 
 pid_t

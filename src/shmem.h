@@ -68,6 +68,7 @@ extern int	allma_shmem_list_workers(AllmaWorkerInfo *out);
 
 /* the name of a state, as allma_worker_status() shows it */
 extern const char *allma_worker_state_name(AllmaWorkerState state);
+extern bool allma_shmem_worker_served(int slot);
 
 /*
  * DROP DATABASE guard.  allma_shmem_pause_database collects the PIDs of the
