@@ -68,6 +68,9 @@ OBJS = \
 	src/modules/s3.o \
 	src/acl.o \
 	src/secret_use.o
+# execution lifecycle: waits, cancel, timeouts, step budget
+OBJS += \
+	src/lifecycle.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.

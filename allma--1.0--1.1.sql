@@ -414,6 +414,28 @@ GRANT EXECUTE ON FUNCTION allma_grant_secret(text, regrole), allma_revoke_secret
 -- Execution lifecycle: waits, sub-flows, cancel, timeouts, redrive
 ------------------------------------------------------------------------------
 
+-- waits and cancel
+
+/*
+ * Cancel (docs/lifecycle.md): the starter of an execution (a role with its
+ * privileges) or allma_admin ends it, its running child executions, its
+ * paths and its open waits.  The function checks the caller and writes as
+ * the bootstrap superuser; nobody else may write allma.executions (the
+ * security section grants only SELECT).
+ */
+CREATE INDEX executions_parent_running_idx ON allma.executions (parent_execution_id)
+	WHERE parent_execution_id IS NOT NULL AND status = 'RUNNING';
+
+CREATE FUNCTION allma_cancel_execution(execution_id uuid, reason text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'allma_cancel_execution'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_cancel_execution(uuid, text) IS
+	'Cancels a running execution (status CANCELLED) with its branches, child executions and waits; says what it did';
+REVOKE EXECUTE ON FUNCTION allma_cancel_execution(uuid, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_cancel_execution(uuid, text) TO allma_user;
+
 
 ------------------------------------------------------------------------------
 -- Allma compatibility: import/export, DynamoDB and S3 modules, email triggers

@@ -30,6 +30,7 @@
 #include "allma.h"
 #include "http.h"
 #include "launcher.h"
+#include "lifecycle.h"
 #include "shmem.h"
 
 PG_MODULE_MAGIC;
@@ -288,6 +289,8 @@ define_gucs(void)
 							 "Lets SQL steps and SQL-bound functions of executions started by a superuser run.",
 							 "They run as the role that started the execution; off makes such a step fail.",
 							 &allma_allow_superuser_sql_steps, false, PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	allma_lifecycle_define_gucs();
 
 	MarkGUCPrefixReserved("allma");
 }

@@ -64,6 +64,8 @@ typedef struct AllmaSharedState
 	AllmaWorkerSlot workers[ALLMA_MAX_WORKERS];
 	pg_atomic_uint64 terminal_events;	/* bumped when executions end */
 	ConditionVariable terminal_cv;
+	pg_atomic_uint64 lifecycle_events;	/* bumped when executions are
+										 * cancelled or time out */
 } AllmaSharedState;
 
 static AllmaSharedState *allma_shared = NULL;
@@ -72,6 +74,7 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static bool wake_at_commit = false;
+static bool lifecycle_at_commit = false;
 static bool xact_callback_registered = false;
 
 static void
@@ -99,6 +102,7 @@ allma_shmem_startup(void)
 		SpinLockInit(&allma_shared->mutex);
 		pg_atomic_init_u64(&allma_shared->terminal_events, 0);
 		ConditionVariableInit(&allma_shared->terminal_cv);
+		pg_atomic_init_u64(&allma_shared->lifecycle_events, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -408,13 +412,21 @@ wake_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			if (lifecycle_at_commit && allma_shared != NULL)
+			{
+				pg_atomic_fetch_add_u64(&allma_shared->lifecycle_events, 1);
+				allma_notify_terminal();
+				wake_at_commit = true;
+			}
 			if (wake_at_commit)
 				allma_wake_workers();
 			wake_at_commit = false;
+			lifecycle_at_commit = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			wake_at_commit = false;
+			lifecycle_at_commit = false;
 			break;
 		default:
 			break;
@@ -434,4 +446,26 @@ allma_request_wake_at_commit(void)
 		xact_callback_registered = true;
 	}
 	wake_at_commit = true;
+}
+
+/*
+ * allma_request_lifecycle_event_at_commit: executions were cancelled or
+ * timed out by the current transaction.  When it commits, the lifecycle
+ * counter is bumped (workers then drop the requests of executions that
+ * ended), the workers are woken and allma_wait callers look again.
+ */
+void
+allma_request_lifecycle_event_at_commit(void)
+{
+	allma_request_wake_at_commit();
+	lifecycle_at_commit = true;
+}
+
+/* the lifecycle counter (0 before shared memory exists) */
+uint64
+allma_shmem_lifecycle_events(void)
+{
+	if (allma_shared == NULL)
+		return 0;
+	return pg_atomic_read_u64(&allma_shared->lifecycle_events);
 }

@@ -38,6 +38,7 @@
 #include "errors.h"
 #include "flowcache.h"
 #include "jsonb_util.h"
+#include "lifecycle.h"
 #include "pathstate.h"
 #include "store.h"
 
@@ -174,7 +175,7 @@ col_array(Column *col)
 	"       e.enable_execution_logs, e.started_at, " \
 	"       coalesce(p.parent_path_id, -1), coalesce(p.item_index, 0), " \
 	"       coalesce(p.branch_ordinal, 0), p.joining, " \
-	"       f.step_instance_id, f.base_context, p.request "
+	"       f.step_instance_id, f.base_context, p.request, e.status "
 /*
  * The execution and fork of each claimed path, looked up by key: LATERAL
  * subqueries with OFFSET 0 are planned on their own, with the path's key as
@@ -309,6 +310,22 @@ allma_store_release_inflight(int slot)
 	return (int) SPI_processed;
 }
 
+/*
+ * claimed_execution_ended: is the claimed row's execution no longer
+ * RUNNING (cancelled, timed out)?  Then *id gets the execution's id.
+ */
+static bool
+claimed_execution_ended(HeapTuple tup, TupleDesc desc, pg_uuid_t *id)
+{
+	char	   *status = SPI_getvalue(tup, desc, 22);
+	bool		isnull;
+
+	if (status == NULL || strcmp(status, "RUNNING") == 0)
+		return false;
+	memcpy(id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
+	return true;
+}
+
 /* paths_from_claim turns the claim query's rows into AllmaPathStates */
 static List *
 paths_from_claim(void)
@@ -320,6 +337,8 @@ paths_from_claim(void)
 			   *lc_id,
 			   *lc_v;
 	MemoryContext cxt = CurrentMemoryContext;
+	pg_uuid_t  *dead = palloc(sizeof(pg_uuid_t) * Max(SPI_processed, 1));
+	int			ndead = 0;
 
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -327,10 +346,16 @@ paths_from_claim(void)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		AllmaPathState *ps;
 		bool		isnull;
-		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+		MemoryContext oldcxt;
 		char	   *flow_id;
 		int32		version;
 
+		if (claimed_execution_ended(tup, desc, &dead[ndead]))
+		{
+			ndead++;
+			continue;
+		}
+		oldcxt = MemoryContextSwitchTo(cxt);
 		ps = palloc0(sizeof(AllmaPathState));
 		memcpy(&ps->execution_id,
 			   DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
@@ -377,6 +402,9 @@ paths_from_claim(void)
 		versions = lappend_int(versions, version);
 		MemoryContextSwitchTo(oldcxt);
 	}
+
+	/* paths of cancelled or timed-out executions never run a step */
+	allma_lifecycle_drop_paths(ndead, dead);
 
 	forthree(lc, paths, lc_id, flow_ids, lc_v, versions)
 	{

@@ -1,0 +1,277 @@
+/*-------------------------------------------------------------------------
+ *
+ * lifecycle.c
+ *	  Ending executions from outside their steps: allma_cancel_execution,
+ *	  the statements that end an execution tree and drop its paths (shared
+ *	  with the workers), and the lifecycle GUCs.
+ *
+ * Lock order.  A worker's pass locks paths (its claim) and then, when an
+ * execution ends, the executions row.  Ending a tree here locks only
+ * executions rows (in execution-id order) and deletes paths, forks and
+ * waits with SKIP LOCKED, so it never waits for a path a worker holds and
+ * cannot deadlock with a pass: a path held by a pass stays until the
+ * worker next claims it and, seeing the execution is no longer RUNNING,
+ * drops it without running a step.  A pass that ends the execution at the
+ * same moment updates it only while it is still RUNNING: whichever commits
+ * first decides, exactly one terminal status.
+ *
+ * allma_cancel_execution runs as the bootstrap superuser (owner.c) after
+ * checking that the caller started the execution (has the privileges of
+ * its starter) or is allma_admin; an execution the caller may not see
+ * "does not exist", as in allma_wait.
+ *
+ * IDENTIFICATION
+ *	  src/lifecycle.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+
+#include "acl.h"
+#include "errors.h"
+#include "jsonb_util.h"
+#include "lifecycle.h"
+#include "owner.h"
+#include "shmem.h"
+
+PG_FUNCTION_INFO_V1(allma_cancel_execution);
+
+/* the longest cancel reason accepted */
+#define MAX_REASON_LEN 1000
+
+int			allma_max_steps_per_execution = 10000;
+int			allma_execution_timeout_s = 0;
+
+void
+allma_lifecycle_define_gucs(void)
+{
+	DefineCustomIntVariable("allma.max_steps_per_execution",
+							"Sets the most step attempts one execution may run (0 = no limit).",
+							"An execution that would run more fails with StepBudgetExceeded.",
+							&allma_max_steps_per_execution, 10000, 0, INT_MAX,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("allma.execution_timeout",
+							"Sets the longest an execution may run, unless its flow sets timeoutSeconds (0 = no limit).",
+							"An execution running longer ends with status TIMED_OUT.",
+							&allma_execution_timeout_s, 0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+}
+
+void
+allma_lifecycle_notify_at_commit(void)
+{
+	allma_request_lifecycle_event_at_commit();
+}
+
+/* exec_sql runs a statement through SPI and checks its result */
+static void
+exec_sql(const char *sql, int nargs, Oid *types, Datum *values, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "allma: lifecycle statement failed (%s)", SPI_result_code_string(rc));
+}
+
+int
+allma_lifecycle_end_tree(pg_uuid_t *id, const char *status, Jsonb *error, Jsonb *child_error)
+{
+	Oid			types[4] = {UUIDOID, TEXTOID, JSONBOID, JSONBOID};
+	Datum		values[4];
+	int			n;
+	pg_uuid_t  *ended;
+
+	values[0] = UUIDPGetDatum(id);
+	values[1] = CStringGetTextDatum(status);
+	values[2] = JsonbPGetDatum(error);
+	values[3] = JsonbPGetDatum(child_error ? child_error : error);
+
+	/*
+	 * The execution and its running descendants (sub-flows record their
+	 * parent), locked in id order; a row that ended meanwhile is skipped
+	 * after the lock wait (the pass that ended it decided).
+	 */
+	exec_sql("WITH RECURSIVE tree(id) AS ("
+			 "  SELECT $1::uuid "
+			 "  UNION "
+			 "  SELECT c.execution_id FROM allma.executions c JOIN tree t "
+			 "    ON c.parent_execution_id = t.id WHERE c.status = 'RUNNING'), "
+			 "locked AS ("
+			 "  SELECT x.execution_id FROM allma.executions x "
+			 "   WHERE x.execution_id IN (SELECT id FROM tree) AND x.status = 'RUNNING' "
+			 "   ORDER BY x.execution_id FOR NO KEY UPDATE OF x) "
+			 "UPDATE allma.executions x "
+			 "   SET status = $2, ended_at = clock_timestamp(), "
+			 "       error = CASE WHEN x.execution_id = $1 THEN $3 ELSE $4 END "
+			 "  FROM locked l WHERE x.execution_id = l.execution_id "
+			 "RETURNING x.execution_id",
+			 4, types, values, SPI_OK_UPDATE_RETURNING);
+
+	n = (int) SPI_processed;
+	if (n == 0)
+		return 0;
+	ended = palloc(sizeof(pg_uuid_t) * n);
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		memcpy(&ended[i], DatumGetUUIDP(d), sizeof(pg_uuid_t));
+	}
+	/* the same wake-up a worker sends for an execution it ends */
+	for (int i = 0; i < n; i++)
+		Async_Notify(ALLMA_NOTIFY_CHANNEL,
+					 DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&ended[i]))));
+	allma_lifecycle_drop_paths(n, ended);
+	allma_lifecycle_notify_at_commit();
+	return n;
+}
+
+void
+allma_lifecycle_drop_paths(int n, pg_uuid_t *executions)
+{
+	Datum	   *elems;
+	Oid			types[1] = {UUIDARRAYOID};
+	Datum		values[1];
+
+	if (n == 0)
+		return;
+	elems = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+		elems[i] = UUIDPGetDatum(&executions[i]);
+	values[0] = PointerGetDatum(construct_array(elems, n, UUIDOID, UUID_LEN, false,
+												TYPALIGN_CHAR));
+
+	/*
+	 * Only executions that ended; by key (each lookup by the primary key's
+	 * prefix); rows another transaction holds are skipped, they are dropped
+	 * when a worker next claims them.
+	 */
+	exec_sql("WITH dead AS ("
+			 "  SELECT x.execution_id AS e FROM allma.executions x "
+			 "   WHERE x.execution_id = ANY ($1) AND x.status <> 'RUNNING'), "
+			 "paths AS ("
+			 "  DELETE FROM allma.execution_paths p "
+			 "   USING (SELECT q.execution_id, q.path_id FROM allma.execution_paths q "
+			 "           WHERE q.execution_id IN (SELECT e FROM dead) "
+			 "           FOR UPDATE OF q SKIP LOCKED) s "
+			 "   WHERE p.execution_id = s.execution_id AND p.path_id = s.path_id), "
+			 "forks AS ("
+			 "  DELETE FROM allma.forks f "
+			 "   USING (SELECT g.execution_id, g.fork_path_id FROM allma.forks g "
+			 "           WHERE g.execution_id IN (SELECT e FROM dead) "
+			 "           FOR UPDATE OF g SKIP LOCKED) s "
+			 "   WHERE f.execution_id = s.execution_id AND f.fork_path_id = s.fork_path_id) "
+			 "SELECT 1",
+			 1, types, values, SPI_OK_SELECT);
+}
+
+/* ----------------------------------------------------------------
+ * allma_cancel_execution
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * allma_cancel_execution(execution_id uuid, reason text) returns text:
+ * what happened.
+ */
+Datum
+allma_cancel_execution(PG_FUNCTION_ARGS)
+{
+	Oid			caller = GetUserId();
+	pg_uuid_t  *id;
+	char	   *idtext;
+	char	   *reason = NULL;
+	char	   *caller_name;
+	char	   *status = NULL;
+	Oid			starter = InvalidOid;
+	char	   *result;
+	AllmaAsOwner st;
+	MemoryContext outer = CurrentMemoryContext;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("execution_id must not be null")));
+	id = PG_GETARG_UUID_P(0);
+	idtext = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
+	if (!PG_ARGISNULL(1))
+	{
+		reason = text_to_cstring(PG_GETARG_TEXT_PP(1));
+		if (strlen(reason) > MAX_REASON_LEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+					 errmsg("cancel reason is longer than %d bytes", MAX_REASON_LEN)));
+	}
+	caller_name = GetUserNameFromId(caller, false);
+
+	allma_owner_begin(&st);
+	{
+		Oid			types[1] = {UUIDOID};
+		Datum		values[1] = {UUIDPGetDatum(id)};
+
+		/* locked: a pass that is ending it waits, or has decided */
+		allma_owner_exec("SELECT status, started_by FROM allma.executions "
+						 "WHERE execution_id = $1 FOR NO KEY UPDATE",
+						 1, types, values, NULL, SPI_OK_SELECT);
+		if (SPI_processed == 1)
+		{
+			bool		isnull;
+
+			status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			starter = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 2, &isnull));
+		}
+	}
+	if (status == NULL ||
+		!(allma_acl_is_admin(caller) || has_privs_of_role(caller, starter)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("execution %s does not exist", idtext),
+				 errhint("Only the role that started an execution, and allma_admin, may cancel it.")));
+
+	if (strcmp(status, "RUNNING") != 0)
+		result = psprintf("execution %s already ended with status %s: nothing to cancel",
+						  idtext, status);
+	else
+	{
+		Jsonb	   *details = NULL;
+		Jsonb	   *error;
+		Jsonb	   *child_error;
+		int			n;
+
+		details = allma_jsonb_set_key(details, "cancelledBy", allma_jsonb_string(caller_name));
+		if (reason != NULL)
+			details = allma_jsonb_set_key(details, "reason", allma_jsonb_string(reason));
+		error = allma_error_make(ALLMA_ERR_CANCELLED,
+								 reason ? psprintf("cancelled by %s: %s", caller_name, reason)
+								 : psprintf("cancelled by %s", caller_name),
+								 details);
+		child_error = allma_error_make(ALLMA_ERR_CANCELLED,
+									   psprintf("parent execution %s was cancelled", idtext),
+									   allma_jsonb_set_key(details, "cancelledExecutionId",
+														   allma_jsonb_string(idtext)));
+		n = allma_lifecycle_end_tree(id, "CANCELLED", error, child_error);
+		if (n <= 1)
+			result = psprintf("execution %s cancelled", idtext);
+		else
+			result = psprintf("execution %s cancelled, with %d child execution%s",
+							  idtext, n - 1, n - 1 == 1 ? "" : "s");
+	}
+	result = MemoryContextStrdup(outer, result);
+	allma_owner_end(&st);
+	PG_RETURN_TEXT_P(cstring_to_text(result));
+}
