@@ -53,6 +53,7 @@
 #include "engine.h"
 #include "errors.h"
 #include "jsonb_util.h"
+#include "lifecycle.h"
 #include "path.h"
 #include "retry.h"
 #include "secret.h"
@@ -565,6 +566,36 @@ run_step(AllmaPathState *ps, AllmaStep *step, MemoryContext pathcxt)
 	}
 }
 
+/*
+ * step_budget_exhausted: has the path run allma.max_steps_per_execution
+ * step attempts?  Then it fails before it runs another one, and no catch
+ * rule applies (a handler would only run more steps).  The budget holds
+ * for the main path and for each parallel branch on its own (Allma runs a
+ * branch as an execution of its own kind), so a wide fork is not a runaway
+ * execution.  A path's attempts are its history rows: ps->seq, committed
+ * with the path, never stale.
+ */
+static bool
+step_budget_exhausted(AllmaPathState *ps)
+{
+	int			limit = allma_max_steps_per_execution;
+	Jsonb	   *details;
+
+	/* a step that has started (its response, its join) may finish */
+	if (limit <= 0 || ps->seq < limit || ps->response != NULL || ps->joining)
+		return false;
+	details = allma_jsonb_set_key(NULL, "sqlstate", allma_jsonb_string("LM323"));
+	details = allma_jsonb_set_key(details, "failedStepInstanceId", allma_jsonb_string(ps->step_id));
+	details = allma_jsonb_set_key(details, "stepCount", allma_jsonb_int(ps->seq));
+	details = allma_jsonb_set_key(details, "limit", allma_jsonb_int(limit));
+	fail_path(ps, allma_error_make(ALLMA_ERR_STEP_BUDGET,
+								   psprintf("%s ran %d steps, the most allma.max_steps_per_execution (%d) allows; step \"%s\" did not run",
+											ps->is_branch ? "parallel branch" : "execution",
+											ps->seq, limit, ps->step_id),
+								   details));
+	return true;
+}
+
 /* copy_record copies a record made in the step context into CurrentMemoryContext */
 static AllmaStepRecord *
 copy_record(AllmaStepRecord *src, bool logs)
@@ -610,10 +641,14 @@ allma_engine_advance(AllmaPathState *ps, int max_steps)
 			break;
 		}
 
+		if (step_budget_exhausted(ps))
+			break;
+
 		MemoryContextSwitchTo(stepcxt);
 		rec = run_step(ps, step, pathcxt);
 		MemoryContextSwitchTo(pathcxt);
 
+		/* (store.c adds the records to executions.step_count) */
 		if (rec != NULL)
 			ps->records = lappend(ps->records, copy_record(rec, ps->logs));
 		/* a response is consumed by the step it answers */

@@ -61,6 +61,9 @@ static SPIPlanPtr release_branches_plan = NULL;
 static SPIPlanPtr delete_forks_plan = NULL;
 static SPIPlanPtr claim_inflight_plan = NULL;
 static SPIPlanPtr release_inflight_plan = NULL;
+static SPIPlanPtr lock_counted_plan = NULL;
+static SPIPlanPtr refresh_plan = NULL;
+static SPIPlanPtr count_steps_plan = NULL;
 
 /*
  * prepare makes a saved plan.  SPI_prepare leaves the SPI procedure
@@ -88,7 +91,7 @@ allma_store_reset(void)
 	&finish_executions_plan, &insert_history_plan, &next_due_plan, &insert_forks_plan,
 		&insert_branches_plan, &finish_branches_plan, &lock_forks_plan, &count_forks_plan,
 	&wake_parents_plan, &release_branches_plan, &delete_forks_plan, &claim_inflight_plan,
-	&release_inflight_plan};
+	&release_inflight_plan, &lock_counted_plan, &count_steps_plan, &refresh_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
 	{
@@ -175,7 +178,7 @@ col_array(Column *col)
 	"       e.enable_execution_logs, e.started_at, " \
 	"       coalesce(p.parent_path_id, -1), coalesce(p.item_index, 0), " \
 	"       coalesce(p.branch_ordinal, 0), p.joining, " \
-	"       f.step_instance_id, f.base_context, p.request, e.status "
+	"       f.step_instance_id, f.base_context, p.request "
 /*
  * The execution and fork of each claimed path, looked up by key: LATERAL
  * subqueries with OFFSET 0 are planned on their own, with the path's key as
@@ -311,19 +314,76 @@ allma_store_release_inflight(int slot)
 }
 
 /*
- * claimed_execution_ended: is the claimed row's execution no longer
- * RUNNING (cancelled, timed out)?  Then *id gets the execution's id.
+ * refresh_execution_state reads the status of the claimed paths'
+ * executions in a statement of its own: its snapshot is taken after
+ * the claim locked the paths, so it sees whatever the passes that held them
+ * committed (the claim's own snapshot may predate them).  Paths of
+ * executions that are no longer RUNNING (cancelled, timed out) are dropped
+ * and deleted: they never run a step.  The flow_ids and versions lists,
+ * parallel to paths, lose the same elements.
  */
-static bool
-claimed_execution_ended(HeapTuple tup, TupleDesc desc, pg_uuid_t *id)
+static List *
+refresh_execution_state(List *paths, List **flow_ids, List **versions)
 {
-	char	   *status = SPI_getvalue(tup, desc, 22);
-	bool		isnull;
+	Column		e;
+	Datum		arg;
+	ListCell   *lc;
+	List	   *kept = NIL,
+			   *kept_ids = NIL,
+			   *kept_versions = NIL;
+	pg_uuid_t  *dead;
+	int			ndead = 0;
+	MemoryContext cxt = CurrentMemoryContext;
+	int			i = 0;
 
-	if (status == NULL || strcmp(status, "RUNNING") == 0)
-		return false;
-	memcpy(id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
-	return true;
+	if (paths == NIL)
+		return NIL;
+	col_init(&e, UUIDOID, list_length(paths));
+	foreach(lc, paths)
+		col_add(&e, UUIDPGetDatum(&((AllmaPathState *) lfirst(lc))->execution_id), false);
+	if (refresh_plan == NULL)
+	{
+		Oid			types[1] = {UUIDARRAYOID};
+
+		refresh_plan = prepare("SELECT x.execution_id, x.status = 'RUNNING' "
+							   "FROM allma.executions x WHERE x.execution_id = ANY ($1)", 1, types);
+	}
+	arg = col_array(&e);
+	execute_plan(refresh_plan, &arg, SPI_OK_SELECT);
+
+	dead = palloc(sizeof(pg_uuid_t) * list_length(paths));
+	foreach(lc, paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+		bool		running = false;
+
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[r];
+			bool		isnull;
+
+			if (memcmp(DatumGetUUIDP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull)),
+					   &ps->execution_id, sizeof(pg_uuid_t)) != 0)
+				continue;
+			running = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+			break;
+		}
+		if (running)
+		{
+			kept = lappend(kept, ps);
+			kept_ids = lappend(kept_ids, list_nth(*flow_ids, i));
+			kept_versions = lappend_int(kept_versions, list_nth_int(*versions, i));
+		}
+		else
+			dead[ndead++] = ps->execution_id;
+		i++;
+	}
+	MemoryContextSwitchTo(cxt);
+	allma_lifecycle_drop_paths(ndead, dead);
+	MemoryContextSwitchTo(cxt);
+	*flow_ids = kept_ids;
+	*versions = kept_versions;
+	return kept;
 }
 
 /* paths_from_claim turns the claim query's rows into AllmaPathStates */
@@ -337,8 +397,6 @@ paths_from_claim(void)
 			   *lc_id,
 			   *lc_v;
 	MemoryContext cxt = CurrentMemoryContext;
-	pg_uuid_t  *dead = palloc(sizeof(pg_uuid_t) * Max(SPI_processed, 1));
-	int			ndead = 0;
 
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -350,11 +408,6 @@ paths_from_claim(void)
 		char	   *flow_id;
 		int32		version;
 
-		if (claimed_execution_ended(tup, desc, &dead[ndead]))
-		{
-			ndead++;
-			continue;
-		}
 		oldcxt = MemoryContextSwitchTo(cxt);
 		ps = palloc0(sizeof(AllmaPathState));
 		memcpy(&ps->execution_id,
@@ -403,8 +456,7 @@ paths_from_claim(void)
 		MemoryContextSwitchTo(oldcxt);
 	}
 
-	/* paths of cancelled or timed-out executions never run a step */
-	allma_lifecycle_drop_paths(ndead, dead);
+	paths = refresh_execution_state(paths, &flow_ids, &versions);
 
 	forthree(lc, paths, lc_id, flow_ids, lc_v, versions)
 	{
@@ -1197,6 +1249,88 @@ save_history(List *paths)
 	execute_plan(insert_history_plan, args, SPI_OK_INSERT);
 }
 
+static int
+compare_uuid(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(pg_uuid_t));
+}
+
+/*
+ * save_step_counts adds the step attempts of the batch (its history rows)
+ * to executions.step_count.  The rows are locked in execution-id order first, so that
+ * workers saving branches of the same executions do not deadlock.
+ */
+static void
+save_step_counts(List *paths)
+{
+	int			n = 0;
+	pg_uuid_t  *ids;
+	int32	   *counts;
+	Column		e,
+				c;
+	ListCell   *lc;
+	Datum		args[2];
+
+	ids = palloc(sizeof(pg_uuid_t) * Max(list_length(paths), 1));
+	foreach(lc, paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+
+		if (ps->records != NIL)
+			ids[n++] = ps->execution_id;
+	}
+	if (n == 0)
+		return;
+	qsort(ids, n, sizeof(pg_uuid_t), compare_uuid);
+	{
+		int			u = 1;
+
+		/* one entry per execution */
+		for (int i = 1; i < n; i++)
+			if (compare_uuid(&ids[i], &ids[u - 1]) != 0)
+				ids[u++] = ids[i];
+		n = u;
+	}
+	counts = palloc0(sizeof(int32) * n);
+	col_init(&e, UUIDOID, n);
+	col_init(&c, INT4OID, n);
+	foreach(lc, paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+		pg_uuid_t  *at;
+
+		if (ps->records == NIL)
+			continue;
+		at = bsearch(&ps->execution_id, ids, n, sizeof(pg_uuid_t), compare_uuid);
+		counts[at - ids] += list_length(ps->records);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		col_add(&e, UUIDPGetDatum(&ids[i]), false);
+		col_add(&c, Int32GetDatum(counts[i]), false);
+	}
+	args[0] = col_array(&e);
+	args[1] = col_array(&c);
+	if (lock_counted_plan == NULL)
+	{
+		Oid			types[1] = {UUIDARRAYOID};
+
+		lock_counted_plan = prepare("SELECT 1 FROM allma.executions x, unnest($1) AS u(e) "
+									"WHERE x.execution_id = u.e "
+									"ORDER BY x.execution_id FOR NO KEY UPDATE OF x", 1, types);
+	}
+	execute_plan(lock_counted_plan, args, SPI_OK_SELECT);
+	if (count_steps_plan == NULL)
+	{
+		Oid			types[2] = {UUIDARRAYOID, INT4ARRAYOID};
+
+		count_steps_plan = prepare("UPDATE allma.executions x SET step_count = x.step_count + u.n "
+								   "FROM unnest($1, $2) AS u(e, n) WHERE x.execution_id = u.e",
+								   2, types);
+	}
+	execute_plan(count_steps_plan, args, SPI_OK_UPDATE);
+}
+
 /*
  * allma_store_save writes the batch back.  Returns the number of
  * executions that became terminal.  SPI must be connected.
@@ -1207,6 +1341,7 @@ allma_store_save(List *paths)
 	if (paths == NIL)
 		return 0;
 	save_history(paths);
+	save_step_counts(paths);
 	save_joined_forks(paths);
 	save_new_forks(paths);
 	save_paths(paths);
