@@ -70,7 +70,8 @@ OBJS = \
 	src/secret_use.o
 # execution lifecycle: waits, cancel, timeouts, step budget
 OBJS += \
-	src/lifecycle.o
+	src/lifecycle.o \
+	src/steps/wait.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.

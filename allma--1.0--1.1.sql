@@ -436,6 +436,54 @@ COMMENT ON FUNCTION allma_cancel_execution(uuid, text) IS
 REVOKE EXECUTE ON FUNCTION allma_cancel_execution(uuid, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION allma_cancel_execution(uuid, text) TO allma_user;
 
+/*
+ * Waits of WAIT_FOR_EXTERNAL_EVENT steps.  The path parks as a WAITING row
+ * of allma.execution_paths whose request holds the wait ({"wait": {...}})
+ * and whose due_at is the deadline: no process, no lock.  Workers look only
+ * at parked paths whose deadline passed (execution_paths_waits_idx), and a
+ * wait's row here says how it ended, so that a second resume, a resume of a
+ * timed-out or cancelled wait and an unknown key are told apart.  Rows stay
+ * with their execution (deleted with it).
+ */
+CREATE TABLE allma.waits (
+	root_execution_id	uuid NOT NULL,
+	execution_id		uuid NOT NULL REFERENCES allma.executions (execution_id) ON DELETE CASCADE,
+	path_id				bigint NOT NULL,
+	seq					integer NOT NULL,
+	step_instance_id	text NOT NULL,
+	correlation_key		text NOT NULL CHECK (octet_length(correlation_key) BETWEEN 1 AND 1024),
+	status				text NOT NULL DEFAULT 'OPEN'
+		CHECK (status IN ('OPEN', 'RESUMED', 'TIMED_OUT', 'CANCELLED')),
+	deadline			timestamptz NOT NULL,
+	payload				jsonb,
+	resumed_by			regrole,
+	created_at			timestamptz NOT NULL DEFAULT clock_timestamp(),
+	ended_at			timestamptz,
+	PRIMARY KEY (root_execution_id, execution_id, path_id, seq)
+);
+COMMENT ON TABLE allma.waits IS
+	'Waits of WAIT_FOR_EXTERNAL_EVENT steps: correlation key, deadline, how they ended (allma_resume_flow)';
+CREATE UNIQUE INDEX waits_open_key_idx ON allma.waits (correlation_key) WHERE status = 'OPEN';
+CREATE INDEX waits_key_idx ON allma.waits (correlation_key);
+CREATE INDEX execution_paths_waits_idx ON allma.execution_paths (due_at)
+	WHERE status = 'WAITING' AND request IS NOT NULL;
+
+ALTER TABLE allma.waits ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+REVOKE ALL ON allma.waits FROM PUBLIC;
+GRANT SELECT ON allma.waits TO allma_user;
+CREATE POLICY waits_as_execution ON allma.waits FOR SELECT TO allma_user
+	USING (EXISTS (SELECT FROM allma.executions e WHERE e.execution_id = waits.execution_id));
+
+CREATE FUNCTION allma_resume_flow(correlation_key text, payload jsonb DEFAULT '{}')
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'allma_resume_flow'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_resume_flow(text, jsonb) IS
+	'Resumes the execution waiting on correlation_key: the payload is the wait step''s output; returns the execution id';
+REVOKE EXECUTE ON FUNCTION allma_resume_flow(text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_resume_flow(text, jsonb) TO allma_user;
+
 
 ------------------------------------------------------------------------------
 -- Allma compatibility: import/export, DynamoDB and S3 modules, email triggers

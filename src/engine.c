@@ -321,7 +321,7 @@ attempt_step(StepRun *run)
 	run->output = dispatch(run);
 	if (run->io)
 		allma_step_check_io_request(run);
-	if (run->forked || run->io || run->repoll_ms > 0 ||
+	if (run->forked || run->io || run->parked || run->repoll_ms > 0 ||
 		((run->step->type->flags & ALLMA_STEP_POLLS) && run->output == NULL))
 		return;
 	if (run->output == NULL)
@@ -463,6 +463,16 @@ run_step(AllmaPathState *ps, AllmaStep *step, MemoryContext pathcxt)
 		/* sent after this pass commits; recorded when the response is in */
 		ps->seq--;
 		ps->inflight = true;
+		return NULL;
+	}
+
+	if (edata == NULL && run.parked)
+	{
+		/* parks until resumed or its deadline; recorded when it returns */
+		ps->seq--;
+		ps->parked = true;
+		ps->io_request = run.park_request;
+		ps->due_at = run.park_until;
 		return NULL;
 	}
 
@@ -620,7 +630,8 @@ allma_engine_advance(AllmaPathState *ps, int max_steps)
 	MemoryContext stepcxt = AllocSetContextCreate(pathcxt, "allma step",
 												  ALLOCSET_DEFAULT_SIZES);
 
-	while (!ps->ended && !ps->waiting && !ps->inflight && ps->steps_run < max_steps)
+	while (!ps->ended && !ps->waiting && !ps->inflight && !ps->parked &&
+		   ps->steps_run < max_steps)
 	{
 		AllmaStep  *step = allma_flow_step(ps->flow, ps->step_id);
 		AllmaStepRecord *rec;

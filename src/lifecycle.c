@@ -39,15 +39,18 @@
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 #include "acl.h"
 #include "errors.h"
 #include "jsonb_util.h"
 #include "lifecycle.h"
+#include "template.h"
 #include "owner.h"
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(allma_cancel_execution);
+PG_FUNCTION_INFO_V1(allma_resume_flow);
 
 /* the longest cancel reason accepted */
 #define MAX_REASON_LEN 1000
@@ -174,7 +177,13 @@ allma_lifecycle_drop_paths(int n, pg_uuid_t *executions)
 			 "   USING (SELECT g.execution_id, g.fork_path_id FROM allma.forks g "
 			 "           WHERE g.execution_id IN (SELECT e FROM dead) "
 			 "           FOR UPDATE OF g SKIP LOCKED) s "
-			 "   WHERE f.execution_id = s.execution_id AND f.fork_path_id = s.fork_path_id) "
+			 "   WHERE f.execution_id = s.execution_id AND f.fork_path_id = s.fork_path_id), "
+			 "waits AS ("
+			 "  UPDATE allma.waits w SET status = 'CANCELLED', ended_at = clock_timestamp() "
+			 "    FROM allma.executions x "
+			 "   WHERE x.execution_id IN (SELECT e FROM dead) "
+			 "     AND w.root_execution_id = coalesce(x.root_execution_id, x.execution_id) "
+			 "     AND w.execution_id = x.execution_id AND w.status = 'OPEN') "
 			 "SELECT 1",
 			 1, types, values, SPI_OK_SELECT);
 }
@@ -274,4 +283,169 @@ allma_cancel_execution(PG_FUNCTION_ARGS)
 	result = MemoryContextStrdup(outer, result);
 	allma_owner_end(&st);
 	PG_RETURN_TEXT_P(cstring_to_text(result));
+}
+
+/* ----------------------------------------------------------------
+ * allma_resume_flow
+ * ----------------------------------------------------------------
+ */
+
+/* the error of a key whose wait is not open (any more) */
+static void
+wait_not_open(const char *key, const char *status)
+{
+	if (status != NULL && strcmp(status, "RESUMED") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_WAIT_ALREADY_RESUMED),
+				 errmsg("the wait on correlation key \"%s\" was already resumed", key),
+				 errdetail("A correlation key resumes its wait once.")));
+	if (status != NULL && strcmp(status, "TIMED_OUT") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_WAIT_TIMED_OUT),
+				 errmsg("the wait on correlation key \"%s\" timed out", key),
+				 errdetail("Its maxWaitTimeSeconds passed; the step failed with StepTimeoutError.")));
+	if (status != NULL && strcmp(status, "CANCELLED") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_WAIT_CANCELLED),
+				 errmsg("the wait on correlation key \"%s\" ended with its execution", key),
+				 errdetail("The execution was cancelled or timed out.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_ALLMA_UNKNOWN_WAIT),
+			 errmsg("no execution waits on correlation key \"%s\"", key),
+			 errhint("Only the role that started the execution, and allma_admin, may resume it.")));
+}
+
+/* may the caller resume (or learn about) waits of executions started by starter? */
+static bool
+may_control(Oid caller, Oid starter)
+{
+	return allma_acl_is_admin(caller) || has_privs_of_role(caller, starter);
+}
+
+/*
+ * allma_resume_flow(correlation_key text, payload jsonb) returns uuid.
+ *
+ * Locks the waiting path first and then its wait, in the order a worker
+ * timing the wait out takes them (store.c), so that a resume and a timeout,
+ * or two resumes, of one wait give exactly one outcome: the first to lock
+ * the path decides; the other finds the wait no longer open.
+ */
+Datum
+allma_resume_flow(PG_FUNCTION_ARGS)
+{
+	Oid			caller = GetUserId();
+	char	   *key;
+	Jsonb	   *payload;
+	AllmaAsOwner st;
+	Datum		execution = (Datum) 0;
+	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
+	Datum		wait_key[4];	/* root, execution, path, seq */
+	Oid			starter;
+	bool		isnull;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("correlation_key must not be null")));
+	key = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (key[0] == '\0' || strlen(key) > 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a correlation key has 1 to 1024 bytes")));
+	payload = PG_ARGISNULL(1) ? allma_jsonb_empty_object() : PG_GETARG_JSONB_P(1);
+	if (VARSIZE(payload) > allma_max_context_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("resume payload of %zu bytes exceeds allma.max_context_size (%d bytes)",
+						(size_t) VARSIZE(payload), allma_max_context_bytes)));
+
+	allma_owner_begin(&st);
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		values[1] = {CStringGetTextDatum(key)};
+
+		/* the open wait, else the latest one, with its starter */
+		allma_owner_exec("SELECT w.root_execution_id, w.execution_id, w.path_id, w.seq, w.status, "
+						 "       x.started_by "
+						 "  FROM allma.waits w JOIN allma.executions x USING (execution_id) "
+						 " WHERE w.correlation_key = $1 "
+						 " ORDER BY w.status = 'OPEN' DESC, w.created_at DESC LIMIT 1",
+						 1, types, values, NULL, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			wait_not_open(key, NULL);
+		starter = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull));
+		if (!may_control(caller, starter))
+			wait_not_open(key, NULL);
+		{
+			char	   *status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5);
+
+			if (strcmp(status, "OPEN") != 0)
+				wait_not_open(key, status);
+		}
+		{
+			pg_uuid_t  *root = MemoryContextAlloc(TopTransactionContext, sizeof(pg_uuid_t));
+
+			memcpy(root, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+													 1, &isnull)), sizeof(pg_uuid_t));
+			memcpy(result, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+													   2, &isnull)), sizeof(pg_uuid_t));
+			wait_key[0] = UUIDPGetDatum(root);
+			wait_key[1] = UUIDPGetDatum(result);
+			wait_key[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+			wait_key[3] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
+		}
+		execution = UUIDPGetDatum(result);
+	}
+	{
+		Oid			types[2] = {UUIDOID, INT8OID};
+		Datum		values[2] = {wait_key[1], wait_key[2]};
+
+		/* the path first (a worker timing the wait out holds it first too) */
+		allma_owner_exec("SELECT (p.request->'wait'->>'seq')::int4 FROM allma.execution_paths p "
+						 "WHERE p.execution_id = $1 AND p.path_id = $2 AND p.status = 'WAITING' "
+						 "  AND p.request ? 'wait' FOR UPDATE OF p",
+						 2, types, values, NULL, SPI_OK_SELECT);
+	}
+	{
+		Oid			types[4] = {UUIDOID, UUIDOID, INT8OID, INT4OID};
+		bool		parked = SPI_processed == 1 &&
+			DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) ==
+			DatumGetInt32(wait_key[3]);
+		char	   *status;
+		bool		past_deadline;
+
+		/* then the wait, as it is now */
+		allma_owner_exec("SELECT status, deadline <= clock_timestamp() FROM allma.waits "
+						 "WHERE root_execution_id = $1 AND execution_id = $2 AND path_id = $3 AND seq = $4 "
+						 "FOR UPDATE",
+						 4, types, wait_key, NULL, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			wait_not_open(key, NULL);
+		status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		past_deadline = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		if (strcmp(status, "OPEN") != 0)
+			wait_not_open(key, status);
+		if (past_deadline)
+			wait_not_open(key, "TIMED_OUT");
+		if (!parked)
+			wait_not_open(key, "CANCELLED");
+	}
+	{
+		Oid			types[6] = {UUIDOID, UUIDOID, INT8OID, INT4OID, JSONBOID, OIDOID};
+		Datum		values[6] = {wait_key[0], wait_key[1], wait_key[2], wait_key[3],
+		JsonbPGetDatum(payload), ObjectIdGetDatum(caller)};
+
+		allma_owner_exec("UPDATE allma.waits SET status = 'RESUMED', ended_at = clock_timestamp(), "
+						 "       payload = $5, resumed_by = $6::regrole "
+						 "WHERE root_execution_id = $1 AND execution_id = $2 AND path_id = $3 AND seq = $4",
+						 6, types, values, NULL, SPI_OK_UPDATE);
+		allma_owner_exec("UPDATE allma.execution_paths "
+						 "SET status = 'READY', due_at = clock_timestamp(), "
+						 "    request = jsonb_set(request, '{wait,resumed}', 'true') "
+						 "WHERE execution_id = $2 AND path_id = $3",
+						 6, types, values, NULL, SPI_OK_UPDATE);
+	}
+	allma_owner_end(&st);
+	allma_request_wake_at_commit();
+	PG_RETURN_DATUM(execution);
 }

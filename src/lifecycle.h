@@ -36,6 +36,7 @@
 #define ERRCODE_ALLMA_WAIT_TIMED_OUT		MAKE_SQLSTATE('L','M','3','2','2')
 #define ERRCODE_ALLMA_STEP_BUDGET_EXCEEDED	MAKE_SQLSTATE('L','M','3','2','3')
 #define ERRCODE_ALLMA_EXECUTION_TIMED_OUT	MAKE_SQLSTATE('L','M','3','2','4')
+#define ERRCODE_ALLMA_WAIT_CANCELLED		MAKE_SQLSTATE('L','M','3','2','5')
 
 /* Allma's error names of the lifecycle */
 #define ALLMA_ERR_STEP_TIMEOUT		"StepTimeoutError"

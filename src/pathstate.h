@@ -111,6 +111,8 @@ typedef struct AllmaPathState
 	bool		inflight;		/* the step waits for its HTTP response */
 
 	/* outcome */
+	bool		parked;			/* waits for an external event (its wait
+								 * is io_request, its deadline due_at) */
 	bool		waiting;		/* started a fork: waits for its branches */
 	AllmaForkSpec *fork;		/* the fork to create, when waiting */
 	bool		joined;			/* joined a fork: its rows are to be deleted */

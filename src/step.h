@@ -45,6 +45,9 @@ typedef struct StepRun
 	bool		forked;			/* the step started a fork */
 	bool		io;				/* the step's request is to be sent */
 	int64		repoll_ms;		/* POLL_EXTERNAL_API: poll again after this */
+	bool		parked;			/* WAIT_FOR_EXTERNAL_EVENT: the path waits */
+	TimestampTz park_until;		/* ... until this deadline */
+	Jsonb	   *park_request;	/* ... storing this (in run->pathcxt) */
 	Jsonb	   *details;		/* extra history details of a completed step */
 
 	/* results */

@@ -63,6 +63,7 @@ static SPIPlanPtr claim_inflight_plan = NULL;
 static SPIPlanPtr release_inflight_plan = NULL;
 static SPIPlanPtr lock_counted_plan = NULL;
 static SPIPlanPtr refresh_plan = NULL;
+static SPIPlanPtr release_waits_plan = NULL;
 static SPIPlanPtr count_steps_plan = NULL;
 
 /*
@@ -91,7 +92,7 @@ allma_store_reset(void)
 	&finish_executions_plan, &insert_history_plan, &next_due_plan, &insert_forks_plan,
 		&insert_branches_plan, &finish_branches_plan, &lock_forks_plan, &count_forks_plan,
 	&wake_parents_plan, &release_branches_plan, &delete_forks_plan, &claim_inflight_plan,
-	&release_inflight_plan, &lock_counted_plan, &count_steps_plan, &refresh_plan};
+	&release_inflight_plan, &lock_counted_plan, &count_steps_plan, &refresh_plan, &release_waits_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
 	{
@@ -386,6 +387,45 @@ refresh_execution_state(List *paths, List **flow_ids, List **versions)
 	return kept;
 }
 
+/*
+ * allma_store_release_due_waits: parked paths (WAIT_FOR_EXTERNAL_EVENT)
+ * whose deadline passed become READY, and their waits TIMED_OUT, at most
+ * "limit" of them, those nobody holds (a resume in progress holds its path
+ * first: whichever locks the path first decides).  The claim then runs
+ * their steps, which fail with StepTimeoutError.  Found through the partial
+ * index of parked paths by deadline: open waits cost nothing until due.
+ * Returns how many.
+ */
+int
+allma_store_release_due_waits(int limit)
+{
+	Datum		arg = Int32GetDatum(limit);
+
+	if (release_waits_plan == NULL)
+	{
+		Oid			types[1] = {INT4OID};
+
+		release_waits_plan = prepare(
+									 "WITH due AS ("
+									 "  SELECT p.execution_id, p.path_id, p.request->'wait' AS w "
+									 "    FROM allma.execution_paths p "
+									 "   WHERE p.status = 'WAITING' AND p.request IS NOT NULL "
+									 "     AND p.due_at <= clock_timestamp() "
+									 "   ORDER BY p.due_at LIMIT $1 FOR UPDATE OF p SKIP LOCKED), "
+									 "timed AS ("
+									 "  UPDATE allma.waits x SET status = 'TIMED_OUT', ended_at = clock_timestamp() "
+									 "    FROM due "
+									 "   WHERE x.root_execution_id = (due.w->>'rootExecutionId')::uuid "
+									 "     AND x.execution_id = due.execution_id AND x.path_id = due.path_id "
+									 "     AND x.seq = (due.w->>'seq')::int4 AND x.status = 'OPEN') "
+									 "UPDATE allma.execution_paths p SET status = 'READY' FROM due "
+									 "WHERE p.execution_id = due.execution_id AND p.path_id = due.path_id",
+									 1, types);
+	}
+	execute_plan(release_waits_plan, &arg, SPI_OK_UPDATE);
+	return (int) SPI_processed;
+}
+
 /* paths_from_claim turns the claim query's rows into AllmaPathStates */
 static List *
 paths_from_claim(void)
@@ -602,8 +642,10 @@ save_paths(List *paths)
 		col_add(&due, TimestampTzGetDatum(ps->due_at), false);
 		col_add_jsonb(&ctx, overlay_of(ps));
 		col_add_jsonb(&counts, ps->transition_counts);
-		col_add_text(&status, ps->inflight ? "INFLIGHT" : ps->waiting ? "WAITING" : "READY");
-		col_add_jsonb(&request, ps->inflight ? ps->io_request : NULL);
+		col_add_text(&status, ps->inflight ? "INFLIGHT" :
+					 (ps->waiting || ps->parked) ? "WAITING" : "READY");
+		/* in flight: the request; parked: its wait (lifecycle.h) */
+		col_add_jsonb(&request, (ps->inflight || ps->parked) ? ps->io_request : NULL);
 		if (ps->inflight)
 		{
 			double		timeout_ms = allma_http_timeout_ms;
@@ -1360,8 +1402,11 @@ allma_store_next_due(void)
 	Datum		d;
 
 	if (next_due_plan == NULL)
-		next_due_plan = prepare("SELECT min(due_at) FROM allma.execution_paths "
-								"WHERE status = 'READY'", 0, NULL);
+		next_due_plan = prepare("SELECT least((SELECT min(due_at) FROM allma.execution_paths "
+								"                WHERE status = 'READY'), "
+								"             (SELECT min(due_at) FROM allma.execution_paths "
+								"                WHERE status = 'WAITING' AND request IS NOT NULL))",
+								0, NULL);
 	{
 		MemoryContext cxt = CurrentMemoryContext;
 		int			rc = execute_keyed(next_due_plan, NULL, NULL, true, 1);

@@ -504,6 +504,8 @@ claim_pass_body(WorkerPass *pass)
 		last_lease_sweep = GetCurrentTimestamp();
 	}
 
+	/* waits past their deadline: their steps fail with StepTimeoutError */
+	(void) allma_store_release_due_waits(allma_batch_size * 4);
 	pass->paths = allma_store_claim(allma_batch_size);
 	cp->npaths = list_length(pass->paths);
 	MemoryContextSwitchTo(pass->batch_cxt);
