@@ -167,14 +167,18 @@ finish_wait(StepRun *run, Jsonb *wait)
 							   details);
 	}
 
-	/* the payload allma_resume_flow stored with the wait */
+	/*
+	 * The payload allma_resume_flow stored with the wait, read with a new
+	 * snapshot (not read-only: the pass's first snapshot may predate the
+	 * resume's commit, which the claim's lock has waited for).
+	 */
 	values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(root));
 	values[1] = UUIDPGetDatum(&run->ps->execution_id);
 	values[2] = Int64GetDatum(run->ps->path_id);
 	values[3] = Int32GetDatum(run->ps->seq);
 	if (SPI_execute_with_args("SELECT payload FROM allma.waits WHERE root_execution_id = $1 "
 							  "AND execution_id = $2 AND path_id = $3 AND seq = $4",
-							  4, types, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+							  4, types, values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "allma: the wait of step \"%s\" of execution %s is gone",
 			 run->step->id, uuid_text(&run->ps->execution_id));
 	payload = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
