@@ -484,6 +484,25 @@ COMMENT ON FUNCTION allma_resume_flow(text, jsonb) IS
 REVOKE EXECUTE ON FUNCTION allma_resume_flow(text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION allma_resume_flow(text, jsonb) TO allma_user;
 
+/*
+ * Execution timeouts: the flow's timeoutSeconds, else allma.execution_timeout,
+ * fixed when the execution starts (a trigger, so that every way of starting
+ * one sets it); workers end running executions past it as TIMED_OUT, found
+ * through the partial index.
+ */
+ALTER TABLE allma.executions ADD COLUMN deadline timestamptz;
+COMMENT ON COLUMN allma.executions.deadline IS
+	'when the execution times out (flow timeoutSeconds, else allma.execution_timeout); NULL: never';
+CREATE INDEX executions_deadline_idx ON allma.executions (deadline)
+	WHERE status = 'RUNNING' AND deadline IS NOT NULL;
+CREATE FUNCTION allma.execution_deadline()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'allma_execution_deadline'
+LANGUAGE C;
+REVOKE EXECUTE ON FUNCTION allma.execution_deadline() FROM PUBLIC;
+CREATE TRIGGER executions_deadline BEFORE INSERT ON allma.executions
+	FOR EACH ROW EXECUTE FUNCTION allma.execution_deadline();
+
 
 ------------------------------------------------------------------------------
 -- Allma compatibility: import/export, DynamoDB and S3 modules, email triggers

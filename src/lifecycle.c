@@ -29,8 +29,10 @@
 
 #include <limits.h>
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -43,6 +45,7 @@
 
 #include "acl.h"
 #include "errors.h"
+#include "flowcache.h"
 #include "jsonb_util.h"
 #include "lifecycle.h"
 #include "template.h"
@@ -51,6 +54,7 @@
 
 PG_FUNCTION_INFO_V1(allma_cancel_execution);
 PG_FUNCTION_INFO_V1(allma_resume_flow);
+PG_FUNCTION_INFO_V1(allma_execution_deadline);
 
 /* the longest cancel reason accepted */
 #define MAX_REASON_LEN 1000
@@ -79,12 +83,18 @@ allma_lifecycle_notify_at_commit(void)
 	allma_request_lifecycle_event_at_commit();
 }
 
-/* exec_sql runs a statement through SPI and checks its result */
+/*
+ * exec_sql runs a statement through SPI and checks its result; the
+ * caller's memory context stays current
+ */
 static void
 exec_sql(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
 
+	/* SPI leaves its own context current: the caller's allocations go on */
+	MemoryContextSwitchTo(cxt);
 	if (rc != expected)
 		elog(ERROR, "allma: lifecycle statement failed (%s)", SPI_result_code_string(rc));
 }
@@ -448,4 +458,148 @@ allma_resume_flow(PG_FUNCTION_ARGS)
 	allma_owner_end(&st);
 	allma_request_wake_at_commit();
 	PG_RETURN_DATUM(execution);
+}
+
+/* ----------------------------------------------------------------
+ * Execution timeouts
+ * ----------------------------------------------------------------
+ */
+
+/* the longest timeoutSeconds (as validated) */
+#define MAX_TIMEOUT_SECONDS 31536000.0
+
+/*
+ * timeout_of: the timeout of an execution of "flow" in seconds (0: none):
+ * the flow's timeoutSeconds, else allma.execution_timeout.  *source says
+ * which.
+ */
+static double
+timeout_of(AllmaFlow *flow, const char **source)
+{
+	double		t = 0;
+
+	if (flow != NULL && allma_jsonb_get_number(flow->definition, "timeoutSeconds", &t) &&
+		t > 0 && t <= MAX_TIMEOUT_SECONDS)
+	{
+		*source = "timeoutSeconds";
+		return t;
+	}
+	*source = "allma.execution_timeout";
+	return allma_execution_timeout_s;
+}
+
+/*
+ * allma_execution_deadline: BEFORE INSERT trigger on allma.executions that
+ * sets deadline (unless the inserter did) to started_at plus the
+ * execution's timeout, times allma.timer_scale like every durable timer.
+ * Every way an execution starts goes through it.
+ */
+Datum
+allma_execution_deadline(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	tup;
+	int			att_flow,
+				att_version,
+				att_started,
+				att_deadline;
+	bool		isnull;
+	char	   *flow_id;
+	int32		version;
+	TimestampTz started;
+	AllmaFlow  *flow;
+	const char *source;
+	double		timeout;
+	Datum		value;
+	bool		replace_null = false;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		elog(ERROR, "allma_execution_deadline must run as a BEFORE INSERT row trigger");
+	desc = RelationGetDescr(td->tg_relation);
+	tup = td->tg_trigtuple;
+	att_flow = SPI_fnumber(desc, "flow_id");
+	att_version = SPI_fnumber(desc, "flow_version");
+	att_started = SPI_fnumber(desc, "started_at");
+	att_deadline = SPI_fnumber(desc, "deadline");
+	if (att_flow <= 0 || att_version <= 0 || att_started <= 0 || att_deadline <= 0)
+		elog(ERROR, "allma.executions lacks the columns of allma_execution_deadline");
+
+	(void) heap_getattr(tup, att_deadline, desc, &isnull);
+	if (!isnull)
+		return PointerGetDatum(tup);
+	flow_id = TextDatumGetCString(heap_getattr(tup, att_flow, desc, &isnull));
+	version = DatumGetInt32(heap_getattr(tup, att_version, desc, &isnull));
+	started = DatumGetTimestampTz(heap_getattr(tup, att_started, desc, &isnull));
+	if (isnull)
+		started = GetCurrentTimestamp();
+	flow = allma_flow_get(flow_id, version);
+	timeout = timeout_of(flow, &source);
+	if (timeout <= 0)
+		return PointerGetDatum(tup);
+	value = TimestampTzGetDatum(TimestampTzPlusMilliseconds(started,
+															(int64) (timeout * 1000.0 * allma_timer_scale)));
+	return PointerGetDatum(heap_modify_tuple_by_cols(tup, desc, 1, &att_deadline, &value,
+													 &replace_null));
+}
+
+/*
+ * allma_lifecycle_time_out_executions ends up to "limit" running
+ * executions whose deadline passed (and their running children) with
+ * status TIMED_OUT, those no other transaction holds.  Found through the
+ * partial index of running executions with a deadline.  Returns how many.
+ * SPI connected, as a role that may write allma's tables.
+ */
+int
+allma_lifecycle_time_out_executions(int limit)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(limit)};
+	int			n;
+	int			ended = 0;
+	pg_uuid_t  *ids;
+	double	   *timeouts;
+
+	exec_sql("SELECT x.execution_id, "
+			 "       extract(epoch FROM x.deadline - x.started_at)::float8 "
+			 "  FROM allma.executions x "
+			 " WHERE x.status = 'RUNNING' AND x.deadline IS NOT NULL "
+			 "   AND x.deadline <= clock_timestamp() "
+			 " ORDER BY x.deadline LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
+			 1, types, values, SPI_OK_SELECT);
+	n = (int) SPI_processed;
+	if (n == 0)
+		return 0;
+	ids = palloc(sizeof(pg_uuid_t) * n);
+	timeouts = palloc(sizeof(double) * n);
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		memcpy(&ids[i], DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+													1, &isnull)), sizeof(pg_uuid_t));
+		timeouts[i] = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+												   2, &isnull));
+	}
+	for (int i = 0; i < n; i++)
+	{
+		char	   *idtext = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&ids[i])));
+		Jsonb	   *details = allma_jsonb_set_key(NULL, "sqlstate", allma_jsonb_string("LM324"));
+		Jsonb	   *error;
+		Jsonb	   *child_error;
+
+		details = allma_jsonb_set_key(details, "timeoutSeconds",
+									  allma_jsonb_number(timeouts[i] / allma_timer_scale));
+		error = allma_error_make(ALLMA_ERR_EXECUTION_TIMEOUT,
+								 psprintf("execution ran longer than its timeout of %g s",
+										  timeouts[i] / allma_timer_scale),
+								 details);
+		child_error = allma_error_make(ALLMA_ERR_EXECUTION_TIMEOUT,
+									   psprintf("parent execution %s timed out", idtext),
+									   allma_jsonb_set_key(details, "timedOutExecutionId",
+														   allma_jsonb_string(idtext)));
+		ended += allma_lifecycle_end_tree(&ids[i], "TIMED_OUT", error, child_error);
+	}
+	return ended;
 }

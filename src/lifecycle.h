@@ -78,4 +78,12 @@ extern void allma_lifecycle_drop_paths(int n, pg_uuid_t *executions);
  */
 extern void allma_lifecycle_notify_at_commit(void);
 
+/*
+ * allma_lifecycle_time_out_executions ends up to "limit" running executions
+ * past their deadline (flow timeoutSeconds, else allma.execution_timeout)
+ * with status TIMED_OUT, like a cancel; returns how many executions ended.
+ * SPI connected.
+ */
+extern int	allma_lifecycle_time_out_executions(int limit);
+
 #endif							/* ALLMA_LIFECYCLE_H */

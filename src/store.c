@@ -1405,7 +1405,9 @@ allma_store_next_due(void)
 		next_due_plan = prepare("SELECT least((SELECT min(due_at) FROM allma.execution_paths "
 								"                WHERE status = 'READY'), "
 								"             (SELECT min(due_at) FROM allma.execution_paths "
-								"                WHERE status = 'WAITING' AND request IS NOT NULL))",
+								"                WHERE status = 'WAITING' AND request IS NOT NULL), "
+								"             (SELECT min(deadline) FROM allma.executions "
+								"                WHERE status = 'RUNNING' AND deadline IS NOT NULL))",
 								0, NULL);
 	{
 		MemoryContext cxt = CurrentMemoryContext;

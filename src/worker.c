@@ -504,8 +504,12 @@ claim_pass_body(WorkerPass *pass)
 		last_lease_sweep = GetCurrentTimestamp();
 	}
 
+	/* executions past their deadline: TIMED_OUT (waiters told at commit) */
+	(void) allma_lifecycle_time_out_executions(allma_batch_size);
 	/* waits past their deadline: their steps fail with StepTimeoutError */
 	(void) allma_store_release_due_waits(allma_batch_size * 4);
+	/* (SPI leaves its own context current: the claimed paths outlive it) */
+	MemoryContextSwitchTo(pass->batch_cxt);
 	pass->paths = allma_store_claim(allma_batch_size);
 	cp->npaths = list_length(pass->paths);
 	MemoryContextSwitchTo(pass->batch_cxt);

@@ -81,6 +81,7 @@ park(StepRun *run)
 	Oid			types[6] = {UUIDOID, INT8OID, INT4OID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
 	Datum		values[6];
 	char	   *root;
+	MemoryContext cxt = CurrentMemoryContext;
 
 	if (tmpl == NULL)
 		allma_step_raise_config_error(psprintf("step \"%s\" has no correlationKeyTemplate", step->id));
@@ -121,6 +122,7 @@ park(StepRun *run)
 							   psprintf("step \"%s\" cannot wait on correlation key \"%s\": another wait is open on it",
 										step->id, key),
 							   allma_jsonb_set_key(NULL, "correlationKey", allma_jsonb_string(key)));
+	MemoryContextSwitchTo(cxt);	/* (SPI leaves its own context current) */
 	root = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
 	/* what the path stores while it waits (and resume and timeout find) */
@@ -153,6 +155,7 @@ finish_wait(StepRun *run, Jsonb *wait)
 	Datum		values[4];
 	bool		isnull;
 	Datum		payload;
+	MemoryContext cxt = CurrentMemoryContext;
 
 	(void) allma_jsonb_get_bool(wait, "resumed", &resumed);
 	if (!resumed)
@@ -181,6 +184,7 @@ finish_wait(StepRun *run, Jsonb *wait)
 							  4, types, values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "allma: the wait of step \"%s\" of execution %s is gone",
 			 run->step->id, uuid_text(&run->ps->execution_id));
+	MemoryContextSwitchTo(cxt);	/* (SPI leaves its own context current) */
 	payload = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)
 		return allma_jsonb_empty_object();
