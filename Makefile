@@ -68,6 +68,10 @@ OBJS = \
 	src/modules/s3.o \
 	src/acl.o \
 	src/secret_use.o
+# Allma compatibility: email triggers
+OBJS += \
+	src/mail_parse.o \
+	src/email_ingest.o
 # execution lifecycle: waits, cancel, timeouts, step budget
 OBJS += \
 	src/lifecycle.o \

@@ -607,6 +607,63 @@ COMMENT ON FUNCTION allma_object_read(jsonb) IS
 COMMENT ON FUNCTION allma_run_module(text, jsonb) IS
 	'Runs a built-in module (DATA_TRANSFORMATION, system/dynamodb-*, system/s3-*) on an input, as a step would, as the caller';
 
+/*
+ * Who may use the AWS modules' catalog and functions: members of allma_user
+ * (the functions run as their caller, so the item stores', bound tables' and
+ * buckets' own privileges decide what a role reads and writes).  Table names
+ * are visible to every allma_user (as DynamoDB's ListTables shows them to an
+ * account); the catalog is written only by the functions above, as the
+ * extension's owner.
+ */
+REVOKE ALL ON allma.dynamodb_tables FROM PUBLIC;
+GRANT SELECT ON allma.dynamodb_tables TO allma_user;
+ALTER TABLE allma.dynamodb_tables ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY dynamodb_tables_names ON allma.dynamodb_tables FOR SELECT TO allma_user
+	USING (true);
+REVOKE EXECUTE ON FUNCTION allma_create_dynamodb_table(text, text, text, jsonb, jsonb),
+	allma_bind_dynamodb_table(text, regclass, text, text, jsonb),
+	allma_drop_dynamodb_table(text), allma_dynamodb_explain(jsonb),
+	allma_create_bucket(text), allma_drop_bucket(text, boolean),
+	allma_object_read(jsonb), allma_run_module(text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_create_dynamodb_table(text, text, text, jsonb, jsonb),
+	allma_bind_dynamodb_table(text, regclass, text, text, jsonb),
+	allma_drop_dynamodb_table(text), allma_dynamodb_explain(jsonb),
+	allma_create_bucket(text), allma_drop_bucket(text, boolean),
+	allma_object_read(jsonb), allma_run_module(text, jsonb) TO allma_user;
+-- these write the catalog as the extension's owner inside: pin search_path
+ALTER FUNCTION allma_create_dynamodb_table(text, text, text, jsonb, jsonb)
+	SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION allma_bind_dynamodb_table(text, regclass, text, text, jsonb)
+	SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION allma_drop_dynamodb_table(text) SET search_path = pg_catalog, pg_temp;
+
+-- email triggers
+
+/*
+ * Inbound email (docs/email-triggers.md): a mail gateway hands each message
+ * to allma_deliver_email, which starts the published flows whose
+ * EMAIL_START_POINT matches, each as the flow's owner.  allma_admin only:
+ * grant allma_admin (or EXECUTE) to the gateway's role.
+ */
+CREATE FUNCTION allma_deliver_email(message text)
+RETURNS uuid[]
+AS 'MODULE_PATHNAME', 'allma_deliver_email'
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_deliver_email(text) IS
+	'Parses an RFC 5322 message and starts every published flow whose EMAIL_START_POINT matches it (as the flow''s owner); returns the execution ids';
+REVOKE ALL ON FUNCTION allma_deliver_email(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_deliver_email(text) TO allma_admin;
+
+CREATE FUNCTION allma_parse_email(message text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'allma_parse_email'
+LANGUAGE C STRICT IMMUTABLE;
+COMMENT ON FUNCTION allma_parse_email(text) IS
+	'The RFC 5322 message as allma_deliver_email gives it to flows (triggeringEmail; "to" lists the To addresses)';
+REVOKE ALL ON FUNCTION allma_parse_email(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_parse_email(text) TO allma_admin;
+
 
 ------------------------------------------------------------------------------
 -- Operations: schedules, retention, completion actions
@@ -650,6 +707,12 @@ LANGUAGE C STRICT STABLE;
 COMMENT ON FUNCTION allma_execution_timeline(uuid) IS
 	'A self-contained SVG waterfall of an execution: one bar per step attempt and branch, coloured by outcome, with waits and retry delays';
 
+-- drawn as the caller, for members of allma_user
+REVOKE EXECUTE ON FUNCTION allma_flow_graph(text, integer, text),
+	allma_execution_graph(uuid, text), allma_execution_timeline(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_flow_graph(text, integer, text),
+	allma_execution_graph(uuid, text), allma_execution_timeline(uuid) TO allma_user;
+
 
 ------------------------------------------------------------------------------
 -- Rate limits, concurrency keys, priorities
@@ -660,3 +723,44 @@ COMMENT ON FUNCTION allma_execution_timeline(uuid) IS
 -- Scale: out-of-line values
 ------------------------------------------------------------------------------
 
+
+------------------------------------------------------------------------------
+-- Last: check that every section applied the security model
+------------------------------------------------------------------------------
+
+/*
+ * Fails the update (and so every test that installs 1.1) when a table of
+ * schema allma lacks forced row-level security, or when PUBLIC may execute
+ * a function other than the authoring helpers, which read no table.  A new
+ * object states its privileges in its own section; this is the net.
+ */
+DO $$
+DECLARE
+	open_tables text;
+	open_functions text;
+BEGIN
+	SELECT pg_catalog.string_agg(c.relname, ', ' ORDER BY c.relname) INTO open_tables
+	  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+	 WHERE n.nspname = 'allma' AND c.relkind IN ('r', 'p')
+	   AND c.relname <> 'retry_policies'
+	   AND NOT (c.relrowsecurity AND c.relforcerowsecurity);
+	IF open_tables IS NOT NULL THEN
+		RAISE EXCEPTION 'allma 1.1: tables without forced row-level security: %', open_tables;
+	END IF;
+
+	SELECT pg_catalog.string_agg(p.oid::pg_catalog.regprocedure::text, ', '
+							  ORDER BY p.oid::pg_catalog.regprocedure::text)
+	  INTO open_functions
+	  FROM pg_catalog.pg_proc p
+	  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+		   AND d.objid = p.oid AND d.deptype = 'e'
+	  JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'allma'
+	 WHERE p.proname NOT IN ('allma_eval_condition', 'allma_jsonpath', 'allma_path_query',
+							 'allma_render_template', 'allma_validate_flow',
+							 'allma_llm_extract_json', 'allma_llm_parse',
+							 'allma_llm_request_preview')
+	   AND pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE');
+	IF open_functions IS NOT NULL THEN
+		RAISE EXCEPTION 'allma 1.1: functions PUBLIC may execute: %', open_functions;
+	END IF;
+END $$;

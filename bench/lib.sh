@@ -40,6 +40,7 @@ allma.database_name = 'postgres'
 allma.max_workers = 2
 allma.http_allowlist = '127.0.0.1'
 shared_buffers = 128MB
+max_worker_processes = 40
 max_wal_size = 4GB
 checkpoint_timeout = 30min
 $extra

@@ -8,7 +8,7 @@
 #   bench/run.sh [--runs N] [--seconds S] [--compare PG_CONFIG] [--out FILE] [SCENARIO...]
 #
 # SCENARIO: file names of bench/scenarios/ without .sh (default: baseline
-# chain latency fork http).  The baseline always runs first.
+# chain latency fork http kills workers).  The baseline always runs first.
 # --compare PG_CONFIG: also measure the allma installed in that PostgreSQL
 # installation (e.g. a private copy made by scripts/dev-pgroot.sh holding an
 # older build), scenario by scenario right after this build's, each on a
@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
     *) SCENARIOS+=("$1"); shift ;;
   esac
 done
-[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(chain latency fork http)
+[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(chain latency fork http kills workers)
 SCENARIOS=(baseline "${SCENARIOS[@]/baseline}")
 
 "$SRC/scripts/install-deps.sh"
@@ -98,7 +98,7 @@ DIRTY=$(git -C "$SRC" status --porcelain --untracked-files=no 2>/dev/null | grep
   echo "| CPU | $CPU, $(nproc) cores |"
   echo "| memory | $(free -g | awk '/^Mem:/ {print $2}') GiB |"
   echo "| PostgreSQL | $PGV |"
-  echo "| server settings | shared_buffers = 128MB, max_wal_size = 4GB, checkpoint_timeout = 30min, synchronous_commit = on (default), allma.max_workers = 2, other allma settings at their defaults unless a row names them |"
+  echo "| server settings | shared_buffers = 128MB, max_worker_processes = 40, max_wal_size = 4GB, checkpoint_timeout = 30min, synchronous_commit = on (default), allma.max_workers = 2, other allma settings at their defaults unless a row names them |"
   echo
   if [ -n "$COMPARE" ]; then
     echo "| measurement | this build | base | target |"

@@ -579,14 +579,22 @@ class ModelPlan:
 class Conversation:
     """Provider-neutral view of an LLM request."""
 
-    __slots__ = ("model", "last_user", "prompt_text", "tools", "tool_result")
+    __slots__ = ("model", "last_user", "prompt_text", "tools", "tool_result",
+                 "wants_json")
 
     def __init__(self, model):
         self.model = model or ""
+        self.wants_json = False     # the request asks for a JSON answer
         self.last_user = ""         # text of the last user message
         self.prompt_text = ""       # all prompt text, for token counts
         self.tools = []             # offered tool names, in order
         self.tool_result = None     # text of a tool result in the last turn
+
+
+def mentions_json(*texts):
+    """Does a system prompt or user message ask for JSON (the APIs without
+    a JSON mode: Anthropic, Bedrock)?  The word JSON, any case."""
+    return any(re.search(r"\bjson\b", t or "", re.IGNORECASE) for t in texts)
 
 
 def text_of(content):
@@ -646,6 +654,9 @@ class OpenAI:
         for fn in doc.get("functions") or []:          # legacy functions
             if isinstance(fn, dict) and fn.get("name"):
                 conv.tools.append(fn["name"])
+        fmt = doc.get("response_format")
+        conv.wants_json = isinstance(fmt, dict) \
+            and fmt.get("type") in ("json_object", "json_schema")
         return conv
 
     @staticmethod
@@ -711,6 +722,7 @@ class Anthropic:
         for tool in doc.get("tools") or []:
             if isinstance(tool, dict) and tool.get("name"):
                 conv.tools.append(tool["name"])
+        conv.wants_json = mentions_json(texts[0], conv.last_user)
         return conv
 
     @staticmethod
@@ -783,6 +795,11 @@ class Gemini:
             for decl in decls:
                 if isinstance(decl, dict) and decl.get("name"):
                     conv.tools.append(decl["name"])
+        gen = doc.get("generationConfig") or doc.get("generation_config")
+        if isinstance(gen, dict):
+            mime = gen.get("responseMimeType") or gen.get("response_mime_type")
+            conv.wants_json = isinstance(mime, str) \
+                and mime.lower().startswith("application/json")
         return conv
 
     @staticmethod
@@ -845,6 +862,7 @@ class BedrockConverse:
                 spec = tool.get("toolSpec") if isinstance(tool, dict) else None
                 if isinstance(spec, dict) and spec.get("name"):
                     conv.tools.append(spec["name"])
+        conv.wants_json = mentions_json(texts[0], conv.last_user)
         return conv
 
     @staticmethod
@@ -1290,7 +1308,9 @@ class MockApp:
         if req.method != "POST":
             return json_response(405, provider.error(405, "method not allowed"),
                                  [("Allow", "POST")])
-        if not provider.has_auth(req):
+        # under /noauth/ a provider needs no credential, like a local
+        # Ollama, llama.cpp or vLLM server
+        if not req.path.startswith("/noauth/") and not provider.has_auth(req):
             return json_response(401, provider.error(401, "missing API key"))
         try:
             doc = json.loads(req.body)
@@ -1302,6 +1322,9 @@ class MockApp:
         match = GEMINI_RE.search(req.path) or BEDROCK_RE.search(req.path)
         conv = provider.parse(doc, match)
         plan = ModelPlan(conv.model)
+        if plan.kind == "default" and conv.wants_json:
+            # any model name answers JSON mode (real flows' model names)
+            plan.kind = "json"
         if plan.fail_status:
             return json_response(plan.fail_status, provider.error(
                 plan.fail_status, f"mock model {conv.model} fails"))

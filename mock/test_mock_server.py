@@ -616,6 +616,49 @@ class MockServerTest(unittest.TestCase):
         content = self.openai("gpt-4o")[2]["choices"][0]["message"]["content"]
         self.assertEqual(content, "Hello from mock model gpt-4o")
 
+    def test_json_mode_any_model_name(self):
+        # a real flow's model name answers JSON when the request asks for it
+        content = self.openai("gpt-4o", content="x" * 80,
+                              response_format={"type": "json_object"})[2]["choices"][0]["message"]["content"]
+        self.assertEqual(json.loads(content), {"answer": 42, "echo": "x" * 50})
+        content = self.openai("gpt-4o", response_format={"type": "json_schema", "json_schema": {}})[2][
+            "choices"][0]["message"]["content"]
+        self.assertEqual(json.loads(content)["answer"], 42)
+        # without JSON mode: the plain default text; a mock-* name keeps its behaviour
+        content = self.openai("gpt-4o", response_format={"type": "text"})[2]["choices"][0]["message"]["content"]
+        self.assertEqual(content, "Hello from mock model gpt-4o")
+        content = self.openai("mock-invalid-json", response_format={"type": "json_object"})[2][
+            "choices"][0]["message"]["content"]
+        self.assertEqual(content, "this is not json {")
+        status, _, _ = self.openai("mock-fail-503", response_format={"type": "json_object"})
+        self.assertEqual(status, 503)
+        # Gemini: generationConfig.responseMimeType (the real bundles' gemini-* models)
+        _, _, doc = self.gemini("gemini-1.5-pro-latest",
+                                generationConfig={"responseMimeType": "application/json"})
+        self.assertEqual(json.loads(doc["candidates"][0]["content"]["parts"][0]["text"]),
+                         {"answer": 42, "echo": "Gemini, hi"})
+        _, _, doc = self.gemini("gemini-1.5-pro-latest")
+        self.assertEqual(doc["candidates"][0]["content"]["parts"][0]["text"],
+                         "Hello from mock model gemini-1.5-pro-latest")
+        # Anthropic has no JSON mode: a system prompt asking for JSON
+        _, _, doc = self.anthropic("claude-3-5-sonnet", system="Answer in JSON only.")
+        self.assertEqual(json.loads(doc["content"][0]["text"])["answer"], 42)
+        _, _, doc = self.anthropic("claude-3-5-sonnet")
+        self.assertEqual(doc["content"][0]["text"], "Hello from mock model claude-3-5-sonnet")
+
+    def test_noauth_prefix_needs_no_key(self):
+        key = uuid.uuid4().hex
+        status, _, doc = self.openai("llama3", path="/noauth/v1/chat/completions",
+                                     headers={"Idempotency-Key": key})
+        self.assertEqual(status, 200)
+        self.assertEqual(doc["choices"][0]["message"]["content"], "Hello from mock model llama3")
+        entry = self.get_json("/__log?key=" + key)[2][0]
+        self.assertIsNone(entry["auth"])
+        self.assertNotIn("authorization", entry["headers"])
+        # elsewhere a request without a credential is still refused
+        status, _, _ = self.openai("llama3", headers={})
+        self.assertEqual(status, 401)
+
     def test_openai_any_prefix_and_azure_key(self):
         status, _, doc = self.openai("mock-echo", content="hi",
                                      path="/openai/v1/chat/completions?api-version=1",

@@ -8,10 +8,13 @@ RESET client_min_messages;
 CREATE ROLE regress_allma_alice;
 CREATE ROLE regress_allma_bob;
 CREATE ROLE regress_allma_alice_deputy IN ROLE regress_allma_alice;
+GRANT allma_user TO regress_allma_alice, regress_allma_bob;
 
 SELECT allma_create_flow('{"id": "rls-flow", "startStepInstanceId": "a", "steps": {
   "a": {"stepType": "NO_OP", "literals": {"owner": "{{who}}"}, "defaultNextStepInstanceId": "b"},
   "b": {"stepType": "NO_OP"}}}');
+SELECT allma_grant_flow('rls-flow', 'regress_allma_alice', 'START'),
+       allma_grant_flow('rls-flow', 'regress_allma_bob', 'START');
 
 SET ROLE regress_allma_alice;
 SELECT allma_start_flow('rls-flow', '{"who": "alice"}') AS alice1 \gset

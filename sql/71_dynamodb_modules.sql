@@ -334,6 +334,7 @@ SELECT ddb('system/dynamodb-query-and-update', '{"query": {"tableName": "Jobs", 
 CREATE ROLE regress_ddb_owner;
 CREATE ROLE regress_ddb_reader;
 CREATE ROLE regress_ddb_stranger;
+GRANT allma_user TO regress_ddb_owner, regress_ddb_reader, regress_ddb_stranger;
 GRANT CREATE ON SCHEMA allma_dynamodb TO regress_ddb_owner;
 SET ROLE regress_ddb_owner;
 SELECT allma_create_dynamodb_table('Private', 'PK', 'SK');
@@ -360,6 +361,8 @@ RESET ROLE;
 SELECT allma_create_flow('{"id": "ddb_private", "startStepInstanceId": "load", "steps": {
 	"load": {"stepType": "DATA_LOAD", "moduleIdentifier": "system/dynamodb-data-loader",
 			 "customConfig": {"operation": "GET", "tableName": "Private", "key": {"PK": "a", "SK": "1"}}}}}');
+SELECT allma_grant_flow('ddb_private', 'regress_ddb_reader', 'START'),
+       allma_grant_flow('ddb_private', 'regress_ddb_stranger', 'START');
 SET ROLE regress_ddb_reader;
 SELECT allma_start_flow('ddb_private') AS e \gset
 RESET ROLE;

@@ -118,6 +118,7 @@ SELECT s3('system/s3-list-files', '{"prefix": "x"}');
 CREATE ROLE regress_s3_owner;
 CREATE ROLE regress_s3_reader;
 CREATE ROLE regress_s3_stranger;
+GRANT allma_user TO regress_s3_owner, regress_s3_reader, regress_s3_stranger;
 SET ROLE regress_s3_owner;
 SELECT allma_create_bucket('team-docs');
 RESET ROLE;
@@ -151,6 +152,7 @@ SELECT allma_object_read('{"key": "x"}');
 SELECT allma_object_read('"https://example.com/x"');
 -- a file stored by FILE_DOWNLOAD is read by its fileId, within what the caller may see
 SELECT allma_create_flow('{"id": "s3_noop", "startStepInstanceId": "a", "steps": {"a": {"stepType": "NO_OP"}}}');
+SELECT allma_grant_flow('s3_noop', 'regress_s3_reader', 'START');
 SET ROLE regress_s3_reader;
 SELECT allma_start_flow('s3_noop') AS e \gset
 RESET ROLE;
@@ -180,6 +182,7 @@ SELECT allma_create_flow('{"id": "s3_roundtrip", "startStepInstanceId": "save", 
 		"customConfig": {"sourceS3Uri": "s3://reports/runs/none.json"},
 		"onError": {"catch": [{"errorEquals": ["NoSuchKey"], "nextStepInstanceId": "caught"}]}},
 	"caught": {"stepType": "NO_OP"}}}');
+SELECT allma_grant_flow('s3_roundtrip', 'regress_s3_stranger', 'START');
 SELECT allma_start_flow('s3_roundtrip', '{"runId": "r1", "payload": {"ok": [1, 2]}}') AS e \gset
 SELECT allma_wait(:'e');
 SELECT status, output->'saved'->>'s3Uri' AS uri, output->'loaded' AS loaded, output->'found' AS found,

@@ -112,7 +112,7 @@ SELECT allma_flow_graph(NULL) IS NULL AS null_flow, allma_execution_graph(NULL) 
 --    and a stored definition may predate a rule: this one is stored directly.
 ------------------------------------------------------------------------------
 BEGIN;
-INSERT INTO allma.flows (flow_id, latest_version) VALUES ('pic-hostile', 1);
+INSERT INTO allma.flows (flow_id, latest_version, owner) VALUES ('pic-hostile', 1, current_user::regrole);
 INSERT INTO allma.flow_versions (flow_id, version, definition) VALUES ('pic-hostile', 1,
   jsonb_build_object('id', 'pic-hostile', 'startStepInstanceId', E'a"]; B-->C\n  click s1 "javascript:alert(1)"',
     'steps', jsonb_build_object(
@@ -247,6 +247,8 @@ SELECT pg_temp.untimed(allma_execution_graph(:'h'));
 ------------------------------------------------------------------------------
 CREATE ROLE regress_pic_alice;
 CREATE ROLE regress_pic_bob;
+GRANT allma_user TO regress_pic_alice, regress_pic_bob;
+SELECT allma_grant_flow('pic-fail', 'regress_pic_alice', 'START');
 SET ROLE regress_pic_alice;
 SELECT allma_start_flow('pic-fail', '{}', '{"executionId": "00000000-0000-4000-8000-000000000754"}') AS a \gset
 RESET ROLE;
@@ -259,8 +261,11 @@ SELECT pg_temp.try(format('SELECT allma_execution_graph(%L)', :'a')) AS bob_grap
        pg_temp.try(format('SELECT allma_execution_graph(%L, %L)', :'a', 'dot')) AS bob_dot;
 SELECT pg_temp.try(format('SELECT allma_execution_timeline(%L)', :'a')) AS bob_timeline;
 SELECT pg_temp.try($$SELECT allma_execution_graph('00000000-0000-4000-8000-00000000ffff')$$) AS bob_unknown;
--- flow graphs read the definitions as the caller too
-SELECT split_part(allma_flow_graph('pic-fail'), E'\n', 2) AS bob_flow_graph;
+-- flow graphs read the definitions as the caller too: bob may not see
+-- pic-fail (neither owner nor grantee), alice may (START)
+SELECT pg_temp.try($$SELECT allma_flow_graph('pic-fail')$$) AS bob_flow_graph;
+SET ROLE regress_pic_alice;
+SELECT split_part(allma_flow_graph('pic-fail'), E'\n', 2) AS alice_flow_graph;
 RESET ROLE;
 
 ------------------------------------------------------------------------------

@@ -28,6 +28,7 @@
 #include "utils/guc.h"
 
 #include "allma.h"
+#include "email_ingest.h"
 #include "http.h"
 #include "launcher.h"
 #include "lifecycle.h"
@@ -257,6 +258,8 @@ define_gucs(void)
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 
+	allma_email_ingest_define_gucs();
+
 	DefineCustomStringVariable("allma.openai_base_url",
 							   "Sets the base URL of OPENAI LLM steps (any OpenAI-compatible server).",
 							   "Empty means the provider's own; a step's customConfig.baseUrl wins.",
@@ -342,10 +345,10 @@ allma_process_utility(PlannedStmt *pstmt, const char *queryString,
 	}
 	else if (IsA(parsetree, CreateExtensionStmt) &&
 			 strcmp(((CreateExtensionStmt *) parsetree)->extname, ALLMA_EXTENSION_NAME) == 0)
-		allma_request_wake_at_commit();
+		allma_request_wake_all_at_commit();
 	else if (IsA(parsetree, AlterExtensionStmt) &&
 			 strcmp(((AlterExtensionStmt *) parsetree)->extname, ALLMA_EXTENSION_NAME) == 0)
-		allma_request_wake_at_commit();
+		allma_request_wake_all_at_commit();
 
 	if (prev_process_utility_hook)
 		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,

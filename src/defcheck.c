@@ -565,7 +565,45 @@ allma_def_check_jsonpath_field(AllmaChecker *ck, JsonbContainer *obj, const char
 		allma_def_check_jsonpath(ck, allma_def_member_name(parent, key), path);
 }
 
-/* LM104 unless "cond" parses as a transition condition */
+/*
+ * has_single_eq: does a condition compare with a lone "=" (outside quotes,
+ * brackets and parentheses, so not in a filter or a jsonpath predicate)?
+ */
+static bool
+has_single_eq(const char *c)
+{
+	char		quote = 0;
+	int			depth = 0;
+
+	for (int i = 0; c[i]; i++)
+	{
+		char		ch = c[i];
+
+		if (quote)
+		{
+			if (ch == '\\' && c[i + 1])
+				i++;
+			else if (ch == quote)
+				quote = 0;
+		}
+		else if (ch == '\'' || ch == '"')
+			quote = ch;
+		else if (ch == '[' || ch == '(')
+			depth++;
+		else if ((ch == ']' || ch == ')') && depth > 0)
+			depth--;
+		else if (ch == '=' && depth == 0 && (i == 0 || strchr("<>=!", c[i - 1]) == NULL) &&
+				 c[i + 1] != '=')
+			return true;
+	}
+	return false;
+}
+
+/*
+ * LM104 unless "cond" parses as a transition condition.  A lone "=" is a
+ * WARNING: Allma reads it as loose equality (so does allma), but it is
+ * easily an assignment written by mistake.
+ */
 void
 allma_def_check_condition(AllmaChecker *ck, const char *field, const char *cond)
 {
@@ -576,6 +614,12 @@ allma_def_check_condition(AllmaChecker *ck, const char *field, const char *cond)
 				(errcode(ERRCODE_ALLMA_INVALID_CONDITION),
 				 errmsg("%s has invalid condition \"%s\"", allma_def_where(ck, field), cond),
 				 msg ? errdetail("%s", msg) : 0));
+	if (has_single_eq(cond))
+		ereport(WARNING,
+				(errcode(ERRCODE_ALLMA_INVALID_CONDITION),
+				 errmsg("%s compares with a single \"=\": \"%s\"", allma_def_where(ck, field), cond),
+				 errdetail("A single \"=\" is loose equality, like \"==\" (as in Allma); it assigns nothing."),
+				 errhint("Write \"==\" (or \"===\" for strict equality).")));
 }
 
 void
@@ -760,12 +804,20 @@ void
 allma_def_check_context_mappings(AllmaChecker *ck, JsonbContainer *obj, const char *parent,
 								 const char *key)
 {
-	JsonbContainer *map = allma_def_get_object(ck, obj, parent, key, false);
+	JsonbContainer *map;
 	char	   *field = allma_def_member_name(parent, key);
 	int			n;
 	int			i;
 	AllmaDefMember	   *ms;
+	JsonbValue	v;
 
+	if (allma_def_lookup(obj, key, &v) && !allma_def_is_object(&v))
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_INVALID_FIELD_TYPE),
+				 errmsg("%s must be an object whose members are {\"sourceJsonPath\": ...} objects, not %s",
+						allma_def_where(ck, field), allma_def_type_name(&v)),
+				 errhint("For example: {\"customer\": {\"sourceJsonPath\": \"$.order.customer\", \"formatAs\": \"JSON\"}}.")));
+	map = allma_def_get_object(ck, obj, parent, key, false);
 	if (map == NULL)
 		return;
 	ms = allma_def_members(map, &n);
@@ -777,7 +829,18 @@ allma_def_check_context_mappings(AllmaChecker *ck, JsonbContainer *obj, const ch
 		char	   *format_as;
 
 		if (!allma_def_is_object(&ms[i].value))
-			allma_def_error_type(ck, entry, "an object", &ms[i].value);
+		{
+			JsonbValue *e = &ms[i].value;
+			char	   *example = (e->type == jbvString && e->val.string.len > 0) ?
+				pnstrdup(e->val.string.val, e->val.string.len) : "$.path.to.value";
+
+			ereport(ERROR,
+					(errcode(ERRCODE_ALLMA_INVALID_FIELD_TYPE),
+					 errmsg("%s must be an object {\"sourceJsonPath\", \"formatAs\"?, \"selectFields\"?, \"itemTemplate\"?, \"joinSeparator\"?}, not %s",
+							allma_def_where(ck, entry), allma_def_type_name(e)),
+					 errhint("Write \"%s\": {\"sourceJsonPath\": \"%s\"} (formatAs RAW, JSON or CUSTOM_STRING).",
+							 ms[i].key, example)));
+		}
 		item = ms[i].value.val.binary.data;
 		allma_def_check_jsonpath_field(ck, item, entry, "sourceJsonPath", true);
 		format_as = allma_def_get_string(ck, item, entry, "formatAs", false);

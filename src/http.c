@@ -883,6 +883,8 @@ build_completion(HttpTransfer *t, AllmaHttpCompletion *c)
 	}
 	else if (t->out_of_memory)
 		c->error = pstrdup("out of memory while receiving the response");
+	else if (t->is_mail && t->mail_last_rcpt[0] != '\0' && strstr(t->errbuf, "RCPT") != NULL)
+		c->error = psprintf("%s (recipient %s refused)", t->errbuf, t->mail_last_rcpt);
 	else
 		c->error = pstrdup(t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
 }

@@ -110,6 +110,7 @@ typedef struct HttpTransfer
 	bool		out_of_memory;
 	bool		refused;
 	char		refused_msg[256];
+	char		mail_last_rcpt[256];	/* mail: the last RCPT TO address sent */
 
 	/* set when finished */
 	bool		done;

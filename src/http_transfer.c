@@ -536,6 +536,29 @@ mail_read_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 	return n;
 }
 
+/*
+ * mail_debug_cb keeps the address of the last RCPT TO command curl sent:
+ * curl sends them one at a time and stops at the first one refused, so
+ * after a refusal it names the recipient the server refused.
+ */
+static int
+mail_debug_cb(CURL *handle, curl_infotype type, char *data, size_t size, void *userdata)
+{
+	HttpTransfer *t = (HttpTransfer *) userdata;
+
+	if (type == CURLINFO_HEADER_OUT && size > 8 && pg_strncasecmp(data, "RCPT TO:", 8) == 0)
+	{
+		size_t		n = size - 8;
+
+		while (n > 0 && (data[8 + n - 1] == '\r' || data[8 + n - 1] == '\n'))
+			n--;
+		n = Min(n, sizeof(t->mail_last_rcpt) - 1);
+		memcpy(t->mail_last_rcpt, data + 8, n);
+		t->mail_last_rcpt[n] = '\0';
+	}
+	return 0;
+}
+
 #define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
 
 /*
@@ -572,12 +595,17 @@ set_mail_options(HttpTransfer *t)
 	CURLcode	rc = CURLE_OK;
 
 	t->upload_pos = 0;
+	t->mail_last_rcpt[0] = '\0';
 	SET(CURLOPT_MAIL_FROM, t->mail_from);
 	SET(CURLOPT_MAIL_RCPT, t->mail_rcpt);
 	SET(CURLOPT_UPLOAD, 1L);
 	SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t) t->body_len);
 	SET(CURLOPT_READFUNCTION, mail_read_cb);
 	SET(CURLOPT_READDATA, t);
+	/* (VERBOSE only makes curl call the debug callback; it prints nothing) */
+	SET(CURLOPT_DEBUGFUNCTION, mail_debug_cb);
+	SET(CURLOPT_DEBUGDATA, t);
+	SET(CURLOPT_VERBOSE, 1L);
 	if (t->username)
 	{
 		SET(CURLOPT_USERNAME, t->username);

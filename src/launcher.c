@@ -13,9 +13,13 @@
  * "allma worker" processes connected to it (worker.c holds their loop).
  *
  * Workers are registered with BGW_NEVER_RESTART: the launcher restarts them
- * itself, no more than once every ALLMA_WORKER_RESTART_MS per slot, so a
+ * itself.  A worker that stops after it has run passes (terminated by
+ * pg_terminate_backend, or by a FATAL error mid-work) is replaced at once,
+ * up to ALLMA_QUICK_RESTARTS times per ALLMA_QUICK_RESTART_WINDOW_MS per
+ * slot; otherwise no more than once every ALLMA_WORKER_RESTART_MS, so a
  * worker that cannot start (database gone, extension missing) cannot turn
- * into a crash loop.  Each worker publishes its PID and PGPROC number in its
+ * into a crash loop.  Its INFLIGHT requests are released by the new worker
+ * of the slot as it starts (worker.c).  Each worker publishes its PID and PGPROC number in its
  * shared slot (shmem.c), which is what allma_start_flow uses to wake it.
  *
  * DROP DATABASE: allma's ProcessUtility hook calls
@@ -62,10 +66,32 @@
 #include "worker.h"
 
 #define ALLMA_WORKER_RESTART_MS		2000
+#define ALLMA_QUICK_RESTARTS		100
+#define ALLMA_QUICK_RESTART_WINDOW_MS 10000
 #define ALLMA_DROP_DATABASE_PAUSE_MS 10000
 
 static BackgroundWorkerHandle *worker_handles[ALLMA_MAX_WORKERS];
 static TimestampTz worker_last_start[ALLMA_MAX_WORKERS];
+static TimestampTz quick_window_start[ALLMA_MAX_WORKERS];
+static int	quick_restarts[ALLMA_MAX_WORKERS];
+
+/*
+ * quick_restart_allowed: a worker of the slot that had run passes stopped;
+ * may it be replaced without waiting ALLMA_WORKER_RESTART_MS?
+ */
+static bool
+quick_restart_allowed(int slot, TimestampTz now)
+{
+	if (!allma_shmem_worker_served(slot))
+		return false;
+	if (TimestampDifferenceExceeds(quick_window_start[slot], now,
+								   ALLMA_QUICK_RESTART_WINDOW_MS))
+	{
+		quick_window_start[slot] = now;
+		quick_restarts[slot] = 0;
+	}
+	return ++quick_restarts[slot] <= ALLMA_QUICK_RESTARTS;
+}
 
 void
 allma_register_launcher(void)
@@ -208,14 +234,20 @@ allma_launcher_main(Datum main_arg)
 			{
 				pid_t		pid;
 
-				if (GetBackgroundWorkerPid(worker_handles[i], &pid) == BGWH_STOPPED)
+				if (GetBackgroundWorkerPid(worker_handles[i], &pid) != BGWH_STOPPED)
 				{
-					pfree(worker_handles[i]);
-					worker_handles[i] = NULL;
+					if (!wanted)
+						stop_worker(i);
+					continue;
 				}
-				else if (!wanted)
-					stop_worker(i);
-				continue;
+				pfree(worker_handles[i]);
+				worker_handles[i] = NULL;
+				if (wanted && quick_restart_allowed(i, now))
+				{
+					ereport(LOG,
+							(errmsg("allma worker %d stopped after running passes: replacing it at once", i)));
+					worker_last_start[i] = 0;
+				}
 			}
 			/* a worker left over by an earlier launcher is still running */
 			if (allma_shmem_worker_pid(i) != 0)

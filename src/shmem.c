@@ -48,6 +48,9 @@ typedef struct AllmaWorkerSlot
 	Oid			dboid;
 	AllmaWorkerState state;
 	uint64		steps_done;
+	bool		served;			/* ran a pass with the gate open; kept after
+								 * the worker exits, for the launcher */
+	bool		sleeping;		/* waiting for work on its latch */
 } AllmaWorkerSlot;
 
 typedef struct AllmaSharedState
@@ -62,6 +65,7 @@ typedef struct AllmaSharedState
 	Oid			gate_dboid;
 	char		gate_version[NAMEDATALEN];
 	AllmaWorkerSlot workers[ALLMA_MAX_WORKERS];
+	uint32		wake_cursor;	/* where the next wake-up starts looking */
 	pg_atomic_uint64 terminal_events;	/* bumped when executions end */
 	ConditionVariable terminal_cv;
 	pg_atomic_uint64 lifecycle_events;	/* bumped when executions are
@@ -73,7 +77,10 @@ static AllmaSharedState *allma_shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-static bool wake_at_commit = false;
+/* units of new work the current transaction made (0: wake nobody) */
+static int	wake_units = 0;
+#define WAKE_ALL_UNITS	(INT_MAX / 2)
+/* the current transaction cancelled or timed out executions */
 static bool lifecycle_at_commit = false;
 static bool xact_callback_registered = false;
 
@@ -167,6 +174,8 @@ allma_shmem_register_worker(int slot, Oid dboid)
 	allma_shared->workers[slot].dboid = dboid;
 	allma_shared->workers[slot].state = ALLMA_WORKER_STARTING;
 	allma_shared->workers[slot].steps_done = 0;
+	allma_shared->workers[slot].served = false;
+	allma_shared->workers[slot].sleeping = false;
 	SpinLockRelease(&allma_shared->mutex);
 	before_shmem_exit(worker_detach, Int32GetDatum(slot));
 }
@@ -177,7 +186,24 @@ allma_shmem_set_worker_state(int slot, AllmaWorkerState state, uint64 steps_run)
 	SpinLockAcquire(&allma_shared->mutex);
 	allma_shared->workers[slot].state = state;
 	allma_shared->workers[slot].steps_done += steps_run;
+	if (state == ALLMA_WORKER_IDLE || state == ALLMA_WORKER_BUSY)
+		allma_shared->workers[slot].served = true;
 	SpinLockRelease(&allma_shared->mutex);
+}
+
+/*
+ * allma_shmem_worker_served: whether the last worker of the slot got as far
+ * as running passes (so its exit was not a failure to start)
+ */
+bool
+allma_shmem_worker_served(int slot)
+{
+	bool		served;
+
+	SpinLockAcquire(&allma_shared->mutex);
+	served = allma_shared->workers[slot].served;
+	SpinLockRelease(&allma_shared->mutex);
+	return served;
 }
 
 pid_t
@@ -336,28 +362,60 @@ allma_shmem_gate_open(Oid dboid)
  */
 
 /*
- * allma_wake_workers sets the latch of every running worker.  A stale
- * procno only causes a spurious wake-up of some other process, which every
- * latch user tolerates.
+ * allma_wake_workers sets the latches of up to "wanted" running workers
+ * (all of them when wanted <= 0), sleeping ones first, starting where the
+ * last wake-up left off so that the work spreads over the workers.  Only as
+ * many workers are woken as there is new work for: waking every worker on
+ * every commit makes many workers slower than few (they all claim at once
+ * and steal each other's CPU).  When fewer workers sleep than wanted, busy
+ * ones are set too, unless sleepers_only: a busy worker whose latch is set
+ * claims again right after its pass, so no wake-up is lost to a worker that
+ * was just going to sleep.  A stale procno only causes a spurious wake-up
+ * of some other process, which every latch user tolerates.
  */
 void
-allma_wake_workers(void)
+allma_wake_workers(int wanted, bool sleepers_only)
 {
 	int			procnos[ALLMA_MAX_WORKERS];
+	bool		chosen[ALLMA_MAX_WORKERS] = {false};
 	int			n = 0;
+	uint32		start;
 
 	if (allma_shared == NULL)
 		return;
+	if (wanted <= 0)
+		wanted = ALLMA_MAX_WORKERS;
 	SpinLockAcquire(&allma_shared->mutex);
-	for (int i = 0; i < ALLMA_MAX_WORKERS; i++)
+	start = allma_shared->wake_cursor++;
+	for (int pass = 0; pass < 2 && n < wanted; pass++)
 	{
-		if (allma_shared->workers[i].pid != 0)
-			procnos[n++] = allma_shared->workers[i].procno;
+		if (pass == 1 && sleepers_only)
+			break;
+		for (int k = 0; k < ALLMA_MAX_WORKERS && n < wanted; k++)
+		{
+			int			i = (start + k) % ALLMA_MAX_WORKERS;
+			AllmaWorkerSlot *w = &allma_shared->workers[i];
+
+			if (w->pid == 0 || chosen[i] || (pass == 0 && !w->sleeping))
+				continue;
+			chosen[i] = true;
+			w->sleeping = false;	/* not chosen again before it wakes */
+			procnos[n++] = w->procno;
+		}
 	}
 	SpinLockRelease(&allma_shared->mutex);
 
 	for (int i = 0; i < n; i++)
 		SetLatch(ALLMA_PROC_LATCH(procnos[i]));
+}
+
+/* a worker marks the time it waits on its latch for work */
+void
+allma_shmem_set_sleeping(int slot, bool sleeping)
+{
+	SpinLockAcquire(&allma_shared->mutex);
+	allma_shared->workers[slot].sleeping = sleeping;
+	SpinLockRelease(&allma_shared->mutex);
 }
 
 void
@@ -416,16 +474,21 @@ wake_xact_callback(XactEvent event, void *arg)
 			{
 				pg_atomic_fetch_add_u64(&allma_shared->lifecycle_events, 1);
 				allma_notify_terminal();
-				wake_at_commit = true;
 			}
-			if (wake_at_commit)
-				allma_wake_workers();
-			wake_at_commit = false;
 			lifecycle_at_commit = false;
+			if (wake_units > 0)
+			{
+				int			batch = Max(allma_batch_size, 1);
+
+				/* a worker per batch of new work */
+				allma_wake_workers(wake_units >= WAKE_ALL_UNITS ? 0 :
+								   (wake_units + batch - 1) / batch, false);
+			}
+			wake_units = 0;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			wake_at_commit = false;
+			wake_units = 0;
 			lifecycle_at_commit = false;
 			break;
 		default:
@@ -434,18 +497,35 @@ wake_xact_callback(XactEvent event, void *arg)
 }
 
 /*
- * allma_request_wake_at_commit arranges for the workers to be woken when the
- * current transaction commits.  The callback is registered once per backend.
+ * allma_request_wake_at_commit counts one unit of new work (an execution
+ * started, a path made runnable) for the workers to be woken for when the
+ * current transaction commits: one worker per allma.batch_size units.
+ * allma_request_wake_all_at_commit wakes every worker (the extension was
+ * created or updated).  The callback is registered once per backend.
  */
-void
-allma_request_wake_at_commit(void)
+static void
+register_wake_callback(void)
 {
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(wake_xact_callback, NULL);
 		xact_callback_registered = true;
 	}
-	wake_at_commit = true;
+}
+
+void
+allma_request_wake_at_commit(void)
+{
+	register_wake_callback();
+	if (wake_units < WAKE_ALL_UNITS)
+		wake_units++;
+}
+
+void
+allma_request_wake_all_at_commit(void)
+{
+	register_wake_callback();
+	wake_units = WAKE_ALL_UNITS;
 }
 
 /*
@@ -457,7 +537,8 @@ allma_request_wake_at_commit(void)
 void
 allma_request_lifecycle_event_at_commit(void)
 {
-	allma_request_wake_at_commit();
+	/* every worker: each drops its own requests */
+	allma_request_wake_all_at_commit();
 	lifecycle_at_commit = true;
 }
 

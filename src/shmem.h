@@ -68,6 +68,7 @@ extern int	allma_shmem_list_workers(AllmaWorkerInfo *out);
 
 /* the name of a state, as allma_worker_status() shows it */
 extern const char *allma_worker_state_name(AllmaWorkerState state);
+extern bool allma_shmem_worker_served(int slot);
 
 /*
  * DROP DATABASE guard.  allma_shmem_pause_database collects the PIDs of the
@@ -93,9 +94,11 @@ extern bool allma_shmem_gate_notice(Oid dboid, const char *extversion);
 extern bool allma_shmem_gate_open(Oid dboid);
 
 /* wake-ups */
-extern void allma_wake_workers(void);
+extern void allma_wake_workers(int wanted, bool sleepers_only);
+extern void allma_shmem_set_sleeping(int slot, bool sleeping);
 extern void allma_wake_launcher(void);
 extern void allma_request_wake_at_commit(void);
+extern void allma_request_wake_all_at_commit(void);
 
 /* cancel and timeouts: see lifecycle.h */
 extern void allma_request_lifecycle_event_at_commit(void);

@@ -1134,6 +1134,17 @@ parse_block(Parser *P, const char *at, bool inverted, bool strip_open)
 		return NULL;
 	if (!parse_block_params(P, &nbparams, &bparams))
 		return NULL;
+	/*
+	 * Allma's with_json_path hands its result to the block only as a block
+	 * parameter; without one the block cannot see it (and Handlebars
+	 * renders the outer context instead).  Say so rather than render that.
+	 */
+	if (block->call->helper == H_WITH_JSON_PATH && nbparams == 0 && !inverted)
+	{
+		parse_fail(P, at, "{{#with_json_path}} needs a block parameter to receive its result: "
+				   "{{#with_json_path \"$.path\" as |value|}}...{{value}}...{{/with_json_path}}");
+		return NULL;
+	}
 	if (!expect_close(P, at, TK_CLOSE, &block->open_strip.close))
 		return NULL;
 	program = new_program(nbparams, bparams);

@@ -969,7 +969,11 @@ worker_loop(void)
 			continue;
 		npaths = run_claim_pass(batch_cxt, &next_due, &gate);
 		if (npaths > 0 && npaths >= allma_batch_size)
-			continue;			/* likely more work: go on at once */
+		{
+			/* likely more work: go on at once, and bring in a sleeper */
+			allma_wake_workers(1, true);
+			continue;
+		}
 		if (npaths > 0 && next_due != 0 && next_due <= GetCurrentTimestamp())
 			continue;
 
@@ -992,7 +996,9 @@ worker_loop(void)
 				continue;
 		}
 
+		allma_shmem_set_sleeping(my_slot, true);
 		wait_for_work(timeout_ms);
+		allma_shmem_set_sleeping(my_slot, false);
 	}
 }
 

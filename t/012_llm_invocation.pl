@@ -46,7 +46,7 @@ sub q1 { return $node->safe_psql('postgres', $_[0]); }
 
 # OpenAI-compatible, JSON mode
 llm_flow('openai', qq{"llmProvider": "OPENAI", "modelId": "mock-json",
-  "customConfig": {"baseUrl": "$base/v1", "jsonOutputMode": true}});
+  "customConfig": {"baseUrl": "$base/v1", "apiKeySecret": "OPENAI_API_KEY", "jsonOutputMode": true}});
 my $e = run('openai');
 is(q1("SELECT status FROM allma.executions WHERE execution_id = '$e'"), 'COMPLETED', 'OPENAI step completes');
 is(q1("SELECT output->'steps_output'->'ask'->>'answer' FROM allma.executions WHERE execution_id = '$e'"),
@@ -58,7 +58,7 @@ cmp_ok(q1("SELECT (details->'tokenUsage'->>'totalTokens')::int FROM allma.step_e
 
 # invalid JSON from the primary model: the fallback model answers
 llm_flow('fallback', qq{"llmProvider": "OPENAI", "modelId": "mock-invalid-json",
-  "customConfig": {"baseUrl": "$base/v1", "jsonOutputMode": true},
+  "customConfig": {"baseUrl": "$base/v1", "apiKeySecret": "OPENAI_API_KEY", "jsonOutputMode": true},
   "fallbacks": [{"llmProvider": "OPENAI", "modelId": "mock-fail-500"}, {"llmProvider": "OPENAI", "modelId": "mock-json"}]});
 $e = run('fallback');
 is(q1("SELECT status || ' ' || (output->'steps_output'->'ask'->>'answer') FROM allma.executions WHERE execution_id = '$e'"),
@@ -68,7 +68,7 @@ is(q1("SELECT details->>'fallbackIndex' || ' ' || (details->>'modelId') FROM all
 
 # every model fails: the last error is the step's, and retries apply
 llm_flow('broken', qq{"llmProvider": "OPENAI", "modelId": "mock-invalid-json",
-  "customConfig": {"baseUrl": "$base/v1", "jsonOutputMode": true},
+  "customConfig": {"baseUrl": "$base/v1", "apiKeySecret": "OPENAI_API_KEY", "jsonOutputMode": true},
   "onError": {"retryOnContentError": {"count": 1}}});
 $e = run('broken');
 is(q1("SELECT string_agg(status || ':' || (error->>'errorName'), ',' ORDER BY seq) FROM allma.step_executions WHERE execution_id = '$e'"),
@@ -86,7 +86,7 @@ like(q1("SELECT output->'steps_output'->'ask'->>'llm_response' FROM allma.execut
 	qr/Summarize queues for engineers/, 'GEMINI generateContent');
 
 # tools pass through and tool calls come back
-llm_flow('tools', qq{"llmProvider": "OPENAI", "modelId": "mock-tools", "customConfig": {"baseUrl": "$base/v1"},
+llm_flow('tools', qq{"llmProvider": "OPENAI", "modelId": "mock-tools", "customConfig": {"baseUrl": "$base/v1", "apiKeySecret": "OPENAI_API_KEY"},
   "tools": [{"type": "function", "name": "lookup", "description": "look up", "parameters": {"type": "object"}}]});
 $e = run('tools');
 is(q1("SELECT output->'steps_output'->'ask'->'tool_calls'->0->>'name' FROM allma.executions WHERE execution_id = '$e'"),
@@ -102,6 +102,43 @@ $e = run('with-token');
 is(q1("SELECT status FROM allma.executions WHERE execution_id = '$e'"), 'COMPLETED', 'API_CALL with a secret header');
 is(q1("SELECT output->'steps_output'->'call'->'data'->'headers'->>'authorization' FROM allma.executions WHERE execution_id = '$e'"),
 	'Bearer [redacted]', 'a secret echoed by the server is redacted in the output');
+
+# an OpenAI-compatible server that needs no key (Ollama, llama.cpp, vLLM):
+# a custom baseUrl and no apiKeySecret send no Authorization header (the
+# mock's /noauth/ paths accept that); any model name answers JSON mode
+llm_flow('keyless', qq{"llmProvider": "OPENAI", "modelId": "llama3.1:8b",
+  "customConfig": {"baseUrl": "$base/noauth/v1/", "jsonOutputMode": true}});
+$e = run('keyless');
+is(q1("SELECT status || ' ' || (output->'steps_output'->'ask'->>'answer') FROM allma.executions WHERE execution_id = '$e'"),
+	'COMPLETED 42', 'a key-less OpenAI-compatible server answers');
+my $keyless = mock_json($base, '/__log?path=/noauth/v1/chat/completions');
+is(scalar(@$keyless), 1, 'one request to it');
+is_deeply([ grep { /^(authorization|api-key)$/ } keys %{ $keyless->[0]{headers} } ], [],
+	'without an Authorization header');
+is($keyless->[0]{auth}, undef, 'nor any other credential');
+# the same server's URL with a secret named explicitly: the key is sent
+llm_flow('keyed', qq{"llmProvider": "OPENAI", "modelId": "llama3.1:8b",
+  "customConfig": {"baseUrl": "$base/noauth/v1", "apiKeySecret": "OPENAI_API_KEY", "jsonOutputMode": true}});
+$e = run('keyed');
+is(q1("SELECT status FROM allma.executions WHERE execution_id = '$e'"), 'COMPLETED', 'a named secret is used');
+like(mock_json($base, '/__log?path=/noauth/v1/chat/completions&limit=1')->[0]{headers}{authorization} // '',
+	qr/^Bearer /, 'and sent as the bearer token');
+# a secret named explicitly that does not exist is still an error
+llm_flow('missing-key', qq{"llmProvider": "OPENAI", "modelId": "llama3.1:8b",
+  "customConfig": {"baseUrl": "$base/noauth/v1", "apiKeySecret": "NO_SUCH_KEY"}});
+$e = run('missing-key');
+like(q1("SELECT status || ' ' || (error->>'errorMessage') FROM allma.executions WHERE execution_id = '$e'"),
+	qr/^FAILED .*NO_SUCH_KEY/, 'a missing named secret fails the step, naming it');
+is(scalar(@{ mock_json($base, '/__log?path=/noauth/v1/chat/completions') }), 2, 'without sending anything');
+# OpenAI's own URL is not "custom": the default secret is needed there
+# (no request leaves: the default secret is looked up first)
+$node->safe_psql('postgres', "SET log_statement = 'none'; SELECT allma_delete_secret('OPENAI_API_KEY')");
+llm_flow('openai-default', qq{"llmProvider": "OPENAI", "modelId": "gpt-4o",
+  "customConfig": {"baseUrl": "https://api.openai.com/v1/"}});
+$e = run('openai-default');
+like(q1("SELECT status || ' ' || (error->>'errorMessage') FROM allma.executions WHERE execution_id = '$e'"),
+	qr/^FAILED .*OPENAI_API_KEY/, 'OpenAI\'s own baseUrl still needs OPENAI_API_KEY');
+$node->safe_psql('postgres', "SET log_statement = 'none'; SELECT allma_set_secret('OPENAI_API_KEY', '$canary')");
 
 # the API key reaches the provider ...
 my $log = `python3 -c "import urllib.request; print(urllib.request.urlopen('$base/__log').read().decode())"`;

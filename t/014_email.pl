@@ -164,17 +164,54 @@ q1(q{SELECT allma_create_flow('{"id": "mail-bad", "startStepInstanceId": "send",
            "attachments": [{"filename": "f.bin", "filePointer": {"fileId": "{{fileId}}"}}]}}}')});
 $e = q1(q{SELECT allma_start_flow('mail-bad', '{"fileId": "00000000-0000-4000-8000-000000000001"}')});
 is(q1("SELECT allma_wait('$e', '60 s')"), 'FAILED', 'an email without recipients fails');
-is(error_text($e), 'ConfigurationError: EMAIL step "send" needs "from" and "to"', 'saying what is missing');
+is(error_text($e), 'ConfigurationError: EMAIL step "send": "to" has no address after rendering', 'saying what is missing');
 $e = q1(q{SELECT allma_start_flow('mail-bad', '{"nobody": "b@example.test", "fileId": "00000000-0000-4000-8000-000000000001"}')});
 is(q1("SELECT allma_wait('$e', '60 s')"), 'FAILED', 'an attachment that is not a file of the execution fails');
 is(error_text($e), 'ConfigurationError: EMAIL step "send": attachment "f.bin": file 00000000-0000-4000-8000-000000000001 is not a file of this execution',
 	'naming the attachment and the file');
 
-# a recipient the server refuses: permanent, no retries
+# a recipient the server refuses: permanent, no retries, the recipient named
 $e = q1(q{SELECT allma_start_flow('mail', '{"user": "reject-me@example.test", "project": "P-8"}')});
 is(q1("SELECT allma_wait('$e', '60 s')"), 'FAILED', 'a refused recipient fails the step');
 like(q1("SELECT error->>'errorName' || ': ' || (error->>'errorMessage') FROM allma.executions WHERE execution_id = '$e'"),
-	qr/PermanentStepError: sending email failed/, 'as a permanent error with a clear message');
+	qr/PermanentStepError: sending email failed: .*550.*\(recipient <reject-me\@example\.test> refused\)/,
+	'as a permanent error naming the refused recipient');
+
+# the rendered fields are checked as Allma checks them (before anything is
+# sent): an empty "from" (an undefined flow variable) and an invalid
+# address fail the step, naming the step and the field
+my $sent_before = scalar(@{ mail_log() });
+q1(q{SELECT allma_create_flow('{"id": "mail-fields", "startStepInstanceId": "send", "flowVariables": {"recipients": ["list-a@example.test", "list-b@example.test"]}, "steps": {
+  "send": {"stepType": "EMAIL", "from": "{{from}}", "to": "{{to}}", "cc": "{{flow_variables.recipients}}",
+           "subject": "fields", "body": "b"}}}')});
+$e = q1(q{SELECT allma_start_flow('mail-fields', '{"to": "ada@example.test"}')});
+is(q1("SELECT allma_wait('$e', '60 s')"), 'FAILED', 'an empty "from" fails the step');
+is(error_text($e), 'ConfigurationError: EMAIL step "send": "from" is empty after rendering',
+	'naming the step and the field');
+$e = q1(q{SELECT allma_start_flow('mail-fields', '{"from": "not-an-address", "to": "ada@example.test"}')});
+is(q1("SELECT allma_wait('$e', '60 s')"), 'FAILED', 'an invalid "from" fails the step');
+is(error_text($e), 'ConfigurationError: EMAIL step "send": "from" is not a valid email address: "not-an-address"',
+	'naming the field and the value');
+$e = q1(q{SELECT allma_start_flow('mail-fields', '{"from": "a@example.test", "to": "ada@example.test, bob@"}')});
+is(q1("SELECT allma_wait('$e', '60 s')"), 'FAILED', 'an invalid recipient fails the step');
+is(error_text($e), 'ConfigurationError: EMAIL step "send": "to" has an invalid email address "bob@"',
+	'naming the field and the address');
+is(scalar(@{ mail_log() }), $sent_before, 'none of them reached the SMTP server');
+
+# an array rendered into a field ("{{flow_variables.recipients}}") is a
+# recipient list, not the fragments of its JSON text; a quoted display name
+# with a comma is one address
+$e = q1(q{SELECT allma_start_flow('mail-fields', '{"from": "Sender <a@example.test>", "to": "\"Doe, Jane\" <jane@example.test>; Roe, Rick <rick@example.test>, Jürgen Groß <jg@example.test>"}')});
+is(q1("SELECT allma_wait('$e', '60 s')"), 'COMPLETED', 'an array rendered into cc is sent')
+  or diag(error_text($e));
+$m = (grep { $_->{data} =~ /^Subject: fields\r?$/m } @{ mail_log() })[-1] // { rcpt_to => [], data => '' };
+is_deeply([ sort map { s/[<>]//gr } @{ $m->{rcpt_to} } ],
+	[ 'jane@example.test', 'jg@example.test', 'list-a@example.test', 'list-b@example.test', 'rick@example.test' ],
+	'each element is a recipient');
+like($m->{data}, qr/^Cc: list-a\@example\.test, list-b\@example\.test\r?$/m, 'and the Cc header lists them');
+like($m->{data}, qr/^To: "Doe, Jane" <jane\@example\.test>, "Roe, Rick" <rick\@example\.test>, =\?UTF-8\?B\?SsO8cmdlbiBHcm\/Dnw==\?= <jg\@example\.test>\r?$/m,
+	'a name with a comma, quoted or not (as Allma splits), stays one address, quoted in the header; a non-ASCII name is encoded, its address not');
+like($m->{mail_from}, qr/^<?a\@example\.test>?$/, 'the envelope sender of "Name <addr>" is the address');
 
 # login: the password comes from a secret and is never stored
 my $canary = 'smtp-canary-' . int(rand(1e9));

@@ -87,7 +87,7 @@ SELECT allma_set_secret('OPENAI_API_KEY', 'k-openai'), allma_set_secret('ANTHROP
 q1(qq{SELECT allma_create_flow('{"id": "llm-inline", "startStepInstanceId": "ask", "steps": {
   "ask": {"stepType": "LLM_INVOCATION", "llmProvider": "OPENAI", "modelId": "mock-echo",
           "inputMappings": {"topic": "\$.topic"}, "literals": {"style": "a haiku"},
-          "customConfig": {"baseUrl": "$base/v1", "prompt": "Write about {{topic}} as {{style}}."}}}}')});
+          "customConfig": {"baseUrl": "$base/v1", "apiKeySecret": "OPENAI_API_KEY", "prompt": "Write about {{topic}} as {{style}}."}}}}')});
 $e = run('llm-inline', '{"topic": "queues"}');
 is(step_output($e, 'ask')->{llm_response}, 'Write about queues as a haiku.',
 	'customConfig.prompt is the prompt, rendered with the step input');
@@ -99,7 +99,7 @@ q1(qq{SELECT allma_create_flow('{"id": "llm-mapped", "startStepInstanceId": "ask
           "templateContextMappings": {"customer": {"sourceJsonPath": "\$.customer.name"},
                                       "order": {"sourceJsonPath": "\$.order", "formatAs": "JSON"},
                                       "count": {"sourceJsonPath": "\$.order.lines.length"}},
-          "customConfig": {"baseUrl": "$base/v1"}}}}')});
+          "customConfig": {"baseUrl": "$base/v1", "apiKeySecret": "OPENAI_API_KEY"}}}}')});
 $e = run('llm-mapped', '{"customer": {"name": "Ada"}, "order": {"id": 9, "lines": ["a", "b"]}}');
 is(step_output($e, 'ask')->{llm_response}, 'Note for Ada: order {"id": 9, "lines": ["a", "b"]} (2 lines), friendly.',
 	'templateContextMappings add context values (formatAs JSON as JSON text) to the prompt template');

@@ -36,6 +36,8 @@ sub load_flow
 	$text =~ s/\{\{accountId\}\}/123456789012/g;
 	$text =~ s/'/''/g;
 	q1("SELECT allma_create_flow('$text')");
+	# every allma user may start the flows (the tables' privileges decide)
+	q1("SELECT allma_grant_flow('$id', 'allma_user', 'START')");
 }
 
 # starts a flow as the application role and waits for it
@@ -50,6 +52,7 @@ sub run_as_app
 # the item store and the bucket the flows use, owned by an administrator
 # role; the application role that runs the flows gets what they need
 q1(q{CREATE ROLE optiroq_admin; CREATE ROLE optiroq_app;
+	 GRANT allma_user TO optiroq_admin, optiroq_app;
 	 GRANT CREATE ON SCHEMA allma_dynamodb, allma_s3 TO optiroq_admin});
 q1(q{SET ROLE optiroq_admin;
 	 SELECT allma_create_dynamodb_table('OptiroqEntityGraph-test', 'PK', 'SK',
@@ -62,6 +65,8 @@ my $fixture = slurp_file("$src/test/fixtures/dynamodb_bundle_lambdas.sql");
 q1($fixture);
 q1(q{SELECT allma_bind_module('arn:aws:lambda:eu-west-1:123456789012:function:optiroq-GenerateComparisonBoardStep-test',
 							  'generate_comparison_board(jsonb)')});
+# the Lambda's stand-in is bound by the superuser; allma users may use it
+q1(q{SELECT allma_grant_module_binding(pattern, 'allma_user') FROM allma.module_bindings});
 
 # the data the flows read, written as the application would (batch writer)
 q1(q{SET ROLE optiroq_app;
@@ -147,7 +152,7 @@ is(q1("SELECT error->'errorDetails'->>'failedStepInstanceId' FROM allma.executio
 # The same flow started by a role without privileges on the item store
 # fails on its first DynamoDB step, and writes nothing.
 ###########################################################################
-q1(q{CREATE ROLE optiroq_intruder});
+q1(q{CREATE ROLE optiroq_intruder IN ROLE allma_user});
 $e = q1(q{SET ROLE optiroq_intruder; SELECT allma_start_flow('optiroq-send-rejection-notifications',
 		   '{"initialContextData": {"rfqId": "R-1", "rejectionBatchId": "B-1"}}')});
 q1("SELECT allma_wait('$e', '120 s')");

@@ -289,7 +289,8 @@ check_api_call_definition(AllmaChecker *ck, JsonbContainer *obj, const char *par
 		allma_def_get_template_string(ck, url, field, "template", true);
 		allma_def_check_context_mappings(ck, url, field, "contextMappings");
 	}
-	allma_def_check_enum_field(ck, obj, parent, "apiHttpMethod", required, allma_def_http_methods);
+	/* GET when absent (leave_api_request) */
+	allma_def_check_enum_field(ck, obj, parent, "apiHttpMethod", false, allma_def_http_methods);
 	allma_def_check_jsonpath_record(ck, obj, parent, "apiHeadersTemplate");
 	allma_def_check_string_record(ck, obj, parent, "apiStaticHeaders");
 	allma_def_check_context_mappings(ck, obj, parent, "requestBodyTemplate");

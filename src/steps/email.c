@@ -24,6 +24,7 @@
 
 #include "defcheck.h"
 #include "jsonb_util.h"
+#include "llm/provider.h"
 #include "path.h"
 #include "secret.h"
 #include "steps.h"
@@ -119,6 +120,58 @@ email_attachments(StepRun *run, Jsonb *def)
 	return out;
 }
 
+/* s without leading and trailing white space (s is changed) */
+static char *
+trim_copy(char *s)
+{
+	int			len;
+
+	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
+		s++;
+	len = strlen(s);
+	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t' ||
+					   s[len - 1] == '\r' || s[len - 1] == '\n'))
+		s[--len] = '\0';
+	return s;
+}
+
+/*
+ * email_addresses: the addresses of a rendered address field, each
+ * checked (a configuration error naming the step, the field and the
+ * address).  An array is a list; so is a string holding the JSON text of
+ * an array (what "{{flow_variables.recipients}}" renders an array into,
+ * as Allma parses it); any other string is split at "," and ";".
+ */
+static List *
+email_addresses(StepRun *run, Jsonb *def, const char *field)
+{
+	Jsonb	   *v = allma_jsonb_get(def, field);
+	JsonbValue	sv;
+	List	   *list;
+	ListCell   *lc;
+
+	if (v != NULL && allma_jsonb_scalar(v, &sv) && sv.type == jbvString)
+	{
+		char	   *s = trim_copy(pnstrdup(sv.val.string.val, sv.val.string.len));
+		int			len = strlen(s);
+		Jsonb	   *arr;
+
+		if (len >= 2 && s[0] == '[' && s[len - 1] == ']' &&
+			allma_llm_parse_json_soft(s, len, &arr) && allma_jsonb_is_array(arr))
+			v = arr;
+	}
+	list = allma_mime_addresses(v);
+	foreach(lc, list)
+	{
+		char	   *a = lfirst(lc);
+
+		if (!allma_mime_address_valid(a))
+			allma_step_raise_config_error(psprintf("EMAIL step \"%s\": \"%s\" has an invalid email address \"%s\"",
+												   run->step->id, field, a));
+	}
+	return list;
+}
+
 /*
  * mail_token: the attempt's idempotency key between prefix and suffix, with
  * "/" and ":" made "." (the Message-ID and the MIME boundary)
@@ -147,10 +200,10 @@ allma_email_step_start(StepRun *run)
 	Jsonb	   *def = allma_template_render_value(run->step->def, tctx);
 	char	   *from = allma_jsonb_get_cstring(def, "from");
 	char	   *from_name = allma_jsonb_get_cstring(def, "fromName");
-	List	   *to = allma_mime_addresses(allma_jsonb_get(def, "to"));
-	List	   *cc = allma_mime_addresses(allma_jsonb_get(def, "cc"));
-	List	   *bcc = allma_mime_addresses(allma_jsonb_get(def, "bcc"));
-	List	   *reply_to = allma_mime_addresses(allma_jsonb_get(def, "replyTo"));
+	List	   *to;
+	List	   *cc;
+	List	   *bcc;
+	List	   *reply_to;
 	char	   *subject = allma_jsonb_get_cstring(def, "subject");
 	char	   *body = allma_jsonb_get_cstring(def, "body");
 	char	   *message_id;
@@ -172,8 +225,22 @@ allma_email_step_start(StepRun *run)
 	if (!allma_http_check_mail_url(allma_smtp_url, &error))
 		allma_step_raise_config_error(psprintf("EMAIL step \"%s\" cannot send: allma.smtp_url: %s",
 											   run->step->id, error));
-	if (from == NULL || to == NIL)
-		allma_step_raise_config_error(psprintf("EMAIL step \"%s\" needs \"from\" and \"to\"", run->step->id));
+	/* Allma's checks of the rendered fields: no MAIL FROM:<>, no RCPT of a fragment */
+	if (from != NULL)
+		from = trim_copy(from);
+	if (from == NULL || from[0] == '\0')
+		allma_step_raise_config_error(psprintf("EMAIL step \"%s\": \"from\" is empty after rendering",
+											   run->step->id));
+	if (!allma_mime_address_valid(from))
+		allma_step_raise_config_error(psprintf("EMAIL step \"%s\": \"from\" is not a valid email address: \"%s\"",
+											   run->step->id, from));
+	to = email_addresses(run, def, "to");
+	cc = email_addresses(run, def, "cc");
+	bcc = email_addresses(run, def, "bcc");
+	reply_to = email_addresses(run, def, "replyTo");
+	if (to == NIL)
+		allma_step_raise_config_error(psprintf("EMAIL step \"%s\": \"to\" has no address after rendering",
+											   run->step->id));
 	attachments = email_attachments(run, def);
 	if (allma_smtp_username != NULL && allma_smtp_username[0] != '\0')
 	{

@@ -469,7 +469,21 @@ check_aggregation(AllmaChecker *ck, JsonbContainer *step)
 void
 allma_check_parallel(AllmaChecker *ck, JsonbContainer *step)
 {
+	static const char *const aggregation_fields[] = {
+		"maxConcurrency", "failOnBranchError", "toleratedFailurePercentage",
+		"toleratedFailureCount", "dataPath", NULL
+	};
 	JsonbContainer *branches;
+	JsonbValue	v;
+
+	/* aggregationConfig's fields on the step itself are ignored: say so */
+	for (int i = 0; aggregation_fields[i] != NULL; i++)
+		if (allma_def_lookup(step, aggregation_fields[i], &v))
+			ereport(WARNING,
+					(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+					 errmsg("step \"%s\" field \"%s\" is ignored: it belongs in aggregationConfig",
+							ck->step, aggregation_fields[i]),
+					 errhint("Move it to \"aggregationConfig\": {\"%s\": ...}.", aggregation_fields[i])));
 
 	allma_def_check_jsonpath_field(ck, step, NULL, "itemsPath", false);
 	branches = allma_def_get_array(ck, step, NULL, "parallelBranches", false);

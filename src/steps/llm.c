@@ -10,7 +10,9 @@
  * to the next one; when the last fails, its error is the step's.  The API
  * key comes from a secret (customConfig.apiKeySecret, default
  * <PROVIDER>_API_KEY) and is never stored: the stored request has it
- * redacted, the real headers only live in the worker's memory.
+ * redacted, the real headers only live in the worker's memory.  An OPENAI
+ * step with its own customConfig.baseUrl and no apiKeySecret talks to a
+ * key-less OpenAI-compatible server (llm_keyless): no key is sent.
  *
  * The providers' wire formats are in src/llm/ (llm.h).
  *
@@ -74,6 +76,29 @@ llm_base_url(const char *provider, Jsonb *candidate)
 	return allma_llm_base_url(provider);
 }
 
+/*
+ * llm_keyless: does an OPENAI step talk to an OpenAI-compatible server that
+ * needs no key (Ollama, llama.cpp, vLLM)?  When its customConfig names a
+ * baseUrl other than OpenAI's and no apiKeySecret: then no key is looked up
+ * and no Authorization header is sent (OPENAI_API_KEY, meant for OpenAI,
+ * never goes to another server unasked).  A secret named explicitly is
+ * always required.
+ */
+static bool
+llm_keyless(const char *provider, Jsonb *cfg)
+{
+	char	   *url = cfg ? allma_jsonb_get_cstring(cfg, "baseUrl") : NULL;
+	const char *def = allma_llm_default_base_url(provider);
+	int			len;
+
+	if (strcmp(provider, "OPENAI") != 0 || url == NULL || url[0] == '\0')
+		return false;
+	len = strlen(url);
+	while (len > 0 && url[len - 1] == '/')
+		url[--len] = '\0';
+	return def == NULL || pg_strcasecmp(url, def) != 0;
+}
+
 /* the rendered prompt: promptTemplateId (published version), or customConfig.prompt */
 static char *
 llm_prompt(StepRun *run, Jsonb *tctx)
@@ -130,17 +155,21 @@ build_llm_request(StepRun *run, int index)
 		allma_step_raise_config_error(psprintf("LLM step \"%s\" has no llmProvider", run->step->id));
 	for (char *c = provider; *c; c++)
 		*c = pg_toupper((unsigned char) *c);
-	if (secret_name == NULL)
-		secret_name = allma_llm_api_key_secret(provider);
+	if (secret_name == NULL && llm_keyless(provider, cfg))
+		api_key = NULL;			/* a key-less OpenAI-compatible server */
+	else
 	{
 		AllmaSecretUse use = allma_step_secret_use(run, llm_base_url(provider, cand));
 
+		if (secret_name == NULL)
+			secret_name = allma_llm_api_key_secret(provider);
 		api_key = allma_secret_get_for(secret_name, &use);
 	}
 
 	call = allma_jsonb_set_key(call, "baseUrl", allma_jsonb_string(llm_base_url(provider, cand)));
 	call = allma_jsonb_set_key(call, "modelId", allma_jsonb_get(cand, "modelId"));
-	call = allma_jsonb_set_key(call, "apiKey", allma_jsonb_string(api_key));
+	if (api_key != NULL)
+		call = allma_jsonb_set_key(call, "apiKey", allma_jsonb_string(api_key));
 	call = allma_jsonb_set_key(call, "prompt", allma_jsonb_string(llm_prompt(run, tctx)));
 	call = allma_jsonb_set_key(call, "inferenceParameters", allma_jsonb_get(cand, "inferenceParameters"));
 	call = allma_jsonb_set_key(call, "tools", allma_jsonb_get(cand, "tools"));

@@ -17,6 +17,7 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
 #include <time.h>
 
 #include "common/base64.h"
@@ -26,6 +27,67 @@
 #include "compat.h"
 #include "jsonb_util.h"
 #include "steps.h"
+
+/*
+ * split_addresses appends the addresses of s to out: separated by "," or
+ * ";" outside quotes and angle brackets (so "Doe, Jane" <j@x> is one),
+ * trimmed, empty ones skipped.  need_at: a piece without "@" is joined to
+ * the next one (Allma's splitting of an EMAIL field, so that an unquoted
+ * Doe, Jane <j@x> stays one address too).
+ */
+static List *
+split_addresses(const char *s, List *out, bool need_at)
+{
+	const char *start = s;
+	bool		quoted = false;
+	int			angle = 0;
+	bool		seen_at = false;	/* an "@" since start */
+
+	for (const char *p = s;; p++)
+	{
+		if (*p == '@')
+			seen_at = true;
+		if (*p == '\\' && quoted && p[1] != '\0')
+		{
+			p++;
+			continue;
+		}
+		if (*p == '"')
+			quoted = !quoted;
+		else if (!quoted && *p == '<')
+			angle++;
+		else if (!quoted && *p == '>' && angle > 0)
+			angle--;
+		if (*p != '\0' && !quoted && angle == 0 && (*p == ',' || *p == ';') &&
+			need_at && !seen_at)
+			continue;			/* "Doe, Jane <j@x>": not yet an address */
+		if (*p == '\0' || (!quoted && angle == 0 && (*p == ',' || *p == ';')))
+		{
+			const char *b = start;
+			const char *e = p;
+
+			while (b < e && (*b == ' ' || *b == '\t'))
+				b++;
+			while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+			if (e > b)
+			{
+				char	   *tok = pnstrdup(b, e - b);
+
+				if (strchr(tok, '\r') || strchr(tok, '\n'))
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("email address \"%s\" contains a line break", tok)));
+				out = lappend(out, tok);
+			}
+			if (*p == '\0')
+				break;
+			start = p + 1;
+			seen_at = false;
+		}
+	}
+	return out;
+}
 
 List *
 allma_mime_addresses(Jsonb *v)
@@ -40,30 +102,70 @@ allma_mime_addresses(Jsonb *v)
 			out = list_concat(out, allma_mime_addresses(lfirst(lc)));
 	}
 	else if (v != NULL)
-	{
-		char	   *s = allma_jsonb_to_display_text(v);
-		char	   *tok;
-		char	   *save;
-
-		for (tok = strtok_r(s, ",;", &save); tok; tok = strtok_r(NULL, ",;", &save))
-		{
-			while (*tok == ' ')
-				tok++;
-			if (*tok)
-			{
-				char	   *end = tok + strlen(tok) - 1;
-
-				while (end > tok && *end == ' ')
-					*end-- = '\0';
-				if (strchr(tok, '\r') || strchr(tok, '\n'))
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("email address \"%s\" contains a line break", tok)));
-				out = lappend(out, pstrdup(tok));
-			}
-		}
-	}
+		out = split_addresses(allma_jsonb_to_display_text(v), out, true);
 	return out;
+}
+
+List *
+allma_mime_header_addresses(const char *s)
+{
+	return split_addresses(s, NIL, false);
+}
+
+/*
+ * allma_mime_address_valid: is a (as a field gives it: "addr" or
+ * "Name <addr>") a usable mailbox?  The address needs a local part of
+ * at most 64 bytes without spaces, controls or specials, and a domain of
+ * at least two dot-separated labels of letters, digits and "-" (non-ASCII
+ * allowed): what Allma's zod .email() accepts, roughly.
+ */
+bool
+allma_mime_address_valid(const char *a)
+{
+	const char *lt = strchr(a, '<');
+	const char *addr = a;
+	const char *at;
+	int			len;
+	int			labels = 0;
+	int			label_len = 0;
+
+	if (lt != NULL)
+	{
+		const char *gt = strchr(lt, '>');
+
+		if (gt == NULL || gt[1] != '\0' || strchr(lt + 1, '<') != NULL)
+			return false;
+		addr = pnstrdup(lt + 1, gt - lt - 1);
+	}
+	len = strlen(addr);
+	at = strrchr(addr, '@');
+	if (at == NULL || at == addr || at - addr > 64 || len > 254)
+		return false;
+	if (addr[0] == '.' || at[-1] == '.' || strstr(addr, "..") != NULL)
+		return false;
+	for (const char *p = addr; p < at; p++)
+		if ((unsigned char) *p <= ' ' || *p == 0x7f || strchr("<>()[]\\,;:\"@", *p) != NULL)
+			return false;
+	for (const char *p = at + 1;; p++)
+	{
+		if (*p == '.' || *p == '\0')
+		{
+			if (label_len == 0 || p[-1] == '-')
+				return false;
+			labels++;
+			label_len = 0;
+			if (*p == '\0')
+				break;
+			continue;
+		}
+		if (!((unsigned char) *p >= 0x80 || isalnum((unsigned char) *p) ||
+			  (*p == '-' && label_len > 0)))
+			return false;
+		label_len++;
+		if (label_len > 63)
+			return false;
+	}
+	return labels >= 2;
 }
 
 char *
@@ -115,6 +217,87 @@ allma_mime_header_text(const char *s)
 		enc[Max(n, 0)] = '\0';
 		return psprintf("=?UTF-8?B?%s?=", enc);
 	}
+}
+
+/*
+ * display_name: a display name for a header: RFC 2047 encoded when not
+ * ASCII (an encoded word is never quoted), quoted when it has specials
+ * (Allma quotes fromName the same way), else as it is.
+ */
+static char *
+display_name(const char *name)
+{
+	StringInfoData q;
+	char	   *n = pstrdup(name);
+	int			len;
+
+	len = strlen(n);
+	if (len >= 2 && n[0] == '"' && n[len - 1] == '"')
+	{
+		/* already quoted: its inside, unescaped */
+		StringInfoData u;
+
+		initStringInfo(&u);
+		for (int i = 1; i < len - 1; i++)
+		{
+			if (n[i] == '\\' && i + 1 < len - 1)
+				i++;
+			appendStringInfoChar(&u, n[i]);
+		}
+		n = u.data;
+	}
+	for (const char *p = n; *p; p++)
+		if ((unsigned char) *p >= 0x80)
+			return allma_mime_header_text(n);
+	if (strpbrk(n, "()<>[]:;@\\,.\"") == NULL)
+		return allma_mime_header_text(n);
+	initStringInfo(&q);
+	appendStringInfoChar(&q, '"');
+	for (const char *p = n; *p; p++)
+	{
+		if (*p == '"' || *p == '\\')
+			appendStringInfoChar(&q, '\\');
+		appendStringInfoChar(&q, *p);
+	}
+	appendStringInfoChar(&q, '"');
+	return allma_mime_header_text(q.data);	/* (checks for line breaks) */
+}
+
+/*
+ * address_header: the value of an address header field: each "Name
+ * <addr>" with its name encoded or quoted by display_name (not the whole
+ * field encoded: encoded words may not hold addresses), joined by ", ".
+ */
+static char *
+address_header(List *addrs)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, addrs)
+	{
+		const char *a = lfirst(lc);
+		const char *lt = strchr(a, '<');
+
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		if (lt != NULL && lt > a)
+		{
+			int			n = lt - a;
+
+			while (n > 0 && (a[n - 1] == ' ' || a[n - 1] == '\t'))
+				n--;
+			if (n > 0)
+			{
+				appendStringInfo(&buf, "%s <%s>", display_name(pnstrdup(a, n)),
+								 allma_mime_bare_address(a));
+				continue;
+			}
+		}
+		appendStringInfoString(&buf, allma_mime_header_text(lt ? psprintf("<%s>", allma_mime_bare_address(a)) : a));
+	}
+	return buf.data;
 }
 
 /* RFC 5322 date of now, in UTC */
@@ -257,16 +440,15 @@ allma_mime_build(AllmaMailMessage *m, StringInfo msg)
 	ListCell   *lc;
 
 	if (m->from_name != NULL)
-		appendStringInfo(msg, "From: %s <%s>\r\n", allma_mime_header_text(m->from_name),
+		appendStringInfo(msg, "From: %s <%s>\r\n", display_name(m->from_name),
 						 allma_mime_bare_address(m->from));
 	else
-		appendStringInfo(msg, "From: %s\r\n", allma_mime_header_text(m->from));
-	appendStringInfo(msg, "To: %s\r\n", allma_mime_header_text(allma_mime_join_addresses(m->to)));
+		appendStringInfo(msg, "From: %s\r\n", address_header(list_make1((char *) m->from)));
+	appendStringInfo(msg, "To: %s\r\n", address_header(m->to));
 	if (m->cc != NIL)
-		appendStringInfo(msg, "Cc: %s\r\n", allma_mime_header_text(allma_mime_join_addresses(m->cc)));
+		appendStringInfo(msg, "Cc: %s\r\n", address_header(m->cc));
 	if (m->reply_to != NIL)
-		appendStringInfo(msg, "Reply-To: %s\r\n",
-						 allma_mime_header_text(allma_mime_join_addresses(m->reply_to)));
+		appendStringInfo(msg, "Reply-To: %s\r\n", address_header(m->reply_to));
 	appendStringInfo(msg, "Subject: %s\r\n", allma_mime_header_text(m->subject ? m->subject : ""));
 	appendStringInfo(msg, "Date: %s\r\n", mail_date());
 	appendStringInfo(msg, "Message-ID: %s\r\n", m->message_id);

@@ -16,6 +16,7 @@
 #include "postgres.h"
 
 #include "defcheck.h"
+#include "email_ingest.h"
 #include "steps.h"
 
 /* allma_step_pass_input: the output is the step input */
@@ -37,9 +38,19 @@ allma_step_pass_input(StepRun *run)
 void
 allma_check_email_start_point(AllmaChecker *ck, JsonbContainer *step)
 {
+	char	   *pattern;
+	char	   *why;
+
 	allma_def_get_template_string(ck, step, NULL, "emailAddress", false);
 	allma_def_get_string(ck, step, NULL, "keyword", false);
-	allma_def_get_string(ck, step, NULL, "triggerMessagePattern", false);
+	pattern = allma_def_get_string(ck, step, NULL, "triggerMessagePattern", false);
+	/* allma_deliver_email applies it (email_ingest.c) */
+	if (pattern != NULL && !allma_email_pattern_check(pattern, &why))
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+				 errmsg("step \"%s\": triggerMessagePattern is not a valid regular expression: %s",
+						ck->step, why),
+				 errhint("allma_deliver_email applies it as a PostgreSQL regular expression; group 1 becomes triggeringEmail.triggerPattern.")));
 }
 
 void

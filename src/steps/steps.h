@@ -133,6 +133,10 @@ typedef struct AllmaMailMessage
 
 /* the addresses of a field: a string ("," or ";" separated) or an array */
 extern List *allma_mime_addresses(Jsonb *v);
+/* the addresses of a header field's value (RFC 5322: names with commas are quoted) */
+extern List *allma_mime_header_addresses(const char *s);
+/* "addr" or "Name <addr>" with a well-formed addr */
+extern bool allma_mime_address_valid(const char *a);
 extern char *allma_mime_join_addresses(List *list);
 /* the address part of "Name <addr>" or "addr" */
 extern char *allma_mime_bare_address(const char *a);
