@@ -300,6 +300,39 @@ allma_cancel_execution(PG_FUNCTION_ARGS)
  * ----------------------------------------------------------------
  */
 
+/* the statements of a resume, planned once per backend */
+#define RESUME_FIND			0
+#define RESUME_LOCK_PATH	1
+#define RESUME_LOCK_WAIT	2
+#define RESUME_MARK_WAIT	3
+#define RESUME_READY_PATH	4
+static SPIPlanPtr resume_plans[5];
+
+/*
+ * resume_exec runs resume statement "which" (prepared and kept on first
+ * use: a resume from SELECT ... FROM a big set would otherwise spend most
+ * of its time planning) and checks SPI's result.
+ */
+static void
+resume_exec(int which, const char *sql, int nargs, Oid *types, Datum *values, int expected)
+{
+	int			rc;
+
+	if (resume_plans[which] == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+		if (plan == NULL)
+			elog(ERROR, "allma: could not prepare a resume statement: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		resume_plans[which] = plan;
+	}
+	rc = SPI_execute_plan(resume_plans[which], values, NULL, false, 0);
+	if (rc != expected)
+		elog(ERROR, "allma: resume statement failed (%s)", SPI_result_code_string(rc));
+}
+
 /* the error of a key whose wait is not open (any more) */
 static void
 wait_not_open(const char *key, const char *status)
@@ -375,12 +408,12 @@ allma_resume_flow(PG_FUNCTION_ARGS)
 		Datum		values[1] = {CStringGetTextDatum(key)};
 
 		/* the open wait, else the latest one, with its starter */
-		allma_owner_exec("SELECT w.root_execution_id, w.execution_id, w.path_id, w.seq, w.status, "
+		resume_exec(RESUME_FIND, "SELECT w.root_execution_id, w.execution_id, w.path_id, w.seq, w.status, "
 						 "       x.started_by "
 						 "  FROM allma.waits w JOIN allma.executions x USING (execution_id) "
 						 " WHERE w.correlation_key = $1 "
 						 " ORDER BY w.status = 'OPEN' DESC, w.created_at DESC LIMIT 1",
-						 1, types, values, NULL, SPI_OK_SELECT);
+						 1, types, values, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 			wait_not_open(key, NULL);
 		starter = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull));
@@ -411,10 +444,11 @@ allma_resume_flow(PG_FUNCTION_ARGS)
 		Datum		values[2] = {wait_key[1], wait_key[2]};
 
 		/* the path first (a worker timing the wait out holds it first too) */
-		allma_owner_exec("SELECT (p.request->'wait'->>'seq')::int4 FROM allma.execution_paths p "
-						 "WHERE p.execution_id = $1 AND p.path_id = $2 AND p.status = 'WAITING' "
-						 "  AND p.request ? 'wait' FOR UPDATE OF p",
-						 2, types, values, NULL, SPI_OK_SELECT);
+		resume_exec(RESUME_LOCK_PATH,
+					"SELECT (p.request->'wait'->>'seq')::int4 FROM allma.execution_paths p "
+					"WHERE p.execution_id = $1 AND p.path_id = $2 AND p.status = 'WAITING' "
+					"  AND p.request ? 'wait' FOR UPDATE OF p",
+					2, types, values, SPI_OK_SELECT);
 	}
 	{
 		Oid			types[4] = {UUIDOID, UUIDOID, INT8OID, INT4OID};
@@ -425,10 +459,11 @@ allma_resume_flow(PG_FUNCTION_ARGS)
 		bool		past_deadline;
 
 		/* then the wait, as it is now */
-		allma_owner_exec("SELECT status, deadline <= clock_timestamp() FROM allma.waits "
-						 "WHERE root_execution_id = $1 AND execution_id = $2 AND path_id = $3 AND seq = $4 "
-						 "FOR UPDATE",
-						 4, types, wait_key, NULL, SPI_OK_SELECT);
+		resume_exec(RESUME_LOCK_WAIT,
+					"SELECT status, deadline <= clock_timestamp() FROM allma.waits "
+					"WHERE root_execution_id = $1 AND execution_id = $2 AND path_id = $3 AND seq = $4 "
+					"FOR UPDATE",
+					4, types, wait_key, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 			wait_not_open(key, NULL);
 		status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -445,15 +480,17 @@ allma_resume_flow(PG_FUNCTION_ARGS)
 		Datum		values[6] = {wait_key[0], wait_key[1], wait_key[2], wait_key[3],
 		JsonbPGetDatum(payload), ObjectIdGetDatum(caller)};
 
-		allma_owner_exec("UPDATE allma.waits SET status = 'RESUMED', ended_at = clock_timestamp(), "
-						 "       payload = $5, resumed_by = $6::regrole "
-						 "WHERE root_execution_id = $1 AND execution_id = $2 AND path_id = $3 AND seq = $4",
-						 6, types, values, NULL, SPI_OK_UPDATE);
-		allma_owner_exec("UPDATE allma.execution_paths "
-						 "SET status = 'READY', due_at = clock_timestamp(), "
-						 "    request = jsonb_set(request, '{wait,resumed}', 'true') "
-						 "WHERE execution_id = $2 AND path_id = $3",
-						 6, types, values, NULL, SPI_OK_UPDATE);
+		resume_exec(RESUME_MARK_WAIT,
+					"UPDATE allma.waits SET status = 'RESUMED', ended_at = clock_timestamp(), "
+					"       payload = $5, resumed_by = $6::regrole "
+					"WHERE root_execution_id = $1 AND execution_id = $2 AND path_id = $3 AND seq = $4",
+					6, types, values, SPI_OK_UPDATE);
+		resume_exec(RESUME_READY_PATH,
+					"UPDATE allma.execution_paths "
+					"SET status = 'READY', due_at = clock_timestamp(), "
+					"    request = jsonb_set(request, '{wait,resumed}', 'true') "
+					"WHERE execution_id = $2 AND path_id = $3",
+					6, types, values, SPI_OK_UPDATE);
 	}
 	allma_owner_end(&st);
 	allma_request_wake_at_commit();

@@ -42,6 +42,27 @@
 /* the longest maxWaitTimeSeconds: a year */
 #define MAX_WAIT_SECONDS			31536000.0
 
+/* the statements of a wait, planned once per worker */
+static SPIPlanPtr insert_wait_plan = NULL;
+static SPIPlanPtr read_payload_plan = NULL;
+
+/* run_kept runs sql as a plan kept in *slot (prepared on first use) */
+static int
+run_kept(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types, Datum *values, long count)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+		if (plan == NULL)
+			elog(ERROR, "allma: could not prepare a statement of WAIT_FOR_EXTERNAL_EVENT: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*slot = plan;
+	}
+	return SPI_execute_plan(*slot, values, NULL, false, count);
+}
+
 /*
  * parked_wait: the wait this attempt returns from (the path's stored wait,
  * for this step and this attempt), or NULL when the step starts waiting.
@@ -108,14 +129,15 @@ park(StepRun *run)
 	values[3] = CStringGetTextDatum(step->id);
 	values[4] = CStringGetTextDatum(key);
 	values[5] = TimestampTzGetDatum(deadline);
-	if (SPI_execute_with_args("INSERT INTO allma.waits (root_execution_id, execution_id, path_id, seq, "
-							  "  step_instance_id, correlation_key, deadline) "
-							  "SELECT coalesce(x.root_execution_id, x.execution_id), x.execution_id, "
-							  "       $2, $3, $4, $5, $6 "
-							  "  FROM allma.executions x WHERE x.execution_id = $1 "
-							  "ON CONFLICT (correlation_key) WHERE status = 'OPEN' DO NOTHING "
-							  "RETURNING root_execution_id::text",
-							  6, types, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+	if (run_kept(&insert_wait_plan,
+				 "INSERT INTO allma.waits (root_execution_id, execution_id, path_id, seq, "
+				 "  step_instance_id, correlation_key, deadline) "
+				 "SELECT coalesce(x.root_execution_id, x.execution_id), x.execution_id, "
+				 "       $2, $3, $4, $5, $6 "
+				 "  FROM allma.executions x WHERE x.execution_id = $1 "
+				 "ON CONFLICT (correlation_key) WHERE status = 'OPEN' DO NOTHING "
+				 "RETURNING root_execution_id::text",
+				 6, types, values, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "allma: could not record the wait of step \"%s\"", step->id);
 	if (SPI_processed != 1)
 		allma_step_raise_error(ALLMA_ERR_PERMANENT,
@@ -179,9 +201,10 @@ finish_wait(StepRun *run, Jsonb *wait)
 	values[1] = UUIDPGetDatum(&run->ps->execution_id);
 	values[2] = Int64GetDatum(run->ps->path_id);
 	values[3] = Int32GetDatum(run->ps->seq);
-	if (SPI_execute_with_args("SELECT payload FROM allma.waits WHERE root_execution_id = $1 "
-							  "AND execution_id = $2 AND path_id = $3 AND seq = $4",
-							  4, types, values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	if (run_kept(&read_payload_plan,
+				 "SELECT payload FROM allma.waits WHERE root_execution_id = $1 "
+				 "AND execution_id = $2 AND path_id = $3 AND seq = $4",
+				 4, types, values, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "allma: the wait of step \"%s\" of execution %s is gone",
 			 run->step->id, uuid_text(&run->ps->execution_id));
 	MemoryContextSwitchTo(cxt);	/* (SPI leaves its own context current) */
