@@ -99,6 +99,22 @@ exec_sql(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 		elog(ERROR, "allma: lifecycle statement failed (%s)", SPI_result_code_string(rc));
 }
 
+/* result_uuids: the first column (a uuid) of every row of the last SPI result */
+static pg_uuid_t *
+result_uuids(void)
+{
+	pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * Max(SPI_processed, 1));
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		memcpy(&ids[i], DatumGetUUIDP(d), sizeof(pg_uuid_t));
+	}
+	return ids;
+}
+
 int
 allma_lifecycle_end_tree(pg_uuid_t *id, const char *status, Jsonb *error, Jsonb *child_error)
 {
@@ -136,14 +152,7 @@ allma_lifecycle_end_tree(pg_uuid_t *id, const char *status, Jsonb *error, Jsonb 
 	n = (int) SPI_processed;
 	if (n == 0)
 		return 0;
-	ended = palloc(sizeof(pg_uuid_t) * n);
-	for (int i = 0; i < n; i++)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-
-		memcpy(&ended[i], DatumGetUUIDP(d), sizeof(pg_uuid_t));
-	}
+	ended = result_uuids();
 	/* the same wake-up a worker sends for an execution it ends */
 	for (int i = 0; i < n; i++)
 		Async_Notify(ALLMA_NOTIFY_CHANNEL,
@@ -608,14 +617,12 @@ allma_lifecycle_time_out_executions(int limit)
 	n = (int) SPI_processed;
 	if (n == 0)
 		return 0;
-	ids = palloc(sizeof(pg_uuid_t) * n);
+	ids = result_uuids();
 	timeouts = palloc(sizeof(double) * n);
 	for (int i = 0; i < n; i++)
 	{
 		bool		isnull;
 
-		memcpy(&ids[i], DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-													1, &isnull)), sizeof(pg_uuid_t));
 		timeouts[i] = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
 												   2, &isnull));
 	}
