@@ -77,6 +77,23 @@ OBJS += \
 	src/lifecycle.o \
 	src/steps/wait.o
 
+# Allma compatibility: bundle import/export
+OBJS += \
+	src/bundle_defs.o \
+	src/bundle_import.o \
+	src/bundle_export.o
+
+# sub-flows and redrive
+OBJS += \
+	src/steps/subflow.o \
+	src/redrive.o
+
+# Operations: retention, completion actions, schedules
+OBJS += \
+	src/retention.o \
+	src/steps/completion.o \
+	src/schedule.o
+
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.
 DATA = $(EXTENSION)--1.0.sql $(notdir $(wildcard $(srcdir)/$(EXTENSION)--*--*.sql))

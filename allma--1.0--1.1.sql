@@ -438,7 +438,8 @@ GRANT EXECUTE ON FUNCTION allma_cancel_execution(uuid, text) TO allma_user;
 
 /*
  * Waits of WAIT_FOR_EXTERNAL_EVENT steps.  The path parks as a WAITING row
- * of allma.execution_paths whose request holds the wait ({"wait": {...}})
+ * of allma.execution_paths whose request holds the wait ({"wait": {...}};
+ * sub-flow parents keep other records there)
  * and whose due_at is the deadline: no process, no lock.  Workers look only
  * at parked paths whose deadline passed (execution_paths_waits_idx), and a
  * wait's row here says how it ended, so that a second resume, a resume of a
@@ -466,7 +467,7 @@ COMMENT ON TABLE allma.waits IS
 CREATE UNIQUE INDEX waits_open_key_idx ON allma.waits (correlation_key) WHERE status = 'OPEN';
 CREATE INDEX waits_key_idx ON allma.waits (correlation_key);
 CREATE INDEX execution_paths_waits_idx ON allma.execution_paths (due_at)
-	WHERE status = 'WAITING' AND request IS NOT NULL;
+	WHERE status = 'WAITING' AND request ? 'wait';
 
 ALTER TABLE allma.waits ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 REVOKE ALL ON allma.waits FROM PUBLIC;
@@ -502,6 +503,117 @@ LANGUAGE C;
 REVOKE EXECUTE ON FUNCTION allma.execution_deadline() FROM PUBLIC;
 CREATE TRIGGER executions_deadline BEFORE INSERT ON allma.executions
 	FOR EACH ROW EXECUTE FUNCTION allma.execution_deadline();
+
+-- sub-flows and redrive
+
+/*
+ * Step timing: started_at is when an attempt began (for HTTP, LLM, MCP and
+ * mail steps when their request was committed for sending; for forks and
+ * sub-flows when they started), ended_at when its result was recorded.
+ */
+ALTER TABLE allma.step_executions
+	ADD COLUMN duration_ms double precision
+		GENERATED ALWAYS AS (pg_catalog.date_part('epoch', ended_at - started_at) * 1000) STORED;
+COMMENT ON COLUMN allma.step_executions.duration_ms IS
+	'ended_at - started_at in milliseconds (a resumed step counts from when it first ran)';
+
+/*
+ * The execution tree: parent_execution_id, root_execution_id (the root's own
+ * id for a top-level execution) and depth are 1.0's columns; a sync child
+ * also names the parent's path that waits for it (parent_path_id, NULL for
+ * async children), and a redriven execution the one it redrives.
+ */
+ALTER TABLE allma.executions
+	ADD COLUMN parent_path_id bigint,
+	ADD COLUMN parent_step_instance_id text,
+	ADD COLUMN redrive_of uuid;
+COMMENT ON COLUMN allma.executions.parent_path_id IS
+	'For a sync sub-flow: the path of parent_execution_id that waits for it';
+COMMENT ON COLUMN allma.executions.redrive_of IS
+	'The execution this one redrives (allma_redrive_execution)';
+
+/*
+ * A sync sub-flow's end wakes the parent path that waits for it, in the
+ * transaction that ends the child (whoever ends it: a worker, a cancel, a
+ * timeout): the path becomes runnable to complete its step.  The path must
+ * still wait for this very child (its request record names it).  The
+ * function runs as the role that updates allma.executions (workers and
+ * allma's functions: the bootstrap superuser); nobody may call it.
+ */
+CREATE FUNCTION allma.wake_sync_parent() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	UPDATE allma.execution_paths
+	   SET status = 'READY', joining = true, due_at = clock_timestamp()
+	 WHERE execution_id = NEW.parent_execution_id AND path_id = NEW.parent_path_id
+	   AND status = 'WAITING' AND request->>'childExecutionId' = NEW.execution_id::text;
+	RETURN NULL;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION allma.wake_sync_parent() FROM PUBLIC;
+CREATE TRIGGER executions_wake_sync_parent
+	AFTER UPDATE OF status ON allma.executions
+	FOR EACH ROW
+	WHEN (NEW.parent_path_id IS NOT NULL AND OLD.status = 'RUNNING' AND NEW.status <> 'RUNNING')
+	EXECUTE FUNCTION allma.wake_sync_parent();
+
+-- a branch parked by its step (a sync sub-flow) is running, not queued
+CREATE OR REPLACE VIEW allma.fork_progress WITH (security_invoker = true, security_barrier = true) AS
+SELECT f.execution_id, f.fork_path_id, f.step_instance_id, f.total,
+	   count(*) FILTER (WHERE p.status IN ('READY', 'INFLIGHT')
+						   OR p.status = 'WAITING' AND p.request IS NOT NULL) AS running,
+	   count(*) FILTER (WHERE p.status = 'WAITING' AND p.request IS NULL) AS queued,
+	   f.completed, f.failed, f.started_at
+  FROM allma.forks f
+  LEFT JOIN allma.execution_paths p
+	ON p.execution_id = f.execution_id AND p.parent_path_id = f.fork_path_id
+ GROUP BY f.execution_id, f.fork_path_id, f.step_instance_id, f.total,
+		  f.completed, f.failed, f.started_at;
+
+/*
+ * Redrive: the context each step of the main path started from, recorded
+ * with execution logs on (allma_redrive_execution starts again from it),
+ * and the execution a redrive runs again.
+ */
+ALTER TABLE allma.step_executions ADD COLUMN context jsonb;
+COMMENT ON COLUMN allma.step_executions.context IS
+	'The context the step started from (main path, execution logs on): what a redrive from this step starts with';
+
+CREATE FUNCTION allma_redrive_execution(execution_id uuid, from_step text DEFAULT NULL,
+										context jsonb DEFAULT NULL)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'allma_redrive_execution'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_redrive_execution(uuid, text, jsonb) IS
+	'Starts a new execution of the same flow version from the original input, or from a step with the context recorded before it (or the one given); for the original''s starter or allma_admin, as the caller';
+REVOKE EXECUTE ON FUNCTION allma_redrive_execution(uuid, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_redrive_execution(uuid, text, jsonb) TO allma_user;
+
+/*
+ * Flow versions are immutable: executions pin a version when they start and
+ * the workers cache definitions by (flow, version), so a changed definition
+ * would change running executions behind their back.  New definitions are
+ * new versions (allma_create_flow).  The trigger holds for every role.
+ */
+CREATE FUNCTION allma.flow_versions_immutable() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RAISE EXCEPTION 'flow versions are immutable'
+		USING ERRCODE = 'LM322',
+			  DETAIL = format('Flow "%s" version %s cannot be changed; executions pin the version they started with.',
+							  OLD.flow_id, OLD.version),
+			  HINT = 'Create a new version with allma_create_flow() and publish it.';
+END
+$$;
+REVOKE EXECUTE ON FUNCTION allma.flow_versions_immutable() FROM PUBLIC;
+CREATE TRIGGER flow_versions_immutable
+	BEFORE UPDATE OF flow_id, version, definition ON allma.flow_versions
+	FOR EACH ROW EXECUTE FUNCTION allma.flow_versions_immutable();
 
 
 ------------------------------------------------------------------------------
@@ -664,10 +776,178 @@ COMMENT ON FUNCTION allma_parse_email(text) IS
 REVOKE ALL ON FUNCTION allma_parse_email(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION allma_parse_email(text) TO allma_admin;
 
+-- bundle import/export
+
+/*
+ * Allma's agents and reusable step definitions, brought by bundles
+ * (allma_import; docs/from-allma.md).  An agent's flowVariables apply to
+ * the executions of the flows it lists, when its owner holds EDIT on them;
+ * a step definition is merged under the steps that name it (stepDefinitionId)
+ * when a flow version is stored, for roles with its owner's privileges.
+ * Written only by allma_import (as the bootstrap superuser); allma_user
+ * reads its own rows, allma_admin all.
+ */
+CREATE TABLE allma.agents (
+	agent_id			text PRIMARY KEY CHECK (length(agent_id) BETWEEN 1 AND 256),
+	definition			jsonb NOT NULL CHECK (jsonb_typeof(definition) = 'object'),
+	flow_ids			text[] NOT NULL DEFAULT '{}',
+	flow_variables		jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(flow_variables) = 'object'),
+	enabled				boolean NOT NULL DEFAULT true,
+	owner				regrole NOT NULL,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX agents_flow_ids ON allma.agents USING gin (flow_ids);
+COMMENT ON TABLE allma.agents IS
+	'Allma agents: flowVariables applied to the executions of their flows (flow_ids)';
+
+CREATE TABLE allma.step_definitions (
+	step_definition_id	text PRIMARY KEY CHECK (length(step_definition_id) BETWEEN 1 AND 256),
+	definition			jsonb NOT NULL CHECK (jsonb_typeof(definition) = 'object'),
+	owner				regrole NOT NULL,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE allma.step_definitions IS
+	'Allma reusable step definitions, merged under the steps naming them (stepDefinitionId) when a flow version is stored';
+
+SELECT pg_catalog.pg_extension_config_dump('allma.agents', '');
+SELECT pg_catalog.pg_extension_config_dump('allma.step_definitions', '');
+REVOKE ALL ON allma.agents, allma.step_definitions FROM PUBLIC;
+GRANT SELECT ON allma.agents, allma.step_definitions TO allma_user;
+ALTER TABLE allma.agents ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+ALTER TABLE allma.step_definitions ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY agents_admin ON allma.agents FOR SELECT TO allma_admin USING (true);
+CREATE POLICY step_definitions_admin ON allma.step_definitions FOR SELECT TO allma_admin USING (true);
+CREATE POLICY agents_owner ON allma.agents FOR SELECT TO allma_user
+	USING (pg_catalog.pg_has_role(owner, 'USAGE'));
+CREATE POLICY step_definitions_owner ON allma.step_definitions FOR SELECT TO allma_user
+	USING (pg_catalog.pg_has_role(owner, 'USAGE'));
+
+-- a prompt version's other fields from a bundle (name, tags, timestamps), for the export
+ALTER TABLE allma.prompt_templates
+	ADD COLUMN bundle_attributes jsonb NOT NULL DEFAULT '{}'
+		CHECK (jsonb_typeof(bundle_attributes) = 'object');
+COMMENT ON COLUMN allma.prompt_templates.bundle_attributes IS
+	'Fields an Allma bundle gave the version besides id, content, description, version, isPublished (allma_import/allma_export)';
+
+CREATE FUNCTION allma_import(bundle jsonb, overwrite boolean DEFAULT false,
+							 parameters jsonb DEFAULT '{}')
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'allma_import'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_import(jsonb, boolean, jsonb) IS
+	'Imports an Allma export bundle (flows with versions, prompt templates, agents, step definitions) in one transaction; parameters fill deploy placeholders; returns a report';
+REVOKE EXECUTE ON FUNCTION allma_import(jsonb, boolean, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_import(jsonb, boolean, jsonb) TO allma_user;
+
+CREATE FUNCTION allma_export(flow_ids text[] DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'allma_export'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_export(text[]) IS
+	'An Allma export bundle of the flows (NULL: all you may see) with their prompts, agents and step definitions';
+REVOKE EXECUTE ON FUNCTION allma_export(text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_export(text[]) TO allma_user;
+
 
 ------------------------------------------------------------------------------
 -- Operations: schedules, retention, completion actions
 ------------------------------------------------------------------------------
+
+/*
+ * Retention (src/retention.c).  Every table keyed by an execution id
+ * references allma.executions ON DELETE CASCADE, so that purging an
+ * execution purges its history, paths, forks and files, and no orphan can
+ * exist.  1.0 had no such key on the history: rows of executions deleted
+ * by hand are orphans, deleted here before the key is added (the tables
+ * are locked by the Security section above, so no worker writes history
+ * in between; executions in flight keep their history).
+ */
+DELETE FROM allma.step_executions s
+ WHERE NOT EXISTS (SELECT FROM allma.executions e WHERE e.execution_id = s.execution_id);
+ALTER TABLE allma.step_executions
+	ADD CONSTRAINT step_executions_execution_id_fkey FOREIGN KEY (execution_id)
+	REFERENCES allma.executions (execution_id) ON DELETE CASCADE;
+-- finished executions in the order they expire
+CREATE INDEX executions_ended_idx ON allma.executions (ended_at) WHERE ended_at IS NOT NULL;
+
+CREATE FUNCTION allma_purge(older_than interval, flow_id text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'allma_purge'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_purge(interval, text) IS
+	'Deletes finished executions that ended more than older_than ago (of one flow, or all), with their history; only those the caller can see; returns how many';
+REVOKE EXECUTE ON FUNCTION allma_purge(interval, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_purge(interval, text) TO allma_user;
+
+/*
+ * Schedules on pg_cron (src/schedule.c).  A schedule is a pg_cron job of
+ * this database, named "allma:<job>" (SCHEDULE_START_POINT steps:
+ * "allma:flow:<flow>:<step>"), run as the role that scheduled it (a step's:
+ * the flow's owner); its command starts the flow with the execution id
+ * allma_schedule_tick_id gives for the job and the minute, so that a tick
+ * starts at most one execution.  Without pg_cron the functions say so.
+ */
+-- (salt: random per job and kept in its command, which pg_cron's row-level
+-- security shows only to the job's role: nobody else can compute the ids of
+-- its ticks and take them first)
+CREATE FUNCTION allma_schedule_tick_id(job_name text, at timestamptz DEFAULT now(),
+									   salt text DEFAULT '')
+RETURNS uuid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT md5(current_user || '/' || job_name || '/' || salt || '/' ||
+			   to_char(date_trunc('minute', at AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"HH24:MI'))::uuid
+$$;
+COMMENT ON FUNCTION allma_schedule_tick_id(text, timestamptz, text) IS
+	'The execution id of a schedule''s tick: the same for the same role, job, salt and minute (UTC)';
+
+CREATE FUNCTION allma_schedule_flow(job_name text, schedule text, flow_id text,
+									input jsonb DEFAULT '{}')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'allma_schedule_flow'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_schedule_flow(text, text, text, jsonb) IS
+	'Starts the flow on a pg_cron schedule (cron fields, or Allma''s cron(...)/rate(...)) as the caller, one execution per tick; needs START; returns the pg_cron job id';
+
+CREATE FUNCTION allma_unschedule_flow(job_name text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'allma_unschedule_flow'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_unschedule_flow(text) IS
+	'Removes the caller''s schedule of that name; false when there is none';
+
+CREATE FUNCTION allma_schedule_expression(expression text, timezone text DEFAULT 'UTC')
+RETURNS text
+AS 'MODULE_PATHNAME', 'allma_schedule_expression'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_schedule_expression(text, text) IS
+	'The pg_cron schedule of an Allma scheduleExpression (cron(...), rate(...)) in a time zone; an error when pg_cron 1.4 cannot express it';
+
+-- SCHEDULE_START_POINT steps follow the published version
+CREATE FUNCTION allma_sync_schedules()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'allma_sync_schedules'
+LANGUAGE C
+SET search_path = pg_catalog, pg_temp;
+CREATE TRIGGER flows_sync_schedules
+	AFTER INSERT OR UPDATE OF published_version ON allma.flows
+	FOR EACH ROW EXECUTE FUNCTION allma_sync_schedules();
+
+REVOKE EXECUTE ON FUNCTION allma_schedule_tick_id(text, timestamptz, text),
+	allma_schedule_flow(text, text, text, jsonb), allma_unschedule_flow(text),
+	allma_schedule_expression(text, text), allma_sync_schedules() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_schedule_tick_id(text, timestamptz, text),
+	allma_schedule_flow(text, text, text, jsonb), allma_unschedule_flow(text),
+	allma_schedule_expression(text, text) TO allma_user;
 
 
 ------------------------------------------------------------------------------

@@ -60,9 +60,9 @@ SELECT allma_create_flow($$
            "parallelBranches": [{"branchId": "w", "stepInstanceId": "wait"}]},
   "wait": {"stepType": "WAIT_FOR_EXTERNAL_EVENT", "correlationKeyTemplate": "timeout-{{currentItem}}"}}}$$);
 SELECT allma_create_flow($$
-{"id": "child", "startStepInstanceId": "b",
+{"id": "lc-child", "startStepInstanceId": "b",
  "steps": {"b": {"stepType": "NO_OP", "delay": {"milliseconds": 86400000, "position": "before"}}}}$$);
-SELECT allma_start_flow('child') AS child \gset
+SELECT allma_start_flow('lc-child') AS child \gset
 UPDATE allma.executions SET parent_execution_id = '00000000-0000-4000-8000-000000005401'
  WHERE execution_id = :'child';
 SELECT allma_start_flow('waits-too-long', '{"items": [1, 2]}',

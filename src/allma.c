@@ -32,7 +32,9 @@
 #include "http.h"
 #include "launcher.h"
 #include "lifecycle.h"
+#include "retention.h"
 #include "shmem.h"
+#include "steps/steps.h"
 
 PG_MODULE_MAGIC;
 
@@ -294,6 +296,8 @@ define_gucs(void)
 							 &allma_allow_superuser_sql_steps, false, PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	allma_lifecycle_define_gucs();
+	allma_subflow_define_gucs();
+	allma_retention_define_gucs();
 
 	MarkGUCPrefixReserved("allma");
 }

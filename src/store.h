@@ -13,6 +13,7 @@
 
 #include "allma.h"
 
+#include "executor/spi.h"
 #include "nodes/pg_list.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -26,6 +27,13 @@ extern int	allma_store_release_inflight(int slot);
 extern int	allma_store_save(List *paths);
 extern TimestampTz allma_store_next_due(void);
 extern void allma_store_reset(void);
+
+/*
+ * allma_store_prepare makes a saved plan (SPI connected; the caller's
+ * memory context stays current); throws when the statement does not
+ * prepare
+ */
+extern SPIPlanPtr allma_store_prepare(const char *sql, int nargs, Oid *types);
 
 struct AllmaForkSpec;
 extern void allma_store_insert_branches(pg_uuid_t *execution_id, int64 parent_path_id,

@@ -7,7 +7,8 @@
  * First attempt: correlationKeyTemplate is rendered (an empty key, one that
  * ends with ':' or one over 1024 bytes fails the step, as in Allma), the
  * wait is recorded in allma.waits (its key unique among open waits) and
- * the path parks: WAITING, its request the wait ({"wait": {...}}), due at
+ * the path parks: WAITING, its request the wait ({"wait": {...}}, the
+ * path's wait_record), due at
  * the deadline (now + maxWaitTimeSeconds, default 7 days, times
  * allma.timer_scale).  Nothing of the wait lives in a process.
  *
@@ -158,7 +159,7 @@ park(StepRun *run)
 	{
 		MemoryContext old = MemoryContextSwitchTo(run->pathcxt);
 
-		run->park_request = allma_jsonb_set_key(NULL, "wait", wait);
+		run->ps->wait_record = allma_jsonb_set_key(NULL, "wait", wait);
 		MemoryContextSwitchTo(old);
 	}
 	run->park_until = deadline;
