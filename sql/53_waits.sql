@@ -56,8 +56,12 @@ SELECT p.status, p.step_instance_id, p.request->'wait'->>'correlationKey' AS key
  WHERE p.execution_id = :'e';
 SELECT pg_temp.path(:'e') AS before_resume;
 
+SELECT clock_timestamp() AS resumed_at \gset
 SELECT allma_resume_flow('order-42', '{"approved": true, "by": "ada", "note": "ok"}') = :'e' AS resumed_it;
 SELECT allma_wait(:'e');
+-- the wait's history row spans the wait: from when it parked to when it was resumed
+SELECT started_at < :'resumed_at' AS started_when_parked, ended_at > :'resumed_at' AS ended_after_resume
+  FROM allma.step_executions WHERE execution_id = :'e' AND step_instance_id = 'wait';
 SELECT status, output->'decision' AS decision, output->>'approver' AS approver,
        output ? 'note' AS unmapped_kept, pg_temp.path(:'e') AS history
   FROM allma.executions WHERE execution_id = :'e';

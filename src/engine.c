@@ -426,7 +426,8 @@ fail_path(AllmaPathState *ps, Jsonb *error)
 /*
  * step_start_time: when the current attempt of the path's step began.  A
  * step that resumes in a later pass (its response arrived, its fork
- * joined, the child it waits for ended) began when it first ran: that time
+ * joined, the child it waits for ended, its wait for an event was resumed
+ * or timed out) began when it first ran: that time
  * is kept in the path's request record as "stepStartedAt" (see
  * keep_step_start).
  */
@@ -435,7 +436,8 @@ step_start_time(AllmaPathState *ps)
 {
 	char	   *s;
 
-	if (ps->prev_request != NULL && (ps->response != NULL || ps->joining) &&
+	if (ps->prev_request != NULL &&
+		(ps->response != NULL || ps->joining || allma_jsonb_has_key(ps->prev_request, "wait")) &&
 		(s = allma_jsonb_get_cstring(ps->prev_request, "stepStartedAt")) != NULL)
 		return DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
 													   ObjectIdGetDatum(InvalidOid),
