@@ -72,6 +72,9 @@ OBJS = \
 OBJS += \
 	src/mail_parse.o \
 	src/email_ingest.o
+# Observability: progress, trees, statistics, worker status
+OBJS += \
+	src/observe.o
 # execution lifecycle: waits, cancel, timeouts, step budget
 OBJS += \
 	src/lifecycle.o \
@@ -93,6 +96,13 @@ OBJS += \
 	src/retention.o \
 	src/steps/completion.o \
 	src/schedule.o
+
+# faults and limits
+OBJS += \
+	src/limit_gucs.o \
+	src/text_valid.o \
+	src/drop_guard.o \
+	src/http_budget_probe.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.

@@ -55,6 +55,9 @@ SELECT p.status, p.step_instance_id, p.request->'wait'->>'correlationKey' AS key
   FROM allma.execution_paths p JOIN allma.waits w USING (execution_id, path_id)
  WHERE p.execution_id = :'e';
 SELECT pg_temp.path(:'e') AS before_resume;
+SELECT waiting_on, event_key, event_deadline = (SELECT deadline FROM allma.waits w WHERE w.execution_id = :'e')
+       AS deadline_matches
+  FROM allma.live_path_waits WHERE execution_id = :'e';
 
 SELECT clock_timestamp() AS resumed_at \gset
 SELECT allma_resume_flow('order-42', '{"approved": true, "by": "ada", "note": "ok"}') = :'e' AS resumed_it;

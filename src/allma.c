@@ -29,6 +29,8 @@
 
 #include "allma.h"
 #include "email_ingest.h"
+#include "limit_gucs.h"
+#include "drop_guard.h"
 #include "http.h"
 #include "launcher.h"
 #include "lifecycle.h"
@@ -298,6 +300,7 @@ define_gucs(void)
 	allma_lifecycle_define_gucs();
 	allma_subflow_define_gucs();
 	allma_retention_define_gucs();
+	allma_define_limit_gucs();
 
 	MarkGUCPrefixReserved("allma");
 }
@@ -339,6 +342,7 @@ allma_process_utility(PlannedStmt *pstmt, const char *queryString,
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 
+	allma_drop_guard_check(parsetree);	/* DROP EXTENSION allma, see drop_guard.c */
 	if (IsA(parsetree, DropdbStmt))
 	{
 		DropdbStmt *stmt = (DropdbStmt *) parsetree;

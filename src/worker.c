@@ -86,6 +86,7 @@
 #include "http.h"
 #include "lifecycle.h"
 #include "retention.h"
+#include "limit_gucs.h"
 #include "retry.h"
 #include "shmem.h"
 #include "steps/completion.h"
@@ -331,6 +332,7 @@ http_limits_from_gucs(AllmaHttpLimits *limits)
 	limits->connect_timeout_ms = allma_http_connect_timeout_ms;
 	limits->timeout_ms = allma_http_timeout_ms;
 	limits->max_response_bytes = allma_http_max_response_bytes;
+	limits->max_inflight_bytes = (size_t) allma_max_inflight_kb * 1024;	/* limit_gucs.c */
 }
 
 static AllmaHttpClient *
