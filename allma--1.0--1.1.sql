@@ -604,7 +604,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	RAISE EXCEPTION 'flow versions are immutable'
-		USING ERRCODE = 'LM322',
+		USING ERRCODE = 'LM332',
 			  DETAIL = format('Flow "%s" version %s cannot be changed; executions pin the version they started with.',
 							  OLD.flow_id, OLD.version),
 			  HINT = 'Create a new version with allma_create_flow() and publish it.';
