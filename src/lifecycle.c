@@ -180,7 +180,8 @@ allma_lifecycle_drop_paths(int n, pg_uuid_t *executions)
 	/*
 	 * Only executions that ended; by key (each lookup by the primary key's
 	 * prefix); rows another transaction holds are skipped, they are dropped
-	 * when a worker next claims them.
+	 * when a worker next claims them.  Completion-action paths (negative ids)
+	 * stay: they run after the execution ended.
 	 */
 	exec_sql("WITH dead AS ("
 			 "  SELECT x.execution_id AS e FROM allma.executions x "
@@ -188,7 +189,7 @@ allma_lifecycle_drop_paths(int n, pg_uuid_t *executions)
 			 "paths AS ("
 			 "  DELETE FROM allma.execution_paths p "
 			 "   USING (SELECT q.execution_id, q.path_id FROM allma.execution_paths q "
-			 "           WHERE q.execution_id IN (SELECT e FROM dead) "
+			 "           WHERE q.execution_id IN (SELECT e FROM dead) AND q.path_id >= 0 "
 			 "           FOR UPDATE OF q SKIP LOCKED) s "
 			 "   WHERE p.execution_id = s.execution_id AND p.path_id = s.path_id), "
 			 "forks AS ("

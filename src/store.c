@@ -329,7 +329,8 @@ allma_store_release_inflight(int slot)
  * the claim locked the paths, so it sees whatever the passes that held them
  * committed (the claim's own snapshot may predate them).  Paths of
  * executions that are no longer RUNNING (cancelled, timed out) are dropped
- * and deleted: they never run a step.  The flow_ids and versions lists,
+ * and deleted: they never run a step.  Completion-action paths (negative
+ * path ids) are the exception: they run after their execution ended.  The flow_ids and versions lists,
  * parallel to paths, lose the same elements.
  */
 static List *
@@ -378,7 +379,7 @@ refresh_execution_state(List *paths, List **flow_ids, List **versions)
 			running = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
 			break;
 		}
-		if (running)
+		if (running || ps->path_id < 0)
 		{
 			kept = lappend(kept, ps);
 			kept_ids = lappend(kept_ids, list_nth(*flow_ids, i));
