@@ -72,6 +72,10 @@ OBJS = \
 OBJS += \
 	src/mail_parse.o \
 	src/email_ingest.o
+# Faults and limits: engine faults
+OBJS += \
+	src/pathfail.o \
+	src/faultpoint.o
 
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.
@@ -105,7 +109,14 @@ SHLIB_LINK = $(shell $(CURL_CONFIG) --libs)
 
 # what the test targets leave behind (pg_regress: results/, log/,
 # regression.*; isolation: output_iso/, tmp_check_iso/; TAP: tmp_check/)
-EXTRA_CLEAN = results log regression.diffs regression.out tmp_check output_iso tmp_check_iso
+EXTRA_CLEAN = results log regression.diffs regression.out tmp_check output_iso tmp_check_iso \
+	src/.fault-injection-on src/.fault-injection-off
+
+# Faults and limits (engine faults): a test build with fault points
+# (src/faultpoint.h): make FAULT_INJECTION=1
+ifeq ($(FAULT_INJECTION),1)
+PG_CPPFLAGS += -DALLMA_FAULT_INJECTION
+endif
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -129,3 +140,13 @@ isolationcheck:
 # PostgreSQL's TAP harness (PostgreSQL::Test::Cluster) from the installation
 prove_installcheck:
 	$(prove_installcheck)
+
+# Faults and limits (engine faults): switching between a test build
+# (FAULT_INJECTION=1) and a normal one rebuilds everything, so that a
+# fault-injection object never ends up in a normal build
+FAULT_STAMP = src/.fault-injection-$(if $(filter 1,$(FAULT_INJECTION)),on,off)
+$(OBJS): $(FAULT_STAMP)
+$(FAULT_STAMP):
+	mkdir -p $(dir $@)
+	rm -f src/.fault-injection-on src/.fault-injection-off
+	touch $@

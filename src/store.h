@@ -13,6 +13,7 @@
 
 #include "allma.h"
 
+#include "executor/spi.h"
 #include "nodes/pg_list.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -21,11 +22,12 @@ extern int	allma_store_owner_slot;
 
 extern List *allma_store_claim(int limit);
 extern List *allma_store_claim_inflight(int n, pg_uuid_t *executions, int64 *path_ids,
-										int32 *attempts);
+										int32 *attempts, int32 *seqs);
 extern int	allma_store_release_inflight(int slot);
 extern int	allma_store_save(List *paths);
 extern TimestampTz allma_store_next_due(void);
 extern void allma_store_reset(void);
+extern SPIPlanPtr allma_store_prepare(const char *sql, int nargs, Oid *types);
 
 struct AllmaForkSpec;
 extern void allma_store_insert_branches(pg_uuid_t *execution_id, int64 parent_path_id,
