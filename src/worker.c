@@ -702,6 +702,7 @@ static AllmaHttpCompletion *held = NULL;
 static int	held_count = 0;
 static int	held_next = 0;
 static bool held_solo = false;
+static int	held_attempts = 0;	/* failed solo passes of held[held_next] */
 static bool recording_held = false;
 
 /* forget_held_responses: they were recorded (or given up on) */
@@ -714,6 +715,7 @@ forget_held_responses(void)
 	held_count = 0;
 	held_next = 0;
 	held_solo = false;
+	held_attempts = 0;
 	recording_held = false;
 	if (held_cxt != NULL)
 		MemoryContextReset(held_cxt);
@@ -730,10 +732,30 @@ held_responses_failed(void)
 		return;
 	recording_held = false;
 	if (!held_solo)
+	{
 		ereport(LOG,
 				(errmsg("allma will record %d responses again, one at a time",
 						held_count - held_next)));
-	held_solo = true;
+		held_solo = true;
+		return;
+	}
+	if (++held_attempts <= allma_max_path_failures)
+		return;
+
+	/*
+	 * Its path could not even be quarantined (the failing write is the
+	 * path's own row): holding the response longer would stop this worker
+	 * from recording any other.
+	 */
+	ereport(LOG,
+			(errmsg("allma gives up recording a response after %d failed attempts: its path could not be quarantined either",
+					held_attempts + 1),
+			 errdetail("Its step runs again when its lease expires.")));
+	pfree(held[held_next].tag);
+	held_next++;
+	held_attempts = 0;
+	if (held_next >= held_count)
+		forget_held_responses();
 }
 
 typedef struct CompletionPass
@@ -795,6 +817,7 @@ completion_pass_committed(WorkerPass *pass)
 		/* one down, the next one in the next pass */
 		pfree(held[held_next].tag);
 		held_next += cp->n;
+		held_attempts = 0;
 		recording_held = false;
 		return;
 	}
