@@ -72,6 +72,27 @@ OBJS = \
 OBJS += \
 	src/mail_parse.o \
 	src/email_ingest.o
+# Observability: progress, trees, statistics, worker status
+OBJS += \
+	src/observe.o
+
+# Allma compatibility: bundle import/export
+OBJS += \
+	src/bundle_defs.o \
+	src/bundle_import.o \
+	src/bundle_export.o
+
+# sub-flows and redrive
+OBJS += \
+	src/steps/subflow.o \
+	src/redrive.o
+
+# Operations: retention, completion actions, schedules
+OBJS += \
+	src/retention.o \
+	src/steps/completion.o \
+	src/schedule.o
+
 # Faults and limits: engine faults
 OBJS += \
 	src/pathfail.o \

@@ -414,6 +414,117 @@ GRANT EXECUTE ON FUNCTION allma_grant_secret(text, regrole), allma_revoke_secret
 -- Execution lifecycle: waits, sub-flows, cancel, timeouts, redrive
 ------------------------------------------------------------------------------
 
+-- sub-flows and redrive
+
+/*
+ * Step timing: started_at is when an attempt began (for HTTP, LLM, MCP and
+ * mail steps when their request was committed for sending; for forks and
+ * sub-flows when they started), ended_at when its result was recorded.
+ */
+ALTER TABLE allma.step_executions
+	ADD COLUMN duration_ms double precision
+		GENERATED ALWAYS AS (pg_catalog.date_part('epoch', ended_at - started_at) * 1000) STORED;
+COMMENT ON COLUMN allma.step_executions.duration_ms IS
+	'ended_at - started_at in milliseconds (a resumed step counts from when it first ran)';
+
+/*
+ * The execution tree: parent_execution_id, root_execution_id (the root's own
+ * id for a top-level execution) and depth are 1.0's columns; a sync child
+ * also names the parent's path that waits for it (parent_path_id, NULL for
+ * async children), and a redriven execution the one it redrives.
+ */
+ALTER TABLE allma.executions
+	ADD COLUMN parent_path_id bigint,
+	ADD COLUMN parent_step_instance_id text,
+	ADD COLUMN redrive_of uuid;
+COMMENT ON COLUMN allma.executions.parent_path_id IS
+	'For a sync sub-flow: the path of parent_execution_id that waits for it';
+COMMENT ON COLUMN allma.executions.redrive_of IS
+	'The execution this one redrives (allma_redrive_execution)';
+
+/*
+ * A sync sub-flow's end wakes the parent path that waits for it, in the
+ * transaction that ends the child (whoever ends it: a worker, a cancel, a
+ * timeout): the path becomes runnable to complete its step.  The path must
+ * still wait for this very child (its request record names it).  The
+ * function runs as the role that updates allma.executions (workers and
+ * allma's functions: the bootstrap superuser); nobody may call it.
+ */
+CREATE FUNCTION allma.wake_sync_parent() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	UPDATE allma.execution_paths
+	   SET status = 'READY', joining = true, due_at = clock_timestamp()
+	 WHERE execution_id = NEW.parent_execution_id AND path_id = NEW.parent_path_id
+	   AND status = 'WAITING' AND request->>'childExecutionId' = NEW.execution_id::text;
+	RETURN NULL;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION allma.wake_sync_parent() FROM PUBLIC;
+CREATE TRIGGER executions_wake_sync_parent
+	AFTER UPDATE OF status ON allma.executions
+	FOR EACH ROW
+	WHEN (NEW.parent_path_id IS NOT NULL AND OLD.status = 'RUNNING' AND NEW.status <> 'RUNNING')
+	EXECUTE FUNCTION allma.wake_sync_parent();
+
+-- a branch parked by its step (a sync sub-flow) is running, not queued
+CREATE OR REPLACE VIEW allma.fork_progress WITH (security_invoker = true, security_barrier = true) AS
+SELECT f.execution_id, f.fork_path_id, f.step_instance_id, f.total,
+	   count(*) FILTER (WHERE p.status IN ('READY', 'INFLIGHT')
+						   OR p.status = 'WAITING' AND p.request IS NOT NULL) AS running,
+	   count(*) FILTER (WHERE p.status = 'WAITING' AND p.request IS NULL) AS queued,
+	   f.completed, f.failed, f.started_at
+  FROM allma.forks f
+  LEFT JOIN allma.execution_paths p
+	ON p.execution_id = f.execution_id AND p.parent_path_id = f.fork_path_id
+ GROUP BY f.execution_id, f.fork_path_id, f.step_instance_id, f.total,
+		  f.completed, f.failed, f.started_at;
+
+/*
+ * Redrive: the context each step of the main path started from, recorded
+ * with execution logs on (allma_redrive_execution starts again from it),
+ * and the execution a redrive runs again.
+ */
+ALTER TABLE allma.step_executions ADD COLUMN context jsonb;
+COMMENT ON COLUMN allma.step_executions.context IS
+	'The context the step started from (main path, execution logs on): what a redrive from this step starts with';
+
+CREATE FUNCTION allma_redrive_execution(execution_id uuid, from_step text DEFAULT NULL,
+										context jsonb DEFAULT NULL)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'allma_redrive_execution'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_redrive_execution(uuid, text, jsonb) IS
+	'Starts a new execution of the same flow version from the original input, or from a step with the context recorded before it (or the one given); for the original''s starter or allma_admin, as the caller';
+REVOKE EXECUTE ON FUNCTION allma_redrive_execution(uuid, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_redrive_execution(uuid, text, jsonb) TO allma_user;
+
+/*
+ * Flow versions are immutable: executions pin a version when they start and
+ * the workers cache definitions by (flow, version), so a changed definition
+ * would change running executions behind their back.  New definitions are
+ * new versions (allma_create_flow).  The trigger holds for every role.
+ */
+CREATE FUNCTION allma.flow_versions_immutable() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RAISE EXCEPTION 'flow versions are immutable'
+		USING ERRCODE = 'LM322',
+			  DETAIL = format('Flow "%s" version %s cannot be changed; executions pin the version they started with.',
+							  OLD.flow_id, OLD.version),
+			  HINT = 'Create a new version with allma_create_flow() and publish it.';
+END
+$$;
+REVOKE EXECUTE ON FUNCTION allma.flow_versions_immutable() FROM PUBLIC;
+CREATE TRIGGER flow_versions_immutable
+	BEFORE UPDATE OF flow_id, version, definition ON allma.flow_versions
+	FOR EACH ROW EXECUTE FUNCTION allma.flow_versions_immutable();
+
 
 ------------------------------------------------------------------------------
 -- Allma compatibility: import/export, DynamoDB and S3 modules, email triggers
@@ -575,10 +686,178 @@ COMMENT ON FUNCTION allma_parse_email(text) IS
 REVOKE ALL ON FUNCTION allma_parse_email(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION allma_parse_email(text) TO allma_admin;
 
+-- bundle import/export
+
+/*
+ * Allma's agents and reusable step definitions, brought by bundles
+ * (allma_import; docs/from-allma.md).  An agent's flowVariables apply to
+ * the executions of the flows it lists, when its owner holds EDIT on them;
+ * a step definition is merged under the steps that name it (stepDefinitionId)
+ * when a flow version is stored, for roles with its owner's privileges.
+ * Written only by allma_import (as the bootstrap superuser); allma_user
+ * reads its own rows, allma_admin all.
+ */
+CREATE TABLE allma.agents (
+	agent_id			text PRIMARY KEY CHECK (length(agent_id) BETWEEN 1 AND 256),
+	definition			jsonb NOT NULL CHECK (jsonb_typeof(definition) = 'object'),
+	flow_ids			text[] NOT NULL DEFAULT '{}',
+	flow_variables		jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(flow_variables) = 'object'),
+	enabled				boolean NOT NULL DEFAULT true,
+	owner				regrole NOT NULL,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX agents_flow_ids ON allma.agents USING gin (flow_ids);
+COMMENT ON TABLE allma.agents IS
+	'Allma agents: flowVariables applied to the executions of their flows (flow_ids)';
+
+CREATE TABLE allma.step_definitions (
+	step_definition_id	text PRIMARY KEY CHECK (length(step_definition_id) BETWEEN 1 AND 256),
+	definition			jsonb NOT NULL CHECK (jsonb_typeof(definition) = 'object'),
+	owner				regrole NOT NULL,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE allma.step_definitions IS
+	'Allma reusable step definitions, merged under the steps naming them (stepDefinitionId) when a flow version is stored';
+
+SELECT pg_catalog.pg_extension_config_dump('allma.agents', '');
+SELECT pg_catalog.pg_extension_config_dump('allma.step_definitions', '');
+REVOKE ALL ON allma.agents, allma.step_definitions FROM PUBLIC;
+GRANT SELECT ON allma.agents, allma.step_definitions TO allma_user;
+ALTER TABLE allma.agents ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+ALTER TABLE allma.step_definitions ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY agents_admin ON allma.agents FOR SELECT TO allma_admin USING (true);
+CREATE POLICY step_definitions_admin ON allma.step_definitions FOR SELECT TO allma_admin USING (true);
+CREATE POLICY agents_owner ON allma.agents FOR SELECT TO allma_user
+	USING (pg_catalog.pg_has_role(owner, 'USAGE'));
+CREATE POLICY step_definitions_owner ON allma.step_definitions FOR SELECT TO allma_user
+	USING (pg_catalog.pg_has_role(owner, 'USAGE'));
+
+-- a prompt version's other fields from a bundle (name, tags, timestamps), for the export
+ALTER TABLE allma.prompt_templates
+	ADD COLUMN bundle_attributes jsonb NOT NULL DEFAULT '{}'
+		CHECK (jsonb_typeof(bundle_attributes) = 'object');
+COMMENT ON COLUMN allma.prompt_templates.bundle_attributes IS
+	'Fields an Allma bundle gave the version besides id, content, description, version, isPublished (allma_import/allma_export)';
+
+CREATE FUNCTION allma_import(bundle jsonb, overwrite boolean DEFAULT false,
+							 parameters jsonb DEFAULT '{}')
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'allma_import'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_import(jsonb, boolean, jsonb) IS
+	'Imports an Allma export bundle (flows with versions, prompt templates, agents, step definitions) in one transaction; parameters fill deploy placeholders; returns a report';
+REVOKE EXECUTE ON FUNCTION allma_import(jsonb, boolean, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_import(jsonb, boolean, jsonb) TO allma_user;
+
+CREATE FUNCTION allma_export(flow_ids text[] DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'allma_export'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_export(text[]) IS
+	'An Allma export bundle of the flows (NULL: all you may see) with their prompts, agents and step definitions';
+REVOKE EXECUTE ON FUNCTION allma_export(text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_export(text[]) TO allma_user;
+
 
 ------------------------------------------------------------------------------
 -- Operations: schedules, retention, completion actions
 ------------------------------------------------------------------------------
+
+/*
+ * Retention (src/retention.c).  Every table keyed by an execution id
+ * references allma.executions ON DELETE CASCADE, so that purging an
+ * execution purges its history, paths, forks and files, and no orphan can
+ * exist.  1.0 had no such key on the history: rows of executions deleted
+ * by hand are orphans, deleted here before the key is added (the tables
+ * are locked by the Security section above, so no worker writes history
+ * in between; executions in flight keep their history).
+ */
+DELETE FROM allma.step_executions s
+ WHERE NOT EXISTS (SELECT FROM allma.executions e WHERE e.execution_id = s.execution_id);
+ALTER TABLE allma.step_executions
+	ADD CONSTRAINT step_executions_execution_id_fkey FOREIGN KEY (execution_id)
+	REFERENCES allma.executions (execution_id) ON DELETE CASCADE;
+-- finished executions in the order they expire
+CREATE INDEX executions_ended_idx ON allma.executions (ended_at) WHERE ended_at IS NOT NULL;
+
+CREATE FUNCTION allma_purge(older_than interval, flow_id text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'allma_purge'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_purge(interval, text) IS
+	'Deletes finished executions that ended more than older_than ago (of one flow, or all), with their history; only those the caller can see; returns how many';
+REVOKE EXECUTE ON FUNCTION allma_purge(interval, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_purge(interval, text) TO allma_user;
+
+/*
+ * Schedules on pg_cron (src/schedule.c).  A schedule is a pg_cron job of
+ * this database, named "allma:<job>" (SCHEDULE_START_POINT steps:
+ * "allma:flow:<flow>:<step>"), run as the role that scheduled it (a step's:
+ * the flow's owner); its command starts the flow with the execution id
+ * allma_schedule_tick_id gives for the job and the minute, so that a tick
+ * starts at most one execution.  Without pg_cron the functions say so.
+ */
+-- (salt: random per job and kept in its command, which pg_cron's row-level
+-- security shows only to the job's role: nobody else can compute the ids of
+-- its ticks and take them first)
+CREATE FUNCTION allma_schedule_tick_id(job_name text, at timestamptz DEFAULT now(),
+									   salt text DEFAULT '')
+RETURNS uuid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT md5(current_user || '/' || job_name || '/' || salt || '/' ||
+			   to_char(date_trunc('minute', at AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"HH24:MI'))::uuid
+$$;
+COMMENT ON FUNCTION allma_schedule_tick_id(text, timestamptz, text) IS
+	'The execution id of a schedule''s tick: the same for the same role, job, salt and minute (UTC)';
+
+CREATE FUNCTION allma_schedule_flow(job_name text, schedule text, flow_id text,
+									input jsonb DEFAULT '{}')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'allma_schedule_flow'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_schedule_flow(text, text, text, jsonb) IS
+	'Starts the flow on a pg_cron schedule (cron fields, or Allma''s cron(...)/rate(...)) as the caller, one execution per tick; needs START; returns the pg_cron job id';
+
+CREATE FUNCTION allma_unschedule_flow(job_name text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'allma_unschedule_flow'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_unschedule_flow(text) IS
+	'Removes the caller''s schedule of that name; false when there is none';
+
+CREATE FUNCTION allma_schedule_expression(expression text, timezone text DEFAULT 'UTC')
+RETURNS text
+AS 'MODULE_PATHNAME', 'allma_schedule_expression'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_schedule_expression(text, text) IS
+	'The pg_cron schedule of an Allma scheduleExpression (cron(...), rate(...)) in a time zone; an error when pg_cron 1.4 cannot express it';
+
+-- SCHEDULE_START_POINT steps follow the published version
+CREATE FUNCTION allma_sync_schedules()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'allma_sync_schedules'
+LANGUAGE C
+SET search_path = pg_catalog, pg_temp;
+CREATE TRIGGER flows_sync_schedules
+	AFTER INSERT OR UPDATE OF published_version ON allma.flows
+	FOR EACH ROW EXECUTE FUNCTION allma_sync_schedules();
+
+REVOKE EXECUTE ON FUNCTION allma_schedule_tick_id(text, timestamptz, text),
+	allma_schedule_flow(text, text, text, jsonb), allma_unschedule_flow(text),
+	allma_schedule_expression(text, text), allma_sync_schedules() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_schedule_tick_id(text, timestamptz, text),
+	allma_schedule_flow(text, text, text, jsonb), allma_unschedule_flow(text),
+	allma_schedule_expression(text, text) TO allma_user;
 
 
 ------------------------------------------------------------------------------
@@ -644,6 +923,399 @@ REVOKE EXECUTE ON FUNCTION allma_flow_graph(text, integer, text),
 	allma_execution_graph(uuid, text), allma_execution_timeline(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION allma_flow_graph(text, integer, text),
 	allma_execution_graph(uuid, text), allma_execution_timeline(uuid) TO allma_user;
+
+/*
+ * Progress of running executions.  Every view below is security_invoker:
+ * it reads allma's tables as the querying role, so row-level security
+ * shows allma_user members the executions they started (and their paths,
+ * forks and history) and allma_admin every execution.  security_barrier
+ * keeps a caller's own functions in WHERE from seeing rows it may not.
+ *
+ * allma.live_path_waits: one row per live path (a path with a current
+ * step, READY, INFLIGHT or WAITING), classified by what it waits on:
+ *   runnable     READY and due: a worker takes it on its next pass
+ *   timer        READY, due later (a delay, a retry backoff, a poll)
+ *   http         INFLIGHT: a request was sent, the response is awaited
+ *   branches     WAITING fork step: its branches are running
+ *   concurrency  WAITING branch queued behind the fork's maxConcurrency
+ *                (no request: a branch whose own step parked it is not queued)
+ *   child        WAITING while a sub-flow (an execution whose
+ *                parent_execution_id is this one) runs
+ *   event        any other WAITING path: an external event or task token
+ */
+-- the children of an execution (sub-flows), for the views below and the tree
+CREATE INDEX executions_parent_idx ON allma.executions (parent_execution_id, parent_path_id)
+	WHERE parent_execution_id IS NOT NULL;
+
+CREATE VIEW allma.live_path_waits WITH (security_invoker = true, security_barrier = true) AS
+SELECT p.execution_id, p.path_id, p.parent_path_id, p.branch_id, p.step_instance_id,
+	   p.status, p.attempt,
+	   coalesce((SELECT pg_catalog.max(h.ended_at) FROM allma.step_executions h
+				  WHERE h.execution_id = p.execution_id AND h.path_id = p.path_id),
+				(SELECT f.started_at FROM allma.forks f
+				  WHERE f.execution_id = p.execution_id AND f.fork_path_id = p.parent_path_id),
+				(SELECT e.started_at FROM allma.executions e
+				  WHERE e.execution_id = p.execution_id)) AS step_since,
+	   CASE
+		   WHEN p.status = 'READY' AND p.due_at <= pg_catalog.now() THEN 'runnable'
+		   WHEN p.status = 'READY' THEN 'timer'
+		   WHEN p.status = 'INFLIGHT' THEN 'http'
+		   WHEN fork.fork_path_id IS NOT NULL THEN 'branches'
+		   WHEN parent_fork.fork_path_id IS NOT NULL THEN 'concurrency'
+		   WHEN child.execution_id IS NOT NULL THEN 'child'
+		   ELSE 'event'
+	   END AS waiting_on,
+	   CASE WHEN p.status = 'READY' THEN p.due_at END AS due_at,
+	   CASE WHEN p.status = 'INFLIGHT' THEN p.lease_until END AS lease_until,
+	   child.execution_id AS child_execution_id,
+	   -- OBSERVABILITY/WAITS MERGE POINT: the correlation key of the event an
+	   -- 'event' path waits for; joined to allma.waits when waits land
+	   NULL::text AS event_key,
+	   NULL::timestamptz AS event_deadline
+  FROM allma.execution_paths p
+  LEFT JOIN allma.forks fork
+	ON fork.execution_id = p.execution_id AND fork.fork_path_id = p.path_id
+  LEFT JOIN allma.forks parent_fork
+	ON p.status = 'WAITING' AND p.request IS NULL AND parent_fork.execution_id = p.execution_id
+   AND parent_fork.fork_path_id = p.parent_path_id
+  LEFT JOIN LATERAL (
+	SELECT c.execution_id FROM allma.executions c
+	 WHERE p.status = 'WAITING' AND fork.fork_path_id IS NULL AND parent_fork.fork_path_id IS NULL
+	   AND c.parent_execution_id = p.execution_id AND c.parent_path_id = p.path_id
+	   AND c.status = 'RUNNING'
+	 ORDER BY c.started_at, c.execution_id LIMIT 1) child ON true
+ WHERE p.status IN ('READY', 'INFLIGHT', 'WAITING') AND p.step_instance_id IS NOT NULL;
+COMMENT ON VIEW allma.live_path_waits IS
+	'Live paths of executions and what each waits on: runnable, timer, http, branches, concurrency, child, event';
+
+/*
+ * allma.execution_progress: one row per RUNNING execution.  Progress
+ * follows Allma's two levels: when the flow version declares checkpoints
+ * ({"checkpoint": {"id", "label", "order"}} on steps), the furthest one
+ * whose step has completed, its ordinal among the declared checkpoints
+ * (ordered by order, then id) and percent = ordinal / total; otherwise
+ * percent = distinct steps completed / steps defined, at most 99 while
+ * the execution runs.
+ */
+CREATE VIEW allma.execution_progress WITH (security_invoker = true, security_barrier = true) AS
+WITH checkpoints AS (
+	SELECT v.flow_id, v.version, s.key AS step_instance_id,
+		   s.value->'checkpoint'->>'id' AS checkpoint_id,
+		   s.value->'checkpoint'->>'label' AS checkpoint_label,
+		   pg_catalog.row_number() OVER (
+			   PARTITION BY v.flow_id, v.version
+			   ORDER BY CASE WHEN pg_catalog.jsonb_typeof(s.value->'checkpoint'->'order') = 'number'
+						THEN (s.value->'checkpoint'->>'order')::numeric END NULLS LAST,
+						s.value->'checkpoint'->>'id', s.key) AS ordinal,
+		   pg_catalog.count(*) OVER (PARTITION BY v.flow_id, v.version) AS total
+	  FROM allma.flow_versions v
+	  CROSS JOIN LATERAL pg_catalog.jsonb_each(v.definition->'steps') s
+	 WHERE pg_catalog.jsonb_typeof(s.value->'checkpoint') = 'object'
+	   AND EXISTS (SELECT FROM allma.executions r
+				   WHERE r.status = 'RUNNING' AND r.flow_id = v.flow_id AND r.flow_version = v.version)
+)
+SELECT e.execution_id, e.flow_id, e.flow_version, e.started_by, e.parent_execution_id,
+	   coalesce(e.root_execution_id, e.execution_id) AS root_execution_id, e.depth,
+	   e.started_at, pg_catalog.now() - e.started_at AS running_for,
+	   live.current_steps, live.current_step_since, coalesce(live.live_paths, 0) AS live_paths,
+	   hist.steps_completed, hist.last_step_ended_at,
+	   cp.checkpoint_id, cp.checkpoint_label, cp.ordinal AS checkpoint_ordinal,
+	   coalesce(cp.total, cpt.total) AS checkpoints_total,
+	   CASE
+		   WHEN cpt.total IS NOT NULL
+			   THEN pg_catalog.round(100.0 * coalesce(cp.ordinal, 0) / cpt.total, 1)
+		   WHEN defn.steps_defined > 0
+			   THEN least(99.0, pg_catalog.round(100.0 * hist.distinct_steps_completed
+														   / defn.steps_defined, 1))
+	   END AS percent,
+	   CASE WHEN cpt.total IS NOT NULL THEN 'checkpoints'
+			WHEN defn.steps_defined > 0 THEN 'steps' END AS percent_basis,
+	   forks.running_forks, forks.branches_done, forks.branches_total,
+	   live.waiting_on, live.next_due_at, live.child_execution_ids, live.event_keys, live.waits
+  FROM allma.executions e
+  LEFT JOIN LATERAL (
+	SELECT pg_catalog.count(*) FILTER (WHERE h.status = 'COMPLETED') AS steps_completed,
+		   pg_catalog.count(DISTINCT h.step_instance_id) FILTER (WHERE h.status = 'COMPLETED')
+			   AS distinct_steps_completed,
+		   pg_catalog.max(h.ended_at) AS last_step_ended_at
+	  FROM allma.step_executions h WHERE h.execution_id = e.execution_id) hist ON true
+  LEFT JOIN LATERAL (
+	SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(v.definition->'steps'))
+			   AS steps_defined
+	  FROM allma.flow_versions v
+	 WHERE v.flow_id = e.flow_id AND v.version = e.flow_version
+	   AND pg_catalog.jsonb_typeof(v.definition->'steps') = 'object') defn ON true
+  LEFT JOIN LATERAL (
+	SELECT c.total FROM checkpoints c
+	 WHERE c.flow_id = e.flow_id AND c.version = e.flow_version LIMIT 1) cpt ON true
+  LEFT JOIN LATERAL (
+	SELECT c.checkpoint_id, c.checkpoint_label, c.ordinal, c.total FROM checkpoints c
+	 WHERE c.flow_id = e.flow_id AND c.version = e.flow_version
+	   AND EXISTS (SELECT FROM allma.step_executions h
+				   WHERE h.execution_id = e.execution_id AND h.status = 'COMPLETED'
+					 AND h.step_instance_id = c.step_instance_id)
+	 ORDER BY c.ordinal DESC LIMIT 1) cp ON true
+  LEFT JOIN LATERAL (
+	SELECT pg_catalog.count(*) AS running_forks,
+		   pg_catalog.sum(f.completed + f.failed)::bigint AS branches_done,
+		   pg_catalog.sum(f.total)::bigint AS branches_total
+	  FROM allma.forks f WHERE f.execution_id = e.execution_id) forks ON true
+  LEFT JOIN LATERAL (
+	SELECT pg_catalog.array_agg(DISTINCT w.step_instance_id ORDER BY w.step_instance_id) AS current_steps,
+		   pg_catalog.min(w.step_since) AS current_step_since,
+		   pg_catalog.count(*) AS live_paths,
+		   pg_catalog.array_agg(DISTINCT w.waiting_on ORDER BY w.waiting_on) AS waiting_on,
+		   pg_catalog.min(w.due_at) FILTER (WHERE w.waiting_on = 'timer') AS next_due_at,
+		   pg_catalog.array_agg(DISTINCT w.child_execution_id ORDER BY w.child_execution_id)
+			   FILTER (WHERE w.child_execution_id IS NOT NULL) AS child_execution_ids,
+		   pg_catalog.array_agg(DISTINCT w.event_key ORDER BY w.event_key)
+			   FILTER (WHERE w.event_key IS NOT NULL) AS event_keys,
+		   pg_catalog.jsonb_agg(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+			   'pathId', w.path_id, 'branchId', w.branch_id, 'step', w.step_instance_id,
+			   'attempt', w.attempt, 'since', w.step_since, 'waitingOn', w.waiting_on, 'dueAt', w.due_at,
+			   'leaseUntil', w.lease_until, 'childExecutionId', w.child_execution_id,
+			   'eventKey', w.event_key, 'eventDeadline', w.event_deadline))
+			   ORDER BY w.path_id) AS waits
+	  FROM allma.live_path_waits w WHERE w.execution_id = e.execution_id) live ON true
+ WHERE e.status = 'RUNNING';
+COMMENT ON VIEW allma.execution_progress IS
+	'Running executions: current steps, steps completed, checkpoint reached, percent, fork branches done/total, what they wait on';
+
+GRANT SELECT ON allma.live_path_waits, allma.execution_progress TO allma_user;
+
+/*
+ * allma.execution_tree: every execution with its sub-flows (executions
+ * whose parent_execution_id is it, recursively) and its parallel branches
+ * (paths other than 0: the live ones from allma.execution_paths, the
+ * finished ones from the history), one row per node.  A sub-flow's parent
+ * is its parent execution; a branch's is the branch it was forked from
+ * (nested forks, while they run) or else its execution.  tree_path sorts
+ * the rows depth-first (ORDER BY root_execution_id, tree_path draws the
+ * tree): under a node its branches in path order, then its sub-flows by
+ * start time.  depth counts levels from the root.  An execution whose
+ * parent the caller cannot see is a root of its own.
+ *
+ * Only the executions are walked recursively; the branches of each are
+ * read from its own paths and history rows (by primary key), so a filter
+ * on root_execution_id reads the history of that tree only.
+ */
+CREATE VIEW allma.execution_tree WITH (security_invoker = true, security_barrier = true) AS
+WITH RECURSIVE tree AS (
+	SELECT e.execution_id AS root_execution_id, e.execution_id, 0 AS depth,
+		   ARRAY[pg_catalog.to_char(e.started_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')
+				 || '/' || e.execution_id::text] AS tree_path
+	  FROM allma.executions e
+	 WHERE NOT EXISTS (SELECT FROM allma.executions pe WHERE pe.execution_id = e.parent_execution_id)
+	UNION ALL
+	SELECT t.root_execution_id, e.execution_id, t.depth + 1,
+		   t.tree_path || (pg_catalog.to_char(e.started_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')
+						   || '/' || e.execution_id::text)
+	  FROM tree t JOIN allma.executions e ON e.parent_execution_id = t.execution_id
+)
+SELECT t.root_execution_id, e.execution_id, NULL::bigint AS path_id, 'execution'::text AS node_kind,
+	   t.depth, e.parent_execution_id, NULL::bigint AS parent_path_id, NULL::text AS branch_id,
+	   e.flow_id, e.flow_version, e.status,
+	   (SELECT p.step_instance_id FROM allma.execution_paths p
+		 WHERE p.execution_id = e.execution_id AND p.path_id = 0) AS current_step,
+	   e.started_at, e.ended_at, e.ended_at - e.started_at AS duration, t.tree_path
+  FROM tree t JOIN allma.executions e ON e.execution_id = t.execution_id
+UNION ALL
+SELECT t.root_execution_id, t.execution_id, b.path_id, 'branch', t.depth + b.level, NULL,
+	   b.parent_path_id, b.branch_id, e.flow_id, e.flow_version, b.status, b.current_step,
+	   b.started_at, b.ended_at, b.ended_at - b.started_at, t.tree_path || b.key
+  FROM tree t JOIN allma.executions e ON e.execution_id = t.execution_id
+ CROSS JOIN LATERAL (
+	WITH RECURSIVE live AS (
+		SELECT p.path_id, NULLIF(p.parent_path_id, 0) AS parent_path_id, p.branch_id, p.status,
+			   p.step_instance_id
+		  FROM allma.execution_paths p
+		 WHERE p.execution_id = t.execution_id AND p.path_id <> 0
+	), nest AS (
+		SELECT l.path_id, 1 AS level, ARRAY[pg_catalog.lpad(l.path_id::text, 20, '0')] AS key
+		  FROM live l
+		 WHERE NOT EXISTS (SELECT FROM live x WHERE x.path_id = l.parent_path_id)
+		UNION ALL
+		SELECT l.path_id, n.level + 1, n.key || pg_catalog.lpad(l.path_id::text, 20, '0')
+		  FROM nest n JOIN live l ON l.parent_path_id = n.path_id
+	), hist AS (
+		SELECT h.path_id, pg_catalog.max(h.branch_id) AS branch_id,
+			   pg_catalog.min(h.started_at) AS started_at, pg_catalog.max(h.ended_at) AS ended_at,
+			   (pg_catalog.array_agg(h.status ORDER BY h.seq DESC))[1] = 'FAILED' AS failed
+		  FROM allma.step_executions h
+		 WHERE h.execution_id = t.execution_id AND h.path_id <> 0
+		 GROUP BY h.path_id
+	)
+	SELECT coalesce(l.path_id, h.path_id) AS path_id, l.parent_path_id,
+		   coalesce(l.branch_id, h.branch_id) AS branch_id,
+		   CASE WHEN l.status IN ('READY', 'INFLIGHT', 'WAITING') THEN 'RUNNING'
+				WHEN l.status = 'FAILED' OR h.failed THEN 'FAILED'
+				ELSE 'COMPLETED' END AS status,
+		   CASE WHEN l.status IN ('READY', 'INFLIGHT', 'WAITING') THEN l.step_instance_id END
+			   AS current_step,
+		   h.started_at,
+		   CASE WHEN l.status IS NULL OR l.status IN ('DONE', 'FAILED') THEN h.ended_at END AS ended_at,
+		   coalesce(n.level, 1) AS level,
+		   coalesce(n.key, ARRAY[pg_catalog.lpad(h.path_id::text, 20, '0')]) AS key
+	  FROM live l
+	  FULL JOIN hist h ON h.path_id = l.path_id
+	  LEFT JOIN nest n ON n.path_id = l.path_id) b;
+COMMENT ON VIEW allma.execution_tree IS
+	'Executions with their sub-flows and parallel branches, one row per node; ORDER BY root_execution_id, tree_path for a depth-first tree';
+
+GRANT SELECT ON allma.execution_tree TO allma_user;
+
+/*
+ * Statistics of step attempts per flow and step type over a window of
+ * start times, computed as the caller (SECURITY INVOKER): row-level
+ * security limits them to the executions the caller may see.  POLLING
+ * rows (a poll that found the work unfinished) are counted apart from
+ * attempts.  Durations are ended_at - started_at of each attempt, in
+ * milliseconds (percentile_cont: interpolated).  LLM tokens are those the
+ * provider reported, recorded by LLM_INVOCATION steps in
+ * details.tokenUsage; by_model keys them by details.modelId (the model
+ * the flow asked for and that answered) or else details.model.
+ */
+CREATE FUNCTION allma_flow_statistics(since timestamptz, until timestamptz DEFAULT now())
+RETURNS TABLE (flow_id text, step_type text, executions bigint, attempts bigint,
+			   completed bigint, failures bigint, retries bigint, polls bigint,
+			   p50_ms double precision, p95_ms double precision, p99_ms double precision,
+			   mean_ms double precision, max_ms double precision,
+			   llm_calls bigint, input_tokens numeric, output_tokens numeric, by_model jsonb,
+			   first_started_at timestamptz, last_started_at timestamptz)
+LANGUAGE sql STABLE SECURITY INVOKER PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	WITH h AS (
+		SELECT e.flow_id, s.step_type, s.execution_id, s.status, s.attempt, s.started_at,
+			   EXTRACT(EPOCH FROM s.ended_at - s.started_at)::double precision * 1000 AS ms,
+			   CASE WHEN jsonb_typeof(s.details->'tokenUsage') = 'object' THEN
+					coalesce(s.details->>'modelId', s.details->>'model', 'unknown') END AS model,
+			   CASE WHEN jsonb_typeof(s.details->'tokenUsage'->'inputTokens') = 'number'
+					THEN (s.details->'tokenUsage'->>'inputTokens')::numeric END AS tin,
+			   CASE WHEN jsonb_typeof(s.details->'tokenUsage'->'outputTokens') = 'number'
+					THEN (s.details->'tokenUsage'->>'outputTokens')::numeric END AS tout
+		  FROM allma.step_executions s
+		  JOIN allma.executions e ON e.execution_id = s.execution_id
+		 WHERE s.started_at >= allma_flow_statistics.since
+		   AND s.started_at < allma_flow_statistics.until
+	), per_model AS (
+		SELECT h.flow_id, h.step_type,
+			   jsonb_object_agg(h.model, jsonb_build_object(
+				   'calls', h.calls, 'inputTokens', h.tin, 'outputTokens', h.tout)
+				   ORDER BY h.model) AS by_model
+		  FROM (SELECT h.flow_id, h.step_type, h.model, count(*) AS calls,
+					   coalesce(sum(h.tin), 0) AS tin, coalesce(sum(h.tout), 0) AS tout
+				  FROM h WHERE h.model IS NOT NULL
+				 GROUP BY h.flow_id, h.step_type, h.model) h
+		 GROUP BY h.flow_id, h.step_type
+	), agg AS (
+		SELECT h.flow_id, h.step_type, count(DISTINCT h.execution_id) AS executions,
+			   count(*) FILTER (WHERE h.status <> 'POLLING') AS attempts,
+			   count(*) FILTER (WHERE h.status = 'COMPLETED') AS completed,
+			   count(*) FILTER (WHERE h.status = 'FAILED') AS failures,
+			   count(*) FILTER (WHERE h.status <> 'POLLING' AND h.attempt > 1) AS retries,
+			   count(*) FILTER (WHERE h.status = 'POLLING') AS polls,
+			   percentile_cont(0.5) WITHIN GROUP (ORDER BY h.ms)
+				   FILTER (WHERE h.status <> 'POLLING') AS p50_ms,
+			   percentile_cont(0.95) WITHIN GROUP (ORDER BY h.ms)
+				   FILTER (WHERE h.status <> 'POLLING') AS p95_ms,
+			   percentile_cont(0.99) WITHIN GROUP (ORDER BY h.ms)
+				   FILTER (WHERE h.status <> 'POLLING') AS p99_ms,
+			   avg(h.ms) FILTER (WHERE h.status <> 'POLLING') AS mean_ms,
+			   max(h.ms) FILTER (WHERE h.status <> 'POLLING') AS max_ms,
+			   count(h.model) AS llm_calls, sum(h.tin) AS input_tokens, sum(h.tout) AS output_tokens,
+			   min(h.started_at) AS first_started_at, max(h.started_at) AS last_started_at
+		  FROM h GROUP BY h.flow_id, h.step_type
+	)
+	SELECT a.flow_id, a.step_type, a.executions, a.attempts, a.completed, a.failures, a.retries,
+		   a.polls, a.p50_ms, a.p95_ms, a.p99_ms, a.mean_ms, a.max_ms, a.llm_calls,
+		   a.input_tokens, a.output_tokens, m.by_model, a.first_started_at, a.last_started_at
+	  FROM agg a LEFT JOIN per_model m ON m.flow_id = a.flow_id AND m.step_type = a.step_type
+	 ORDER BY a.flow_id, a.step_type;
+END;
+COMMENT ON FUNCTION allma_flow_statistics(timestamptz, timestamptz) IS
+	'Per flow and step type, over step attempts started in [since, until) that the caller may see: counts, failures, retries, p50/p95/p99 duration, LLM tokens overall and per model';
+
+CREATE VIEW allma.flow_statistics WITH (security_invoker = true, security_barrier = true) AS
+SELECT * FROM allma_flow_statistics('-infinity', 'infinity');
+COMMENT ON VIEW allma.flow_statistics IS
+	'allma_flow_statistics over all the history the caller may see';
+
+REVOKE EXECUTE ON FUNCTION allma_flow_statistics(timestamptz, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_flow_statistics(timestamptz, timestamptz) TO allma_user;
+GRANT SELECT ON allma.flow_statistics TO allma_user;
+
+/*
+ * Worker status.  allma.worker_slots() is what shared memory knows of
+ * each running worker (read without a lock on any table); 1.1's
+ * allma_worker_status() keeps 1.0's four columns first and adds the steps
+ * each worker ran, the requests in flight it owns (INFLIGHT paths whose
+ * owner_slot is the worker) and the queue of its database: paths runnable
+ * now, waiting on timers, on events, on sub-flows, on rate limits (none
+ * yet), and the age of the oldest runnable path (how late the workers
+ * are).  The counts are taken from allma.live_path_waits as the caller,
+ * so a member of allma_user counts its own executions and allma_admin
+ * all of them; workers connected to another database show NULL counts.
+ */
+CREATE FUNCTION allma.worker_slots(OUT worker integer, OUT pid integer, OUT database_oid oid,
+								   OUT state text, OUT steps_run bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'allma_worker_slots'
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma.worker_slots() IS
+	'The running allma workers as shared memory shows them: slot, PID, database, state, steps run';
+
+DROP FUNCTION allma_worker_status();
+CREATE FUNCTION allma_worker_status(OUT worker integer, OUT pid integer, OUT database name,
+									OUT state text, OUT steps_run bigint,
+									OUT inflight_requests bigint, OUT runnable bigint,
+									OUT waiting_timers bigint, OUT waiting_events bigint,
+									OUT waiting_children bigint, OUT waiting_rate_limits bigint,
+									OUT oldest_runnable_age interval)
+RETURNS SETOF record
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	WITH queue AS (
+		SELECT count(*) FILTER (WHERE w.waiting_on = 'runnable') AS runnable,
+			   count(*) FILTER (WHERE w.waiting_on = 'timer') AS timers,
+			   count(*) FILTER (WHERE w.waiting_on = 'event') AS events,
+			   count(*) FILTER (WHERE w.waiting_on = 'child') AS children,
+			   now() - min(w.due_at) FILTER (WHERE w.waiting_on = 'runnable') AS oldest
+		  FROM allma.live_path_waits w
+	), inflight AS (
+		SELECT p.owner_slot, count(*) AS n
+		  FROM allma.execution_paths p
+		 WHERE p.status = 'INFLIGHT' AND p.owner_slot IS NOT NULL
+		 GROUP BY p.owner_slot
+	)
+	SELECT s.worker, s.pid, d.datname, s.state, s.steps_run,
+		   CASE WHEN here THEN coalesce(i.n, 0) END,
+		   CASE WHEN here THEN q.runnable END,
+		   CASE WHEN here THEN q.timers END,
+		   CASE WHEN here THEN q.events END,
+		   CASE WHEN here THEN q.children END,
+		   CASE WHEN here THEN 0::bigint END,
+		   CASE WHEN here THEN q.oldest END
+	  FROM allma.worker_slots() s
+	  LEFT JOIN pg_database d ON d.oid = s.database_oid
+	  CROSS JOIN LATERAL (SELECT d.datname = current_database() AS here) h
+	  CROSS JOIN queue q
+	  LEFT JOIN inflight i ON i.owner_slot = s.worker
+	 ORDER BY s.worker;
+END;
+COMMENT ON FUNCTION allma_worker_status() IS
+	'The allma worker processes, what each is doing, its requests in flight and its database''s queue (counted over the executions the caller may see)';
+
+CREATE VIEW allma.worker_status WITH (security_invoker = true) AS
+SELECT * FROM allma_worker_status();
+COMMENT ON VIEW allma.worker_status IS
+	'allma_worker_status() as a view: workers, in-flight requests, queue depth, oldest runnable age';
+
+REVOKE EXECUTE ON FUNCTION allma.worker_slots(), allma_worker_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma.worker_slots(), allma_worker_status() TO allma_user;
+GRANT SELECT ON allma.worker_status TO allma_user;
 
 
 ------------------------------------------------------------------------------

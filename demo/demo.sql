@@ -94,9 +94,29 @@ $json$::jsonb,
   '{steps,note,modelId}', to_jsonb(:'llm_model'::text)),
   '{steps,note,customConfig,baseUrl}', to_jsonb(:'llm_base_url'::text))) AS version;
 
+-- The application's role starts the flow: steps run as the role that starts
+-- an execution (a superuser may not run SQL steps unless
+-- allma.allow_superuser_sql_steps is on), so it gets exactly what the flow
+-- needs: START on the flow, its tables, USAGE on the binding and the prompt,
+-- and a grant on the secret.  See docs/security.md.
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS demo_app;
+CREATE ROLE demo_app IN ROLE allma_user;
+GRANT SELECT, UPDATE ON demo_orders TO demo_app;
+DO $$
+BEGIN
+	PERFORM allma_grant_flow('order-approval', 'demo_app', 'START');
+	PERFORM allma_grant_module_binding('demo/risk-score', 'demo_app');
+	PERFORM allma_grant_prompt('order-note', 'demo_app');
+	PERFORM allma_grant_secret('DEMO_LLM_KEY', 'demo_app');
+END $$;
+RESET client_min_messages;
+
+SET ROLE demo_app;
 SELECT allma_start_flow('order-approval', '{"orderId": 1}') AS e1 \gset
 SELECT allma_start_flow('order-approval', '{"orderId": 2}') AS e2 \gset
 SELECT allma_wait(:'e1') AS order_1, allma_wait(:'e2') AS order_2;
+RESET ROLE;
 
 \echo
 \echo Execution history (allma.step_executions):

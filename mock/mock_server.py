@@ -36,6 +36,7 @@ import collections
 import datetime
 import email.utils
 import hashlib
+import hmac
 import http
 import json
 import mimetypes
@@ -993,6 +994,8 @@ class MockApp:
         self.fail_counts = {}
         self.mail = []
         self.mcp_sessions = {}      # /mcp-stateful: session id -> initialized?
+        self.webhook_secrets = {}   # /webhook/<name>: name -> secret (bytes)
+        self.webhooks = []          # /webhook/<name>: what each delivery verified
         self.connections = set()
         self.smtp_connections = set()
         self.next_conn_id = 0
@@ -1058,6 +1061,8 @@ class MockApp:
         self.fail_counts.clear()
         self.mail.clear()
         self.mcp_sessions.clear()
+        self.webhook_secrets.clear()
+        self.webhooks.clear()
         self.requests = 0
         self.control_requests = 0
         self.by_status.clear()
@@ -1152,6 +1157,8 @@ class MockApp:
             return self.bytes_page, None
         if path.startswith("/redirect/"):
             return self.redirect_page, None
+        if path.startswith("/webhook/"):
+            return self.webhook, None
         if path == "/mcp-stateful":
             return self.mcp_stateful, None
         if path == "/mcp" or path.endswith("/mcp"):
@@ -1170,6 +1177,25 @@ class MockApp:
         return self.default_page, None
 
     # -- endpoints -----------------------------------------------------------
+
+    def webhook(self, req, provider):
+        """/webhook/<name>: checks allma's X-Allma-Signature with the secret
+        set by POST /__webhook_secret?name=<name>; 200 when it verifies, 401
+        with the reason when not.  Every delivery is listed by GET /__webhooks."""
+        name = req.path[len("/webhook/"):].strip("/")
+        reason = verify_webhook_signature(self.webhook_secrets.get(name),
+                                          req.headers.get("x-allma-signature"),
+                                          req.body, time.time())
+        self.webhooks.append({
+            "name": name, "verified": reason is None, "reason": reason,
+            "idempotency_key": req.headers.get("idempotency-key"),
+            "execution_id": req.headers.get("x-allma-execution-id"),
+            "status": req.headers.get("x-allma-status"),
+            "signature": req.headers.get("x-allma-signature"),
+            "body": req.body.decode("utf-8", "replace")})
+        if reason is None:
+            return json_response(200, {"verified": True})
+        return json_response(401, {"verified": False, "reason": reason})
 
     @staticmethod
     def default_page(req, provider):
@@ -1374,6 +1400,14 @@ class MockApp:
             return json_response(200, self.stats())
         if path == "/__mail" and req.method == "GET":
             return json_response(200, self.mail)
+        if path == "/__webhook_secret" and req.method == "POST":
+            name = q.get("name", "")
+            if not WEBHOOK_NAME_RE.fullmatch(name) or not req.body:
+                raise BadRequest("POST /__webhook_secret?name=<[A-Za-z0-9_-]+> with the secret as the body")
+            self.webhook_secrets[name] = req.body
+            return json_response(200, {"ok": True})
+        if path == "/__webhooks" and req.method == "GET":
+            return json_response(200, self.webhooks)
         if path == "/__health":
             return json_response(200, {"ok": True})
         return json_response(404, generic_error(404, "unknown control endpoint"))
@@ -1389,6 +1423,29 @@ class MockApp:
                 "log_entries": len(self.log),
                 "mail": len(self.mail),
                 "uptime_s": round(time.monotonic() - self.started, 3)}
+
+
+WEBHOOK_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+WEBHOOK_TOLERANCE_S = 300
+
+
+def verify_webhook_signature(secret, header, body, now):
+    """None when header ("t=<unix>,v1=<hex>") is HMAC-SHA256(secret,
+    "<t>." + body) made within WEBHOOK_TOLERANCE_S of now, else the reason."""
+    if secret is None:
+        return "no secret set for this webhook"
+    if not header:
+        return "no X-Allma-Signature header"
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    t, v1 = parts.get("t", ""), parts.get("v1", "")
+    if not t.isdigit() or not v1:
+        return "malformed X-Allma-Signature"
+    if abs(now - int(t)) > WEBHOOK_TOLERANCE_S:
+        return "timestamp outside the tolerance"
+    expected = hmac.new(secret, t.encode() + b"." + body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, v1):
+        return "signature mismatch"
+    return None
 
 
 def auth_value(req):

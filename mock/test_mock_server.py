@@ -12,6 +12,8 @@ idle exit, --max-connections) uses servers of its own.
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -401,6 +403,50 @@ class MockServerTest(unittest.TestCase):
         self.assertEqual(codes, [429, 429, 200, 200])
         other = uuid.uuid4().hex
         self.assertEqual(self.request("GET", f"/flaky?fail_times=1&key={other}")[0], 500)
+
+    def test_webhook_signature(self):
+        name = "hook-" + uuid.uuid4().hex[:8]
+        secret = b"s3cr3t-" + uuid.uuid4().hex.encode()
+        self.assertEqual(self.request("POST", f"/__webhook_secret?name={name}", body=secret)[0], 200)
+        self.assertEqual(self.request("POST", "/__webhook_secret?name=bad%20name", body=b"x")[0], 400)
+        body = b'{"status": "COMPLETED"}'
+
+        def sign(key, t, data):
+            return "t=%d,v1=%s" % (t, hmac.new(key, b"%d." % t + data, hashlib.sha256).hexdigest())
+
+        now = int(time.time())
+        cases = [
+            (sign(secret, now, body), 200, None),
+            (sign(b"wrong", now, body), 401, "signature mismatch"),
+            (sign(secret, now - 3600, body), 401, "timestamp outside the tolerance"),
+            ("v1=abc", 401, "malformed X-Allma-Signature"),
+            (None, 401, "no X-Allma-Signature header"),
+        ]
+        for sig, code, reason in cases:
+            headers = {"Content-Type": "application/json", "Idempotency-Key": uuid.uuid4().hex}
+            if sig:
+                headers["X-Allma-Signature"] = sig
+            status, _, doc = self.get_json(f"/webhook/{name}", "POST", body, headers)
+            self.assertEqual(status, code, sig)
+            self.assertEqual(doc["verified"], code == 200)
+        # a body changed in transit does not verify
+        status, _, _ = self.get_json(f"/webhook/{name}", "POST", b'{"status": "FAILED"}',
+                                     {"X-Allma-Signature": sign(secret, now, body)})
+        self.assertEqual(status, 401)
+        # an unknown webhook name has no secret
+        status, _, doc = self.get_json("/webhook/nobody", "POST", body,
+                                       {"X-Allma-Signature": sign(secret, now, body)})
+        self.assertEqual((status, doc["reason"]), (401, "no secret set for this webhook"))
+        seen = [w for w in self.get_json("/__webhooks")[2] if w["name"] == name]
+        self.assertEqual([w["reason"] for w in seen],
+                         [r for _, _, r in cases] + ["signature mismatch"])
+        # fail_times answers before the check (a retried delivery)
+        key = uuid.uuid4().hex
+        codes = [self.request("POST", f"/webhook/{name}?fail_times=2", body=body,
+                              headers={"Idempotency-Key": key,
+                                       "X-Allma-Signature": sign(secret, now, body)})[0]
+                 for _ in range(3)]
+        self.assertEqual(codes, [500, 500, 200])
 
     def test_fail_times_by_idempotency_key(self):
         key = uuid.uuid4().hex

@@ -48,6 +48,10 @@ unix_socket_directories = '$DEMO'
 shared_preload_libraries = 'allma,pg_cron'
 allma.database_name = 'postgres'
 cron.database_name = 'postgres'
+# pg_cron runs jobs in background workers: no connection, so no cron.host,
+# password or cron.job.nodename edits (docs/operations.md)
+cron.use_background_workers = on
+max_worker_processes = 16
 CONF
 "${AS_PG[@]}" "$BINDIR/pg_ctl" -D "$DEMO/data" -l "$DEMO/server.log" -w start >/dev/null
 

@@ -140,7 +140,7 @@ SELECT allma_wait(:'ee'), pg_temp.path(:'ee');
 SELECT allma_create_flow($$
 {"id": "unsupported", "startStepInstanceId": "mark",
  "steps": {"mark": {"stepType": "SCHEDULE_START_POINT", "defaultNextStepInstanceId": "call"},
-           "call": {"stepType": "START_SUB_FLOW", "subFlowDefinitionId": "x"}}}$$);
+           "call": {"stepType": "SQS_SEND", "queueUrl": "https://sqs.example.test/q"}}}$$);
 SELECT pg_temp.run('unsupported') AS u \gset
 SELECT allma_wait(:'u');
 -- (the message names the running version, which is not part of the test)

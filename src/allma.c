@@ -33,7 +33,9 @@
 #include "faultpoint.h"
 #include "http.h"
 #include "launcher.h"
+#include "retention.h"
 #include "shmem.h"
+#include "steps/steps.h"
 
 PG_MODULE_MAGIC;
 
@@ -295,6 +297,9 @@ define_gucs(void)
 							 "Lets SQL steps and SQL-bound functions of executions started by a superuser run.",
 							 "They run as the role that started the execution; off makes such a step fail.",
 							 &allma_allow_superuser_sql_steps, false, PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	allma_subflow_define_gucs();
+	allma_retention_define_gucs();
 
 	MarkGUCPrefixReserved("allma");
 }

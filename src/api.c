@@ -45,10 +45,12 @@
 #include "utils/uuid.h"
 
 #include "acl.h"
+#include "bundle.h"
 #include "flowcache.h"
 #include "jsonb_util.h"
 #include "owner.h"
 #include "shmem.h"
+#include "start.h"
 #include "validate.h"
 
 PG_FUNCTION_INFO_V1(allma_create_flow);
@@ -110,6 +112,22 @@ allma_create_flow(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	Oid			caller = GetUserId();
 
+	/* steps naming a reusable step definition get its fields (bundle_defs.c) */
+	{
+		List	   *unresolved = NIL;
+		ListCell   *lc;
+
+		def = allma_step_definitions_resolve(def, caller, &unresolved);
+		foreach(lc, unresolved)
+			ereport(WARNING,
+					(errcode(ERRCODE_ALLMA_DANGLING_REFERENCE),
+					 errmsg("step \"%s\" field \"stepDefinitionId\" names step definition \"%s\", "
+							"which does not exist or you may not use",
+							(char *) lfirst(lc),
+							allma_jsonb_get_cstring(allma_jsonb_get(allma_jsonb_get(def, "steps"),
+																	lfirst(lc)), "stepDefinitionId")),
+					 errdetail("The step keeps only its own fields.")));
+	}
 	allma_validate_definition(def);
 	flow_id = allma_jsonb_get_cstring(def, "id");
 
@@ -372,27 +390,16 @@ resolve_version(const char *flow_id, int32 requested)
 Datum
 allma_start_flow(PG_FUNCTION_ARGS)
 {
-	char	   *flow_id;
-	Jsonb	   *input;
 	Jsonb	   *options;
 	StartOptions opts = {0, NULL, -1, NULL, NULL};
-	Oid			caller = GetUserId();
-	AllmaAsOwner st;
-	int32		version;
-	AllmaFlow  *flow;
-	AllmaStep  *start;
-	pg_uuid_t  *execution_id;
-	Jsonb	   *context;
-	Jsonb	   *flow_vars;
-	bool		logs;
-	TimestampTz due;
-	Datum		uuid_text;
+	AllmaStartRequest req;
 
-	flow_id = flow_id_arg(fcinfo);
-	input = PG_ARGISNULL(1) ? allma_jsonb_empty_object() : PG_GETARG_JSONB_P(1);
+	memset(&req, 0, sizeof(req));
+	req.flow_id = flow_id_arg(fcinfo);
+	req.input = PG_ARGISNULL(1) ? allma_jsonb_empty_object() : PG_GETARG_JSONB_P(1);
 	options = PG_ARGISNULL(2) ? allma_jsonb_empty_object() : PG_GETARG_JSONB_P(2);
 
-	if (!allma_jsonb_is_object(input))
+	if (!allma_jsonb_is_object(req.input))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("flow input must be a JSON object"),
@@ -403,8 +410,45 @@ allma_start_flow(PG_FUNCTION_ARGS)
 				 errmsg("start options must be a JSON object")));
 	allma_jsonb_foreach_key(options, parse_start_option, &opts);
 
-	if (opts.execution_id != NULL)
-		execution_id = opts.execution_id;
+	req.options = options;
+	req.version = opts.version;
+	req.execution_id = opts.execution_id;
+	req.enable_logs = opts.enable_logs;
+	req.start_step = opts.start_step;
+	req.trigger_source = opts.trigger_source;
+	req.starter = GetUserId();
+	req.parent_path_id = -1;
+	PG_RETURN_UUID_P(allma_start_execution(&req));
+}
+
+/*
+ * allma_start_execution starts an execution: the one thing allma_start_flow,
+ * a sub-flow step and allma_redrive_execution do.  START on the flow is
+ * checked for req->starter, who the execution runs as; the version is
+ * resolved and pinned; a caller-chosen id that exists is an idempotent
+ * start (the same flow) and starts nothing.  The writes are done as the
+ * bootstrap superuser; the workers are woken when the transaction commits.
+ */
+pg_uuid_t *
+allma_start_execution(const AllmaStartRequest *req)
+{
+	const char *flow_id = req->flow_id;
+	Jsonb	   *input = req->input;
+	Oid			caller = req->starter;
+	AllmaAsOwner st;
+	int32		version;
+	AllmaFlow  *flow;
+	AllmaStep  *start;
+	pg_uuid_t  *execution_id;
+	Jsonb	   *context;
+	Jsonb	   *flow_vars;
+	bool		logs;
+	TimestampTz due;
+	Datum		uuid_text;
+	bool		tree = req->parent_execution_id != NULL || req->redrive_of != NULL;
+
+	if (req->execution_id != NULL)
+		execution_id = req->execution_id;
 	else
 		execution_id = DatumGetUUIDP(DirectFunctionCall1(gen_random_uuid, (Datum) 0));
 
@@ -413,55 +457,99 @@ allma_start_flow(PG_FUNCTION_ARGS)
 
 	allma_owner_begin(&st);
 
-	version = resolve_version(flow_id, opts.version);
+	version = resolve_version(flow_id, req->version);
 	flow = allma_flow_get(flow_id, version);
 	if (flow == NULL)
 		unknown_version(flow_id, version);
 
-	start = allma_flow_step(flow, opts.start_step ? opts.start_step : flow->start_step);
+	start = allma_flow_step(flow, req->start_step ? req->start_step : flow->start_step);
 	if (start == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_INVALID_OPTION),
 				 errmsg("flow \"%s\" version %d has no step \"%s\"", flow_id, version,
-						opts.start_step ? opts.start_step : flow->start_step)));
+						req->start_step ? req->start_step : flow->start_step)));
 
 	uuid_text = DirectFunctionCall1(uuid_out, UUIDPGetDatum(execution_id));
 
-	logs = opts.enable_logs >= 0 ? opts.enable_logs : (flow->enable_logs != 0);
+	logs = req->enable_logs >= 0 ? req->enable_logs : (flow->enable_logs != 0);
 
-	/* flow_variables: the version's, then the input's, then flowExecutionId */
-	flow_vars = flow->flow_variables;
+	if (req->context != NULL)
 	{
+		/* a redrive's context: its flow_variables name the new execution */
+		Jsonb	   *vars = allma_jsonb_get(req->context, "flow_variables");
+
+		context = req->context;
+		if (allma_jsonb_is_object(vars))
+			context = allma_jsonb_set_key(context, "flow_variables",
+										  allma_jsonb_set_key(vars, "flowExecutionId",
+															  allma_jsonb_string(DatumGetCString(uuid_text))));
+	}
+	else
+	{
+		/*
+		 * flow_variables: its agents', the version's, then the input's, then
+		 * flowExecutionId
+		 */
 		Jsonb	   *input_vars = allma_jsonb_get(input, "flow_variables");
 
+		flow_vars = allma_jsonb_concat(allma_agent_flow_variables(flow_id, true),
+									   flow->flow_variables);
 		if (allma_jsonb_is_object(input_vars))
 			flow_vars = allma_jsonb_concat(flow_vars, input_vars);
+		flow_vars = allma_jsonb_set_key(flow_vars, "flowExecutionId",
+										allma_jsonb_string(DatumGetCString(uuid_text)));
+		context = allma_jsonb_set_key(input, "flow_variables", flow_vars);
 	}
-	flow_vars = allma_jsonb_set_key(flow_vars, "flowExecutionId",
-									allma_jsonb_string(DatumGetCString(uuid_text)));
-	context = allma_jsonb_set_key(input, "flow_variables", flow_vars);
 
 	{
-		Oid			types[8] = {UUIDOID, TEXTOID, INT4OID, JSONBOID, JSONBOID,
-		BOOLOID, OIDOID, TEXTOID};
-		Datum		values[8];
-		char		nulls[8] = "        ";
+		Oid			types[14] = {UUIDOID, TEXTOID, INT4OID, JSONBOID, JSONBOID,
+			BOOLOID, OIDOID, TEXTOID, UUIDOID, UUIDOID, INT4OID, INT8OID, TEXTOID,
+		UUIDOID};
+		Datum		values[14];
+		char		nulls[14] = "              ";
 
 		values[0] = UUIDPGetDatum(execution_id);
 		values[1] = CStringGetTextDatum(flow_id);
 		values[2] = Int32GetDatum(version);
 		values[3] = JsonbPGetDatum(input);
-		values[4] = JsonbPGetDatum(options);
+		values[4] = JsonbPGetDatum(req->options ? req->options : allma_jsonb_empty_object());
 		values[5] = BoolGetDatum(logs);
 		values[6] = ObjectIdGetDatum(caller);
-		values[7] = opts.trigger_source ? CStringGetTextDatum(opts.trigger_source) : (Datum) 0;
-		if (opts.trigger_source == NULL)
+		values[7] = req->trigger_source ? CStringGetTextDatum(req->trigger_source) : (Datum) 0;
+		if (req->trigger_source == NULL)
 			nulls[7] = 'n';
-		allma_owner_exec("INSERT INTO allma.executions (execution_id, flow_id, flow_version, input, "
-				 "options, enable_execution_logs, started_by, trigger_source, root_execution_id) "
-				 "VALUES ($1, $2, $3, $4, $5, $6, $7::regrole, $8, $1) "
-				 "ON CONFLICT (execution_id) DO NOTHING RETURNING 1",
-				 8, types, values, nulls, SPI_OK_INSERT_RETURNING);
+		/* the tree: a top-level execution is its own root */
+		values[8] = UUIDPGetDatum(req->parent_execution_id);
+		if (req->parent_execution_id == NULL)
+			nulls[8] = 'n';
+		values[9] = UUIDPGetDatum(req->root_execution_id ? req->root_execution_id : execution_id);
+		values[10] = Int32GetDatum(req->depth);
+		values[11] = Int64GetDatum(req->parent_path_id);
+		if (req->parent_path_id < 0)
+			nulls[11] = 'n';
+		values[12] = req->parent_step_id ? CStringGetTextDatum(req->parent_step_id) : (Datum) 0;
+		if (req->parent_step_id == NULL)
+			nulls[12] = 'n';
+		values[13] = UUIDPGetDatum(req->redrive_of);
+		if (req->redrive_of == NULL)
+			nulls[13] = 'n';
+
+		/*
+		 * Only sub-flows and redrives name 1.1's columns: a 1.0 schema (the
+		 * library updated, ALTER EXTENSION not yet run) still starts flows.
+		 */
+		allma_owner_exec(tree ?
+						 "INSERT INTO allma.executions (execution_id, flow_id, flow_version, input, "
+						 "options, enable_execution_logs, started_by, trigger_source, "
+						 "parent_execution_id, root_execution_id, depth, parent_path_id, "
+						 "parent_step_instance_id, redrive_of) "
+						 "VALUES ($1, $2, $3, $4, $5, $6, $7::regrole, $8, $9, $10, $11, $12, $13, $14) "
+						 "ON CONFLICT (execution_id) DO NOTHING RETURNING 1" :
+						 "INSERT INTO allma.executions (execution_id, flow_id, flow_version, input, "
+						 "options, enable_execution_logs, started_by, trigger_source, root_execution_id) "
+						 "VALUES ($1, $2, $3, $4, $5, $6, $7::regrole, $8, $10) "
+						 "ON CONFLICT (execution_id) DO NOTHING RETURNING 1",
+						 14, types, values, nulls, SPI_OK_INSERT_RETURNING);
 	}
 
 	if (SPI_processed == 0)
@@ -496,7 +584,7 @@ allma_start_flow(PG_FUNCTION_ARGS)
 							DatumGetCString(uuid_text), existing_flow),
 					 errdetail("A start with a caller-chosen executionId is idempotent only for the same flow.")));
 		allma_owner_end(&st);
-		PG_RETURN_UUID_P(execution_id);
+		return execution_id;
 	}
 
 	due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -516,7 +604,7 @@ allma_start_flow(PG_FUNCTION_ARGS)
 	allma_owner_end(&st);
 
 	allma_request_wake_at_commit();
-	PG_RETURN_UUID_P(execution_id);
+	return execution_id;
 }
 
 /* ----------------------------------------------------------------

@@ -46,6 +46,7 @@
 
 #include "access/xact.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
@@ -63,11 +64,12 @@
 typedef void (*guarded_fn) (StepRun *run);
 
 /*
- * run_guarded runs fn in a subtransaction.  Returns NULL on success, or the
- * error (copied into the caller's memory context) after rolling back.
+ * allma_engine_guarded runs fn(arg) in a subtransaction.  Returns NULL on
+ * success, or the error (copied into the caller's memory context) after
+ * rolling back.
  */
-static ErrorData *
-run_guarded(guarded_fn fn, StepRun *run)
+ErrorData *
+allma_engine_guarded(void (*fn) (void *arg), void *arg)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -78,7 +80,7 @@ run_guarded(guarded_fn fn, StepRun *run)
 
 	PG_TRY();
 	{
-		fn(run);
+		fn(arg);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -95,6 +97,12 @@ run_guarded(guarded_fn fn, StepRun *run)
 	PG_END_TRY();
 
 	return edata;
+}
+
+static ErrorData *
+run_guarded(guarded_fn fn, StepRun *run)
+{
+	return allma_engine_guarded((void (*) (void *)) fn, run);
 }
 
 static void
@@ -163,6 +171,7 @@ dispatch(StepRun *run)
 		output = type->start(run);
 	Assert(!run->io || (type->starts & ALLMA_STEP_SENDS));
 	Assert(!run->forked || (type->starts & ALLMA_STEP_FORKS));
+	Assert(!run->parked || (type->starts & ALLMA_STEP_PARKS));
 
 	if (run->ps->response != NULL && output != NULL)
 		output = allma_secret_redact_jsonb(output);
@@ -320,7 +329,7 @@ attempt_step(StepRun *run)
 	run->output = dispatch(run);
 	if (run->io)
 		allma_step_check_io_request(run);
-	if (run->forked || run->io || run->repoll_ms > 0 ||
+	if (run->forked || run->parked || run->io || run->repoll_ms > 0 ||
 		((run->step->type->flags & ALLMA_STEP_POLLS) && run->output == NULL))
 		return;
 	if (run->output == NULL)
@@ -414,6 +423,46 @@ fail_path(AllmaPathState *ps, Jsonb *error)
 }
 
 /*
+ * step_start_time: when the current attempt of the path's step began.  A
+ * step that resumes in a later pass (its response arrived, its fork
+ * joined, the child it waits for ended) began when it first ran: that time
+ * is kept in the path's request record as "stepStartedAt" (see
+ * keep_step_start).
+ */
+static TimestampTz
+step_start_time(AllmaPathState *ps)
+{
+	char	   *s;
+
+	if (ps->prev_request != NULL && (ps->response != NULL || ps->joining) &&
+		(s = allma_jsonb_get_cstring(ps->prev_request, "stepStartedAt")) != NULL)
+		return DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
+													   ObjectIdGetDatum(InvalidOid),
+													   Int32GetDatum(-1)));
+	return GetCurrentTimestamp();
+}
+
+/*
+ * keep_step_start records when a step that goes on in a later pass began,
+ * in what its path keeps in the request column: the request to send, or
+ * the record of what a WAITING path waits for (made in the path's memory
+ * context, like the request).
+ */
+static void
+keep_step_start(StepRun *run, TimestampTz started_at)
+{
+	AllmaPathState *ps = run->ps;
+	MemoryContext oldcxt = MemoryContextSwitchTo(run->pathcxt);
+	Jsonb	   *when = allma_jsonb_string(allma_timestamp_iso(started_at, true));
+
+	if (ps->inflight)
+		ps->io_request = allma_jsonb_set_key(ps->io_request, "stepStartedAt", when);
+	else
+		ps->wait_record = allma_jsonb_set_key(ps->wait_record, "stepStartedAt", when);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
  * run_step runs one attempt of the path's current step and decides what
  * comes next.  Allocates in CurrentMemoryContext (the step context); the
  * caller copies out what must survive.
@@ -436,7 +485,10 @@ run_step(AllmaPathState *ps, AllmaStep *step, MemoryContext pathcxt)
 	rec->step_id = step->id;
 	rec->step_type = step->type_name;
 	rec->attempt = ps->attempt;
-	rec->started_at = GetCurrentTimestamp();
+	rec->started_at = step_start_time(ps);
+	ps->step_started_at = rec->started_at;
+	/* what allma_redrive_execution starts again from (branches: their fork step) */
+	rec->context = ps->is_branch ? NULL : ps->context;
 
 	edata = run_guarded(attempt_step, &run);
 	now = GetCurrentTimestamp();
@@ -462,14 +514,19 @@ run_step(AllmaPathState *ps, AllmaStep *step, MemoryContext pathcxt)
 		/* sent after this pass commits; recorded when the response is in */
 		ps->seq--;
 		ps->inflight = true;
+		keep_step_start(&run, rec->started_at);
 		return NULL;
 	}
 
-	if (edata == NULL && run.forked)
+	if (edata == NULL && (run.forked || run.parked))
 	{
-		/* the branches start when this pass commits; the step is recorded at the join */
+		/*
+		 * the branches start when this pass commits, a parked path waits to
+		 * be woken; the step is recorded when it completes
+		 */
 		ps->seq--;
 		ps->waiting = true;
+		keep_step_start(&run, rec->started_at);
 		return NULL;
 	}
 
@@ -577,6 +634,7 @@ copy_record(AllmaStepRecord *src, bool logs)
 	rec->next_step = copy_str(src->next_step);
 	rec->input = logs ? allma_step_copy_jsonb(src->input) : NULL;
 	rec->output = logs ? allma_step_copy_jsonb(src->output) : NULL;
+	rec->context = logs ? allma_step_copy_jsonb(src->context) : NULL;
 	rec->error = allma_step_copy_jsonb(src->error);
 	rec->details = allma_step_copy_jsonb(src->details);
 	return rec;
@@ -615,7 +673,11 @@ allma_engine_advance(AllmaPathState *ps, int max_steps)
 		MemoryContextSwitchTo(pathcxt);
 
 		if (rec != NULL)
+		{
+			/* the one place a recorded step attempt is counted */
 			ps->records = lappend(ps->records, copy_record(rec, ps->logs));
+			ps->step_count++;
+		}
 		/* a response is consumed by the step it answers */
 		ps->response = NULL;
 		if (ps->last_output != output_before)

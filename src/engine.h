@@ -29,6 +29,13 @@ extern void allma_engine_advance(AllmaPathState *ps, int max_steps);
 extern void allma_engine_advance_guarded(AllmaPathState *ps, int max_steps);
 
 /*
+ * allma_engine_guarded runs fn(arg) in a subtransaction: NULL on success,
+ * else the error, copied into the caller's memory context, after the
+ * subtransaction was rolled back.
+ */
+extern ErrorData *allma_engine_guarded(void (*fn) (void *arg), void *arg);
+
+/*
  * allma_engine_http_request fills *r (tag NULL) with the request of a path
  * that went INFLIGHT: the stored request plus what is never stored (the
  * headers and URL with credentials, the SMTP password).  Its strings are

@@ -30,6 +30,7 @@
 #include "flowcache.h"
 #include "jsonb_util.h"
 #include "step.h"
+#include "steps/completion.h"
 
 #define ALLMA_FLOWCACHE_MAX 1000
 #define ALLMA_FLOW_ID_MAX 256
@@ -218,6 +219,30 @@ parse_flow(const char *flow_id, int32 version, Jsonb *def)
 	c.capacity = 16;
 	flow->steps = palloc(sizeof(AllmaStep) * c.capacity);
 	allma_jsonb_foreach_key(allma_jsonb_get(def, "steps"), collect_step, &c);
+
+	/* onCompletionActions: each webhook is a step of its own path */
+	flow->completion_actions = allma_jsonb_get(def, "onCompletionActions");
+	if (!allma_jsonb_is_array(flow->completion_actions) ||
+		allma_jsonb_array_length(flow->completion_actions) == 0)
+		flow->completion_actions = NULL;
+	else
+	{
+		List	   *actions = allma_jsonb_array_elements(flow->completion_actions);
+		ListCell   *lc;
+
+		foreach(lc, actions)
+		{
+			if (!allma_completion_is_webhook(lfirst(lc)))
+				continue;
+			if (flow->nsteps == c.capacity)
+			{
+				c.capacity *= 2;
+				flow->steps = repalloc(flow->steps, sizeof(AllmaStep) * c.capacity);
+			}
+			allma_completion_parse_step(&flow->steps[flow->nsteps++],
+										foreach_current_index(lc), lfirst(lc));
+		}
+	}
 	return flow;
 }
 

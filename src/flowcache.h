@@ -59,6 +59,9 @@ typedef struct AllmaFlow
 	int			enable_logs;	/* -1 unset, 0 or 1 */
 	int			nsteps;
 	AllmaStep  *steps;
+	Jsonb	   *completion_actions;	/* onCompletionActions (an array), or NULL;
+									 * its webhooks are steps too (see
+									 * steps/completion.c) */
 } AllmaFlow;
 
 extern AllmaFlow *allma_flow_get(const char *flow_id, int32 version);

@@ -37,6 +37,8 @@ typedef struct AllmaStepRecord
 	Jsonb	   *output;
 	Jsonb	   *error;
 	Jsonb	   *details;
+	Jsonb	   *context;		/* the context the step started from (main
+								 * path, execution logs on: for redrives) */
 	char	   *next_step;
 	TimestampTz started_at;
 	TimestampTz ended_at;
@@ -79,6 +81,16 @@ typedef struct AllmaPathState
 	bool		logs;			/* record step input and output */
 	TimestampTz execution_started_at;
 
+	/* the execution's place in its tree and its step counter, from the claim */
+	int32		step_count;		/* recorded step attempts (engine.c adds this
+								 * pass's; store.c writes them) */
+	int32		depth;			/* 0 for a top-level execution */
+	pg_uuid_t	root_execution_id;
+	bool		has_parent;		/* a sub-flow: parent_execution_id is set */
+	pg_uuid_t	parent_execution_id;
+	bool		sync_child;		/* a parent path waits for this execution */
+	TimestampTz step_started_at;	/* when the current step began (engine.c) */
+
 	/* cursor, advanced by the engine */
 	char	   *step_id;		/* NULL once the path has ended */
 	int32		attempt;
@@ -111,7 +123,10 @@ typedef struct AllmaPathState
 	bool		inflight;		/* the step waits for its HTTP response */
 
 	/* outcome */
-	bool		waiting;		/* started a fork: waits for its branches */
+	bool		waiting;		/* started a fork or parked: waits for its
+								 * branches, a child execution, ... */
+	Jsonb	   *wait_record;	/* what a WAITING path keeps in its request
+								 * column: {stepStartedAt, ...} (engine.c) */
 	AllmaForkSpec *fork;		/* the fork to create, when waiting */
 	bool		joined;			/* joined a fork: its rows are to be deleted */
 	Jsonb	   *result;			/* a finished branch's result */

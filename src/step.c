@@ -15,7 +15,8 @@
  *	  leaving a request that the worker sends after commit, or starting a
  *	  fork (a module step may do either of the first two: a module bound to
  *	  an HTTP endpoint sends a request);
- *	- how it completes: from the response, or at the fork's join;
+ *	- how it completes: from the response, at the fork's join, or when what
+ *	  its parked path waits for happened (a sub-flow's child ended);
  *	- what the state machine does differently for it (END_FLOW ends the
  *	  path; POLL_EXTERNAL_API may ask to run again later).
  * The handlers live in src/steps/, one file per family of step types.
@@ -58,6 +59,7 @@
 #define RUNS	ALLMA_STEP_RUNS
 #define SENDS	ALLMA_STEP_SENDS
 #define FORKS	ALLMA_STEP_FORKS
+#define PARKS	ALLMA_STEP_PARKS
 
 /* Allma's StepType enum, in its order */
 const AllmaStepType allma_step_types[] = {
@@ -86,9 +88,9 @@ const AllmaStepType allma_step_types[] = {
 	{"PARALLEL_FORK_MANAGER", ALLMA_MODULE_NONE, "system/parallel-fork-manager", 0, allma_check_parallel,
 	RUNS | FORKS, allma_fork_start, allma_fork_join, 0},
 	{"START_SUB_FLOW", ALLMA_MODULE_NONE, "system/start-sub-flow", 0, allma_check_start_sub_flow,
-	0, allma_step_unsupported, NULL, 0},
+	RUNS | PARKS, allma_subflow_start, allma_subflow_complete, 0},
 	{"START_FLOW_EXECUTION", ALLMA_MODULE_FIXED, "system/start-flow-execution", 0, allma_check_start_flow_execution,
-	0, allma_step_unsupported, NULL, 0},
+	RUNS | PARKS, allma_subflow_start, allma_subflow_complete, 0},
 	{"API_CALL", ALLMA_MODULE_NONE, "system/api-call", 0, allma_check_api_call,
 	SENDS, allma_api_call_start, allma_api_call_complete, 0},
 	{"MCP_CALL", ALLMA_MODULE_NONE, "system/mcp-call", 0, allma_check_mcp_call,
@@ -140,36 +142,77 @@ allma_step_type_find(const char *name)
  * ----------------------------------------------------------------
  */
 
-static char *
-timestamptz_iso(TimestampTz ts)
+/*
+ * allma_timestamp_iso: ts as Allma writes times (JavaScript's
+ * toISOString(): UTC, milliseconds), or with microseconds
+ */
+char *
+allma_timestamp_iso(TimestampTz ts, bool micro)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
 
 	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
 		return pstrdup("");
+	if (micro)
+		return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+						tm.tm_year, tm.tm_mon, tm.tm_mday,
+						tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
 	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
 					tm.tm_year, tm.tm_mon, tm.tm_mday,
 					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (fsec / 1000));
 }
 
+static Jsonb *
+uuid_jsonb(pg_uuid_t *id)
+{
+	return allma_jsonb_string(DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))));
+}
+
+/*
+ * allma_runtime_state: Allma's FlowRuntimeState fields a flow may read
+ * (README, docs/subflows.md): identity, position, timing, progress, tree
+ * linkage and, under _internal, when the current step began.
+ */
 Jsonb *
 allma_runtime_state(AllmaPathState *ps)
 {
 	Jsonb	   *rs = allma_jsonb_empty_object();
+	const char *kind;
 
-	rs = allma_jsonb_set_key(rs, "flowExecutionId",
-							 allma_jsonb_string(DatumGetCString(DirectFunctionCall1(uuid_out,
-																					 UUIDPGetDatum(&ps->execution_id)))));
+	rs = allma_jsonb_set_key(rs, "flowExecutionId", uuid_jsonb(&ps->execution_id));
 	rs = allma_jsonb_set_key(rs, "flowDefinitionId", allma_jsonb_string(ps->flow->flow_id));
 	rs = allma_jsonb_set_key(rs, "flowDefinitionVersion", allma_jsonb_int(ps->flow->version));
+	rs = allma_jsonb_set_key(rs, "enableExecutionLogs", allma_jsonb_bool(ps->logs));
 	if (ps->step_id)
 		rs = allma_jsonb_set_key(rs, "currentStepInstanceId", allma_jsonb_string(ps->step_id));
 	if (ps->branch_id)
 		rs = allma_jsonb_set_key(rs, "branchId", allma_jsonb_string(ps->branch_id));
 	rs = allma_jsonb_set_key(rs, "startTime",
-							 allma_jsonb_string(timestamptz_iso(ps->execution_started_at)));
+							 allma_jsonb_string(allma_timestamp_iso(ps->execution_started_at, false)));
 	rs = allma_jsonb_set_key(rs, "status", allma_jsonb_string("RUNNING"));
+	rs = allma_jsonb_set_key(rs, "completedStepCount", allma_jsonb_int(ps->step_count));
+	if (ps->transition_counts != NULL)
+		rs = allma_jsonb_set_key(rs, "transitionCounts", ps->transition_counts);
+
+	/* the execution tree */
+	rs = allma_jsonb_set_key(rs, "rootFlowExecutionId", uuid_jsonb(&ps->root_execution_id));
+	if (ps->has_parent)
+		rs = allma_jsonb_set_key(rs, "parentFlowExecutionId", uuid_jsonb(&ps->parent_execution_id));
+	rs = allma_jsonb_set_key(rs, "depth", allma_jsonb_int(ps->depth));
+	if (ps->is_branch)
+		kind = "PARALLEL_BRANCH";
+	else if (!ps->has_parent)
+		kind = "ROOT";
+	else
+		kind = ps->sync_child ? "SYNC_SUBFLOW" : "ASYNC_SUBFLOW";
+	rs = allma_jsonb_set_key(rs, "executionKind", allma_jsonb_string(kind));
+
+	if (ps->step_started_at != 0)
+		rs = allma_jsonb_set_key(rs, "_internal",
+								 allma_jsonb_set_key(NULL, "currentStepStartTime",
+													 allma_jsonb_string(allma_timestamp_iso(ps->step_started_at,
+																							false))));
 	return rs;
 }
 

@@ -43,6 +43,7 @@ typedef struct StepRun
 	const char *default_error_name;
 	MemoryContext pathcxt;		/* outlives the step: fork specs go here */
 	bool		forked;			/* the step started a fork */
+	bool		parked;			/* the step parked its path (ALLMA_STEP_PARKS) */
 	bool		io;				/* the step's request is to be sent */
 	int64		repoll_ms;		/* POLL_EXTERNAL_API: poll again after this */
 	Jsonb	   *details;		/* extra history details of a completed step */
@@ -88,6 +89,9 @@ typedef enum AllmaModuleRule
 									 * commit; completes from the response */
 #define ALLMA_STEP_FORKS	0x04	/* starts a fork; completes when its
 									 * branches have finished */
+#define ALLMA_STEP_PARKS	0x08	/* parks its path WAITING (no process, no
+									 * lock) until it is woken: a sync
+									 * sub-flow's child ended */
 
 /* AllmaStepType.flags: what the state machine does differently */
 #define ALLMA_STEP_ENDS_FLOW	0x01	/* the path ends after it: its output
@@ -111,8 +115,9 @@ typedef struct AllmaStepType
 	int			starts;			/* ALLMA_STEP_RUNS | SENDS | FORKS; 0: not
 								 * run by this version */
 	AllmaStepFunc start;		/* the first call of an attempt */
-	AllmaStepFunc complete;		/* with the response (ps->response) or at
-								 * the join (ps->joining); NULL if never */
+	AllmaStepFunc complete;		/* with the response (ps->response), at
+								 * the join or when woken (ps->joining);
+								 * NULL if never */
 	int			flags;			/* ALLMA_STEP_ENDS_FLOW | POLLS */
 } AllmaStepType;
 
@@ -165,6 +170,9 @@ extern const AllmaBuiltinModule *allma_module_for_step(const AllmaStepType *type
  * Context and templates
  * ----------------------------------------------------------------
  */
+
+/* a time as Allma writes it (ISO 8601, UTC, ms), or with microseconds */
+extern char *allma_timestamp_iso(TimestampTz ts, bool micro);
 
 /* allma_runtime_state: the runtime fields Allma exposes to paths and templates */
 extern Jsonb *allma_runtime_state(AllmaPathState *ps);

@@ -40,6 +40,7 @@
 #include "jsonb_util.h"
 #include "pathstate.h"
 #include "store.h"
+#include "steps/completion.h"
 
 /* the worker slot recorded as the owner of INFLIGHT paths */
 int			allma_store_owner_slot = -1;
@@ -60,6 +61,7 @@ static SPIPlanPtr release_branches_plan = NULL;
 static SPIPlanPtr delete_forks_plan = NULL;
 static SPIPlanPtr claim_inflight_plan = NULL;
 static SPIPlanPtr release_inflight_plan = NULL;
+static SPIPlanPtr step_counts_plan = NULL;
 
 /*
  * prepare makes a saved plan.  SPI_prepare leaves the SPI procedure
@@ -80,7 +82,7 @@ prepare(const char *sql, int nargs, Oid *types)
 	return plan;
 }
 
-/* allma_store_prepare: prepare for other files' saved statements */
+/* allma_store_prepare: a saved plan, for the worker's other statements (retention, completion actions) */
 SPIPlanPtr
 allma_store_prepare(const char *sql, int nargs, Oid *types)
 {
@@ -94,7 +96,7 @@ allma_store_reset(void)
 	&finish_executions_plan, &insert_history_plan, &next_due_plan, &insert_forks_plan,
 		&insert_branches_plan, &finish_branches_plan, &lock_forks_plan, &count_forks_plan,
 	&wake_parents_plan, &release_branches_plan, &delete_forks_plan, &claim_inflight_plan,
-	&release_inflight_plan};
+	&release_inflight_plan, &step_counts_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
 	{
@@ -181,7 +183,9 @@ col_array(Column *col)
 	"       e.enable_execution_logs, e.started_at, " \
 	"       coalesce(p.parent_path_id, -1), coalesce(p.item_index, 0), " \
 	"       coalesce(p.branch_ordinal, 0), p.joining, " \
-	"       f.step_instance_id, f.base_context, p.request "
+	"       f.step_instance_id, f.base_context, p.request, " \
+	"       e.step_count, e.depth, coalesce(e.root_execution_id, e.execution_id), " \
+	"       e.parent_execution_id, e.parent_path_id IS NOT NULL "
 /*
  * The execution and fork of each claimed path, looked up by key: LATERAL
  * subqueries with OFFSET 0 are planned on their own, with the path's key as
@@ -382,6 +386,18 @@ paths_from_claim(void)
 
 			ps->prev_request = isnull ? NULL : DatumGetJsonbPCopy(req);
 		}
+		ps->step_count = DatumGetInt32(SPI_getbinval(tup, desc, 22, &isnull));
+		ps->depth = DatumGetInt32(SPI_getbinval(tup, desc, 23, &isnull));
+		memcpy(&ps->root_execution_id,
+			   DatumGetUUIDP(SPI_getbinval(tup, desc, 24, &isnull)), sizeof(pg_uuid_t));
+		{
+			Datum		parent = SPI_getbinval(tup, desc, 25, &isnull);
+
+			ps->has_parent = !isnull;
+			if (!isnull)
+				memcpy(&ps->parent_execution_id, DatumGetUUIDP(parent), sizeof(pg_uuid_t));
+		}
+		ps->sync_child = DatumGetBool(SPI_getbinval(tup, desc, 26, &isnull));
 		MemoryContextSwitchTo(oldcxt);
 
 		paths = lappend(paths, ps);
@@ -537,7 +553,8 @@ save_paths(List *paths)
 		col_add_jsonb(&ctx, overlay_of(ps));
 		col_add_jsonb(&counts, ps->transition_counts);
 		col_add_text(&status, ps->inflight ? "INFLIGHT" : ps->waiting ? "WAITING" : "READY");
-		col_add_jsonb(&request, ps->inflight ? ps->io_request : NULL);
+		col_add_jsonb(&request, ps->inflight ? ps->io_request :
+					  ps->waiting ? ps->wait_record : NULL);
 		if (ps->inflight)
 		{
 			double		timeout_ms = allma_http_timeout_ms;
@@ -931,6 +948,11 @@ save_branches(List *paths)
 			{
 				Datum		rargs[3];
 
+				/*
+				 * Queued branches are the WAITING ones that never ran (no
+				 * request record); a branch parked by its step (a sync
+				 * sub-flow) waits for something else.
+				 */
 				if (release_branches_plan == NULL)
 				{
 					Oid			types[3] = {UUIDOID, INT8OID, INT4OID};
@@ -941,6 +963,7 @@ save_branches(List *paths)
 													"WHERE (execution_id, path_id) IN ("
 													"  SELECT execution_id, path_id FROM allma.execution_paths "
 													"  WHERE execution_id = $1 AND parent_path_id = $2 AND status = 'WAITING' "
+													"    AND request IS NULL "
 													"  ORDER BY path_id LIMIT $3 FOR UPDATE SKIP LOCKED)", 3, types);
 				}
 				rargs[0] = exec;
@@ -1012,6 +1035,72 @@ save_joined_forks(List *paths)
 	execute_plan(delete_forks_plan, args, SPI_OK_DELETE);
 }
 
+typedef struct StepCount
+{
+	pg_uuid_t	execution_id;
+	int32		n;
+} StepCount;
+
+static int
+step_count_cmp(const void *a, const void *b)
+{
+	return memcmp(&((const StepCount *) a)->execution_id,
+				  &((const StepCount *) b)->execution_id, sizeof(pg_uuid_t));
+}
+
+/*
+ * save_step_counts adds the step attempts the batch recorded to their
+ * executions' step_count: one row per execution, in execution id order (so
+ * that workers updating the same executions take their row locks in the
+ * same order).
+ */
+static void
+save_step_counts(List *paths)
+{
+	StepCount  *counts = palloc(sizeof(StepCount) * Max(list_length(paths), 1));
+	int			n = 0;
+	Column		e,
+				c;
+	Datum		args[2];
+	ListCell   *lc;
+
+	foreach(lc, paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+
+		if (ps->records == NIL)
+			continue;
+		counts[n].execution_id = ps->execution_id;
+		counts[n].n = list_length(ps->records);
+		n++;
+	}
+	if (n == 0)
+		return;
+	qsort(counts, n, sizeof(StepCount), step_count_cmp);
+	col_init(&e, UUIDOID, n);
+	col_init(&c, INT4OID, n);
+	for (int i = 0; i < n; i++)
+	{
+		int32		sum = counts[i].n;
+
+		while (i + 1 < n && step_count_cmp(&counts[i], &counts[i + 1]) == 0)
+			sum += counts[++i].n;
+		col_add(&e, UUIDPGetDatum(&counts[i].execution_id), false);
+		col_add(&c, Int32GetDatum(sum), false);
+	}
+	if (step_counts_plan == NULL)
+	{
+		Oid			types[2] = {UUIDARRAYOID, INT4ARRAYOID};
+
+		step_counts_plan = prepare("UPDATE allma.executions x SET step_count = x.step_count + u.n "
+								   "FROM unnest($1, $2) AS u(e, n) WHERE x.execution_id = u.e",
+								   2, types);
+	}
+	args[0] = col_array(&e);
+	args[1] = col_array(&c);
+	execute_plan(step_counts_plan, args, SPI_OK_UPDATE);
+}
+
 static int
 save_terminal_executions(List *paths)
 {
@@ -1074,10 +1163,22 @@ save_terminal_executions(List *paths)
 	 * role can send one on this channel: the payload is only the execution
 	 * id (a wake-up), and listeners read the status through RLS.
 	 */
-	for (uint64 i = 0; i < SPI_processed; i++)
-		Async_Notify(ALLMA_NOTIFY_CHANNEL,
-					 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-	return (int) SPI_processed;
+	{
+		uint64		nfinished = SPI_processed;
+		List	   *finished = NIL;
+
+		for (uint64 i = 0; i < nfinished; i++)
+		{
+			char	   *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+			Async_Notify(ALLMA_NOTIFY_CHANNEL, id);
+			finished = lappend(finished, id);
+		}
+		/* their onCompletionActions, in the same transaction */
+		if (finished != NIL)
+			allma_completion_plan(paths, finished);
+		return (int) nfinished;
+	}
 }
 
 static void
@@ -1097,10 +1198,11 @@ save_history(List *paths)
 				next,
 				details,
 				started,
-				ended;
+				ended,
+				context;
 	ListCell   *lc;
 	int			n = 0;
-	Datum		args[15];
+	Datum		args[16];
 
 	foreach(lc, paths)
 		n += list_length(((AllmaPathState *) lfirst(lc))->records);
@@ -1122,6 +1224,7 @@ save_history(List *paths)
 	col_init(&details, JSONBOID, n);
 	col_init(&started, TIMESTAMPTZOID, n);
 	col_init(&ended, TIMESTAMPTZOID, n);
+	col_init(&context, JSONBOID, n);
 
 	foreach(lc, paths)
 	{
@@ -1147,23 +1250,24 @@ save_history(List *paths)
 			col_add_jsonb(&details, rec->details);
 			col_add(&started, TimestampTzGetDatum(rec->started_at), false);
 			col_add(&ended, TimestampTzGetDatum(rec->ended_at), false);
+			col_add_jsonb(&context, rec->context);
 		}
 	}
 
 	if (insert_history_plan == NULL)
 	{
-		Oid			types[15] = {UUIDARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
+		Oid			types[16] = {UUIDARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
 			TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
 			JSONBARRAYOID, JSONBARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
-		TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
+		TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, JSONBARRAYOID};
 
 		insert_history_plan = prepare(
 									  "INSERT INTO allma.step_executions "
 									  "  (execution_id, path_id, seq, branch_id, step_instance_id, step_type, "
 									  "   attempt, status, input, output, error, next_step_instance_id, "
-									  "   details, started_at, ended_at) "
+									  "   details, started_at, ended_at, context) "
 									  "SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-									  "                     $11, $12, $13, $14, $15)", 15, types);
+									  "                     $11, $12, $13, $14, $15, $16)", 16, types);
 	}
 	args[0] = col_array(&e);
 	args[1] = col_array(&p);
@@ -1180,6 +1284,7 @@ save_history(List *paths)
 	args[12] = col_array(&details);
 	args[13] = col_array(&started);
 	args[14] = col_array(&ended);
+	args[15] = col_array(&context);
 	execute_plan(insert_history_plan, args, SPI_OK_INSERT);
 }
 
@@ -1197,6 +1302,7 @@ allma_store_save(List *paths)
 	save_new_forks(paths);
 	save_paths(paths);
 	save_branches(paths);
+	save_step_counts(paths);
 	return save_terminal_executions(paths);
 }
 

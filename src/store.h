@@ -27,6 +27,12 @@ extern int	allma_store_release_inflight(int slot);
 extern int	allma_store_save(List *paths);
 extern TimestampTz allma_store_next_due(void);
 extern void allma_store_reset(void);
+
+/*
+ * allma_store_prepare makes a saved plan (SPI connected; the caller's
+ * memory context stays current); throws when the statement does not
+ * prepare
+ */
 extern SPIPlanPtr allma_store_prepare(const char *sql, int nargs, Oid *types);
 
 struct AllmaForkSpec;

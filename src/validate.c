@@ -92,7 +92,7 @@ static const char *const delay_positions[] = {"before", "after", NULL};
 static const char *const jitter_strategies[] = {"FULL", "NONE", NULL};
 static const char *const action_types[] = {
 	"LOG_ONLY", "API_CALL", "SQS_SEND", "SNS_SEND", "CUSTOM_LAMBDA_INVOKE",
-	"DATA_SAVE", NULL
+	"DATA_SAVE", "NOTIFY", NULL
 };
 static const char *const execute_on_statuses[] = {
 	"COMPLETED", "FAILED", "ANY", NULL
@@ -154,17 +154,16 @@ check_transitions(AllmaChecker *ck, JsonbContainer *step)
 	}
 }
 
-/* onError.retries: allma's per-step retry policy */
+/*
+ * A retry rule: onError.retries (allma's per-step retry policy), or the
+ * "retries" of a webhook completion action; parent names it.
+ */
 static void
-check_retries(AllmaChecker *ck, JsonbContainer *on_error)
+check_retry_rule(AllmaChecker *ck, JsonbContainer *r, const char *parent)
 {
-	const char *parent = "onError.retries";
-	JsonbContainer *r = allma_def_get_object(ck, on_error, "onError", "retries", false);
 	JsonbContainer *errs;
 	char	   *jitter;
 
-	if (r == NULL)
-		return;
 	allma_def_check_number_field(ck, r, parent, "count", true,
 								 0, false, MAX_RETRY_COUNT, ERRCODE_ALLMA_INVALID_RETRY);
 	allma_def_check_number_field(ck, r, parent, "intervalSeconds", false,
@@ -180,13 +179,22 @@ check_retries(AllmaChecker *ck, JsonbContainer *on_error)
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_INVALID_RETRY),
 				 errmsg("%s must be one of %s",
-						allma_def_where(ck, "onError.retries.jitterStrategy"),
+						allma_def_where(ck, allma_def_member_name(parent, "jitterStrategy")),
 						allma_def_enum_list(jitter_strategies)),
 				 errdetail("The value is \"%s\".", jitter)));
 	errs = allma_def_get_array(ck, r, parent, "errorEquals", false);
 	if (errs != NULL)
-		allma_def_check_string_array(ck, errs, "onError.retries.errorEquals", true,
+		allma_def_check_string_array(ck, errs, allma_def_member_name(parent, "errorEquals"), true,
 									 ERRCODE_ALLMA_INVALID_RETRY);
+}
+
+static void
+check_retries(AllmaChecker *ck, JsonbContainer *on_error)
+{
+	JsonbContainer *r = allma_def_get_object(ck, on_error, "onError", "retries", false);
+
+	if (r != NULL)
+		check_retry_rule(ck, r, "onError.retries");
 }
 
 /* onError.retryOnContentError: retries of ContentBasedRetryableError */
@@ -561,6 +569,50 @@ check_step(AllmaChecker *ck, const char *key, JsonbValue *value)
 		info->check(ck, step);
 }
 
+/*
+ * An API_CALL completion action (a webhook, steps/completion.c): its
+ * method, a literal target must be an http(s) URL, signingSecret names a
+ * secret, retries is a retry rule.
+ */
+static void
+check_webhook_action(AllmaChecker *ck, JsonbContainer *a, const char *field)
+{
+	char	   *target = allma_def_get_string(ck, a, field, "target", true);
+	char	   *error = NULL;
+	JsonbContainer *r;
+
+	allma_def_check_enum_field(ck, a, field, "apiHttpMethod", true, allma_def_http_methods);
+	if (strstr(target, "{{") == NULL && !allma_http_check_url(target, &error))
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+				 errmsg("%s must be an http or https URL",
+						allma_def_where(ck, allma_def_member_name(field, "target"))),
+				 errdetail("The value is \"%s\": %s", target, error ? error : "not a URL")));
+	allma_def_get_nonempty_string(ck, a, field, "signingSecret", false);
+	r = allma_def_get_object(ck, a, field, "retries", false);
+	if (r != NULL)
+		check_retry_rule(ck, r, allma_def_member_name(field, "retries"));
+}
+
+/* a NOTIFY completion action: target is the channel, a lower-case identifier */
+static void
+check_notify_channel(AllmaChecker *ck, JsonbContainer *a, const char *field)
+{
+	char	   *channel = allma_def_get_string(ck, a, field, "target", true);
+	bool		ok = channel[0] != '\0' && strlen(channel) < NAMEDATALEN &&
+		!(channel[0] >= '0' && channel[0] <= '9');
+
+	for (const char *p = channel; ok && *p; p++)
+		ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+				 errmsg("%s must be a channel name: lower-case letters, digits and \"_\", not starting with a digit, at most %d characters",
+						allma_def_where(ck, allma_def_member_name(field, "target")), NAMEDATALEN - 1),
+				 errdetail("The value is \"%s\".", channel),
+				 errhint("The notification's payload is the execution id; LISTEN on the channel.")));
+}
+
 /* onCompletionActions: side effects after the flow ends */
 static void
 check_completion_actions(AllmaChecker *ck, JsonbContainer *flow)
@@ -593,7 +645,9 @@ check_completion_actions(AllmaChecker *ck, JsonbContainer *flow)
 						strcmp(type, "DATA_SAVE") != 0);
 		allma_def_get_template_string(ck, a, field, "target", needs_target);
 		if (strcmp(type, "API_CALL") == 0)
-			allma_def_check_enum_field(ck, a, field, "apiHttpMethod", true, allma_def_http_methods);
+			check_webhook_action(ck, a, field);
+		if (strcmp(type, "NOTIFY") == 0)
+			check_notify_channel(ck, a, field);
 		if (strcmp(type, "SNS_SEND") == 0)
 			allma_def_check_jsonpath_record(ck, a, field, "messageAttributesTemplate");
 		if (strcmp(type, "DATA_SAVE") == 0)

@@ -82,10 +82,12 @@
 #include "engine.h"
 #include "flowcache.h"
 #include "http.h"
+#include "retention.h"
 #include "pathfail.h"
 #include "faultpoint.h"
 #include "retry.h"
 #include "shmem.h"
+#include "steps/completion.h"
 #include "store.h"
 #include "worker.h"
 
@@ -167,6 +169,8 @@ reset_caches(void)
 	allma_pathfail_reset();
 	allma_retry_reset();
 	allma_flowcache_reset();
+	allma_retention_reset();
+	allma_completion_reset();
 }
 
 /*
@@ -897,6 +901,52 @@ run_completion_pass(MemoryContext batch_cxt)
 	return n;
 }
 
+/* ----------------------------------------------------------------
+ * The purge pass (worker 0 only): one batch of allma.retention
+ * ----------------------------------------------------------------
+ */
+
+static TimestampTz last_purge = 0;
+static bool purge_more = false;
+
+typedef struct PurgePass
+{
+	WorkerPass	pass;			/* first */
+	int64		npurged;
+} PurgePass;
+
+static void
+purge_pass_body(WorkerPass *pass)
+{
+	((PurgePass *) pass)->npurged = allma_retention_purge_batch();
+}
+
+/*
+ * run_purge_pass: worker 0 deletes one batch of expired executions (see
+ * retention.c) every allma.purge_interval, and again at once while batches
+ * come back full.  Each batch is its own short transaction, between the
+ * worker's other passes.
+ */
+static void
+run_purge_pass(MemoryContext batch_cxt)
+{
+	PurgePass	pp;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (my_slot != 0 || allma_retention_s <= 0)
+		return;
+	if (!purge_more && !TimestampDifferenceExceeds(last_purge, now, allma_purge_interval_ms))
+		return;
+	last_purge = now;
+	purge_more = false;
+	memset(&pp, 0, sizeof(pp));
+	pp.pass.activity = "allma: purging expired executions";
+	pp.pass.body = purge_pass_body;
+	pp.pass.batch_cxt = batch_cxt;
+	if (run_pass_transaction(&pp.pass) == GATE_OPEN)
+		purge_more = pp.npurged >= allma_purge_batch_size;
+}
+
 /*
  * wait_for_work sleeps until the latch is set, a response arrives, or
  * timeout_ms passes.
@@ -1015,6 +1065,7 @@ worker_loop(void)
 
 		if (failure_pending)
 			record_pending_failure(batch_cxt);
+		run_purge_pass(batch_cxt);
 		if (run_completion_pass(batch_cxt) > 0)
 			continue;
 		npaths = run_claim_pass(batch_cxt, &next_due, &gate);

@@ -5,9 +5,10 @@
 # (test/fixtures/dynamodb_bundle_lambdas.sql), and the executions run as the
 # role that started them, with only that role's privileges on the tables.
 #
-# Deploy placeholders ({{stage}}, {{region}}, {{accountId}}) are filled the
-# way an import with parameters fills them.  EMAIL steps have no SMTP server
-# here: where a flow sends mail, only its DynamoDB and S3 outcomes are pinned.
+# The flows are loaded with allma_import, whose parameters fill the deploy
+# placeholders ({{stage}}, {{region}}, {{accountId}}); t/040 runs all 14 of
+# the bundles.  EMAIL steps have no SMTP server here: where a flow sends
+# mail, only its DynamoDB and S3 outcomes are pinned.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -26,16 +27,14 @@ my $json = JSON::PP->new->canonical;
 my $bundle = $json->decode(slurp_file("$src/test/fixtures/allma-example-flows/optiroq_allma_flows.json"));
 my %flows = map { $_->{id} => $_ } @{ $bundle->{flows} };
 
-# a flow of the bundle with the deploy placeholders filled
+# a flow of the bundle, imported with the deploy parameters (allma_import)
 sub load_flow
 {
 	my ($id) = @_;
-	my $text = $json->encode($flows{$id});
-	$text =~ s/\{\{stage\}\}/test/g;
-	$text =~ s/\{\{region\}\}/eu-west-1/g;
-	$text =~ s/\{\{accountId\}\}/123456789012/g;
+	my $text = $json->encode({ formatVersion => '1.0', flows => [ $flows{$id} ] });
 	$text =~ s/'/''/g;
-	q1("SELECT allma_create_flow('$text')");
+	q1(qq{SET client_min_messages = error; SELECT allma_import('$text', false,
+		'{"stage": "test", "region": "eu-west-1", "accountId": "123456789012"}')});
 	# every allma user may start the flows (the tables' privileges decide)
 	q1("SELECT allma_grant_flow('$id', 'allma_user', 'START')");
 }

@@ -29,6 +29,7 @@
 #include "secret.h"
 #include "steps.h"
 #include "template.h"
+#include "modules/aws.h"
 
 /* larger messages are not copied into the path's stored request */
 #define MAIL_STORED_MESSAGE_MAX		(64 * 1024)
@@ -36,11 +37,44 @@
 /* Allma's limit for the attachments of one message (SES raw) */
 #define MAIL_ATTACHMENTS_MAX_BYTES	(7 * 1024 * 1024)
 
+/* the attachments' total so far may not exceed Allma's limit */
+static void
+check_attachments_size(StepRun *run, int64 total)
+{
+	if (total > MAIL_ATTACHMENTS_MAX_BYTES)
+		allma_step_raise_error(ALLMA_ERR_PERMANENT,
+							   psprintf("EMAIL step \"%s\": attachments exceed %d bytes",
+										run->step->id, MAIL_ATTACHMENTS_MAX_BYTES),
+							   allma_jsonb_empty_object());
+}
+
+/*
+ * s3_attachment: an attachment whose s3Pointer names an object of a bucket
+ * (src/modules/s3.c), read as the role that started the execution, in the
+ * caller's memory context
+ */
+static AllmaMailAttachment *
+s3_attachment(StepRun *run, const char *filename, Jsonb *pointer, MemoryContext cxt)
+{
+	char	   *ctype = NULL;
+	bytea	   *content = allma_object_read(pointer, &run->ps->execution_id, run->ps->run_as, &ctype);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	AllmaMailAttachment *a = palloc(sizeof(AllmaMailAttachment));
+
+	a->filename = allma_mime_header_text(filename);
+	a->content_type = (ctype == NULL || strpbrk(ctype, "\r\n\"")) ? "application/octet-stream" : pstrdup(ctype);
+	a->len = VARSIZE_ANY_EXHDR(content);
+	a->data = palloc(a->len + 1);
+	memcpy(a->data, VARDATA_ANY(content), a->len);
+	MemoryContextSwitchTo(old);
+	return a;
+}
+
 /*
  * email_attachments reads the rendered step's attachments (or the array at
  * attachmentsPath in the context): each {filename, filePointer: {fileId}}
- * names a file this execution stored with FILE_DOWNLOAD.  Allma's
- * s3Pointer has no S3 here and fails the step with a clear error.
+ * names a file this execution stored with FILE_DOWNLOAD; Allma's
+ * {filename, s3Pointer} an object of a bucket (s3_attachment).
  */
 static List *
 email_attachments(StepRun *run, Jsonb *def)
@@ -79,6 +113,14 @@ email_attachments(StepRun *run, Jsonb *def)
 		if (filename == NULL || filename[0] == '\0' || strpbrk(filename, "\"\\\r\n") != NULL)
 			allma_step_raise_config_error(psprintf("EMAIL step \"%s\": an attachment needs a filename without quotes, backslashes or line breaks",
 												   run->step->id));
+		if (file_id == NULL && allma_jsonb_get(att, "s3Pointer") != NULL)
+		{
+			a = s3_attachment(run, filename, allma_jsonb_get(att, "s3Pointer"), outer);
+			total += a->len;
+			check_attachments_size(run, total);
+			out = lappend(out, a);
+			continue;
+		}
 		if (file_id == NULL)
 			allma_step_raise_config_error(psprintf(allma_jsonb_get(att, "s3Pointer") ?
 												   "EMAIL step \"%s\": attachment \"%s\" points into S3, which allma does not have; store the file with FILE_DOWNLOAD and give its filePointer" :
@@ -108,11 +150,7 @@ email_attachments(StepRun *run, Jsonb *def)
 			MemoryContextSwitchTo(spicxt);
 		}
 		total += a->len;
-		if (total > MAIL_ATTACHMENTS_MAX_BYTES)
-			allma_step_raise_error(ALLMA_ERR_PERMANENT,
-								   psprintf("EMAIL step \"%s\": attachments exceed %d bytes",
-											run->step->id, MAIL_ATTACHMENTS_MAX_BYTES),
-								   allma_jsonb_empty_object());
+		check_attachments_size(run, total);
 		MemoryContextSwitchTo(outer);
 		out = lappend(out, a);
 	}

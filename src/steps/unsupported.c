@@ -4,9 +4,9 @@
  *	  Step types of Allma's format that this version validates and stores
  *	  but does not run.
  *
- * WAIT_FOR_EXTERNAL_EVENT, START_FLOW_EXECUTION, START_SUB_FLOW, SQS_SEND
- * and SNS_PUBLISH: a step of these types fails when it runs, with
- * PermanentStepError "step type ... is not supported".
+ * WAIT_FOR_EXTERNAL_EVENT, SQS_SEND and SNS_PUBLISH: a step of these types
+ * fails when it runs, with PermanentStepError "step type ... is not
+ * supported".  (START_FLOW_EXECUTION and START_SUB_FLOW: subflow.c.)
  *
  * IDENTIFICATION
  *	  src/steps/unsupported.c
@@ -43,8 +43,6 @@ allma_step_unsupported(StepRun *run)
 /* the longest maxWaitTimeSeconds: a year */
 #define MAX_WAIT_SECONDS			31536000.0
 
-static const char *const sub_flow_modes[] = {"SYNC", "ASYNC", NULL};
-
 void
 allma_check_wait(AllmaChecker *ck, JsonbContainer *step)
 {
@@ -60,40 +58,6 @@ allma_check_wait(AllmaChecker *ck, JsonbContainer *step)
 		allma_def_check_templates_in(ck, "promptUserMessageTemplate", &v);
 	}
 	allma_def_get_string(ck, step, NULL, "messageSenderModuleIdentifier", false);
-}
-
-/* flowVersion / subFlowVersion: "LATEST_PUBLISHED", a template or a number */
-static void
-check_flow_version(AllmaChecker *ck, JsonbContainer *step, const char *key)
-{
-	JsonbValue	v;
-
-	if (!allma_def_lookup(step, key, &v))
-		return;
-	if (v.type == jbvString)
-		allma_def_check_template(ck, key, allma_def_string_value(&v));
-	else if (v.type == jbvNumeric)
-		allma_def_check_number_field(ck, step, NULL, key, true, 0, true, INFINITY,
-									 ERRCODE_ALLMA_INVALID_DEFINITION);
-	else
-		allma_def_error_type(ck, key, "a string or a number", &v);
-}
-
-void
-allma_check_start_flow_execution(AllmaChecker *ck, JsonbContainer *step)
-{
-	allma_def_get_template_string(ck, step, NULL, "flowDefinitionId", false);
-	check_flow_version(ck, step, "flowVersion");
-}
-
-void
-allma_check_start_sub_flow(AllmaChecker *ck, JsonbContainer *step)
-{
-	allma_def_get_nonempty_string(ck, step, NULL, "subFlowDefinitionId", !ck->inherits);
-	check_flow_version(ck, step, "subFlowVersion");
-	allma_def_check_enum_field(ck, step, NULL, "subFlowExecutionMode", false,
-							   sub_flow_modes);
-	allma_def_check_input_mappings(ck, step, NULL, "inputMappingsToSubFlow");
 }
 
 void
