@@ -98,6 +98,13 @@ OBJS += \
 	src/pathfail.o \
 	src/faultpoint.o
 
+# faults and limits
+OBJS += \
+	src/limit_gucs.o \
+	src/text_valid.o \
+	src/drop_guard.o \
+	src/http_budget_probe.o
+
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.
 DATA = $(EXTENSION)--1.0.sql $(notdir $(wildcard $(srcdir)/$(EXTENSION)--*--*.sql))

@@ -244,7 +244,8 @@ def render_head(resp, keep_alive, http10, length):
     elif http10:
         out.append("Connection: keep-alive\r\n")
     out.append("\r\n")
-    return "".join(out).encode("utf-8")
+    # surrogateescape: /bad-bytes sends raw invalid bytes in a header
+    return "".join(out).encode("utf-8", "surrogateescape")
 
 
 class ChunkedBody:
@@ -551,7 +552,7 @@ class ModelPlan:
         m = MODEL_NAME_RE.search(model or "")
         name = m.group(1) if m else ""
         if name in ("mock-json", "mock-invalid-json", "mock-echo",
-                    "mock-tools", "mock-tools-loop"):
+                    "mock-tools", "mock-tools-loop", "mock-bad-bytes"):
             self.kind = name[5:]
             return
         m = re.fullmatch(r"mock-(fail|slow|flaky)-(\d{1,9})", name)
@@ -573,6 +574,8 @@ class ModelPlan:
             return "this is not json {"
         if self.kind == "echo":
             return last_user
+        if self.kind == "bad-bytes":
+            return "before BAD_BYTES after"
         return f"Hello from mock model {self.model}"
 
 
@@ -1159,6 +1162,8 @@ class MockApp:
             return self.redirect_page, None
         if path.startswith("/webhook/"):
             return self.webhook, None
+        if path == "/bad-bytes":
+            return self.bad_bytes_page, None
         if path == "/mcp-stateful":
             return self.mcp_stateful, None
         if path == "/mcp" or path.endswith("/mcp"):
@@ -1252,6 +1257,18 @@ class MockApp:
         if not digits.isdigit() or int(digits) > MAX_GENERATED_BYTES:
             raise BadRequest("/bytes/<n> needs a size in bytes up to 1 GiB")
         return Response(200, binary_filler(int(digits)), "application/octet-stream")
+
+    @staticmethod
+    def bad_bytes_page(req, provider):
+        """/bad-bytes: a text body with invalid UTF-8 and a NUL, and a header
+        with invalid UTF-8; ?json=1: a JSON body with invalid UTF-8 in a
+        string."""
+        headers = [("X-Bad-Bytes", "ok \udcff\udcfe end")]
+        if truthy(req.query.get("json")):
+            return Response(200, b'{"text":"a\xffb\xc3","n":1}',
+                            "application/json", headers)
+        return Response(200, b"before \xff\xfe middle \x00 after \xc3",
+                        "text/plain; charset=utf-8", headers)
 
     @staticmethod
     def redirect_page(req, provider):
@@ -1377,6 +1394,9 @@ class MockApp:
                 resp = json_response(200, [body])
         else:
             resp = json_response(200, body)
+        if plan.kind == "bad-bytes":
+            # invalid UTF-8 raw inside the JSON string of the reply text
+            resp.body = resp.body.replace(b"BAD_BYTES", b"\xff\xfe\xc3(")
         resp.latency = plan.slow_ms / 1000.0
         return resp
 

@@ -31,6 +31,8 @@
 #include "email_ingest.h"
 #include "pathfail.h"
 #include "faultpoint.h"
+#include "limit_gucs.h"
+#include "drop_guard.h"
 #include "http.h"
 #include "launcher.h"
 #include "retention.h"
@@ -300,6 +302,7 @@ define_gucs(void)
 
 	allma_subflow_define_gucs();
 	allma_retention_define_gucs();
+	allma_define_limit_gucs();
 
 	MarkGUCPrefixReserved("allma");
 }
@@ -341,6 +344,7 @@ allma_process_utility(PlannedStmt *pstmt, const char *queryString,
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 
+	allma_drop_guard_check(parsetree);	/* DROP EXTENSION allma, see drop_guard.c */
 	if (IsA(parsetree, DropdbStmt))
 	{
 		DropdbStmt *stmt = (DropdbStmt *) parsetree;

@@ -48,6 +48,7 @@
 #include "bundle.h"
 #include "flowcache.h"
 #include "jsonb_util.h"
+#include "limit_gucs.h"
 #include "owner.h"
 #include "shmem.h"
 #include "start.h"
@@ -385,6 +386,24 @@ resolve_version(const char *flow_id, int32 requested)
 }
 
 /*
+ * check_input_size: an execution starts only when its input fits
+ * allma.max_input_size (a too large input would otherwise fail the first
+ * step, with an error about its output).
+ */
+static void
+check_input_size(Size size)
+{
+	if (size > (Size) allma_max_input_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the flow input is too large: %zu bytes, more than allma.max_input_size (%d bytes)",
+						size, allma_max_input_bytes),
+				 errdetail("The execution context starts as the input; steps then add to it, within allma.max_context_size."),
+				 errhint("Pass a reference to the data (a file id, a row key) instead of the data, "
+						 "or ask an administrator to raise allma.max_input_size.")));
+}
+
+/*
  * allma_start_flow(flow_id text, input jsonb, options jsonb) returns uuid.
  */
 Datum
@@ -408,6 +427,7 @@ allma_start_flow(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_INVALID_OPTION),
 				 errmsg("start options must be a JSON object")));
+	check_input_size(VARSIZE(req.input));
 	allma_jsonb_foreach_key(options, parse_start_option, &opts);
 
 	req.options = options;

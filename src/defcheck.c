@@ -18,10 +18,12 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
 #include <math.h>
 
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -29,6 +31,7 @@
 
 #include "condition.h"
 #include "defcheck.h"
+#include "http.h"
 #include "path.h"
 #include "template.h"
 
@@ -51,6 +54,26 @@ allma_def_where(AllmaChecker *ck, const char *field)
 	if (ck->step != NULL)
 		return psprintf("step \"%s\" field \"%s\"", ck->step, field);
 	return psprintf("flow field \"%s\"", field);
+}
+
+/*
+ * allma_def_clip: a value quoted in an error message, at most
+ * ALLMA_DEF_CLIP_BYTES bytes of it (whole characters) and "..." when it was
+ * longer: a megabyte string in a definition must not make a megabyte
+ * error.
+ */
+#define ALLMA_DEF_CLIP_BYTES	120
+
+const char *
+allma_def_clip(const char *s)
+{
+	size_t		len = strlen(s);
+	int			keep;
+
+	if (len <= ALLMA_DEF_CLIP_BYTES)
+		return s;
+	keep = pg_mbcliplen(s, (int) Min(len, (size_t) INT_MAX), ALLMA_DEF_CLIP_BYTES);
+	return psprintf("%.*s...", keep, s);
 }
 
 /* name of member "key" of the field "parent" (parent NULL: top level) */
@@ -219,7 +242,7 @@ allma_def_check_enum(AllmaChecker *ck, const char *field, const char *value,
 				(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
 				 errmsg("%s must be one of %s", allma_def_where(ck, field),
 						allma_def_enum_list(allowed)),
-				 errdetail("The value is \"%s\".", value)));
+				 errdetail("The value is \"%s\".", allma_def_clip(value))));
 }
 
 /*
@@ -461,7 +484,7 @@ allma_def_check_step_ref(AllmaChecker *ck, const char *field, const char *target
 	if (!allma_def_lookup(ck->steps, target, &v))
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_DANGLING_REFERENCE),
-				 errmsg("%s names unknown step \"%s\"", allma_def_where(ck, field), target),
+				 errmsg("%s names unknown step \"%s\"", allma_def_where(ck, field), allma_def_clip(target)),
 				 errhint("A step reference must be a key of \"steps\".")));
 }
 
@@ -490,12 +513,12 @@ allma_def_check_jsonpath(AllmaChecker *ck, const char *field, const char *path)
 	if (path[0] != '$' || (path[1] != '\0' && path[1] != '.' && path[1] != '['))
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_INVALID_PATH),
-				 errmsg("%s has invalid JSONPath \"%s\"", allma_def_where(ck, field), path),
+				 errmsg("%s has invalid JSONPath \"%s\"", allma_def_where(ck, field), allma_def_clip(path)),
 				 errdetail("A JSONPath is \"$\" or starts with \"$.\" or \"$[\".")));
 	if (!allma_path_check(path, &msg))
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_INVALID_PATH),
-				 errmsg("%s has invalid JSONPath \"%s\"", allma_def_where(ck, field), path),
+				 errmsg("%s has invalid JSONPath \"%s\"", allma_def_where(ck, field), allma_def_clip(path)),
 				 msg ? errdetail("%s", msg) : 0));
 }
 
@@ -512,7 +535,7 @@ allma_def_check_settable_path(AllmaChecker *ck, const char *field, const char *p
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_INVALID_PATH),
 				 errmsg("%s has JSONPath \"%s\" that cannot be assigned to",
-						allma_def_where(ck, field), path),
+						allma_def_where(ck, field), allma_def_clip(path)),
 				 msg ? errdetail("%s", msg) : 0));
 }
 
@@ -525,7 +548,7 @@ allma_def_check_dotpath(AllmaChecker *ck, const char *field, const char *dotpath
 	if (dotpath[0] == '\0' || !allma_dotpath_check(dotpath, &msg))
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_INVALID_PATH),
-				 errmsg("%s has invalid dot path \"%s\"", allma_def_where(ck, field), dotpath),
+				 errmsg("%s has invalid dot path \"%s\"", allma_def_where(ck, field), allma_def_clip(dotpath)),
 				 msg ? errdetail("%s", msg) : 0));
 }
 
@@ -549,7 +572,7 @@ allma_def_check_mapping_source(AllmaChecker *ck, const char *field, const char *
 		ereport(WARNING,
 				(errcode(ERRCODE_ALLMA_INVALID_PATH),
 				 errmsg("%s has JSONPath \"%s\" that selects nothing",
-						allma_def_where(ck, field), path),
+						allma_def_where(ck, field), allma_def_clip(path)),
 				 msg ? errdetail("%s", msg) : 0,
 				 errhint("Allma checks only that a mapping source starts with \"$.\", so the flow is accepted.")));
 }
@@ -612,7 +635,7 @@ allma_def_check_condition(AllmaChecker *ck, const char *field, const char *cond)
 	if (!allma_condition_check(cond, &msg))
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_INVALID_CONDITION),
-				 errmsg("%s has invalid condition \"%s\"", allma_def_where(ck, field), cond),
+				 errmsg("%s has invalid condition \"%s\"", allma_def_where(ck, field), allma_def_clip(cond)),
 				 msg ? errdetail("%s", msg) : 0));
 	if (has_single_eq(cond))
 		ereport(WARNING,
@@ -645,6 +668,42 @@ allma_def_check_template(AllmaChecker *ck, const char *field, const char *s)
 				(errcode(ERRCODE_ALLMA_INVALID_TEMPLATE),
 				 errmsg("%s has invalid template", allma_def_where(ck, field)),
 				 msg ? errdetail("%s", msg) : 0));
+}
+
+/*
+ * allma_def_check_url_template: a URL template must lead to an http or
+ * https URL.  Without markup it must be one the HTTP client accepts; with
+ * markup, a scheme written out before the first "{{" must be http or https
+ * (a URL that comes wholly from the context is checked when it is sent).
+ */
+void
+allma_def_check_url_template(AllmaChecker *ck, const char *field, const char *s)
+{
+	const char *markup = strstr(s, "{{");
+	const char *colon = strchr(s, ':');
+	char	   *error = NULL;
+
+	if (markup == NULL)
+	{
+		if (!allma_http_check_url(s, &error))
+			ereport(ERROR,
+					(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+					 errmsg("%s is not an http or https URL", allma_def_where(ck, field)),
+					 error ? errdetail("%s", error) : 0));
+		return;
+	}
+	if (colon != NULL && colon < markup)
+	{
+		/* at most 40 bytes of it in the message */
+		char	   *scheme = pnstrdup(s, pg_mbcliplen(s, (int) (colon - s), 40));
+
+		if ((colon - s != 4 || pg_strncasecmp(s, "http", 4) != 0) &&
+			(colon - s != 5 || pg_strncasecmp(s, "https", 5) != 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+					 errmsg("%s has the URL scheme \"%s\"", allma_def_where(ck, field), scheme),
+					 errhint("Only http:// and https:// URLs can be requested.")));
+	}
 }
 
 /*

@@ -106,6 +106,8 @@ extern void allma_def_check_condition(AllmaChecker *ck, const char *field, const
 extern void allma_def_check_condition_field(AllmaChecker *ck, JsonbContainer *obj, const char *parent,
 											const char *key, bool required);
 extern void allma_def_check_template(AllmaChecker *ck, const char *field, const char *s);
+extern const char *allma_def_clip(const char *s);
+extern void allma_def_check_url_template(AllmaChecker *ck, const char *field, const char *s);
 extern void allma_def_check_templates_in(AllmaChecker *ck, const char *field, JsonbValue *v);
 extern void allma_def_check_templates_field(AllmaChecker *ck, JsonbContainer *obj, const char *parent,
 											const char *key);

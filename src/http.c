@@ -88,6 +88,7 @@
 #include "http.h"
 #include "http_int.h"
 #include "jsonb_util.h"
+#include "text_valid.h"
 
 #define EPOLL_BATCH		256
 
@@ -184,6 +185,8 @@ apply_limits(AllmaHttpClient *client, const AllmaHttpLimits *limits)
 	client->max_bytes = limits->max_response_bytes > 0 ? limits->max_response_bytes : ALLMA_HTTP_DEFAULT_MAX_RESPONSE_BYTES;
 	client->max_bytes = Min(client->max_bytes, ALLMA_HTTP_MAX_RESPONSE_BYTES_LIMIT);
 	client->max_redirects = limits->max_redirects != 0 ? limits->max_redirects : ALLMA_HTTP_DEFAULT_MAX_REDIRECTS;
+	client->max_inflight_bytes = limits->max_inflight_bytes;
+	client->room_changed = true;
 }
 
 AllmaHttpClient *
@@ -322,7 +325,13 @@ free_malloced_state(HttpTransfer *t)
 	if (t->mail_rcpt)
 		curl_slist_free_all(t->mail_rcpt);
 	if (t->buf)
+	{
 		free(t->buf);
+		t->client->inflight_bytes -= t->cap;
+		t->client->room_changed = true;
+		t->buf = NULL;
+		t->cap = 0;
+	}
 }
 
 /* frees what a transfer holds (not its easy handle) */
@@ -632,6 +641,12 @@ dispatch(AllmaHttpClient *client)
 static void
 finish_running(AllmaHttpClient *client, HttpTransfer *t, CURLcode result)
 {
+	if (t->paused)
+	{
+		t->paused = false;
+		client->npaused--;
+	}
+	client->room_changed = true;
 	dlist_delete(&t->node);
 	client->nrunning--;
 	host_release(client, t->host);
@@ -729,7 +744,9 @@ response_headers(CURL *easy)
 
 	while ((h = curl_easy_nextheader(easy, CURLH_HEADER, -1, prev)) != NULL)
 	{
-		char	   *lname = pstrdup(h->name);
+		/* a server's bytes: valid text before they become jsonb */
+		char	   *lname = pstrdup(allma_cstring_make_valid(h->name));
+		char	   *value = allma_cstring_make_valid(h->value);
 		char	   *p;
 
 		prev = h;
@@ -741,7 +758,7 @@ response_headers(CURL *easy)
 		if (i < npairs)
 		{
 			appendStringInfoString(&pairs[i].value, ", ");
-			appendStringInfoString(&pairs[i].value, h->value);
+			appendStringInfoString(&pairs[i].value, value);
 			pfree(lname);
 			continue;
 		}
@@ -753,7 +770,7 @@ response_headers(CURL *easy)
 		}
 		pairs[npairs].name = lname;
 		initStringInfo(&pairs[npairs].value);
-		appendStringInfoString(&pairs[npairs].value, h->value);
+		appendStringInfoString(&pairs[npairs].value, value);
 		npairs++;
 	}
 
@@ -841,11 +858,11 @@ build_completion(HttpTransfer *t, AllmaHttpCompletion *c)
 	}
 	c->redirects = t->redirects;
 	c->total_ms = (t->prev_total_us + total) / 1000.0;
-	c->effective_url = pstrdup(eurl ? eurl : t->url);
+	c->effective_url = pstrdup(allma_cstring_make_valid(eurl ? eurl : t->url));
 	if (status > 0)
 	{
 		c->status = (int) status;
-		c->content_type = ctype ? pstrdup(ctype) : NULL;
+		c->content_type = ctype ? pstrdup(allma_cstring_make_valid(ctype)) : NULL;
 		c->headers = response_headers(e);
 		if (curl_easy_header(e, "Retry-After", 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
 			c->retry_after_ms = parse_retry_after(h->value);
@@ -854,7 +871,7 @@ build_completion(HttpTransfer *t, AllmaHttpCompletion *c)
 	{
 		/* a hop after a redirect failed without a response: the redirect */
 		c->status = (int) t->prev_status;
-		c->content_type = t->prev_ctype ? pstrdup(t->prev_ctype) : NULL;
+		c->content_type = t->prev_ctype ? pstrdup(allma_cstring_make_valid(t->prev_ctype)) : NULL;
 		c->headers = palloc(VARSIZE(t->prev_headers));
 		memcpy(c->headers, t->prev_headers, VARSIZE(t->prev_headers));
 	}
@@ -904,7 +921,7 @@ build_completion(HttpTransfer *t, AllmaHttpCompletion *c)
 	else if (t->is_mail && t->mail_last_rcpt[0] != '\0' && strstr(t->errbuf, "RCPT") != NULL)
 		c->error = psprintf("%s (recipient %s refused)", t->errbuf, t->mail_last_rcpt);
 	else
-		c->error = pstrdup(t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
+		c->error = pstrdup(allma_cstring_make_valid(t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result)));
 }
 
 /* ----------------------------------------------------------------
@@ -1058,6 +1075,43 @@ follow_redirects(AllmaHttpClient *client)
 		follow_redirect(client, dlist_container(HttpTransfer, node, it.cur));
 }
 
+/*
+ * resume_paused: after room was freed (or the oldest transfer changed),
+ * paused transfers try again, oldest first; write_cb pauses one again if
+ * its buffer still does not fit.  Only then: resuming makes curl call
+ * back at once, so resuming without new room would spin.
+ */
+static void
+resume_paused(AllmaHttpClient *client)
+{
+	dlist_iter	it;
+
+	if (client->npaused == 0 || !client->room_changed)
+		return;
+	client->room_changed = false;
+	dlist_foreach(it, &client->running)
+	{
+		HttpTransfer *t = dlist_container(HttpTransfer, node, it.cur);
+
+		if (!t->paused)
+			continue;
+		if (client->inflight_bytes >= client->max_inflight_bytes &&
+			dlist_head_node(&client->running) != &t->node)
+			continue;
+		t->paused = false;
+		client->npaused--;
+		curl_easy_pause(t->easy, CURLPAUSE_CONT);
+	}
+}
+
+size_t
+allma_http_inflight_bytes(AllmaHttpClient *client, size_t *peak)
+{
+	if (peak)
+		*peak = client->peak_inflight_bytes;
+	return client->inflight_bytes;
+}
+
 /* gives a finished transfer's handle back and frees the transfer */
 static void
 release_transfer(AllmaHttpClient *client, HttpTransfer *t)
@@ -1091,6 +1145,7 @@ allma_http_poll(AllmaHttpClient *client, long timeout_ms,
 	int			i;
 	int			running;
 	int			ndone = 0;
+	size_t		bodies = 0;
 	long		wait_ms = timeout_ms;
 
 	refresh_allowlist(client);
@@ -1149,11 +1204,17 @@ allma_http_poll(AllmaHttpClient *client, long timeout_ms,
 		HttpTransfer *t = dlist_container(HttpTransfer, node,
 										  dlist_head_node(&client->finished));
 
+		/* the bodies handed out at once stay within the byte budget too */
+		if (ndone > 0 && client->max_inflight_bytes > 0 &&
+			bodies + t->len > client->max_inflight_bytes)
+			break;
+		bodies += t->len;
 		build_completion(t, &done[ndone]);
 		dlist_delete(&t->node);
 		release_transfer(client, t);
 		ndone++;
 	}
+	resume_paused(client);
 	return ndone;
 }
 

@@ -86,6 +86,15 @@ typedef struct AllmaHttpLimits
 	 * NULL: follow the process-wide list.
 	 */
 	const char *allowlist;
+
+	/*
+	 * Response buffers of running transfers, together (0: no limit): a
+	 * transfer whose buffer would grow past it pauses until room is freed
+	 * (the oldest running transfer never pauses, so one always advances),
+	 * and one allma_http_poll returns bodies of at most this much together
+	 * (at least one).  See allma_http_inflight_bytes.
+	 */
+	size_t		max_inflight_bytes;
 } AllmaHttpLimits;
 
 typedef struct AllmaHttpHeader
@@ -266,6 +275,9 @@ extern void allma_http_wakeup(AllmaHttpClient *client);
 
 /* requests submitted and not yet returned by allma_http_poll (queued included) */
 extern int	allma_http_in_flight(AllmaHttpClient *client);
+
+/* bytes of response buffers held now; *peak (optional): the most ever held */
+extern size_t allma_http_inflight_bytes(AllmaHttpClient *client, size_t *peak);
 
 /* of those, how many wait in the queue */
 extern int	allma_http_queued(AllmaHttpClient *client);

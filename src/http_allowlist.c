@@ -7,7 +7,10 @@
  * Loopback, private, link-local, carrier-grade NAT, benchmarking,
  * multicast, reserved and unspecified addresses, IPv4 and IPv6 (also
  * embedded in IPv4-mapped, IPv4-compatible, NAT64 and 6to4 IPv6
- * addresses), are not public: a request may reach one only when the
+ * addresses), NAT64 local-use (64:ff9b:1::/48), Teredo (2001::/32),
+ * documentation (2001:db8::/32) and discard-only (100::/64) addresses are
+ * not public (a well-known-prefix NAT64 address, 64:ff9b::/96, is as
+ * public as the IPv4 address it embeds): a request may reach one only when the
  * allow-list names it by address, CIDR range or host name.  Public
  * addresses are always allowed.  The client (http.c, http_transfer.c)
  * asks allma_http_allowlist_refusal about the resolved address of every
@@ -268,6 +271,16 @@ special_v6(const uint8 *a)
 		return "site-local";
 	if (a[0] == 0xFF)
 		return "multicast";
+	/* NAT64 local-use (RFC 8215): translated into a local IPv4 network */
+	if (a[0] == 0 && a[1] == 0x64 && a[2] == 0xFF && a[3] == 0x9B && a[4] == 0 && a[5] == 1)
+		return "NAT64 local-use";
+	/* Teredo (RFC 4380): tunnelled to an IPv4 address allma cannot check */
+	if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0 && a[3] == 0)
+		return "Teredo";
+	if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0x0D && a[3] == 0xB8)
+		return "documentation";
+	if (a[0] == 0x01 && memcmp(a + 1, zero, 7) == 0)
+		return "discard-only";
 	v4 = embedded_v4(a);
 	if (v4)
 		return special_v4(v4);

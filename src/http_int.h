@@ -113,6 +113,7 @@ typedef struct HttpTransfer
 	char		mail_last_rcpt[256];	/* mail: the last RCPT TO address sent */
 
 	/* set when finished */
+	bool		paused;			/* waiting for room in max_inflight_bytes */
 	bool		done;
 	CURLcode	result;
 	char		start_error[256];	/* could not even start */
@@ -151,6 +152,14 @@ struct AllmaHttpClient
 	int			nfree;
 
 	int64		timer_deadline; /* monotonic ms; -1: no timer */
+
+	/* the byte budget of response buffers (AllmaHttpLimits) */
+	size_t		max_inflight_bytes; /* 0: none */
+	size_t		inflight_bytes; /* malloc'd buffers of unreleased transfers */
+	size_t		peak_inflight_bytes;
+	int			npaused;		/* transfers paused for room */
+	bool		room_changed;	/* bytes freed or a transfer left running
+								 * since paused ones were last resumed */
 };
 
 /* monotonic milliseconds */

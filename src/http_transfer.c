@@ -195,6 +195,24 @@ allma_http_redirect_target(HttpTransfer *t)
 }
 
 /*
+ * budget_allows: may t's buffer grow by delta bytes within the client's
+ * max_inflight_bytes?  The oldest running transfer always may: it is never
+ * paused, so it finishes and frees room, and paused transfers cannot wait
+ * for each other (the budget is exceeded by at most its response cap).
+ */
+static bool
+budget_allows(HttpTransfer *t, size_t delta)
+{
+	AllmaHttpClient *client = t->client;
+
+	if (client->max_inflight_bytes == 0 ||
+		client->inflight_bytes + delta <= client->max_inflight_bytes)
+		return true;
+	return !dlist_is_empty(&client->running) &&
+		dlist_head_node(&client->running) == &t->node;
+}
+
+/*
  * the response body, bounded by the transfer's cap; the body of a redirect
  * that will be followed is discarded.  (Not CURLOPT_MAXFILESIZE: curl
  * would apply it to a redirect's Content-Length too, before it has seen
@@ -233,12 +251,22 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 		while (newcap < t->len + n + 1)
 			newcap *= 2;
 		newcap = Min(newcap, t->max_bytes + 1);
+		if (!budget_allows(t, newcap - t->cap))
+		{
+			/* curl keeps this data and delivers it again when resumed */
+			t->paused = true;
+			t->client->npaused++;
+			return CURL_WRITEFUNC_PAUSE;
+		}
 		nb = realloc(t->buf, newcap);
 		if (nb == NULL)
 		{
 			t->out_of_memory = true;
 			return 0;
 		}
+		t->client->inflight_bytes += newcap - t->cap;
+		t->client->peak_inflight_bytes = Max(t->client->peak_inflight_bytes,
+											 t->client->inflight_bytes);
 		t->buf = nb;
 		t->cap = newcap;
 	}

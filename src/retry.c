@@ -36,6 +36,7 @@
 #include "utils/builtins.h"
 
 #include "jsonb_util.h"
+#include "limit_gucs.h"
 #include "retry.h"
 
 static SPIPlanPtr policy_plan = NULL;
@@ -145,7 +146,8 @@ allma_retry_delay_ms(AllmaStep *step, const char *error_name, int attempt,
 
 	if (delay >= 0 &&
 		allma_jsonb_get_number(allma_jsonb_get(error, "errorDetails"), "retryAfterMs", &retry_after))
-		delay = Max(delay, (int64) (retry_after * allma_timer_scale));
+		delay = Max(delay, (int64) (Min(retry_after, (double) allma_max_retry_after_ms) *
+									allma_timer_scale));
 	return delay;
 }
 

@@ -50,6 +50,8 @@
 #include "step.h"
 #include "steps/steps.h"
 #include "template.h"
+#include "limit_gucs.h"
+#include "text_valid.h"
 
 /* ----------------------------------------------------------------
  * The step-type table
@@ -305,6 +307,25 @@ allma_step_timeout_ms(StepRun *run)
  * ----------------------------------------------------------------
  */
 
+/*
+ * Idempotency keys.  A key names one request: a server that honours it
+ * answers a re-send of that request (after a crash, a lost response) with
+ * its first answer.  So a re-send keeps its key (it is stored with the
+ * request), and each distinct request of an attempt gets its own: the
+ * first is execution/step/attempt (allma_step_idempotency_key), later ones
+ * add what they are (allma_step_request_key): "/poll-N" for the Nth poll
+ * of a POLL_EXTERNAL_API step, "/fallback-N" for an LLM step's Nth
+ * fallback model, "/initialize", "/initialized" and "/after-initialize"
+ * for the phases of an MCP session handshake and the call that follows it.
+ */
+char *
+allma_step_request_key(AllmaPathState *ps, AllmaStep *step, const char *request)
+{
+	char	   *key = allma_step_idempotency_key(ps, step);
+
+	return request ? psprintf("%s/%s", key, request) : key;
+}
+
 char *
 allma_step_idempotency_key(AllmaPathState *ps, AllmaStep *step)
 {
@@ -437,6 +458,22 @@ allma_step_check_io_request(StepRun *run)
  * ----------------------------------------------------------------
  */
 
+/*
+ * allma_step_error_sqlstate: the SQLSTATE of an error allma raises by name,
+ * as the README maps them (LM200..LM203); any other name is LM200.
+ */
+int
+allma_step_error_sqlstate(const char *name)
+{
+	if (strcmp(name, ALLMA_ERR_TRANSIENT) == 0)
+		return ERRCODE_ALLMA_TRANSIENT_STEP_ERROR;
+	if (strcmp(name, ALLMA_ERR_RETRYABLE) == 0)
+		return ERRCODE_ALLMA_RETRYABLE_STEP_ERROR;
+	if (strcmp(name, ALLMA_ERR_CONTENT) == 0)
+		return ERRCODE_ALLMA_CONTENT_ERROR;
+	return ERRCODE_ALLMA_PERMANENT_STEP_ERROR;
+}
+
 /* allma_step_raise_error: an Allma error with details, through the DETAIL JSON convention */
 void
 allma_step_raise_error(const char *name, const char *message, Jsonb *details)
@@ -447,7 +484,7 @@ allma_step_raise_error(const char *name, const char *message, Jsonb *details)
 	message = allma_secret_redact(message);
 	detail = allma_jsonb_set_key(detail, "errorDetails", allma_secret_redact_jsonb(details));
 	ereport(ERROR,
-			(errcode(ERRCODE_ALLMA_PERMANENT_STEP_ERROR),
+			(errcode(allma_step_error_sqlstate(name)),
 			 errmsg_internal("%s", message),
 			 errdetail_internal("%s", allma_jsonb_to_cstring(detail))));
 }
@@ -474,7 +511,13 @@ allma_step_raise_for_transfer(AllmaHttpCompletion *c, int bad_status, const char
 	details = allma_jsonb_set_key(details, "status", allma_jsonb_int(c->status));
 	details = allma_jsonb_set_key(details, "url", allma_jsonb_string(c->effective_url ? c->effective_url : ""));
 	if (c->retry_after_ms >= 0)
-		details = allma_jsonb_set_key(details, "retryAfterMs", allma_jsonb_int(c->retry_after_ms));
+	{
+		/* a server cannot park a step for longer than allma.max_retry_after */
+		details = allma_jsonb_set_key(details, "retryAfterMs",
+									  allma_jsonb_int(Min(c->retry_after_ms, (long) allma_max_retry_after_ms)));
+		if (c->retry_after_ms > allma_max_retry_after_ms)
+			details = allma_jsonb_set_key(details, "retryAfterRequestedMs", allma_jsonb_int(c->retry_after_ms));
+	}
 	if (c->error != NULL)
 	{
 		details = allma_jsonb_set_key(details, "curlCode", allma_jsonb_int(c->curl_code));
@@ -494,17 +537,45 @@ allma_step_raise_for_transfer(AllmaHttpCompletion *c, int bad_status, const char
 	if (c->status >= bad_status || c->status < 200)
 	{
 		/* an excerpt of a text body helps; binary bodies are left out */
-		if (c->body_len > 0 && memchr(c->body, '\0', c->body_len) == NULL &&
-			pg_verifymbstr(c->body, c->body_len, true))
+		if (c->body_len > 0)
+		{
+			size_t		len;
+			char	   *text = allma_step_response_text(c, &len);
+
 			details = allma_jsonb_set_key(details, "body",
-										  allma_jsonb_string_len(c->body,
-																 pg_mbcliplen(c->body, c->body_len, 1000)));
+										  allma_jsonb_string_len(text, pg_mbcliplen(text, (int) Min(len, 4000), 1000)));
+		}
 		allma_step_raise_error(c->status == 429 || c->status >= 500 ? ALLMA_ERR_TRANSIENT : ALLMA_ERR_PERMANENT,
 							   psprintf("%s%sHTTP %d from %s", what, *what ? " failed: " : "", c->status,
 										c->effective_url ? c->effective_url : "server"),
 							   details);
 	}
 	return details;
+}
+
+/*
+ * allma_step_response_text: the response body as valid text of the
+ * database encoding, NULs and invalid bytes replaced (text_valid.h); a
+ * copy when anything was replaced (c, held across passes, is left as is).
+ */
+char *
+allma_step_response_text(AllmaHttpCompletion *c, size_t *len)
+{
+	return allma_text_make_valid(c->body, c->body_len, len, NULL);
+}
+
+/*
+ * allma_step_response_data: the body parsed when it is JSON, else as a
+ * string; valid text either way (allma_step_response_text).
+ */
+Jsonb *
+allma_step_response_data(AllmaHttpCompletion *c)
+{
+	size_t		len;
+	char	   *text = allma_step_response_text(c, &len);
+	Jsonb	   *data = len > 0 ? allma_step_parse_json(text) : NULL;
+
+	return data ? data : allma_jsonb_string_len(text, len);
 }
 
 /* allma_step_parse_json: s parsed as JSON, or NULL when it is not JSON */

@@ -205,6 +205,8 @@ extern int64 allma_step_timeout_ms(StepRun *run);
 
 /* the key of one attempt of one step: Idempotency-Key, JSON-RPC id, ... */
 extern char *allma_step_idempotency_key(AllmaPathState *ps, AllmaStep *step);
+extern char *allma_step_request_key(AllmaPathState *ps, AllmaStep *step,
+									 const char *request);
 
 /* who uses a secret in this step (the starter, the flow version), sent to url */
 extern AllmaSecretUse allma_step_secret_use(StepRun *run, const char *url);
@@ -246,6 +248,9 @@ extern Jsonb *allma_step_raise_for_transfer(AllmaHttpCompletion *c, int bad_stat
 
 /* s parsed as JSON, or NULL when it is not JSON */
 extern Jsonb *allma_step_parse_json(const char *s);
+extern int	allma_step_error_sqlstate(const char *name);
+extern char *allma_step_response_text(AllmaHttpCompletion *c, size_t *len);
+extern Jsonb *allma_step_response_data(AllmaHttpCompletion *c);
 
 /* ----------------------------------------------------------------
  * User code and memory

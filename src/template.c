@@ -51,6 +51,14 @@
  *	  - The block-only helpers if/unless/each/with/with_json_path used as
  *		{{if x}} are render errors.
  *
+ * Budget
+ *	  One rendering may iterate blocks at most allma.template_max_iterations
+ *	  times and produce at most allma.template_max_output bytes (one
+ *	  allma_template_render_value call shares one budget across its
+ *	  strings); beyond, it fails with SQLSTATE 54000.  What one #each
+ *	  iteration allocates is freed after it, so memory stays near the
+ *	  output size (docs/limits.md).
+ *
  * Cache
  *	  Parsed templates live in a bounded cache (parsecache.h) of at most
  *	  TEMPLATE_CACHE_MAX_ENTRIES templates and TEMPLATE_CACHE_MAX_BYTES of
@@ -76,6 +84,7 @@
 #include "utils/memutils.h"
 
 #include "jsonb_util.h"
+#include "limit_gucs.h"
 #include "parsecache.h"
 #include "path.h"
 #include "template.h"
@@ -161,10 +170,22 @@ typedef struct Env
 	BlockParams *bp;
 } Env;
 
+/*
+ * What a rendering may still spend (allma.template_max_iterations and
+ * allma.template_max_output).  One budget covers one allma_template_render
+ * call, or every string of one allma_template_render_value call.
+ */
+typedef struct RenderBudget
+{
+	int64		iterations;		/* block iterations so far */
+	int64		output;			/* bytes produced by earlier strings */
+} RenderBudget;
+
 typedef struct Renderer
 {
 	StringInfo	out;
 	JsonbValue *root;
+	RenderBudget *budget;
 } Renderer;
 
 static JsonbValue *eval_call(Renderer *R, const Env *env, TCall *call,
@@ -191,6 +212,45 @@ render_error(TCall *call, const char *fmt,...)
 			 errmsg("%s", buf.data),
 			 errdetail("The tag is at line %d, column %d of the template.",
 					   call->line, call->column)));
+}
+
+/*
+ * The budget checks: a template bomb ({{#each}} nested over large arrays)
+ * fails fast, before it uses much time or memory.  SQLSTATE 54000
+ * (program_limit_exceeded): a step fails with a PermanentStepError that
+ * catch rules can handle.
+ */
+static void
+count_iteration(Renderer *R, TCall *call)
+{
+	if (++R->budget->iterations > allma_template_max_iterations)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("template rendering exceeded allma.template_max_iterations (%d block iterations)",
+						allma_template_max_iterations),
+				 errdetail("The block at line %d, column %d of the template was iterating.",
+						   call->line, call->column),
+				 errhint("Iterate over fewer or smaller arrays, or ask an administrator to raise allma.template_max_iterations.")));
+}
+
+static void
+check_output(Renderer *R, int adding)
+{
+	if (R->budget->output + (int64) R->out->len + adding >
+		(int64) allma_template_max_output)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("template rendering exceeded allma.template_max_output (%d bytes)",
+						allma_template_max_output),
+				 errhint("Render less text, or ask an administrator to raise allma.template_max_output.")));
+}
+
+/* appends the display text of v to the output, within the output budget */
+static void
+append_value(Renderer *R, JsonbValue *v)
+{
+	allma_tmpl_append_display(R->out, v);
+	check_output(R, 0);
 }
 
 static bool
@@ -393,6 +453,8 @@ render_each(Renderer *R, const Env *env, TNode *block, JsonbValue *v)
 	int			i = 0;
 	bool		object;
 	int			nbp = block->program ? block->program->nbparams : 0;
+	MemoryContext outercxt = CurrentMemoryContext;
+	MemoryContext itercxt;
 
 	if (!allma_tmpl_is_array(v) && !allma_tmpl_is_object(v))
 	{
@@ -406,6 +468,14 @@ render_each(Renderer *R, const Env *env, TNode *block, JsonbValue *v)
 		return;
 	}
 	object = allma_tmpl_is_object(v);
+
+	/*
+	 * What one iteration allocates is freed after it: memory stays bounded
+	 * however many iterations the budget allows.  The iterator lives
+	 * outside (skipping nested containers, it allocates nothing more).
+	 */
+	itercxt = AllocSetContextCreate(outercxt, "allma template iteration",
+									ALLOCSET_SMALL_SIZES);
 	it = JsonbIteratorInit(v->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &item, true)) != WJB_DONE)
 	{
@@ -422,6 +492,8 @@ render_each(Renderer *R, const Env *env, TNode *block, JsonbValue *v)
 			continue;
 
 		CHECK_FOR_INTERRUPTS();
+		count_iteration(R, block->call);
+		MemoryContextSwitchTo(itercxt);
 		elem = palloc(sizeof(JsonbValue));
 		*elem = item;
 		data.parent = env->data;
@@ -437,8 +509,11 @@ render_each(Renderer *R, const Env *env, TNode *block, JsonbValue *v)
 												key.val.string.len)
 				: allma_tmpl_int(i);
 		render_program(R, env, block->program, true, elem, &data, bpvalues, 2);
+		MemoryContextSwitchTo(outercxt);
+		MemoryContextReset(itercxt);
 		i++;
 	}
+	MemoryContextDelete(itercxt);
 }
 
 /* Handlebars' blockHelperMissing: {{#value}} with no helper of that name */
@@ -541,7 +616,7 @@ render_block(Renderer *R, const Env *env, TNode *block)
 		case H_SLICE:
 		case H_DEFAULT:
 		case H_BASE64:
-			allma_tmpl_append_display(R->out, call_helper(R, env, call));
+			append_value(R, call_helper(R, env, call));
 			return;
 
 		case H_NONE:
@@ -601,12 +676,13 @@ render_program(Renderer *R, const Env *outer, TProgram *program, bool push,
 		switch (node->kind)
 		{
 			case TN_CONTENT:
+				check_output(R, node->vallen);
 				appendBinaryStringInfo(R->out, node->val, node->vallen);
 				break;
 			case TN_COMMENT:
 				break;
 			case TN_MUSTACHE:
-				allma_tmpl_append_display(R->out, eval_call(R, &env, node->call, false));
+				append_value(R, eval_call(R, &env, node->call, false));
 				break;
 			case TN_BLOCK:
 				render_block(R, &env, node);
@@ -621,7 +697,7 @@ render_program(Renderer *R, const Env *outer, TProgram *program, bool push,
  * a temporary context.
  */
 static char *
-render_tree(TProgram *program, Jsonb *ctx)
+render_tree(TProgram *program, Jsonb *ctx, RenderBudget *budget)
 {
 	StringInfoData out;
 	MemoryContext tmpcxt;
@@ -637,6 +713,7 @@ render_tree(TProgram *program, Jsonb *ctx)
 	oldcxt = MemoryContextSwitchTo(tmpcxt);
 
 	R.out = &out;
+	R.budget = budget;
 	R.root = allma_tmpl_jsonb(ctx);
 	root.value = R.root;
 	root.parent = NULL;
@@ -647,6 +724,7 @@ render_tree(TProgram *program, Jsonb *ctx)
 
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(tmpcxt);
+	budget->output += out.len;
 	return out.data;
 }
 
@@ -680,10 +758,11 @@ allma_template_check(const char *tmpl, char **errmsg)
  * allma_template_render renders tmpl against ctx (NULL: an undefined
  * context).  Throws ERRCODE_ALLMA_INVALID_TEMPLATE on a syntax error or a
  * render error (unknown helper, helper misuse); a bad JSONPath given to
- * with_json_path throws ERRCODE_ALLMA_INVALID_PATH.
+ * with_json_path throws ERRCODE_ALLMA_INVALID_PATH; a rendering beyond its
+ * budget throws ERRCODE_PROGRAM_LIMIT_EXCEEDED.
  */
-char *
-allma_template_render(const char *tmpl, Jsonb *ctx)
+static char *
+render_with_budget(const char *tmpl, Jsonb *ctx, RenderBudget *budget)
 {
 	TProgram   *program;
 	char	   *msg = NULL;
@@ -695,7 +774,15 @@ allma_template_render(const char *tmpl, Jsonb *ctx)
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_INVALID_TEMPLATE),
 				 errmsg("invalid template: %s", msg)));
-	return render_tree(program, ctx);
+	return render_tree(program, ctx, budget);
+}
+
+char *
+allma_template_render(const char *tmpl, Jsonb *ctx)
+{
+	RenderBudget budget = {0};
+
+	return render_with_budget(tmpl, ctx, &budget);
 }
 
 /*
@@ -752,7 +839,8 @@ string_needs_render(JsonbValue *v)
  * matches nothing (undefined).
  */
 static JsonbValue *
-render_string(const char *s, int len, Jsonb *ctx, int depth)
+render_string(const char *s, int len, Jsonb *ctx, int depth,
+			  RenderBudget *budget)
 {
 	char	   *str = pnstrdup(s, len);
 	char	   *msg = NULL;
@@ -760,7 +848,7 @@ render_string(const char *s, int len, Jsonb *ctx, int depth)
 
 	if (has_markup_len(str, len))
 	{
-		str = allma_template_render(str, ctx);
+		str = render_with_budget(str, ctx, budget);
 		len = strlen(str);
 	}
 	if (!is_whole_jsonpath(str, len) || !allma_path_check(str, &msg))
@@ -772,7 +860,7 @@ render_string(const char *s, int len, Jsonb *ctx, int depth)
 		!(found->val.string.len == len &&
 		  memcmp(found->val.string.val, str, len) == 0))
 		return render_string(found->val.string.val, found->val.string.len,
-							 ctx, depth + 1);
+							 ctx, depth + 1, budget);
 	return found;
 }
 
@@ -799,6 +887,7 @@ allma_template_render_value(Jsonb *value, Jsonb *ctx)
 	MemoryContext callercxt = CurrentMemoryContext;
 	MemoryContext tmpcxt;
 	Jsonb	   *result;
+	RenderBudget budget = {0};
 
 	if (value == NULL)
 		return NULL;
@@ -828,7 +917,7 @@ allma_template_render_value(Jsonb *value, Jsonb *ctx)
 		JsonbValue *r;
 
 		JsonbExtractScalar(&value->root, &v);
-		r = render_string(v.val.string.val, v.val.string.len, ctx, 0);
+		r = render_string(v.val.string.val, v.val.string.len, ctx, 0, &budget);
 		MemoryContextSwitchTo(callercxt);
 		result = r ? JsonbValueToJsonb(r) : allma_jsonb_null();
 		MemoryContextDelete(tmpcxt);
@@ -862,7 +951,7 @@ allma_template_render_value(Jsonb *value, Jsonb *ctx)
 			case WJB_VALUE:
 				r = &v;
 				if (string_needs_render(&v))
-					r = render_string(v.val.string.val, v.val.string.len, ctx, 0);
+					r = render_string(v.val.string.val, v.val.string.len, ctx, 0, &budget);
 				if (r != NULL)
 				{
 					pushJsonbValue(&state, WJB_KEY, &key);
@@ -873,7 +962,7 @@ allma_template_render_value(Jsonb *value, Jsonb *ctx)
 			case WJB_ELEM:
 				r = &v;
 				if (string_needs_render(&v))
-					r = render_string(v.val.string.val, v.val.string.len, ctx, 0);
+					r = render_string(v.val.string.val, v.val.string.len, ctx, 0, &budget);
 				if (r == NULL)
 				{
 					v.type = jbvNull;

@@ -19,7 +19,11 @@ extern bool allma_template_has_markup(const char *s);
 /* true when "tmpl" parses; else false with *errmsg (palloc'd).  Never throws. */
 extern bool allma_template_check(const char *tmpl, char **errmsg);
 
-/* renders "tmpl" against ctx; throws ERRCODE_ALLMA_INVALID_TEMPLATE on bad syntax */
+/*
+ * renders "tmpl" against ctx; throws ERRCODE_ALLMA_INVALID_TEMPLATE on bad
+ * syntax, ERRCODE_PROGRAM_LIMIT_EXCEEDED beyond allma.template_max_iterations
+ * or allma.template_max_output
+ */
 extern char *allma_template_render(const char *tmpl, Jsonb *ctx);
 
 /*

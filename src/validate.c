@@ -181,7 +181,7 @@ check_retry_rule(AllmaChecker *ck, JsonbContainer *r, const char *parent)
 				 errmsg("%s must be one of %s",
 						allma_def_where(ck, allma_def_member_name(parent, "jitterStrategy")),
 						allma_def_enum_list(jitter_strategies)),
-				 errdetail("The value is \"%s\".", jitter)));
+				 errdetail("The value is \"%s\".", allma_def_clip(jitter))));
 	errs = allma_def_get_array(ck, r, parent, "errorEquals", false);
 	if (errs != NULL)
 		allma_def_check_string_array(ck, errs, allma_def_member_name(parent, "errorEquals"), true,
@@ -432,13 +432,13 @@ check_module(AllmaChecker *ck, JsonbContainer *step, const AllmaStepType *info)
 					ereport(ERROR,
 							(errcode(ERRCODE_ALLMA_UNKNOWN_MODULE),
 							 errmsg("%s names module \"%s\", but steps of type %s run no module",
-									allma_def_where(ck, "moduleIdentifier"), module,
+									allma_def_where(ck, "moduleIdentifier"), allma_def_clip(module),
 									info->name)));
 				else
 					ereport(ERROR,
 							(errcode(ERRCODE_ALLMA_UNKNOWN_MODULE),
 							 errmsg("%s names module \"%s\", but steps of type %s run \"%s\"",
-									allma_def_where(ck, "moduleIdentifier"), module,
+									allma_def_where(ck, "moduleIdentifier"), allma_def_clip(module),
 									info->name, info->own_module),
 							 errhint("Remove moduleIdentifier or set it to \"%s\".",
 									 info->own_module)));
@@ -462,7 +462,7 @@ check_module(AllmaChecker *ck, JsonbContainer *step, const AllmaStepType *info)
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_UNKNOWN_MODULE),
 				 errmsg("%s names module \"%s\", which runs only in steps of type %s",
-						allma_def_where(ck, "moduleIdentifier"), module,
+						allma_def_where(ck, "moduleIdentifier"), allma_def_clip(module),
 						step_types_running(builtin->kind)),
 				 errdetail("The step's type is %s.", info->name)));
 	if (builtin != NULL && builtin->check != NULL)
@@ -531,7 +531,7 @@ check_step(AllmaChecker *ck, const char *key, JsonbValue *value)
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_STEP_KEY_MISMATCH),
 				 errmsg("step \"%s\" field \"stepInstanceId\" is \"%s\", not its key",
-						key, id),
+						key, allma_def_clip(id)),
 				 errhint("A step's stepInstanceId must equal its key in \"steps\".")));
 
 	step_type = allma_def_get_string(ck, step, NULL, "stepType", true);
@@ -539,7 +539,7 @@ check_step(AllmaChecker *ck, const char *key, JsonbValue *value)
 	if (info == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_UNKNOWN_STEP_TYPE),
-				 errmsg("step \"%s\" has unknown stepType \"%s\"", key, step_type)));
+				 errmsg("step \"%s\" has unknown stepType \"%s\"", key, allma_def_clip(step_type))));
 
 	if (allma_def_lookup(step, "stepDefinitionId", &v) && v.type != jbvNull)
 	{

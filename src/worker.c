@@ -85,6 +85,7 @@
 #include "retention.h"
 #include "pathfail.h"
 #include "faultpoint.h"
+#include "limit_gucs.h"
 #include "retry.h"
 #include "shmem.h"
 #include "steps/completion.h"
@@ -361,6 +362,7 @@ http_limits_from_gucs(AllmaHttpLimits *limits)
 	limits->connect_timeout_ms = allma_http_connect_timeout_ms;
 	limits->timeout_ms = allma_http_timeout_ms;
 	limits->max_response_bytes = allma_http_max_response_bytes;
+	limits->max_inflight_bytes = (size_t) allma_max_inflight_kb * 1024;	/* limit_gucs.c */
 }
 
 static AllmaHttpClient *

@@ -40,6 +40,17 @@ sub sent
 	return JSON::PP->new->decode($res->{content});
 }
 
+# requests the mock received for one step attempt: the key and the keys of
+# its later requests (key/initialize, key/initialized, ...), in order
+sub sent_all
+{
+	my ($key) = @_;
+	my $res = HTTP::Tiny->new->get("$base/__log");
+	die "mock log: $res->{status}" unless $res->{success};
+	return [ grep { ($_->{idempotency_key} // '') =~ m{^\Q$key\E(/|$)} }
+		  @{ JSON::PP->new->decode($res->{content}) } ];
+}
+
 # the flow "id": one step "call" of the given JSON, then a NO_OP
 sub flow
 {
@@ -173,20 +184,20 @@ is(q1("SELECT status FROM allma.executions WHERE execution_id = '$e'"), 'COMPLET
 	'a call to a server that needs a session completes');
 is(q1("SELECT output->'steps_output'->'call'->'result'->'structuredContent'->>'text' FROM allma.executions WHERE execution_id = '$e'"),
 	'first', 'with the tool result');
-my @methods = map { JSON::PP->new->decode($_->{body})->{method} } @{ sent("$e/call/1") };
+my @methods = map { JSON::PP->new->decode($_->{body})->{method} } @{ sent_all("$e/call/1") };
 is(join(',', @methods), 'tools/call,initialize,notifications/initialized,tools/call',
 	'after a 400 it opened a session and called again');
 my $sid = q1("SELECT session_id FROM allma.mcp_connections WHERE id = 'stateful'");
 like($sid, qr/^sess-/, 'the session is kept with the connection');
 $e = run('mcp-session', '{"text": "second"}');
-@methods = map { JSON::PP->new->decode($_->{body})->{method} } @{ sent("$e/call/1") };
+@methods = map { JSON::PP->new->decode($_->{body})->{method} } @{ sent_all("$e/call/1") };
 is(join(',', @methods), 'tools/call', 'the next call uses the session at once');
 is(sent("$e/call/1")->[0]{headers}{'mcp-session-id'}, $sid, 'sending its id');
 HTTP::Tiny->new->post("$base/__reset");
 $e = run('mcp-session', '{"text": "third"}');
 is(q1("SELECT output->'steps_output'->'call'->'result'->'structuredContent'->>'text' FROM allma.executions WHERE execution_id = '$e'"),
 	'third', 'a session the server forgot (404) is replaced');
-@methods = map { JSON::PP->new->decode($_->{body})->{method} } @{ sent("$e/call/1") };
+@methods = map { JSON::PP->new->decode($_->{body})->{method} } @{ sent_all("$e/call/1") };
 is(join(',', @methods), 'tools/call,initialize,notifications/initialized,tools/call', 'by opening a new one');
 isnt(q1("SELECT session_id FROM allma.mcp_connections WHERE id = 'stateful'"), $sid, 'which is kept instead');
 

@@ -13,6 +13,8 @@
 
 #include <math.h>
 
+#include "mb/pg_wchar.h"
+
 #include "condition.h"
 #include "defcheck.h"
 #include "jsonb_util.h"
@@ -38,7 +40,8 @@
  * for the worker to send.
  */
 static void
-leave_api_request(StepRun *run, Jsonb *def, Jsonb *body_override, bool binding)
+leave_api_request(StepRun *run, Jsonb *def, Jsonb *body_override, bool binding,
+				  const char *request)
 {
 	AllmaStep  *step = run->step;
 	Jsonb	   *tctx = allma_step_template_context(run);
@@ -125,7 +128,7 @@ leave_api_request(StepRun *run, Jsonb *def, Jsonb *body_override, bool binding)
 	}
 	req = allma_jsonb_set_key(req, "timeoutMs", allma_jsonb_int((int64) timeout_ms));
 	req = allma_jsonb_set_key(req, "idempotencyKey",
-							  allma_jsonb_string(allma_step_idempotency_key(run->ps, step)));
+							  allma_jsonb_string(allma_step_request_key(run->ps, step, request)));
 	if (binding)
 		req = allma_jsonb_set_key(req, "binding", allma_jsonb_bool(true));
 	allma_step_set_io_request(run, req, headers);
@@ -134,7 +137,7 @@ leave_api_request(StepRun *run, Jsonb *def, Jsonb *body_override, bool binding)
 Jsonb *
 allma_api_call_start(StepRun *run)
 {
-	leave_api_request(run, run->step->def, NULL, false);
+	leave_api_request(run, run->step->def, NULL, false, NULL);
 	return NULL;
 }
 
@@ -148,10 +151,8 @@ allma_api_call_complete(StepRun *run)
 
 	(void) allma_step_raise_for_transfer(c, 400, "");
 
-	/* JSON bodies are parsed, anything else is text */
-	data = c->body_len > 0 ? allma_step_parse_json(c->body) : NULL;
-	if (data == NULL)
-		data = allma_jsonb_string_len(c->body, c->body_len);
+	/* JSON bodies are parsed, anything else is text (valid text, see text_valid.c) */
+	data = allma_step_response_data(c);
 	out = allma_jsonb_set_key(NULL, "status", allma_jsonb_int(c->status));
 	out = allma_jsonb_set_key(out, "headers", c->headers ? c->headers : allma_jsonb_empty_object());
 	return allma_jsonb_set_key(out, "data", data);
@@ -173,7 +174,7 @@ allma_http_binding_send(StepRun *run, const char *url, Jsonb *headers, Jsonb *pa
 	def = allma_jsonb_set_key(def, "apiHttpMethod", allma_jsonb_string("POST"));
 	if (headers != NULL)
 		def = allma_jsonb_set_key(def, "apiStaticHeaders", headers);
-	leave_api_request(run, def, payload, true);
+	leave_api_request(run, def, payload, true, NULL);
 }
 
 /* allma_http_binding_output: the output of a step whose binding is an HTTP endpoint */
@@ -184,8 +185,8 @@ allma_http_binding_output(StepRun *run)
 	Jsonb	   *data;
 
 	(void) allma_step_raise_for_transfer(c, 400, "");
-	data = c->body_len > 0 ? allma_step_parse_json(c->body) : NULL;
-	return data ? data : allma_jsonb_string_len(c->body, c->body_len);
+	data = allma_step_response_data(c);
+	return data;
 }
 
 /* ----------------------------------------------------------------
@@ -206,9 +207,43 @@ Jsonb *
 allma_poll_start(StepRun *run)
 {
 	Jsonb	   *def = allma_jsonb_get(run->step->def, "apiCallDefinition");
+	double		polls = 0;
 
-	leave_api_request(run, allma_jsonb_is_object(def) ? def : run->step->def, NULL, false);
+	/* each poll is a new request with its own idempotency key (step.c) */
+	(void) allma_jsonb_get_number(run->ps->transition_counts,
+								  psprintf("%s_poll", run->step->id), &polls);
+	leave_api_request(run, allma_jsonb_is_object(def) ? def : run->step->def, NULL, false,
+					  polls >= 1 ? psprintf("poll-%d", (int) polls + 1) : NULL);
 	return NULL;
+}
+
+/* at most this much of the response that met a failure condition is kept in the error */
+#define POLL_FAILURE_RESPONSE_MAX	2048
+
+/*
+ * poll_failure_details: the condition and the response that met it, the
+ * response as it is when small, else an excerpt of its JSON text.
+ */
+static Jsonb *
+poll_failure_details(Jsonb *response, const char *condition, double polls)
+{
+	Jsonb	   *details = allma_jsonb_set_key(NULL, "polls", allma_jsonb_int((int64) polls));
+	Jsonb	   *data = allma_jsonb_get(response, "data");
+	char	   *text = allma_jsonb_to_cstring(data);
+	size_t		len = strlen(text);
+
+	details = allma_jsonb_set_key(details, "failureCondition", allma_jsonb_string(condition));
+	details = allma_jsonb_set_key(details, "status", allma_jsonb_get(response, "status"));
+	if (len <= POLL_FAILURE_RESPONSE_MAX)
+		details = allma_jsonb_set_key(details, "response", data);
+	else
+	{
+		details = allma_jsonb_set_key(details, "responseExcerpt",
+									  allma_jsonb_string_len(text, pg_mbcliplen(text, (int) len,
+																				POLL_FAILURE_RESPONSE_MAX)));
+		details = allma_jsonb_set_key(details, "responseBytes", allma_jsonb_int((int64) len));
+	}
+	return details;
 }
 
 static Jsonb *
@@ -233,7 +268,7 @@ poll_output(StepRun *run)
 	if (failure != NULL && allma_condition_eval(failure, data))
 		allma_step_raise_error("PollingFailed",
 							   psprintf("polling step \"%s\" met its failure condition", run->step->id),
-							   allma_jsonb_set_key(NULL, "polls", allma_jsonb_int((int64) polls)));
+							   poll_failure_details(response, failure, polls));
 	if (success != NULL && allma_condition_eval(success, data))
 	{
 		run->details = allma_jsonb_set_key(NULL, "polls", allma_jsonb_int((int64) polls));
@@ -285,8 +320,10 @@ check_api_call_definition(AllmaChecker *ck, JsonbContainer *obj, const char *par
 	if (url != NULL)
 	{
 		char	   *field = allma_def_member_name(parent, "apiUrlTemplate");
+		char	   *tmpl = allma_def_get_template_string(ck, url, field, "template", true);
 
-		allma_def_get_template_string(ck, url, field, "template", true);
+		if (tmpl != NULL)
+			allma_def_check_url_template(ck, allma_def_member_name(field, "template"), tmpl);
 		allma_def_check_context_mappings(ck, url, field, "contextMappings");
 	}
 	/* GET when absent (leave_api_request) */

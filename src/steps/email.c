@@ -76,6 +76,24 @@ s3_attachment(StepRun *run, const char *filename, Jsonb *pointer, MemoryContext 
  * names a file this execution stored with FILE_DOWNLOAD; Allma's
  * {filename, s3Pointer} an object of a bucket (s3_attachment).
  */
+/* a UUID as FILE_DOWNLOAD gives it: 8-4-4-4-12 hex digits, or 32 without hyphens */
+static bool
+looks_like_uuid(const char *s)
+{
+	size_t		len = strlen(s);
+
+	if (len != 36 && len != 32)
+		return false;
+	for (size_t i = 0; i < len; i++)
+	{
+		bool		hyphen = len == 36 && (i == 8 || i == 13 || i == 18 || i == 23);
+
+		if (hyphen ? s[i] != '-' : !isxdigit((unsigned char) s[i]))
+			return false;
+	}
+	return true;
+}
+
 static List *
 email_attachments(StepRun *run, Jsonb *def)
 {
@@ -126,6 +144,12 @@ email_attachments(StepRun *run, Jsonb *def)
 												   "EMAIL step \"%s\": attachment \"%s\" points into S3, which allma does not have; store the file with FILE_DOWNLOAD and give its filePointer" :
 												   "EMAIL step \"%s\": attachment \"%s\" has no filePointer",
 												   run->step->id, filename));
+		if (file_id[0] == '\0')
+			allma_step_raise_config_error(psprintf("EMAIL step \"%s\": attachment \"%s\": filePointer.fileId is empty",
+												   run->step->id, filename));
+		if (!looks_like_uuid(file_id))
+			allma_step_raise_config_error(psprintf("EMAIL step \"%s\": attachment \"%s\": filePointer.fileId \"%s\" is not a file id (a UUID)",
+												   run->step->id, filename, file_id));
 		args[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(file_id));
 		args[1] = UUIDPGetDatum(&run->ps->execution_id);
 		/* not read-only: a file stored earlier in this pass must be seen */

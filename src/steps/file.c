@@ -165,7 +165,12 @@ allma_check_file_download(AllmaChecker *ck, JsonbContainer *step)
 {
 	JsonbContainer *config;
 
-	allma_def_get_template_string(ck, step, NULL, "sourceUrlTemplate", !ck->inherits);
+	{
+		char	   *url = allma_def_get_template_string(ck, step, NULL, "sourceUrlTemplate", !ck->inherits);
+
+		if (url != NULL)
+			allma_def_check_url_template(ck, "sourceUrlTemplate", url);
+	}
 	allma_def_check_enum_field(ck, step, NULL, "method", false, allma_def_http_methods);
 	allma_def_check_jsonpath_record(ck, step, NULL, "headersTemplate");
 	allma_def_get_template_string(ck, step, NULL, "destinationBucket", false);

@@ -23,6 +23,8 @@
  */
 #include "postgres.h"
 
+#include "mb/pg_wchar.h"
+
 #include <math.h>
 
 #include "defcheck.h"
@@ -129,7 +131,7 @@ llm_prompt(StepRun *run, Jsonb *tctx)
 
 /* build_llm_request: the request for model "index" of the chain */
 static void
-build_llm_request(StepRun *run, int index)
+build_llm_request(StepRun *run, int index, Jsonb *model_errors)
 {
 	Jsonb	   *tctx = allma_step_template_context(run);
 	List	   *candidates = llm_candidates(run, tctx);
@@ -198,12 +200,16 @@ build_llm_request(StepRun *run, int index)
 	req = allma_jsonb_set_key(req, "headers", stored_headers);
 	req = allma_jsonb_set_key(req, "body", allma_jsonb_string(body));
 	req = allma_jsonb_set_key(req, "timeoutMs", allma_jsonb_int((int64) timeout_ms));
+	/* each model is a new request with its own idempotency key (step.c) */
 	req = allma_jsonb_set_key(req, "idempotencyKey",
-							  allma_jsonb_string(allma_step_idempotency_key(run->ps, run->step)));
+							  allma_jsonb_string(allma_step_request_key(run->ps, run->step,
+																		index > 0 ? psprintf("fallback-%d", index) : NULL)));
 	req = allma_jsonb_set_key(req, "candidate", allma_jsonb_int(index));
 	req = allma_jsonb_set_key(req, "provider", allma_jsonb_string(provider));
 	req = allma_jsonb_set_key(req, "modelId", allma_jsonb_get(cand, "modelId"));
 	req = allma_jsonb_set_key(req, "jsonOutputMode", allma_jsonb_bool(json_mode));
+	if (model_errors != NULL)
+		req = allma_jsonb_set_key(req, "modelErrors", model_errors);
 
 	oldcxt = MemoryContextSwitchTo(run->pathcxt);
 	run->ps->io_request = (Jsonb *) palloc(VARSIZE(req));
@@ -219,7 +225,7 @@ build_llm_request(StepRun *run, int index)
 Jsonb *
 allma_llm_step_start(StepRun *run)
 {
-	build_llm_request(run, 0);
+	build_llm_request(run, 0, NULL);
 	return NULL;
 }
 
@@ -239,18 +245,30 @@ allma_llm_step_complete(StepRun *run)
 	char	   *error_name = NULL;
 	char	   *errmsg = NULL;
 	Jsonb	   *out = NULL;
+	char	   *body;
+	size_t		body_len;
 	int			ncandidates = 1 + Max(allma_jsonb_array_length(allma_jsonb_get(run->step->def, "fallbacks")), 0);
 
+	/* the reply as valid text: NULs and invalid bytes replaced (text_valid.c) */
+	body = allma_step_response_text(c, &body_len);
 	(void) allma_jsonb_get_number(prev, "candidate", &index);
 	(void) allma_jsonb_get_bool(prev, "jsonOutputMode", &json_mode);
 
-	if (c->error != NULL && (c->refused_destination || c->too_large))
+	if (c->error != NULL)
 	{
-		error_name = pstrdup(ALLMA_ERR_PERMANENT);
-		errmsg = psprintf("LLM request failed: %s", c->error);
+		/*
+		 * no usable response: say where to (the stored URL, secrets
+		 * redacted) and what libcurl said, as API_CALL does
+		 */
+		char	   *url = allma_jsonb_get_cstring(prev, "url");
+
+		error_name = pstrdup(c->refused_destination || c->too_large ?
+							 ALLMA_ERR_PERMANENT : ALLMA_ERR_TRANSIENT);
+		errmsg = psprintf("LLM request to %s failed: %s (curl code %d)",
+						  url ? url : "?", c->error, c->curl_code);
 	}
 	else if (!allma_llm_parse_response(provider ? provider : "", c->error ? 0 : c->status,
-									   c->body, &result, &error_name, &errmsg))
+									   body, &result, &error_name, &errmsg))
 		;
 	else
 	{
@@ -282,23 +300,55 @@ allma_llm_step_complete(StepRun *run)
 			{
 				details = allma_jsonb_set_key(details, "llmPrompt", allma_jsonb_get(prev, "body"));
 				details = allma_jsonb_set_key(details, "llmRawResponse",
-											  allma_jsonb_string_len(c->body, c->body_len));
+											  allma_jsonb_string_len(body, body_len));
 			}
 			run->details = allma_secret_redact_jsonb(details);
 			return out;
 		}
 	}
 
-	/* this model failed: the next one, or the step fails */
-	if (index + 1 < ncandidates)
+	/*
+	 * this model failed: the next one, or the step fails.  Every model's
+	 * error is kept (carried in the next request) for the step's error.
+	 */
 	{
-		build_llm_request(run, (int) index + 1);
-		return NULL;
+		Jsonb	   *model_errors = allma_jsonb_get(prev, "modelErrors");
+		Jsonb	   *this_error = allma_jsonb_empty_object();
+		Jsonb	   *details;
+		char	   *msg = allma_secret_redact(errmsg ? errmsg : "LLM invocation failed");
+
+		this_error = allma_jsonb_set_key(this_error, "provider", allma_jsonb_string(provider ? provider : ""));
+		this_error = allma_jsonb_set_key(this_error, "modelId", allma_jsonb_get(prev, "modelId"));
+		this_error = allma_jsonb_set_key(this_error, "fallbackIndex", allma_jsonb_int((int64) index));
+		this_error = allma_jsonb_set_key(this_error, "errorName",
+										 allma_jsonb_string(error_name ? error_name : ALLMA_ERR_PERMANENT));
+		this_error = allma_jsonb_set_key(this_error, "errorMessage",
+										 allma_jsonb_string_len(msg, pg_mbcliplen(msg, strlen(msg), 1000)));
+		this_error = allma_jsonb_set_key(this_error, "status", allma_jsonb_int(c->status));
+		if (c->error != NULL)
+		{
+			this_error = allma_jsonb_set_key(this_error, "curlCode", allma_jsonb_int(c->curl_code));
+			this_error = allma_jsonb_set_key(this_error, "timedOut", allma_jsonb_bool(c->timed_out));
+		}
+		model_errors = allma_jsonb_array_append(allma_jsonb_is_array(model_errors) ? model_errors : NULL,
+												this_error);
+		if (index + 1 < ncandidates)
+		{
+			build_llm_request(run, (int) index + 1, model_errors);
+			return NULL;
+		}
+		details = allma_jsonb_set_key(NULL, "status", allma_jsonb_int(c->status));
+		details = allma_jsonb_set_key(details, "modelId", allma_jsonb_get(prev, "modelId"));
+		details = allma_jsonb_set_key(details, "url", allma_jsonb_get(prev, "url"));
+		if (c->error != NULL)
+		{
+			details = allma_jsonb_set_key(details, "curlCode", allma_jsonb_int(c->curl_code));
+			details = allma_jsonb_set_key(details, "timedOut", allma_jsonb_bool(c->timed_out));
+		}
+		if (ncandidates > 1)
+			details = allma_jsonb_set_key(details, "modelErrors", model_errors);
+		allma_step_raise_error(error_name ? error_name : ALLMA_ERR_PERMANENT, msg, details);
 	}
-	allma_step_raise_error(error_name ? error_name : ALLMA_ERR_PERMANENT,
-						   allma_secret_redact(errmsg ? errmsg : "LLM invocation failed"),
-						   allma_jsonb_set_key(allma_jsonb_set_key(NULL, "status", allma_jsonb_int(c->status)),
-											   "modelId", allma_jsonb_get(prev, "modelId")));
 	return NULL;
 }
 

@@ -94,7 +94,14 @@ build_mcp_request(StepRun *run, const char *phase, const char *session, bool aft
 	AllmaStep  *step = run->step;
 	char	   *conn_id = allma_jsonb_get_cstring(step->def, "mcpConnectionId");
 	char	   *tool = allma_jsonb_get_cstring(step->def, "toolName");
-	char	   *key = allma_step_idempotency_key(run->ps, step);
+	/*
+	 * each phase of the handshake, and the call that follows it in the new
+	 * session, is a new request with its own key (step.c); the key is also
+	 * the JSON-RPC id of the call
+	 */
+	char	   *key = allma_step_request_key(run->ps, step,
+											 phase != NULL ? phase :
+											 after_init ? "after-initialize" : NULL);
 	char	   *url;
 	char	   *error;
 	char	   *stored_session = NULL;
@@ -160,7 +167,7 @@ build_mcp_request(StepRun *run, const char *phase, const char *session, bool aft
 		params = allma_jsonb_set_key(NULL, "protocolVersion", allma_jsonb_string(MCP_PROTOCOL_VERSION));
 		params = allma_jsonb_set_key(params, "capabilities", allma_jsonb_empty_object());
 		params = allma_jsonb_set_key(params, "clientInfo", client);
-		msg = allma_jsonb_set_key(msg, "id", allma_jsonb_string(psprintf("%s/initialize", key)));
+		msg = allma_jsonb_set_key(msg, "id", allma_jsonb_string(key));
 		msg = allma_jsonb_set_key(msg, "method", allma_jsonb_string("initialize"));
 		msg = allma_jsonb_set_key(msg, "params", params);
 	}
