@@ -117,7 +117,7 @@ my @bad = grep { my $k = $keys{$_}; grep { $_ ne $k->[0] || $_ eq '' } @$k } key
 is(scalar(@bad), 0, "every repeated request carries its first send's Idempotency-Key ("
 	  . scalar(@repeated) . " requests repeated, $requests sent)");
 ok(scalar(keys %keys) >= $total, 'every execution made its HTTP calls');
-note("soak: $total executions, $kills kills, $requests requests, " . scalar(@repeated) . " repeated");
+diag("soak: $total executions, $kills kills, $requests requests, " . scalar(@repeated) . " repeated");
 
 $node->stop;
 done_testing();
