@@ -2,11 +2,12 @@
 #
 # ALLMA_SOAK_EXECUTIONS (default 2,000) executions of a flow that mixes SQL
 # steps (inserts into a table with a unique key), HTTP steps against the
-# mock, a condition and a 2-branch fork (one branch SQL, one HTTP), while
+# mock (answering after 1 s, so that kills land on requests in flight),
+# a condition and a 2-branch fork (one branch SQL, one HTTP), while
 # the postmaster is SIGKILLed ALLMA_SOAK_KILLS times (default 5; the long
 # run uses 30) at random 5-20 s intervals and restarted.  The executions
-# are started in waves, one after each restart, so every kill lands on
-# work in progress.  Pass: every execution terminal and COMPLETED, every
+# are started in waves, one between two kills, a slice every second, so
+# every kill lands on work in progress.  Pass: every execution terminal and COMPLETED, every
 # SQL effect exactly once, no step (so no execution end) recorded twice,
 # and every request the mock saw more than once carries its first send's
 # Idempotency-Key.
@@ -32,7 +33,7 @@ q1(qq{SELECT allma_create_flow('{"id": "soak", "startStepInstanceId": "ins", "st
           "outputMappings": {"\$.ins": "\$"},
           "transitions": [{"condition": "\$.big == true", "nextStepInstanceId": "fork"}],
           "defaultNextStepInstanceId": "call"},
-  "call": {"stepType": "API_CALL", "apiUrlTemplate": {"template": "$base/echo/soak/{{k}}"},
+  "call": {"stepType": "API_CALL", "apiUrlTemplate": {"template": "$base/echo/soak/{{k}}?latency_ms=1000"},
            "apiHttpMethod": "POST", "inputMappings": {"k": "\$.k"},
            "outputMappings": {"\$.call": "\$.status"}, "defaultNextStepInstanceId": "fork"},
   "fork": {"stepType": "PARALLEL_FORK_MANAGER", "itemsPath": "\$.items",
@@ -41,7 +42,7 @@ q1(qq{SELECT allma_create_flow('{"id": "soak", "startStepInstanceId": "ins", "st
            "outputMappings": {"\$.fork": "\$.status"}, "defaultNextStepInstanceId": "done"},
   "bins": {"stepType": "DATA_SAVE", "moduleIdentifier": "system/sql-execute",
            "customConfig": {"sql": "INSERT INTO soak_effects VALUES (\$1, ''branch'')", "parameters": ["\$.k"]}},
-  "bcall": {"stepType": "API_CALL", "apiUrlTemplate": {"template": "$base/echo/soakb/{{k}}"},
+  "bcall": {"stepType": "API_CALL", "apiUrlTemplate": {"template": "$base/echo/soakb/{{k}}?latency_ms=1000"},
             "apiHttpMethod": "POST", "inputMappings": {"k": "\$.k"}},
   "done": {"stepType": "DATA_SAVE", "moduleIdentifier": "system/sql-execute",
            "customConfig": {"sql": "INSERT INTO soak_effects VALUES (\$1, ''done'')", "parameters": ["\$.k"]}}}}')});
@@ -52,7 +53,8 @@ my $started = 0;
 
 sub start_wave
 {
-	my $n = $per_wave;
+	my ($n) = @_;
+	$n //= $per_wave;
 	$n = $total - $started if $started + $n > $total;
 	return if $n <= 0;
 	my ($from, $to) = ($started + 1, $started + $n);
@@ -64,9 +66,15 @@ sub start_wave
 my $done_kills = 0;
 for my $kill (1 .. $kills)
 {
-	start_wave();
-	# the fault schedule: a random 5-20 s of work, then SIGKILL
-	sleep(5 + int(rand(16)));
+	# the fault schedule: a random 5-20 s of work, then SIGKILL; the wave
+	# is started a slice a second meanwhile
+	my $secs = 5 + int(rand(16));
+	my $wave_end = $started + $per_wave;
+	for my $s (1 .. $secs)
+	{
+		start_wave(int(($per_wave + $secs - 1) / $secs)) if $started < $wave_end;
+		sleep(1);
+	}
 	$node->kill9;
 	$done_kills++;
 	# the old server's children exit when they notice; until then its
@@ -83,7 +91,7 @@ for my $kill (1 .. $kills)
 	die "the server did not come back after kill $kill" unless $up;
 	wait_for_workers($node, 2);
 }
-start_wave();
+start_wave($total - $started);
 is($done_kills, $kills, "the postmaster was SIGKILLed $kills times");
 is($started, $total, "$total executions were started");
 
