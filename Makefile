@@ -75,6 +75,10 @@ OBJS += \
 # Observability: progress, trees, statistics, worker status
 OBJS += \
 	src/observe.o
+# execution lifecycle: waits, cancel, timeouts, step budget
+OBJS += \
+	src/lifecycle.o \
+	src/steps/wait.o
 
 # Allma compatibility: bundle import/export
 OBJS += \

@@ -414,6 +414,96 @@ GRANT EXECUTE ON FUNCTION allma_grant_secret(text, regrole), allma_revoke_secret
 -- Execution lifecycle: waits, sub-flows, cancel, timeouts, redrive
 ------------------------------------------------------------------------------
 
+-- waits and cancel
+
+/*
+ * Cancel (docs/lifecycle.md): the starter of an execution (a role with its
+ * privileges) or allma_admin ends it, its running child executions, its
+ * paths and its open waits.  The function checks the caller and writes as
+ * the bootstrap superuser; nobody else may write allma.executions (the
+ * security section grants only SELECT).
+ */
+CREATE INDEX executions_parent_running_idx ON allma.executions (parent_execution_id)
+	WHERE parent_execution_id IS NOT NULL AND status = 'RUNNING';
+
+CREATE FUNCTION allma_cancel_execution(execution_id uuid, reason text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'allma_cancel_execution'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_cancel_execution(uuid, text) IS
+	'Cancels a running execution (status CANCELLED) with its branches, child executions and waits; says what it did';
+REVOKE EXECUTE ON FUNCTION allma_cancel_execution(uuid, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_cancel_execution(uuid, text) TO allma_user;
+
+/*
+ * Waits of WAIT_FOR_EXTERNAL_EVENT steps.  The path parks as a WAITING row
+ * of allma.execution_paths whose request holds the wait ({"wait": {...}};
+ * sub-flow parents keep other records there)
+ * and whose due_at is the deadline: no process, no lock.  Workers look only
+ * at parked paths whose deadline passed (execution_paths_waits_idx), and a
+ * wait's row here says how it ended, so that a second resume, a resume of a
+ * timed-out or cancelled wait and an unknown key are told apart.  Rows stay
+ * with their execution (deleted with it).
+ */
+CREATE TABLE allma.waits (
+	root_execution_id	uuid NOT NULL,
+	execution_id		uuid NOT NULL REFERENCES allma.executions (execution_id) ON DELETE CASCADE,
+	path_id				bigint NOT NULL,
+	seq					integer NOT NULL,
+	step_instance_id	text NOT NULL,
+	correlation_key		text NOT NULL CHECK (octet_length(correlation_key) BETWEEN 1 AND 1024),
+	status				text NOT NULL DEFAULT 'OPEN'
+		CHECK (status IN ('OPEN', 'RESUMED', 'TIMED_OUT', 'CANCELLED')),
+	deadline			timestamptz NOT NULL,
+	payload				jsonb,
+	resumed_by			regrole,
+	created_at			timestamptz NOT NULL DEFAULT clock_timestamp(),
+	ended_at			timestamptz,
+	PRIMARY KEY (root_execution_id, execution_id, path_id, seq)
+);
+COMMENT ON TABLE allma.waits IS
+	'Waits of WAIT_FOR_EXTERNAL_EVENT steps: correlation key, deadline, how they ended (allma_resume_flow)';
+CREATE UNIQUE INDEX waits_open_key_idx ON allma.waits (correlation_key) WHERE status = 'OPEN';
+CREATE INDEX waits_key_idx ON allma.waits (correlation_key);
+CREATE INDEX execution_paths_waits_idx ON allma.execution_paths (due_at)
+	WHERE status = 'WAITING' AND request ? 'wait';
+
+ALTER TABLE allma.waits ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+REVOKE ALL ON allma.waits FROM PUBLIC;
+GRANT SELECT ON allma.waits TO allma_user;
+CREATE POLICY waits_as_execution ON allma.waits FOR SELECT TO allma_user
+	USING (EXISTS (SELECT FROM allma.executions e WHERE e.execution_id = waits.execution_id));
+
+CREATE FUNCTION allma_resume_flow(correlation_key text, payload jsonb DEFAULT '{}')
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'allma_resume_flow'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_resume_flow(text, jsonb) IS
+	'Resumes the execution waiting on correlation_key: the payload is the wait step''s output; returns the execution id';
+REVOKE EXECUTE ON FUNCTION allma_resume_flow(text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_resume_flow(text, jsonb) TO allma_user;
+
+/*
+ * Execution timeouts: the flow's timeoutSeconds, else allma.execution_timeout,
+ * fixed when the execution starts (a trigger, so that every way of starting
+ * one sets it); workers end running executions past it as TIMED_OUT, found
+ * through the partial index.
+ */
+ALTER TABLE allma.executions ADD COLUMN deadline timestamptz;
+COMMENT ON COLUMN allma.executions.deadline IS
+	'when the execution times out (flow timeoutSeconds, else allma.execution_timeout); NULL: never';
+CREATE INDEX executions_deadline_idx ON allma.executions (deadline)
+	WHERE status = 'RUNNING' AND deadline IS NOT NULL;
+CREATE FUNCTION allma.execution_deadline()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'allma_execution_deadline'
+LANGUAGE C;
+REVOKE EXECUTE ON FUNCTION allma.execution_deadline() FROM PUBLIC;
+CREATE TRIGGER executions_deadline BEFORE INSERT ON allma.executions
+	FOR EACH ROW EXECUTE FUNCTION allma.execution_deadline();
+
 -- sub-flows and redrive
 
 /*
@@ -514,7 +604,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	RAISE EXCEPTION 'flow versions are immutable'
-		USING ERRCODE = 'LM322',
+		USING ERRCODE = 'LM332',
 			  DETAIL = format('Flow "%s" version %s cannot be changed; executions pin the version they started with.',
 							  OLD.flow_id, OLD.version),
 			  HINT = 'Create a new version with allma_create_flow() and publish it.';
@@ -968,10 +1058,11 @@ SELECT p.execution_id, p.path_id, p.parent_path_id, p.branch_id, p.step_instance
 	   CASE WHEN p.status = 'READY' THEN p.due_at END AS due_at,
 	   CASE WHEN p.status = 'INFLIGHT' THEN p.lease_until END AS lease_until,
 	   child.execution_id AS child_execution_id,
-	   -- OBSERVABILITY/WAITS MERGE POINT: the correlation key of the event an
-	   -- 'event' path waits for; joined to allma.waits when waits land
-	   NULL::text AS event_key,
-	   NULL::timestamptz AS event_deadline
+	   -- the correlation key and deadline of the event a path parked by
+	   -- WAIT_FOR_EXTERNAL_EVENT waits for (its request holds its wait)
+	   CASE WHEN p.status = 'WAITING' AND p.request ? 'wait'
+			THEN p.request->'wait'->>'correlationKey' END AS event_key,
+	   CASE WHEN p.status = 'WAITING' AND p.request ? 'wait' THEN p.due_at END AS event_deadline
   FROM allma.execution_paths p
   LEFT JOIN allma.forks fork
 	ON fork.execution_id = p.execution_id AND fork.fork_path_id = p.path_id

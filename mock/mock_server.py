@@ -357,7 +357,8 @@ class HttpConnection(asyncio.Protocol):
     def eof_received(self):
         """The client half-closed: answer what it sent, then close."""
         self.eof = True
-        if not self.busy and self.transport is not None:
+        # (a hung request is never answered: the client closing ends it)
+        if (not self.busy or self.hung) and self.transport is not None:
             self.transport.close()
         return True                 # keep the transport open for writing
 

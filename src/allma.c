@@ -35,6 +35,7 @@
 #include "drop_guard.h"
 #include "http.h"
 #include "launcher.h"
+#include "lifecycle.h"
 #include "retention.h"
 #include "shmem.h"
 #include "steps/steps.h"
@@ -300,6 +301,7 @@ define_gucs(void)
 							 "They run as the role that started the execution; off makes such a step fail.",
 							 &allma_allow_superuser_sql_steps, false, PGC_SIGHUP, 0, NULL, NULL, NULL);
 
+	allma_lifecycle_define_gucs();
 	allma_subflow_define_gucs();
 	allma_retention_define_gucs();
 	allma_define_limit_gucs();

@@ -54,6 +54,7 @@
 #include "engine.h"
 #include "errors.h"
 #include "jsonb_util.h"
+#include "lifecycle.h"
 #include "path.h"
 #include "retry.h"
 #include "secret.h"
@@ -425,7 +426,8 @@ fail_path(AllmaPathState *ps, Jsonb *error)
 /*
  * step_start_time: when the current attempt of the path's step began.  A
  * step that resumes in a later pass (its response arrived, its fork
- * joined, the child it waits for ended) began when it first ran: that time
+ * joined, the child it waits for ended, its wait for an event was resumed
+ * or timed out) began when it first ran: that time
  * is kept in the path's request record as "stepStartedAt" (see
  * keep_step_start).
  */
@@ -434,7 +436,8 @@ step_start_time(AllmaPathState *ps)
 {
 	char	   *s;
 
-	if (ps->prev_request != NULL && (ps->response != NULL || ps->joining) &&
+	if (ps->prev_request != NULL &&
+		(ps->response != NULL || ps->joining || allma_jsonb_has_key(ps->prev_request, "wait")) &&
 		(s = allma_jsonb_get_cstring(ps->prev_request, "stepStartedAt")) != NULL)
 		return DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
 													   ObjectIdGetDatum(InvalidOid),
@@ -527,6 +530,9 @@ run_step(AllmaPathState *ps, AllmaStep *step, MemoryContext pathcxt)
 		ps->seq--;
 		ps->waiting = true;
 		keep_step_start(&run, rec->started_at);
+		/* a wait for an event is due at its deadline (lifecycle.h) */
+		if (run.parked && run.park_until != 0)
+			ps->due_at = run.park_until;
 		return NULL;
 	}
 
@@ -622,6 +628,36 @@ run_step(AllmaPathState *ps, AllmaStep *step, MemoryContext pathcxt)
 	}
 }
 
+/*
+ * step_budget_exhausted: has the path run allma.max_steps_per_execution
+ * step attempts?  Then it fails before it runs another one, and no catch
+ * rule applies (a handler would only run more steps).  The budget holds
+ * for the main path and for each parallel branch on its own (Allma runs a
+ * branch as an execution of its own kind), so a wide fork is not a runaway
+ * execution.  A path's attempts are its history rows: ps->seq, committed
+ * with the path, never stale.
+ */
+static bool
+step_budget_exhausted(AllmaPathState *ps)
+{
+	int			limit = allma_max_steps_per_execution;
+	Jsonb	   *details;
+
+	/* a step that has started (its response, its join) may finish */
+	if (limit <= 0 || ps->seq < limit || ps->response != NULL || ps->joining)
+		return false;
+	details = allma_jsonb_set_key(NULL, "sqlstate", allma_jsonb_string("LM323"));
+	details = allma_jsonb_set_key(details, "failedStepInstanceId", allma_jsonb_string(ps->step_id));
+	details = allma_jsonb_set_key(details, "stepCount", allma_jsonb_int(ps->seq));
+	details = allma_jsonb_set_key(details, "limit", allma_jsonb_int(limit));
+	fail_path(ps, allma_error_make(ALLMA_ERR_STEP_BUDGET,
+								   psprintf("%s ran %d steps, the most allma.max_steps_per_execution (%d) allows; step \"%s\" did not run",
+											ps->is_branch ? "parallel branch" : "execution",
+											ps->seq, limit, ps->step_id),
+								   details));
+	return true;
+}
+
 /* copy_record copies a record made in the step context into CurrentMemoryContext */
 static AllmaStepRecord *
 copy_record(AllmaStepRecord *src, bool logs)
@@ -667,6 +703,9 @@ allma_engine_advance(AllmaPathState *ps, int max_steps)
 										   NULL));
 			break;
 		}
+
+		if (step_budget_exhausted(ps))
+			break;
 
 		MemoryContextSwitchTo(stepcxt);
 		rec = run_step(ps, step, pathcxt);

@@ -1261,3 +1261,83 @@ allma_http_next_timeout(AllmaHttpClient *client)
 	return (long) Max(left, 0);
 }
 
+
+/* ----------------------------------------------------------------
+ * Aborting requests
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * allma_http_abort drops every queued, running or finished-but-unreturned
+ * request whose tag "doomed" says true for: its connection is closed (or
+ * given back to the pool) and its completion is never returned.  "doomed"
+ * may also just look at every tag and return false.  Returns how many were
+ * dropped.  Never throws.
+ */
+int
+allma_http_abort(AllmaHttpClient *client, bool (*doomed) (void *tag, void *arg), void *arg)
+{
+	dlist_mutable_iter it;
+	HASH_SEQ_STATUS hs;
+	HostEntry  *h;
+	int			n = 0;
+
+	if (client == NULL)
+		return 0;
+
+	/* running, and between two hops (their handles are not in the multi) */
+	for (int list = 0; list < 2; list++)
+	{
+		dlist_head *head = list == 0 ? &client->running : &client->redirecting;
+
+		dlist_foreach_modify(it, head)
+		{
+			HttpTransfer *t = dlist_container(HttpTransfer, node, it.cur);
+
+			if (!doomed(t->tag, arg))
+				continue;
+			if (list == 0)
+				curl_multi_remove_handle(client->multi, t->easy);
+			dlist_delete(&t->node);
+			client->nrunning--;
+			host_release(client, t->host);
+			t->host = NULL;
+			release_transfer(client, t);
+			n++;
+		}
+	}
+	dlist_foreach_modify(it, &client->finished)
+	{
+		HttpTransfer *t = dlist_container(HttpTransfer, node, it.cur);
+
+		if (!doomed(t->tag, arg))
+			continue;
+		dlist_delete(&t->node);
+		release_transfer(client, t);
+		n++;
+	}
+	hash_seq_init(&hs, client->hosts);
+	while ((h = hash_seq_search(&hs)) != NULL)
+	{
+		dlist_foreach_modify(it, &h->waiting)
+		{
+			HttpTransfer *t = dlist_container(HttpTransfer, node, it.cur);
+
+			if (!doomed(t->tag, arg))
+				continue;
+			dlist_delete(&t->node);
+			h->nwaiting--;
+			client->nqueued--;
+			release_transfer(client, t);
+			n++;
+		}
+		if (h->nwaiting == 0 && h->in_ready)
+		{
+			dlist_delete(&h->ready_node);
+			h->in_ready = false;
+		}
+		if (h->running == 0 && h->nwaiting == 0)
+			hash_search(client->hosts, h->key, HASH_REMOVE, NULL);
+	}
+	return n;
+}

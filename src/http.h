@@ -273,6 +273,14 @@ extern int	allma_http_poll(AllmaHttpClient *client, long timeout_ms,
 /* allma_http_wakeup: makes a waiting allma_http_poll return; async-signal-safe */
 extern void allma_http_wakeup(AllmaHttpClient *client);
 
+/*
+ * allma_http_abort: drops the requests whose tag doomed(tag, arg) says
+ * true for (queued, running, or finished and not returned yet); their
+ * completions are never returned.  Returns how many.  Never throws.
+ */
+extern int	allma_http_abort(AllmaHttpClient *client,
+							 bool (*doomed) (void *tag, void *arg), void *arg);
+
 /* requests submitted and not yet returned by allma_http_poll (queued included) */
 extern int	allma_http_in_flight(AllmaHttpClient *client);
 

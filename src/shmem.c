@@ -68,6 +68,8 @@ typedef struct AllmaSharedState
 	uint32		wake_cursor;	/* where the next wake-up starts looking */
 	pg_atomic_uint64 terminal_events;	/* bumped when executions end */
 	ConditionVariable terminal_cv;
+	pg_atomic_uint64 lifecycle_events;	/* bumped when executions are
+										 * cancelled or time out */
 } AllmaSharedState;
 
 static AllmaSharedState *allma_shared = NULL;
@@ -78,6 +80,8 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 /* units of new work the current transaction made (0: wake nobody) */
 static int	wake_units = 0;
 #define WAKE_ALL_UNITS	(INT_MAX / 2)
+/* the current transaction cancelled or timed out executions */
+static bool lifecycle_at_commit = false;
 static bool xact_callback_registered = false;
 
 static void
@@ -105,6 +109,7 @@ allma_shmem_startup(void)
 		SpinLockInit(&allma_shared->mutex);
 		pg_atomic_init_u64(&allma_shared->terminal_events, 0);
 		ConditionVariableInit(&allma_shared->terminal_cv);
+		pg_atomic_init_u64(&allma_shared->lifecycle_events, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -465,6 +470,12 @@ wake_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			if (lifecycle_at_commit && allma_shared != NULL)
+			{
+				pg_atomic_fetch_add_u64(&allma_shared->lifecycle_events, 1);
+				allma_notify_terminal();
+			}
+			lifecycle_at_commit = false;
 			if (wake_units > 0)
 			{
 				int			batch = Max(allma_batch_size, 1);
@@ -478,6 +489,7 @@ wake_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			wake_units = 0;
+			lifecycle_at_commit = false;
 			break;
 		default:
 			break;
@@ -514,4 +526,27 @@ allma_request_wake_all_at_commit(void)
 {
 	register_wake_callback();
 	wake_units = WAKE_ALL_UNITS;
+}
+
+/*
+ * allma_request_lifecycle_event_at_commit: executions were cancelled or
+ * timed out by the current transaction.  When it commits, the lifecycle
+ * counter is bumped (workers then drop the requests of executions that
+ * ended), the workers are woken and allma_wait callers look again.
+ */
+void
+allma_request_lifecycle_event_at_commit(void)
+{
+	/* every worker: each drops its own requests */
+	allma_request_wake_all_at_commit();
+	lifecycle_at_commit = true;
+}
+
+/* the lifecycle counter (0 before shared memory exists) */
+uint64
+allma_shmem_lifecycle_events(void)
+{
+	if (allma_shared == NULL)
+		return 0;
+	return pg_atomic_read_u64(&allma_shared->lifecycle_events);
 }

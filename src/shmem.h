@@ -100,6 +100,10 @@ extern void allma_wake_launcher(void);
 extern void allma_request_wake_at_commit(void);
 extern void allma_request_wake_all_at_commit(void);
 
+/* cancel and timeouts: see lifecycle.h */
+extern void allma_request_lifecycle_event_at_commit(void);
+extern uint64 allma_shmem_lifecycle_events(void);
+
 /*
  * Terminal executions: workers call allma_notify_terminal after committing
  * some; allma_wait brackets its loop with allma_terminal_wait_prepare and

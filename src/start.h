@@ -42,8 +42,8 @@ typedef struct AllmaStartRequest
 } AllmaStartRequest;
 
 /* allma_redrive_execution's errors: the step did not run, its context was not recorded */
-#define ERRCODE_ALLMA_REDRIVE_NO_STEP		MAKE_SQLSTATE('L','M','3','2','0')
-#define ERRCODE_ALLMA_REDRIVE_NO_CONTEXT	MAKE_SQLSTATE('L','M','3','2','1')
+#define ERRCODE_ALLMA_REDRIVE_NO_STEP		MAKE_SQLSTATE('L','M','3','3','0')
+#define ERRCODE_ALLMA_REDRIVE_NO_CONTEXT	MAKE_SQLSTATE('L','M','3','3','1')
 
 /* starts it; returns its id (an existing one for an idempotent start) */
 extern pg_uuid_t *allma_start_execution(const AllmaStartRequest *req);

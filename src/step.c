@@ -98,7 +98,7 @@ const AllmaStepType allma_step_types[] = {
 	{"MCP_CALL", ALLMA_MODULE_NONE, "system/mcp-call", 0, allma_check_mcp_call,
 	SENDS, allma_mcp_call_start, allma_mcp_call_complete, 0},
 	{"WAIT_FOR_EXTERNAL_EVENT", ALLMA_MODULE_NONE, "system/wait-for-external-event", 0, allma_check_wait,
-	0, allma_step_unsupported, NULL, 0},
+	RUNS | PARKS, allma_wait_step_start, NULL, 0},
 	{"POLL_EXTERNAL_API", ALLMA_MODULE_NONE, "system/poll-external-api", 0, allma_check_poll,
 	SENDS, allma_poll_start, allma_poll_complete, ALLMA_STEP_POLLS},
 	{"SQS_SEND", ALLMA_MODULE_FIXED, "system/sqs-send", 0, allma_check_sqs_send,

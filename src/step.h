@@ -46,6 +46,8 @@ typedef struct StepRun
 	bool		parked;			/* the step parked its path (ALLMA_STEP_PARKS) */
 	bool		io;				/* the step's request is to be sent */
 	int64		repoll_ms;		/* POLL_EXTERNAL_API: poll again after this */
+	TimestampTz park_until;		/* a parked path is due then (a wait's
+								 * deadline); 0: when woken */
 	Jsonb	   *details;		/* extra history details of a completed step */
 
 	/* results */

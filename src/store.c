@@ -38,6 +38,7 @@
 #include "errors.h"
 #include "flowcache.h"
 #include "jsonb_util.h"
+#include "lifecycle.h"
 #include "pathstate.h"
 #include "store.h"
 #include "steps/completion.h"
@@ -62,6 +63,8 @@ static SPIPlanPtr delete_forks_plan = NULL;
 static SPIPlanPtr claim_inflight_plan = NULL;
 static SPIPlanPtr release_inflight_plan = NULL;
 static SPIPlanPtr step_counts_plan = NULL;
+static SPIPlanPtr refresh_plan = NULL;
+static SPIPlanPtr release_waits_plan = NULL;
 
 /*
  * prepare makes a saved plan.  SPI_prepare leaves the SPI procedure
@@ -96,7 +99,7 @@ allma_store_reset(void)
 	&finish_executions_plan, &insert_history_plan, &next_due_plan, &insert_forks_plan,
 		&insert_branches_plan, &finish_branches_plan, &lock_forks_plan, &count_forks_plan,
 	&wake_parents_plan, &release_branches_plan, &delete_forks_plan, &claim_inflight_plan,
-	&release_inflight_plan, &step_counts_plan};
+	&release_inflight_plan, &step_counts_plan, &refresh_plan, &release_waits_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
 	{
@@ -327,6 +330,118 @@ allma_store_release_inflight(int slot)
 	return (int) SPI_processed;
 }
 
+/*
+ * refresh_execution_state reads the status of the claimed paths'
+ * executions in a statement of its own: its snapshot is taken after
+ * the claim locked the paths, so it sees whatever the passes that held them
+ * committed (the claim's own snapshot may predate them).  Paths of
+ * executions that are no longer RUNNING (cancelled, timed out) are dropped
+ * and deleted: they never run a step.  The flow_ids and versions lists,
+ * parallel to paths, lose the same elements.
+ */
+static List *
+refresh_execution_state(List *paths, List **flow_ids, List **versions)
+{
+	Column		e;
+	Datum		arg;
+	ListCell   *lc;
+	List	   *kept = NIL,
+			   *kept_ids = NIL,
+			   *kept_versions = NIL;
+	pg_uuid_t  *dead;
+	int			ndead = 0;
+	MemoryContext cxt = CurrentMemoryContext;
+	int			i = 0;
+
+	if (paths == NIL)
+		return NIL;
+	col_init(&e, UUIDOID, list_length(paths));
+	foreach(lc, paths)
+		col_add(&e, UUIDPGetDatum(&((AllmaPathState *) lfirst(lc))->execution_id), false);
+	if (refresh_plan == NULL)
+	{
+		Oid			types[1] = {UUIDARRAYOID};
+
+		refresh_plan = prepare("SELECT x.execution_id, x.status = 'RUNNING' "
+							   "FROM allma.executions x WHERE x.execution_id = ANY ($1)", 1, types);
+	}
+	arg = col_array(&e);
+	execute_plan(refresh_plan, &arg, SPI_OK_SELECT);
+
+	dead = palloc(sizeof(pg_uuid_t) * list_length(paths));
+	foreach(lc, paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+		bool		running = false;
+
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[r];
+			bool		isnull;
+
+			if (memcmp(DatumGetUUIDP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull)),
+					   &ps->execution_id, sizeof(pg_uuid_t)) != 0)
+				continue;
+			running = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+			break;
+		}
+		if (running)
+		{
+			kept = lappend(kept, ps);
+			kept_ids = lappend(kept_ids, list_nth(*flow_ids, i));
+			kept_versions = lappend_int(kept_versions, list_nth_int(*versions, i));
+		}
+		else
+			dead[ndead++] = ps->execution_id;
+		i++;
+	}
+	MemoryContextSwitchTo(cxt);
+	allma_lifecycle_drop_paths(ndead, dead);
+	MemoryContextSwitchTo(cxt);
+	*flow_ids = kept_ids;
+	*versions = kept_versions;
+	return kept;
+}
+
+/*
+ * allma_store_release_due_waits: parked paths (WAIT_FOR_EXTERNAL_EVENT)
+ * whose deadline passed become READY, and their waits TIMED_OUT, at most
+ * "limit" of them, those nobody holds (a resume in progress holds its path
+ * first: whichever locks the path first decides).  The claim then runs
+ * their steps, which fail with StepTimeoutError.  Found through the partial
+ * index of parked paths by deadline: open waits cost nothing until due.
+ * Returns how many.
+ */
+int
+allma_store_release_due_waits(int limit)
+{
+	Datum		arg = Int32GetDatum(limit);
+
+	if (release_waits_plan == NULL)
+	{
+		Oid			types[1] = {INT4OID};
+
+		release_waits_plan = prepare(
+									 "WITH due AS ("
+									 "  SELECT p.execution_id, p.path_id, p.request->'wait' AS w "
+									 "    FROM allma.execution_paths p "
+									 "   WHERE p.status = 'WAITING' AND p.request ? 'wait' "
+									 "     AND p.due_at <= clock_timestamp() "
+									 "   ORDER BY p.due_at LIMIT $1 FOR UPDATE OF p SKIP LOCKED), "
+									 "timed AS ("
+									 "  UPDATE allma.waits x SET status = 'TIMED_OUT', ended_at = clock_timestamp() "
+									 "    FROM due "
+									 "   WHERE x.root_execution_id = (due.w->>'rootExecutionId')::uuid "
+									 "     AND x.execution_id = due.execution_id AND x.path_id = due.path_id "
+									 "     AND x.seq = (due.w->>'seq')::int4 AND x.status = 'OPEN') "
+									 "UPDATE allma.execution_paths p SET status = 'READY' FROM due "
+									 "WHERE p.execution_id = due.execution_id AND p.path_id = due.path_id",
+									 1, types);
+	}
+	execute_plan(release_waits_plan, &arg, SPI_OK_UPDATE);
+	return (int) SPI_processed;
+}
+
 /* paths_from_claim turns the claim query's rows into AllmaPathStates */
 static List *
 paths_from_claim(void)
@@ -345,10 +460,11 @@ paths_from_claim(void)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		AllmaPathState *ps;
 		bool		isnull;
-		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+		MemoryContext oldcxt;
 		char	   *flow_id;
 		int32		version;
 
+		oldcxt = MemoryContextSwitchTo(cxt);
 		ps = palloc0(sizeof(AllmaPathState));
 		memcpy(&ps->execution_id,
 			   DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
@@ -407,6 +523,8 @@ paths_from_claim(void)
 		versions = lappend_int(versions, version);
 		MemoryContextSwitchTo(oldcxt);
 	}
+
+	paths = refresh_execution_state(paths, &flow_ids, &versions);
 
 	forthree(lc, paths, lc_id, flow_ids, lc_v, versions)
 	{
@@ -1317,8 +1435,13 @@ allma_store_next_due(void)
 	Datum		d;
 
 	if (next_due_plan == NULL)
-		next_due_plan = prepare("SELECT min(due_at) FROM allma.execution_paths "
-								"WHERE status = 'READY'", 0, NULL);
+		next_due_plan = prepare("SELECT least((SELECT min(due_at) FROM allma.execution_paths "
+								"                WHERE status = 'READY'), "
+								"             (SELECT min(due_at) FROM allma.execution_paths "
+								"                WHERE status = 'WAITING' AND request ? 'wait'), "
+								"             (SELECT min(deadline) FROM allma.executions "
+								"                WHERE status = 'RUNNING' AND deadline IS NOT NULL))",
+								0, NULL);
 	{
 		MemoryContext cxt = CurrentMemoryContext;
 		int			rc = execute_keyed(next_due_plan, NULL, NULL, true, 1);

@@ -39,4 +39,11 @@ struct AllmaForkSpec;
 extern void allma_store_insert_branches(pg_uuid_t *execution_id, int64 parent_path_id,
 										struct AllmaForkSpec *spec);
 
+/*
+ * allma_store_release_due_waits makes up to "limit" parked paths whose
+ * deadline passed READY (their waits TIMED_OUT); returns how many.  SPI
+ * connected.
+ */
+extern int	allma_store_release_due_waits(int limit);
+
 #endif							/* ALLMA_STORE_H */

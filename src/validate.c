@@ -690,6 +690,9 @@ check_flow(Jsonb *definition)
 		v.type != jbvString)
 		allma_def_error_type(&ck, "description", "a string or null", &v);
 	allma_def_get_object(&ck, flow, NULL, "flowVariables", false);
+	/* the execution timeout (lifecycle.c), up to a year */
+	allma_def_check_number_field(&ck, flow, NULL, "timeoutSeconds", false, 0, true, 31536000,
+								 ERRCODE_ALLMA_INVALID_RETRY);
 	if (allma_def_lookup(flow, "defaultStepConfig", &v) && v.type != jbvNull &&
 		!allma_def_is_object(&v))
 		allma_def_error_type(&ck, "defaultStepConfig", "an object or null", &v);

@@ -60,6 +60,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/indexing.h"
+#include "catalog/pg_type.h"
 #include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
@@ -71,6 +72,7 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -82,6 +84,7 @@
 #include "engine.h"
 #include "flowcache.h"
 #include "http.h"
+#include "lifecycle.h"
 #include "retention.h"
 #include "pathfail.h"
 #include "faultpoint.h"
@@ -623,6 +626,12 @@ claim_pass_body(WorkerPass *pass)
 		last_lease_sweep = GetCurrentTimestamp();
 	}
 
+	/* executions past their deadline: TIMED_OUT (waiters told at commit) */
+	(void) allma_lifecycle_time_out_executions(allma_batch_size);
+	/* waits past their deadline: their steps fail with StepTimeoutError */
+	(void) allma_store_release_due_waits(allma_batch_size * 4);
+	/* (SPI leaves its own context current: the claimed paths outlive it) */
+	MemoryContextSwitchTo(pass->batch_cxt);
 	pass->paths = allma_store_claim(solo_claims > 0 ? 1 : allma_batch_size);
 	cp->npaths = list_length(pass->paths);
 	MemoryContextSwitchTo(pass->batch_cxt);
@@ -904,6 +913,149 @@ run_completion_pass(MemoryContext batch_cxt)
 }
 
 /* ----------------------------------------------------------------
+ * The abort pass: drop the requests of executions that ended
+ * ----------------------------------------------------------------
+ */
+
+/* the lifecycle counter (shmem.c) when the last abort pass looked */
+static uint64 seen_lifecycle_events = 0;
+
+typedef struct AbortPass
+{
+	WorkerPass	pass;			/* first */
+	List	   *tags;			/* InflightTag * of every request */
+	bool	   *doomed;			/* per tag, in list order */
+	int			cursor;			/* where tag_doomed expects the next tag */
+	int			naborted;
+} AbortPass;
+
+static bool
+collect_tag(void *tag, void *arg)
+{
+	AbortPass  *ap = arg;
+
+	ap->tags = lappend(ap->tags, tag);
+	return false;
+}
+
+static bool
+tag_doomed(void *tag, void *arg)
+{
+	AbortPass  *ap = arg;
+	int			n = list_length(ap->tags);
+	int			i = ap->cursor;
+
+	/* the client is walked in the same order as by collect_tag */
+	if (i >= n || list_nth(ap->tags, i) != tag)
+	{
+		for (i = 0; i < n && list_nth(ap->tags, i) != tag; i++)
+			;
+		if (i == n)
+			return false;
+	}
+	ap->cursor = i + 1;
+	if (!ap->doomed[i])
+		return false;
+	pfree(tag);
+	return true;
+}
+
+/*
+ * abort_pass_body: which of this worker's requests belong to paths that
+ * are gone or to executions that are no longer RUNNING (cancelled, timed
+ * out)?  Those are dropped from the HTTP client, and the paths of ended
+ * executions deleted; a response that was already taken is discarded by
+ * the completion pass, which finds no INFLIGHT row for it.
+ */
+static void
+abort_pass_body(WorkerPass *pass)
+{
+	AbortPass  *ap = (AbortPass *) pass;
+	int			n;
+	Datum	   *e;
+	Datum	   *p;
+	Datum	   *a;
+	Datum		args[3];
+	Oid			types[3] = {UUIDARRAYOID, INT8ARRAYOID, INT4ARRAYOID};
+	ListCell   *lc;
+	int			i = 0;
+	pg_uuid_t  *dead;
+	int			ndead = 0;
+
+	(void) allma_http_abort(http_client, collect_tag, ap);
+	n = list_length(ap->tags);
+	if (n == 0)
+		return;
+	e = palloc(sizeof(Datum) * n);
+	p = palloc(sizeof(Datum) * n);
+	a = palloc(sizeof(Datum) * n);
+	foreach(lc, ap->tags)
+	{
+		InflightTag *tag = lfirst(lc);
+
+		e[i] = UUIDPGetDatum(&tag->execution_id);
+		p[i] = Int64GetDatum(tag->path_id);
+		a[i] = Int32GetDatum(tag->attempt);
+		i++;
+	}
+	args[0] = PointerGetDatum(construct_array(e, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	args[1] = PointerGetDatum(construct_array(p, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = PointerGetDatum(construct_array(a, n, INT4OID, 4, true, TYPALIGN_INT));
+	if (SPI_execute_with_args("SELECT u.i::int4 FROM unnest($1, $2, $3) WITH ORDINALITY AS u(e, p, a, i) "
+							  "WHERE NOT EXISTS (SELECT FROM allma.execution_paths x "
+							  "  JOIN allma.executions y ON y.execution_id = x.execution_id "
+							  "  WHERE x.execution_id = u.e AND x.path_id = u.p AND x.attempt = u.a "
+							  "    AND x.status = 'INFLIGHT' AND y.status = 'RUNNING')",
+							  3, types, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "allma: could not look up requests in flight");
+	MemoryContextSwitchTo(pass->batch_cxt);
+	ap->doomed = palloc0(sizeof(bool) * n);
+	dead = palloc(sizeof(pg_uuid_t) * Max(SPI_processed, 1));
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int			k = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r],
+													SPI_tuptable->tupdesc, 1, &isnull)) - 1;
+		InflightTag *tag = list_nth(ap->tags, k);
+
+		ap->doomed[k] = true;
+		dead[ndead++] = tag->execution_id;
+	}
+	if (ndead == 0)
+		return;
+	allma_lifecycle_drop_paths(ndead, dead);
+	MemoryContextSwitchTo(pass->batch_cxt);
+	ap->naborted = allma_http_abort(http_client, tag_doomed, ap);
+}
+
+/*
+ * run_abort_pass: executions were cancelled or timed out since the last
+ * look; drop this worker's requests that belong to them.
+ */
+static void
+run_abort_pass(MemoryContext batch_cxt)
+{
+	AbortPass	ap;
+	uint64		events = allma_shmem_lifecycle_events();
+
+	if (events == seen_lifecycle_events)
+		return;
+	seen_lifecycle_events = events;
+	if (http_pending() == 0)
+		return;
+
+	memset(&ap, 0, sizeof(ap));
+	ap.pass.activity = "allma: dropping requests of ended executions";
+	ap.pass.body = abort_pass_body;
+	ap.pass.batch_cxt = batch_cxt;
+	(void) run_pass_transaction(&ap.pass);
+	if (ap.naborted > 0)
+		ereport(LOG,
+				(errmsg("allma dropped %d request%s of cancelled or timed-out executions",
+						ap.naborted, ap.naborted == 1 ? "" : "s")));
+}
+
+/* ----------------------------------------------------------------
  * The purge pass (worker 0 only): one batch of allma.retention
  * ----------------------------------------------------------------
  */
@@ -1067,6 +1219,7 @@ worker_loop(void)
 
 		if (failure_pending)
 			record_pending_failure(batch_cxt);
+		run_abort_pass(batch_cxt);
 		run_purge_pass(batch_cxt);
 		if (run_completion_pass(batch_cxt) > 0)
 			continue;

@@ -89,11 +89,8 @@ is(q1(q{SELECT string_agg(u->>'flowId' || '/' || (u->>'stepId'), ', ' ORDER BY u
 		  FROM import_reports, jsonb_array_elements(r->'unboundModules') u}),
 	'optiroq-process-rfq-upload/sanitize_ocr, optiroq-process-rfq-upload/sanitize_ppt',
 	'only the two Lambdas the runs below do not reach are unbound');
-is(q1(q{SELECT string_agg(u->>'flowId' || '/' || (u->>'stepId') || ' ' || (u->>'stepType'), ', '
-				ORDER BY u->>'flowId', u->>'stepId')
-		  FROM import_reports, jsonb_array_elements(r->'unsupportedSteps') u}),
-	'optiroq-request-rfq-approval/wait_for_approvals WAIT_FOR_EXTERNAL_EVENT',
-	'the steps waiting for the lifecycle issue are reported');
+is(q1(q{SELECT count(*) FROM import_reports, jsonb_array_elements(r->'unsupportedSteps') u}),
+	'0', 'no step of the bundles is unsupported (sub-flows and waits run)');
 is(q1(q{SELECT string_agg(d->>'flowId' || '/' || (d->>'stepId') || ' ' || (d->>'field'), ', '
 				ORDER BY d->>'flowId', d->>'stepId', d->>'field')
 		  FROM import_reports, jsonb_array_elements(r->'deadMappings') d}),
@@ -260,11 +257,17 @@ $e = run_flow('optiroq-generate-and-email-comparison-board',
 	{ initialContextData => { rfqId => 'R-1', recipientEmail => 'buyer@optiroq.test' } });
 $outcomes{'optiroq-generate-and-email-comparison-board'} = outcome($e);
 
-$e = run_flow('optiroq-request-rfq-approval', { initialContextData => { rfqId => 'R-1', decisionId => 'D-1' } });
+# the approval flow parks at its wait until the approvers' answer resumes it
+$e = qo("SELECT allma_start_flow('optiroq-request-rfq-approval', "
+	  . sql_literal($json->encode({ initialContextData => { rfqId => 'R-1', decisionId => 'D-1' } })) . ")");
+$node->poll_query_until('postgres', qq{SELECT EXISTS (SELECT FROM allma.waits WHERE execution_id = '$e'
+		AND correlation_key = 'rfq-approval:R-1')}) or die 'the approval flow did not park at its wait';
+is(q1(qq{SELECT status FROM allma.executions WHERE execution_id = '$e'}), 'RUNNING',
+	'RFQ approval: the approval emails go out, then the flow waits for the approvers');
+is(qo(qq{SELECT allma_resume_flow('rfq-approval:R-1', '{"decision": "APPROVED"}')}), $e,
+	'RFQ approval: the approvers\' answer resumes it by its correlation key');
+q1("SELECT allma_wait('$e', '120 s')");
 $outcomes{'optiroq-request-rfq-approval'} = outcome($e);
-like($outcomes{'optiroq-request-rfq-approval'},
-	qr/^FAILED wait_for_approvals: PermanentStepError: step type "WAIT_FOR_EXTERNAL_EVENT" is not supported/,
-	'RFQ approval: the approval emails go out, then the wait is not supported yet (lifecycle issue)');
 
 $e = run_flow('optiroq-initiate-follow-up',
 	{ initialContextData => { recipientEmail => 'sales@acme.test', subject => 'Follow-up on RFQ R-1',
@@ -296,7 +299,7 @@ my %expected = (
 	'optiroq-process-supplier-quote' => qr/^COMPLETED$/,
 	'optiroq-send-rfq-emails' => qr/^COMPLETED$/,
 	'optiroq-generate-and-email-comparison-board' => qr/^COMPLETED$/,
-	'optiroq-request-rfq-approval' => qr/^FAILED wait_for_approvals: .*WAIT_FOR_EXTERNAL_EVENT/,
+	'optiroq-request-rfq-approval' => qr/^COMPLETED$/,
 	'optiroq-initiate-follow-up' =>
 	  qr/^FAILED calculate_initial_deadline: PermanentStepError: system\/date-time-calculator: "offsetSeconds" is required$/,
 	'optiroq-scheduled-supplier-reminder' =>
@@ -307,7 +310,7 @@ for my $flow (sort keys %expected)
 	like($outcomes{$flow}, $expected{$flow}, "outcome of $flow");
 }
 my $completed = grep { $_ eq 'COMPLETED' } values %outcomes;
-cmp_ok($completed, '>=', 11, "$completed of the 14 flows complete");
+cmp_ok($completed, '>=', 12, "$completed of the 14 flows complete");
 note("outcomes:\n" . join("\n", map { "$_: $outcomes{$_}" } sort keys %outcomes));
 
 # what reached the mock: the emails the flows sent

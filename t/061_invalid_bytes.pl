@@ -23,7 +23,7 @@ SELECT allma_create_flow('{"id": "bytes", "startStepInstanceId": "text", "steps"
   "json": {"stepType": "API_CALL", "apiUrlTemplate": {"template": "$base/bad-bytes?json=1"}, "apiHttpMethod": "GET",
            "defaultNextStepInstanceId": "llm"},
   "llm": {"stepType": "LLM_INVOCATION", "llmProvider": "OPENAI", "modelId": "mock-bad-bytes",
-          "promptTemplateId": "p", "customConfig": {"baseUrl": "$base/v1"}}}}')});
+          "promptTemplateId": "p", "customConfig": {"apiKeySecret": "OPENAI_API_KEY", "baseUrl": "$base/v1"}}}}')});
 q1(q{SELECT allma_create_prompt('p', 'say something')});
 
 my $e = q1("SELECT allma_start_flow('bytes', '{}')");

@@ -54,7 +54,7 @@ q1(qq{SET log_statement = 'none'; SELECT allma_set_secret('OPENAI_API_KEY', 'sk-
 q1(q{SELECT allma_create_prompt('p', 'hello')});
 q1(qq{SELECT allma_create_flow('{"id": "llm", "startStepInstanceId": "ask", "steps": {
   "ask": {"stepType": "LLM_INVOCATION", "promptTemplateId": "p", "llmProvider": "OPENAI",
-          "modelId": "mock-invalid-json", "customConfig": {"baseUrl": "$base/v1", "jsonOutputMode": true},
+          "modelId": "mock-invalid-json", "customConfig": {"apiKeySecret": "OPENAI_API_KEY", "baseUrl": "$base/v1", "jsonOutputMode": true},
           "fallbacks": [{"llmProvider": "OPENAI", "modelId": "mock-fail-400"},
                         {"llmProvider": "OPENAI", "modelId": "mock-json"}]}}}')});
 $e = run('llm');

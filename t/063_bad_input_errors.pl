@@ -48,7 +48,7 @@ q1(qq{SET log_statement = 'none'; SELECT allma_set_secret('OPENAI_API_KEY', 'sk-
 q1(q{SELECT allma_create_prompt('p', 'hello')});
 q1(q{SELECT allma_create_flow('{"id": "llm-down", "startStepInstanceId": "ask", "steps": {
   "ask": {"stepType": "LLM_INVOCATION", "promptTemplateId": "p", "llmProvider": "OPENAI", "modelId": "m",
-          "customConfig": {"baseUrl": "http://127.0.0.1:1/v1"}}}}')});
+          "customConfig": {"apiKeySecret": "OPENAI_API_KEY", "baseUrl": "http://127.0.0.1:1/v1"}}}}')});
 my $e = run('llm-down');
 like(err($e, "->>'errorMessage'"),
 	qr{^LLM request to http://127\.0\.0\.1:1/v1/chat/completions failed: .*[Cc]onnect.* \(curl code 7\)$},
@@ -59,9 +59,9 @@ is(err($e, "->>'errorName'") . ' ' . err($e, "->'errorDetails'->>'sqlstate'") . 
 # fallbacks: every model's error is kept
 q1(qq{SELECT allma_create_flow('{"id": "llm-all-fail", "startStepInstanceId": "ask", "steps": {
   "ask": {"stepType": "LLM_INVOCATION", "promptTemplateId": "p", "llmProvider": "OPENAI", "modelId": "mock-fail-400",
-          "customConfig": {"baseUrl": "$base/v1"},
-          "fallbacks": [{"llmProvider": "OPENAI", "modelId": "mock-invalid-json", "customConfig": {"baseUrl": "$base/v1", "jsonOutputMode": true}},
-                        {"llmProvider": "OPENAI", "modelId": "m2", "customConfig": {"baseUrl": "http://127.0.0.1:1/v1"}}]}}}')});
+          "customConfig": {"apiKeySecret": "OPENAI_API_KEY", "baseUrl": "$base/v1"},
+          "fallbacks": [{"llmProvider": "OPENAI", "modelId": "mock-invalid-json", "customConfig": {"apiKeySecret": "OPENAI_API_KEY", "baseUrl": "$base/v1", "jsonOutputMode": true}},
+                        {"llmProvider": "OPENAI", "modelId": "m2", "customConfig": {"apiKeySecret": "OPENAI_API_KEY", "baseUrl": "http://127.0.0.1:1/v1"}}]}}}')});
 $e = run('llm-all-fail');
 is(q1("SELECT string_agg((x->>'fallbackIndex') || ':' || (x->>'modelId') || ':' || (x->>'errorName'), ' ' ORDER BY (x->>'fallbackIndex')::int)
          FROM allma.executions, jsonb_array_elements(error->'errorDetails'->'modelErrors') x WHERE execution_id = '$e'"),

@@ -23,7 +23,6 @@ extern void allma_check_schedule_start_point(struct AllmaChecker *ck, JsonbConta
 
 /* unsupported.c: step types Allma knows that this version does not run */
 extern Jsonb *allma_step_unsupported(StepRun *run);
-extern void allma_check_wait(struct AllmaChecker *ck, JsonbContainer *step);
 extern void allma_check_sqs_send(struct AllmaChecker *ck, JsonbContainer *step);
 extern void allma_check_sns_publish(struct AllmaChecker *ck, JsonbContainer *step);
 
@@ -142,6 +141,10 @@ extern char *allma_mime_bare_address(const char *a);
 /* header text: RFC 2047 encoded when not plain ASCII */
 extern char *allma_mime_header_text(const char *s);
 extern void allma_mime_build(AllmaMailMessage *m, StringInfo msg);
+
+/* wait.c: WAIT_FOR_EXTERNAL_EVENT */
+extern Jsonb *allma_wait_step_start(StepRun *run);
+extern void allma_check_wait(struct AllmaChecker *ck, JsonbContainer *step);
 
 /* subflow.c: START_FLOW_EXECUTION, START_SUB_FLOW */
 extern int	allma_max_subflow_depth;

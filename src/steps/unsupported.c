@@ -4,9 +4,10 @@
  *	  Step types of Allma's format that this version validates and stores
  *	  but does not run.
  *
- * WAIT_FOR_EXTERNAL_EVENT, SQS_SEND and SNS_PUBLISH: a step of these types
- * fails when it runs, with PermanentStepError "step type ... is not
- * supported".  (START_FLOW_EXECUTION and START_SUB_FLOW: subflow.c.)
+ * SQS_SEND and SNS_PUBLISH: a step of these types fails when it runs, with
+ * PermanentStepError "step type ... is not supported".
+ * (WAIT_FOR_EXTERNAL_EVENT: wait.c; START_FLOW_EXECUTION and START_SUB_FLOW:
+ * subflow.c.)
  *
  * IDENTIFICATION
  *	  src/steps/unsupported.c
@@ -39,26 +40,6 @@ allma_step_unsupported(StepRun *run)
  * The definition check
  * ----------------------------------------------------------------
  */
-
-/* the longest maxWaitTimeSeconds: a year */
-#define MAX_WAIT_SECONDS			31536000.0
-
-void
-allma_check_wait(AllmaChecker *ck, JsonbContainer *step)
-{
-	JsonbValue	v;
-
-	allma_def_get_template_string(ck, step, NULL, "correlationKeyTemplate", !ck->inherits);
-	allma_def_check_number_field(ck, step, NULL, "maxWaitTimeSeconds", false,
-								 0, true, MAX_WAIT_SECONDS, ERRCODE_ALLMA_INVALID_DEFINITION);
-	if (allma_def_lookup(step, "promptUserMessageTemplate", &v))
-	{
-		if (v.type != jbvString && !allma_def_is_object(&v))
-			allma_def_error_type(ck, "promptUserMessageTemplate", "a string or an object", &v);
-		allma_def_check_templates_in(ck, "promptUserMessageTemplate", &v);
-	}
-	allma_def_get_string(ck, step, NULL, "messageSenderModuleIdentifier", false);
-}
 
 void
 allma_check_sqs_send(AllmaChecker *ck, JsonbContainer *step)
