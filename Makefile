@@ -97,6 +97,11 @@ OBJS += \
 	src/steps/completion.o \
 	src/schedule.o
 
+# Faults and limits: engine faults
+OBJS += \
+	src/pathfail.o \
+	src/faultpoint.o
+
 # faults and limits
 OBJS += \
 	src/limit_gucs.o \
@@ -136,7 +141,14 @@ SHLIB_LINK = $(shell $(CURL_CONFIG) --libs)
 
 # what the test targets leave behind (pg_regress: results/, log/,
 # regression.*; isolation: output_iso/, tmp_check_iso/; TAP: tmp_check/)
-EXTRA_CLEAN = results log regression.diffs regression.out tmp_check output_iso tmp_check_iso
+EXTRA_CLEAN = results log regression.diffs regression.out tmp_check output_iso tmp_check_iso \
+	src/.fault-injection-on src/.fault-injection-off
+
+# Faults and limits (engine faults): a test build with fault points
+# (src/faultpoint.h): make FAULT_INJECTION=1
+ifeq ($(FAULT_INJECTION),1)
+PG_CPPFLAGS += -DALLMA_FAULT_INJECTION
+endif
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -160,3 +172,13 @@ isolationcheck:
 # PostgreSQL's TAP harness (PostgreSQL::Test::Cluster) from the installation
 prove_installcheck:
 	$(prove_installcheck)
+
+# Faults and limits (engine faults): switching between a test build
+# (FAULT_INJECTION=1) and a normal one rebuilds everything, so that a
+# fault-injection object never ends up in a normal build
+FAULT_STAMP = src/.fault-injection-$(if $(filter 1,$(FAULT_INJECTION)),on,off)
+$(OBJS): $(FAULT_STAMP)
+$(FAULT_STAMP):
+	mkdir -p $(dir $@)
+	rm -f src/.fault-injection-on src/.fault-injection-off
+	touch $@

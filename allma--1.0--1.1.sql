@@ -954,6 +954,27 @@ GRANT EXECUTE ON FUNCTION allma_schedule_tick_id(text, timestamptz, text),
 -- Faults and limits
 ------------------------------------------------------------------------------
 
+-- engine faults
+-- Failed worker passes per path (src/pathfail.c, docs/engine-faults.md): a path
+-- whose pass failed allma.max_path_failures times alone is quarantined.
+CREATE TABLE allma.path_failures (
+	execution_id	uuid NOT NULL REFERENCES allma.executions (execution_id) ON DELETE CASCADE,
+	path_id			bigint NOT NULL,
+	failures		integer NOT NULL,
+	last_error		text,
+	last_failed_at	timestamptz NOT NULL DEFAULT clock_timestamp(),
+	PRIMARY KEY (execution_id, path_id)
+);
+COMMENT ON TABLE allma.path_failures IS
+	'Failed worker passes of execution paths, counted to quarantine a poison path (written by the workers)';
+ALTER TABLE allma.path_failures ENABLE ROW LEVEL SECURITY;
+ALTER TABLE allma.path_failures FORCE ROW LEVEL SECURITY;
+REVOKE ALL ON allma.path_failures FROM PUBLIC;
+GRANT SELECT ON allma.path_failures TO allma_user;
+CREATE POLICY path_failures_admin ON allma.path_failures FOR SELECT TO allma_admin USING (true);
+CREATE POLICY path_failures_as_execution ON allma.path_failures FOR SELECT TO allma_user
+	USING (EXISTS (SELECT FROM allma.executions e WHERE e.execution_id = path_failures.execution_id));
+
 
 ------------------------------------------------------------------------------
 -- Observability: graphs, timelines, progress, statistics

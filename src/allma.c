@@ -29,6 +29,8 @@
 
 #include "allma.h"
 #include "email_ingest.h"
+#include "pathfail.h"
+#include "faultpoint.h"
 #include "limit_gucs.h"
 #include "drop_guard.h"
 #include "http.h"
@@ -263,6 +265,8 @@ define_gucs(void)
 							NULL, NULL, NULL);
 
 	allma_email_ingest_define_gucs();
+	allma_pathfail_define_gucs();
+	allma_faultpoint_define_gucs();
 
 	DefineCustomStringVariable("allma.openai_base_url",
 							   "Sets the base URL of OPENAI LLM steps (any OpenAI-compatible server).",

@@ -738,3 +738,56 @@ allma_engine_advance(AllmaPathState *ps, int max_steps)
 	}
 	MemoryContextDelete(stepcxt);
 }
+
+/*
+ * allma_engine_advance_guarded runs allma_engine_advance in a
+ * subtransaction, so that an error escaping the per-step guard (the work
+ * after a step: a catch rule's resultPath, copying the results out, a
+ * branch's result) fails this path alone instead of aborting the worker's
+ * whole pass and being claimed again forever.  Everything the path did in
+ * this pass is rolled back and forgotten; the path fails at the step it
+ * was on with errorName "PathError".  Cancels and shutdowns are not the
+ * path's fault: they are thrown on.  See docs/engine-faults.md
+ * (t/035_poison_path.pl).
+ */
+static int	guarded_max_steps;
+
+/* advance_run: allma_engine_advance as a guarded_fn (run->ps only) */
+static void
+advance_run(StepRun *run)
+{
+	allma_engine_advance(run->ps, guarded_max_steps);
+}
+
+void
+allma_engine_advance_guarded(AllmaPathState *ps, int max_steps)
+{
+	AllmaPathState saved = *ps;
+	int			nrecords = list_length(ps->records);
+	StepRun		run;
+	ErrorData  *edata;
+
+	memset(&run, 0, sizeof(run));
+	run.ps = ps;
+	guarded_max_steps = max_steps;
+	edata = run_guarded(advance_run, &run);
+	if (edata == NULL)
+		return;
+
+	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+		edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
+		edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+		edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED)
+		ReThrowError(edata);
+
+	*ps = saved;
+	if (ps->records != NIL)
+		ps->records = list_truncate(ps->records, nrecords);
+	ps->steps_run++;
+	fail_path(ps, allma_error_make("PathError",
+								   psprintf("the work after step \"%s\" failed: %s",
+											saved.step_id ? saved.step_id : "(none)",
+											edata->message ? edata->message : "unknown error"),
+								   NULL));
+	FreeErrorData(edata);
+}

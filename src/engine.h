@@ -25,6 +25,8 @@
  * with SPI connected.
  */
 extern void allma_engine_advance(AllmaPathState *ps, int max_steps);
+/* the same in a subtransaction: an error fails the path alone (engine faults) */
+extern void allma_engine_advance_guarded(AllmaPathState *ps, int max_steps);
 
 /*
  * allma_engine_guarded runs fn(arg) in a subtransaction: NULL on success,

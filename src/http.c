@@ -564,7 +564,22 @@ start_transfer(AllmaHttpClient *client, HttpTransfer *t)
 	CURLMcode	mrc;
 
 	t->started_at = now_ms();
-	t->deadline = t->started_at + t->timeout_ms;
+
+	/*
+	 * The deadline counts from the submission, not from the start: a
+	 * request queued behind allma.http_max_per_host must not outlive the
+	 * lease of its INFLIGHT path (commit + timeout + 60 s), after which its
+	 * step may run again (engine faults, docs/engine-faults.md).
+	 */
+	t->deadline = t->queued_at + t->timeout_ms;
+	if (t->deadline - t->started_at <= 0)
+	{
+		snprintf(t->start_error, sizeof(t->start_error),
+				 "request timed out after %ld ms waiting in the queue for %s (allma.http_max_per_host, allma.http_max_in_flight)",
+				 t->timeout_ms, t->origin);
+		mark_finished(client, t, CURLE_OPERATION_TIMEDOUT);
+		return;
+	}
 	t->easy = client->nfree > 0 ? client->free_handles[--client->nfree] : curl_easy_init();
 	if (t->easy == NULL)
 	{
@@ -875,7 +890,10 @@ build_completion(HttpTransfer *t, AllmaHttpCompletion *c)
 
 	c->body = pstrdup("");
 	if (t->start_error[0] != '\0')
+	{
 		c->error = pstrdup(t->start_error);
+		c->timed_out = t->result == CURLE_OPERATION_TIMEDOUT;
+	}
 	else if (t->too_large)
 	{
 		c->curl_code = CURLE_FILESIZE_EXCEEDED;

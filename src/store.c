@@ -250,30 +250,36 @@ allma_store_claim(int limit)
 
 /*
  * allma_store_claim_inflight locks the INFLIGHT paths named by the keys
- * (execution, path, attempt) of responses that arrived, so that their steps
- * can complete.  A key whose path moved on (its lease expired and another
- * worker took it) matches nothing.
+ * (execution, path, attempt, seq) of responses that arrived, so that their
+ * steps can complete.  A key whose path moved on (its lease expired and
+ * another worker took it, or it went on to another step, whose attempt
+ * may be the same but whose seq is not) matches nothing: a late response
+ * never completes another request's step.
  */
 List *
-allma_store_claim_inflight(int n, pg_uuid_t *executions, int64 *path_ids, int32 *attempts)
+allma_store_claim_inflight(int n, pg_uuid_t *executions, int64 *path_ids, int32 *attempts,
+						   int32 *seqs)
 {
 	Column		e,
 				p,
-				a;
-	Datum		args[3];
+				a,
+				q;
+	Datum		args[4];
 
 	col_init(&e, UUIDOID, n);
 	col_init(&p, INT8OID, n);
 	col_init(&a, INT4OID, n);
+	col_init(&q, INT4OID, n);
 	for (int i = 0; i < n; i++)
 	{
 		col_add(&e, UUIDPGetDatum(&executions[i]), false);
 		col_add(&p, Int64GetDatum(path_ids[i]), false);
 		col_add(&a, Int32GetDatum(attempts[i]), false);
+		col_add(&q, Int32GetDatum(seqs[i]), false);
 	}
 	if (claim_inflight_plan == NULL)
 	{
-		Oid			types[3] = {UUIDARRAYOID, INT8ARRAYOID, INT4ARRAYOID};
+		Oid			types[4] = {UUIDARRAYOID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID};
 
 		/*
 		 * Each key is looked up by primary key (the LATERAL subquery with
@@ -283,16 +289,17 @@ allma_store_claim_inflight(int n, pg_uuid_t *executions, int64 *path_ids, int32 
 		 * and with thousands in flight read it once per key.
 		 */
 		claim_inflight_plan = prepare(CLAIM_SELECT
-									  "FROM unnest($1, $2, $3) AS u(e, pid, att) "
+									  "FROM unnest($1, $2, $3, $4) AS u(e, pid, att, seq) "
 									  "CROSS JOIN LATERAL (SELECT * FROM allma.execution_paths x "
 									  "  WHERE x.execution_id = u.e AND x.path_id = u.pid OFFSET 0) p "
 									  CLAIM_JOINS
-									  "WHERE p.attempt = u.att AND p.status = 'INFLIGHT' "
-									  "FOR UPDATE OF p", 3, types);
+									  "WHERE p.attempt = u.att AND p.seq = u.seq AND p.status = 'INFLIGHT' "
+									  "FOR UPDATE OF p", 4, types);
 	}
 	args[0] = col_array(&e);
 	args[1] = col_array(&p);
 	args[2] = col_array(&a);
+	args[3] = col_array(&q);
 	execute_plan(claim_inflight_plan, args, SPI_OK_SELECT);
 	return paths_from_claim();
 }

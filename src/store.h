@@ -22,7 +22,7 @@ extern int	allma_store_owner_slot;
 
 extern List *allma_store_claim(int limit);
 extern List *allma_store_claim_inflight(int n, pg_uuid_t *executions, int64 *path_ids,
-										int32 *attempts);
+										int32 *attempts, int32 *seqs);
 extern int	allma_store_release_inflight(int slot);
 extern int	allma_store_save(List *paths);
 extern TimestampTz allma_store_next_due(void);

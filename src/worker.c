@@ -86,6 +86,8 @@
 #include "http.h"
 #include "lifecycle.h"
 #include "retention.h"
+#include "pathfail.h"
+#include "faultpoint.h"
 #include "limit_gucs.h"
 #include "retry.h"
 #include "shmem.h"
@@ -121,13 +123,43 @@ typedef struct InflightTag
 	pg_uuid_t	execution_id;
 	int64		path_id;
 	int32		attempt;
+	int32		seq;			/* the path's history seq when it went INFLIGHT */
 } InflightTag;
+
+/* ----------------------------------------------------------------
+ * Engine faults: which paths a failing pass held (docs/engine-faults.md)
+ *
+ * An error that aborts a whole pass cannot be pinned on a path.  So after
+ * a claim pass of several paths fails, the next passes claim one path
+ * each ("solo"), and after a completion pass of several responses fails,
+ * the held responses are recorded one per pass.  A solo pass that fails is
+ * its path's fault: counted durably (pathfail.c), and at
+ * allma.max_path_failures the path is quarantined.
+ * ----------------------------------------------------------------
+ */
+typedef enum PassKind
+{
+	PASS_NONE,
+	PASS_CLAIM,
+	PASS_COMPLETION
+} PassKind;
+
+static PassKind running_pass = PASS_NONE;	/* the pass under way, if any */
+static int	running_npaths = 0;	/* paths (responses) it holds */
+static pg_uuid_t running_execution; /* its path, when it holds one */
+static int64 running_path_id;
+static int	solo_claims = 0;	/* claim passes left to run with one path */
+static bool failure_pending = false;	/* a solo pass failed: count it */
+static pg_uuid_t failed_execution;
+static int64 failed_path_id;
+static char failed_message[512];
 
 static AllmaHttpClient *http_client = NULL;
 static MemoryContext http_cxt = NULL;
 static WaitEventSet *wait_set = NULL;
 static TimestampTz last_lease_sweep = 0;
 static bool released_own_inflight = false;
+static bool submitting = false; /* in submit_requests (engine faults) */
 
 /*
  * reset_caches throws away every cached plan and definition: the
@@ -138,6 +170,7 @@ static void
 reset_caches(void)
 {
 	allma_store_reset();
+	allma_pathfail_reset();
 	allma_retry_reset();
 	allma_flowcache_reset();
 	allma_retention_reset();
@@ -373,6 +406,7 @@ submit_requests(List *paths)
 {
 	ListCell   *lc;
 
+	submitting = true;
 	foreach(lc, paths)
 	{
 		AllmaPathState *ps = lfirst(lc);
@@ -387,11 +421,15 @@ submit_requests(List *paths)
 		tag->execution_id = ps->execution_id;
 		tag->path_id = ps->path_id;
 		tag->attempt = ps->attempt;
+		tag->seq = ps->seq;
 		/* checked by the engine before the path went INFLIGHT */
 		allma_engine_http_request(ps, &r);
 		r.tag = tag;
+		ALLMA_FAULT_POINT("before-http-send");
 		allma_http_submit(client, &r);
+		ALLMA_FAULT_POINT("after-http-send");
 	}
+	submitting = false;
 }
 
 /*
@@ -469,11 +507,87 @@ run_pass_transaction(WorkerPass *pass)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	running_pass = PASS_NONE;
 
 	if (pass->committed)
 		pass->committed(pass);
 	finish_pass(pass);
 	return GATE_OPEN;
+}
+
+/*
+ * note_running_pass: the pass under way holds these paths; if it fails,
+ * pass_failed knows what to blame.
+ */
+static void
+note_running_pass(PassKind kind, List *paths)
+{
+	running_pass = kind;
+	running_npaths = list_length(paths);
+	if (running_npaths == 1)
+	{
+		AllmaPathState *ps = linitial(paths);
+
+		running_execution = ps->execution_id;
+		running_path_id = ps->path_id;
+	}
+}
+
+static void held_responses_failed(void);
+
+/*
+ * pass_failed: called by the error recovery (TopMemoryContext current)
+ * with the error that aborted a pass.  A pass of one path is that path's
+ * fault (counted by the next loop turn, record_pending_failure); a pass of
+ * several is run again one path at a time.  Errors that are no path's
+ * fault (allma_pathfail_is_systemic) just retry.
+ */
+static void
+pass_failed(ErrorData *edata)
+{
+	PassKind	kind = running_pass;
+
+	running_pass = PASS_NONE;
+	if (kind == PASS_NONE || running_npaths == 0 ||
+		allma_pathfail_is_systemic(edata->sqlerrcode))
+	{
+		held_responses_failed();
+		return;
+	}
+	if (running_npaths == 1)
+	{
+		failure_pending = true;
+		failed_execution = running_execution;
+		failed_path_id = running_path_id;
+		strlcpy(failed_message, edata->message ? edata->message : "unknown error",
+				sizeof(failed_message));
+		if (kind == PASS_CLAIM && solo_claims == 0)
+			solo_claims = 1;
+	}
+	else if (kind == PASS_CLAIM)
+		solo_claims = running_npaths;
+	if (kind == PASS_COMPLETION)
+		held_responses_failed();
+}
+
+/* record_pending_failure counts the failed solo pass in its own transaction */
+static void
+record_failure_body(WorkerPass *pass)
+{
+	allma_pathfail_record(&failed_execution, failed_path_id, failed_message);
+}
+
+static void
+record_pending_failure(MemoryContext batch_cxt)
+{
+	WorkerPass	pass;
+
+	failure_pending = false;
+	memset(&pass, 0, sizeof(pass));
+	pass.activity = "allma: counting a failed pass";
+	pass.body = record_failure_body;
+	pass.batch_cxt = batch_cxt;
+	(void) run_pass_transaction(&pass);
 }
 
 /* ----------------------------------------------------------------
@@ -485,6 +599,8 @@ typedef struct ClaimPass
 {
 	WorkerPass	pass;			/* first */
 	int			npaths;			/* paths claimed */
+	bool		solo;			/* one path after a failed pass (engine faults) */
+	bool		quarantined;	/* ... which was quarantined */
 	TimestampTz next_due;		/* earliest future due time, when fewer than
 								 * a full batch were claimed; 0: none */
 } ClaimPass;
@@ -516,9 +632,15 @@ claim_pass_body(WorkerPass *pass)
 	(void) allma_store_release_due_waits(allma_batch_size * 4);
 	/* (SPI leaves its own context current: the claimed paths outlive it) */
 	MemoryContextSwitchTo(pass->batch_cxt);
-	pass->paths = allma_store_claim(allma_batch_size);
+	pass->paths = allma_store_claim(solo_claims > 0 ? 1 : allma_batch_size);
 	cp->npaths = list_length(pass->paths);
 	MemoryContextSwitchTo(pass->batch_cxt);
+	note_running_pass(PASS_CLAIM, pass->paths);
+	if (cp->npaths > 0)
+		ALLMA_FAULT_POINT("after-claim");
+	cp->solo = solo_claims > 0 && cp->npaths == 1;
+	if (cp->npaths == 0)
+		solo_claims = 0;
 
 	if (cp->npaths > 0)
 	{
@@ -528,15 +650,31 @@ claim_pass_body(WorkerPass *pass)
 		{
 			AllmaPathState *ps = lfirst(lc);
 
-			if (!ps->ended)
-				allma_engine_advance(ps, allma_max_chain_steps);
+			if (cp->solo && allma_pathfail_quarantine(ps))
+				cp->quarantined = true; /* failed: saved as such */
+			else if (!ps->ended)
+				allma_engine_advance_guarded(ps, allma_max_chain_steps);
 			pass->nsteps += ps->steps_run;
 		}
 	}
 	pass->nterminal = allma_store_save(pass->paths);
+	if (cp->solo && !cp->quarantined)
+	{
+		AllmaPathState *ps = linitial(pass->paths);
+
+		allma_pathfail_forget(&ps->execution_id, ps->path_id);
+	}
 
 	if (cp->npaths < allma_batch_size)
 		cp->next_due = allma_store_next_due();
+}
+
+/* a solo pass that committed: one path fewer to run alone */
+static void
+claim_pass_committed(WorkerPass *pass)
+{
+	if (((ClaimPass *) pass)->solo && solo_claims > 0)
+		solo_claims--;
 }
 
 /*
@@ -552,6 +690,7 @@ run_claim_pass(MemoryContext batch_cxt, TimestampTz *next_due, SchemaGate *gate)
 	memset(&cp, 0, sizeof(cp));
 	cp.pass.activity = "allma: claiming paths";
 	cp.pass.body = claim_pass_body;
+	cp.pass.committed = claim_pass_committed;
 	cp.pass.batch_cxt = batch_cxt;
 	*gate = run_pass_transaction(&cp.pass);
 	*next_due = cp.next_due;
@@ -565,27 +704,33 @@ run_claim_pass(MemoryContext batch_cxt, TimestampTz *next_due, SchemaGate *gate)
 
 /*
  * Responses taken from the HTTP client and not recorded yet.  A completion
- * pass that fails (a cancel, a deadlock, a full disk) leaves them here for
- * the next pass instead of losing them, which would leave their steps
- * INFLIGHT until their leases expire and send their requests again.  After
- * HELD_MAX_FAILURES failed passes they are given up on (the lease route).
+ * pass that fails (a cancel, a deadlock, a full disk, a response that
+ * cannot be recorded) leaves them here for the next pass instead of losing
+ * them, which would leave their steps INFLIGHT until their leases expire
+ * and send their requests again.  After a failure they are recorded one
+ * per pass ("solo", held_next the next one): a response whose solo pass
+ * fails is its path's fault, counted, and at allma.max_path_failures its
+ * path is quarantined (engine faults) -- never sent again.
  */
-#define HELD_MAX_FAILURES 3
 static MemoryContext held_cxt = NULL;
 static AllmaHttpCompletion *held = NULL;
 static int	held_count = 0;
-static int	held_failures = 0;
+static int	held_next = 0;
+static bool held_solo = false;
+static int	held_attempts = 0;	/* failed solo passes of held[held_next] */
 static bool recording_held = false;
 
 /* forget_held_responses: they were recorded (or given up on) */
 static void
 forget_held_responses(void)
 {
-	for (int i = 0; i < held_count; i++)
+	for (int i = held_next; i < held_count; i++)
 		pfree(held[i].tag);
 	held = NULL;
 	held_count = 0;
-	held_failures = 0;
+	held_next = 0;
+	held_solo = false;
+	held_attempts = 0;
 	recording_held = false;
 	if (held_cxt != NULL)
 		MemoryContextReset(held_cxt);
@@ -601,17 +746,31 @@ held_responses_failed(void)
 	if (!recording_held)
 		return;
 	recording_held = false;
-	if (++held_failures < HELD_MAX_FAILURES)
+	if (!held_solo)
 	{
 		ereport(LOG,
-				(errmsg("allma will record %d responses again", held_count)));
+				(errmsg("allma will record %d responses again, one at a time",
+						held_count - held_next)));
+		held_solo = true;
 		return;
 	}
+	if (++held_attempts <= allma_max_path_failures)
+		return;
+
+	/*
+	 * Its path could not even be quarantined (the failing write is the
+	 * path's own row): holding the response longer would stop this worker
+	 * from recording any other.
+	 */
 	ereport(LOG,
-			(errmsg("allma gives up recording %d responses after %d failed attempts",
-					held_count, held_failures),
-			 errdetail("Their steps run again, and send their requests again, when their leases expire.")));
-	forget_held_responses();
+			(errmsg("allma gives up recording a response after %d failed attempts: its path could not be quarantined either",
+					held_attempts + 1),
+			 errdetail("Its step runs again when its lease expires.")));
+	pfree(held[held_next].tag);
+	held_next++;
+	held_attempts = 0;
+	if (held_next >= held_count)
+		forget_held_responses();
 }
 
 typedef struct CompletionPass
@@ -622,6 +781,7 @@ typedef struct CompletionPass
 	pg_uuid_t  *executions;		/* their tags, unpacked */
 	int64	   *path_ids;
 	int32	   *attempts;
+	int32	   *seqs;
 } CompletionPass;
 
 static void
@@ -629,10 +789,12 @@ completion_pass_body(WorkerPass *pass)
 {
 	CompletionPass *cp = (CompletionPass *) pass;
 	ListCell   *lc;
+	bool		quarantined = false;
 
 	pass->paths = allma_store_claim_inflight(cp->n, cp->executions, cp->path_ids,
-											 cp->attempts);
+											 cp->attempts, cp->seqs);
 	MemoryContextSwitchTo(pass->batch_cxt);
+	note_running_pass(PASS_COMPLETION, pass->paths);
 	foreach(lc, pass->paths)
 	{
 		AllmaPathState *ps = lfirst(lc);
@@ -640,20 +802,40 @@ completion_pass_body(WorkerPass *pass)
 		for (int i = 0; i < cp->n; i++)
 		{
 			if (cp->path_ids[i] == ps->path_id && cp->attempts[i] == ps->attempt &&
+				cp->seqs[i] == ps->seq &&
 				memcmp(&cp->executions[i], &ps->execution_id, sizeof(pg_uuid_t)) == 0)
 				ps->response = &cp->done[i];
 		}
-		if (!ps->ended && ps->response != NULL)
-			allma_engine_advance(ps, allma_max_chain_steps);
+		if (held_solo && allma_pathfail_quarantine(ps))
+			quarantined = true; /* failed: saved as such, never sent again */
+		else if (!ps->ended && ps->response != NULL)
+			allma_engine_advance_guarded(ps, allma_max_chain_steps);
 		pass->nsteps += ps->steps_run;
 	}
 	pass->nterminal = allma_store_save(pass->paths);
+	if (held_solo && !quarantined && list_length(pass->paths) == 1)
+	{
+		AllmaPathState *ps = linitial(pass->paths);
+
+		allma_pathfail_forget(&ps->execution_id, ps->path_id);
+	}
 }
 
 /* recorded: whatever happens from here on does not concern them */
 static void
 completion_pass_committed(WorkerPass *pass)
 {
+	CompletionPass *cp = (CompletionPass *) pass;
+
+	if (held_solo && held_next + cp->n < held_count)
+	{
+		/* one down, the next one in the next pass */
+		pfree(held[held_next].tag);
+		held_next += cp->n;
+		held_attempts = 0;
+		recording_held = false;
+		return;
+	}
 	forget_held_responses();
 }
 
@@ -694,7 +876,7 @@ run_completion_pass(MemoryContext batch_cxt)
 		held = done;
 		held_count = n;
 	}
-	n = held_count;
+	n = held_solo ? 1 : held_count;
 	recording_held = true;
 
 	memset(&cp, 0, sizeof(cp));
@@ -702,18 +884,20 @@ run_completion_pass(MemoryContext batch_cxt)
 	cp.pass.body = completion_pass_body;
 	cp.pass.committed = completion_pass_committed;
 	cp.pass.batch_cxt = batch_cxt;
-	cp.done = held;
+	cp.done = held + held_next;
 	cp.n = n;
 	cp.executions = MemoryContextAlloc(batch_cxt, sizeof(pg_uuid_t) * n);
 	cp.path_ids = MemoryContextAlloc(batch_cxt, sizeof(int64) * n);
 	cp.attempts = MemoryContextAlloc(batch_cxt, sizeof(int32) * n);
+	cp.seqs = MemoryContextAlloc(batch_cxt, sizeof(int32) * n);
 	for (int i = 0; i < n; i++)
 	{
-		InflightTag *tag = held[i].tag;
+		InflightTag *tag = cp.done[i].tag;
 
 		cp.executions[i] = tag->execution_id;
 		cp.path_ids[i] = tag->path_id;
 		cp.attempts[i] = tag->attempt;
+		cp.seqs[i] = tag->seq;
 	}
 
 	if (run_pass_transaction(&cp.pass) != GATE_OPEN)
@@ -968,15 +1152,32 @@ worker_loop(void)
 	 */
 	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
 	{
+		ErrorData  *edata;
+
 		/* the callbacks that were on the stack belong to frames now gone */
 		error_context_stack = NULL;
 		HOLD_INTERRUPTS();
 		EmitErrorReport();
+		MemoryContextSwitchTo(TopMemoryContext);
+		edata = CopyErrorData();
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(TopMemoryContext);
 		FlushErrorState();
 		MemoryContextReset(batch_cxt);
-		held_responses_failed();
+		pass_failed(edata);
+		FreeErrorData(edata);
+
+		/*
+		 * An error while sending a committed pass's requests: which went out
+		 * is not known.  Run every INFLIGHT step of this worker again (they
+		 * resend with the same Idempotency-Key), as after a restart, instead
+		 * of leaving the unsent ones until their leases expire.
+		 */
+		if (submitting)
+		{
+			submitting = false;
+			released_own_inflight = false;
+		}
 		/* plans may point at dropped objects */
 		reset_caches();
 		known_extension_oid = InvalidOid;
@@ -1016,6 +1217,8 @@ worker_loop(void)
 			continue;
 		}
 
+		if (failure_pending)
+			record_pending_failure(batch_cxt);
 		run_abort_pass(batch_cxt);
 		run_purge_pass(batch_cxt);
 		if (run_completion_pass(batch_cxt) > 0)

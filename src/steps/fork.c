@@ -26,6 +26,7 @@
 
 #include "condition.h"
 #include "defcheck.h"
+#include "faultpoint.h"
 #include "jsonb_util.h"
 #include "path.h"
 #include "steps.h"
@@ -260,6 +261,7 @@ allma_fork_start(StepRun *run)
 		return empty_aggregate(agg);
 
 	/* the last chunk */
+	ALLMA_FAULT_POINT("mid-fan-out");
 	if (spec->nbranches > 0)
 		allma_store_insert_branches(&run->ps->execution_id, run->ps->path_id, spec);
 	MemoryContextDelete(spec->chunkcxt);
@@ -327,6 +329,8 @@ allma_fork_join(StepRun *run)
 	bool		fail_on_error = true;
 	bool		tolerated;
 	Jsonb	   *data;
+
+	ALLMA_FAULT_POINT("before-join");
 
 	ps->joined = true;
 	counts = spi_jsonb("SELECT jsonb_build_object('total', count(*), "

@@ -1,0 +1,88 @@
+/*-------------------------------------------------------------------------
+ *
+ * faultpoint.c
+ *	  Engine faults: fault points, compiled only into a test build.
+ *
+ * In a build made with "make FAULT_INJECTION=1", allma.fault_point
+ * (superuser, reload) names one fault point and what it does when reached:
+ * 'after-claim:error', 'before-join:sigkill', ...  Each fault fires once:
+ * when it fires it creates the file allma_fault_fired.<name> in the data
+ * directory, and while that file exists the point does nothing -- so a
+ * fault that kills the server does not kill it again after the restart.
+ * A test removes the file (or sets another point) to fire again.
+ *
+ * In any other build this file defines nothing but an empty
+ * allma_faultpoint_define_gucs: no setting, no code at the points.
+ *
+ * IDENTIFICATION
+ *	  src/faultpoint.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "faultpoint.h"
+
+#ifdef ALLMA_FAULT_INJECTION
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+static char *allma_fault_point_setting = NULL;
+
+void
+allma_faultpoint_define_gucs(void)
+{
+	DefineCustomStringVariable("allma.fault_point",
+							   "Test builds only: the fault point that fails, and how.",
+							   "'<name>:<error|fatal|sigkill>'; empty: none.  Each fires once "
+							   "(until the file allma_fault_fired.<name> in the data directory is removed).",
+							   &allma_fault_point_setting, "", PGC_SIGHUP, GUC_NO_SHOW_ALL,
+							   NULL, NULL, NULL);
+}
+
+void
+allma_fault_point(const char *name)
+{
+	const char *setting = allma_fault_point_setting;
+	size_t		len = strlen(name);
+	const char *action;
+	char		marker[MAXPGPATH];
+	int			fd;
+
+	if (setting == NULL || strncmp(setting, name, len) != 0 || setting[len] != ':')
+		return;
+	action = setting + len + 1;
+	snprintf(marker, sizeof(marker), "%s/allma_fault_fired.%s", DataDir, name);
+	fd = open(marker, O_CREAT | O_EXCL | O_WRONLY, 0600);
+	if (fd < 0)
+		return;					/* fired already (or cannot tell): not again */
+	close(fd);
+
+	if (strcmp(action, "sigkill") == 0)
+	{
+		ereport(LOG, (errmsg("allma fault point \"%s\": SIGKILL", name)));
+		(void) kill(MyProcPid, SIGKILL);
+		pg_usleep(10 * 1000000L);	/* the signal arrives first */
+	}
+	if (strcmp(action, "fatal") == 0)
+		ereport(FATAL,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("allma fault point \"%s\": FATAL", name)));
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("allma fault point \"%s\": ERROR", name)));
+}
+
+#else							/* !ALLMA_FAULT_INJECTION */
+
+void
+allma_faultpoint_define_gucs(void)
+{
+}
+
+#endif
