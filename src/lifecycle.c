@@ -45,6 +45,7 @@
 
 #include "acl.h"
 #include "errors.h"
+#include "faultpoint.h"
 #include "flowcache.h"
 #include "jsonb_util.h"
 #include "lifecycle.h"
@@ -495,6 +496,8 @@ allma_resume_flow(PG_FUNCTION_ARGS)
 					"       payload = $5, resumed_by = $6::regrole "
 					"WHERE root_execution_id = $1 AND execution_id = $2 AND path_id = $3 AND seq = $4",
 					6, types, values, SPI_OK_UPDATE);
+		/* a test build may fail here: between marking the wait and the path */
+		ALLMA_FAULT_POINT("during-resume");
 		resume_exec(RESUME_READY_PATH,
 					"UPDATE allma.execution_paths "
 					"SET status = 'READY', due_at = clock_timestamp(), "

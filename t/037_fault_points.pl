@@ -10,6 +10,11 @@
 #   after-http-send    carries the same Idempotency-Key
 #   mid-fan-out,       ERROR: the step fails like any step error (FAILED);
 #   before-join        FATAL, SIGKILL: COMPLETED, each branch once
+#   during-resume      (in the resuming session, between marking the wait
+#                      resumed and making its path runnable) any action:
+#                      the resume fails and changes nothing, the wait stays
+#                      OPEN; resumed again, the execution COMPLETES with the
+#                      payload
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -104,6 +109,31 @@ for my $point ('after-claim', 'before-http-send', 'after-http-send', 'mid-fan-ou
 				"$case: each branch ran once");
 		}
 	}
+}
+
+# during-resume: the fault hits the session calling allma_resume_flow
+q1(q{SELECT allma_create_flow('{"id": "waiter", "startStepInstanceId": "w", "steps": {
+  "w": {"stepType": "WAIT_FOR_EXTERNAL_EVENT", "correlationKeyTemplate": "fp-{{case}}",
+        "outputMappings": {"$.answer": "$.answer"}}}}')});
+for my $action ('error', 'fatal', 'sigkill')
+{
+	my $case = "during-resume-$action";
+	$node->stop;
+	unlink glob("$pgdata/allma_fault_fired.*");
+	$node->append_conf('postgresql.conf', "allma.fault_point = 'during-resume:$action'\n");
+	$node->start;
+	wait_for_workers($node, 2);
+	my $e = start_once('waiter', "{\"case\": \"$case\"}");
+	ok(poll_until_true($node, "SELECT EXISTS (SELECT FROM allma.waits WHERE execution_id = '$e' AND status = 'OPEN')"),
+		"$case: the execution waits");
+	my ($ret) = $node->psql('postgres', "SELECT allma_resume_flow('fp-$case', '{\"answer\": 42}')");
+	isnt($ret, 0, "$case: the resume fails");
+	ok(-e "$pgdata/allma_fault_fired.during-resume", "$case: the fault fired");
+	ok(poll_until_true($node, "SELECT status = 'OPEN' FROM allma.waits WHERE execution_id = '$e'"),
+		"$case: the wait is still open");
+	is(q1("SELECT allma_resume_flow('fp-$case', '{\"answer\": 42}')"), $e, "$case: a second resume succeeds");
+	ok(poll_until_true($node, "SELECT status = 'COMPLETED' AND output->>'answer' = '42' FROM allma.executions WHERE execution_id = '$e'"),
+		"$case: the execution completes with the payload");
 }
 
 $node->stop;
