@@ -153,7 +153,8 @@ BEGIN
 		'steps', jsonb_build_object('ask', jsonb_build_object(
 			'stepType', 'LLM_INVOCATION', 'llmProvider', 'OPENAI', 'modelId', 'mock-slow-500',
 			'promptTemplateId', 'bench-prompt', 'inputMappings', jsonb_build_object('n', '$.n'),
-			'customConfig', jsonb_build_object('baseUrl', base_url || '/v1', 'jsonOutputMode', true)))));
+			'customConfig', jsonb_build_object('baseUrl', base_url || '/v1', 'apiKeySecret', 'OPENAI_API_KEY',
+				'jsonOutputMode', true)))));
 	DELETE FROM allma.step_executions;
 	DELETE FROM allma.executions;
 	COMMIT;
