@@ -858,19 +858,34 @@ GRANT EXECUTE ON FUNCTION allma_export(text[]) TO allma_user;
 ------------------------------------------------------------------------------
 
 /*
- * Retention (src/retention.c).  Every table keyed by an execution id
- * references allma.executions ON DELETE CASCADE, so that purging an
- * execution purges its history, paths, forks and files, and no orphan can
- * exist.  1.0 had no such key on the history: rows of executions deleted
- * by hand are orphans, deleted here before the key is added (the tables
- * are locked by the Security section above, so no worker writes history
- * in between; executions in flight keep their history).
+ * Retention (src/retention.c).  Paths, forks, files and waits reference
+ * allma.executions ON DELETE CASCADE; the history goes with its execution
+ * through a statement trigger instead of a foreign key: a key makes every
+ * history row check (and share-lock) its execution's row, the one row all
+ * branches of a fork share and every pass updates, which made a
+ * 100,000-branch fork six times slower (bench/NOTES.md).  Only the engine
+ * writes history (nobody else holds INSERT), and only for executions that
+ * exist, so deleting executions -- by the purge, or by hand -- is the one
+ * way orphans could appear, and the trigger deletes their history in the
+ * same statement.  1.0 left orphans of executions deleted by hand: they are
+ * deleted here (the tables are locked by the Security section above).
  */
 DELETE FROM allma.step_executions s
  WHERE NOT EXISTS (SELECT FROM allma.executions e WHERE e.execution_id = s.execution_id);
-ALTER TABLE allma.step_executions
-	ADD CONSTRAINT step_executions_execution_id_fkey FOREIGN KEY (execution_id)
-	REFERENCES allma.executions (execution_id) ON DELETE CASCADE;
+CREATE FUNCTION allma.delete_history_of_executions()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM allma.step_executions s USING deleted_executions d
+	 WHERE s.execution_id = d.execution_id;
+	RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION allma.delete_history_of_executions() FROM PUBLIC;
+CREATE TRIGGER executions_delete_history AFTER DELETE ON allma.executions
+	REFERENCING OLD TABLE AS deleted_executions
+	FOR EACH STATEMENT EXECUTE FUNCTION allma.delete_history_of_executions();
 -- finished executions in the order they expire
 CREATE INDEX executions_ended_idx ON allma.executions (ended_at) WHERE ended_at IS NOT NULL;
 

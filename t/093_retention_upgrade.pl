@@ -1,8 +1,9 @@
-# The history's foreign key reaches a 1.0 installation through ALTER
+# History without orphans reaches a 1.0 installation through ALTER
 # EXTENSION allma UPDATE with executions in flight: history rows of
-# executions deleted by hand under 1.0 (orphans) are deleted, the key is
-# added, the executions in flight keep their history and go on to the end,
-# and a purge afterwards leaves no orphan.
+# executions deleted by hand under 1.0 (orphans) are deleted, the trigger
+# that deletes the history of deleted executions is added, the executions
+# in flight keep their history and go on to the end, and a purge
+# afterwards leaves no orphan.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -42,8 +43,8 @@ is(q1(qq{SELECT count(*) FROM allma.step_executions WHERE execution_id = '$gone'
 q1(q{ALTER EXTENSION allma UPDATE});
 is(q1("SELECT extversion FROM pg_extension WHERE extname = 'allma'"), '1.1', 'updated');
 is(q1(qq{SELECT count(*) FROM allma.step_executions WHERE execution_id = '$gone'}), '0', 'the orphan was deleted');
-is(q1(q{SELECT count(*) FROM pg_constraint WHERE conname = 'step_executions_execution_id_fkey' AND convalidated}),
-	'1', 'the foreign key is there, validated');
+is(q1(q{SELECT count(*) FROM pg_trigger WHERE tgname = 'executions_delete_history'}),
+	'1', 'the trigger that deletes the history of deleted executions is there');
 
 # the executions in flight finish, with all their history
 $node->poll_query_until('postgres', q{SELECT count(*) = 5 FROM allma.executions WHERE flow_id = 'slow' AND status = 'COMPLETED'})
