@@ -107,7 +107,9 @@ is(q1("SELECT status || ' ' || (error->>'errorName') FROM allma.executions WHERE
 like(q1("SELECT error->>'errorMessage' FROM allma.executions WHERE execution_id = '$p'"),
 	qr/quarantined at step "poison": its worker pass failed 3 times \(allma.max_path_failures = 3\); last error: refusing the history row of step poison/,
 	'B: the error says why');
-is(q1("SELECT failures FROM allma.path_failures WHERE execution_id = '$p'"), '3',
+# at least the three that quarantined it (the other worker's solo pass may
+# have failed on the same path once more before the quarantine committed)
+cmp_ok(q1("SELECT failures FROM allma.path_failures WHERE execution_id = '$p'"), '>=', 3,
 	'B: the failed passes were counted durably');
 is(q1("SELECT count(*) FROM allma.path_failures WHERE execution_id <> '$p' AND execution_id IN (SELECT execution_id FROM allma.executions WHERE flow_id = 'good')"), '0',
 	'B: no other path was counted');
