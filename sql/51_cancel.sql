@@ -104,10 +104,11 @@ UPDATE allma.executions SET parent_execution_id = :'child' WHERE execution_id = 
 SELECT pg_temp.said(allma_cancel_execution(:'parent'), :'parent') AS cancel_tree;
 SELECT CASE execution_id WHEN :'parent' THEN 'parent' WHEN :'child' THEN 'child'
             WHEN :'grandchild' THEN 'grandchild' ELSE 'done_child' END AS who,
-       status, replace(error->>'errorMessage', :'parent', '<parent>') AS message,
-       (SELECT count(*) FROM allma.execution_paths p WHERE p.execution_id = x.execution_id) AS paths
+       status, replace(error->>'errorMessage', :'parent', '<parent>') AS message
   FROM allma.executions x
  WHERE execution_id IN (:'parent', :'child', :'grandchild', :'done_child') ORDER BY 1;
+-- (their paths are deleted by the cancel, or -- when a held worker has one
+-- locked at that moment -- when a worker next claims it: not counted here)
 
 -- errors
 SELECT pg_temp.try('SELECT allma_cancel_execution(NULL)') AS null_id,
