@@ -60,10 +60,34 @@ my $json = JSON::PP->new->canonical;
 my $step_c = slurp_file("$src/src/step.c");
 my @types = $step_c =~ /^\s*\{"([A-Z_]+)", ALLMA_MODULE_\w+,/mg;
 cmp_ok(scalar(@types), '>=', 21, 'the step-type table of src/step.c is read');
-my @modules = slurp_file("$src/src/steps/transform.c") =~ /^\s*\{"(system\/[a-z0-9-]+)", ALLMA_MODULES_/mg;
-for my $h ("$src/src/sqlstep.h", "$src/src/modules/dynamodb.h", "$src/src/modules/s3.h")
+# the modules: the rows of every AllmaBuiltinModule array under src/, the
+# identifier written out or a #define of one
+my (%define, @arrays);
+my @files = ("$src/src");
+while (my $f = shift @files)
 {
-	push @modules, slurp_file($h) =~ /^#define\s+\w+\s+"(system\/[a-z0-9-]+)"/mg;
+	if (-d $f)
+	{
+		opendir(my $dh, $f) or die "cannot read $f: $!";
+		push @files, map { "$f/$_" } grep { !/^\./ } readdir $dh;
+		closedir $dh;
+		next;
+	}
+	next unless $f =~ /\.[ch]$/;
+	my $text = slurp_file($f);
+	$define{$1} = $2 while $text =~ /^#define\s+(\w+)\s+"(system\/[a-z0-9-]+)"/mg;
+	push @arrays, $1 while $text =~ /\bAllmaBuiltinModule\s+\w+\[\]\s*=\s*\{(.*?)\n\};/sg;
+}
+my @modules;
+for my $rows (@arrays)
+{
+	while ($rows =~ /^\s*\{\s*(?:"(system\/[a-z0-9-]+)"|(\w+))\s*,/mg)
+	{
+		next if defined $2 && $2 eq 'NULL';
+		my $m = $1 // $define{$2};
+		die "module identifier $2 of a module table is not a #define of src/" unless defined $m;
+		push @modules, $m;
+	}
 }
 cmp_ok(scalar(@modules), '>=', 16, 'the built-in modules are read');
 
