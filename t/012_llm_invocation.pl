@@ -56,6 +56,17 @@ like(q1("SELECT output->'steps_output'->'ask'->>'echo' FROM allma.executions WHE
 cmp_ok(q1("SELECT (details->'tokenUsage'->>'totalTokens')::int FROM allma.step_executions WHERE execution_id = '$e' AND step_instance_id = 'ask'"),
 	'>', 0, 'token usage is in the step history');
 
+# directPrompt (declared by Allma, never read there) is the prompt when there
+# is no promptTemplateId, and it is a template
+$node->safe_psql('postgres', qq{
+SELECT allma_create_flow('{"id": "direct", "startStepInstanceId": "ask", "steps": {
+  "ask": {"stepType": "LLM_INVOCATION", "llmProvider": "OPENAI", "modelId": "mock-json",
+          "directPrompt": "Direct question on {{topic}}",
+          "customConfig": {"baseUrl": "$base/v1", "apiKeySecret": "OPENAI_API_KEY", "jsonOutputMode": true, "prompt": "not this one"}}}}')});
+$e = run('direct');
+like(q1("SELECT output->'steps_output'->'ask'->>'echo' FROM allma.executions WHERE execution_id = '$e'"),
+	qr/Direct question on queues/, 'directPrompt is rendered and sent, before customConfig.prompt');
+
 # invalid JSON from the primary model: the fallback model answers
 llm_flow('fallback', qq{"llmProvider": "OPENAI", "modelId": "mock-invalid-json",
   "customConfig": {"baseUrl": "$base/v1", "apiKeySecret": "OPENAI_API_KEY", "jsonOutputMode": true},

@@ -101,7 +101,10 @@ llm_keyless(const char *provider, Jsonb *cfg)
 	return def == NULL || pg_strcasecmp(url, def) != 0;
 }
 
-/* the rendered prompt: promptTemplateId (published version), or customConfig.prompt */
+/*
+ * the rendered prompt: promptTemplateId (published version), else the step's
+ * directPrompt (Allma declares it but never reads it), else customConfig.prompt
+ */
 static char *
 llm_prompt(StepRun *run, Jsonb *tctx)
 {
@@ -119,13 +122,15 @@ llm_prompt(StepRun *run, Jsonb *tctx)
 							false, run->step->id);
 		(void) allma_prompt_get(template_id, 0, &content);
 	}
-	else if (run->step->custom_config != NULL)
+	else
+		content = allma_jsonb_get_cstring(run->step->def, "directPrompt");
+	if (content == NULL && run->step->custom_config != NULL)
 		content = allma_jsonb_get_cstring(run->step->custom_config, "prompt");
 	if (content == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
 				 errmsg("LLM step \"%s\" has no prompt", run->step->id),
-				 errhint("Set promptTemplateId (see allma_create_prompt) or customConfig.prompt.")));
+				 errhint("Set promptTemplateId (see allma_create_prompt), directPrompt or customConfig.prompt.")));
 	return allma_template_render(content, tctx);
 }
 
@@ -442,7 +447,7 @@ allma_check_llm_invocation(AllmaChecker *ck, JsonbContainer *step)
 	check_llm_provider(ck, step, NULL, !ck->inherits);
 	allma_def_get_template_string(ck, step, NULL, "modelId", !ck->inherits);
 	allma_def_get_nonempty_string(ck, step, NULL, "promptTemplateId", false);
-	allma_def_get_string(ck, step, NULL, "directPrompt", false);
+	allma_def_get_template_string(ck, step, NULL, "directPrompt", false);
 	allma_def_check_context_mappings(ck, step, NULL, "templateContextMappings");
 	check_inference_parameters(ck, step, NULL);
 	check_llm_tools(ck, step, NULL);
