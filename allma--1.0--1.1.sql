@@ -1663,6 +1663,9 @@ SELECT e.execution_id, e.flow_id, e.flow_version, e.started_by, e.parent_executi
 	  FROM allma.live_path_waits w WHERE w.execution_id = e.execution_id) live ON true
  WHERE e.status IN ('RUNNING', 'QUEUED');
 
+COMMENT ON FUNCTION allma_start_flow(text, jsonb, jsonb) IS
+	'Starts an execution; options: version, executionId, enableExecutionLogs, startStepInstanceId, triggerSource, concurrencyKey, maxConcurrent';
+
 COMMENT ON VIEW allma.execution_progress IS
 	'Running and queued executions: current steps, steps completed, checkpoint reached, percent, fork branches done/total, what they wait on, concurrency key and queue position';
 
