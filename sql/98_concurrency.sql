@@ -181,6 +181,35 @@ SELECT allma_create_flow($$
 SELECT pg_temp.try($$ SELECT allma_start_flow('cc-empty', '{}') $$) AS empty_key;
 
 -- ---------------------------------------------------------------------------
+-- Sync sub-flows keyed by their flow: the parent waits while its child is
+-- queued; the child's admission and end wake it, and so does a cancel of
+-- the queued child
+-- ---------------------------------------------------------------------------
+SELECT allma_create_flow($$
+{"id": "cc-child", "startStepInstanceId": "work", "concurrency": {"keyTemplate": "sub", "limit": 1},
+ "steps": {"work": {"stepType": "NO_OP"}}}$$) IS NOT NULL AS created;
+SELECT allma_create_flow($$
+{"id": "cc-parent", "startStepInstanceId": "sub",
+ "steps": {"sub": {"stepType": "START_SUB_FLOW", "subFlowDefinitionId": "cc-child"}}}$$) IS NOT NULL AS created;
+-- a blocker holds the only slot of "sub"
+INSERT INTO ids VALUES (41, allma_start_flow('cc', '{"n": 41}', '{"concurrencyKey": "sub", "maxConcurrent": 1}'));
+INSERT INTO ids VALUES (42, allma_start_flow('cc-parent', '{"n": 42}'));
+INSERT INTO ids VALUES (43, allma_start_flow('cc-parent', '{"n": 43}'));
+SELECT pg_temp.wait_until($$ SELECT count(*) = 2 FROM allma.executions WHERE flow_id = 'cc-child' AND status = 'QUEUED' $$)
+  AS children_queued;
+SELECT x.status, c.status AS child_status FROM ids i JOIN allma.executions x ON x.execution_id = i.e
+  JOIN allma.executions c ON c.parent_execution_id = x.execution_id WHERE i.n IN (42, 43) ORDER BY i.n;
+-- the second parent's queued child is cancelled: that parent fails
+SELECT allma_cancel_execution(c.execution_id) LIKE '%cancelled' AS child_cancelled
+  FROM allma.executions c WHERE c.parent_execution_id = (SELECT e FROM ids WHERE n = 43);
+SELECT allma_wait(e, '60 s') AS parent_of_cancelled_child FROM ids WHERE n = 43;
+-- the blocker ends: the first parent's child runs, the parent completes
+SELECT allma_cancel_execution(e) LIKE '%cancelled' AS blocker_cancelled FROM ids WHERE n = 41;
+SELECT allma_wait(e, '60 s') AS parent_of_admitted_child FROM ids WHERE n = 42;
+SELECT c.status, c.started_at > c.queued_at AS waited FROM allma.executions c
+ WHERE c.parent_execution_id = (SELECT e FROM ids WHERE n = 42);
+
+-- ---------------------------------------------------------------------------
 -- Security: nobody but allma_admin reads the slots; a role sees the keys
 -- and queue rows of its own executions only
 -- ---------------------------------------------------------------------------
