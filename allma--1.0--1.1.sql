@@ -1502,6 +1502,11 @@ COMMENT ON TABLE allma.concurrency_queue IS
 CREATE INDEX concurrency_queue_order_idx ON allma.concurrency_queue (concurrency_key, seq);
 CREATE INDEX concurrency_queue_execution_idx ON allma.concurrency_queue (execution_id);
 
+-- dumped with the executions they count and queue (pg_dump, then restore)
+SELECT pg_catalog.pg_extension_config_dump('allma.concurrency_slots', '');
+SELECT pg_catalog.pg_extension_config_dump('allma.concurrency_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('allma.concurrency_queue_seq', '');
+
 /*
  * Only the engine writes them (as the bootstrap superuser); allma_admin
  * reads both; a member of allma_user reads the queue rows of the
