@@ -45,8 +45,8 @@
 #include "utils/uuid.h"
 
 #include "acl.h"
-#include "concurrency.h"
 #include "bundle.h"
+#include "concurrency.h"
 #include "flowcache.h"
 #include "jsonb_util.h"
 #include "limit_gucs.h"
