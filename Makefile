@@ -75,6 +75,9 @@ OBJS += \
 # Observability: progress, trees, statistics, worker status
 OBJS += \
 	src/observe.o
+# concurrency keys
+OBJS += \
+	src/concurrency.o
 # execution lifecycle: waits, cancel, timeouts, step budget
 OBJS += \
 	src/lifecycle.o \

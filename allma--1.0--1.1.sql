@@ -1434,6 +1434,247 @@ GRANT SELECT ON allma.worker_status TO allma_user;
 ------------------------------------------------------------------------------
 
 
+-- ==== concurrency: concurrency keys (at most N executions per key run at once) ====
+
+/*
+ * Concurrency keys (src/concurrency.c, docs/concurrency.md).  An execution
+ * started with {"concurrencyKey": k, "maxConcurrent": n} in its options, or
+ * of a flow whose definition has "concurrency": {"keyTemplate", "limit"}
+ * (the template rendered against the input), runs only while fewer than n
+ * executions of key k run; the others wait with status QUEUED, in arrival
+ * order, without a path (nothing to claim).  allma.concurrency_slots holds
+ * one row per key in use: its limit (the latest start's) and how many run;
+ * every start and every end of a keyed execution locks that row, so two
+ * sessions never admit over the limit.  An end of any kind (completed,
+ * failed, cancelled, timed out, deleted) frees its slot and admits the
+ * next queued executions of its key in the same transaction.
+ *
+ * executions.status gains QUEUED; a QUEUED execution's started_at is when
+ * it arrived until it is admitted, then the admission time (queued_at
+ * keeps the arrival), and its deadline moves with it: the flow's timeout
+ * counts running time.
+ */
+ALTER TABLE allma.executions
+	DROP CONSTRAINT executions_status_check,
+	ADD CONSTRAINT executions_status_check
+		CHECK (status IN ('QUEUED', 'RUNNING', 'COMPLETED', 'FAILED', 'TIMED_OUT', 'CANCELLED')),
+	ADD COLUMN concurrency_key text
+		CONSTRAINT executions_concurrency_key_check CHECK (octet_length(concurrency_key) BETWEEN 1 AND 256),
+	ADD COLUMN concurrency_limit integer
+		CONSTRAINT executions_concurrency_limit_check CHECK (concurrency_limit BETWEEN 1 AND 10000),
+	ADD COLUMN queued_at timestamptz;
+COMMENT ON COLUMN allma.executions.concurrency_key IS
+	'The concurrency key (option concurrencyKey, or the flow''s concurrency.keyTemplate rendered); NULL: none';
+COMMENT ON COLUMN allma.executions.concurrency_limit IS
+	'How many executions of its key may run at once, as this execution''s start asked (maxConcurrent or concurrency.limit)';
+COMMENT ON COLUMN allma.executions.queued_at IS
+	'For a keyed execution: when it arrived (it waited started_at - queued_at for a slot)';
+-- counts per key (allma.concurrency_keys)
+CREATE INDEX executions_concurrency_idx ON allma.executions (concurrency_key, status)
+	WHERE concurrency_key IS NOT NULL AND status IN ('QUEUED', 'RUNNING');
+
+-- one row per key in use: deleted when nothing of the key runs or waits
+CREATE TABLE allma.concurrency_slots (
+	concurrency_key		text PRIMARY KEY
+		CHECK (octet_length(concurrency_key) BETWEEN 1 AND 256),
+	max_concurrent		integer NOT NULL CHECK (max_concurrent BETWEEN 1 AND 10000),
+	running				integer NOT NULL DEFAULT 0 CHECK (running >= 0),
+	updated_at			timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+COMMENT ON TABLE allma.concurrency_slots IS
+	'Concurrency keys in use: the limit and how many executions of the key run (locked by every start and end of one)';
+
+-- the queued executions, keyed by their tree; what their main path starts with
+CREATE SEQUENCE allma.concurrency_queue_seq;
+CREATE TABLE allma.concurrency_queue (
+	root_execution_id	uuid NOT NULL,
+	execution_id		uuid NOT NULL REFERENCES allma.executions (execution_id) ON DELETE CASCADE,
+	concurrency_key		text NOT NULL,
+	seq					bigint NOT NULL,
+	step_instance_id	text NOT NULL,
+	context				jsonb NOT NULL,
+	delay_ms			bigint NOT NULL DEFAULT 0,
+	queued_at			timestamptz NOT NULL DEFAULT clock_timestamp(),
+	PRIMARY KEY (root_execution_id, execution_id)
+);
+COMMENT ON TABLE allma.concurrency_queue IS
+	'Executions waiting for a slot of their concurrency key, in arrival order (seq), with the path they start with';
+CREATE INDEX concurrency_queue_order_idx ON allma.concurrency_queue (concurrency_key, seq);
+CREATE INDEX concurrency_queue_execution_idx ON allma.concurrency_queue (execution_id);
+
+-- dumped with the executions they count and queue (pg_dump, then restore)
+SELECT pg_catalog.pg_extension_config_dump('allma.concurrency_slots', '');
+SELECT pg_catalog.pg_extension_config_dump('allma.concurrency_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('allma.concurrency_queue_seq', '');
+
+/*
+ * Only the engine writes them (as the bootstrap superuser); allma_admin
+ * reads both; a member of allma_user reads the queue rows of the
+ * executions it may see and no slot: the keys of other roles' executions
+ * stay hidden (allma.concurrency_keys counts over visible executions).
+ */
+ALTER TABLE allma.concurrency_slots ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+ALTER TABLE allma.concurrency_queue ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+REVOKE ALL ON allma.concurrency_slots, allma.concurrency_queue FROM PUBLIC;
+REVOKE ALL ON SEQUENCE allma.concurrency_queue_seq FROM PUBLIC;
+GRANT SELECT ON allma.concurrency_slots TO allma_admin;
+GRANT SELECT ON allma.concurrency_queue TO allma_user;
+CREATE POLICY concurrency_slots_admin ON allma.concurrency_slots FOR SELECT TO allma_admin
+	USING (true);
+CREATE POLICY concurrency_queue_as_execution ON allma.concurrency_queue FOR SELECT TO allma_user
+	USING (EXISTS (SELECT FROM allma.executions e WHERE e.execution_id = concurrency_queue.execution_id));
+
+/*
+ * An execution deleted while it runs (by hand: the purge deletes only
+ * finished ones) frees its slot; a queued one leaves the queue with its
+ * row (the foreign key).  Runs as the role that deletes; nobody may call it.
+ */
+CREATE FUNCTION allma.concurrency_release_deleted()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'allma_concurrency_release_deleted'
+LANGUAGE C
+SET search_path = pg_catalog, pg_temp;
+REVOKE EXECUTE ON FUNCTION allma.concurrency_release_deleted() FROM PUBLIC;
+CREATE TRIGGER executions_concurrency_release AFTER DELETE ON allma.executions
+	REFERENCING OLD TABLE AS deleted_executions
+	FOR EACH STATEMENT EXECUTE FUNCTION allma.concurrency_release_deleted();
+
+-- a sync sub-flow that ends while queued (cancelled) wakes its parent too
+DROP TRIGGER executions_wake_sync_parent ON allma.executions;
+CREATE TRIGGER executions_wake_sync_parent
+	AFTER UPDATE OF status ON allma.executions
+	FOR EACH ROW
+	WHEN (NEW.parent_path_id IS NOT NULL AND OLD.status IN ('RUNNING', 'QUEUED')
+		  AND NEW.status NOT IN ('RUNNING', 'QUEUED'))
+	EXECUTE FUNCTION allma.wake_sync_parent();
+
+/*
+ * Per key, over the executions the caller may see (security invoker): how
+ * many run and wait, the limit the latest of them asked for, since when
+ * the oldest waits.
+ */
+CREATE VIEW allma.concurrency_keys WITH (security_invoker = true, security_barrier = true) AS
+SELECT e.concurrency_key,
+	   (pg_catalog.array_agg(e.concurrency_limit ORDER BY e.queued_at DESC, e.execution_id))[1]
+		   AS max_concurrent,
+	   pg_catalog.count(*) FILTER (WHERE e.status = 'RUNNING') AS running,
+	   pg_catalog.count(*) FILTER (WHERE e.status = 'QUEUED') AS queued,
+	   pg_catalog.min(e.queued_at) FILTER (WHERE e.status = 'QUEUED') AS oldest_queued_at
+  FROM allma.executions e
+ WHERE e.concurrency_key IS NOT NULL AND e.status IN ('QUEUED', 'RUNNING')
+ GROUP BY e.concurrency_key;
+COMMENT ON VIEW allma.concurrency_keys IS
+	'Concurrency keys of the executions the caller may see: limit, running, queued, oldest queued';
+GRANT SELECT ON allma.concurrency_keys TO allma_user;
+
+/*
+ * allma.execution_progress shows queued executions too: status QUEUED,
+ * waiting_on {concurrency_key}, their key and place in its queue (among
+ * the queued executions the caller may see).
+ */
+CREATE OR REPLACE VIEW allma.execution_progress WITH (security_invoker = true, security_barrier = true) AS
+WITH checkpoints AS (
+	SELECT v.flow_id, v.version, s.key AS step_instance_id,
+		   s.value->'checkpoint'->>'id' AS checkpoint_id,
+		   s.value->'checkpoint'->>'label' AS checkpoint_label,
+		   pg_catalog.row_number() OVER (
+			   PARTITION BY v.flow_id, v.version
+			   ORDER BY CASE WHEN pg_catalog.jsonb_typeof(s.value->'checkpoint'->'order') = 'number'
+						THEN (s.value->'checkpoint'->>'order')::numeric END NULLS LAST,
+						s.value->'checkpoint'->>'id', s.key) AS ordinal,
+		   pg_catalog.count(*) OVER (PARTITION BY v.flow_id, v.version) AS total
+	  FROM allma.flow_versions v
+	  CROSS JOIN LATERAL pg_catalog.jsonb_each(v.definition->'steps') s
+	 WHERE pg_catalog.jsonb_typeof(s.value->'checkpoint') = 'object'
+	   AND EXISTS (SELECT FROM allma.executions r
+				   WHERE r.status IN ('RUNNING', 'QUEUED') AND r.flow_id = v.flow_id AND r.flow_version = v.version)
+)
+SELECT e.execution_id, e.flow_id, e.flow_version, e.started_by, e.parent_execution_id,
+	   coalesce(e.root_execution_id, e.execution_id) AS root_execution_id, e.depth,
+	   e.started_at, pg_catalog.now() - e.started_at AS running_for,
+	   live.current_steps, live.current_step_since, coalesce(live.live_paths, 0) AS live_paths,
+	   hist.steps_completed, hist.last_step_ended_at,
+	   cp.checkpoint_id, cp.checkpoint_label, cp.ordinal AS checkpoint_ordinal,
+	   coalesce(cp.total, cpt.total) AS checkpoints_total,
+	   CASE
+		   WHEN cpt.total IS NOT NULL
+			   THEN pg_catalog.round(100.0 * coalesce(cp.ordinal, 0) / cpt.total, 1)
+		   WHEN defn.steps_defined > 0
+			   THEN least(99.0, pg_catalog.round(100.0 * hist.distinct_steps_completed
+														   / defn.steps_defined, 1))
+	   END AS percent,
+	   CASE WHEN cpt.total IS NOT NULL THEN 'checkpoints'
+			WHEN defn.steps_defined > 0 THEN 'steps' END AS percent_basis,
+	   forks.running_forks, forks.branches_done, forks.branches_total,
+	   CASE WHEN e.status = 'QUEUED' THEN ARRAY['concurrency_key'] ELSE live.waiting_on END
+		   AS waiting_on,
+	   live.next_due_at, live.child_execution_ids, live.event_keys,
+	   CASE WHEN e.status = 'QUEUED'
+			THEN pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+					'waitingOn', 'concurrency_key', 'concurrencyKey', e.concurrency_key,
+					'since', e.queued_at))
+			ELSE live.waits END AS waits,
+	   e.status, e.concurrency_key, e.concurrency_limit, e.queued_at,
+	   CASE WHEN e.status = 'QUEUED' THEN
+	   (SELECT pg_catalog.count(*) FROM allma.concurrency_queue me
+		  JOIN allma.concurrency_queue o
+			ON o.concurrency_key = me.concurrency_key AND o.seq <= me.seq
+		 WHERE me.root_execution_id = coalesce(e.root_execution_id, e.execution_id)
+		   AND me.execution_id = e.execution_id) END AS queue_position
+  FROM allma.executions e
+  LEFT JOIN LATERAL (
+	SELECT pg_catalog.count(*) FILTER (WHERE h.status = 'COMPLETED') AS steps_completed,
+		   pg_catalog.count(DISTINCT h.step_instance_id) FILTER (WHERE h.status = 'COMPLETED')
+			   AS distinct_steps_completed,
+		   pg_catalog.max(h.ended_at) AS last_step_ended_at
+	  FROM allma.step_executions h WHERE h.execution_id = e.execution_id) hist ON true
+  LEFT JOIN LATERAL (
+	SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(v.definition->'steps'))
+			   AS steps_defined
+	  FROM allma.flow_versions v
+	 WHERE v.flow_id = e.flow_id AND v.version = e.flow_version
+	   AND pg_catalog.jsonb_typeof(v.definition->'steps') = 'object') defn ON true
+  LEFT JOIN LATERAL (
+	SELECT c.total FROM checkpoints c
+	 WHERE c.flow_id = e.flow_id AND c.version = e.flow_version LIMIT 1) cpt ON true
+  LEFT JOIN LATERAL (
+	SELECT c.checkpoint_id, c.checkpoint_label, c.ordinal, c.total FROM checkpoints c
+	 WHERE c.flow_id = e.flow_id AND c.version = e.flow_version
+	   AND EXISTS (SELECT FROM allma.step_executions h
+				   WHERE h.execution_id = e.execution_id AND h.status = 'COMPLETED'
+					 AND h.step_instance_id = c.step_instance_id)
+	 ORDER BY c.ordinal DESC LIMIT 1) cp ON true
+  LEFT JOIN LATERAL (
+	SELECT pg_catalog.count(*) AS running_forks,
+		   pg_catalog.sum(f.completed + f.failed)::bigint AS branches_done,
+		   pg_catalog.sum(f.total)::bigint AS branches_total
+	  FROM allma.forks f WHERE f.execution_id = e.execution_id) forks ON true
+  LEFT JOIN LATERAL (
+	SELECT pg_catalog.array_agg(DISTINCT w.step_instance_id ORDER BY w.step_instance_id) AS current_steps,
+		   pg_catalog.min(w.step_since) AS current_step_since,
+		   pg_catalog.count(*) AS live_paths,
+		   pg_catalog.array_agg(DISTINCT w.waiting_on ORDER BY w.waiting_on) AS waiting_on,
+		   pg_catalog.min(w.due_at) FILTER (WHERE w.waiting_on = 'timer') AS next_due_at,
+		   pg_catalog.array_agg(DISTINCT w.child_execution_id ORDER BY w.child_execution_id)
+			   FILTER (WHERE w.child_execution_id IS NOT NULL) AS child_execution_ids,
+		   pg_catalog.array_agg(DISTINCT w.event_key ORDER BY w.event_key)
+			   FILTER (WHERE w.event_key IS NOT NULL) AS event_keys,
+		   pg_catalog.jsonb_agg(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+			   'pathId', w.path_id, 'branchId', w.branch_id, 'step', w.step_instance_id,
+			   'attempt', w.attempt, 'since', w.step_since, 'waitingOn', w.waiting_on, 'dueAt', w.due_at,
+			   'leaseUntil', w.lease_until, 'childExecutionId', w.child_execution_id,
+			   'eventKey', w.event_key, 'eventDeadline', w.event_deadline))
+			   ORDER BY w.path_id) AS waits
+	  FROM allma.live_path_waits w WHERE w.execution_id = e.execution_id) live ON true
+ WHERE e.status IN ('RUNNING', 'QUEUED');
+
+COMMENT ON FUNCTION allma_start_flow(text, jsonb, jsonb) IS
+	'Starts an execution; options: version, executionId, enableExecutionLogs, startStepInstanceId, triggerSource, concurrencyKey, maxConcurrent';
+
+COMMENT ON VIEW allma.execution_progress IS
+	'Running and queued executions: current steps, steps completed, checkpoint reached, percent, fork branches done/total, what they wait on, concurrency key and queue position';
+
+
 ------------------------------------------------------------------------------
 -- Last: check that every section applied the security model
 ------------------------------------------------------------------------------

@@ -46,6 +46,7 @@
 
 #include "acl.h"
 #include "bundle.h"
+#include "concurrency.h"
 #include "flowcache.h"
 #include "jsonb_util.h"
 #include "limit_gucs.h"
@@ -283,7 +284,7 @@ bad_option(const char *option, const char *why)
 			 errmsg("invalid start option \"%s\"", option),
 			 errdetail("%s", why),
 			 errhint("Valid options are version, executionId, enableExecutionLogs, "
-					 "startStepInstanceId and triggerSource.")));
+					 "startStepInstanceId, triggerSource, concurrencyKey and maxConcurrent.")));
 }
 
 static void
@@ -350,6 +351,8 @@ parse_start_option(const char *key, Jsonb *value, void *arg)
 			bad_option(key, "triggerSource must be a string.");
 		opts->trigger_source = pnstrdup(v.val.string.val, v.val.string.len);
 	}
+	else if (allma_concurrency_check_option(key, value))
+		;						/* concurrencyKey, maxConcurrent: concurrency.c */
 	else
 		bad_option(key, "allma does not know this option.");
 }
@@ -466,6 +469,9 @@ allma_start_execution(const AllmaStartRequest *req)
 	TimestampTz due;
 	Datum		uuid_text;
 	bool		tree = req->parent_execution_id != NULL || req->redrive_of != NULL;
+	char	   *ckey = NULL;
+	int32		climit = 0;
+	bool		keyed;
 
 	if (req->execution_id != NULL)
 		execution_id = req->execution_id;
@@ -521,12 +527,15 @@ allma_start_execution(const AllmaStartRequest *req)
 		context = allma_jsonb_set_key(input, "flow_variables", flow_vars);
 	}
 
+	/* a concurrency key: the execution starts QUEUED (concurrency.c) */
+	keyed = allma_concurrency_resolve(flow->definition, req->options, input, &ckey, &climit);
+
 	{
-		Oid			types[14] = {UUIDOID, TEXTOID, INT4OID, JSONBOID, JSONBOID,
+		Oid			types[17] = {UUIDOID, TEXTOID, INT4OID, JSONBOID, JSONBOID,
 			BOOLOID, OIDOID, TEXTOID, UUIDOID, UUIDOID, INT4OID, INT8OID, TEXTOID,
-		UUIDOID};
-		Datum		values[14];
-		char		nulls[14] = "              ";
+		UUIDOID, TEXTOID, INT4OID, TIMESTAMPTZOID};
+		Datum		values[17];
+		char		nulls[17] = "                 ";
 
 		values[0] = UUIDPGetDatum(execution_id);
 		values[1] = CStringGetTextDatum(flow_id);
@@ -553,12 +562,26 @@ allma_start_execution(const AllmaStartRequest *req)
 		values[13] = UUIDPGetDatum(req->redrive_of);
 		if (req->redrive_of == NULL)
 			nulls[13] = 'n';
+		values[14] = keyed ? CStringGetTextDatum(ckey) : (Datum) 0;
+		if (!keyed)
+			nulls[14] = 'n';
+		values[15] = Int32GetDatum(climit);
+		values[16] = TimestampTzGetDatum(GetCurrentTimestamp());
 
 		/*
 		 * Only sub-flows and redrives name 1.1's columns: a 1.0 schema (the
 		 * library updated, ALTER EXTENSION not yet run) still starts flows.
 		 */
-		allma_owner_exec(tree ?
+		allma_owner_exec(keyed ?
+						 "INSERT INTO allma.executions (execution_id, flow_id, flow_version, input, "
+						 "options, enable_execution_logs, started_by, trigger_source, "
+						 "parent_execution_id, root_execution_id, depth, parent_path_id, "
+						 "parent_step_instance_id, redrive_of, status, concurrency_key, "
+						 "concurrency_limit, started_at, queued_at) "
+						 "VALUES ($1, $2, $3, $4, $5, $6, $7::regrole, $8, $9, $10, $11, $12, $13, $14, "
+						 "'QUEUED', $15, $16, $17, $17) "
+						 "ON CONFLICT (execution_id) DO NOTHING RETURNING 1" :
+						 tree ?
 						 "INSERT INTO allma.executions (execution_id, flow_id, flow_version, input, "
 						 "options, enable_execution_logs, started_by, trigger_source, "
 						 "parent_execution_id, root_execution_id, depth, parent_path_id, "
@@ -569,7 +592,7 @@ allma_start_execution(const AllmaStartRequest *req)
 						 "options, enable_execution_logs, started_by, trigger_source, root_execution_id) "
 						 "VALUES ($1, $2, $3, $4, $5, $6, $7::regrole, $8, $10) "
 						 "ON CONFLICT (execution_id) DO NOTHING RETURNING 1",
-						 14, types, values, nulls, SPI_OK_INSERT_RETURNING);
+						 17, types, values, nulls, SPI_OK_INSERT_RETURNING);
 	}
 
 	if (SPI_processed == 0)
@@ -603,6 +626,17 @@ allma_start_execution(const AllmaStartRequest *req)
 					 errmsg("execution %s already exists for flow \"%s\"",
 							DatumGetCString(uuid_text), existing_flow),
 					 errdetail("A start with a caller-chosen executionId is idempotent only for the same flow.")));
+		allma_owner_end(&st);
+		return execution_id;
+	}
+
+	if (keyed)
+	{
+		/* no path until admitted: the queue row keeps what it starts with */
+		(void) allma_concurrency_enqueue(execution_id,
+										 req->root_execution_id ? req->root_execution_id : execution_id,
+										 ckey, climit, start->id, context,
+										 allma_step_delay_ms(start, true));
 		allma_owner_end(&st);
 		return execution_id;
 	}
@@ -670,7 +704,7 @@ execution_status(pg_uuid_t *id, bool *mine)
 static bool
 status_is_terminal(const char *status)
 {
-	return strcmp(status, "RUNNING") != 0;
+	return strcmp(status, "RUNNING") != 0 && strcmp(status, "QUEUED") != 0;
 }
 
 /*

@@ -46,7 +46,7 @@ running_executions(void)
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("executions", nsp)))
 		return 0;
 	allma_owner_begin(&st);
-	allma_owner_exec("SELECT count(*) FROM allma.executions WHERE status = 'RUNNING'",
+	allma_owner_exec("SELECT count(*) FROM allma.executions WHERE status IN ('RUNNING', 'QUEUED')",
 					 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	allma_owner_end(&st);

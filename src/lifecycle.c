@@ -44,6 +44,7 @@
 #include "utils/memutils.h"
 
 #include "acl.h"
+#include "concurrency.h"
 #include "errors.h"
 #include "faultpoint.h"
 #include "flowcache.h"
@@ -138,22 +139,43 @@ allma_lifecycle_end_tree(pg_uuid_t *id, const char *status, Jsonb *error, Jsonb 
 			 "  SELECT $1::uuid "
 			 "  UNION "
 			 "  SELECT c.execution_id FROM allma.executions c JOIN tree t "
-			 "    ON c.parent_execution_id = t.id WHERE c.status = 'RUNNING'), "
+			 "    ON c.parent_execution_id = t.id WHERE c.status IN ('RUNNING', 'QUEUED')), "
 			 "locked AS ("
-			 "  SELECT x.execution_id FROM allma.executions x "
-			 "   WHERE x.execution_id IN (SELECT id FROM tree) AND x.status = 'RUNNING' "
+			 "  SELECT x.execution_id, x.status FROM allma.executions x "
+			 "   WHERE x.execution_id IN (SELECT id FROM tree) AND x.status IN ('RUNNING', 'QUEUED') "
 			 "   ORDER BY x.execution_id FOR NO KEY UPDATE OF x) "
 			 "UPDATE allma.executions x "
 			 "   SET status = $2, ended_at = clock_timestamp(), "
 			 "       error = CASE WHEN x.execution_id = $1 THEN $3 ELSE $4 END "
 			 "  FROM locked l WHERE x.execution_id = l.execution_id "
-			 "RETURNING x.execution_id",
+			 "RETURNING x.execution_id, x.concurrency_key, l.status = 'RUNNING'",
 			 4, types, values, SPI_OK_UPDATE_RETURNING);
 
 	n = (int) SPI_processed;
 	if (n == 0)
 		return 0;
 	ended = result_uuids();
+	/* keyed ones free their slot or leave their queue (concurrency.c) */
+	{
+		SPITupleTable *tt = SPI_tuptable;
+		int			nkeyed = 0;
+		pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * n);
+		char	  **keys = palloc(sizeof(char *) * n);
+		bool	   *held = palloc(sizeof(bool) * n);
+
+		for (int i = 0; i < n; i++)
+		{
+			char	   *key = SPI_getvalue(tt->vals[i], tt->tupdesc, 2);
+			bool		isnull;
+
+			if (key == NULL)
+				continue;
+			ids[nkeyed] = ended[i];
+			keys[nkeyed] = key;
+			held[nkeyed++] = DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 3, &isnull));
+		}
+		allma_concurrency_release(nkeyed, ids, keys, held);
+	}
 	/* the same wake-up a worker sends for an execution it ends */
 	for (int i = 0; i < n; i++)
 		Async_Notify(ALLMA_NOTIFY_CHANNEL,
@@ -273,7 +295,7 @@ allma_cancel_execution(PG_FUNCTION_ARGS)
 				 errmsg("execution %s does not exist", idtext),
 				 errhint("Only the role that started an execution, and allma_admin, may cancel it.")));
 
-	if (strcmp(status, "RUNNING") != 0)
+	if (strcmp(status, "RUNNING") != 0 && strcmp(status, "QUEUED") != 0)
 		result = psprintf("execution %s already ended with status %s: nothing to cancel",
 						  idtext, status);
 	else

@@ -35,6 +35,7 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
+#include "concurrency.h"
 #include "errors.h"
 #include "flowcache.h"
 #include "jsonb_util.h"
@@ -1268,7 +1269,8 @@ save_terminal_executions(List *paths)
 										 "FROM unnest($1, $2, $3, $4) AS u(e, status, output, error) "
 										 "WHERE x.execution_id = u.e "
 										 "  AND x.status <> ALL ('{COMPLETED,FAILED,TIMED_OUT,CANCELLED}') "
-										 "RETURNING x.execution_id::text, x.flow_id, x.status", 4, types);
+										 "RETURNING x.execution_id::text, x.flow_id, x.status, "
+										 "          x.concurrency_key, x.execution_id", 4, types);
 	}
 	args[0] = col_array(&e);
 	args[1] = col_array(&status);
@@ -1285,14 +1287,32 @@ save_terminal_executions(List *paths)
 	{
 		uint64		nfinished = SPI_processed;
 		List	   *finished = NIL;
+		int			nkeyed = 0;
+		pg_uuid_t  *keyed_ids = palloc(sizeof(pg_uuid_t) * Max(nfinished, 1));
+		char	  **keys = palloc(sizeof(char *) * Max(nfinished, 1));
+		bool	   *held = palloc(sizeof(bool) * Max(nfinished, 1));
 
 		for (uint64 i = 0; i < nfinished; i++)
 		{
-			char	   *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			char	   *id = SPI_getvalue(tup, SPI_tuptable->tupdesc, 1);
+			char	   *key = SPI_getvalue(tup, SPI_tuptable->tupdesc, 4);
 
 			Async_Notify(ALLMA_NOTIFY_CHANNEL, id);
 			finished = lappend(finished, id);
+			if (key != NULL)
+			{
+				bool		isnull;
+
+				memcpy(&keyed_ids[nkeyed],
+					   DatumGetUUIDP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 5, &isnull)),
+					   sizeof(pg_uuid_t));
+				keys[nkeyed] = key;
+				held[nkeyed++] = true;
+			}
 		}
+		/* their concurrency slots: the next queued executions start */
+		allma_concurrency_release(nkeyed, keyed_ids, keys, held);
 		/* their onCompletionActions, in the same transaction */
 		if (finished != NIL)
 			allma_completion_plan(paths, finished);

@@ -74,6 +74,7 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
+#include "concurrency.h"
 #include "defcheck.h"
 #include "step.h"
 #include "validate.h"
@@ -705,6 +706,7 @@ check_flow(Jsonb *definition)
 	start = allma_def_get_nonempty_string(&ck, flow, NULL, "startStepInstanceId", true);
 	allma_def_check_step_ref(&ck, "startStepInstanceId", start);
 	check_completion_actions(&ck, flow);
+	allma_concurrency_check_definition(&ck, flow);
 
 	steps = allma_def_members(ck.steps, &n);
 	for (i = 0; i < n; i++)

@@ -402,9 +402,9 @@ allma_subflow_complete(StepRun *run)
 	}
 	allma_owner_end(&st);
 
-	if (status != NULL && strcmp(status, "RUNNING") == 0)
+	if (status != NULL && (strcmp(status, "RUNNING") == 0 || strcmp(status, "QUEUED") == 0))
 	{
-		/* not ended after all: wait on */
+		/* not ended after all (or still queued for its concurrency key): wait on */
 		MemoryContext oldcxt = MemoryContextSwitchTo(run->pathcxt);
 
 		run->ps->wait_record = allma_step_copy_jsonb(run->ps->prev_request);

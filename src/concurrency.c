@@ -1,0 +1,525 @@
+/*-------------------------------------------------------------------------
+ *
+ * concurrency.c
+ *	  Concurrency keys: at most N executions with the same key run at once,
+ *	  the others wait with status QUEUED in arrival order, and each end of
+ *	  a running one admits the next in the transaction that ends it.
+ *
+ * Where the key comes from.  The start options {"concurrencyKey": k,
+ * "maxConcurrent": n}, or the flow's "concurrency": {"keyTemplate", "limit"}
+ * (the template rendered against the input); options win field by field.
+ *
+ * State.  allma.concurrency_slots has one row per key in use: the limit
+ * (the latest start's) and how many executions of the key run.
+ * allma.concurrency_queue has one row per queued execution (keyed by its
+ * tree's root), with its arrival number and the main path it will start
+ * with: a queued execution has no path, so no worker can claim anything
+ * of it.
+ *
+ * Locking.  Every start and every end of a keyed execution locks its key's
+ * slot row before reading or changing the count or the queue, so whatever
+ * two sessions do, they do it one after the other, each seeing what the
+ * other committed: the count never passes the limit.  A batch of ends
+ * locks its keys' rows in key order (two batches cannot deadlock on them).
+ * Admission locks the queued executions' rows with SKIP LOCKED: one that a
+ * cancel holds at that moment is passed over (the cancel ends it), so
+ * admission never waits for a row while holding a slot.
+ *
+ * Every way an execution ends calls allma_concurrency_release: a worker's
+ * pass (completed, failed; store.c), allma_lifecycle_end_tree (cancelled,
+ * timed out, with children; lifecycle.c), and a DELETE of running or
+ * queued executions (the statement trigger below).
+ *
+ * IDENTIFICATION
+ *	  src/concurrency.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
+
+#include "concurrency.h"
+#include "defcheck.h"
+#include "jsonb_util.h"
+#include "shmem.h"
+#include "template.h"
+
+PG_FUNCTION_INFO_V1(allma_concurrency_release_deleted);
+
+/* statements, planned once per backend */
+#define PLAN_UPSERT_SLOT	0
+#define PLAN_ENQUEUE		1
+#define PLAN_ADMIT			2
+#define PLAN_LOCK_SLOTS		3
+#define PLAN_DEQUEUE		4
+#define PLAN_FREE_SLOTS		5
+#define PLAN_DROP_IDLE		6
+#define NPLANS				7
+static SPIPlanPtr plans[NPLANS];
+
+/*
+ * Admits, for each key of $1 whose slot row the caller holds, as many
+ * queued executions as its limit leaves room for, oldest first: each
+ * becomes RUNNING (started_at now, the deadline moved by the time it
+ * waited), gets its main path (READY after the start step's delay), leaves
+ * the queue and takes a slot.  Returns the admitted executions.
+ */
+#define ADMIT_SQL \
+	"WITH free AS (" \
+	"  SELECT s.concurrency_key AS k, s.max_concurrent - s.running AS n " \
+	"    FROM allma.concurrency_slots s " \
+	"   WHERE s.concurrency_key = ANY ($1) AND s.running < s.max_concurrent), " \
+	"picked AS (" \
+	"  SELECT q.* FROM free f CROSS JOIN LATERAL (" \
+	"    SELECT q.root_execution_id, q.execution_id, q.concurrency_key, " \
+	"           q.step_instance_id, q.context, q.delay_ms " \
+	"      FROM allma.concurrency_queue q " \
+	"      JOIN allma.executions x ON x.execution_id = q.execution_id " \
+	"     WHERE q.concurrency_key = f.k AND x.status = 'QUEUED' " \
+	"     ORDER BY q.seq LIMIT f.n " \
+	"     FOR NO KEY UPDATE OF x SKIP LOCKED) q), " \
+	"started AS (" \
+	"  UPDATE allma.executions x " \
+	"     SET status = 'RUNNING', started_at = clock_timestamp(), " \
+	"         deadline = clock_timestamp() + (x.deadline - x.started_at) " \
+	"    FROM picked p WHERE x.execution_id = p.execution_id " \
+	"  RETURNING x.execution_id), " \
+	"paths AS (" \
+	"  INSERT INTO allma.execution_paths (execution_id, path_id, step_instance_id, context, due_at) " \
+	"  SELECT p.execution_id, 0, p.step_instance_id, p.context, " \
+	"         clock_timestamp() + p.delay_ms * interval '1 millisecond' FROM picked p), " \
+	"dequeued AS (" \
+	"  DELETE FROM allma.concurrency_queue q USING picked p " \
+	"   WHERE q.root_execution_id = p.root_execution_id AND q.execution_id = p.execution_id), " \
+	"counted AS (" \
+	"  UPDATE allma.concurrency_slots s " \
+	"     SET running = s.running + c.n, updated_at = clock_timestamp() " \
+	"    FROM (SELECT p.concurrency_key, count(*)::int4 AS n FROM picked p GROUP BY 1) c " \
+	"   WHERE s.concurrency_key = c.concurrency_key) " \
+	"SELECT execution_id FROM started"
+
+static void
+run_plan(int which, const char *sql, int nargs, Oid *types, Datum *values, int expected)
+{
+	int			rc;
+
+	if (plans[which] == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+		if (plan == NULL)
+			elog(ERROR, "allma: could not prepare a concurrency statement (%s)",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		plans[which] = plan;
+	}
+	rc = SPI_execute_plan(plans[which], values, NULL, false, 0);
+	if (rc != expected)
+		elog(ERROR, "allma: concurrency statement failed (%s)", SPI_result_code_string(rc));
+}
+
+static Datum
+text_array(int n, char **items)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		elems[i] = CStringGetTextDatum(items[i]);
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* admits what the keys' limits allow; returns how many */
+static uint64
+admit(Datum keys)
+{
+	Oid			types[1] = {TEXTARRAYOID};
+	uint64		n;
+
+	run_plan(PLAN_ADMIT, ADMIT_SQL, 1, types, &keys, SPI_OK_SELECT);
+	n = SPI_processed;
+	/* their paths are new work for the workers */
+	for (uint64 i = 0; i < n; i++)
+		allma_request_wake_at_commit();
+	return n;
+}
+
+/* ----------------------------------------------------------------
+ * Options and the flow's "concurrency"
+ * ----------------------------------------------------------------
+ */
+
+static void
+bad_key(const char *field, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_ALLMA_INVALID_CONCURRENCY_KEY),
+			 errmsg("invalid concurrency key (%s)", field),
+			 errdetail("%s", detail),
+			 errhint("A concurrency key is a string of 1 to %d bytes.", ALLMA_CONCURRENCY_KEY_MAX)));
+}
+
+static void
+bad_limit(const char *field, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_ALLMA_INVALID_CONCURRENCY_LIMIT),
+			 errmsg("invalid concurrency limit (%s)", field),
+			 errdetail("%s", detail),
+			 errhint("The limit is an integer from 1 to %d.", ALLMA_CONCURRENCY_LIMIT_MAX)));
+}
+
+/* a JSON null counts as absent */
+static bool
+present(Jsonb *v)
+{
+	JsonbValue	jv;
+
+	if (v == NULL)
+		return false;
+	return !(allma_jsonb_scalar(v, &jv) && jv.type == jbvNull);
+}
+
+static void
+check_key_text(const char *field, const char *key, int len)
+{
+	if (len == 0)
+		bad_key(field, "The key is empty.");
+	if (len > ALLMA_CONCURRENCY_KEY_MAX)
+		bad_key(field, psprintf("The key is %d bytes long.", len));
+	if (memchr(key, '\0', len) != NULL)
+		bad_key(field, "The key contains a NUL character.");
+}
+
+static char *
+key_value(const char *field, Jsonb *value)
+{
+	JsonbValue	v;
+
+	if (!allma_jsonb_scalar(value, &v) || v.type != jbvString)
+		bad_key(field, "The key must be a string.");
+	check_key_text(field, v.val.string.val, v.val.string.len);
+	return pnstrdup(v.val.string.val, v.val.string.len);
+}
+
+static int32
+limit_value(const char *field, Jsonb *value)
+{
+	JsonbValue	v;
+	double		d;
+
+	if (!allma_jsonb_scalar(value, &v) || v.type != jbvNumeric)
+		bad_limit(field, "The limit must be a number.");
+	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v.val.numeric)));
+	if (d != (double) (int64) d || d < 1 || d > ALLMA_CONCURRENCY_LIMIT_MAX)
+		bad_limit(field, psprintf("The limit is %g.", d));
+	return (int32) d;
+}
+
+bool
+allma_concurrency_check_option(const char *key, Jsonb *value)
+{
+	if (strcmp(key, "concurrencyKey") == 0)
+	{
+		if (present(value))
+			(void) key_value("start option \"concurrencyKey\"", value);
+		return true;
+	}
+	if (strcmp(key, "maxConcurrent") == 0)
+	{
+		if (present(value))
+			(void) limit_value("start option \"maxConcurrent\"", value);
+		return true;
+	}
+	return false;
+}
+
+bool
+allma_concurrency_resolve(Jsonb *definition, Jsonb *options, Jsonb *input,
+						  char **key, int32 *limit)
+{
+	Jsonb	   *opt_key = options ? allma_jsonb_get(options, "concurrencyKey") : NULL;
+	Jsonb	   *opt_limit = options ? allma_jsonb_get(options, "maxConcurrent") : NULL;
+	Jsonb	   *conc = definition ? allma_jsonb_get(definition, "concurrency") : NULL;
+	bool		has_limit = false;
+
+	*key = NULL;
+	*limit = 0;
+	if (!allma_jsonb_is_object(conc))
+		conc = NULL;
+
+	if (present(opt_key))
+		*key = key_value("start option \"concurrencyKey\"", opt_key);
+	else if (conc != NULL && present(allma_jsonb_get(conc, "keyTemplate")))
+	{
+		char	   *tmpl = allma_jsonb_get_cstring(conc, "keyTemplate");
+		char	   *rendered;
+
+		if (tmpl == NULL)
+			bad_key("flow field \"concurrency.keyTemplate\"", "The key template must be a string.");
+		rendered = allma_template_render(tmpl, input);
+		check_key_text("flow field \"concurrency.keyTemplate\", rendered against the input",
+					   rendered, (int) strlen(rendered));
+		*key = rendered;
+	}
+
+	if (present(opt_limit))
+	{
+		*limit = limit_value("start option \"maxConcurrent\"", opt_limit);
+		has_limit = true;
+	}
+	else if (conc != NULL && present(allma_jsonb_get(conc, "limit")))
+	{
+		*limit = limit_value("flow field \"concurrency.limit\"", allma_jsonb_get(conc, "limit"));
+		has_limit = true;
+	}
+
+	if (*key == NULL)
+	{
+		if (present(opt_limit))
+			bad_key("start option \"concurrencyKey\"",
+					"maxConcurrent was given without a concurrency key (and the flow has no concurrency.keyTemplate).");
+		return false;
+	}
+	if (!has_limit)
+		bad_limit("start option \"maxConcurrent\"",
+				  "A concurrency key needs a limit: maxConcurrent, or the flow's concurrency.limit.");
+	return true;
+}
+
+/*
+ * allma_concurrency_check_definition: the flow's optional "concurrency":
+ * {"keyTemplate": a template (rendered against the input at start),
+ * "limit": an integer 1..10000}, nothing else.
+ */
+void
+allma_concurrency_check_definition(AllmaChecker *ck, JsonbContainer *flow)
+{
+	JsonbValue	v;
+	JsonbContainer *c;
+	AllmaDefMember *members;
+	int			n;
+	char	   *tmpl;
+
+	if (!allma_def_lookup(flow, "concurrency", &v) || v.type == jbvNull)
+		return;
+	c = allma_def_get_object(ck, flow, NULL, "concurrency", true);
+	members = allma_def_members(c, &n);
+	for (int i = 0; i < n; i++)
+		if (strcmp(members[i].key, "keyTemplate") != 0 && strcmp(members[i].key, "limit") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_ALLMA_INVALID_DEFINITION),
+					 errmsg("%s is not a concurrency setting",
+							allma_def_where(ck, allma_def_member_name("concurrency", members[i].key))),
+					 errhint("\"concurrency\" has two fields: keyTemplate and limit.")));
+	tmpl = allma_def_get_nonempty_string(ck, c, "concurrency", "keyTemplate", true);
+	allma_def_check_template(ck, "concurrency.keyTemplate", tmpl);
+	if (!allma_template_has_markup(tmpl) && strlen(tmpl) > ALLMA_CONCURRENCY_KEY_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_ALLMA_INVALID_CONCURRENCY_KEY),
+				 errmsg("%s is longer than %d bytes",
+						allma_def_where(ck, "concurrency.keyTemplate"), ALLMA_CONCURRENCY_KEY_MAX)));
+	if (!allma_def_lookup(c, "limit", &v))
+		allma_def_error_missing(ck, "concurrency.limit",
+								"How many executions with the same key may run at once.");
+	allma_def_check_number_field(ck, c, "concurrency", "limit", true, 1, false,
+								 ALLMA_CONCURRENCY_LIMIT_MAX, ERRCODE_ALLMA_INVALID_CONCURRENCY_LIMIT);
+}
+
+/* ----------------------------------------------------------------
+ * Queue and admission
+ * ----------------------------------------------------------------
+ */
+
+bool
+allma_concurrency_enqueue(pg_uuid_t *execution_id, pg_uuid_t *root_execution_id,
+						  const char *key, int32 limit, const char *step_id,
+						  Jsonb *context, int64 delay_ms)
+{
+	char	   *keys[1] = {(char *) key};
+	bool		mine = false;
+
+	/* the slot row, created or locked (with the limit this start asks for) */
+	{
+		Oid			types[2] = {TEXTOID, INT4OID};
+		Datum		values[2] = {CStringGetTextDatum(key), Int32GetDatum(limit)};
+
+		run_plan(PLAN_UPSERT_SLOT,
+				 "INSERT INTO allma.concurrency_slots (concurrency_key, max_concurrent) "
+				 "VALUES ($1, $2) ON CONFLICT (concurrency_key) DO UPDATE "
+				 "SET max_concurrent = EXCLUDED.max_concurrent, updated_at = clock_timestamp()",
+				 2, types, values, SPI_OK_INSERT);
+	}
+	/* its arrival number is taken under the lock: arrival order is lock order */
+	{
+		Oid			types[6] = {UUIDOID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, INT8OID};
+		Datum		values[6];
+
+		values[0] = UUIDPGetDatum(root_execution_id);
+		values[1] = UUIDPGetDatum(execution_id);
+		values[2] = CStringGetTextDatum(key);
+		values[3] = CStringGetTextDatum(step_id);
+		values[4] = JsonbPGetDatum(context);
+		values[5] = Int64GetDatum(delay_ms);
+		run_plan(PLAN_ENQUEUE,
+				 "INSERT INTO allma.concurrency_queue (root_execution_id, execution_id, "
+				 "concurrency_key, seq, step_instance_id, context, delay_ms) "
+				 "VALUES ($1, $2, $3, nextval('allma.concurrency_queue_seq'), $4, $5, $6)",
+				 6, types, values, SPI_OK_INSERT);
+	}
+	(void) admit(text_array(1, keys));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull && memcmp(DatumGetUUIDP(d), execution_id, sizeof(pg_uuid_t)) == 0)
+			mine = true;
+	}
+	return mine;
+}
+
+static int
+key_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+void
+allma_concurrency_release(int n, pg_uuid_t *execution_ids, char **keys, bool *running)
+{
+	char	  **sorted;
+	char	  **distinct;
+	int32	   *freed;
+	int			nkeys = 0;
+	Datum	   *queued;
+	int			nqueued = 0;
+	Datum		keyarr;
+
+	if (n <= 0)
+		return;
+
+	/* the distinct keys in key order, with how many slots each frees */
+	sorted = palloc(sizeof(char *) * n);
+	memcpy(sorted, keys, sizeof(char *) * n);
+	qsort(sorted, n, sizeof(char *), key_cmp);
+	distinct = palloc(sizeof(char *) * n);
+	freed = palloc0(sizeof(int32) * n);
+	for (int i = 0; i < n; i++)
+		if (nkeys == 0 || strcmp(distinct[nkeys - 1], sorted[i]) != 0)
+			distinct[nkeys++] = sorted[i];
+	queued = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+	{
+		char	  **hit = bsearch(&keys[i], distinct, nkeys, sizeof(char *), key_cmp);
+
+		if (running[i])
+			freed[hit - distinct]++;
+		else
+			queued[nqueued++] = UUIDPGetDatum(&execution_ids[i]);
+	}
+	keyarr = text_array(nkeys, distinct);
+
+	/* the slot rows, locked in key order ("C" collation, as strcmp) */
+	{
+		Oid			types[1] = {TEXTARRAYOID};
+
+		run_plan(PLAN_LOCK_SLOTS,
+				 "SELECT 1 FROM allma.concurrency_slots WHERE concurrency_key = ANY ($1) "
+				 "ORDER BY concurrency_key COLLATE \"C\" FOR NO KEY UPDATE",
+				 1, types, &keyarr, SPI_OK_SELECT);
+	}
+	/* queued executions that ended leave the queue */
+	if (nqueued > 0)
+	{
+		Oid			types[1] = {UUIDARRAYOID};
+		Datum		arg = PointerGetDatum(construct_array(queued, nqueued, UUIDOID, UUID_LEN,
+														  false, TYPALIGN_CHAR));
+
+		run_plan(PLAN_DEQUEUE,
+				 "DELETE FROM allma.concurrency_queue WHERE execution_id = ANY ($1)",
+				 1, types, &arg, SPI_OK_DELETE);
+	}
+	/* running ones free their slots */
+	{
+		Oid			types[2] = {TEXTARRAYOID, INT4ARRAYOID};
+		Datum		values[2];
+		Datum	   *counts = palloc(sizeof(Datum) * nkeys);
+
+		for (int i = 0; i < nkeys; i++)
+			counts[i] = Int32GetDatum(freed[i]);
+		values[0] = keyarr;
+		values[1] = PointerGetDatum(construct_array(counts, nkeys, INT4OID, 4, true, TYPALIGN_INT));
+		run_plan(PLAN_FREE_SLOTS,
+				 "UPDATE allma.concurrency_slots s "
+				 "   SET running = greatest(s.running - d.n, 0), updated_at = clock_timestamp() "
+				 "  FROM unnest($1::text[], $2::int4[]) AS d(k, n) "
+				 " WHERE s.concurrency_key = d.k AND d.n > 0",
+				 2, types, values, SPI_OK_UPDATE);
+	}
+	(void) admit(keyarr);
+	/* keys nothing runs or waits for any more */
+	{
+		Oid			types[1] = {TEXTARRAYOID};
+
+		run_plan(PLAN_DROP_IDLE,
+				 "DELETE FROM allma.concurrency_slots s "
+				 " WHERE s.concurrency_key = ANY ($1) AND s.running = 0 "
+				 "   AND NOT EXISTS (SELECT FROM allma.concurrency_queue q "
+				 "                    WHERE q.concurrency_key = s.concurrency_key)",
+				 1, types, &keyarr, SPI_OK_DELETE);
+	}
+}
+
+/*
+ * allma.concurrency_release_deleted(): statement trigger AFTER DELETE ON
+ * allma.executions (transition table deleted_executions).  Running and
+ * queued keyed executions deleted by the statement release their keys.
+ */
+Datum
+allma_concurrency_release_deleted(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	int			n;
+	pg_uuid_t  *ids;
+	char	  **keys;
+	bool	   *running;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "allma.concurrency_release_deleted() must be called as a trigger");
+	SPI_connect();
+	SPI_register_trigger_data(trigdata);
+	if (SPI_execute("SELECT execution_id, concurrency_key, status = 'RUNNING' "
+					"  FROM deleted_executions "
+					" WHERE concurrency_key IS NOT NULL AND status IN ('RUNNING', 'QUEUED')",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "allma: could not read the deleted executions");
+	n = (int) SPI_processed;
+	if (n > 0)
+	{
+		SPITupleTable *tt = SPI_tuptable;
+
+		ids = palloc(sizeof(pg_uuid_t) * n);
+		keys = palloc(sizeof(char *) * n);
+		running = palloc(sizeof(bool) * n);
+		for (int i = 0; i < n; i++)
+		{
+			bool		isnull;
+
+			memcpy(&ids[i], DatumGetUUIDP(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull)),
+				   sizeof(pg_uuid_t));
+			keys[i] = SPI_getvalue(tt->vals[i], tt->tupdesc, 2);
+			running[i] = DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 3, &isnull));
+		}
+		allma_concurrency_release(n, ids, keys, running);
+	}
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
