@@ -50,6 +50,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/uuid.h"
@@ -96,9 +97,10 @@ static SPIPlanPtr plans[NPLANS];
 	"     FOR NO KEY UPDATE OF x SKIP LOCKED) q), " \
 	"started AS (" \
 	"  UPDATE allma.executions x " \
-	"     SET status = 'RUNNING', started_at = clock_timestamp(), " \
-	"         deadline = clock_timestamp() + (x.deadline - x.started_at) " \
-	"    FROM picked p WHERE x.execution_id = p.execution_id " \
+	"     SET status = 'RUNNING', started_at = n.t, " \
+	"         deadline = n.t + (x.deadline - x.started_at) " \
+	"    FROM picked p, (SELECT clock_timestamp() AS t) n " \
+	"   WHERE x.execution_id = p.execution_id " \
 	"  RETURNING x.execution_id), " \
 	"paths AS (" \
 	"  INSERT INTO allma.execution_paths (execution_id, path_id, step_instance_id, context, due_at) " \
@@ -354,11 +356,12 @@ allma_concurrency_check_definition(AllmaChecker *ck, JsonbContainer *flow)
 
 typedef struct PendingKey
 {
-	char	   *key;
+	char		key[ALLMA_CONCURRENCY_KEY_MAX + 1];	/* hash key */
 	int32		limit;			/* a start's limit, 0: an end's (unknown) */
 } PendingKey;
 
-static List *pending = NIL;		/* PendingKey, in TopTransactionContext */
+/* the keys the transaction touched, in TopTransactionContext (NULL: none) */
+static HTAB *pending = NULL;
 static bool callback_registered = false;
 
 static void concurrency_xact_callback(XactEvent event, void *arg);
@@ -367,37 +370,34 @@ static void concurrency_xact_callback(XactEvent event, void *arg);
 static void
 note_key(const char *key, int32 limit)
 {
-	ListCell   *lc;
-	MemoryContext old;
 	PendingKey *pk;
+	bool		found;
 
 	if (!callback_registered)
 	{
 		RegisterXactCallback(concurrency_xact_callback, NULL);
 		callback_registered = true;
 	}
-	foreach(lc, pending)
+	if (pending == NULL)
 	{
-		pk = lfirst(lc);
-		if (strcmp(pk->key, key) == 0)
-		{
-			if (limit > 0)
-				pk->limit = limit;	/* the latest start's */
-			return;
-		}
+		HASHCTL		ctl;
+
+		ctl.keysize = ALLMA_CONCURRENCY_KEY_MAX + 1;
+		ctl.entrysize = sizeof(PendingKey);
+		ctl.hcxt = TopTransactionContext;
+		pending = hash_create("allma concurrency keys", 16, &ctl,
+							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	}
-	old = MemoryContextSwitchTo(TopTransactionContext);
-	pk = palloc(sizeof(PendingKey));
-	pk->key = pstrdup(key);
-	pk->limit = limit;
-	pending = lappend(pending, pk);
-	MemoryContextSwitchTo(old);
+	/* keys are checked to be at most ALLMA_CONCURRENCY_KEY_MAX bytes */
+	pk = hash_search(pending, key, HASH_ENTER, &found);
+	if (!found || limit > 0)
+		pk->limit = limit;		/* the latest start's */
 }
 
 static int
-pending_cmp(const ListCell *a, const ListCell *b)
+pending_cmp(const void *a, const void *b)
 {
-	return strcmp(((PendingKey *) lfirst(a))->key, ((PendingKey *) lfirst(b))->key);
+	return strcmp(((const PendingKey *) a)->key, ((const PendingKey *) b)->key);
 }
 
 void
@@ -459,8 +459,10 @@ allma_concurrency_release(int n, pg_uuid_t *execution_ids, char **keys, bool *ru
 static void
 settle(void)
 {
-	List	   *keys = pending;
-	int			n = list_length(keys);
+	int			n = (int) hash_get_num_entries(pending);
+	PendingKey *keys = palloc(sizeof(PendingKey) * Max(n, 1));
+	PendingKey *pk;
+	HASH_SEQ_STATUS seq;
 	Datum	   *kd = palloc(sizeof(Datum) * n);
 	Datum	   *ld = palloc(sizeof(Datum) * n);
 	bool	   *lnull = palloc(sizeof(bool) * n);
@@ -468,19 +470,18 @@ settle(void)
 	int			lbs[1] = {1};
 	Datum		keyarr;
 	Datum		limarr;
-	ListCell   *lc;
-	int			i = 0;
 	AllmaAsOwner st;
 
-	list_sort(keys, pending_cmp);
-	foreach(lc, keys)
+	n = 0;
+	hash_seq_init(&seq, pending);
+	while ((pk = hash_seq_search(&seq)) != NULL)
+		keys[n++] = *pk;
+	qsort(keys, n, sizeof(PendingKey), pending_cmp);
+	for (int i = 0; i < n; i++)
 	{
-		PendingKey *pk = lfirst(lc);
-
-		kd[i] = CStringGetTextDatum(pk->key);
-		ld[i] = Int32GetDatum(pk->limit);
-		lnull[i] = pk->limit <= 0;
-		i++;
+		kd[i] = CStringGetTextDatum(keys[i].key);
+		ld[i] = Int32GetDatum(keys[i].limit);
+		lnull[i] = keys[i].limit <= 0;
 	}
 	keyarr = PointerGetDatum(construct_array(kd, n, TEXTOID, -1, false, TYPALIGN_INT));
 	limarr = PointerGetDatum(construct_md_array(ld, lnull, 1, dims, lbs, INT4OID, 4, true,
@@ -540,19 +541,17 @@ concurrency_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
 			/* (settle's own statements note no key) */
-			if (pending != NIL)
-			{
+			if (pending != NULL && hash_get_num_entries(pending) > 0)
 				settle();
-				pending = NIL;
-			}
+			pending = NULL;
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			/* the list lived in TopTransactionContext */
-			pending = NIL;
+			/* the table lived in TopTransactionContext */
+			pending = NULL;
 			break;
 		default:
 			break;
