@@ -1443,11 +1443,12 @@ GRANT SELECT ON allma.worker_status TO allma_user;
  * (the template rendered against the input), runs only while fewer than n
  * executions of key k run; the others wait with status QUEUED, in arrival
  * order, without a path (nothing to claim).  allma.concurrency_slots holds
- * one row per key in use: its limit (the latest start's) and how many run;
- * every start and every end of a keyed execution locks that row, so two
- * sessions never admit over the limit.  An end of any kind (completed,
- * failed, cancelled, timed out, deleted) frees its slot and admits the
- * next queued executions of its key in the same transaction.
+ * one row per key in use: its limit (the latest start's) and how many run.
+ * A transaction that starts or ends keyed executions locks the rows of
+ * its keys when it commits (in key order), counts what runs and admits
+ * what the limits allow, so two sessions never admit over the limit.  An
+ * end of any kind (completed, failed, cancelled, timed out, deleted) thus
+ * admits the next queued executions of its key in the same transaction.
  *
  * executions.status gains QUEUED; a QUEUED execution's started_at is when
  * it arrived until it is admitted, then the admission time (queued_at
@@ -1482,7 +1483,7 @@ CREATE TABLE allma.concurrency_slots (
 	updated_at			timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 COMMENT ON TABLE allma.concurrency_slots IS
-	'Concurrency keys in use: the limit and how many executions of the key run (locked by every start and end of one)';
+	'Concurrency keys in use: the limit and how many executions of the key run (locked at commit by every transaction that starts or ends one)';
 
 -- the queued executions, keyed by their tree; what their main path starts with
 CREATE SEQUENCE allma.concurrency_queue_seq;

@@ -146,7 +146,7 @@ SELECT allma_create_flow($$
 BEGIN;
 INSERT INTO ids VALUES (11, allma_start_flow('cc-slow', '{"n": 11}', '{"concurrencyKey": "k2", "maxConcurrent": 1}'));
 INSERT INTO ids VALUES (12, allma_start_flow('cc-slow', '{"n": 12}', '{"concurrencyKey": "k2", "maxConcurrent": 1}'));
--- the queued one's deadline moves with its start
+-- inside the starting transaction both are QUEUED (admission happens at commit); the deadline moves with the start
 SELECT i.n, x.status, x.deadline - x.started_at AS timeout FROM ids i JOIN allma.executions x ON x.execution_id = i.e
  WHERE i.n > 10 ORDER BY i.n;
 COMMIT;

@@ -633,10 +633,10 @@ allma_start_execution(const AllmaStartRequest *req)
 	if (keyed)
 	{
 		/* no path until admitted: the queue row keeps what it starts with */
-		(void) allma_concurrency_enqueue(execution_id,
-										 req->root_execution_id ? req->root_execution_id : execution_id,
-										 ckey, climit, start->id, context,
-										 allma_step_delay_ms(start, true));
+		allma_concurrency_enqueue(execution_id,
+								  req->root_execution_id ? req->root_execution_id : execution_id,
+								  ckey, climit, start->id, context,
+								  allma_step_delay_ms(start, true));
 		allma_owner_end(&st);
 		return execution_id;
 	}

@@ -16,11 +16,16 @@
  * with: a queued execution has no path, so no worker can claim anything
  * of it.
  *
- * Locking.  Every start and every end of a keyed execution locks its key's
- * slot row before reading or changing the count or the queue, so whatever
- * two sessions do, they do it one after the other, each seeing what the
- * other committed: the count never passes the limit.  A batch of ends
- * locks its keys' rows in key order (two batches cannot deadlock on them).
+ * Locking.  Starts and ends only write the queue during their transaction
+ * and note their keys; when it commits (a pre-commit callback) the
+ * transaction locks the slot rows of all the keys it touched, in key order
+ * and in one statement, counts each key's running executions afresh and
+ * admits what the limits allow.  Every admission and end of a key
+ * therefore happens under its row's lock held until commit: two sessions
+ * take turns, each seeing what the other committed, and the count never
+ * passes the limit.  Taken only at commit and in one order, the locks
+ * cannot deadlock (a transaction starting executions of many keys and a
+ * worker's pass ending a batch would, if each took them as it went).
  * Admission locks the queued executions' rows with SKIP LOCKED: one that a
  * cancel holds at that moment is passed over (the cancel ends it), so
  * admission never waits for a row while holding a slot.
@@ -37,6 +42,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -44,10 +50,14 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/uuid.h"
 
 #include "concurrency.h"
 #include "defcheck.h"
+#include "owner.h"
 #include "jsonb_util.h"
 #include "shmem.h"
 #include "template.h"
@@ -58,7 +68,6 @@ PG_FUNCTION_INFO_V1(allma_concurrency_release_deleted);
 #define PLAN_UPSERT_SLOT	0
 #define PLAN_ENQUEUE		1
 #define PLAN_ADMIT			2
-#define PLAN_LOCK_SLOTS		3
 #define PLAN_DEQUEUE		4
 #define PLAN_FREE_SLOTS		5
 #define PLAN_DROP_IDLE		6
@@ -88,9 +97,10 @@ static SPIPlanPtr plans[NPLANS];
 	"     FOR NO KEY UPDATE OF x SKIP LOCKED) q), " \
 	"started AS (" \
 	"  UPDATE allma.executions x " \
-	"     SET status = 'RUNNING', started_at = clock_timestamp(), " \
-	"         deadline = clock_timestamp() + (x.deadline - x.started_at) " \
-	"    FROM picked p WHERE x.execution_id = p.execution_id " \
+	"     SET status = 'RUNNING', started_at = n.t, " \
+	"         deadline = n.t + (x.deadline - x.started_at) " \
+	"    FROM picked p, (SELECT clock_timestamp() AS t) n " \
+	"   WHERE x.execution_id = p.execution_id " \
 	"  RETURNING x.execution_id), " \
 	"paths AS (" \
 	"  INSERT INTO allma.execution_paths (execution_id, path_id, step_instance_id, context, due_at) " \
@@ -124,16 +134,6 @@ run_plan(int which, const char *sql, int nargs, Oid *types, Datum *values, int e
 	rc = SPI_execute_plan(plans[which], values, NULL, false, 0);
 	if (rc != expected)
 		elog(ERROR, "allma: concurrency statement failed (%s)", SPI_result_code_string(rc));
-}
-
-static Datum
-text_array(int n, char **items)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		elems[i] = CStringGetTextDatum(items[i]);
-	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /* admits what the keys' limits allow; returns how many */
@@ -335,108 +335,110 @@ allma_concurrency_check_definition(AllmaChecker *ck, JsonbContainer *flow)
 
 /* ----------------------------------------------------------------
  * Queue and admission
+ *
+ * The slot rows are locked only when the transaction commits
+ * (XACT_EVENT_PRE_COMMIT), all of its keys at once and in key order:
+ * during the transaction, starts and ends only write the queue and note
+ * their keys.  A transaction that held one key's row while it went on to
+ * start or end executions of other keys could deadlock with another that
+ * took the same keys in another order (a transaction starting many keyed
+ * executions and a worker's pass ending a batch); locked at commit, in one
+ * order, by statements that wait for nothing else, they cannot.
+ *
+ * At commit, under the locks, each key's running count is counted afresh
+ * (its RUNNING executions, as this transaction sees them: every other
+ * transaction that admitted or ended one of the key has committed, since
+ * it held the row until then; one that has not reached its commit yet
+ * counts as still running and admits when it commits).  So the count
+ * cannot drift, whatever rolled back.
  * ----------------------------------------------------------------
  */
 
-bool
+typedef struct PendingKey
+{
+	char		key[ALLMA_CONCURRENCY_KEY_MAX + 1];	/* hash key */
+	int32		limit;			/* a start's limit, 0: an end's (unknown) */
+} PendingKey;
+
+/* the keys the transaction touched, in TopTransactionContext (NULL: none) */
+static HTAB *pending = NULL;
+static bool callback_registered = false;
+
+static void concurrency_xact_callback(XactEvent event, void *arg);
+
+/* note_key: the transaction touched this key; a start passes its limit */
+static void
+note_key(const char *key, int32 limit)
+{
+	PendingKey *pk;
+	bool		found;
+
+	if (!callback_registered)
+	{
+		RegisterXactCallback(concurrency_xact_callback, NULL);
+		callback_registered = true;
+	}
+	if (pending == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = ALLMA_CONCURRENCY_KEY_MAX + 1;
+		ctl.entrysize = sizeof(PendingKey);
+		ctl.hcxt = TopTransactionContext;
+		pending = hash_create("allma concurrency keys", 16, &ctl,
+							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	/* keys are checked to be at most ALLMA_CONCURRENCY_KEY_MAX bytes */
+	pk = hash_search(pending, key, HASH_ENTER, &found);
+	if (!found || limit > 0)
+		pk->limit = limit;		/* the latest start's */
+}
+
+static int
+pending_cmp(const void *a, const void *b)
+{
+	return strcmp(((const PendingKey *) a)->key, ((const PendingKey *) b)->key);
+}
+
+void
 allma_concurrency_enqueue(pg_uuid_t *execution_id, pg_uuid_t *root_execution_id,
 						  const char *key, int32 limit, const char *step_id,
 						  Jsonb *context, int64 delay_ms)
 {
-	char	   *keys[1] = {(char *) key};
-	bool		mine = false;
+	Oid			types[6] = {UUIDOID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, INT8OID};
+	Datum		values[6];
 
-	/* the slot row, created or locked (with the limit this start asks for) */
-	{
-		Oid			types[2] = {TEXTOID, INT4OID};
-		Datum		values[2] = {CStringGetTextDatum(key), Int32GetDatum(limit)};
-
-		run_plan(PLAN_UPSERT_SLOT,
-				 "INSERT INTO allma.concurrency_slots (concurrency_key, max_concurrent) "
-				 "VALUES ($1, $2) ON CONFLICT (concurrency_key) DO UPDATE "
-				 "SET max_concurrent = EXCLUDED.max_concurrent, updated_at = clock_timestamp()",
-				 2, types, values, SPI_OK_INSERT);
-	}
-	/* its arrival number is taken under the lock: arrival order is lock order */
-	{
-		Oid			types[6] = {UUIDOID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, INT8OID};
-		Datum		values[6];
-
-		values[0] = UUIDPGetDatum(root_execution_id);
-		values[1] = UUIDPGetDatum(execution_id);
-		values[2] = CStringGetTextDatum(key);
-		values[3] = CStringGetTextDatum(step_id);
-		values[4] = JsonbPGetDatum(context);
-		values[5] = Int64GetDatum(delay_ms);
-		run_plan(PLAN_ENQUEUE,
-				 "INSERT INTO allma.concurrency_queue (root_execution_id, execution_id, "
-				 "concurrency_key, seq, step_instance_id, context, delay_ms) "
-				 "VALUES ($1, $2, $3, nextval('allma.concurrency_queue_seq'), $4, $5, $6)",
-				 6, types, values, SPI_OK_INSERT);
-	}
-	(void) admit(text_array(1, keys));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (!isnull && memcmp(DatumGetUUIDP(d), execution_id, sizeof(pg_uuid_t)) == 0)
-			mine = true;
-	}
-	return mine;
-}
-
-static int
-key_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *) a, *(char *const *) b);
+	/* its arrival number: admission follows it */
+	values[0] = UUIDPGetDatum(root_execution_id);
+	values[1] = UUIDPGetDatum(execution_id);
+	values[2] = CStringGetTextDatum(key);
+	values[3] = CStringGetTextDatum(step_id);
+	values[4] = JsonbPGetDatum(context);
+	values[5] = Int64GetDatum(delay_ms);
+	run_plan(PLAN_ENQUEUE,
+			 "INSERT INTO allma.concurrency_queue (root_execution_id, execution_id, "
+			 "concurrency_key, seq, step_instance_id, context, delay_ms) "
+			 "VALUES ($1, $2, $3, nextval('allma.concurrency_queue_seq'), $4, $5, $6)",
+			 6, types, values, SPI_OK_INSERT);
+	note_key(key, limit);
 }
 
 void
 allma_concurrency_release(int n, pg_uuid_t *execution_ids, char **keys, bool *running)
 {
-	char	  **sorted;
-	char	  **distinct;
-	int32	   *freed;
-	int			nkeys = 0;
 	Datum	   *queued;
 	int			nqueued = 0;
-	Datum		keyarr;
 
 	if (n <= 0)
 		return;
-
-	/* the distinct keys in key order, with how many slots each frees */
-	sorted = palloc(sizeof(char *) * n);
-	memcpy(sorted, keys, sizeof(char *) * n);
-	qsort(sorted, n, sizeof(char *), key_cmp);
-	distinct = palloc(sizeof(char *) * n);
-	freed = palloc0(sizeof(int32) * n);
-	for (int i = 0; i < n; i++)
-		if (nkeys == 0 || strcmp(distinct[nkeys - 1], sorted[i]) != 0)
-			distinct[nkeys++] = sorted[i];
 	queued = palloc(sizeof(Datum) * n);
 	for (int i = 0; i < n; i++)
 	{
-		char	  **hit = bsearch(&keys[i], distinct, nkeys, sizeof(char *), key_cmp);
-
-		if (running[i])
-			freed[hit - distinct]++;
-		else
+		if (!running[i])
 			queued[nqueued++] = UUIDPGetDatum(&execution_ids[i]);
+		note_key(keys[i], 0);
 	}
-	keyarr = text_array(nkeys, distinct);
-
-	/* the slot rows, locked in key order ("C" collation, as strcmp) */
-	{
-		Oid			types[1] = {TEXTARRAYOID};
-
-		run_plan(PLAN_LOCK_SLOTS,
-				 "SELECT 1 FROM allma.concurrency_slots WHERE concurrency_key = ANY ($1) "
-				 "ORDER BY concurrency_key COLLATE \"C\" FOR NO KEY UPDATE",
-				 1, types, &keyarr, SPI_OK_SELECT);
-	}
-	/* queued executions that ended leave the queue */
+	/* queued executions that ended leave the queue now */
 	if (nqueued > 0)
 	{
 		Oid			types[1] = {UUIDARRAYOID};
@@ -447,34 +449,112 @@ allma_concurrency_release(int n, pg_uuid_t *execution_ids, char **keys, bool *ru
 				 "DELETE FROM allma.concurrency_queue WHERE execution_id = ANY ($1)",
 				 1, types, &arg, SPI_OK_DELETE);
 	}
-	/* running ones free their slots */
+}
+
+/*
+ * settle: the commit-time work for the keys the transaction touched, in
+ * key order: lock (or create) their slot rows, count what runs, admit what
+ * the limits allow, drop rows of idle keys.
+ */
+static void
+settle(void)
+{
+	int			n = (int) hash_get_num_entries(pending);
+	PendingKey *keys = palloc(sizeof(PendingKey) * Max(n, 1));
+	PendingKey *pk;
+	HASH_SEQ_STATUS seq;
+	Datum	   *kd = palloc(sizeof(Datum) * n);
+	Datum	   *ld = palloc(sizeof(Datum) * n);
+	bool	   *lnull = palloc(sizeof(bool) * n);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	Datum		keyarr;
+	Datum		limarr;
+	AllmaAsOwner st;
+
+	n = 0;
+	hash_seq_init(&seq, pending);
+	while ((pk = hash_seq_search(&seq)) != NULL)
+		keys[n++] = *pk;
+	qsort(keys, n, sizeof(PendingKey), pending_cmp);
+	for (int i = 0; i < n; i++)
+	{
+		kd[i] = CStringGetTextDatum(keys[i].key);
+		ld[i] = Int32GetDatum(keys[i].limit);
+		lnull[i] = keys[i].limit <= 0;
+	}
+	keyarr = PointerGetDatum(construct_array(kd, n, TEXTOID, -1, false, TYPALIGN_INT));
+	limarr = PointerGetDatum(construct_md_array(ld, lnull, 1, dims, lbs, INT4OID, 4, true,
+												TYPALIGN_INT));
+
+	/* SPI needs an outer snapshot; each statement still takes its own */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	allma_owner_begin(&st);
 	{
 		Oid			types[2] = {TEXTARRAYOID, INT4ARRAYOID};
-		Datum		values[2];
-		Datum	   *counts = palloc(sizeof(Datum) * nkeys);
+		Datum		values[2] = {keyarr, limarr};
 
-		for (int i = 0; i < nkeys; i++)
-			counts[i] = Int32GetDatum(freed[i]);
-		values[0] = keyarr;
-		values[1] = PointerGetDatum(construct_array(counts, nkeys, INT4OID, 4, true, TYPALIGN_INT));
-		run_plan(PLAN_FREE_SLOTS,
-				 "UPDATE allma.concurrency_slots s "
-				 "   SET running = greatest(s.running - d.n, 0), updated_at = clock_timestamp() "
-				 "  FROM unnest($1::text[], $2::int4[]) AS d(k, n) "
-				 " WHERE s.concurrency_key = d.k AND d.n > 0",
-				 2, types, values, SPI_OK_UPDATE);
+		/*
+		 * Rows taken in key order (created when missing); a start sets the
+		 * key's limit, an end keeps it (a key only ends touched never lacks
+		 * its row: its running execution keeps it).
+		 */
+		run_plan(PLAN_UPSERT_SLOT,
+				 "INSERT INTO allma.concurrency_slots AS s (concurrency_key, max_concurrent) "
+				 "SELECT u.k, coalesce(u.l, (SELECT max(x.concurrency_limit) FROM allma.executions x "
+				 "                           WHERE x.concurrency_key = u.k "
+				 "                             AND x.status IN ('QUEUED', 'RUNNING')), 1) "
+				 "  FROM unnest($1::text[], $2::int4[]) AS u(k, l) ORDER BY u.k COLLATE \"C\" "
+				 "ON CONFLICT (concurrency_key) DO UPDATE "
+				 "SET max_concurrent = CASE WHEN $2[array_position($1, EXCLUDED.concurrency_key)] IS NULL "
+				 "                     THEN s.max_concurrent ELSE EXCLUDED.max_concurrent END, "
+				 "    updated_at = clock_timestamp()",
+				 2, types, values, SPI_OK_INSERT);
 	}
-	(void) admit(keyarr);
-	/* keys nothing runs or waits for any more */
 	{
 		Oid			types[1] = {TEXTARRAYOID};
 
+		run_plan(PLAN_FREE_SLOTS,
+				 "UPDATE allma.concurrency_slots s "
+				 "   SET running = (SELECT count(*) FROM allma.executions x "
+				 "                   WHERE x.concurrency_key = s.concurrency_key "
+				 "                     AND x.status = 'RUNNING') "
+				 " WHERE s.concurrency_key = ANY ($1)",
+				 1, types, &keyarr, SPI_OK_UPDATE);
+		(void) admit(keyarr);
 		run_plan(PLAN_DROP_IDLE,
 				 "DELETE FROM allma.concurrency_slots s "
 				 " WHERE s.concurrency_key = ANY ($1) AND s.running = 0 "
 				 "   AND NOT EXISTS (SELECT FROM allma.concurrency_queue q "
 				 "                    WHERE q.concurrency_key = s.concurrency_key)",
 				 1, types, &keyarr, SPI_OK_DELETE);
+	}
+	allma_owner_end(&st);
+	PopActiveSnapshot();
+}
+
+static void
+concurrency_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			/* (settle's own statements note no key) */
+			if (pending != NULL && hash_get_num_entries(pending) > 0)
+				settle();
+			pending = NULL;
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			/* the table lived in TopTransactionContext */
+			pending = NULL;
+			break;
+		default:
+			break;
 	}
 }
 

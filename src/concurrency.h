@@ -48,21 +48,22 @@ extern bool allma_concurrency_resolve(Jsonb *definition, Jsonb *options, Jsonb *
 
 /*
  * allma_concurrency_enqueue queues the new (QUEUED) execution under its
- * key with the main path it starts with, then admits what the key's
- * limit allows, in arrival order (this one, when a slot is free and
- * nothing waits before it).  SPI connected, as a role that may write
- * allma's tables.  Returns true when this execution was admitted.
+ * key with the main path it starts with; when the transaction commits,
+ * the key's limit decides whether it starts at once (it does when a slot
+ * is free and nothing waits before it).  SPI connected, as a role that may
+ * write allma's tables.
  */
-extern bool allma_concurrency_enqueue(pg_uuid_t *execution_id, pg_uuid_t *root_execution_id,
+extern void allma_concurrency_enqueue(pg_uuid_t *execution_id, pg_uuid_t *root_execution_id,
 									  const char *key, int32 limit, const char *step_id,
 									  Jsonb *context, int64 delay_ms);
 
 /*
  * allma_concurrency_release: n executions of the given keys ended (running
- * true: they held a slot; false: they were queued and leave the queue).
- * Frees their slots and admits the next queued executions of each key, in
- * one set of statements for the whole batch, slot rows locked in key
- * order.  SPI connected, as a role that may write allma's tables.
+ * true: they held a slot; false: they were queued and leave the queue
+ * now).  When the transaction commits, their keys' slots are counted again
+ * and the next queued executions admitted, for all the keys the
+ * transaction touched at once, slot rows locked in key order.  SPI
+ * connected, as a role that may write allma's tables.
  */
 extern void allma_concurrency_release(int n, pg_uuid_t *execution_ids, char **keys,
 									  bool *running);
