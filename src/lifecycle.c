@@ -317,7 +317,9 @@ allma_cancel_execution(PG_FUNCTION_ARGS)
  * open waits), make its path runnable, mark the wait resumed.  Each looks
  * its row up by key (no predicate of a partial index in their WHERE: with
  * no statistics yet, e.g. right after 100,000 waits parked, the planner
- * would otherwise walk the whole index of parked paths per call).
+ * would otherwise walk the whole index of parked paths per call; the wait's
+ * status is compared as "status || ''" for the same reason: the index of
+ * open waits).
  */
 #define RESUME_FIND_OPEN	0
 #define RESUME_FIND_LATEST	1
@@ -491,7 +493,7 @@ allma_resume_flow(PG_FUNCTION_ARGS)
 						"UPDATE allma.waits SET status = 'RESUMED', ended_at = clock_timestamp(), "
 						"       payload = $5, resumed_by = $6::regrole "
 						" WHERE root_execution_id = $1 AND execution_id = $2 AND path_id = $3 "
-						"   AND seq = $4 AND status = 'OPEN' AND deadline > clock_timestamp()",
+						"   AND seq = $4 AND status || '' = 'OPEN' AND deadline > clock_timestamp()",
 						6, types, values, SPI_OK_UPDATE);
 			done = SPI_processed == 1;
 		}

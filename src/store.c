@@ -426,8 +426,20 @@ allma_store_release_due_waits(int limit)
 	{
 		Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
 
-		release_waits_plan = prepare(
-									 "WITH due AS ("
+		MemoryContext cxt = CurrentMemoryContext;
+		SPIPlanPtr	plan;
+
+		/*
+		 * Each due row's wait is looked up by its primary key.  Its status
+		 * is compared as an expression (status || ''): "status = 'OPEN'"
+		 * is the predicate of the partial index of open waits, and a plan
+		 * made while allma.waits has no statistics (the first pass after
+		 * CREATE EXTENSION) walked that whole index once per due row,
+		 * 10,000 due waits took 9 s.  A generic plan, always: the plan
+		 * must not depend on how many are due.
+		 */
+		plan = SPI_prepare_cursor(
+								  "WITH due AS ("
 									 "  SELECT p.execution_id, p.path_id, p.request->'wait' AS w "
 									 "    FROM allma.execution_paths p "
 									 "   WHERE p.status = 'WAITING' AND p.request ? 'wait' "
@@ -438,10 +450,16 @@ allma_store_release_due_waits(int limit)
 									 "    FROM due "
 									 "   WHERE x.root_execution_id = (due.w->>'rootExecutionId')::uuid "
 									 "     AND x.execution_id = due.execution_id AND x.path_id = due.path_id "
-									 "     AND x.seq = (due.w->>'seq')::int4 AND x.status = 'OPEN') "
+									 "     AND x.seq = (due.w->>'seq')::int4 AND x.status || '' = 'OPEN') "
 									 "UPDATE allma.execution_paths p SET status = 'READY' FROM due "
 									 "WHERE p.execution_id = due.execution_id AND p.path_id = due.path_id",
-									 2, types);
+								  2, types, CURSOR_OPT_GENERIC_PLAN);
+		MemoryContextSwitchTo(cxt);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for the release of due waits: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		release_waits_plan = plan;
 	}
 	args[0] = Int32GetDatum(limit);
 	args[1] = TimestampTzGetDatum(GetCurrentTimestamp());
