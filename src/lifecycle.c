@@ -52,6 +52,7 @@
 #include "template.h"
 #include "owner.h"
 #include "shmem.h"
+#include "steps/completion.h"
 
 PG_FUNCTION_INFO_V1(allma_cancel_execution);
 PG_FUNCTION_INFO_V1(allma_resume_flow);
@@ -158,6 +159,8 @@ allma_lifecycle_end_tree(pg_uuid_t *id, const char *status, Jsonb *error, Jsonb 
 	for (int i = 0; i < n; i++)
 		Async_Notify(ALLMA_NOTIFY_CHANNEL,
 					 DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&ended[i]))));
+	/* their onCompletionActions, while their main paths' contexts are there */
+	allma_completion_plan_ended(n, ended, status);
 	allma_lifecycle_drop_paths(n, ended);
 	allma_lifecycle_notify_at_commit();
 	return n;
