@@ -53,6 +53,7 @@
 #include "template.h"
 #include "owner.h"
 #include "shmem.h"
+#include "steps/completion.h"
 
 PG_FUNCTION_INFO_V1(allma_cancel_execution);
 PG_FUNCTION_INFO_V1(allma_resume_flow);
@@ -96,6 +97,32 @@ exec_sql(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
 
 	/* SPI leaves its own context current: the caller's allocations go on */
+	MemoryContextSwitchTo(cxt);
+	if (rc != expected)
+		elog(ERROR, "allma: lifecycle statement failed (%s)", SPI_result_code_string(rc));
+}
+
+/*
+ * exec_kept runs sql as a plan kept in *slot (prepared on first use), for
+ * the statements the workers run on every pass; like exec_sql otherwise
+ */
+static void
+exec_kept(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types, Datum *values, int expected)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	int			rc;
+
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+		if (plan == NULL)
+			elog(ERROR, "allma: could not prepare a lifecycle statement: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*slot = plan;
+	}
+	rc = SPI_execute_plan(*slot, values, NULL, false, 0);
 	MemoryContextSwitchTo(cxt);
 	if (rc != expected)
 		elog(ERROR, "allma: lifecycle statement failed (%s)", SPI_result_code_string(rc));
@@ -180,6 +207,8 @@ allma_lifecycle_end_tree(pg_uuid_t *id, const char *status, Jsonb *error, Jsonb 
 	for (int i = 0; i < n; i++)
 		Async_Notify(ALLMA_NOTIFY_CHANNEL,
 					 DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&ended[i]))));
+	/* their onCompletionActions, while their main paths' contexts are there */
+	allma_completion_plan_ended(n, ended, status);
 	allma_lifecycle_drop_paths(n, ended);
 	allma_lifecycle_notify_at_commit();
 	return n;
@@ -333,12 +362,21 @@ allma_cancel_execution(PG_FUNCTION_ARGS)
  * ----------------------------------------------------------------
  */
 
-/* the statements of a resume, planned once per backend */
-#define RESUME_FIND			0
-#define RESUME_LOCK_PATH	1
-#define RESUME_LOCK_WAIT	2
+/*
+ * The statements of a resume, planned once per backend.  A resume runs
+ * three in the usual case: find the wait by its key (the unique index of
+ * open waits), make its path runnable, mark the wait resumed.  Each looks
+ * its row up by key (no predicate of a partial index in their WHERE: with
+ * no statistics yet, e.g. right after 100,000 waits parked, the planner
+ * would otherwise walk the whole index of parked paths per call; the wait's
+ * status is compared as "status || ''" for the same reason: the index of
+ * open waits).
+ */
+#define RESUME_FIND_OPEN	0
+#define RESUME_FIND_LATEST	1
+#define RESUME_READY_PATH	2
 #define RESUME_MARK_WAIT	3
-#define RESUME_READY_PATH	4
+#define RESUME_WAIT_NOW		4
 static SPIPlanPtr resume_plans[5];
 
 /*
@@ -439,93 +477,103 @@ allma_resume_flow(PG_FUNCTION_ARGS)
 	{
 		Oid			types[1] = {TEXTOID};
 		Datum		values[1] = {CStringGetTextDatum(key)};
+		pg_uuid_t  *root;
 
-		/* the open wait, else the latest one, with its starter */
-		resume_exec(RESUME_FIND, "SELECT w.root_execution_id, w.execution_id, w.path_id, w.seq, w.status, "
-						 "       x.started_by "
-						 "  FROM allma.waits w JOIN allma.executions x USING (execution_id) "
-						 " WHERE w.correlation_key = $1 "
-						 " ORDER BY w.status = 'OPEN' DESC, w.created_at DESC LIMIT 1",
-						 1, types, values, SPI_OK_SELECT);
+		/* the open wait with its starter ... */
+		resume_exec(RESUME_FIND_OPEN,
+					"SELECT w.root_execution_id, w.execution_id, w.path_id, w.seq, x.started_by "
+					"  FROM allma.waits w JOIN allma.executions x USING (execution_id) "
+					" WHERE w.correlation_key = $1 AND w.status = 'OPEN'",
+					1, types, values, SPI_OK_SELECT);
 		if (SPI_processed == 0)
-			wait_not_open(key, NULL);
-		starter = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull));
+		{
+			/* ... else the latest, for the error that says how it ended */
+			resume_exec(RESUME_FIND_LATEST,
+						"SELECT w.status, x.started_by "
+						"  FROM allma.waits w JOIN allma.executions x USING (execution_id) "
+						" WHERE w.correlation_key = $1 ORDER BY w.created_at DESC LIMIT 1",
+						1, types, values, SPI_OK_SELECT);
+			if (SPI_processed == 0)
+				wait_not_open(key, NULL);
+			starter = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+													 2, &isnull));
+			if (!may_control(caller, starter))
+				wait_not_open(key, NULL);
+			wait_not_open(key, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+		}
+		starter = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
 		if (!may_control(caller, starter))
 			wait_not_open(key, NULL);
-		{
-			char	   *status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5);
-
-			if (strcmp(status, "OPEN") != 0)
-				wait_not_open(key, status);
-		}
-		{
-			pg_uuid_t  *root = MemoryContextAlloc(TopTransactionContext, sizeof(pg_uuid_t));
-
-			memcpy(root, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-													 1, &isnull)), sizeof(pg_uuid_t));
-			memcpy(result, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-													   2, &isnull)), sizeof(pg_uuid_t));
-			wait_key[0] = UUIDPGetDatum(root);
-			wait_key[1] = UUIDPGetDatum(result);
-			wait_key[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
-			wait_key[3] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
-		}
+		root = MemoryContextAlloc(TopTransactionContext, sizeof(pg_uuid_t));
+		memcpy(root, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												 1, &isnull)), sizeof(pg_uuid_t));
+		memcpy(result, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												   2, &isnull)), sizeof(pg_uuid_t));
+		wait_key[0] = UUIDPGetDatum(root);
+		wait_key[1] = UUIDPGetDatum(result);
+		wait_key[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+		wait_key[3] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
 		execution = UUIDPGetDatum(result);
-	}
-	{
-		Oid			types[2] = {UUIDOID, INT8OID};
-		Datum		values[2] = {wait_key[1], wait_key[2]};
-
-		/* the path first (a worker timing the wait out holds it first too) */
-		resume_exec(RESUME_LOCK_PATH,
-					"SELECT (p.request->'wait'->>'seq')::int4 FROM allma.execution_paths p "
-					"WHERE p.execution_id = $1 AND p.path_id = $2 AND p.status = 'WAITING' "
-					"  AND p.request ? 'wait' FOR UPDATE OF p",
-					2, types, values, SPI_OK_SELECT);
-	}
-	{
-		Oid			types[4] = {UUIDOID, UUIDOID, INT8OID, INT4OID};
-		bool		parked = SPI_processed == 1 &&
-			DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) ==
-			DatumGetInt32(wait_key[3]);
-		char	   *status;
-		bool		past_deadline;
-
-		/* then the wait, as it is now */
-		resume_exec(RESUME_LOCK_WAIT,
-					"SELECT status, deadline <= clock_timestamp() FROM allma.waits "
-					"WHERE root_execution_id = $1 AND execution_id = $2 AND path_id = $3 AND seq = $4 "
-					"FOR UPDATE",
-					4, types, wait_key, SPI_OK_SELECT);
-		if (SPI_processed == 0)
-			wait_not_open(key, NULL);
-		status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		past_deadline = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-		if (strcmp(status, "OPEN") != 0)
-			wait_not_open(key, status);
-		if (past_deadline)
-			wait_not_open(key, "TIMED_OUT");
-		if (!parked)
-			wait_not_open(key, "CANCELLED");
 	}
 	{
 		Oid			types[6] = {UUIDOID, UUIDOID, INT8OID, INT4OID, JSONBOID, OIDOID};
 		Datum		values[6] = {wait_key[0], wait_key[1], wait_key[2], wait_key[3],
 		JsonbPGetDatum(payload), ObjectIdGetDatum(caller)};
+		bool		done;
 
-		resume_exec(RESUME_MARK_WAIT,
-					"UPDATE allma.waits SET status = 'RESUMED', ended_at = clock_timestamp(), "
-					"       payload = $5, resumed_by = $6::regrole "
-					"WHERE root_execution_id = $1 AND execution_id = $2 AND path_id = $3 AND seq = $4",
-					6, types, values, SPI_OK_UPDATE);
-		/* a test build may fail here: between marking the wait and the path */
-		ALLMA_FAULT_POINT("during-resume");
+		/*
+		 * The path first (a worker timing the wait out, or another resume,
+		 * locks it first too): runnable if it is still parked on this wait.
+		 * A concurrent resume or timeout that locked it first has made it
+		 * READY when this one gets the lock: no row.
+		 */
 		resume_exec(RESUME_READY_PATH,
-					"UPDATE allma.execution_paths "
-					"SET status = 'READY', due_at = clock_timestamp(), "
-					"    request = jsonb_set(request, '{wait,resumed}', 'true') "
-					"WHERE execution_id = $2 AND path_id = $3",
+					"UPDATE allma.execution_paths p "
+					"   SET status = 'READY', due_at = clock_timestamp(), "
+					"       request = jsonb_set(p.request, '{wait,resumed}', 'true') "
+					" WHERE p.execution_id = $2 AND p.path_id = $3 AND p.status = 'WAITING' "
+					"   AND (p.request->'wait'->>'seq')::int4 = $4",
 					6, types, values, SPI_OK_UPDATE);
+		done = SPI_processed == 1;
+		/* a test build may fail here: between the path and the wait */
+		ALLMA_FAULT_POINT("during-resume");
+		if (done)
+		{
+			/* then the wait, while it is open and before its deadline */
+			resume_exec(RESUME_MARK_WAIT,
+						"UPDATE allma.waits SET status = 'RESUMED', ended_at = clock_timestamp(), "
+						"       payload = $5, resumed_by = $6::regrole "
+						" WHERE root_execution_id = $1 AND execution_id = $2 AND path_id = $3 "
+						"   AND seq = $4 AND status || '' = 'OPEN' AND deadline > clock_timestamp()",
+						6, types, values, SPI_OK_UPDATE);
+			done = SPI_processed == 1;
+		}
+		if (!done)
+		{
+			char	   *status;
+			bool		past_deadline;
+
+			/*
+			 * Why not: the wait as it is now (this statement's snapshot sees
+			 * what the lock waited for).  The error undoes the path.
+			 */
+			resume_exec(RESUME_WAIT_NOW,
+						"SELECT status, deadline <= clock_timestamp() FROM allma.waits "
+						" WHERE root_execution_id = $1 AND execution_id = $2 AND path_id = $3 "
+						"   AND seq = $4",
+						4, types, values, SPI_OK_SELECT);
+			if (SPI_processed == 0)
+				wait_not_open(key, NULL);
+			status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			past_deadline = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+													   SPI_tuptable->tupdesc, 2, &isnull));
+			if (strcmp(status, "OPEN") != 0)
+				wait_not_open(key, status);
+			if (past_deadline)
+				wait_not_open(key, "TIMED_OUT");
+			/* open, but its path no longer parked on it: its execution ended */
+			wait_not_open(key, "CANCELLED");
+		}
 	}
 	allma_owner_end(&st);
 	allma_request_wake_at_commit();
@@ -620,26 +668,33 @@ allma_execution_deadline(PG_FUNCTION_ARGS)
  * allma_lifecycle_time_out_executions ends up to "limit" running
  * executions whose deadline passed (and their running children) with
  * status TIMED_OUT, those no other transaction holds.  Found through the
- * partial index of running executions with a deadline.  Returns how many.
+ * partial index of running executions with a deadline, bounded by the
+ * time as a parameter (clock_timestamp() in the statement would make every
+ * pass walk the entries of all running executions that have a deadline).
+ * Returns how many.
  * SPI connected, as a role that may write allma's tables.
  */
+static SPIPlanPtr time_out_plan = NULL;
+
 int
 allma_lifecycle_time_out_executions(int limit)
 {
-	Oid			types[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(limit)};
+	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		values[2] = {Int32GetDatum(limit), TimestampTzGetDatum(GetCurrentTimestamp())};
 	int			n;
 	int			ended = 0;
 	pg_uuid_t  *ids;
 	double	   *timeouts;
 
-	exec_sql("SELECT x.execution_id, "
+	/* (a kept plan: every claim pass runs it, parsing it each time cost 6 %) */
+	exec_kept(&time_out_plan,
+			 "SELECT x.execution_id, "
 			 "       extract(epoch FROM x.deadline - x.started_at)::float8 "
 			 "  FROM allma.executions x "
 			 " WHERE x.status = 'RUNNING' AND x.deadline IS NOT NULL "
-			 "   AND x.deadline <= clock_timestamp() "
+			 "   AND x.deadline <= $2 "
 			 " ORDER BY x.deadline LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
-			 1, types, values, SPI_OK_SELECT);
+			 2, types, values, SPI_OK_SELECT);
 	n = (int) SPI_processed;
 	if (n == 0)
 		return 0;

@@ -33,6 +33,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "concurrency.h"
@@ -412,35 +413,58 @@ refresh_execution_state(List *paths, List **flow_ids, List **versions)
  * first: whichever locks the path first decides).  The claim then runs
  * their steps, which fail with StepTimeoutError.  Found through the partial
  * index of parked paths by deadline: open waits cost nothing until due.
+ * The time is a parameter, not clock_timestamp() in the statement: a
+ * volatile function cannot bound an index scan, and the scan would walk
+ * every parked path's entry (and fetch its row) on every pass.
  * Returns how many.
  */
 int
 allma_store_release_due_waits(int limit)
 {
-	Datum		arg = Int32GetDatum(limit);
+	Datum		args[2];
 
 	if (release_waits_plan == NULL)
 	{
-		Oid			types[1] = {INT4OID};
+		Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
 
-		release_waits_plan = prepare(
-									 "WITH due AS ("
+		MemoryContext cxt = CurrentMemoryContext;
+		SPIPlanPtr	plan;
+
+		/*
+		 * Each due row's wait is looked up by its primary key.  Its status
+		 * is compared as an expression (status || ''): "status = 'OPEN'"
+		 * is the predicate of the partial index of open waits, and a plan
+		 * made while allma.waits has no statistics (the first pass after
+		 * CREATE EXTENSION) walked that whole index once per due row,
+		 * 10,000 due waits took 9 s.  A generic plan, always: the plan
+		 * must not depend on how many are due.
+		 */
+		plan = SPI_prepare_cursor(
+								  "WITH due AS ("
 									 "  SELECT p.execution_id, p.path_id, p.request->'wait' AS w "
 									 "    FROM allma.execution_paths p "
 									 "   WHERE p.status = 'WAITING' AND p.request ? 'wait' "
-									 "     AND p.due_at <= clock_timestamp() "
+									 "     AND p.due_at <= $2 "
 									 "   ORDER BY p.due_at LIMIT $1 FOR UPDATE OF p SKIP LOCKED), "
 									 "timed AS ("
 									 "  UPDATE allma.waits x SET status = 'TIMED_OUT', ended_at = clock_timestamp() "
 									 "    FROM due "
 									 "   WHERE x.root_execution_id = (due.w->>'rootExecutionId')::uuid "
 									 "     AND x.execution_id = due.execution_id AND x.path_id = due.path_id "
-									 "     AND x.seq = (due.w->>'seq')::int4 AND x.status = 'OPEN') "
+									 "     AND x.seq = (due.w->>'seq')::int4 AND x.status || '' = 'OPEN') "
 									 "UPDATE allma.execution_paths p SET status = 'READY' FROM due "
 									 "WHERE p.execution_id = due.execution_id AND p.path_id = due.path_id",
-									 1, types);
+								  2, types, CURSOR_OPT_GENERIC_PLAN);
+		MemoryContextSwitchTo(cxt);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for the release of due waits: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		release_waits_plan = plan;
 	}
-	execute_plan(release_waits_plan, &arg, SPI_OK_UPDATE);
+	args[0] = Int32GetDatum(limit);
+	args[1] = TimestampTzGetDatum(GetCurrentTimestamp());
+	execute_plan(release_waits_plan, args, SPI_OK_UPDATE);
 	return (int) SPI_processed;
 }
 

@@ -96,7 +96,7 @@ static const char *const action_types[] = {
 	"DATA_SAVE", "NOTIFY", NULL
 };
 static const char *const execute_on_statuses[] = {
-	"COMPLETED", "FAILED", "ANY", NULL
+	"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT", "ANY", NULL
 };
 
 /* ---------------------------------------------------------------------

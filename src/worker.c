@@ -117,6 +117,8 @@ typedef enum SchemaGate
 /* the HTTP client: long-lived, requests survive commits */
 #define MAX_COMPLETIONS 512
 #define LEASE_SWEEP_MS 10000
+/* the most due waits one pass releases (see claim_pass_body) */
+#define RELEASE_WAITS_PER_PASS 50000
 
 typedef struct InflightTag
 {
@@ -628,8 +630,13 @@ claim_pass_body(WorkerPass *pass)
 
 	/* executions past their deadline: TIMED_OUT (waiters told at commit) */
 	(void) allma_lifecycle_time_out_executions(allma_batch_size);
-	/* waits past their deadline: their steps fail with StepTimeoutError */
-	(void) allma_store_release_due_waits(allma_batch_size * 4);
+	/*
+	 * waits past their deadline: their steps fail with StepTimeoutError.
+	 * All that are due in one statement (up to a bound): released a batch
+	 * a pass, each pass walked the index entries the previous passes left
+	 * behind, and 10,000 waits with one deadline took seconds to release.
+	 */
+	(void) allma_store_release_due_waits(RELEASE_WAITS_PER_PASS);
 	/* (SPI leaves its own context current: the claimed paths outlive it) */
 	MemoryContextSwitchTo(pass->batch_cxt);
 	pass->paths = allma_store_claim(solo_claims > 0 ? 1 : allma_batch_size);

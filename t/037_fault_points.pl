@@ -10,8 +10,8 @@
 #   after-http-send    carries the same Idempotency-Key
 #   mid-fan-out,       ERROR: the step fails like any step error (FAILED);
 #   before-join        FATAL, SIGKILL: COMPLETED, each branch once
-#   during-resume      (in the resuming session, between marking the wait
-#                      resumed and making its path runnable) any action:
+#   during-resume      (in the resuming session, between making the path
+#                      runnable and marking its wait resumed) any action:
 #                      the resume fails and changes nothing, the wait stays
 #                      OPEN; resumed again, the execution COMPLETES with the
 #                      payload

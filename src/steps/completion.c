@@ -4,10 +4,12 @@
  *	  onCompletionActions: what a flow does once an execution has ended.
  *
  * When an execution's main path ends and its execution becomes COMPLETED
- * or FAILED (store.c), each action of the flow version's
+ * or FAILED (store.c), or a cancel or its execution timeout ends it
+ * (CANCELLED, TIMED_OUT: lifecycle.c, in the cancelling session or the
+ * worker that times it out), each action of the flow version's
  * onCompletionActions whose executeOnStatus matches (COMPLETED, the
- * default; FAILED; ANY) and whose condition holds is run, in the same
- * transaction, against Allma's document {...runtimeState, ...context}
+ * default; FAILED; CANCELLED; TIMED_OUT; ANY) and whose condition holds is
+ * run, in the same transaction, against Allma's document {...runtimeState, ...context}
  * (runtimeState with the final status and errorInfo):
  *	- LOG_ONLY: a line in the server log naming the execution and the
  *	  action (not the payload: the log is not protected by row-level
@@ -86,6 +88,7 @@ const AllmaStepType allma_step_type_completion = {
 
 static SPIPlanPtr insert_path_plan = NULL;
 static SPIPlanPtr insert_record_plan = NULL;
+static SPIPlanPtr ended_plan = NULL;
 
 void
 allma_completion_reset(void)
@@ -94,8 +97,11 @@ allma_completion_reset(void)
 		SPI_freeplan(insert_path_plan);
 	if (insert_record_plan != NULL)
 		SPI_freeplan(insert_record_plan);
+	if (ended_plan != NULL)
+		SPI_freeplan(ended_plan);
 	insert_path_plan = NULL;
 	insert_record_plan = NULL;
+	ended_plan = NULL;
 }
 
 /* ----------------------------------------------------------------
@@ -345,6 +351,29 @@ run_action(PlannedAction *pa)
 	}
 }
 
+/*
+ * run_actions runs the actions of ps's flow whose executeOnStatus and
+ * condition match an execution that ended with "status"
+ */
+static void
+run_actions(AllmaPathState *ps, const char *status)
+{
+	PlannedAction pa;
+	ListCell   *lc;
+	int			i = 0;
+
+	pa.ps = ps;
+	pa.status = status;
+	pa.doc = action_document(ps, status);
+	foreach(lc, allma_jsonb_array_elements(ps->flow->completion_actions))
+	{
+		pa.index = i++;
+		pa.action = lfirst(lc);
+		if (allma_jsonb_is_object(pa.action))
+			run_action(&pa);
+	}
+}
+
 void
 allma_completion_plan(List *paths, List *finished)
 {
@@ -353,12 +382,9 @@ allma_completion_plan(List *paths, List *finished)
 	foreach(lc, paths)
 	{
 		AllmaPathState *ps = lfirst(lc);
-		List	   *actions;
 		ListCell   *lc2;
 		char	   *id;
 		bool		found = false;
-		PlannedAction pa;
-		int			i = 0;
 
 		if (!ps->ended || ps->path_id != 0 || ps->flow == NULL ||
 			ps->flow->completion_actions == NULL)
@@ -371,18 +397,99 @@ allma_completion_plan(List *paths, List *finished)
 		}
 		if (!found)
 			continue;
+		run_actions(ps, ps->failed ? "FAILED" : "COMPLETED");
+	}
+}
 
-		pa.ps = ps;
-		pa.status = ps->failed ? "FAILED" : "COMPLETED";
-		pa.doc = action_document(ps, pa.status);
-		actions = allma_jsonb_array_elements(ps->flow->completion_actions);
-		foreach(lc2, actions)
-		{
-			pa.index = i++;
-			pa.action = lfirst(lc2);
-			if (allma_jsonb_is_object(pa.action))
-				run_action(&pa);
-		}
+/* ----------------------------------------------------------------
+ * Executions ended from outside their steps (cancel, execution timeout)
+ * ----------------------------------------------------------------
+ */
+
+void
+allma_completion_plan_ended(int n, pg_uuid_t *ids, const char *status)
+{
+	Datum	   *elems;
+	Datum		arg;
+	MemoryContext cxt = CurrentMemoryContext;
+	AllmaPathState **states;
+	int			rows;
+	int			rc;
+
+	if (n <= 0)
+		return;
+	if (ended_plan == NULL)
+	{
+		Oid			types[1] = {UUIDARRAYOID};
+
+		/*
+		 * The execution as it ended, with the context of its main path
+		 * (still there: the paths are dropped after this), else its input
+		 */
+		ended_plan = allma_store_prepare("SELECT x.execution_id, x.flow_id, x.flow_version, "
+										 "       x.enable_execution_logs, x.started_at, x.step_count, x.depth, "
+										 "       coalesce(x.root_execution_id, x.execution_id), "
+										 "       x.parent_execution_id, x.parent_path_id IS NOT NULL, x.error, "
+										 "       coalesce((SELECT p.context FROM allma.execution_paths p "
+										 "                  WHERE p.execution_id = x.execution_id AND p.path_id = 0), "
+										 "                x.input), "
+										 "       x.started_by "
+										 "  FROM allma.executions x WHERE x.execution_id = ANY ($1)",
+										 1, types);
+	}
+	elems = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+		elems[i] = UUIDPGetDatum(&ids[i]);
+	arg = PointerGetDatum(construct_array(elems, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	rc = SPI_execute_plan(ended_plan, &arg, NULL, false, 0);
+	MemoryContextSwitchTo(cxt);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "allma could not read the executions that ended: %s", SPI_result_code_string(rc));
+
+	/* copied out first: the actions run statements of their own */
+	rows = (int) SPI_processed;
+	states = palloc0(sizeof(AllmaPathState *) * Max(rows, 1));
+	for (int r = 0; r < rows; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		char	   *flow_id = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+		int32		version = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		AllmaFlow  *flow = allma_flow_get(flow_id, version);
+		AllmaPathState *ps;
+		Datum		d;
+
+		if (flow == NULL || flow->completion_actions == NULL)
+			continue;
+		ps = palloc0(sizeof(AllmaPathState));
+		memcpy(&ps->execution_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
+			   sizeof(pg_uuid_t));
+		ps->flow = flow;
+		ps->logs = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		ps->execution_started_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
+		ps->step_count = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+		ps->depth = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+		memcpy(&ps->root_execution_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 8, &isnull)),
+			   sizeof(pg_uuid_t));
+		d = SPI_getbinval(tup, desc, 9, &isnull);
+		ps->has_parent = !isnull;
+		if (!isnull)
+			memcpy(&ps->parent_execution_id, DatumGetUUIDP(d), sizeof(pg_uuid_t));
+		ps->sync_child = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
+		d = SPI_getbinval(tup, desc, 11, &isnull);
+		ps->error = isnull ? NULL : allma_step_copy_jsonb(DatumGetJsonbP(d));
+		ps->context = allma_step_copy_jsonb(DatumGetJsonbP(SPI_getbinval(tup, desc, 12, &isnull)));
+		ps->run_as = DatumGetObjectId(SPI_getbinval(tup, desc, 13, &isnull));
+		ps->path_id = 0;
+		ps->ended = true;
+		ps->failed = true;		/* errorInfo: the cancel's or the timeout's error */
+		states[r] = ps;
+	}
+	for (int r = 0; r < rows; r++)
+	{
+		if (states[r] != NULL)
+			run_actions(states[r], status);
 	}
 }
 

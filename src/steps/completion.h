@@ -30,6 +30,14 @@ extern void allma_completion_parse_step(AllmaStep *step, int index, Jsonb *actio
  */
 extern void allma_completion_plan(List *paths, List *finished);
 
+/*
+ * allma_completion_plan_ended runs the completion actions of the n
+ * executions (ids) that a cancel or an execution timeout has just ended
+ * with "status" (CANCELLED, TIMED_OUT), before their paths are dropped.
+ * SPI connected, as a role that may write allma's tables.
+ */
+extern void allma_completion_plan_ended(int n, pg_uuid_t *ids, const char *status);
+
 /* forgets the saved plans (the extension was re-created) */
 extern void allma_completion_reset(void);
 
