@@ -34,6 +34,8 @@ extern void allma_store_reset(void);
  * prepare
  */
 extern SPIPlanPtr allma_store_prepare(const char *sql, int nargs, Oid *types);
+/* the same, always generic, for a statement taking a batch of keys as arrays */
+extern SPIPlanPtr allma_store_keyed_prepare(const char *sql, int nargs, Oid *types);
 
 struct AllmaForkSpec;
 extern void allma_store_insert_branches(pg_uuid_t *execution_id, int64 parent_path_id,

@@ -160,6 +160,7 @@ static WaitEventSet *wait_set = NULL;
 static TimestampTz last_lease_sweep = 0;
 static bool released_own_inflight = false;
 static bool submitting = false; /* in submit_requests (engine faults) */
+static SPIPlanPtr doomed_plan = NULL;	/* requests whose path moved on */
 
 /*
  * reset_caches throws away every cached plan and definition: the
@@ -170,6 +171,9 @@ static void
 reset_caches(void)
 {
 	allma_store_reset();
+	if (doomed_plan != NULL)
+		SPI_freeplan(doomed_plan);
+	doomed_plan = NULL;
 	allma_pathfail_reset();
 	allma_retry_reset();
 	allma_flowcache_reset();
@@ -1001,12 +1005,15 @@ abort_pass_body(WorkerPass *pass)
 	args[0] = PointerGetDatum(construct_array(e, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 	args[1] = PointerGetDatum(construct_array(p, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[2] = PointerGetDatum(construct_array(a, n, INT4OID, 4, true, TYPALIGN_INT));
-	if (SPI_execute_with_args("SELECT u.i::int4 FROM unnest($1, $2, $3) WITH ORDINALITY AS u(e, p, a, i) "
-							  "WHERE NOT EXISTS (SELECT FROM allma.execution_paths x "
-							  "  JOIN allma.executions y ON y.execution_id = x.execution_id "
-							  "  WHERE x.execution_id = u.e AND x.path_id = u.p AND x.attempt = u.a "
-							  "    AND x.status = 'INFLIGHT' AND y.status = 'RUNNING')",
-							  3, types, args, NULL, true, 0) != SPI_OK_SELECT)
+	if (doomed_plan == NULL)
+		doomed_plan = allma_store_keyed_prepare("SELECT u.i::int4 FROM unnest($1, $2, $3) WITH ORDINALITY AS u(e, p, a, i) "
+												"WHERE NOT EXISTS (SELECT FROM allma.execution_paths x "
+												"  JOIN allma.executions y ON y.execution_id = x.execution_id "
+												"  WHERE x.execution_id = u.e AND x.path_id = u.p AND x.attempt = u.a "
+												"    AND x.execution_id = ANY ($1) AND x.path_id = ANY ($2) "
+												"    AND x.status = 'INFLIGHT' AND y.status = 'RUNNING')",
+												3, types);
+	if (SPI_execute_plan(doomed_plan, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "allma: could not look up requests in flight");
 	MemoryContextSwitchTo(pass->batch_cxt);
 	ap->doomed = palloc0(sizeof(bool) * n);
