@@ -65,6 +65,8 @@ static SPIPlanPtr release_inflight_plan = NULL;
 static SPIPlanPtr step_counts_plan = NULL;
 static SPIPlanPtr refresh_plan = NULL;
 static SPIPlanPtr release_waits_plan = NULL;
+static SPIPlanPtr claim_suspect_plan = NULL;
+static SPIPlanPtr suspects_plan = NULL;
 
 /*
  * prepare makes a saved plan.  SPI_prepare leaves the SPI procedure
@@ -132,7 +134,8 @@ allma_store_reset(void)
 	&finish_executions_plan, &insert_history_plan, &next_due_plan, &insert_forks_plan,
 		&insert_branches_plan, &finish_branches_plan, &lock_forks_plan, &count_forks_plan,
 	&wake_parents_plan, &release_branches_plan, &delete_forks_plan, &claim_inflight_plan,
-	&release_inflight_plan, &step_counts_plan, &refresh_plan, &release_waits_plan};
+	&release_inflight_plan, &step_counts_plan, &refresh_plan, &release_waits_plan,
+	&claim_suspect_plan, &suspects_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
 	{
@@ -271,6 +274,11 @@ allma_store_claim(int limit)
 		claim_plan = prepare("WITH picked AS MATERIALIZED ("
 							 "  SELECT * FROM allma.execution_paths "
 							 "  WHERE status = 'READY' AND due_at <= clock_timestamp() "
+							 /* not a dead worker's path: those run alone (claim_suspect) */
+							 "    AND NOT EXISTS (SELECT FROM allma.path_failures s "
+							 "      WHERE s.execution_id = execution_paths.execution_id "
+							 "        AND s.path_id = execution_paths.path_id "
+							 "        AND s.crash_seq = execution_paths.seq) "
 							 "  ORDER BY due_at LIMIT $1 "
 							 "  FOR UPDATE SKIP LOCKED) "
 							 CLAIM_SELECT "FROM picked p " CLAIM_JOINS
@@ -279,6 +287,61 @@ allma_store_claim(int limit)
 
 	execute_plan(claim_plan, &arg, SPI_OK_SELECT);
 	return paths_from_claim();
+}
+
+/*
+ * allma_store_claim_suspect locks and returns one READY path that is a
+ * suspect at the step it is at (it was in the pass of a worker that died:
+ * passmark.c), if no other worker holds it; such a path is run alone.
+ * The counts are read first (a handful of rows, usually none), then each
+ * path is looked up by primary key.  SPI must be connected.
+ */
+List *
+allma_store_claim_suspect(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	SPITupleTable *suspects;
+	uint64		n;
+
+	if (suspects_plan == NULL)
+		suspects_plan = prepare("SELECT execution_id, path_id, crash_seq FROM allma.path_failures "
+								"WHERE crash_seq IS NOT NULL LIMIT 32", 0, NULL);
+	if (claim_suspect_plan == NULL)
+	{
+		Oid			types[3] = {UUIDOID, INT8OID, INT4OID};
+
+		claim_suspect_plan = prepare_keyed(CLAIM_SELECT
+										   "FROM allma.execution_paths p "
+										   CLAIM_JOINS
+										   "WHERE p.execution_id = $1 AND p.path_id = $2 AND p.seq = $3 "
+										   "  AND p.status = 'READY' "
+										   "FOR UPDATE OF p SKIP LOCKED", 3, types);
+	}
+	execute_plan(suspects_plan, NULL, SPI_OK_SELECT);
+	suspects = SPI_tuptable;
+	n = SPI_processed;
+	for (uint64 i = 0; i < n; i++)
+	{
+		Datum		args[3];
+		bool		isnull;
+		List	   *paths;
+
+		for (int c = 0; c < 3; c++)
+		{
+			args[c] = SPI_getbinval(suspects->vals[i], suspects->tupdesc, c + 1, &isnull);
+			if (isnull)
+				break;
+		}
+		if (isnull)
+			continue;
+		execute_plan(claim_suspect_plan, args, SPI_OK_SELECT);
+		MemoryContextSwitchTo(cxt);
+		paths = paths_from_claim();
+		if (paths != NIL)
+			return paths;
+	}
+	MemoryContextSwitchTo(cxt);
+	return NIL;
 }
 
 /*

@@ -20,6 +20,7 @@
 
 extern int	allma_store_owner_slot;
 
+extern List *allma_store_claim_suspect(void);
 extern List *allma_store_claim(int limit);
 extern List *allma_store_claim_inflight(int n, pg_uuid_t *executions, int64 *path_ids,
 										int32 *attempts, int32 *seqs);

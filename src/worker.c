@@ -86,6 +86,7 @@
 #include "http.h"
 #include "lifecycle.h"
 #include "retention.h"
+#include "passmark.h"
 #include "pathfail.h"
 #include "faultpoint.h"
 #include "limit_gucs.h"
@@ -154,6 +155,15 @@ static pg_uuid_t failed_execution;
 static int64 failed_path_id;
 static char failed_message[512];
 
+/*
+ * The paths of the pass under way when this slot's previous process died
+ * (passmark.c): their crash is counted (crashes_pending); from then on they
+ * are claimed only alone, by any worker (allma_store_claim_suspect).
+ */
+static AllmaPassMarkEntry *recovered = NULL;
+static int	recovered_n = 0;
+static bool crashes_pending = false;
+
 static AllmaHttpClient *http_client = NULL;
 static MemoryContext http_cxt = NULL;
 static WaitEventSet *wait_set = NULL;
@@ -175,6 +185,7 @@ reset_caches(void)
 		SPI_freeplan(doomed_plan);
 	doomed_plan = NULL;
 	allma_pathfail_reset();
+	allma_passmark_reset();
 	allma_retry_reset();
 	allma_flowcache_reset();
 	allma_retention_reset();
@@ -512,6 +523,7 @@ run_pass_transaction(WorkerPass *pass)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	running_pass = PASS_NONE;
+	allma_passmark_clear();
 
 	if (pass->committed)
 		pass->committed(pass);
@@ -528,6 +540,8 @@ note_running_pass(PassKind kind, List *paths)
 {
 	running_pass = kind;
 	running_npaths = list_length(paths);
+	/* on disk before any step runs: a crash from here on is blamed on them */
+	allma_passmark_set(paths);
 	if (running_npaths == 1)
 	{
 		AllmaPathState *ps = linitial(paths);
@@ -552,6 +566,7 @@ pass_failed(ErrorData *edata)
 	PassKind	kind = running_pass;
 
 	running_pass = PASS_NONE;
+	allma_passmark_clear();
 	if (kind == PASS_NONE || running_npaths == 0 ||
 		allma_pathfail_is_systemic(edata->sqlerrcode))
 	{
@@ -581,6 +596,27 @@ record_failure_body(WorkerPass *pass)
 	allma_pathfail_record(&failed_execution, failed_path_id, failed_message);
 }
 
+/* record_crashes counts, in its own transaction, the crash of the dead pass */
+static void
+record_crashes_body(WorkerPass *pass)
+{
+	for (int i = 0; i < recovered_n; i++)
+		allma_passmark_record_crash(&recovered[i], recovered_n == 1);
+}
+
+static void
+record_crashes(MemoryContext batch_cxt)
+{
+	WorkerPass	pass;
+
+	crashes_pending = false;
+	memset(&pass, 0, sizeof(pass));
+	pass.activity = "allma: counting a crashed pass";
+	pass.body = record_crashes_body;
+	pass.batch_cxt = batch_cxt;
+	(void) run_pass_transaction(&pass);
+}
+
 static void
 record_pending_failure(MemoryContext batch_cxt)
 {
@@ -605,6 +641,7 @@ typedef struct ClaimPass
 	int			npaths;			/* paths claimed */
 	bool		solo;			/* one path after a failed pass (engine faults) */
 	bool		quarantined;	/* ... which was quarantined */
+	bool		recovering;		/* ... of a dead worker's pass (passmark.c) */
 	TimestampTz next_due;		/* earliest future due time, when fewer than
 								 * a full batch were claimed; 0: none */
 } ClaimPass;
@@ -636,13 +673,18 @@ claim_pass_body(WorkerPass *pass)
 	(void) allma_store_release_due_waits(allma_batch_size * 4);
 	/* (SPI leaves its own context current: the claimed paths outlive it) */
 	MemoryContextSwitchTo(pass->batch_cxt);
-	pass->paths = allma_store_claim(solo_claims > 0 ? 1 : allma_batch_size);
+	/* a dead worker's paths first, alone (passmark.c) */
+	pass->paths = allma_store_claim_suspect();
+	MemoryContextSwitchTo(pass->batch_cxt);
+	cp->recovering = pass->paths != NIL;
+	if (pass->paths == NIL)
+		pass->paths = allma_store_claim(solo_claims > 0 ? 1 : allma_batch_size);
 	cp->npaths = list_length(pass->paths);
 	MemoryContextSwitchTo(pass->batch_cxt);
 	note_running_pass(PASS_CLAIM, pass->paths);
 	if (cp->npaths > 0)
 		ALLMA_FAULT_POINT("after-claim");
-	cp->solo = solo_claims > 0 && cp->npaths == 1;
+	cp->solo = (solo_claims > 0 || cp->recovering) && cp->npaths == 1;
 	if (cp->npaths == 0)
 		solo_claims = 0;
 
@@ -677,7 +719,7 @@ claim_pass_body(WorkerPass *pass)
 static void
 claim_pass_committed(WorkerPass *pass)
 {
-	if (((ClaimPass *) pass)->solo && solo_claims > 0)
+	if (((ClaimPass *) pass)->solo && !((ClaimPass *) pass)->recovering && solo_claims > 0)
 		solo_claims--;
 }
 
@@ -1226,6 +1268,8 @@ worker_loop(void)
 
 		if (failure_pending)
 			record_pending_failure(batch_cxt);
+		if (crashes_pending)
+			record_crashes(batch_cxt);
 		run_abort_pass(batch_cxt);
 		run_purge_pass(batch_cxt);
 		if (run_completion_pass(batch_cxt) > 0)
@@ -1279,6 +1323,14 @@ allma_worker_describe(BackgroundWorker *worker, int slot, Oid dboid)
 	memcpy(worker->bgw_extra, &slot, sizeof(int));
 }
 
+/* SIGTERM: exiting now is no path's fault (passmark.c), then as die() */
+static void
+worker_die(SIGNAL_ARGS)
+{
+	allma_passmark_terminating();
+	die(postgres_signal_arg);
+}
+
 /*
  * allma_worker_main: the database is the main argument, the shared slot is
  * in bgw_extra (see allma_worker_describe).
@@ -1294,13 +1346,19 @@ allma_worker_main(Datum main_arg)
 		elog(FATAL, "allma worker started with invalid slot %d", my_slot);
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, worker_die);
 	BackgroundWorkerUnblockSignals();
 
 	allma_shmem_register_worker(my_slot, dboid);
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("allma worker");
+	recovered_n = allma_passmark_open(my_slot, &recovered);
+	crashes_pending = recovered_n > 0;
+	if (recovered_n > 0)
+		ereport(LOG,
+				(errmsg("allma worker %d: its previous process died during a pass of %d path(s); "
+						"they are counted and run again one at a time", my_slot, recovered_n)));
 
 	worker_loop();
 }
