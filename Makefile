@@ -103,6 +103,7 @@ OBJS += \
 # Faults and limits: engine faults
 OBJS += \
 	src/pathfail.o \
+	src/passmark.o \
 	src/faultpoint.o
 
 # faults and limits

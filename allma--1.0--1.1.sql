@@ -976,6 +976,8 @@ CREATE TABLE allma.path_failures (
 	execution_id	uuid NOT NULL REFERENCES allma.executions (execution_id) ON DELETE CASCADE,
 	path_id			bigint NOT NULL,
 	failures		integer NOT NULL,
+	crashes			integer NOT NULL DEFAULT 0,
+	crash_seq		integer,
 	last_error		text,
 	last_failed_at	timestamptz NOT NULL DEFAULT clock_timestamp(),
 	PRIMARY KEY (execution_id, path_id)

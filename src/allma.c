@@ -29,6 +29,7 @@
 
 #include "allma.h"
 #include "email_ingest.h"
+#include "passmark.h"
 #include "pathfail.h"
 #include "faultpoint.h"
 #include "limit_gucs.h"
@@ -266,6 +267,7 @@ define_gucs(void)
 
 	allma_email_ingest_define_gucs();
 	allma_pathfail_define_gucs();
+	allma_passmark_define_gucs();
 	allma_faultpoint_define_gucs();
 
 	DefineCustomStringVariable("allma.openai_base_url",

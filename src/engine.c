@@ -52,6 +52,7 @@
 
 #include "condition.h"
 #include "engine.h"
+#include "faultpoint.h"
 #include "errors.h"
 #include "jsonb_util.h"
 #include "lifecycle.h"
@@ -484,6 +485,7 @@ run_step(AllmaPathState *ps, AllmaStep *step, MemoryContext pathcxt)
 	run.default_error_name = ALLMA_ERR_PERMANENT;
 	run.pathcxt = pathcxt;
 
+	ALLMA_FAULT_POINT_STEP(step->id);	/* test builds: a poison step */
 	rec->seq = ++ps->seq;
 	rec->step_id = step->id;
 	rec->step_type = step->type_name;

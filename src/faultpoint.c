@@ -78,6 +78,41 @@ allma_fault_point(const char *name)
 			 errmsg("allma fault point \"%s\": ERROR", name)));
 }
 
+/*
+ * allma_fault_point_step: the poison step.  With allma.fault_point =
+ * 'step=<id>:<action>' every attempt of a step whose instance id is <id>
+ * fails so, each time (no marker file): a path that keeps killing its
+ * worker, for the crash quarantine (passmark.c, t/039_crash_quarantine.pl).
+ */
+void
+allma_fault_point_step(const char *step_id)
+{
+	const char *setting = allma_fault_point_setting;
+	size_t		len;
+	const char *action;
+
+	if (setting == NULL || step_id == NULL || strncmp(setting, "step=", 5) != 0)
+		return;
+	setting += 5;
+	len = strlen(step_id);
+	if (strncmp(setting, step_id, len) != 0 || setting[len] != ':')
+		return;
+	action = setting + len + 1;
+	if (strcmp(action, "sigkill") == 0)
+	{
+		ereport(LOG, (errmsg("allma fault point step \"%s\": SIGKILL", step_id)));
+		(void) kill(MyProcPid, SIGKILL);
+		pg_usleep(10 * 1000000L);	/* the signal arrives first */
+	}
+	if (strcmp(action, "fatal") == 0)
+		ereport(FATAL,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("allma fault point step \"%s\": FATAL", step_id)));
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("allma fault point step \"%s\": ERROR", step_id)));
+}
+
 #else							/* !ALLMA_FAULT_INJECTION */
 
 void

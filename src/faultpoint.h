@@ -24,9 +24,12 @@
 
 #ifdef ALLMA_FAULT_INJECTION
 extern void allma_fault_point(const char *name);
+extern void allma_fault_point_step(const char *step_id);
 #define ALLMA_FAULT_POINT(name) allma_fault_point(name)
+#define ALLMA_FAULT_POINT_STEP(step_id) allma_fault_point_step(step_id)
 #else
 #define ALLMA_FAULT_POINT(name) ((void) 0)
+#define ALLMA_FAULT_POINT_STEP(step_id) ((void) 0)
 #endif
 
 extern void allma_faultpoint_define_gucs(void);

@@ -36,6 +36,7 @@
 #include "utils/uuid.h"
 
 #include "errors.h"
+#include "passmark.h"
 #include "pathfail.h"
 #include "store.h"
 
@@ -136,31 +137,47 @@ allma_pathfail_record(const pg_uuid_t *execution_id, int64 path_id, const char *
 bool
 allma_pathfail_quarantine(AllmaPathState *ps)
 {
-	Datum		args[2];
+	Datum		args[3];
 	MemoryContext cxt = CurrentMemoryContext;
 	int32		failures;
+	int32		crashes;
 	char	   *last_error;
 	bool		isnull;
 
 	if (lookup_plan == NULL)
 	{
-		Oid			types[2] = {UUIDOID, INT8OID};
+		Oid			types[3] = {UUIDOID, INT8OID, INT4OID};
 
-		lookup_plan = allma_store_prepare("SELECT failures, last_error FROM allma.path_failures "
-								   " WHERE execution_id = $1 AND path_id = $2", 2, types);
+		lookup_plan = allma_store_prepare("SELECT failures, last_error, "
+								   "       CASE WHEN crash_seq = $3 THEN crashes ELSE 0 END "
+								   "  FROM allma.path_failures "
+								   " WHERE execution_id = $1 AND path_id = $2", 3, types);
 	}
 	args[0] = UUIDPGetDatum(&ps->execution_id);
 	args[1] = Int64GetDatum(ps->path_id);
+	args[2] = Int32GetDatum(ps->seq);
 	if (SPI_execute_plan(lookup_plan, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the failed passes of an allma path");
 	MemoryContextSwitchTo(cxt);
 	if (SPI_processed == 0)
 		return false;
 	failures = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (failures < allma_max_path_failures)
+	crashes = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	if (failures < allma_max_path_failures && crashes < allma_max_path_crashes)
 		return false;
 	last_error = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 
+	if (crashes >= allma_max_path_crashes)
+		ps->error = allma_error_make("PathQuarantined",
+									 psprintf("path %lld of the execution was quarantined at step \"%s\": "
+											  "the worker running it from this step on died %d times (allma.max_path_crashes = %d); "
+											  "last error: %s",
+											  (long long) ps->path_id,
+											  ps->step_id ? ps->step_id : "(none)",
+											  crashes, allma_max_path_crashes,
+											  last_error ? last_error : "unknown"),
+									 NULL);
+	else
 	ps->error = allma_error_make("PathQuarantined",
 								 psprintf("path %lld of the execution was quarantined at step \"%s\": "
 										  "its worker pass failed %d times (allma.max_path_failures = %d); "

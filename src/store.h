@@ -20,6 +20,7 @@
 
 extern int	allma_store_owner_slot;
 
+extern List *allma_store_claim_suspect(void);
 extern List *allma_store_claim(int limit);
 extern List *allma_store_claim_inflight(int n, pg_uuid_t *executions, int64 *path_ids,
 										int32 *attempts, int32 *seqs);
@@ -34,6 +35,8 @@ extern void allma_store_reset(void);
  * prepare
  */
 extern SPIPlanPtr allma_store_prepare(const char *sql, int nargs, Oid *types);
+/* the same, always generic, for a statement taking a batch of keys as arrays */
+extern SPIPlanPtr allma_store_keyed_prepare(const char *sql, int nargs, Oid *types);
 
 struct AllmaForkSpec;
 extern void allma_store_insert_branches(pg_uuid_t *execution_id, int64 parent_path_id,

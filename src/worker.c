@@ -86,6 +86,7 @@
 #include "http.h"
 #include "lifecycle.h"
 #include "retention.h"
+#include "passmark.h"
 #include "pathfail.h"
 #include "faultpoint.h"
 #include "limit_gucs.h"
@@ -156,12 +157,22 @@ static pg_uuid_t failed_execution;
 static int64 failed_path_id;
 static char failed_message[512];
 
+/*
+ * The paths of the pass under way when this slot's previous process died
+ * (passmark.c): their crash is counted (crashes_pending); from then on they
+ * are claimed only alone, by any worker (allma_store_claim_suspect).
+ */
+static AllmaPassMarkEntry *recovered = NULL;
+static int	recovered_n = 0;
+static bool crashes_pending = false;
+
 static AllmaHttpClient *http_client = NULL;
 static MemoryContext http_cxt = NULL;
 static WaitEventSet *wait_set = NULL;
 static TimestampTz last_lease_sweep = 0;
 static bool released_own_inflight = false;
 static bool submitting = false; /* in submit_requests (engine faults) */
+static SPIPlanPtr doomed_plan = NULL;	/* requests whose path moved on */
 
 /*
  * reset_caches throws away every cached plan and definition: the
@@ -172,7 +183,11 @@ static void
 reset_caches(void)
 {
 	allma_store_reset();
+	if (doomed_plan != NULL)
+		SPI_freeplan(doomed_plan);
+	doomed_plan = NULL;
 	allma_pathfail_reset();
+	allma_passmark_reset();
 	allma_retry_reset();
 	allma_flowcache_reset();
 	allma_retention_reset();
@@ -510,6 +525,7 @@ run_pass_transaction(WorkerPass *pass)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	running_pass = PASS_NONE;
+	allma_passmark_clear();
 
 	if (pass->committed)
 		pass->committed(pass);
@@ -526,6 +542,8 @@ note_running_pass(PassKind kind, List *paths)
 {
 	running_pass = kind;
 	running_npaths = list_length(paths);
+	/* on disk before any step runs: a crash from here on is blamed on them */
+	allma_passmark_set(paths);
 	if (running_npaths == 1)
 	{
 		AllmaPathState *ps = linitial(paths);
@@ -550,6 +568,7 @@ pass_failed(ErrorData *edata)
 	PassKind	kind = running_pass;
 
 	running_pass = PASS_NONE;
+	allma_passmark_clear();
 	if (kind == PASS_NONE || running_npaths == 0 ||
 		allma_pathfail_is_systemic(edata->sqlerrcode))
 	{
@@ -579,6 +598,27 @@ record_failure_body(WorkerPass *pass)
 	allma_pathfail_record(&failed_execution, failed_path_id, failed_message);
 }
 
+/* record_crashes counts, in its own transaction, the crash of the dead pass */
+static void
+record_crashes_body(WorkerPass *pass)
+{
+	for (int i = 0; i < recovered_n; i++)
+		allma_passmark_record_crash(&recovered[i], recovered_n == 1);
+}
+
+static void
+record_crashes(MemoryContext batch_cxt)
+{
+	WorkerPass	pass;
+
+	crashes_pending = false;
+	memset(&pass, 0, sizeof(pass));
+	pass.activity = "allma: counting a crashed pass";
+	pass.body = record_crashes_body;
+	pass.batch_cxt = batch_cxt;
+	(void) run_pass_transaction(&pass);
+}
+
 static void
 record_pending_failure(MemoryContext batch_cxt)
 {
@@ -603,6 +643,7 @@ typedef struct ClaimPass
 	int			npaths;			/* paths claimed */
 	bool		solo;			/* one path after a failed pass (engine faults) */
 	bool		quarantined;	/* ... which was quarantined */
+	bool		recovering;		/* ... of a dead worker's pass (passmark.c) */
 	TimestampTz next_due;		/* earliest future due time, when fewer than
 								 * a full batch were claimed; 0: none */
 } ClaimPass;
@@ -639,13 +680,18 @@ claim_pass_body(WorkerPass *pass)
 	(void) allma_store_release_due_waits(RELEASE_WAITS_PER_PASS);
 	/* (SPI leaves its own context current: the claimed paths outlive it) */
 	MemoryContextSwitchTo(pass->batch_cxt);
-	pass->paths = allma_store_claim(solo_claims > 0 ? 1 : allma_batch_size);
+	/* a dead worker's paths first, alone (passmark.c) */
+	pass->paths = allma_store_claim_suspect();
+	MemoryContextSwitchTo(pass->batch_cxt);
+	cp->recovering = pass->paths != NIL;
+	if (pass->paths == NIL)
+		pass->paths = allma_store_claim(solo_claims > 0 ? 1 : allma_batch_size);
 	cp->npaths = list_length(pass->paths);
 	MemoryContextSwitchTo(pass->batch_cxt);
 	note_running_pass(PASS_CLAIM, pass->paths);
 	if (cp->npaths > 0)
 		ALLMA_FAULT_POINT("after-claim");
-	cp->solo = solo_claims > 0 && cp->npaths == 1;
+	cp->solo = (solo_claims > 0 || cp->recovering) && cp->npaths == 1;
 	if (cp->npaths == 0)
 		solo_claims = 0;
 
@@ -680,7 +726,7 @@ claim_pass_body(WorkerPass *pass)
 static void
 claim_pass_committed(WorkerPass *pass)
 {
-	if (((ClaimPass *) pass)->solo && solo_claims > 0)
+	if (((ClaimPass *) pass)->solo && !((ClaimPass *) pass)->recovering && solo_claims > 0)
 		solo_claims--;
 }
 
@@ -1008,12 +1054,15 @@ abort_pass_body(WorkerPass *pass)
 	args[0] = PointerGetDatum(construct_array(e, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 	args[1] = PointerGetDatum(construct_array(p, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[2] = PointerGetDatum(construct_array(a, n, INT4OID, 4, true, TYPALIGN_INT));
-	if (SPI_execute_with_args("SELECT u.i::int4 FROM unnest($1, $2, $3) WITH ORDINALITY AS u(e, p, a, i) "
-							  "WHERE NOT EXISTS (SELECT FROM allma.execution_paths x "
-							  "  JOIN allma.executions y ON y.execution_id = x.execution_id "
-							  "  WHERE x.execution_id = u.e AND x.path_id = u.p AND x.attempt = u.a "
-							  "    AND x.status = 'INFLIGHT' AND y.status = 'RUNNING')",
-							  3, types, args, NULL, true, 0) != SPI_OK_SELECT)
+	if (doomed_plan == NULL)
+		doomed_plan = allma_store_keyed_prepare("SELECT u.i::int4 FROM unnest($1, $2, $3) WITH ORDINALITY AS u(e, p, a, i) "
+												"WHERE NOT EXISTS (SELECT FROM allma.execution_paths x "
+												"  JOIN allma.executions y ON y.execution_id = x.execution_id "
+												"  WHERE x.execution_id = u.e AND x.path_id = u.p AND x.attempt = u.a "
+												"    AND x.execution_id = ANY ($1) AND x.path_id = ANY ($2) "
+												"    AND x.status = 'INFLIGHT' AND y.status = 'RUNNING')",
+												3, types);
+	if (SPI_execute_plan(doomed_plan, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "allma: could not look up requests in flight");
 	MemoryContextSwitchTo(pass->batch_cxt);
 	ap->doomed = palloc0(sizeof(bool) * n);
@@ -1226,6 +1275,8 @@ worker_loop(void)
 
 		if (failure_pending)
 			record_pending_failure(batch_cxt);
+		if (crashes_pending)
+			record_crashes(batch_cxt);
 		run_abort_pass(batch_cxt);
 		run_purge_pass(batch_cxt);
 		if (run_completion_pass(batch_cxt) > 0)
@@ -1279,6 +1330,14 @@ allma_worker_describe(BackgroundWorker *worker, int slot, Oid dboid)
 	memcpy(worker->bgw_extra, &slot, sizeof(int));
 }
 
+/* SIGTERM: exiting now is no path's fault (passmark.c), then as die() */
+static void
+worker_die(SIGNAL_ARGS)
+{
+	allma_passmark_terminating();
+	die(postgres_signal_arg);
+}
+
 /*
  * allma_worker_main: the database is the main argument, the shared slot is
  * in bgw_extra (see allma_worker_describe).
@@ -1294,13 +1353,19 @@ allma_worker_main(Datum main_arg)
 		elog(FATAL, "allma worker started with invalid slot %d", my_slot);
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, worker_die);
 	BackgroundWorkerUnblockSignals();
 
 	allma_shmem_register_worker(my_slot, dboid);
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("allma worker");
+	recovered_n = allma_passmark_open(my_slot, &recovered);
+	crashes_pending = recovered_n > 0;
+	if (recovered_n > 0)
+		ereport(LOG,
+				(errmsg("allma worker %d: its previous process died during a pass of %d path(s); "
+						"they are counted and run again one at a time", my_slot, recovered_n)));
 
 	worker_loop();
 }
