@@ -93,13 +93,14 @@ SELECT concurrency_key, max_concurrent, running FROM allma.concurrency_slots;
 -- queued executions have no path; the queue keeps arrival order
 SELECT count(*) AS paths_of_queued FROM allma.execution_paths p JOIN ids i ON i.e = p.execution_id WHERE i.n > 2;
 SELECT i.n, q.step_instance_id FROM allma.concurrency_queue q JOIN ids i ON i.e = q.execution_id ORDER BY q.seq;
--- visible: execution_progress and concurrency_keys
+-- visible: execution_progress and concurrency_keys (once the admitted two
+-- have parked in their wait, so that what they wait on is settled)
+SELECT pg_temp.wait_until('SELECT pg_temp.parked(1) AND pg_temp.parked(2)') AS first_two_parked;
 SELECT i.n, p.status, p.waiting_on, p.concurrency_key, p.queue_position,
        p.waits->0->>'concurrencyKey' AS waits_key
   FROM allma.execution_progress p JOIN ids i ON i.e = p.execution_id ORDER BY i.n;
 SELECT concurrency_key, max_concurrent, running, queued, oldest_queued_at IS NOT NULL AS has_oldest
   FROM allma.concurrency_keys WHERE concurrency_key = 'k1';
-SELECT pg_temp.wait_until('SELECT pg_temp.parked(1) AND pg_temp.parked(2)') AS first_two_parked;
 SELECT queued_at <= started_at AS queued_before_start, status FROM allma.executions x JOIN ids i ON i.e = x.execution_id WHERE i.n = 1;
 
 -- completed: 1 ends, 3 starts
