@@ -15,6 +15,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use File::Spec;
+use Time::HiRes qw(time);
 
 my $src = File::Spec->rel2abs($ENV{ALLMA_SRC} // '.');
 my $count = $ENV{ALLMA_FUZZ_INPUTS} // 50000;
@@ -69,26 +70,32 @@ is(q1("SELECT pg_read_file('/proc/self/maps') ~ 'libubsan' AND "
 	't', 'a backend runs the sanitized allma.so of the private installation');
 q1(slurp_file("$src/fuzz/harness.sql"));
 
-my @inputs;
+my @kept;
 for my $file ("$src/test/corpus/fuzz/regressions.tsv", sort glob("$src/fuzz/corpus/*.tsv"))
 {
 	open(my $reg, '<', $file) or next;
 	while (my $line = <$reg>)
 	{
 		chomp $line;
-		push @inputs, [ split(/\t/, $line, 2) ] if $line =~ /^[a-z]+\t[0-9a-f]*$/;
+		push @kept, [ split(/\t/, $line, 2) ] if $line =~ /^[a-z]+\t[0-9a-f]*$/;
 	}
 	close($reg);
 }
-my $kept = scalar(@inputs);
+# the generated inputs are read as they are fed (a long run holds one batch)
 open(my $gen, '-|', 'python3', "$src/scripts/fuzz-parsers.py", $count, $seed, 'all') or die "fuzz-parsers.py: $!";
-while (my $line = <$gen>)
+my $generated = 0;
+sub next_batch
 {
-	chomp $line;
-	push @inputs, [ split(/\t/, $line, 2) ];
+	my @batch = splice(@kept, 0, 1000);
+	while (@batch < 1000 && defined(my $line = <$gen>))
+	{
+		chomp $line;
+		push @batch, [ split(/\t/, $line, 2) ];
+		$generated++;
+	}
+	return @batch;
 }
-close($gen) or die "fuzz-parsers.py failed";
-is(scalar(@inputs), $kept + $count, "$count generated inputs (seed $seed) and $kept kept ones");
+my $kept = scalar(@kept);
 
 # run_batch(inputs): psql's exit code and output for these inputs
 sub run_batch
@@ -112,7 +119,8 @@ sub wait_up
 }
 
 my (%by_state, @internal, $crasher);
-while (my @batch = splice(@inputs, 0, 1000))
+my ($fed, $t0) = (0, time);
+while (my @batch = next_batch())
 {
 	my ($ret, $res) = run_batch(@batch);
 	if ($ret != 0)
@@ -132,6 +140,7 @@ while (my @batch = splice(@inputs, 0, 1000))
 		wait_up();
 		last;
 	}
+	$fed += scalar(@batch);
 	for my $line (split /\n/, $res)
 	{
 		my ($kind, $state, $hex) = split / /, $line;
@@ -139,7 +148,9 @@ while (my @batch = splice(@inputs, 0, 1000))
 		push @internal, "$kind\t" . ($hex // '') if $state =~ /^XX/;
 	}
 }
-diag(join(', ', map { "$_: $by_state{$_}" } sort keys %by_state));
+close($gen);
+diag(sprintf("%d inputs in %.0f s: ", $fed, time - $t0) . join(', ', map { "$_: $by_state{$_}" } sort keys %by_state));
+is($fed, $kept + $count, "fed $count generated inputs (seed $seed) and $kept kept ones");
 is($crasher, undef, 'no input crashes a backend (keep a crasher printed here in fuzz/corpus/)');
 is_deeply(\@internal, [], 'no input causes an internal error (keep any found in fuzz/corpus/)');
 my %ok_kinds = map { (split / /)[0] => 1 } grep { / ok$/ } keys %by_state;
