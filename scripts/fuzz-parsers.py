@@ -123,7 +123,7 @@ class Gen:
         return ".".join(segs)
 
     # ---- DynamoDB expressions ---------------------------------------------------------
-    def odd(self, common, rare, p=0.05):
+    def odd(self, common, rare, p=0.02):
         """one of common, or (with probability p) one of rare"""
         return self.r.choice(rare if self.r.random() < p else common)
 
@@ -198,6 +198,13 @@ class Gen:
             return f"list_append({self.d_setvalue(d + 1)}, {self.d_setvalue(d + 1)})"
         return f"{self.d_setvalue(d + 1)} {self.r.choice(['+', '-'])} {self.d_setvalue(d + 1)}"
 
+    def d_target(self):
+        """an update's target: mostly not a key attribute (PK, SK)"""
+        p = self.d_path()
+        while p.startswith(("PK", "SK")) and self.r.random() < 0.9:
+            p = self.d_path()
+        return p
+
     def ddbupdate(self):
         clauses = []
         kws = ["SET", "REMOVE", "ADD", "DELETE"]
@@ -205,13 +212,15 @@ class Gen:
         for kw in kws[:self.r.randint(1, 3)]:
             if self.r.random() < 0.05:
                 kw = self.r.choice(["UPDATE", "set", "SET SET", ""])
-            n = self.r.randint(1, 3)
+            n = self.r.randint(1, 2)
             if kw.upper() == "SET":
-                items = [f"{self.d_path()} = {self.d_setvalue()}" for _ in range(n)]
+                items = [f"{self.d_target()} = {self.d_setvalue()}" for _ in range(n)]
             elif kw.upper() == "REMOVE":
-                items = [self.d_path() for _ in range(n)]
+                items = [self.d_target() for _ in range(n)]
             else:
-                items = [f"{self.d_path()} {self.d_value()}" for _ in range(n)]
+                fit = [":n", ":l"] if kw.upper() == "ADD" else [":l"]
+                items = [f"{self.d_target()} {self.r.choice(fit) if self.r.random() < 0.7 else self.d_value()}"
+                         for _ in range(n)]
             clauses.append(kw + " " + ", ".join(items))
         return " ".join(clauses)
 

@@ -7,7 +7,7 @@
 # Kept inputs (test/corpus/fuzz/regressions.tsv, fuzz/corpus/*.tsv) run
 # first.  Fails on any sanitizer report, crash, restart or internal error.
 # Skipped only when gcc cannot build and run a sanitized program.
-#   ALLMA_FUZZ_INPUTS (default 50,000), ALLMA_FUZZ_SEED (default 1),
+#   ALLMA_FUZZ_INPUTS (default 30,000), ALLMA_FUZZ_SEED (default 1),
 #   ALLMA_FUZZ_ROOT: reuse this PostgreSQL copy (default: a fresh one).
 use strict;
 use warnings;
@@ -18,7 +18,7 @@ use File::Spec;
 use Time::HiRes qw(time);
 
 my $src = File::Spec->rel2abs($ENV{ALLMA_SRC} // '.');
-my $count = $ENV{ALLMA_FUZZ_INPUTS} // 50000;
+my $count = $ENV{ALLMA_FUZZ_INPUTS} // 30000;
 my $seed = $ENV{ALLMA_FUZZ_SEED} // 1;
 my $tmp = File::Spec->rel2abs(PostgreSQL::Test::Utils::tempdir());
 
