@@ -151,7 +151,7 @@ ifeq ($(FAULT_INJECTION),1)
 PG_CPPFLAGS += -DALLMA_FAULT_INJECTION
 endif
 
-# Fuzzing (issue 13): a sanitized build for fuzz/run.sh and
+# Fuzzing (issue 13): a sanitized build for fuzz/build.sh and
 # t/068_sanitized_fuzz.pl: make SANITIZE=1 builds with gcc's
 # UndefinedBehaviorSanitizer (plus strict array bounds), every report fatal
 # (the backend aborts, the server log names the check).  SANITIZE=address

@@ -61,6 +61,8 @@ allma.max_workers = 2
 max_worker_processes = 16
 restart_after_crash = on
 jit = off
+# the batches are large: log the reports, not the statements
+log_statement = none
 });
 $node->start;
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
