@@ -15,6 +15,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use File::Spec;
+use IPC::Run;
 use Time::HiRes qw(time);
 
 my $src = File::Spec->rel2abs($ENV{ALLMA_SRC} // '.');
