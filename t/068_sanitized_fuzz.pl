@@ -28,7 +28,8 @@ my $tmp = File::Spec->rel2abs(PostgreSQL::Test::Utils::tempdir());
 	open(my $c, '>', "$tmp/ub.c") or die;
 	print $c "#include <stdlib.h>\nint main(int argc, char **argv) { int x = atoi(argv[1]); return x << 40; }\n";
 	close($c);
-	my ($ok) = run_log([ 'gcc', '-fsanitize=undefined', '-fno-sanitize-recover=all', '-o', "$tmp/ub", "$tmp/ub.c" ]);
+	# (no gcc at all: run_log dies, which is the same "absent")
+	my $ok = eval { run_log([ 'gcc', '-fsanitize=undefined', '-fno-sanitize-recover=all', '-o', "$tmp/ub", "$tmp/ub.c" ]) };
 	plan skip_all => 'gcc with its UndefinedBehaviorSanitizer runtime (libubsan) is not installed '
 	  . '(scripts/install-deps.sh installs it)'
 	  unless $ok;
@@ -46,7 +47,11 @@ my ($built, $pg_config) = (0, '');
 	diag("fuzz/build.sh: $err") unless $built;
 }
 ok($built, 'fuzz/build.sh built and installed the sanitized extension');
-BAIL_OUT('no sanitized build') unless $built;
+unless ($built)
+{
+	done_testing();
+	exit 0;
+}
 
 # gcc's UBSan runtime comes in with allma.so (no LD_PRELOAD needed); a
 # report aborts the backend: "terminated by signal 6" and the report itself
