@@ -146,12 +146,30 @@ SHLIB_LINK = $(shell $(CURL_CONFIG) --libs)
 # what the test targets leave behind (pg_regress: results/, log/,
 # regression.*; isolation: output_iso/, tmp_check_iso/; TAP: tmp_check/)
 EXTRA_CLEAN = results log regression.diffs regression.out tmp_check output_iso tmp_check_iso \
-	src/.fault-injection-on src/.fault-injection-off
+	src/.fault-injection-on src/.fault-injection-off \
+	src/.sanitize-1 src/.sanitize-address src/.sanitize-off
 
 # Faults and limits (engine faults): a test build with fault points
 # (src/faultpoint.h): make FAULT_INJECTION=1
 ifeq ($(FAULT_INJECTION),1)
 PG_CPPFLAGS += -DALLMA_FAULT_INJECTION
+endif
+
+# Fuzzing (issue 13): a sanitized build for fuzz/build.sh and
+# t/068_sanitized_fuzz.pl: make SANITIZE=1 builds with gcc's
+# UndefinedBehaviorSanitizer (plus strict array bounds), every report fatal
+# (the backend aborts, the server log names the check).  SANITIZE=address
+# adds AddressSanitizer; PostgreSQL itself is not instrumented, so the server
+# would need the ASan runtime in LD_PRELOAD, and on Debian 12 PostgreSQL's
+# programs deadlock at start with it (docs/testing.md).
+ifneq ($(filter 1 address,$(SANITIZE)),)
+SANITIZE_FLAGS = -fsanitize=undefined -fsanitize=bounds-strict -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer -g
+ifeq ($(SANITIZE),address)
+SANITIZE_FLAGS += -fsanitize=address -O1
+endif
+PG_CFLAGS += $(SANITIZE_FLAGS)
+PG_LDFLAGS += $(SANITIZE_FLAGS)
 endif
 
 PG_CONFIG ?= pg_config
@@ -185,4 +203,13 @@ $(OBJS): $(FAULT_STAMP)
 $(FAULT_STAMP):
 	mkdir -p $(dir $@)
 	rm -f src/.fault-injection-on src/.fault-injection-off
+	touch $@
+
+# Fuzzing (issue 13): switching between a sanitized build (SANITIZE=1) and a
+# normal one rebuilds everything too
+SANITIZE_STAMP = src/.sanitize-$(if $(filter 1 address,$(SANITIZE)),$(SANITIZE),off)
+$(OBJS): $(SANITIZE_STAMP)
+$(SANITIZE_STAMP):
+	mkdir -p $(dir $@)
+	rm -f src/.sanitize-1 src/.sanitize-address src/.sanitize-off
 	touch $@

@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
-"""Grammar-aware fuzz inputs for allma's template, condition and JSONPath
-parsers.  Prints one input a line: "<kind>\\t<hex of the UTF-8 input>",
-kind one of template, condition, path, dotpath.  t/067_fuzz_parsers.pl
-feeds them through the SQL functions that parse (and evaluate) them.
+"""Grammar-aware fuzz inputs for allma's template, condition, JSONPath and
+DynamoDB-expression parsers.  Prints one input a line:
+"<kind>\\t<hex of the UTF-8 input>", kind one of template, condition, path,
+dotpath (the default kinds), ddbcond, ddbkey, ddbupdate, ddbproj (DynamoDB
+filter/condition, key condition, update and projection expressions).
+t/067_fuzz_parsers.pl and t/068_sanitized_fuzz.pl feed them through the SQL
+functions that parse (and evaluate) them.
 
-    python3 scripts/fuzz-parsers.py COUNT SEED
+    python3 scripts/fuzz-parsers.py COUNT SEED [KIND,KIND...]
+
+The kinds take turns (default: template,condition,path,dotpath; "all" is
+every kind).
 
 Each input is built from the kind's grammar (valid-looking, nested at
 random depth) and then, half of the time, mutated (characters deleted,
@@ -116,6 +122,111 @@ class Gen:
                         (f"[{self.r.randint(0, 3)}]" if self.r.random() < 0.3 else ""))
         return ".".join(segs)
 
+    # ---- DynamoDB expressions ---------------------------------------------------------
+    def odd(self, common, rare, p=0.02):
+        """one of common, or (with probability p) one of rare"""
+        return self.r.choice(rare if self.r.random() < p else common)
+
+    def d_path(self):
+        segs = [self.odd(["n", "s", "tags", "m", "l", "PK", "SK", "status", "#n", "#odd", "a", "x1"],
+                         ["size", "AND", "#", "1a", "é"])]
+        for _ in range(self.r.randint(0, 3)):
+            if self.r.random() < 0.6:
+                segs.append("." + self.odd(["a", "b", "k", "#n", "x", "c"], ["", "#", "IN"]))
+            else:
+                segs.append(f"[{self.odd(['0', '1', '2', '99'], ['-1', '00', '1e3', '', '99999999999'])}]")
+        return "".join(segs)
+
+    def d_value(self):
+        return self.odd([":n", ":s", ":l", ":m", ":b", ":z", ":pk", ":n2"], [":", "::n", ":é"])
+
+    def d_operand(self, d, size=0.15):
+        r = self.r.random()
+        if r < size:
+            return f"size({self.d_path()})"
+        if r < 0.5:
+            return self.d_path()
+        return self.d_value()
+
+    def ddbcond(self, d=0):
+        r = self.r.random()
+        if d > 4 or r < 0.35:
+            r2 = self.r.random()
+            if r2 < 0.5:
+                op = self.odd(["=", "<>", "<", "<=", ">", ">="], ["==", "!=", "=<"])
+                return f"{self.d_operand(d)} {op} {self.d_operand(d)}"
+            if r2 < 0.6:
+                return f"{self.d_operand(d)} BETWEEN {self.d_operand(d)} AND {self.d_operand(d)}"
+            if r2 < 0.7:
+                ops = ", ".join(self.d_operand(d) for _ in range(self.r.randint(0, 4)))
+                return f"{self.d_operand(d)} IN ({ops})"
+            fn, nargs = self.odd([("attribute_exists", 1), ("attribute_not_exists", 1), ("attribute_type", 2),
+                                  ("begins_with", 2), ("contains", 2)],
+                                 [("size", 1), ("Contains", 2), ("nofunc", 0), ("contains", 3)], 0.1)
+            args = [self.d_path()] + [self.d_operand(d) for _ in range(nargs - 1)]
+            return f"{fn}({', '.join(args)})"
+        if r < 0.5:
+            return "NOT " + self.ddbcond(d + 1)
+        if r < 0.65:
+            return "(" + self.ddbcond(d + 1) + ")"
+        return f"{self.ddbcond(d + 1)} {self.r.choice(['AND', 'OR', 'and', 'or'])} {self.ddbcond(d + 1)}"
+
+    def ddbkey(self):
+        pk = self.r.choice(["PK", "#p", "SK", ":pk"])
+        head = f"{pk} = {self.r.choice([':pk', ':s', ':n', 'PK'])}"
+        r = self.r.random()
+        if r < 0.3:
+            return head
+        sk = self.r.choice(["SK", "#s", "n", "PK"])
+        if r < 0.6:
+            tail = f"{sk} {self.r.choice(['=', '<', '<=', '>', '>=', '<>'])} {self.d_value()}"
+        elif r < 0.8:
+            tail = f"{sk} BETWEEN {self.d_value()} AND {self.d_value()}"
+        else:
+            tail = f"begins_with({sk}, {self.d_value()})"
+        if self.r.random() < 0.2:
+            return f"({tail}) AND ({head})"
+        return f"{head} AND {tail}"
+
+    def d_setvalue(self, d=0):
+        r = self.r.random()
+        if r < 0.5 or d > 3:
+            return self.d_operand(d, 0.02)
+        if r < 0.7:
+            return f"if_not_exists({self.d_path()}, {self.d_setvalue(d + 1)})"
+        if r < 0.85:
+            return f"list_append({self.d_setvalue(d + 1)}, {self.d_setvalue(d + 1)})"
+        return f"{self.d_setvalue(d + 1)} {self.r.choice(['+', '-'])} {self.d_setvalue(d + 1)}"
+
+    def d_target(self):
+        """an update's target: mostly not a key attribute (PK, SK)"""
+        p = self.d_path()
+        while p.startswith(("PK", "SK")) and self.r.random() < 0.9:
+            p = self.d_path()
+        return p
+
+    def ddbupdate(self):
+        clauses = []
+        kws = ["SET", "REMOVE", "ADD", "DELETE"]
+        self.r.shuffle(kws)
+        for kw in kws[:self.r.randint(1, 3)]:
+            if self.r.random() < 0.05:
+                kw = self.r.choice(["UPDATE", "set", "SET SET", ""])
+            n = self.r.randint(1, 2)
+            if kw.upper() == "SET":
+                items = [f"{self.d_target()} = {self.d_setvalue()}" for _ in range(n)]
+            elif kw.upper() == "REMOVE":
+                items = [self.d_target() for _ in range(n)]
+            else:
+                fit = [":n", ":l"] if kw.upper() == "ADD" else [":l"]
+                items = [f"{self.d_target()} {self.r.choice(fit) if self.r.random() < 0.7 else self.d_value()}"
+                         for _ in range(n)]
+            clauses.append(kw + " " + ", ".join(items))
+        return " ".join(clauses)
+
+    def ddbproj(self):
+        return ", ".join(self.d_path() for _ in range(self.r.randint(1, 4)))
+
     # ---- mutation -------------------------------------------------------------------------
     def mutate(self, s):
         s = list(s)
@@ -140,18 +251,18 @@ def main():
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     seed = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     g = Gen(random.Random(seed))
+    makers = {"template": g.template, "condition": g.condition, "path": g.path, "dotpath": g.dotpath,
+              "ddbcond": g.ddbcond, "ddbkey": g.ddbkey, "ddbupdate": g.ddbupdate, "ddbproj": g.ddbproj}
     kinds = ["template", "condition", "path", "dotpath"]
+    if len(sys.argv) > 3:
+        kinds = list(makers) if sys.argv[3] == "all" else sys.argv[3].split(",")
+        for kind in kinds:
+            if kind not in makers:
+                sys.exit(f"fuzz-parsers.py: unknown kind {kind!r} (known: {', '.join(makers)}, all)")
     out = sys.stdout.buffer
     for i in range(count):
-        kind = kinds[i % 4]
-        if kind == "template":
-            s = g.template()
-        elif kind == "condition":
-            s = g.condition()
-        elif kind == "path":
-            s = g.path()
-        else:
-            s = g.dotpath()
+        kind = kinds[i % len(kinds)]
+        s = makers[kind]()
         if g.r.random() < 0.5:
             s = g.mutate(s)
         s = s.replace("\0", "")

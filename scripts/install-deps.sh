@@ -8,7 +8,10 @@ PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron
           # t/075_pictures.pl renders graphs and opens timelines
           graphviz chromium
           # t/076_package.pl builds the Debian package
-          debhelper dpkg-dev fakeroot postgresql-server-dev-all)
+          debhelper dpkg-dev fakeroot postgresql-server-dev-all
+          # t/068_sanitized_fuzz.pl: gcc's UBSan runtime (make SANITIZE=1),
+          # ASan's for SANITIZE=address
+          libubsan1 libasan8)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

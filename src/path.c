@@ -50,6 +50,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/jsonpath.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 
 #include "jsonb_util.h"
@@ -403,6 +404,14 @@ allma_path_get(Jsonb *doc, const char *path)
  */
 
 /*
+ * The most elements an assignment may pad an array to: pushJsonbValue
+ * doubles its array of JsonbValues, which must stay within MaxAllocSize (a
+ * larger index failed with "invalid memory alloc request size", an internal
+ * error; found by t/068_sanitized_fuzz.pl).
+ */
+#define PATH_MAX_PADDED_ELEMENTS ((int) (MaxAllocSize / sizeof(JsonbValue) / 2))
+
+/*
  * jsonb_array_put returns arr (an array, or NULL for a new one) with element
  * idx replaced by value, padding with nulls when idx is past the end, as
  * a JavaScript assignment does.
@@ -415,6 +424,12 @@ jsonb_array_put(Jsonb *arr, int idx, Jsonb *value)
 	JsonbValue *res;
 	int			i = 0;
 
+	if (idx >= PATH_MAX_PADDED_ELEMENTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("cannot set array index %d: an array of more than %d elements cannot be built",
+						idx, PATH_MAX_PADDED_ELEMENTS),
+				 errhint("Assigning past the end of an array pads it with nulls up to the index.")));
 	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
 	if (arr != NULL)
 	{
