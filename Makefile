@@ -75,6 +75,9 @@ OBJS += \
 # Observability: progress, trees, statistics, worker status
 OBJS += \
 	src/observe.o
+# rate limits
+OBJS += \
+	src/ratelimit.o
 # execution lifecycle: waits, cancel, timeouts, step budget
 OBJS += \
 	src/lifecycle.o \

@@ -75,6 +75,7 @@
 #include "utils/numeric.h"
 
 #include "defcheck.h"
+#include "ratelimit.h"
 #include "step.h"
 #include "validate.h"
 
@@ -563,6 +564,7 @@ check_step(AllmaChecker *ck, const char *key, JsonbValue *value)
 		allma_def_check_templates_field(ck, step, NULL, "customConfig");
 	check_delay(ck, step);
 	check_misc_fields(ck, step);
+	allma_ratelimit_check_step(ck, step);
 
 	/* the fields of its type, checked by the type's row (step.c) */
 	if (info->check != NULL)

@@ -87,6 +87,7 @@
 #include "lifecycle.h"
 #include "retention.h"
 #include "pathfail.h"
+#include "ratelimit.h"
 #include "faultpoint.h"
 #include "limit_gucs.h"
 #include "retry.h"
@@ -175,6 +176,7 @@ reset_caches(void)
 	allma_flowcache_reset();
 	allma_retention_reset();
 	allma_completion_reset();
+	allma_ratelimit_reset();
 }
 
 /*
@@ -630,6 +632,8 @@ claim_pass_body(WorkerPass *pass)
 	(void) allma_lifecycle_time_out_executions(allma_batch_size);
 	/* waits past their deadline: their steps fail with StepTimeoutError */
 	(void) allma_store_release_due_waits(allma_batch_size * 4);
+	/* steps parked on rate limits whose budget has come: READY at their slots */
+	allma_ratelimit_pass();
 	/* (SPI leaves its own context current: the claimed paths outlive it) */
 	MemoryContextSwitchTo(pass->batch_cxt);
 	pass->paths = allma_store_claim(solo_claims > 0 ? 1 : allma_batch_size);
@@ -1250,6 +1254,14 @@ worker_loop(void)
 			timeout_ms = Min((long) allma_naptime_ms, secs * 1000 + usecs / 1000);
 			if (timeout_ms <= 0)
 				continue;
+		}
+		if (gate == GATE_OPEN)
+		{
+			/* parked on rate limits: release them when their budget comes */
+			long		rl_ms = allma_ratelimit_wake_ms();
+
+			if (rl_ms >= 0 && rl_ms < timeout_ms)
+				timeout_ms = rl_ms;
 		}
 
 		allma_shmem_set_sleeping(my_slot, true);
