@@ -18,9 +18,9 @@
  * arrival time per budget (the generic cell rate algorithm without burst
  * tolerance): a request may go when both are not in the future; taking
  * it moves the request time on by 60 s / requests_per_minute and the
- * token time by its estimated tokens * 60 s / tokens_per_minute.  So the
- * requests of a key are spaced evenly, and a provider never sees more
- * than the limit in any window.  An LLM step's estimate is its prompt's
+ * token time by its estimated tokens * 60 s / tokens_per_minute (paced at
+ * 98 % of the limits, see RL_PACE).  So the requests of a key are spaced
+ * evenly, and a provider never sees more than the limit in any window.  An LLM step's estimate is its prompt's
  * bytes / 4 plus its maxOutputTokens (256 when it sets none); when the
  * reply comes, the token time is corrected by (used - estimated).  A
  * provider's x-ratelimit-remaining-* / x-ratelimit-reset-* headers
@@ -38,11 +38,13 @@
  * worker at a time per key: the budget of the next second is handed out
  * as slots, each released path READY and due at its slot with a grant in
  * its request; when a worker claims it, the step runs again and its
- * request goes at once.  Fairness: one release takes the parked steps
- * round robin over the subkeys (the first of each subkey in arrival
- * order, then the second of each, ...), so a subkey with 10 steps waits
- * for at most 10 rounds whatever the others have queued; within a subkey,
- * and for a key without subkeys, steps go in arrival order.
+ * request goes at once.  Fairness: releases take the parked steps round
+ * robin over the subkeys: the first parked step of each subkey, in the
+ * (C) order of the subkeys' names starting after the subkey served last
+ * (a cursor kept per key across releases), then the second of each, ...;
+ * so a subkey with 10 steps waits for at most 10 rounds (10 x the number
+ * of subkeys with parked steps) whatever the others have queued.  Within
+ * a subkey, and for a key without subkeys, steps go in arrival order.
  *
  * Restarts.  The state lives in shared memory; after a restart it is
  * rebuilt conservatively: a group starts as if a request (and a second's
@@ -108,6 +110,7 @@ typedef struct RlGroup
 	TimestampTz last_resync;
 	pid_t		releaser;		/* a worker releasing its parked steps */
 	TimestampTz releasing_since;
+	char		cursor[ALLMA_RATE_LIMIT_KEY_MAX + 1];	/* the subkey served last */
 } RlGroup;
 
 typedef struct RlShared
@@ -168,16 +171,24 @@ has_limits_hint(void)
 	return has_limits;
 }
 
+/*
+ * The spacing of requests and tokens: 60 s / limit, paced at 98 % of the
+ * limit (RL_PACE) so that a request a worker sends a few milliseconds late
+ * followed by one sent on time does not put one request too many into a
+ * provider's one-second window.
+ */
+#define RL_PACE 0.98
+
 static inline double
 req_interval(RlGroup *g)
 {
-	return g->rpm > 0 ? 60000000.0 / g->rpm : 0.0;
+	return g->rpm > 0 ? 60000000.0 / (g->rpm * RL_PACE) : 0.0;
 }
 
 static inline double
 tok_interval(RlGroup *g)
 {
-	return g->tpm > 0 ? 60000000.0 / g->tpm : 0.0;
+	return g->tpm > 0 ? 60000000.0 / (g->tpm * RL_PACE) : 0.0;
 }
 
 /* the time before which the group lets no request go (lock held) */
@@ -665,8 +676,14 @@ reload_limits(TimestampTz now)
 			g->queued = true;
 		}
 		g = &rl->groups[gi];
-		g->rpm = rpm;
-		g->tpm = tpm;
+		if (g->rpm != rpm || g->tpm != tpm)
+		{
+			/* a changed limit counts from now: no slot later than its own spacing */
+			g->rpm = rpm;
+			g->tpm = tpm;
+			g->req_tat = Min(g->req_tat, now + (int64) ceil(req_interval(g)));
+			g->tok_tat = Min(g->tok_tat, now + (tpm > 0 ? INT64CONST(1000000) : 0));
+		}
 		g->maxc = maxc;
 		g->seen = true;
 	}
@@ -743,8 +760,9 @@ resync_inflight(int gi, const char *group)
 static void
 release_group(int gi, const char *group, int want, TimestampTz now)
 {
-	Oid			pick_types[2] = {TEXTOID, INT4OID};
-	Datum		pick_args[2];
+	Oid			pick_types[3] = {TEXTOID, INT4OID, TEXTOID};
+	Datum		pick_args[3];
+	char		cursor[ALLMA_RATE_LIMIT_KEY_MAX + 1];
 	int			rc;
 	int			nrows;
 	Datum	   *execs;
@@ -757,18 +775,24 @@ release_group(int gi, const char *group, int want, TimestampTz now)
 	if (pick_plan == NULL)
 		pick_plan = allma_store_prepare(
 										"SELECT execution_id, path_id, "
-										"       coalesce((request->'rateLimit'->>'tokens')::bigint, 0) "
+										"       coalesce((request->'rateLimit'->>'tokens')::bigint, 0), sk "
 										"  FROM (SELECT execution_id, path_id, due_at, "
+										"               coalesce(request->'rateLimit'->>'subkey', '') AS sk, "
 										"               row_number() OVER (PARTITION BY request->'rateLimit'->>'subkey' "
 										"                                  ORDER BY due_at, execution_id, path_id) AS rn, "
 										"               request "
 										"          FROM allma.execution_paths "
 										"         WHERE status = 'WAITING' AND request ? 'rateLimit' "
 										"           AND request->'rateLimit'->>'group' = $1) q "
-										" ORDER BY rn, due_at, execution_id, path_id LIMIT $2",
-										2, pick_types);
+										" ORDER BY rn, sk COLLATE \"C\" <= $3, sk COLLATE \"C\", due_at, execution_id, path_id "
+										" LIMIT $2",
+										3, pick_types);
+	SpinLockAcquire(&rl->mutex);
+	strlcpy(cursor, rl->groups[gi].cursor, sizeof(cursor));
+	SpinLockRelease(&rl->mutex);
 	pick_args[0] = CStringGetTextDatum(group);
 	pick_args[1] = Int32GetDatum(want);
+	pick_args[2] = CStringGetTextDatum(cursor);
 	rc = SPI_execute_plan(pick_plan, pick_args, NULL, true, want);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "allma: picking parked steps failed: %s", SPI_result_code_string(rc));
@@ -800,6 +824,16 @@ release_group(int gi, const char *group, int want, TimestampTz now)
 			g->queued = false;
 	}
 	SpinLockRelease(&rl->mutex);
+
+	/* the next release goes on with the subkey after the last one served */
+	if (n > 0)
+	{
+		char	   *sk = SPI_getvalue(SPI_tuptable->vals[n - 1], SPI_tuptable->tupdesc, 4);
+
+		SpinLockAcquire(&rl->mutex);
+		strlcpy(rl->groups[gi].cursor, sk ? sk : "", sizeof(rl->groups[gi].cursor));
+		SpinLockRelease(&rl->mutex);
+	}
 
 	for (int r = 0; r < n; r++)
 	{
