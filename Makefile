@@ -78,6 +78,9 @@ OBJS += \
 # concurrency keys
 OBJS += \
 	src/concurrency.o
+# rate limits
+OBJS += \
+	src/ratelimit.o
 # execution lifecycle: waits, cancel, timeouts, step budget
 OBJS += \
 	src/lifecycle.o \

@@ -1678,6 +1678,322 @@ COMMENT ON VIEW allma.execution_progress IS
 	'Running and queued executions: current steps, steps completed, checkpoint reached, percent, fork branches done/total, what they wait on, concurrency key and queue position';
 
 
+-- ==== ratelimit: rate limits ====
+
+/*
+ * Rate limits of outgoing requests (src/ratelimit.c).  One row per key:
+ * requests per minute, tokens per minute (LLM steps), requests in flight.
+ * A row governs the steps whose key equals it or starts with it and ":"
+ * (the rest is the step's subkey; a group's budget is shared round robin
+ * over its subkeys).  Admins (allma_admin) edit it with SQL or with
+ * allma_set_rate_limit / allma_drop_rate_limit; members of allma_user may
+ * read it.  The workers read it again every second.  The table does not
+ * grow with executions: no execution key.
+ */
+CREATE TABLE allma.rate_limits (
+	key					text PRIMARY KEY
+		CHECK (pg_catalog.octet_length(key) BETWEEN 1 AND 200 AND key !~ '[[:cntrl:]]'),
+	requests_per_minute	integer CHECK (requests_per_minute > 0),
+	tokens_per_minute	integer CHECK (tokens_per_minute > 0),
+	max_concurrent		integer CHECK (max_concurrent > 0),
+	updated_at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_by			name NOT NULL DEFAULT CURRENT_USER,
+	CHECK (pg_catalog.num_nonnulls(requests_per_minute, tokens_per_minute, max_concurrent) > 0)
+);
+COMMENT ON TABLE allma.rate_limits IS
+	'Rate limits by key: requests and tokens per minute, requests in flight; steps over budget park until it returns';
+ALTER TABLE allma.rate_limits ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+REVOKE ALL ON allma.rate_limits FROM PUBLIC;
+GRANT SELECT ON allma.rate_limits TO allma_user;
+GRANT SELECT, INSERT, UPDATE, DELETE ON allma.rate_limits TO allma_admin;
+CREATE POLICY rate_limits_read ON allma.rate_limits FOR SELECT TO allma_user USING (true);
+CREATE POLICY rate_limits_admin ON allma.rate_limits TO allma_admin USING (true) WITH CHECK (true);
+
+/* the steps parked on a rate limit, in arrival order per key (the workers' release) */
+CREATE INDEX execution_paths_rate_limit_idx
+	ON allma.execution_paths ((request->'rateLimit'->>'group'), due_at)
+	WHERE status = 'WAITING' AND request ? 'rateLimit';
+
+/*
+ * allma_set_rate_limit creates or replaces the row of a key; NULL means no
+ * limit of that kind, at least one must be set.  allma_drop_rate_limit
+ * removes it (true when there was one); steps parked on it are released
+ * by the workers' next sweep (within a second).  SECURITY INVOKER: only
+ * members of allma_admin may run them (and write the table).
+ */
+CREATE FUNCTION allma_set_rate_limit(key text, requests_per_minute integer DEFAULT NULL,
+									 tokens_per_minute integer DEFAULT NULL,
+									 max_concurrent integer DEFAULT NULL)
+RETURNS allma.rate_limits
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r allma.rate_limits;
+BEGIN
+	IF $1 IS NULL OR octet_length($1) NOT BETWEEN 1 AND 200 OR $1 ~ '[[:cntrl:]]' THEN
+		RAISE EXCEPTION 'rate limit key must be 1 to 200 bytes of text without control characters'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A step''s key is its rateLimitKey, or PROVIDER:modelId:SECRET_NAME for LLM steps, or host[:port] for HTTP steps.';
+	END IF;
+	IF num_nonnulls($2, $3, $4) = 0 THEN
+		RAISE EXCEPTION 'rate limit "%" sets no limit', $1
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give requests_per_minute, tokens_per_minute or max_concurrent, or drop the limit with allma_drop_rate_limit.';
+	END IF;
+	IF $2 <= 0 OR $3 <= 0 OR $4 <= 0 THEN
+		RAISE EXCEPTION 'rate limit "%" has a limit that is not positive', $1
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('requests_per_minute %s, tokens_per_minute %s, max_concurrent %s',
+								  coalesce($2::text, 'NULL'), coalesce($3::text, 'NULL'),
+								  coalesce($4::text, 'NULL'));
+	END IF;
+	INSERT INTO allma.rate_limits AS t (key, requests_per_minute, tokens_per_minute, max_concurrent)
+	VALUES ($1, $2, $3, $4)
+	ON CONFLICT ON CONSTRAINT rate_limits_pkey DO UPDATE
+		SET requests_per_minute = excluded.requests_per_minute,
+			tokens_per_minute = excluded.tokens_per_minute,
+			max_concurrent = excluded.max_concurrent,
+			updated_at = now(), updated_by = CURRENT_USER
+	RETURNING * INTO r;
+	RETURN r;
+END
+$$;
+COMMENT ON FUNCTION allma_set_rate_limit(text, integer, integer, integer) IS
+	'Sets the rate limit of a key (requests/min, tokens/min, in flight); allma_admin only';
+
+CREATE FUNCTION allma_drop_rate_limit(key text)
+RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	WITH d AS (DELETE FROM allma.rate_limits r WHERE r.key = allma_drop_rate_limit.key RETURNING 1)
+	SELECT count(*) > 0 FROM d;
+END;
+COMMENT ON FUNCTION allma_drop_rate_limit(text) IS
+	'Removes the rate limit of a key; true when there was one; allma_admin only';
+
+REVOKE EXECUTE ON FUNCTION allma_set_rate_limit(text, integer, integer, integer),
+	allma_drop_rate_limit(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_set_rate_limit(text, integer, integer, integer),
+	allma_drop_rate_limit(text) TO allma_admin;
+
+/*
+ * allma_rate_limit_status(): what the workers hold in shared memory for
+ * each limit of this database (a row appears within a second of its
+ * insert): requests in flight, whether steps may be parked on it, when
+ * the next request and the next tokens may go (theoretical arrival
+ * times), and until when a 429 paused it.  Members of allma_user may read
+ * it: it shows keys and times, no execution.  SECURITY INVOKER.
+ */
+CREATE FUNCTION allma_rate_limit_status(OUT key text, OUT requests_per_minute integer,
+										OUT tokens_per_minute integer, OUT max_concurrent integer,
+										OUT in_flight integer, OUT parked boolean,
+										OUT next_request_at timestamptz, OUT next_tokens_at timestamptz,
+										OUT paused_until timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'allma_rate_limit_status'
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_rate_limit_status() IS
+	'The rate limits as the workers hold them: in flight, parked steps, next slots, pause';
+REVOKE EXECUTE ON FUNCTION allma_rate_limit_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_rate_limit_status() TO allma_user;
+
+/*
+ * The status views learn of parked steps: allma.live_path_waits says
+ * waiting_on 'rate_limit' (a WAITING path parked by the gate, or a
+ * released one due at its slot) with its key in rate_limit_key ("waiting
+ * on rate limit <key>"); allma.execution_progress's waits carry it as
+ * rateLimitKey; allma_worker_status() counts them in waiting_rate_limits.
+ */
+CREATE OR REPLACE VIEW allma.live_path_waits WITH (security_invoker = true, security_barrier = true) AS
+SELECT p.execution_id, p.path_id, p.parent_path_id, p.branch_id, p.step_instance_id,
+	   p.status, p.attempt,
+	   coalesce((SELECT pg_catalog.max(h.ended_at) FROM allma.step_executions h
+				  WHERE h.execution_id = p.execution_id AND h.path_id = p.path_id),
+				(SELECT f.started_at FROM allma.forks f
+				  WHERE f.execution_id = p.execution_id AND f.fork_path_id = p.parent_path_id),
+				(SELECT e.started_at FROM allma.executions e
+				  WHERE e.execution_id = p.execution_id)) AS step_since,
+	   CASE
+		   WHEN p.status = 'WAITING' AND p.request ? 'rateLimit' THEN 'rate_limit'
+		   WHEN p.status = 'READY' AND p.due_at > pg_catalog.now() AND p.request ? 'rateLimit'
+			   THEN 'rate_limit'
+		   WHEN p.status = 'READY' AND p.due_at <= pg_catalog.now() THEN 'runnable'
+		   WHEN p.status = 'READY' THEN 'timer'
+		   WHEN p.status = 'INFLIGHT' THEN 'http'
+		   WHEN fork.fork_path_id IS NOT NULL THEN 'branches'
+		   WHEN parent_fork.fork_path_id IS NOT NULL THEN 'concurrency'
+		   WHEN child.execution_id IS NOT NULL THEN 'child'
+		   ELSE 'event'
+	   END AS waiting_on,
+	   CASE WHEN p.status = 'READY' THEN p.due_at END AS due_at,
+	   CASE WHEN p.status = 'INFLIGHT' THEN p.lease_until END AS lease_until,
+	   child.execution_id AS child_execution_id,
+	   -- the correlation key and deadline of the event a path parked by
+	   -- WAIT_FOR_EXTERNAL_EVENT waits for (its request holds its wait)
+	   CASE WHEN p.status = 'WAITING' AND p.request ? 'wait'
+			THEN p.request->'wait'->>'correlationKey' END AS event_key,
+	   CASE WHEN p.status = 'WAITING' AND p.request ? 'wait' THEN p.due_at END AS event_deadline,
+	   -- the rate limit a parked step waits on (its step's key; its place: since)
+	   CASE WHEN p.status IN ('WAITING', 'READY') AND p.request ? 'rateLimit'
+			THEN p.request->'rateLimit'->>'key' END AS rate_limit_key
+  FROM allma.execution_paths p
+  LEFT JOIN allma.forks fork
+	ON fork.execution_id = p.execution_id AND fork.fork_path_id = p.path_id
+  LEFT JOIN allma.forks parent_fork
+	ON p.status = 'WAITING' AND p.request IS NULL AND parent_fork.execution_id = p.execution_id
+   AND parent_fork.fork_path_id = p.parent_path_id
+  LEFT JOIN LATERAL (
+	SELECT c.execution_id FROM allma.executions c
+	 WHERE p.status = 'WAITING' AND fork.fork_path_id IS NULL AND parent_fork.fork_path_id IS NULL
+	   AND c.parent_execution_id = p.execution_id AND c.parent_path_id = p.path_id
+	   AND c.status = 'RUNNING'
+	 ORDER BY c.started_at, c.execution_id LIMIT 1) child ON true
+ WHERE p.status IN ('READY', 'INFLIGHT', 'WAITING') AND p.step_instance_id IS NOT NULL;
+COMMENT ON VIEW allma.live_path_waits IS
+	'Live paths of executions and what each waits on: runnable, timer, http, rate_limit, branches, concurrency, child, event';
+
+CREATE OR REPLACE VIEW allma.execution_progress WITH (security_invoker = true, security_barrier = true) AS
+WITH checkpoints AS (
+	SELECT v.flow_id, v.version, s.key AS step_instance_id,
+		   s.value->'checkpoint'->>'id' AS checkpoint_id,
+		   s.value->'checkpoint'->>'label' AS checkpoint_label,
+		   pg_catalog.row_number() OVER (
+			   PARTITION BY v.flow_id, v.version
+			   ORDER BY CASE WHEN pg_catalog.jsonb_typeof(s.value->'checkpoint'->'order') = 'number'
+						THEN (s.value->'checkpoint'->>'order')::numeric END NULLS LAST,
+						s.value->'checkpoint'->>'id', s.key) AS ordinal,
+		   pg_catalog.count(*) OVER (PARTITION BY v.flow_id, v.version) AS total
+	  FROM allma.flow_versions v
+	  CROSS JOIN LATERAL pg_catalog.jsonb_each(v.definition->'steps') s
+	 WHERE pg_catalog.jsonb_typeof(s.value->'checkpoint') = 'object'
+	   AND EXISTS (SELECT FROM allma.executions r
+				   WHERE r.status IN ('RUNNING', 'QUEUED') AND r.flow_id = v.flow_id AND r.flow_version = v.version)
+)
+SELECT e.execution_id, e.flow_id, e.flow_version, e.started_by, e.parent_execution_id,
+	   coalesce(e.root_execution_id, e.execution_id) AS root_execution_id, e.depth,
+	   e.started_at, pg_catalog.now() - e.started_at AS running_for,
+	   live.current_steps, live.current_step_since, coalesce(live.live_paths, 0) AS live_paths,
+	   hist.steps_completed, hist.last_step_ended_at,
+	   cp.checkpoint_id, cp.checkpoint_label, cp.ordinal AS checkpoint_ordinal,
+	   coalesce(cp.total, cpt.total) AS checkpoints_total,
+	   CASE
+		   WHEN cpt.total IS NOT NULL
+			   THEN pg_catalog.round(100.0 * coalesce(cp.ordinal, 0) / cpt.total, 1)
+		   WHEN defn.steps_defined > 0
+			   THEN least(99.0, pg_catalog.round(100.0 * hist.distinct_steps_completed
+														   / defn.steps_defined, 1))
+	   END AS percent,
+	   CASE WHEN cpt.total IS NOT NULL THEN 'checkpoints'
+			WHEN defn.steps_defined > 0 THEN 'steps' END AS percent_basis,
+	   forks.running_forks, forks.branches_done, forks.branches_total,
+	   CASE WHEN e.status = 'QUEUED' THEN ARRAY['concurrency_key'] ELSE live.waiting_on END
+		   AS waiting_on,
+	   live.next_due_at, live.child_execution_ids, live.event_keys,
+	   CASE WHEN e.status = 'QUEUED'
+			THEN pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+					'waitingOn', 'concurrency_key', 'concurrencyKey', e.concurrency_key,
+					'since', e.queued_at))
+			ELSE live.waits END AS waits,
+	   e.status, e.concurrency_key, e.concurrency_limit, e.queued_at,
+	   CASE WHEN e.status = 'QUEUED' THEN
+	   (SELECT pg_catalog.count(*) FROM allma.concurrency_queue me
+		  JOIN allma.concurrency_queue o
+			ON o.concurrency_key = me.concurrency_key AND o.seq <= me.seq
+		 WHERE me.root_execution_id = coalesce(e.root_execution_id, e.execution_id)
+		   AND me.execution_id = e.execution_id) END AS queue_position
+  FROM allma.executions e
+  LEFT JOIN LATERAL (
+	SELECT pg_catalog.count(*) FILTER (WHERE h.status = 'COMPLETED') AS steps_completed,
+		   pg_catalog.count(DISTINCT h.step_instance_id) FILTER (WHERE h.status = 'COMPLETED')
+			   AS distinct_steps_completed,
+		   pg_catalog.max(h.ended_at) AS last_step_ended_at
+	  FROM allma.step_executions h WHERE h.execution_id = e.execution_id) hist ON true
+  LEFT JOIN LATERAL (
+	SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(v.definition->'steps'))
+			   AS steps_defined
+	  FROM allma.flow_versions v
+	 WHERE v.flow_id = e.flow_id AND v.version = e.flow_version
+	   AND pg_catalog.jsonb_typeof(v.definition->'steps') = 'object') defn ON true
+  LEFT JOIN LATERAL (
+	SELECT c.total FROM checkpoints c
+	 WHERE c.flow_id = e.flow_id AND c.version = e.flow_version LIMIT 1) cpt ON true
+  LEFT JOIN LATERAL (
+	SELECT c.checkpoint_id, c.checkpoint_label, c.ordinal, c.total FROM checkpoints c
+	 WHERE c.flow_id = e.flow_id AND c.version = e.flow_version
+	   AND EXISTS (SELECT FROM allma.step_executions h
+				   WHERE h.execution_id = e.execution_id AND h.status = 'COMPLETED'
+					 AND h.step_instance_id = c.step_instance_id)
+	 ORDER BY c.ordinal DESC LIMIT 1) cp ON true
+  LEFT JOIN LATERAL (
+	SELECT pg_catalog.count(*) AS running_forks,
+		   pg_catalog.sum(f.completed + f.failed)::bigint AS branches_done,
+		   pg_catalog.sum(f.total)::bigint AS branches_total
+	  FROM allma.forks f WHERE f.execution_id = e.execution_id) forks ON true
+  LEFT JOIN LATERAL (
+	SELECT pg_catalog.array_agg(DISTINCT w.step_instance_id ORDER BY w.step_instance_id) AS current_steps,
+		   pg_catalog.min(w.step_since) AS current_step_since,
+		   pg_catalog.count(*) AS live_paths,
+		   pg_catalog.array_agg(DISTINCT w.waiting_on ORDER BY w.waiting_on) AS waiting_on,
+		   pg_catalog.min(w.due_at) FILTER (WHERE w.waiting_on = 'timer') AS next_due_at,
+		   pg_catalog.array_agg(DISTINCT w.child_execution_id ORDER BY w.child_execution_id)
+			   FILTER (WHERE w.child_execution_id IS NOT NULL) AS child_execution_ids,
+		   pg_catalog.array_agg(DISTINCT w.event_key ORDER BY w.event_key)
+			   FILTER (WHERE w.event_key IS NOT NULL) AS event_keys,
+		   pg_catalog.jsonb_agg(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+			   'pathId', w.path_id, 'branchId', w.branch_id, 'step', w.step_instance_id,
+			   'attempt', w.attempt, 'since', w.step_since, 'waitingOn', w.waiting_on, 'dueAt', w.due_at,
+			   'leaseUntil', w.lease_until, 'childExecutionId', w.child_execution_id,
+			   'eventKey', w.event_key, 'eventDeadline', w.event_deadline,
+			   'rateLimitKey', w.rate_limit_key))
+			   ORDER BY w.path_id) AS waits
+	  FROM allma.live_path_waits w WHERE w.execution_id = e.execution_id) live ON true
+ WHERE e.status IN ('RUNNING', 'QUEUED');
+
+CREATE OR REPLACE FUNCTION allma_worker_status(OUT worker integer, OUT pid integer, OUT database name,
+									OUT state text, OUT steps_run bigint,
+									OUT inflight_requests bigint, OUT runnable bigint,
+									OUT waiting_timers bigint, OUT waiting_events bigint,
+									OUT waiting_children bigint, OUT waiting_rate_limits bigint,
+									OUT oldest_runnable_age interval)
+RETURNS SETOF record
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	WITH queue AS (
+		SELECT count(*) FILTER (WHERE w.waiting_on = 'runnable') AS runnable,
+			   count(*) FILTER (WHERE w.waiting_on = 'timer') AS timers,
+			   count(*) FILTER (WHERE w.waiting_on = 'event') AS events,
+			   count(*) FILTER (WHERE w.waiting_on = 'child') AS children,
+			   count(*) FILTER (WHERE w.waiting_on = 'rate_limit') AS rate_limits,
+			   now() - min(w.due_at) FILTER (WHERE w.waiting_on = 'runnable') AS oldest
+		  FROM allma.live_path_waits w
+	), inflight AS (
+		SELECT p.owner_slot, count(*) AS n
+		  FROM allma.execution_paths p
+		 WHERE p.status = 'INFLIGHT' AND p.owner_slot IS NOT NULL
+		 GROUP BY p.owner_slot
+	)
+	SELECT s.worker, s.pid, d.datname, s.state, s.steps_run,
+		   CASE WHEN here THEN coalesce(i.n, 0) END,
+		   CASE WHEN here THEN q.runnable END,
+		   CASE WHEN here THEN q.timers END,
+		   CASE WHEN here THEN q.events END,
+		   CASE WHEN here THEN q.children END,
+		   CASE WHEN here THEN q.rate_limits END,
+		   CASE WHEN here THEN q.oldest END
+	  FROM allma.worker_slots() s
+	  LEFT JOIN pg_database d ON d.oid = s.database_oid
+	  CROSS JOIN LATERAL (SELECT d.datname = current_database() AS here) h
+	  CROSS JOIN queue q
+	  LEFT JOIN inflight i ON i.owner_slot = s.worker
+	 ORDER BY s.worker;
+END;
+
+
+
 ------------------------------------------------------------------------------
 -- Last: check that every section applied the security model
 ------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ HTTP side (see README.md for the full reference):
     /models/<m>:generateContent, Bedrock /model/<m>/converse|invoke; the LLM
     reply is chosen by the model name (mock-json, mock-echo, mock-tools, ...);
   * control: GET /__log, GET /__stats, GET /__mail, GET /__health,
+    GET /__windows (requests and LLM tokens per second), POST /__ratelimit
+    (a provider's rate limit: x-ratelimit-* headers, 429 + Retry-After),
     POST /__reset.
 
 SMTP side: enough ESMTP for libcurl's SMTP client; received messages are
@@ -39,6 +41,7 @@ import hashlib
 import hmac
 import http
 import json
+import math
 import mimetypes
 import os
 import re
@@ -977,6 +980,27 @@ def sse_body(answers):
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+WINDOW_KEEP = 3600      # seconds of /__windows kept
+
+
+def usage_total(body):
+    """Total tokens of a provider reply's usage (OpenAI, Anthropic, Gemini,
+    Bedrock shapes), 0 when it has none."""
+    if isinstance(body, list):
+        body = body[0] if body else {}
+    if not isinstance(body, dict):
+        return 0
+    u = body.get("usage") or body.get("usageMetadata") or {}
+    if not isinstance(u, dict):
+        return 0
+    for k in ("total_tokens", "totalTokens", "totalTokenCount"):
+        if isinstance(u.get(k), int):
+            return u[k]
+    return sum(v for k, v in u.items() if isinstance(v, int) and k in (
+        "prompt_tokens", "completion_tokens", "input_tokens", "output_tokens",
+        "inputTokens", "outputTokens", "promptTokenCount", "candidatesTokenCount"))
+
+
 def generic_error(status, message):
     return {"error": {"status": status, "message": message}}
 
@@ -1010,6 +1034,11 @@ class MockApp:
         self.by_status = collections.Counter()
         self.started = time.monotonic()
         self.last_activity = self.started
+        # GET /__windows: requests and LLM tokens per second of wall time
+        self.windows = collections.OrderedDict()   # int(time.time()) -> [n, tokens]
+        self.reply_tokens = 0       # usage total of the reply being built
+        # POST /__ratelimit: a provider's rate limit, emulated
+        self.rl = None
 
     # -- connections ---------------------------------------------------------
 
@@ -1070,6 +1099,8 @@ class MockApp:
         self.requests = 0
         self.control_requests = 0
         self.by_status.clear()
+        self.windows.clear()
+        self.rl = None
         self.open_peak = len(self.connections)
         self.connections_total = len(self.connections)
 
@@ -1094,12 +1125,79 @@ class MockApp:
                                      generic_error(exc.status, str(exc)))
         self.requests += 1
         self.log_request(req, conn_id)
+        self.reply_tokens = 0
+        limited = self.rate_limited()
         try:
-            resp = self.answer(req)
+            resp = limited or self.answer(req)
         except BadRequest as exc:
             resp = json_response(exc.status, generic_error(exc.status, str(exc)))
+        self.count_window(self.reply_tokens)
+        if self.rl is not None and not limited:
+            self.rate_limit_headers(resp, self.reply_tokens)
         self.by_status[resp.status] += 1
         return resp
+
+    # -- request windows and rate-limit emulation ------------------------------
+
+    def count_window(self, tokens):
+        """Count one request (and its reply's tokens) in its second."""
+        sec = int(time.time())
+        w = self.windows.get(sec)
+        if w is None:
+            w = self.windows[sec] = [0, 0]
+            while len(self.windows) > WINDOW_KEEP:
+                self.windows.popitem(last=False)
+        w[0] += 1
+        w[1] += tokens
+
+    def rate_limited(self):
+        """A 429 when POST /__ratelimit asked for some (fail_429) or the
+        emulated budget is spent, else None."""
+        rl = self.rl
+        if rl is None:
+            return None
+        self.refill()
+        if rl["fail_429"] > 0:
+            rl["fail_429"] -= 1
+            retry = rl["retry_after"]
+        elif rl["rpm"] and rl["req_level"] < 1:
+            retry = max(1, math.ceil((1 - rl["req_level"]) * 60.0 / rl["rpm"]))
+        elif rl["tpm"] and rl["tok_level"] <= 0:
+            retry = max(1, math.ceil(-rl["tok_level"] * 60.0 / rl["tpm"] + 1e-9))
+        else:
+            if rl["rpm"]:
+                rl["req_level"] -= 1
+            return None
+        rl["limited"] += 1
+        resp = json_response(429, generic_error(429, "mock rate limit"))
+        resp.headers.append(("Retry-After", str(retry)))
+        return resp
+
+    def refill(self):
+        rl = self.rl
+        now = time.monotonic()
+        dt = now - rl["at"]
+        rl["at"] = now
+        if rl["rpm"]:
+            rl["req_level"] = min(rl["rpm"], rl["req_level"] + dt * rl["rpm"] / 60.0)
+        if rl["tpm"]:
+            rl["tok_level"] = min(rl["tpm"], rl["tok_level"] + dt * rl["tpm"] / 60.0)
+
+    def rate_limit_headers(self, resp, tokens):
+        """x-ratelimit-* headers as OpenAI sends them (the budget after this
+        request; reset: until the budget is full again)."""
+        rl = self.rl
+        if rl["tpm"]:
+            rl["tok_level"] -= tokens
+        for kind, limit, level in (("requests", rl["rpm"], rl["req_level"]),
+                                   ("tokens", rl["tpm"], rl["tok_level"])):
+            if not limit:
+                continue
+            remaining = max(0, int(level))
+            reset = max(0.0, (limit - level) * 60.0 / limit)
+            resp.headers.append((f"x-ratelimit-limit-{kind}", str(limit)))
+            resp.headers.append((f"x-ratelimit-remaining-{kind}", str(remaining)))
+            resp.headers.append((f"x-ratelimit-reset-{kind}", f"{reset:.3f}s"))
 
     def answer(self, req):
         """The response for a logged request, with the query controls."""
@@ -1387,6 +1485,7 @@ class MockApp:
         else:
             text = plan.reply_text(conv.last_user)
         body = provider.reply(conv, self.reply_seq, text, tool)
+        self.reply_tokens = usage_total(body)
         if provider is Gemini and req.path.endswith(":streamGenerateContent"):
             if req.query.get("alt") == "sse":
                 resp = Response(200, b"data: " + dumps(body) + b"\r\n\r\n",
@@ -1429,6 +1528,25 @@ class MockApp:
             return json_response(200, {"ok": True})
         if path == "/__webhooks" and req.method == "GET":
             return json_response(200, self.webhooks)
+        if path == "/__windows" and req.method == "GET":
+            since = int_param(q, "since", 0, 0, 1 << 40)
+            return json_response(200, {"windowSeconds": 1, "windows": [
+                {"start": sec, "requests": n, "tokens": t}
+                for sec, (n, t) in self.windows.items() if sec >= since]})
+        if path == "/__ratelimit" and req.method == "POST":
+            rpm = int_param(q, "requests_per_minute", 0, 0, 1 << 30)
+            tpm = int_param(q, "tokens_per_minute", 0, 0, 1 << 30)
+            fail = int_param(q, "fail_429", 0, 0, 1 << 30)
+            retry = int_param(q, "retry_after", 1, 0, 86400)
+            if not (rpm or tpm or fail):
+                self.rl = None
+                return json_response(200, {"ok": True, "rateLimit": None})
+            self.rl = {"rpm": rpm, "tpm": tpm, "fail_429": fail, "retry_after": retry,
+                       "req_level": float(rpm), "tok_level": float(tpm),
+                       "at": time.monotonic(), "limited": 0}
+            return json_response(200, {"ok": True, "rateLimit": {
+                "requests_per_minute": rpm, "tokens_per_minute": tpm,
+                "fail_429": fail, "retry_after": retry}})
         if path == "/__health":
             return json_response(200, {"ok": True})
         return json_response(404, generic_error(404, "unknown control endpoint"))
@@ -1443,6 +1561,7 @@ class MockApp:
                 "smtp_connections_open": len(self.smtp_connections),
                 "log_entries": len(self.log),
                 "mail": len(self.mail),
+                "rate_limited": self.rl["limited"] if self.rl else 0,
                 "uptime_s": round(time.monotonic() - self.started, 3)}
 
 

@@ -603,6 +603,57 @@ class MockServerTest(unittest.TestCase):
         self.assertEqual(stats["requests"], 0)
         self.assertEqual(stats["mail"], 0)
 
+    # -- request windows and rate-limit emulation ----------------------------------
+
+    def test_windows_count_requests_and_tokens(self):
+        since = int(time.time())
+        status, _, doc = self.openai("mock-json", content="y" * 40)
+        self.assertEqual(status, 200)
+        self.request("GET", self.uniq())
+        status, _, w = self.get_json(f"/__windows?since={since}")
+        self.assertEqual(status, 200)
+        self.assertEqual(w["windowSeconds"], 1)
+        self.assertGreaterEqual(sum(x["requests"] for x in w["windows"]), 2)
+        self.assertGreaterEqual(sum(x["tokens"] for x in w["windows"]),
+                                doc["usage"]["total_tokens"])
+        for x in w["windows"]:
+            self.assertGreaterEqual(x["start"], since)
+        # control requests are not counted
+        before = sum(x["requests"] for x in self.get_json(f"/__windows?since={since}")[2]["windows"])
+        after = sum(x["requests"] for x in self.get_json(f"/__windows?since={since}")[2]["windows"])
+        self.assertEqual(before, after)
+
+    def test_ratelimit_headers_and_429(self):
+        try:
+            status, _, doc = self.get_json("/__ratelimit?requests_per_minute=3&tokens_per_minute=100000",
+                                           "POST")
+            self.assertEqual(status, 200)
+            self.assertEqual(doc["rateLimit"]["requests_per_minute"], 3)
+            status, hdrs, _ = self.openai("mock-json")
+            self.assertEqual(status, 200)
+            self.assertEqual(hdrs["x-ratelimit-limit-requests"], "3")
+            self.assertEqual(hdrs["x-ratelimit-remaining-requests"], "2")
+            self.assertTrue(hdrs["x-ratelimit-reset-requests"].endswith("s"))
+            self.assertLess(int(hdrs["x-ratelimit-remaining-tokens"]), 100000)
+            self.assertEqual(self.openai("mock-json")[0], 200)
+            self.assertEqual(self.openai("mock-json")[0], 200)
+            status, hdrs, _ = self.openai("mock-json")      # the 4th within a minute
+            self.assertEqual(status, 429)
+            self.assertGreaterEqual(int(hdrs["retry-after"]), 1)
+            self.assertEqual(self.get_json("/__stats")[2]["rate_limited"], 1)
+            # fail_429: the next requests get 429 with the Retry-After asked for
+            self.get_json("/__ratelimit?fail_429=2&retry_after=7", "POST")
+            for _ in range(2):
+                status, hdrs, _ = self.request("GET", self.uniq())
+                self.assertEqual(status, 429)
+                self.assertEqual(hdrs["retry-after"], "7")
+            self.assertEqual(self.request("GET", self.uniq())[0], 200)
+            self.assertEqual(self.get_json("/__ratelimit?fail_429=x", "POST")[0], 400)
+        finally:
+            status, _, doc = self.get_json("/__ratelimit", "POST")
+            self.assertIsNone(doc["rateLimit"])
+        self.assertNotIn("x-ratelimit-limit-requests", self.openai("mock-json")[1])
+
     def test_many_concurrent_connections(self):
         """500 connections each waiting 300 ms finish together, not in series."""
         n = 500

@@ -57,6 +57,7 @@
 #include "jsonb_util.h"
 #include "lifecycle.h"
 #include "path.h"
+#include "ratelimit.h"
 #include "retry.h"
 #include "secret.h"
 #include "step.h"
@@ -331,6 +332,9 @@ attempt_step(StepRun *run)
 	run->output = dispatch(run);
 	if (run->io)
 		allma_step_check_io_request(run);
+	/* rate limits: the request goes now, or the path parks (ratelimit.c) */
+	if (run->io)
+		allma_ratelimit_gate(run);
 	if (run->forked || run->parked || run->io || run->repoll_ms > 0 ||
 		((run->step->type->flags & ALLMA_STEP_POLLS) && run->output == NULL))
 		return;
@@ -438,7 +442,8 @@ step_start_time(AllmaPathState *ps)
 	char	   *s;
 
 	if (ps->prev_request != NULL &&
-		(ps->response != NULL || ps->joining || allma_jsonb_has_key(ps->prev_request, "wait")) &&
+		(ps->response != NULL || ps->joining || allma_jsonb_has_key(ps->prev_request, "wait") ||
+		 allma_jsonb_has_key(ps->prev_request, "rateLimit")) &&
 		(s = allma_jsonb_get_cstring(ps->prev_request, "stepStartedAt")) != NULL)
 		return DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
 													   ObjectIdGetDatum(InvalidOid),
@@ -497,6 +502,9 @@ run_step(AllmaPathState *ps, AllmaStep *step, MemoryContext pathcxt)
 
 	edata = run_guarded(attempt_step, &run);
 	now = GetCurrentTimestamp();
+	/* a response to a rate-limited request: settle its budget */
+	if (ps->response != NULL && ps->prev_request != NULL)
+		allma_ratelimit_settle(ps->prev_request, ps->response, run.details);
 	rec->ended_at = now;
 	rec->input = run.input;
 

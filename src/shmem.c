@@ -39,6 +39,7 @@
 #include "storage/spin.h"
 
 #include "compat.h"
+#include "ratelimit.h"
 #include "shmem.h"
 
 typedef struct AllmaWorkerSlot
@@ -90,6 +91,7 @@ allma_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(AllmaSharedState)));
+	RequestAddinShmemSpace(allma_ratelimit_shmem_size());
 }
 
 static void
@@ -110,6 +112,13 @@ allma_shmem_startup(void)
 		pg_atomic_init_u64(&allma_shared->terminal_events, 0);
 		ConditionVariableInit(&allma_shared->terminal_cv);
 		pg_atomic_init_u64(&allma_shared->lifecycle_events, 0);
+	}
+	/* the rate limits' state (ratelimit.c) */
+	{
+		void	   *rl_area = ShmemInitStruct("allma rate limits",
+											  allma_ratelimit_shmem_size(), &found);
+
+		allma_ratelimit_shmem_init(rl_area, found);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }

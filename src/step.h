@@ -60,6 +60,10 @@ typedef struct StepRun
 	Jsonb	   *error;
 	Jsonb	   *context_writes;	/* [[path, value], ...] a module writes into
 								 * the context after the output mappings */
+
+	/* rate limits (ratelimit.c): an LLM step's default key and token estimate */
+	char	   *rl_key;
+	int64		rl_tokens;
 } StepRun;
 
 /*

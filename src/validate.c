@@ -76,6 +76,7 @@
 
 #include "concurrency.h"
 #include "defcheck.h"
+#include "ratelimit.h"
 #include "step.h"
 #include "validate.h"
 
@@ -564,6 +565,7 @@ check_step(AllmaChecker *ck, const char *key, JsonbValue *value)
 		allma_def_check_templates_field(ck, step, NULL, "customConfig");
 	check_delay(ck, step);
 	check_misc_fields(ck, step);
+	allma_ratelimit_check_step(ck, step);
 
 	/* the fields of its type, checked by the type's row (step.c) */
 	if (info->check != NULL)

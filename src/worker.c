@@ -88,6 +88,7 @@
 #include "retention.h"
 #include "passmark.h"
 #include "pathfail.h"
+#include "ratelimit.h"
 #include "faultpoint.h"
 #include "limit_gucs.h"
 #include "retry.h"
@@ -192,6 +193,7 @@ reset_caches(void)
 	allma_flowcache_reset();
 	allma_retention_reset();
 	allma_completion_reset();
+	allma_ratelimit_reset();
 }
 
 /*
@@ -678,6 +680,8 @@ claim_pass_body(WorkerPass *pass)
 	 * behind, and 10,000 waits with one deadline took seconds to release.
 	 */
 	(void) allma_store_release_due_waits(RELEASE_WAITS_PER_PASS);
+	/* steps parked on rate limits whose budget has come: READY at their slots */
+	allma_ratelimit_pass();
 	/* (SPI leaves its own context current: the claimed paths outlive it) */
 	MemoryContextSwitchTo(pass->batch_cxt);
 	/* a dead worker's paths first, alone (passmark.c) */
@@ -1308,6 +1312,14 @@ worker_loop(void)
 			timeout_ms = Min((long) allma_naptime_ms, secs * 1000 + usecs / 1000);
 			if (timeout_ms <= 0)
 				continue;
+		}
+		if (gate == GATE_OPEN)
+		{
+			/* parked on rate limits: release them when their budget comes */
+			long		rl_ms = allma_ratelimit_wake_ms();
+
+			if (rl_ms >= 0 && rl_ms < timeout_ms)
+				timeout_ms = rl_ms;
 		}
 
 		allma_shmem_set_sleeping(my_slot, true);

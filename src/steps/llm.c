@@ -216,6 +216,22 @@ build_llm_request(StepRun *run, int index, Jsonb *model_errors)
 	if (model_errors != NULL)
 		req = allma_jsonb_set_key(req, "modelErrors", model_errors);
 
+	/*
+	 * its rate-limit key and token estimate (ratelimit.c): the secret's
+	 * name, never its value; prompt bytes / 4 + maxOutputTokens
+	 */
+	{
+		double		max_out = 256;
+		Jsonb	   *ip = allma_jsonb_get(cand, "inferenceParameters");
+		char	   *model = allma_jsonb_get_cstring(cand, "modelId");
+
+		if (ip != NULL && allma_jsonb_get_number(ip, "maxOutputTokens", &max_out))
+			max_out = Max(0, Min(max_out, 1e9));
+		run->rl_key = psprintf("%s:%s:%s", provider, model ? model : "",
+							   api_key != NULL ? secret_name : "keyless");
+		run->rl_tokens = (int64) (strlen(body) + 3) / 4 + (int64) max_out;
+	}
+
 	oldcxt = MemoryContextSwitchTo(run->pathcxt);
 	run->ps->io_request = (Jsonb *) palloc(VARSIZE(req));
 	memcpy(run->ps->io_request, req, VARSIZE(req));
