@@ -48,6 +48,7 @@
 #include "bundle.h"
 #include "flowcache.h"
 #include "jsonb_util.h"
+#include "large_value.h"
 #include "limit_gucs.h"
 #include "owner.h"
 #include "shmem.h"
@@ -606,6 +607,10 @@ allma_start_execution(const AllmaStartRequest *req)
 		allma_owner_end(&st);
 		return execution_id;
 	}
+
+	/* big input values go out of line before a worker ever loads them */
+	context = allma_large_offload_context_in(req->root_execution_id ? req->root_execution_id : execution_id,
+											 execution_id, context);
 
 	due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 									  allma_step_delay_ms(start, true));

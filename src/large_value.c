@@ -111,6 +111,11 @@ parse_uuid(const char *s, int len, pg_uuid_t *out)
 	return j == UUID_LEN;
 }
 
+typedef void (*lookup_fn) (void *arg);
+static void run_lookup(const char *where_tail, const char *select_list, const char *order,
+					   const pg_uuid_t *id, int64 extra, lookup_fn fn, void *arg);
+static Jsonb *hydrate_depth(Jsonb *doc, int depth);
+
 bool
 allma_large_is_ref(JsonbContainer *c, pg_uuid_t *id)
 {
@@ -162,32 +167,161 @@ allma_large_make_ref(const pg_uuid_t *id, int64 bytes, int64 elements)
 	return ref;
 }
 
+/* a new random (version 4) value id */
+static void
+new_value_id(pg_uuid_t *id)
+{
+	if (!pg_strong_random(id->data, UUID_LEN))
+		elog(ERROR, "allma: could not generate a value id");
+	id->data[6] = (id->data[6] & 0x0f) | 0x40;
+	id->data[8] = (id->data[8] & 0x3f) | 0x80;
+}
+
+/* inserts one row (part) of value id */
+static void
+insert_part(const pg_uuid_t *id, int32 part, int64 first, Jsonb *value)
+{
+	Oid			types[7] = {UUIDOID, UUIDOID, UUIDOID, JSONBOID, INT8OID, INT4OID, INT8OID};
+	Datum		args[7];
+	char		nulls[7] = "       ";
+
+	args[0] = UUIDPGetDatum(&scope_root);
+	args[1] = UUIDPGetDatum(&scope_execution);
+	args[2] = UUIDPGetDatum(id);
+	args[3] = JsonbPGetDatum(value);
+	args[4] = Int64GetDatum((int64) VARSIZE(value));
+	args[5] = Int32GetDatum(part);
+	args[6] = Int64GetDatum(first);
+	if (first < 0)
+		nulls[6] = 'n';
+	allma_owner_exec("INSERT INTO allma.large_values (root_execution_id, value_id, execution_id, value, "
+					 "bytes, part, first_element) VALUES ($1, $3, $2, $4, $5, $6, $7)",
+					 7, types, args, nulls, SPI_OK_INSERT);
+}
+
+/*
+ * allma_large_store: an array of more than ALLMA_LARGE_PART_ELEMENTS
+ * elements is stored in parts, so that an element, or the items of a fork,
+ * can be read a part at a time
+ */
 Jsonb *
 allma_large_store(Jsonb *value)
 {
-	Oid			types[4] = {UUIDOID, UUIDOID, JSONBOID, INT8OID};
-	Datum		args[4];
 	AllmaAsOwner st;
 	pg_uuid_t	id;
-	bool		isnull;
 	int64		elements = -1;
 
 	if (!scope_on)
 		elog(ERROR, "allma: a large value can only be stored while a path runs");
-	args[0] = UUIDPGetDatum(&scope_root);
-	args[1] = UUIDPGetDatum(&scope_execution);
-	args[2] = JsonbPGetDatum(value);
-	args[3] = Int64GetDatum((int64) VARSIZE(value));
+	new_value_id(&id);
 	allma_owner_begin(&st);
-	allma_owner_exec("INSERT INTO allma.large_values (root_execution_id, value_id, execution_id, value, bytes) "
-					 "VALUES ($1, gen_random_uuid(), $2, $3, $4) RETURNING value_id",
-					 4, types, args, NULL, SPI_OK_INSERT_RETURNING);
-	memcpy(&id, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)),
-		   sizeof(id));
-	allma_owner_end(&st);
-	if (allma_jsonb_is_array(value))
+	if (allma_jsonb_is_array(value) && JB_ROOT_COUNT(value) > ALLMA_LARGE_PART_ELEMENTS)
+	{
+		MemoryContext partcxt = AllocSetContextCreate(CurrentMemoryContext, "allma value part",
+													  ALLOCSET_DEFAULT_SIZES);
+		JsonbIterator *it = JsonbIteratorInit(&value->root);
+		JsonbParseState *state = NULL;
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		int64		n = 0;
+		int32		part = 0;
+		MemoryContext oldcxt;
+
 		elements = JB_ROOT_COUNT(value);
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok != WJB_ELEM)
+				continue;
+			oldcxt = MemoryContextSwitchTo(partcxt);
+			if (n % ALLMA_LARGE_PART_ELEMENTS == 0)
+				pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+			pushJsonbValue(&state, WJB_ELEM, &v);
+			n++;
+			if (n % ALLMA_LARGE_PART_ELEMENTS == 0 || n == elements)
+			{
+				insert_part(&id, part, (int64) part * ALLMA_LARGE_PART_ELEMENTS,
+							JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_ARRAY, NULL)));
+				part++;
+				state = NULL;
+				MemoryContextSwitchTo(oldcxt);
+				MemoryContextReset(partcxt);
+			}
+			else
+				MemoryContextSwitchTo(oldcxt);
+		}
+		MemoryContextDelete(partcxt);
+	}
+	else
+	{
+		if (allma_jsonb_is_array(value))
+			elements = JB_ROOT_COUNT(value);
+		insert_part(&id, 0, -1, value);
+	}
+	allma_owner_end(&st);
 	return allma_large_make_ref(&id, VARSIZE(value), elements);
+}
+
+Jsonb *
+allma_large_offload_context_in(const pg_uuid_t *root, const pg_uuid_t *execution, Jsonb *ctx)
+{
+	bool		had_scope = scope_on;
+	pg_uuid_t	saved_root = scope_root;
+	pg_uuid_t	saved_execution = scope_execution;
+
+	if (ctx == NULL || allma_out_of_line_threshold <= 0 ||
+		VARSIZE(ctx) <= (Size) allma_out_of_line_threshold)
+		return ctx;
+	allma_large_scope_set(root, execution);
+	PG_TRY();
+	{
+		ctx = allma_large_offload_context(ctx);
+	}
+	PG_FINALLY();
+	{
+		scope_on = had_scope;
+		scope_root = saved_root;
+		scope_execution = saved_execution;
+	}
+	PG_END_TRY();
+	return ctx;
+}
+
+typedef struct PartState
+{
+	MemoryContext outer;
+	Jsonb	   *result;
+	int64		first;
+} PartState;
+
+static void
+part_row(void *arg)
+{
+	PartState  *ps = arg;
+	bool		isnull;
+	Datum		d;
+	MemoryContext spicxt;
+
+	if (SPI_processed == 0)
+		return;
+	spicxt = MemoryContextSwitchTo(ps->outer);
+	ps->result = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	ps->first = isnull ? -1 : DatumGetInt64(d);
+	MemoryContextSwitchTo(spicxt);
+}
+
+Jsonb *
+allma_large_part(const pg_uuid_t *id, int32 part, int64 *first)
+{
+	PartState	ps;
+
+	ps.outer = CurrentMemoryContext;
+	ps.result = NULL;
+	ps.first = -1;
+	run_lookup("AND part = $3", "value, first_element", "", id, part, part_row, &ps);
+	if (first)
+		*first = ps.first;
+	return ps.result ? hydrate_depth(ps.result, 1) : NULL;
 }
 
 /*
@@ -197,8 +331,6 @@ allma_large_store(Jsonb *value)
  * (the query's "root_execution_id = $1 AND" is dropped).  Calls fn on the
  * result while SPI is connected.
  */
-typedef void (*lookup_fn) (void *arg);
-
 static void
 run_lookup(const char *where_tail, const char *select_list, const char *order,
 		   const pg_uuid_t *id, int64 extra, lookup_fn fn, void *arg)
@@ -292,8 +424,6 @@ not_found(const pg_uuid_t *id)
 					   ALLMA_REF_KEY),
 			 errhint("The execution may have been purged, or the pointer was copied from another execution.")));
 }
-
-static Jsonb *hydrate_depth(Jsonb *doc, int depth);
 
 static Jsonb *
 fetch_depth(const pg_uuid_t *id, int depth)

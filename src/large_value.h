@@ -56,6 +56,13 @@ extern Jsonb *allma_large_fetch(const pg_uuid_t *id);
  */
 extern Jsonb *allma_large_element(const pg_uuid_t *id, int64 idx, int64 *length);
 
+/*
+ * part "part" of the value id refers to (the whole value is part 0 when it
+ * is not stored in parts); NULL past the last.  *first gets the index of
+ * its first element when the value is an array stored in parts, else -1.
+ */
+extern Jsonb *allma_large_part(const pg_uuid_t *id, int32 part, int64 *first);
+
 /* doc with every pointer replaced by its value, at any depth */
 extern Jsonb *allma_large_hydrate(Jsonb *doc);
 /* the same, for a value of execution_id's tree, read as allma (redrive) */
@@ -68,5 +75,8 @@ extern Jsonb *allma_large_hydrate_in(const pg_uuid_t *execution_id, Jsonb *doc);
 extern Jsonb *allma_large_offload(Jsonb *value);
 /* ctx with its top-level values (and steps_output's) above the threshold offloaded */
 extern Jsonb *allma_large_offload_context(Jsonb *ctx);
+/* the same for an execution being started (scope: its root and itself) */
+extern Jsonb *allma_large_offload_context_in(const pg_uuid_t *root, const pg_uuid_t *execution,
+											 Jsonb *ctx);
 
 #endif							/* ALLMA_LARGE_VALUE_H */

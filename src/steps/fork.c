@@ -182,8 +182,13 @@ allma_fork_start(StepRun *run)
 	AllmaStep  *step = run->step;
 	Jsonb	   *agg = aggregation_config(step);
 	char	   *items_path = allma_jsonb_get_cstring(step->def, "itemsPath");
-	Jsonb	   *items = items_path ? allma_path_get(run->ps->context, items_path) : NULL;
-	int			nitems = fork_item_count(items);
+	Jsonb	   *items = items_path ? allma_path_get_keep_refs(run->ps->context, items_path) : NULL;
+	int			nitems;
+	pg_uuid_t	ref;
+	bool		by_parts = false;
+	int32		next_part = 0;
+	int			part_left = 0;
+	MemoryContext partcxt = NULL;
 	List	   *templates = allma_jsonb_array_elements(allma_jsonb_get(step->def, "parallelBranches"));
 	Jsonb	   *base = run->ps->context;
 	double		max_concurrency = 0;
@@ -193,6 +198,27 @@ allma_fork_start(StepRun *run)
 	JsonbIterator *it = NULL;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
+
+	/*
+	 * Items out of line: an array is read a part at a time (a million items
+	 * never sit in the worker at once); any other value is one item.
+	 */
+	if (items != NULL && !JB_ROOT_IS_SCALAR(items) && allma_large_scope_active() &&
+		allma_large_is_ref(&items->root, &ref))
+	{
+		int64		length;
+
+		(void) allma_large_element(&ref, 0, &length);
+		if (length >= 0)
+		{
+			by_parts = true;
+			nitems = (int) Min(length, (int64) INT_MAX);
+		}
+		else
+			items = allma_large_fetch(&ref);
+	}
+	if (!by_parts)
+		nitems = fork_item_count(items);
 
 	if ((int64) nitems * list_length(templates) > allma_max_fork_branches)
 		ereport(ERROR,
@@ -223,7 +249,10 @@ allma_fork_start(StepRun *run)
 
 	itemcxt = AllocSetContextCreate(CurrentMemoryContext, "allma fork item",
 									ALLOCSET_DEFAULT_SIZES);
-	if (nitems > 0 && allma_jsonb_is_array(items))
+	if (by_parts)
+		partcxt = AllocSetContextCreate(CurrentMemoryContext, "allma fork items part",
+										ALLOCSET_DEFAULT_SIZES);
+	else if (nitems > 0 && allma_jsonb_is_array(items))
 		it = JsonbIteratorInit(&items->root);
 
 	for (int item_index = 0; item_index < nitems; item_index++)
@@ -233,9 +262,36 @@ allma_fork_start(StepRun *run)
 		ListCell   *lc2;
 		int			ordinal = 0;
 
+		if (by_parts && it == NULL)
+		{
+			/* the next part of the items, and an iterator over it */
+			Jsonb	   *part;
+
+			MemoryContextReset(partcxt);
+			oldcxt = MemoryContextSwitchTo(partcxt);
+			part = allma_large_part(&ref, next_part++, NULL);
+			if (part == NULL || !allma_jsonb_is_array(part) || JB_ROOT_COUNT(part) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("fork step \"%s\": the out-of-line items end before item %d of %d",
+								step->id, item_index, nitems)));
+			part_left = JB_ROOT_COUNT(part);
+			it = JsonbIteratorInit(&part->root);
+			(void) JsonbIteratorNext(&it, &v, true);	/* WJB_BEGIN_ARRAY */
+			MemoryContextSwitchTo(oldcxt);
+		}
 		oldcxt = MemoryContextSwitchTo(itemcxt);
 		if (it == NULL)
 			item = items;
+		else if (by_parts)
+		{
+			tok = JsonbIteratorNext(&it, &v, true);
+			Assert(tok == WJB_ELEM);
+			item = JsonbValueToJsonb(&v);
+			/* the part's last element: the next item starts the next part */
+			if (--part_left == 0)
+				it = NULL;
+		}
 		else
 		{
 			/* next element of the array (containers come back whole) */
@@ -262,6 +318,8 @@ allma_fork_start(StepRun *run)
 		MemoryContextReset(itemcxt);
 	}
 	MemoryContextDelete(itemcxt);
+	if (partcxt != NULL)
+		MemoryContextDelete(partcxt);
 
 	if (spec->ntotal == 0)
 		return empty_aggregate(agg);
