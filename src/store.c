@@ -60,7 +60,6 @@ static SPIPlanPtr count_forks_plan = NULL;
 static SPIPlanPtr wake_parents_plan = NULL;
 static SPIPlanPtr release_branches_plan = NULL;
 static SPIPlanPtr delete_forks_plan = NULL;
-static SPIPlanPtr delete_branches_plan = NULL;
 
 /* the branches of a joined fork are deleted this many at a time */
 #define DELETE_BRANCHES_CHUNK 50000
@@ -102,7 +101,7 @@ allma_store_reset(void)
 	SPIPlanPtr *plans[] = {&claim_plan, &update_paths_plan, &delete_paths_plan,
 	&finish_executions_plan, &insert_history_plan, &next_due_plan, &insert_forks_plan,
 		&insert_branches_plan, &finish_branches_plan, &lock_forks_plan, &count_forks_plan,
-	&wake_parents_plan, &release_branches_plan, &delete_forks_plan, &delete_branches_plan, &claim_inflight_plan,
+	&wake_parents_plan, &release_branches_plan, &delete_forks_plan, &claim_inflight_plan,
 	&release_inflight_plan, &step_counts_plan, &refresh_plan, &release_waits_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
@@ -1145,22 +1144,6 @@ save_joined_forks(List *paths)
 	{
 		Oid			types[2] = {UUIDARRAYOID, INT8ARRAYOID};
 
-		Oid			btypes[3] = {UUIDOID, INT8OID, INT8OID};
-
-		/*
-		 * the branches of one fork in chunks, in path order from where the
-		 * last chunk ended (a million-branch fork: 20 statements, none
-		 * rescanning the rows deleted before it)
-		 */
-		delete_branches_plan = prepare(
-									   "WITH d AS (DELETE FROM allma.execution_paths x "
-									   " WHERE x.execution_id = $1 AND x.path_id IN ("
-									   "   SELECT y.path_id FROM allma.execution_paths y "
-									   "    WHERE y.execution_id = $1 AND y.path_id > $3 AND y.parent_path_id = $2 "
-									   "      AND y.status IN ('DONE', 'FAILED') "
-									   "    ORDER BY y.path_id LIMIT " CppAsString2(DELETE_BRANCHES_CHUNK) ") "
-									   " RETURNING x.path_id) "
-									   "SELECT count(*), coalesce(max(path_id), 0) FROM d", 3, btypes);
 		delete_forks_plan = prepare(
 									"DELETE FROM allma.forks f USING unnest($1, $2) AS u(e, p) "
 									"WHERE f.execution_id = u.e AND f.fork_path_id = u.p", 2, types);
@@ -1179,8 +1162,25 @@ save_joined_forks(List *paths)
 		do
 		{
 			bool		isnull;
+			Oid			btypes[3] = {UUIDOID, INT8OID, INT8OID};
 
-			execute_plan(delete_branches_plan, bargs, SPI_OK_SELECT);
+			/*
+			 * The branches of one fork in chunks, in path order from where
+			 * the last chunk ended (a million-branch fork: 20 statements,
+			 * none rescanning the rows deleted before it).  Planned for its
+			 * values each time: a generic plan (a cached plan after five
+			 * runs) joined every chunk against all the execution's rows.
+			 */
+			if (SPI_execute_with_args("WITH d AS (DELETE FROM allma.execution_paths x "
+									  " WHERE x.ctid = ANY (ARRAY("
+									  "   SELECT y.ctid FROM allma.execution_paths y "
+									  "    WHERE y.execution_id = $1 AND y.path_id > $3 AND y.parent_path_id = $2 "
+									  "      AND y.status IN ('DONE', 'FAILED') "
+									  "    ORDER BY y.path_id LIMIT " CppAsString2(DELETE_BRANCHES_CHUNK) ")) "
+									  " RETURNING x.path_id) "
+									  "SELECT count(*), coalesce(max(path_id), 0) FROM d",
+									  3, btypes, bargs, NULL, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "allma: deleting the branches of a joined fork failed");
 			deleted = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 			bargs[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 		} while (deleted == DELETE_BRANCHES_CHUNK);
