@@ -35,6 +35,7 @@ OBJS = \
 	src/template.o \
 	src/step.o \
 	src/steps/fork.o \
+	src/large_value.o \
 	src/steps/api.o \
 	src/steps/mcp.o \
 	src/steps/file.o \

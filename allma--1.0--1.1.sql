@@ -1435,6 +1435,63 @@ GRANT SELECT ON allma.worker_status TO allma_user;
 -- Scale: out-of-line values
 ------------------------------------------------------------------------------
 
+-- ==== scale: large values out of line ====
+/*
+ * Large values (src/large_value.c).  A step output, a context value or a
+ * fork aggregate above allma.out_of_line_threshold is stored here once and
+ * the context and history hold a pointer {"$allma_ref": "<value_id>",
+ * "bytes": n} instead; paths, mappings and templates walk through it.  A
+ * value is one row (first_element NULL), or an array split in parts of at
+ * most 10,000 elements (part 0, 1, ...; first_element is the index of the
+ * part's first element), which is how a wide fork's COLLECT_ARRAY lands.
+ * Keyed by the root execution: a worker looks a pointer up only within the
+ * tree of the execution it runs, so a pointer copied (or forged) into
+ * another execution's input reads nothing.  The rows go with the root
+ * execution (purge, retention: ON DELETE CASCADE; a cancelled execution
+ * keeps them until it is purged, as it keeps its history).  Only workers
+ * write (as the bootstrap superuser); allma_user reads the values of the
+ * executions it can see, allma_admin all.
+ */
+CREATE TABLE allma.large_values (
+	root_execution_id	uuid NOT NULL REFERENCES allma.executions (execution_id) ON DELETE CASCADE,
+	value_id			uuid NOT NULL,
+	part				integer NOT NULL DEFAULT 0 CHECK (part >= 0),
+	first_element		bigint CHECK (first_element >= 0),
+	execution_id		uuid NOT NULL,
+	value				jsonb NOT NULL,
+	bytes				bigint NOT NULL,
+	created_at			timestamptz NOT NULL DEFAULT clock_timestamp(),
+	PRIMARY KEY (root_execution_id, value_id, part)
+);
+COMMENT ON TABLE allma.large_values IS
+	'Values above allma.out_of_line_threshold, referenced from contexts and history by {"$allma_ref": value_id, "bytes": n}';
+CREATE INDEX large_values_value_idx ON allma.large_values (value_id, part);
+ALTER TABLE allma.large_values ENABLE ROW LEVEL SECURITY;
+ALTER TABLE allma.large_values FORCE ROW LEVEL SECURITY;
+REVOKE ALL ON allma.large_values FROM PUBLIC;
+GRANT SELECT ON allma.large_values TO allma_user;
+CREATE POLICY large_values_admin ON allma.large_values FOR SELECT TO allma_admin USING (true);
+CREATE POLICY large_values_as_execution ON allma.large_values FOR SELECT TO allma_user
+	USING (EXISTS (SELECT FROM allma.executions e WHERE e.execution_id = large_values.root_execution_id));
+
+-- read as the caller: row-level security decides whose values it sees
+CREATE FUNCTION allma_value(ref jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'allma_value'
+LANGUAGE C STRICT STABLE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_value(jsonb) IS
+	'The full value a pointer {"$allma_ref": ...} refers to (an out-of-line value of an execution the caller can see)';
+CREATE FUNCTION allma_hydrate(doc jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'allma_hydrate'
+LANGUAGE C STRICT STABLE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma_hydrate(jsonb) IS
+	'doc with every pointer to an out-of-line value replaced by the value, at any depth';
+REVOKE EXECUTE ON FUNCTION allma_value(jsonb), allma_hydrate(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma_value(jsonb), allma_hydrate(jsonb) TO allma_user;
+
 
 -- ==== concurrency: concurrency keys (at most N executions per key run at once) ====
 

@@ -159,10 +159,11 @@ SELECT error->>'errorName' AS name, error->>'errorMessage' AS message,
   FROM allma.executions WHERE execution_id = :'ub';
 
 -- allma.max_context_size: a step whose output makes the context too big fails
+-- (an output above allma.out_of_line_threshold, 1MB, would go out of line)
 SELECT allma_create_flow($$
 {"id": "huge", "startStepInstanceId": "gen",
  "steps": {"gen": {"stepType": "DATA_TRANSFORMATION", "moduleIdentifier": "system/generate-array",
-                   "customConfig": {"count": 100000}}}}$$);
+                   "customConfig": {"count": 60000}}}}$$);
 SELECT pg_temp.run('huge') AS h \gset
 SELECT allma_wait(:'h');
 SELECT error->>'errorName' AS name, error->>'errorMessage' LIKE 'execution context of % bytes exceeds allma.max_context_size%' AS message

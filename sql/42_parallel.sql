@@ -193,8 +193,10 @@ SELECT output->'steps_output'->'one' AS one, output->'steps_output'->'two' AS tw
   FROM allma.executions WHERE execution_id = :'e';
 
 -- allma.max_fork_branches caps the width with a catchable error
-SELECT pg_temp.fork_flow('too-wide', $$ {"parallelBranches": [{"branchId": "a", "stepInstanceId": "label"}]} $$);
-SELECT pg_temp.run('too-wide', jsonb_build_object('items', (SELECT jsonb_agg(g) FROM generate_series(1, 200001) g))) AS e \gset
+-- (100 branch templates x 10,001 items: one more than the default 1,000,000)
+SELECT pg_temp.fork_flow('too-wide', jsonb_build_object('parallelBranches',
+  (SELECT jsonb_agg(jsonb_build_object('branchId', 'a' || g, 'stepInstanceId', 'label')) FROM generate_series(1, 100) g)));
+SELECT pg_temp.run('too-wide', jsonb_build_object('items', (SELECT jsonb_agg(g) FROM generate_series(1, 10001) g))) AS e \gset
 SELECT allma_wait(:'e');
 SELECT error->>'errorName' AS name, error->>'errorMessage' AS message
   FROM allma.executions WHERE execution_id = :'e';

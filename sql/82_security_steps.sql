@@ -136,7 +136,7 @@ SELECT name, usage_grantees, allowed_hosts FROM allma.secret_info;
 SELECT allma_start_flow('sec_header_root') AS e_root_flow \gset
 RESET ROLE;
 SELECT allma_wait(:'e_root_flow');
-SELECT status, error_name, error_message ~ 'refused' AS refused_at_send FROM pg_temp.outcome(:'e_root_flow');
+SELECT status, error_name, CASE WHEN error_message ~ 'refused' THEN 'refused' ELSE error_message END AS at_send FROM pg_temp.outcome(:'e_root_flow');
 SET ROLE regress_allma_steps_admin;
 SELECT allma_revoke_secret('SEC_KEY', 'regress_allma_steps_bob');
 RESET ROLE;

@@ -38,6 +38,7 @@
 #include "launcher.h"
 #include "lifecycle.h"
 #include "retention.h"
+#include "large_value.h"
 #include "shmem.h"
 #include "steps/steps.h"
 
@@ -51,7 +52,7 @@ int			allma_max_chain_steps = 16;
 int			allma_naptime_ms = 1000;
 double		allma_timer_scale = 1.0;
 int			allma_max_context_bytes = 16 * 1024 * 1024;
-int			allma_max_fork_branches = 200000;
+int			allma_max_fork_branches = 1000000;
 int			allma_sql_step_timeout_ms = 60000;
 char	   *allma_http_allowlist = NULL;
 int			allma_http_max_in_flight = 1000;
@@ -171,9 +172,18 @@ define_gucs(void)
 							"Sets the most branches one PARALLEL_FORK_MANAGER step may start.",
 							"A wider fork fails with a PermanentStepError that catch rules can handle.",
 							&allma_max_fork_branches,
-							200000, 1, 10000000,
+							1000000, 1, 10000000,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.out_of_line_threshold",
+							"Sets the size above which a step output or context value is stored out of line.",
+							"Such a value goes to allma.large_values once and the context and history hold a pointer to it; 0 keeps every value inline.",
+							&allma_out_of_line_threshold,
+							1024 * 1024, 0, INT_MAX / 4,
+							PGC_SIGHUP,
+							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 
 	/*

@@ -49,6 +49,7 @@
 #include "concurrency.h"
 #include "flowcache.h"
 #include "jsonb_util.h"
+#include "large_value.h"
 #include "limit_gucs.h"
 #include "owner.h"
 #include "shmem.h"
@@ -629,6 +630,10 @@ allma_start_execution(const AllmaStartRequest *req)
 		allma_owner_end(&st);
 		return execution_id;
 	}
+
+	/* big input values go out of line before a worker ever loads them */
+	context = allma_large_offload_context_in(req->root_execution_id ? req->root_execution_id : execution_id,
+											 execution_id, context);
 
 	if (keyed)
 	{

@@ -55,6 +55,7 @@
 #include "faultpoint.h"
 #include "errors.h"
 #include "jsonb_util.h"
+#include "large_value.h"
 #include "lifecycle.h"
 #include "path.h"
 #include "ratelimit.h"
@@ -236,7 +237,7 @@ apply_output_mappings(StepRun *run)
 			v = run->output;
 		else
 		{
-			v = allma_path_get(run->output, source);
+			v = allma_path_get_keep_refs(run->output, source);
 			/* Allma's "smart fallback": a path missing from the output is read from the input */
 			if (v == NULL && run->input != NULL)
 				v = allma_path_get(run->input, source);
@@ -322,6 +323,7 @@ finish_step(StepRun *run)
 										  allma_jsonb_array_element(lfirst(lc), 1));
 	}
 	resolve_transition(run);
+	run->context = allma_large_offload_context(run->context);
 	check_context_size(run);
 }
 
@@ -330,6 +332,9 @@ attempt_step(StepRun *run)
 {
 	build_input(run);
 	run->output = dispatch(run);
+	/* a big output is stored once; context and history hold its pointer */
+	if (run->output != NULL && !run->forked && !run->parked && !run->io)
+		run->output = allma_large_offload(run->output);
 	if (run->io)
 		allma_step_check_io_request(run);
 	/* rate limits: the request goes now, or the path parks (ratelimit.c) */
@@ -693,6 +698,8 @@ allma_engine_advance(AllmaPathState *ps, int max_steps)
 	MemoryContext stepcxt = AllocSetContextCreate(pathcxt, "allma step",
 												  ALLOCSET_DEFAULT_SIZES);
 
+	/* pointers to out-of-line values resolve within this execution tree */
+	allma_large_scope_set(&ps->root_execution_id, &ps->execution_id);
 	while (!ps->ended && !ps->waiting && !ps->inflight && ps->steps_run < max_steps)
 	{
 		AllmaStep  *step = allma_flow_step(ps->flow, ps->step_id);
@@ -746,6 +753,7 @@ allma_engine_advance(AllmaPathState *ps, int max_steps)
 		if (ps->due_at > GetCurrentTimestamp())
 			break;
 	}
+	allma_large_scope_clear();
 	MemoryContextDelete(stepcxt);
 }
 

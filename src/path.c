@@ -54,6 +54,7 @@
 #include "utils/numeric.h"
 
 #include "jsonb_util.h"
+#include "large_value.h"
 #include "parsecache.h"
 #include "path.h"
 #include "path_parse.h"
@@ -266,12 +267,73 @@ js_string_length(const char *s, int len)
  * step is missing.  As in JavaScript, "length" of an array or a string is
  * its length.
  */
+/* a JsonbValue standing for the whole of doc */
+static JsonbValue *
+value_of(Jsonb *doc)
+{
+	JsonbValue *v = palloc(sizeof(JsonbValue));
+
+	if (JB_ROOT_IS_SCALAR(doc))
+		JsonbExtractScalar(&doc->root, v);
+	else
+	{
+		v->type = jbvBinary;
+		v->val.binary.data = &doc->root;
+		v->val.binary.len = VARSIZE(doc) - VARHDRSZ;
+	}
+	return v;
+}
+
+/*
+ * walk_ref applies one segment to the out-of-line value "id" points to:
+ * an index reads only the part of an array that holds the element, and
+ * "length" of an array reads no element; anything else reads the whole
+ * value.  Returns false with *next the whole value when the segment must
+ * be applied to it instead (the caller retries); true with *next the
+ * segment's value (NULL: missing).
+ */
+static bool
+walk_ref(pg_uuid_t *id, PathSeg *seg, JsonbValue **next)
+{
+	int			idx;
+	int64		length;
+	Jsonb	   *el;
+
+	if (seg->kind == SEG_INDEX ||
+		(seg->kind == SEG_KEY && allma_path_canonical_index(seg->text, seg->len, &idx)))
+	{
+		if (seg->kind == SEG_INDEX)
+			idx = seg->index;
+		el = allma_large_element(id, idx, &length);
+		if (length >= 0)
+		{
+			*next = el ? value_of(el) : NULL;
+			return true;
+		}
+	}
+	else if (seg->kind == SEG_KEY && strcmp(seg->text, "length") == 0)
+	{
+		(void) allma_large_element(id, 0, &length);
+		if (length >= 0)
+		{
+			*next = palloc(sizeof(JsonbValue));
+			(*next)->type = jbvNumeric;
+			(*next)->val.numeric = int64_to_numeric(length);
+			return true;
+		}
+	}
+	*next = value_of(allma_large_fetch(id));
+	return false;
+}
+
 static Jsonb *
-walk_simple(Jsonb *doc, PathSeg *segs, int nsegs)
+walk_simple(Jsonb *doc, PathSeg *segs, int nsegs, bool keep_refs)
 {
 	JsonbValue *cur = NULL;		/* NULL: the root of doc */
 	JsonbValue	scalar;
 	int			i;
+	bool		refs = allma_large_scope_active();
+	pg_uuid_t	id;
 
 	for (i = 0; i < nsegs; i++)
 	{
@@ -291,6 +353,19 @@ walk_simple(Jsonb *doc, PathSeg *segs, int nsegs)
 			jc = cur->val.binary.data;
 		else
 			str = cur;
+
+		/* through a pointer to an out-of-line value */
+		if (refs && jc != NULL && allma_large_is_ref(jc, &id))
+		{
+			if (walk_ref(&id, seg, &cur))
+			{
+				if (cur == NULL)
+					return NULL;
+				continue;
+			}
+			i--;
+			continue;
+		}
 
 		if (jc == NULL)
 		{
@@ -341,7 +416,11 @@ walk_simple(Jsonb *doc, PathSeg *segs, int nsegs)
 		if (cur == NULL)
 			return NULL;
 	}
-	return cur == NULL ? doc : JsonbValueToJsonb(cur);
+	if (cur == NULL)
+		return (refs && !keep_refs) ? allma_large_hydrate(doc) : doc;
+	if (refs && !keep_refs)
+		return allma_large_hydrate(JsonbValueToJsonb(cur));
+	return JsonbValueToJsonb(cur);
 }
 
 /*
@@ -349,7 +428,7 @@ walk_simple(Jsonb *doc, PathSeg *segs, int nsegs)
  * may be dropped from the cache during the call.
  */
 static Jsonb *
-path_get_parsed(Jsonb *doc, ParsedPath *pp)
+path_get_parsed(Jsonb *doc, ParsedPath *pp, bool keep_refs)
 {
 	Jsonb	   *res;
 	int			count;
@@ -367,9 +446,12 @@ path_get_parsed(Jsonb *doc, ParsedPath *pp)
 			if (segs == NULL)
 				return NULL;
 		}
-		return walk_simple(doc, segs, nsegs);
+		return walk_simple(doc, segs, nsegs, keep_refs);
 	}
 
+	/* a filter or wildcard sees the values, not their pointers */
+	if (allma_large_scope_active())
+		doc = allma_large_hydrate(doc);
 	res = DatumGetJsonbP(DirectFunctionCall4(jsonb_path_query_array,
 											 JsonbPGetDatum(doc),
 											 PointerGetDatum(pp->jsp),
@@ -394,7 +476,18 @@ allma_path_get(Jsonb *doc, const char *path)
 
 	if (doc == NULL)
 		return NULL;
-	return path_get_parsed(doc, pp);
+	return path_get_parsed(doc, pp, false);
+}
+
+/* allma_path_get_keep_refs: see path.h */
+Jsonb *
+allma_path_get_keep_refs(Jsonb *doc, const char *path)
+{
+	ParsedPath *pp = get_parsed_or_throw(path, false);
+
+	if (doc == NULL)
+		return NULL;
+	return path_get_parsed(doc, pp, true);
 }
 
 

@@ -46,6 +46,14 @@ extern char *allma_path_to_pg(const char *path, char **errmsg);
 extern Jsonb *allma_path_get(Jsonb *doc, const char *path);
 
 /*
+ * allma_path_get_keep_refs: like allma_path_get (which, while a path runs,
+ * walks through pointers to out-of-line values and returns what it selects
+ * in full), but a selected value that is itself such a pointer is returned
+ * as the pointer, for copying it (outputMappings) without reading it.
+ */
+extern Jsonb *allma_path_get_keep_refs(Jsonb *doc, const char *path);
+
+/*
  * allma_path_set returns doc with the value at the settable "path"
  * replaced, creating missing intermediate objects (or arrays, for numeric
  * segments).  "$" replaces the whole document.  doc may be NULL ({}).

@@ -33,6 +33,7 @@
 
 #include "acl.h"
 #include "jsonb_util.h"
+#include "large_value.h"
 #include "owner.h"
 #include "start.h"
 
@@ -204,7 +205,9 @@ allma_redrive_execution(PG_FUNCTION_ARGS)
 	req.parent_path_id = -1;
 	req.redrive_of = id;
 	if (from_step != NULL)
-		req.context = context != NULL ? context : recorded_context(id, id_text, from_step);
+		/* its out-of-line values belong to the original: copied in full */
+		req.context = allma_large_hydrate_in(id, context != NULL ? context :
+											 recorded_context(id, id_text, from_step));
 
 	PG_RETURN_UUID_P(allma_start_execution(&req));
 }

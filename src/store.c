@@ -62,6 +62,9 @@ static SPIPlanPtr count_forks_plan = NULL;
 static SPIPlanPtr wake_parents_plan = NULL;
 static SPIPlanPtr release_branches_plan = NULL;
 static SPIPlanPtr delete_forks_plan = NULL;
+
+/* the branches of a joined fork are deleted this many at a time */
+#define DELETE_BRANCHES_CHUNK 50000
 static SPIPlanPtr claim_inflight_plan = NULL;
 static SPIPlanPtr release_inflight_plan = NULL;
 static SPIPlanPtr step_counts_plan = NULL;
@@ -1239,8 +1242,8 @@ save_branches(List *paths)
 }
 
 /*
- * save_joined_forks deletes the branches and fork row of every joined fork.
- * Only finished branches go: the same path may already have started its
+ * save_joined_forks deletes the branches and fork row of every joined fork,
+ * the branches DELETE_BRANCHES_CHUNK at a time.  Only finished branches go: the same path may already have started its
  * next fork in this pass, whose branches are READY or WAITING.
  */
 static void
@@ -1269,14 +1272,46 @@ save_joined_forks(List *paths)
 		Oid			types[2] = {UUIDARRAYOID, INT8ARRAYOID};
 
 		delete_forks_plan = prepare_keyed(
-									"WITH u AS (SELECT * FROM unnest($1, $2) AS u(e, p)), "
-									"branches AS (DELETE FROM allma.execution_paths x USING u "
-									"  WHERE x.execution_id = u.e AND x.parent_path_id = u.p "
-									"    AND x.execution_id = ANY ($1) AND x.parent_path_id = ANY ($2) "
-									"    AND x.status IN ('DONE', 'FAILED')) "
-									"DELETE FROM allma.forks f USING u "
+									"DELETE FROM allma.forks f USING unnest($1, $2) AS u(e, p) "
 									"WHERE f.execution_id = u.e AND f.fork_path_id = u.p "
 									"  AND f.execution_id = ANY ($1) AND f.fork_path_id = ANY ($2)", 2, types);
+	}
+	foreach(lc, paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+		Datum		bargs[3];
+		int64		deleted;
+
+		if (!ps->joined)
+			continue;
+		bargs[0] = UUIDPGetDatum(&ps->execution_id);
+		bargs[1] = Int64GetDatum(ps->path_id);
+		bargs[2] = Int64GetDatum(-1);
+		do
+		{
+			bool		isnull;
+			Oid			btypes[3] = {UUIDOID, INT8OID, INT8OID};
+
+			/*
+			 * The branches of one fork in chunks, in path order from where
+			 * the last chunk ended (a million-branch fork: 20 statements,
+			 * none rescanning the rows deleted before it).  Planned for its
+			 * values each time: a generic plan (a cached plan after five
+			 * runs) joined every chunk against all the execution's rows.
+			 */
+			if (SPI_execute_with_args("WITH d AS (DELETE FROM allma.execution_paths x "
+									  " WHERE x.ctid = ANY (ARRAY("
+									  "   SELECT y.ctid FROM allma.execution_paths y "
+									  "    WHERE y.execution_id = $1 AND y.path_id > $3 AND y.parent_path_id = $2 "
+									  "      AND y.status IN ('DONE', 'FAILED') "
+									  "    ORDER BY y.path_id LIMIT " CppAsString2(DELETE_BRANCHES_CHUNK) ")) "
+									  " RETURNING x.path_id) "
+									  "SELECT count(*), coalesce(max(path_id), 0) FROM d",
+									  3, btypes, bargs, NULL, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "allma: deleting the branches of a joined fork failed");
+			deleted = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			bargs[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		} while (deleted == DELETE_BRANCHES_CHUNK);
 	}
 	args[0] = col_array(&e);
 	args[1] = col_array(&p);

@@ -318,7 +318,7 @@ lookup_path(Renderer *R, const Env *env, TPath *path)
 
 	for (i = start; i < path->nparts && v != NULL; i++)
 		v = allma_tmpl_property(v, path->parts[i]);
-	return v;
+	return allma_tmpl_resolve_ref(v);
 }
 
 static JsonbValue *

@@ -36,6 +36,7 @@
 #include "utils/numeric.h"
 
 #include "compat.h"
+#include "large_value.h"
 #include "template_tree.h"
 
 static const struct
@@ -441,13 +442,66 @@ allma_tmpl_js_compare(JsonbValue *a, JsonbValue *b, bool greater)
  * property_of is Handlebars' lookupProperty: an object's key, an array's
  * index or "length", a string's "length".  NULL when there is none.
  */
+/* a JsonbValue standing for the whole of doc */
+static JsonbValue *
+whole_value(Jsonb *doc)
+{
+	JsonbValue *v = palloc(sizeof(JsonbValue));
+
+	if (doc == NULL)
+		return NULL;
+	if (JB_ROOT_IS_SCALAR(doc))
+		JsonbExtractScalar(&doc->root, v);
+	else
+	{
+		v->type = jbvBinary;
+		v->val.binary.data = &doc->root;
+		v->val.binary.len = VARSIZE(doc) - VARHDRSZ;
+	}
+	return v;
+}
+
+/*
+ * allma_tmpl_resolve_ref: v, or while a path runs, the full value when v
+ * is a pointer to an out-of-line value (large_value.h)
+ */
+JsonbValue *
+allma_tmpl_resolve_ref(JsonbValue *v)
+{
+	pg_uuid_t	id;
+
+	if (v == NULL || v->type != jbvBinary || !allma_large_scope_active() ||
+		!allma_large_is_ref(v->val.binary.data, &id))
+		return v;
+	return whole_value(allma_large_fetch(&id));
+}
+
 JsonbValue *
 allma_tmpl_property(JsonbValue *v, const char *name)
 {
 	JsonbContainer *jc;
+	pg_uuid_t	id;
 
 	if (v == NULL)
 		return NULL;
+	/* through a pointer: an index or "length" reads one part of an array */
+	if (v->type == jbvBinary && allma_large_scope_active() &&
+		allma_large_is_ref(v->val.binary.data, &id))
+	{
+		int64		length = -1;
+		Jsonb	   *el = NULL;
+		bool		is_index = name[0] != '\0' && strlen(name) <= 9 &&
+			strspn(name, "0123456789") == strlen(name) &&
+			!(name[0] == '0' && name[1] != '\0');
+
+		if (is_index)
+			el = allma_large_element(&id, atol(name), &length);
+		else if (strcmp(name, "length") == 0)
+			(void) allma_large_element(&id, 0, &length);
+		if (length >= 0)
+			return is_index ? whole_value(el) : allma_tmpl_int(length);
+		v = whole_value(allma_large_fetch(&id));
+	}
 	if (v->type == jbvString)
 	{
 		if (strcmp(name, "length") == 0)

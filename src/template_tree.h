@@ -175,6 +175,7 @@ extern char *allma_tmpl_display_text(JsonbValue *v, int *len);
 extern bool allma_tmpl_strict_equals(JsonbValue *a, JsonbValue *b);
 extern bool allma_tmpl_js_compare(JsonbValue *a, JsonbValue *b, bool greater);
 extern JsonbValue *allma_tmpl_property(JsonbValue *v, const char *name);
+extern JsonbValue *allma_tmpl_resolve_ref(JsonbValue *v);
 
 /* the value helpers, and the helper a name stands for (H_NONE: none) */
 extern JsonbValue *allma_tmpl_slice(JsonbValue *v, JsonbValue *startv, JsonbValue *endv);

@@ -1,23 +1,39 @@
-# fork: one execution forking 10,000 and 100,000 NO_OP branches
-# (COLLECT_ARRAY), on freshly started workers: branches/s, the workers'
-# private memory (RssAnon) peak and VmHWM (which also counts shared-buffer
-# pages a worker touched).
-scenario_fork() {
+# fork: one execution forking 10,000, 100,000 and 1,000,000 NO_OP branches,
+# and 10,000 and 1,000,000 branches of one SQL step (COLLECT_ARRAY; from
+# 1,001 results on the aggregate is built in SQL into allma.large_values),
+# each width on freshly restarted workers: branches/s, the workers' private
+# memory (RssAnon) peak, its ratio to the 10,000-branch run of the same
+# flow, and VmHWM (which also counts shared-buffer pages a worker touched).
+# FORK_WIDTHS / FORK_SQL_WIDTHS override the widths (the million-branch runs
+# take minutes: one run each whatever --runs says).
+fork_width() {
+  local flow=$1 n=$2 key=$3 label=$4 runs=$RUNS list=() secs sampler peak
+  [ "$n" -ge 1000000 ] && runs=1
   bench_restart
-  local n list bps secs sampler
-  for n in 10000 100000; do
-    list=()
-    : > "$WORK/rss.$n"
-    sample_rss "$WORK/rss.$n" & sampler=$!
-    for r in $(seq 1 "$RUNS"); do
-      secs=$("${PSQL[@]}" -c "CALL bench_fork_run($n, NULL)")
-      list+=("$(awk -v s="$secs" -v n="$n" 'BEGIN {printf "%.0f", n / s}')")
-      echo "   $n branches, run $r: ${secs}s, ${list[-1]} branches/s"
-    done
-    kill $sampler; wait $sampler 2>/dev/null || true
-    bps=$(printf '%s\n' "${list[@]}" | median)
-    report "d$n" "(d) fan-out, $n NO_OP branches, COLLECT_ARRAY" \
-      "$bps branches/s (runs: ${list[*]}); peak worker RssAnon $(( $(sort -n "$WORK/rss.$n" | tail -1) / 1024 )) MB; VmHWM so far $(( $(worker_hwm) / 1024 )) MB" \
-      ">= 5,000 branches/s"
+  : > "$WORK/rss.$flow.$n"
+  sample_rss "$WORK/rss.$flow.$n" & sampler=$!
+  for r in $(seq 1 "$runs"); do
+    secs=$("${PSQL[@]}" -c "CALL bench_fork_flow_run('$flow', $n, NULL)")
+    list+=("$(awk -v s="$secs" -v n="$n" 'BEGIN {printf "%.0f", n / s}')")
+    echo "   $flow $n branches, run $r: ${secs}s, ${list[-1]} branches/s"
+  done
+  kill $sampler; wait $sampler 2>/dev/null || true
+  peak=$(sort -n "$WORK/rss.$flow.$n" | tail -1)
+  eval "FORK_PEAK_${flow}_$n=$peak"
+  local base ratio=""
+  base=$(eval echo "\${FORK_PEAK_${flow}_10000:-}")
+  [ -n "$base" ] && [ "$n" -ne 10000 ] && ratio="; $(awk -v a="$peak" -v b="$base" 'BEGIN {printf "%.2f", a / b}')x the 10,000-branch run"
+  report "$key" "$label" \
+    "$(printf '%s\n' "${list[@]}" | median) branches/s (runs: ${list[*]}); peak worker RssAnon $(awk -v k="$peak" 'BEGIN {printf "%.1f", k / 1024}') MB$ratio; VmHWM $(( $(worker_hwm) / 1024 )) MB" \
+    ">= 15,000 branches/s, RssAnon <= 1.2x the 10,000-branch run"
+}
+
+scenario_fork() {
+  local n
+  for n in ${FORK_WIDTHS:-10000 100000 1000000}; do
+    fork_width fanout "$n" "d$n" "(d) fan-out, $n NO_OP branches, COLLECT_ARRAY"
+  done
+  for n in ${FORK_SQL_WIDTHS:-10000 1000000}; do
+    fork_width fanout_sql "$n" "dsql$n" "(d) fan-out, $n branches of one SQL step, COLLECT_ARRAY"
   done
 }

@@ -23,11 +23,14 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/memutils.h"
+#include "utils/uuid.h"
 
 #include "condition.h"
 #include "defcheck.h"
 #include "faultpoint.h"
 #include "jsonb_util.h"
+#include "large_value.h"
+#include "owner.h"
 #include "path.h"
 #include "steps.h"
 #include "store.h"
@@ -116,6 +119,9 @@ branch_overlay(StepRun *run, Jsonb *branch, Jsonb *item, Jsonb *item_ctx)
 /* branches are inserted in chunks of this many, so memory stays bounded */
 #define FORK_CHUNK 5000
 
+/* a COLLECT_ARRAY of more branches lands out of line (collect_out_of_line) */
+#define FORK_INLINE_BRANCHES 1000
+
 static void
 add_branch(AllmaPathState *ps, AllmaForkSpec *spec, const char *branch_id, int ordinal,
 		   int item_index, const char *step_id, Jsonb *overlay, int64 delay_ms)
@@ -176,8 +182,13 @@ allma_fork_start(StepRun *run)
 	AllmaStep  *step = run->step;
 	Jsonb	   *agg = aggregation_config(step);
 	char	   *items_path = allma_jsonb_get_cstring(step->def, "itemsPath");
-	Jsonb	   *items = items_path ? allma_path_get(run->ps->context, items_path) : NULL;
-	int			nitems = fork_item_count(items);
+	Jsonb	   *items = items_path ? allma_path_get_keep_refs(run->ps->context, items_path) : NULL;
+	int			nitems;
+	pg_uuid_t	ref;
+	bool		by_parts = false;
+	int32		next_part = 0;
+	int			part_left = 0;
+	MemoryContext partcxt = NULL;
 	List	   *templates = allma_jsonb_array_elements(allma_jsonb_get(step->def, "parallelBranches"));
 	Jsonb	   *base = run->ps->context;
 	double		max_concurrency = 0;
@@ -187,6 +198,27 @@ allma_fork_start(StepRun *run)
 	JsonbIterator *it = NULL;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
+
+	/*
+	 * Items out of line: an array is read a part at a time (a million items
+	 * never sit in the worker at once); any other value is one item.
+	 */
+	if (items != NULL && !JB_ROOT_IS_SCALAR(items) && allma_large_scope_active() &&
+		allma_large_is_ref(&items->root, &ref))
+	{
+		int64		length;
+
+		(void) allma_large_element(&ref, 0, &length);
+		if (length >= 0)
+		{
+			by_parts = true;
+			nitems = (int) Min(length, (int64) INT_MAX);
+		}
+		else
+			items = allma_large_fetch(&ref);
+	}
+	if (!by_parts)
+		nitems = fork_item_count(items);
 
 	if ((int64) nitems * list_length(templates) > allma_max_fork_branches)
 		ereport(ERROR,
@@ -217,7 +249,10 @@ allma_fork_start(StepRun *run)
 
 	itemcxt = AllocSetContextCreate(CurrentMemoryContext, "allma fork item",
 									ALLOCSET_DEFAULT_SIZES);
-	if (nitems > 0 && allma_jsonb_is_array(items))
+	if (by_parts)
+		partcxt = AllocSetContextCreate(CurrentMemoryContext, "allma fork items part",
+										ALLOCSET_DEFAULT_SIZES);
+	else if (nitems > 0 && allma_jsonb_is_array(items))
 		it = JsonbIteratorInit(&items->root);
 
 	for (int item_index = 0; item_index < nitems; item_index++)
@@ -227,9 +262,36 @@ allma_fork_start(StepRun *run)
 		ListCell   *lc2;
 		int			ordinal = 0;
 
+		if (by_parts && it == NULL)
+		{
+			/* the next part of the items, and an iterator over it */
+			Jsonb	   *part;
+
+			MemoryContextReset(partcxt);
+			oldcxt = MemoryContextSwitchTo(partcxt);
+			part = allma_large_part(&ref, next_part++, NULL);
+			if (part == NULL || !allma_jsonb_is_array(part) || JB_ROOT_COUNT(part) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("fork step \"%s\": the out-of-line items end before item %d of %d",
+								step->id, item_index, nitems)));
+			part_left = JB_ROOT_COUNT(part);
+			it = JsonbIteratorInit(&part->root);
+			(void) JsonbIteratorNext(&it, &v, true);	/* WJB_BEGIN_ARRAY */
+			MemoryContextSwitchTo(oldcxt);
+		}
 		oldcxt = MemoryContextSwitchTo(itemcxt);
 		if (it == NULL)
 			item = items;
+		else if (by_parts)
+		{
+			tok = JsonbIteratorNext(&it, &v, true);
+			Assert(tok == WJB_ELEM);
+			item = JsonbValueToJsonb(&v);
+			/* the part's last element: the next item starts the next part */
+			if (--part_left == 0)
+				it = NULL;
+		}
 		else
 		{
 			/* next element of the array (containers come back whole) */
@@ -256,6 +318,8 @@ allma_fork_start(StepRun *run)
 		MemoryContextReset(itemcxt);
 	}
 	MemoryContextDelete(itemcxt);
+	if (partcxt != NULL)
+		MemoryContextDelete(partcxt);
 
 	if (spec->ntotal == 0)
 		return empty_aggregate(agg);
@@ -310,6 +374,70 @@ spi_jsonb(const char *sql, AllmaPathState *ps, Jsonb *arg3)
 
 #define BRANCHES_OF_FORK \
 	" FROM allma.execution_paths WHERE execution_id = $1 AND parent_path_id = $2"
+
+/*
+ * collect_out_of_line builds a COLLECT_ARRAY aggregate straight into
+ * allma.large_values, in parts of ALLMA_LARGE_PART_ELEMENTS branch results,
+ * and returns its pointer.  The aggregate is built by one INSERT ... SELECT:
+ * the ordered aggregate cannot be hashed, so the parts are aggregated one
+ * group at a time (each group's state is reset before the next), and the
+ * sorts spill to disk past work_mem; the worker never holds more than one
+ * part, whatever the fork's width.  An aggregate that turns out no larger
+ * than allma.out_of_line_threshold is read back and kept in line.
+ */
+static Jsonb *
+collect_out_of_line(AllmaPathState *ps)
+{
+	Oid			types[4] = {UUIDOID, INT8OID, UUIDOID, UUIDOID};
+	Datum		args[4];
+	pg_uuid_t	id;
+	AllmaAsOwner st;
+	bool		isnull;
+	int64		bytes;
+	int64		count;
+	char	   *sql;
+
+	if (!pg_strong_random(id.data, UUID_LEN))
+		elog(ERROR, "allma: could not generate a value id");
+	id.data[6] = (id.data[6] & 0x0f) | 0x40;	/* version 4 */
+	id.data[8] = (id.data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+
+	sql = psprintf("WITH b AS (SELECT row_number() OVER (ORDER BY item_index, branch_ordinal) - 1 AS n, "
+				   "  CASE WHEN status = 'DONE' THEN result "
+				   "  ELSE jsonb_build_object('branchId', branch_id, 'error', error) END AS r "
+				   BRANCHES_OF_FORK "), "
+				   "g AS (SELECT n / %d AS part, min(n) AS first, jsonb_agg(r ORDER BY n) AS v "
+				   "  FROM b GROUP BY n / %d), "
+				   "ins AS (INSERT INTO allma.large_values (root_execution_id, value_id, part, "
+				   "  first_element, execution_id, value, bytes) "
+				   "  SELECT $3, $4, part, first, $1, v, pg_column_size(v) FROM g RETURNING bytes, first_element, value) "
+				   "SELECT coalesce(sum(bytes), 0)::int8, "
+				   "  coalesce(max(first_element + jsonb_array_length(value)), 0)::int8 FROM ins",
+				   ALLMA_LARGE_PART_ELEMENTS, ALLMA_LARGE_PART_ELEMENTS);
+	args[0] = UUIDPGetDatum(&ps->execution_id);
+	args[1] = Int64GetDatum(ps->path_id);
+	args[2] = UUIDPGetDatum(&ps->root_execution_id);
+	args[3] = UUIDPGetDatum(&id);
+	allma_owner_begin(&st);
+	allma_owner_exec(sql, 4, types, args, NULL, SPI_OK_SELECT);
+	bytes = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	allma_owner_end(&st);
+
+	/* small after all: back in line (at most the threshold is read) */
+	if (bytes <= allma_out_of_line_threshold)
+	{
+		Jsonb	   *data = allma_large_fetch(&id);
+
+		allma_owner_begin(&st);
+		allma_owner_exec("DELETE FROM allma.large_values WHERE root_execution_id = $3 AND value_id = $4 "
+						 "AND $1 IS NOT NULL AND $2 IS NOT NULL",
+						 4, types, args, NULL, SPI_OK_DELETE);
+		allma_owner_end(&st);
+		return data;
+	}
+	return allma_large_make_ref(&id, bytes, count);
+}
 
 /*
  * allma_fork_join joins a finished fork: counts, failure policy, then the
@@ -391,6 +519,9 @@ allma_fork_join(StepRun *run)
 												 "'error', error) ORDER BY item_index, branch_ordinal)"
 												 BRANCHES_OF_FORK " AND status = 'FAILED'", ps, NULL));
 	}
+	else if (allma_out_of_line_threshold > 0 && total > FORK_INLINE_BRANCHES)
+		/* a wide COLLECT_ARRAY lands out of line, in parts */
+		data = collect_out_of_line(ps);
 	else
 		/* COLLECT_ARRAY (and CUSTOM_MODULE, which Allma never implemented) */
 		data = spi_jsonb("SELECT coalesce(jsonb_agg(CASE WHEN status = 'DONE' THEN result "
