@@ -49,7 +49,7 @@ int			allma_store_owner_slot = -1;
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr update_paths_plan = NULL;
 static SPIPlanPtr delete_paths_plan = NULL;
-static SPIPlanPtr finish_executions_plan = NULL;
+static SPIPlanPtr save_executions_plan = NULL;
 static SPIPlanPtr insert_history_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
 static SPIPlanPtr insert_forks_plan = NULL;
@@ -62,7 +62,6 @@ static SPIPlanPtr release_branches_plan = NULL;
 static SPIPlanPtr delete_forks_plan = NULL;
 static SPIPlanPtr claim_inflight_plan = NULL;
 static SPIPlanPtr release_inflight_plan = NULL;
-static SPIPlanPtr step_counts_plan = NULL;
 static SPIPlanPtr refresh_plan = NULL;
 static SPIPlanPtr release_waits_plan = NULL;
 
@@ -96,10 +95,10 @@ void
 allma_store_reset(void)
 {
 	SPIPlanPtr *plans[] = {&claim_plan, &update_paths_plan, &delete_paths_plan,
-	&finish_executions_plan, &insert_history_plan, &next_due_plan, &insert_forks_plan,
+	&save_executions_plan, &insert_history_plan, &next_due_plan, &insert_forks_plan,
 		&insert_branches_plan, &finish_branches_plan, &lock_forks_plan, &count_forks_plan,
 	&wake_parents_plan, &release_branches_plan, &delete_forks_plan, &claim_inflight_plan,
-	&release_inflight_plan, &step_counts_plan, &refresh_plan, &release_waits_plan};
+	&release_inflight_plan, &refresh_plan, &release_waits_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
 	{
@@ -1154,127 +1153,117 @@ save_joined_forks(List *paths)
 	execute_plan(delete_forks_plan, args, SPI_OK_DELETE);
 }
 
-typedef struct StepCount
+typedef struct ExecutionWrite
 {
 	pg_uuid_t	execution_id;
-	int32		n;
-} StepCount;
+	int32		n;				/* step attempts recorded in this batch */
+	AllmaPathState *main;		/* its main path, when that ended here */
+} ExecutionWrite;
 
 static int
-step_count_cmp(const void *a, const void *b)
+execution_write_cmp(const void *a, const void *b)
 {
-	return memcmp(&((const StepCount *) a)->execution_id,
-				  &((const StepCount *) b)->execution_id, sizeof(pg_uuid_t));
+	return memcmp(&((const ExecutionWrite *) a)->execution_id,
+				  &((const ExecutionWrite *) b)->execution_id, sizeof(pg_uuid_t));
 }
 
 /*
- * save_step_counts adds the step attempts the batch recorded to their
- * executions' step_count: one row per execution, in execution id order (so
- * that workers updating the same executions take their row locks in the
- * same order).
+ * save_executions writes what the batch did to its executions in one
+ * statement: every execution's step_count grows by the step attempts the
+ * batch recorded, and the executions whose main path ended (only the main
+ * path decides an execution's fate) get their status, output, error and
+ * ended_at.  One row per execution, in execution id order, so that workers
+ * updating the same executions take their row locks in the same order.
+ *
+ * An execution that another transaction ended meanwhile (cancelled, timed
+ * out) keeps that end; only its step_count grows.  Returns the number of
+ * executions this batch ended; their NOTIFYs and completion actions are
+ * queued in the same transaction.
  */
-static void
-save_step_counts(List *paths)
+static int
+save_executions(List *paths)
 {
-	StepCount  *counts = palloc(sizeof(StepCount) * Max(list_length(paths), 1));
+	ExecutionWrite *w = palloc(sizeof(ExecutionWrite) * Max(list_length(paths), 1));
 	int			n = 0;
 	Column		e,
-				c;
-	Datum		args[2];
-	ListCell   *lc;
-
-	foreach(lc, paths)
-	{
-		AllmaPathState *ps = lfirst(lc);
-
-		if (ps->records == NIL)
-			continue;
-		counts[n].execution_id = ps->execution_id;
-		counts[n].n = list_length(ps->records);
-		n++;
-	}
-	if (n == 0)
-		return;
-	qsort(counts, n, sizeof(StepCount), step_count_cmp);
-	col_init(&e, UUIDOID, n);
-	col_init(&c, INT4OID, n);
-	for (int i = 0; i < n; i++)
-	{
-		int32		sum = counts[i].n;
-
-		while (i + 1 < n && step_count_cmp(&counts[i], &counts[i + 1]) == 0)
-			sum += counts[++i].n;
-		col_add(&e, UUIDPGetDatum(&counts[i].execution_id), false);
-		col_add(&c, Int32GetDatum(sum), false);
-	}
-	if (step_counts_plan == NULL)
-	{
-		Oid			types[2] = {UUIDARRAYOID, INT4ARRAYOID};
-
-		step_counts_plan = prepare("UPDATE allma.executions x SET step_count = x.step_count + u.n "
-								   "FROM unnest($1, $2) AS u(e, n) WHERE x.execution_id = u.e",
-								   2, types);
-	}
-	args[0] = col_array(&e);
-	args[1] = col_array(&c);
-	execute_plan(step_counts_plan, args, SPI_OK_UPDATE);
-}
-
-static int
-save_terminal_executions(List *paths)
-{
-	int			n = list_length(paths);
-	Column		e,
+				count,
 				status,
 				output,
 				error;
+	Datum		args[5];
 	ListCell   *lc;
-	Datum		args[4];
-
-	col_init(&e, UUIDOID, n);
-	col_init(&status, TEXTOID, n);
-	col_init(&output, JSONBOID, n);
-	col_init(&error, JSONBOID, n);
 
 	foreach(lc, paths)
 	{
 		AllmaPathState *ps = lfirst(lc);
+		bool		ends = ps->ended && ps->path_id == 0;
 
-		/* only the main path decides the execution's fate */
-		if (!ps->ended || ps->path_id != 0)
+		if (ps->records == NIL && !ends)
 			continue;
-		col_add(&e, UUIDPGetDatum(&ps->execution_id), false);
-		col_add_text(&status, ps->failed ? "FAILED" : "COMPLETED");
-		col_add_jsonb(&output, ps->context);
-		col_add_jsonb(&error, ps->failed ? ps->error : NULL);
+		w[n].execution_id = ps->execution_id;
+		w[n].n = list_length(ps->records);
+		w[n].main = ends ? ps : NULL;
+		n++;
 	}
-	if (e.n == 0)
+	if (n == 0)
 		return 0;
-
-	if (finish_executions_plan == NULL)
+	qsort(w, n, sizeof(ExecutionWrite), execution_write_cmp);
+	col_init(&e, UUIDOID, n);
+	col_init(&count, INT4OID, n);
+	col_init(&status, TEXTOID, n);
+	col_init(&output, JSONBOID, n);
+	col_init(&error, JSONBOID, n);
+	for (int i = 0; i < n; i++)
 	{
-		Oid			types[4] = {UUIDARRAYOID, TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID};
+		int32		sum = w[i].n;
+		AllmaPathState *main = w[i].main;
+
+		while (i + 1 < n && execution_write_cmp(&w[i], &w[i + 1]) == 0)
+		{
+			i++;
+			sum += w[i].n;
+			if (w[i].main != NULL)
+				main = w[i].main;
+		}
+		col_add(&e, UUIDPGetDatum(&w[i].execution_id), false);
+		col_add(&count, Int32GetDatum(sum), false);
+		col_add_text(&status, main == NULL ? NULL : main->failed ? "FAILED" : "COMPLETED");
+		col_add_jsonb(&output, main == NULL ? NULL : main->context);
+		col_add_jsonb(&error, main != NULL && main->failed ? main->error : NULL);
+	}
+
+	if (save_executions_plan == NULL)
+	{
+		Oid			types[5] = {UUIDARRAYOID, INT4ARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
+		JSONBARRAYOID};
 
 		/*
-		 * "Not finished yet" is "none of the final statuses", not status =
-		 * 'RUNNING': that matches the partial index of running executions,
-		 * which statistics taken when few were running make look cheaper
-		 * than the primary key, and which would be read once per key.
+		 * u.status is NULL where the batch only adds step attempts.  "Not
+		 * finished yet" is "none of the final statuses", not status =
+		 * 'RUNNING' (see the partial index of running executions).  Only
+		 * the main path's worker sets COMPLETED or FAILED, so a returned
+		 * status equal to the one written says this statement ended it.
 		 */
-		finish_executions_plan = prepare(
-										 "UPDATE allma.executions x "
-										 "SET status = u.status, output = u.output, error = u.error, "
-										 "    ended_at = clock_timestamp() "
-										 "FROM unnest($1, $2, $3, $4) AS u(e, status, output, error) "
-										 "WHERE x.execution_id = u.e "
-										 "  AND x.status <> ALL ('{COMPLETED,FAILED,TIMED_OUT,CANCELLED}') "
-										 "RETURNING x.execution_id::text, x.flow_id, x.status", 4, types);
+#define ALLMA_ENDS_HERE "u.status IS NOT NULL AND x.status <> ALL ('{COMPLETED,FAILED,TIMED_OUT,CANCELLED}')"
+		save_executions_plan = prepare(
+									   "UPDATE allma.executions x "
+									   "SET step_count = x.step_count + u.n, "
+									   "    status = CASE WHEN " ALLMA_ENDS_HERE " THEN u.status ELSE x.status END, "
+									   "    output = CASE WHEN " ALLMA_ENDS_HERE " THEN u.output ELSE x.output END, "
+									   "    error = CASE WHEN " ALLMA_ENDS_HERE " THEN u.error ELSE x.error END, "
+									   "    ended_at = CASE WHEN " ALLMA_ENDS_HERE " THEN clock_timestamp() ELSE x.ended_at END "
+									   "FROM unnest($1, $2, $3, $4, $5) AS u(e, n, status, output, error) "
+									   "WHERE x.execution_id = u.e "
+									   "RETURNING x.execution_id::text, x.flow_id, x.status, "
+									   "          u.status IS NOT NULL AND x.status = u.status", 5, types);
+#undef ALLMA_ENDS_HERE
 	}
 	args[0] = col_array(&e);
-	args[1] = col_array(&status);
-	args[2] = col_array(&output);
-	args[3] = col_array(&error);
-	execute_plan(finish_executions_plan, args, SPI_OK_UPDATE_RETURNING);
+	args[1] = col_array(&count);
+	args[2] = col_array(&status);
+	args[3] = col_array(&output);
+	args[4] = col_array(&error);
+	execute_plan(save_executions_plan, args, SPI_OK_UPDATE_RETURNING);
 
 	/*
 	 * NOTIFY allma_execution_events, delivered when the batch commits.  Every
@@ -1283,20 +1272,25 @@ save_terminal_executions(List *paths)
 	 * id (a wake-up), and listeners read the status through RLS.
 	 */
 	{
-		uint64		nfinished = SPI_processed;
+		uint64		nrows = SPI_processed;
+		SPITupleTable *tuptable = SPI_tuptable;
 		List	   *finished = NIL;
 
-		for (uint64 i = 0; i < nfinished; i++)
+		for (uint64 i = 0; i < nrows; i++)
 		{
-			char	   *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+			bool		isnull;
+			char	   *id;
 
+			if (!DatumGetBool(SPI_getbinval(tuptable->vals[i], tuptable->tupdesc, 4, &isnull)) || isnull)
+				continue;
+			id = SPI_getvalue(tuptable->vals[i], tuptable->tupdesc, 1);
 			Async_Notify(ALLMA_NOTIFY_CHANNEL, id);
 			finished = lappend(finished, id);
 		}
 		/* their onCompletionActions, in the same transaction */
 		if (finished != NIL)
 			allma_completion_plan(paths, finished);
-		return (int) nfinished;
+		return list_length(finished);
 	}
 }
 
@@ -1421,8 +1415,7 @@ allma_store_save(List *paths)
 	save_new_forks(paths);
 	save_paths(paths);
 	save_branches(paths);
-	save_step_counts(paths);
-	return save_terminal_executions(paths);
+	return save_executions(paths);
 }
 
 /*

@@ -94,6 +94,7 @@
 #include "steps/completion.h"
 #include "store.h"
 #include "worker.h"
+#include "spicache.h"
 
 static int	my_slot = -1;
 
@@ -175,6 +176,7 @@ reset_caches(void)
 	allma_flowcache_reset();
 	allma_retention_reset();
 	allma_completion_reset();
+	allma_spi_cache_reset();
 }
 
 /*
