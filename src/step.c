@@ -253,7 +253,9 @@ allma_step_module_input(StepRun *run)
 
 	if (cfg == NULL)
 		return run->input;
-	cfg = allma_template_render_value(cfg, allma_step_template_context(run));
+	/* the template context is built only for a customConfig that has templates */
+	if (allma_template_value_needs_render(cfg))
+		cfg = allma_template_render_value(cfg, allma_step_template_context(run));
 	if (!allma_jsonb_is_object(cfg))
 		cfg = allma_jsonb_empty_object();
 	return allma_jsonb_concat(cfg, run->input);
