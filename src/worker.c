@@ -1194,6 +1194,7 @@ worker_loop(void)
 		SchemaGate	gate;
 		long		timeout_ms;
 		int			npaths;
+		int			ncompleted;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -1223,8 +1224,12 @@ worker_loop(void)
 			record_pending_failure(batch_cxt);
 		run_abort_pass(batch_cxt);
 		run_purge_pass(batch_cxt);
-		if (run_completion_pass(batch_cxt) > 0)
-			continue;
+		/*
+		 * Responses first, then new work in any case: under a steady stream
+		 * of responses, skipping the claim whenever some had arrived would
+		 * let the requests in flight drain instead of being replaced.
+		 */
+		ncompleted = run_completion_pass(batch_cxt);
 		npaths = run_claim_pass(batch_cxt, &next_due, &gate);
 		if (npaths > 0 && npaths >= allma_batch_size)
 		{
@@ -1232,6 +1237,8 @@ worker_loop(void)
 			allma_wake_workers(1, true);
 			continue;
 		}
+		if (ncompleted > 0 && gate == GATE_OPEN)
+			continue;
 		if (npaths > 0 && next_due != 0 && next_due <= GetCurrentTimestamp())
 			continue;
 

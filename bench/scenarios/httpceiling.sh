@@ -9,7 +9,9 @@
 # the first request to the last completion.  allma: N executions of a
 # one-step flow started in one transaction, from its commit to the last
 # execution's ended_at, with allma.http_max_in_flight = allma.http_max_per_host
-# = C (one provider host); also with the default limits.  Figures: completed
+# = C / allma.max_workers (the limits are per worker: the workers together
+# keep at most C in flight, to the one provider host); also with the default
+# limits.  Figures: completed
 # requests (steps) per second, allma's share of the ceiling, and write
 # transactions per second (commits) beside steps/s.
 #
@@ -52,14 +54,16 @@ scenario_httpceiling() {
   gcc -O2 -o "$WORK/loadgen" "$SRC/bench/loadgen.c" -lcurl
   bench_restart
   local body='{"model":"mock-slow-500","messages":[{"role":"user","content":"Answer about 1"}],"response_format":{"type":"json_object"}}'
+  local workers
+  workers=$("${PSQL[@]}" -c "SHOW allma.max_workers")
   for c in ${HTTPCEILING_CONC:-2000 5000}; do
-    local n=$((3 * c))
+    local n=$((3 * c)) per=$((c / workers))
     ceiling_loadgen "g-api-$c" "(g) ceiling: loadgen, $n GETs, $c in flight, mock 500 ms" "$n" "$c" \
       "$MOCK_URL/echo?latency_ms=500"
-    set_guc allma.http_max_in_flight "$c"
-    set_guc allma.http_max_per_host "$c"
+    set_guc allma.http_max_in_flight "$per"
+    set_guc allma.http_max_per_host "$per"
     ceiling_allma "g-allma-api-$c" bench_api_run \
-      "(g) allma: $n x API_CALL, $c in flight (allma.http_max_in_flight = allma.http_max_per_host = $c)" "$n"
+      "(g) allma: $n x API_CALL, $c in flight ($workers workers, allma.http_max_in_flight = allma.http_max_per_host = $per)" "$n"
     set_guc allma.http_max_in_flight DEFAULT
     set_guc allma.http_max_per_host DEFAULT
     ceiling_allma "g-allma-api-$c-default" bench_api_run \
@@ -68,10 +72,10 @@ scenario_httpceiling() {
     ceiling_loadgen "g-llm-$c" "(g) ceiling: loadgen, $n chat completions (POST), $c in flight, mock 500 ms" "$n" "$c" \
       -X POST -H 'Content-Type: application/json' -H 'Authorization: Bearer bench-key' -d "$body" \
       "$MOCK_URL/v1/chat/completions"
-    set_guc allma.http_max_in_flight "$c"
-    set_guc allma.http_max_per_host "$c"
+    set_guc allma.http_max_in_flight "$per"
+    set_guc allma.http_max_per_host "$per"
     ceiling_allma "g-allma-llm-$c" bench_llm_run \
-      "(g) allma: $n x LLM_INVOCATION, $c in flight (both limits = $c)" "$n"
+      "(g) allma: $n x LLM_INVOCATION, $c in flight ($workers workers, both limits = $per)" "$n"
     set_guc allma.http_max_in_flight DEFAULT
     set_guc allma.http_max_per_host DEFAULT
   done
