@@ -159,6 +159,10 @@ static AllmaHttpClient *http_client = NULL;
 static MemoryContext http_cxt = NULL;
 static WaitEventSet *wait_set = NULL;
 static TimestampTz last_lease_sweep = 0;
+/* execution deadlines are looked for this often (ms), see claim_pass_body */
+#define TIMEOUT_CHECK_MS 50
+static TimestampTz last_timeout_check = 0;
+static bool timeouts_pending = false;
 static bool released_own_inflight = false;
 static bool submitting = false; /* in submit_requests (engine faults) */
 
@@ -628,8 +632,18 @@ claim_pass_body(WorkerPass *pass)
 		last_lease_sweep = GetCurrentTimestamp();
 	}
 
-	/* executions past their deadline: TIMED_OUT (waiters told at commit) */
-	(void) allma_lifecycle_time_out_executions(allma_batch_size);
+	/*
+	 * Executions past their deadline: TIMED_OUT (waiters told at commit).
+	 * Looked for every TIMEOUT_CHECK_MS, or at once again while a full
+	 * batch came back: the query reads the running executions, thousands
+	 * of them under load, and claim passes follow each other closely.
+	 */
+	if (timeouts_pending ||
+		TimestampDifferenceExceeds(last_timeout_check, GetCurrentTimestamp(), TIMEOUT_CHECK_MS))
+	{
+		last_timeout_check = GetCurrentTimestamp();
+		timeouts_pending = allma_lifecycle_time_out_executions(allma_batch_size) >= allma_batch_size;
+	}
 	/* waits past their deadline: their steps fail with StepTimeoutError */
 	(void) allma_store_release_due_waits(allma_batch_size * 4);
 	/* (SPI leaves its own context current: the claimed paths outlive it) */
@@ -1258,7 +1272,18 @@ worker_loop(void)
 			TimestampDifference(GetCurrentTimestamp(), next_due, &secs, &usecs);
 			timeout_ms = Min((long) allma_naptime_ms, secs * 1000 + usecs / 1000);
 			if (timeout_ms <= 0)
-				continue;
+			{
+				/*
+				 * Due now: at once, unless what is due is a deadline that
+				 * the next check (TIMEOUT_CHECK_MS) looks for.
+				 */
+				TimestampDifference(GetCurrentTimestamp(),
+									TimestampTzPlusMilliseconds(last_timeout_check, TIMEOUT_CHECK_MS),
+									&secs, &usecs);
+				timeout_ms = secs * 1000 + usecs / 1000;
+				if (timeout_ms <= 0)
+					continue;
+			}
 		}
 
 		allma_shmem_set_sleeping(my_slot, true);
