@@ -52,6 +52,7 @@ static SPIPlanPtr delete_paths_plan = NULL;
 static SPIPlanPtr save_executions_plan = NULL;
 static SPIPlanPtr insert_history_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
+static SPIPlanPtr next_deadline_plan = NULL;
 static SPIPlanPtr insert_forks_plan = NULL;
 static SPIPlanPtr insert_branches_plan = NULL;
 static SPIPlanPtr finish_branches_plan = NULL;
@@ -95,7 +96,7 @@ void
 allma_store_reset(void)
 {
 	SPIPlanPtr *plans[] = {&claim_plan, &update_paths_plan, &delete_paths_plan,
-	&save_executions_plan, &insert_history_plan, &next_due_plan, &insert_forks_plan,
+	&save_executions_plan, &insert_history_plan, &next_due_plan, &next_deadline_plan, &insert_forks_plan,
 		&insert_branches_plan, &finish_branches_plan, &lock_forks_plan, &count_forks_plan,
 	&wake_parents_plan, &release_branches_plan, &delete_forks_plan, &claim_inflight_plan,
 	&release_inflight_plan, &refresh_plan, &release_waits_plan};
@@ -1419,31 +1420,53 @@ allma_store_save(List *paths)
 }
 
 /*
- * allma_store_next_due: when the earliest READY path becomes due (0 when
- * there is none).
+ * next_due_query runs one saved next-due statement (a single timestamptz
+ * or NULL) and returns it, 0 for NULL
  */
-TimestampTz
-allma_store_next_due(void)
+static TimestampTz
+next_due_query(SPIPlanPtr plan)
 {
+	MemoryContext cxt = CurrentMemoryContext;
+	int			rc = execute_keyed(plan, NULL, NULL, true, 1);
 	bool		isnull;
 	Datum		d;
+
+	MemoryContextSwitchTo(cxt);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		return 0;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+/*
+ * allma_store_next_due: when the earliest READY path becomes due, a wait
+ * times out or (with deadlines) an execution's deadline passes; 0 when
+ * none.  The deadline is read only when "deadlines" is true (the worker's
+ * deadline checks, every TIMEOUT_CHECK_MS); otherwise the one read last is
+ * used: its query reads the running executions (the planner prefers the
+ * partial index of running executions, which holds all of them, to the
+ * one of deadlines whenever statistics make both look small).
+ */
+TimestampTz
+allma_store_next_due(bool deadlines)
+{
+	static TimestampTz last_deadline = 0;
+	TimestampTz due;
 
 	if (next_due_plan == NULL)
 		next_due_plan = prepare("SELECT least((SELECT min(due_at) FROM allma.execution_paths "
 								"                WHERE status = 'READY'), "
 								"             (SELECT min(due_at) FROM allma.execution_paths "
-								"                WHERE status = 'WAITING' AND request ? 'wait'), "
-								"             (SELECT min(deadline) FROM allma.executions "
-								"                WHERE status = 'RUNNING' AND deadline IS NOT NULL))",
+								"                WHERE status = 'WAITING' AND request ? 'wait'))",
 								0, NULL);
-	{
-		MemoryContext cxt = CurrentMemoryContext;
-		int			rc = execute_keyed(next_due_plan, NULL, NULL, true, 1);
-
-		MemoryContextSwitchTo(cxt);
-		if (rc != SPI_OK_SELECT || SPI_processed != 1)
-			return 0;
-	}
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return isnull ? 0 : DatumGetTimestampTz(d);
+	if (next_deadline_plan == NULL)
+		next_deadline_plan = prepare("SELECT min(deadline) FROM allma.executions "
+									 "WHERE status = 'RUNNING' AND deadline IS NOT NULL",
+									 0, NULL);
+	due = next_due_query(next_due_plan);
+	if (deadlines)
+		last_deadline = next_due_query(next_deadline_plan);
+	if (last_deadline != 0 && (due == 0 || last_deadline < due))
+		due = last_deadline;
+	return due;
 }

@@ -607,6 +607,7 @@ typedef struct ClaimPass
 	int			npaths;			/* paths claimed */
 	bool		solo;			/* one path after a failed pass (engine faults) */
 	bool		quarantined;	/* ... which was quarantined */
+	bool		deadlines_checked;	/* this pass looked for passed deadlines */
 	TimestampTz next_due;		/* earliest future due time, when fewer than
 								 * a full batch were claimed; 0: none */
 } ClaimPass;
@@ -638,9 +639,11 @@ claim_pass_body(WorkerPass *pass)
 	 * batch came back: the query reads the running executions, thousands
 	 * of them under load, and claim passes follow each other closely.
 	 */
+	cp->deadlines_checked = false;
 	if (timeouts_pending ||
 		TimestampDifferenceExceeds(last_timeout_check, GetCurrentTimestamp(), TIMEOUT_CHECK_MS))
 	{
+		cp->deadlines_checked = true;
 		last_timeout_check = GetCurrentTimestamp();
 		timeouts_pending = allma_lifecycle_time_out_executions(allma_batch_size) >= allma_batch_size;
 	}
@@ -682,7 +685,7 @@ claim_pass_body(WorkerPass *pass)
 	}
 
 	if (cp->npaths < allma_batch_size)
-		cp->next_due = allma_store_next_due();
+		cp->next_due = allma_store_next_due(cp->deadlines_checked);
 }
 
 /* a solo pass that committed: one path fewer to run alone */
