@@ -25,6 +25,7 @@ DROP TABLE IF EXISTS mix_accounts, mix_events;
 CREATE TABLE mix_accounts (id int PRIMARY KEY, tier text NOT NULL, balance numeric NOT NULL);
 INSERT INTO mix_accounts SELECT g, CASE WHEN g % 3 = 0 THEN 'gold' ELSE 'basic' END, 100 FROM generate_series(1, 10000) g;
 CREATE TABLE mix_events (id bigserial PRIMARY KEY, account int NOT NULL, kind text NOT NULL, body jsonb);
+CREATE INDEX mix_events_account ON mix_events (account);
 ALTER TABLE mix_accounts OWNER TO mix_runner;
 ALTER TABLE mix_events OWNER TO mix_runner;
 SELECT allma_set_secret('MIX_LLM_KEY', 'bench-key');
