@@ -241,8 +241,7 @@ allma_step_lookup(StepRun *run, const char *path)
 Jsonb *
 allma_step_template_context(StepRun *run)
 {
-	return allma_jsonb_concat(allma_jsonb_concat(run->ps->context, allma_step_runtime(run)),
-							  run->input);
+	return allma_jsonb_merge3(run->ps->context, allma_step_runtime(run), run->input);
 }
 
 /* module input: rendered customConfig with the step input merged over it */
