@@ -634,10 +634,12 @@ claim_pass_body(WorkerPass *pass)
 	}
 
 	/*
-	 * Executions past their deadline: TIMED_OUT (waiters told at commit).
+	 * Executions past their deadline: TIMED_OUT (waiters told at commit);
+	 * waits past their deadline: their steps fail with StepTimeoutError.
 	 * Looked for every TIMEOUT_CHECK_MS, or at once again while a full
-	 * batch came back: the query reads the running executions, thousands
-	 * of them under load, and claim passes follow each other closely.
+	 * batch came back: claim passes follow each other closely under load,
+	 * and with the statistics of a table that just filled up the planner
+	 * may read every running execution or path for them.
 	 */
 	cp->deadlines_checked = false;
 	if (timeouts_pending ||
@@ -646,9 +648,9 @@ claim_pass_body(WorkerPass *pass)
 		cp->deadlines_checked = true;
 		last_timeout_check = GetCurrentTimestamp();
 		timeouts_pending = allma_lifecycle_time_out_executions(allma_batch_size) >= allma_batch_size;
+		if (allma_store_release_due_waits(allma_batch_size * 4) >= allma_batch_size * 4)
+			timeouts_pending = true;
 	}
-	/* waits past their deadline: their steps fail with StepTimeoutError */
-	(void) allma_store_release_due_waits(allma_batch_size * 4);
 	/* (SPI leaves its own context current: the claimed paths outlive it) */
 	MemoryContextSwitchTo(pass->batch_cxt);
 	pass->paths = allma_store_claim(solo_claims > 0 ? 1 : allma_batch_size);
