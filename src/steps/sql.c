@@ -616,6 +616,19 @@ sql_plan_lookup(const char *sql, int nvalues)
 	return e;
 }
 
+/* sql_plan_forget drops a saved plan */
+static void
+sql_plan_forget(SqlPlanEntry *e)
+{
+	uint64		key = e->key;
+
+	SPI_freeplan(e->plan);
+	pfree(e->sql);
+	if (e->types != NULL)
+		pfree(e->types);
+	hash_search(sql_plans, &key, HASH_REMOVE, NULL);
+}
+
 /* sql_plan_room: whether a plan of sql would be saved */
 static bool
 sql_plan_room(const char *sql, int nvalues)
@@ -728,10 +741,22 @@ run_statement(Jsonb *config, Jsonb *ctx, bool returns_rows)
 	cached = sql_plan_lookup(sql, nvalues);
 	if (cached != NULL)
 	{
+		source = (CachedPlanSource *) linitial(SPI_plan_get_plan_sources(cached->plan));
+		if (!source->is_valid)
+		{
+			/*
+			 * A table it uses changed since: the parameter types are
+			 * deduced again (the plan cache would re-plan with the old ones).
+			 */
+			sql_plan_forget(cached);
+			cached = NULL;
+		}
+	}
+	if (cached != NULL)
+	{
 		/* checked when it was saved: one statement, enough parameters */
 		plan = cached->plan;
 		pstate->types = cached->types;
-		source = (CachedPlanSource *) linitial(SPI_plan_get_plan_sources(plan));
 		goto planned;
 	}
 
