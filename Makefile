@@ -117,6 +117,10 @@ OBJS += \
 	src/drop_guard.o \
 	src/http_budget_probe.o
 
+# perfmix: saved plans of the API's statements
+OBJS += \
+	src/spicache.o
+
 # 1.0 is the base install script (frozen since it shipped); later versions
 # are reached through upgrade scripts, also by CREATE EXTENSION.
 DATA = $(EXTENSION)--1.0.sql $(notdir $(wildcard $(srcdir)/$(EXTENSION)--*--*.sql))

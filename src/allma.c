@@ -56,7 +56,7 @@ int			allma_max_fork_branches = 1000000;
 int			allma_sql_step_timeout_ms = 60000;
 char	   *allma_http_allowlist = NULL;
 int			allma_http_max_in_flight = 1000;
-int			allma_http_max_per_host = 256;
+int			allma_http_max_per_host = 1000;
 int			allma_http_timeout_ms = 30000;
 int			allma_http_connect_timeout_ms = 10000;
 int			allma_http_max_response_bytes = 10 * 1024 * 1024;
@@ -223,9 +223,10 @@ define_gucs(void)
 
 	DefineCustomIntVariable("allma.http_max_per_host",
 							"Sets how many HTTP requests one worker sends to one host at once.",
-							NULL,
+							"The default equals allma.http_max_in_flight: with one provider host a lower "
+							"per-host limit only caps throughput; lower it for hosts that cannot take that many connections.",
 							&allma_http_max_per_host,
-							256, 1, 100000,
+							1000, 1, 100000,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);

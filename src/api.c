@@ -55,6 +55,7 @@
 #include "shmem.h"
 #include "start.h"
 #include "validate.h"
+#include "spicache.h"
 
 PG_FUNCTION_INFO_V1(allma_create_flow);
 PG_FUNCTION_INFO_V1(allma_publish_flow);
@@ -686,7 +687,7 @@ execution_status(pg_uuid_t *id, bool *mine)
 	MemoryContext outer = CurrentMemoryContext;
 
 	SPI_connect();
-	rc = SPI_execute_with_args("SELECT status, xmin FROM allma.executions WHERE execution_id = $1",
+	rc = allma_spi_execute("SELECT status, xmin FROM allma.executions WHERE execution_id = $1",
 							   1, types, values, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read allma.executions");

@@ -142,8 +142,10 @@ build_input(StepRun *run)
 
 	if (step->literals != NULL)
 	{
-		Jsonb	   *rendered = allma_template_render_value(step->literals,
-														   allma_step_template_context(run));
+		/* the template context is built only for literals that have templates */
+		Jsonb	   *rendered = allma_template_value_needs_render(step->literals) ?
+			allma_template_render_value(step->literals, allma_step_template_context(run)) :
+			step->literals;
 		List	   *keys = allma_jsonb_object_keys(rendered);
 
 		foreach(lc, keys)

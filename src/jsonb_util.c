@@ -570,6 +570,43 @@ allma_jsonb_delete_key(Jsonb *obj, const char *key)
 											  CStringGetTextDatum(key)));
 }
 
+/*
+ * allma_jsonb_merge3 is (a || b) || c for three objects (NULL: none) built
+ * in one pass: the later one's value wins for a key that repeats, as with
+ * jsonb ||.  Not objects: the two concatenations.
+ */
+Jsonb *
+allma_jsonb_merge3(Jsonb *a, Jsonb *b, Jsonb *c)
+{
+	Jsonb	   *parts[3] = {a, b, c};
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+
+	for (int i = 0; i < 3; i++)
+	{
+		if (parts[i] != NULL && !allma_jsonb_is_object(parts[i]))
+			return allma_jsonb_concat(allma_jsonb_concat(a, b), c);
+	}
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < 3; i++)
+	{
+		JsonbIterator *it;
+		JsonbIteratorToken tok;
+		JsonbValue	v;
+
+		if (parts[i] == NULL)
+			continue;
+		it = JsonbIteratorInit(&parts[i]->root);
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY || tok == WJB_VALUE)
+				pushJsonbValue(&state, tok, &v);
+		}
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
 /* jsonb's || operator: objects merge shallowly (b wins), arrays concatenate */
 Jsonb *
 allma_jsonb_concat(Jsonb *a, Jsonb *b)

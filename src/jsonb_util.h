@@ -54,6 +54,7 @@ extern bool allma_jsonb_has_key(Jsonb *obj, const char *key);
 extern Jsonb *allma_jsonb_set_key(Jsonb *obj, const char *key, Jsonb *value);
 extern Jsonb *allma_jsonb_delete_key(Jsonb *obj, const char *key);
 extern Jsonb *allma_jsonb_concat(Jsonb *a, Jsonb *b);
+extern Jsonb *allma_jsonb_merge3(Jsonb *a, Jsonb *b, Jsonb *c);
 extern Jsonb *allma_jsonb_array_append(Jsonb *arr, Jsonb *value);
 
 /* building: push a whole document as an array element or object value */

@@ -54,6 +54,7 @@
 #include "owner.h"
 #include "shmem.h"
 #include "steps/completion.h"
+#include "spicache.h"
 
 PG_FUNCTION_INFO_V1(allma_cancel_execution);
 PG_FUNCTION_INFO_V1(allma_resume_flow);
@@ -94,7 +95,7 @@ static void
 exec_sql(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+	int			rc = allma_spi_execute(sql, nargs, types, values, NULL, false, 0);
 
 	/* SPI leaves its own context current: the caller's allocations go on */
 	MemoryContextSwitchTo(cxt);

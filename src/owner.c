@@ -17,6 +17,7 @@
 #include "miscadmin.h"
 
 #include "owner.h"
+#include "spicache.h"
 
 void
 allma_owner_begin(AllmaAsOwner *st)
@@ -39,7 +40,7 @@ void
 allma_owner_exec(const char *sql, int nargs, Oid *types, Datum *values,
 				 const char *nulls, int expected)
 {
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	int			rc = allma_spi_execute(sql, nargs, types, values, nulls, false, 0);
 
 	if (rc != expected)
 		elog(ERROR, "allma: query failed (%s): %s", SPI_result_code_string(rc), sql);

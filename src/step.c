@@ -171,6 +171,19 @@ uuid_jsonb(pg_uuid_t *id)
 	return allma_jsonb_string(DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))));
 }
 
+/* runtime_pair pushes one key and its value into the runtime object being built */
+static void
+runtime_pair(JsonbParseState **state, const char *key, Jsonb *value)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(state, WJB_KEY, &k);
+	allma_jsonb_push(state, WJB_VALUE, value);
+}
+
 /*
  * allma_runtime_state: Allma's FlowRuntimeState fields a flow may read
  * (README, docs/subflows.md): identity, position, timing, progress, tree
@@ -179,43 +192,45 @@ uuid_jsonb(pg_uuid_t *id)
 Jsonb *
 allma_runtime_state(AllmaPathState *ps)
 {
-	Jsonb	   *rs = allma_jsonb_empty_object();
+	JsonbParseState *state = NULL;
 	const char *kind;
 
-	rs = allma_jsonb_set_key(rs, "flowExecutionId", uuid_jsonb(&ps->execution_id));
-	rs = allma_jsonb_set_key(rs, "flowDefinitionId", allma_jsonb_string(ps->flow->flow_id));
-	rs = allma_jsonb_set_key(rs, "flowDefinitionVersion", allma_jsonb_int(ps->flow->version));
-	rs = allma_jsonb_set_key(rs, "enableExecutionLogs", allma_jsonb_bool(ps->logs));
+	/* built in one pass (each key set on its own re-serialized the object) */
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	runtime_pair(&state, "flowExecutionId", uuid_jsonb(&ps->execution_id));
+	runtime_pair(&state, "flowDefinitionId", allma_jsonb_string(ps->flow->flow_id));
+	runtime_pair(&state, "flowDefinitionVersion", allma_jsonb_int(ps->flow->version));
+	runtime_pair(&state, "enableExecutionLogs", allma_jsonb_bool(ps->logs));
 	if (ps->step_id)
-		rs = allma_jsonb_set_key(rs, "currentStepInstanceId", allma_jsonb_string(ps->step_id));
+		runtime_pair(&state, "currentStepInstanceId", allma_jsonb_string(ps->step_id));
 	if (ps->branch_id)
-		rs = allma_jsonb_set_key(rs, "branchId", allma_jsonb_string(ps->branch_id));
-	rs = allma_jsonb_set_key(rs, "startTime",
-							 allma_jsonb_string(allma_timestamp_iso(ps->execution_started_at, false)));
-	rs = allma_jsonb_set_key(rs, "status", allma_jsonb_string("RUNNING"));
-	rs = allma_jsonb_set_key(rs, "completedStepCount", allma_jsonb_int(ps->step_count));
+		runtime_pair(&state, "branchId", allma_jsonb_string(ps->branch_id));
+	runtime_pair(&state, "startTime",
+				 allma_jsonb_string(allma_timestamp_iso(ps->execution_started_at, false)));
+	runtime_pair(&state, "status", allma_jsonb_string("RUNNING"));
+	runtime_pair(&state, "completedStepCount", allma_jsonb_int(ps->step_count));
 	if (ps->transition_counts != NULL)
-		rs = allma_jsonb_set_key(rs, "transitionCounts", ps->transition_counts);
+		runtime_pair(&state, "transitionCounts", ps->transition_counts);
 
 	/* the execution tree */
-	rs = allma_jsonb_set_key(rs, "rootFlowExecutionId", uuid_jsonb(&ps->root_execution_id));
+	runtime_pair(&state, "rootFlowExecutionId", uuid_jsonb(&ps->root_execution_id));
 	if (ps->has_parent)
-		rs = allma_jsonb_set_key(rs, "parentFlowExecutionId", uuid_jsonb(&ps->parent_execution_id));
-	rs = allma_jsonb_set_key(rs, "depth", allma_jsonb_int(ps->depth));
+		runtime_pair(&state, "parentFlowExecutionId", uuid_jsonb(&ps->parent_execution_id));
+	runtime_pair(&state, "depth", allma_jsonb_int(ps->depth));
 	if (ps->is_branch)
 		kind = "PARALLEL_BRANCH";
 	else if (!ps->has_parent)
 		kind = "ROOT";
 	else
 		kind = ps->sync_child ? "SYNC_SUBFLOW" : "ASYNC_SUBFLOW";
-	rs = allma_jsonb_set_key(rs, "executionKind", allma_jsonb_string(kind));
+	runtime_pair(&state, "executionKind", allma_jsonb_string(kind));
 
 	if (ps->step_started_at != 0)
-		rs = allma_jsonb_set_key(rs, "_internal",
-								 allma_jsonb_set_key(NULL, "currentStepStartTime",
-													 allma_jsonb_string(allma_timestamp_iso(ps->step_started_at,
-																							false))));
-	return rs;
+		runtime_pair(&state, "_internal",
+					 allma_jsonb_set_key(NULL, "currentStepStartTime",
+										 allma_jsonb_string(allma_timestamp_iso(ps->step_started_at,
+																				false))));
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 
 Jsonb *
@@ -241,8 +256,7 @@ allma_step_lookup(StepRun *run, const char *path)
 Jsonb *
 allma_step_template_context(StepRun *run)
 {
-	return allma_jsonb_concat(allma_jsonb_concat(run->ps->context, allma_step_runtime(run)),
-							  run->input);
+	return allma_jsonb_merge3(run->ps->context, allma_step_runtime(run), run->input);
 }
 
 /* module input: rendered customConfig with the step input merged over it */
@@ -253,7 +267,9 @@ allma_step_module_input(StepRun *run)
 
 	if (cfg == NULL)
 		return run->input;
-	cfg = allma_template_render_value(cfg, allma_step_template_context(run));
+	/* the template context is built only for a customConfig that has templates */
+	if (allma_template_value_needs_render(cfg))
+		cfg = allma_template_render_value(cfg, allma_step_template_context(run));
 	if (!allma_jsonb_is_object(cfg))
 		cfg = allma_jsonb_empty_object();
 	return allma_jsonb_concat(cfg, run->input);

@@ -51,9 +51,10 @@ int			allma_store_owner_slot = -1;
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr update_paths_plan = NULL;
 static SPIPlanPtr delete_paths_plan = NULL;
-static SPIPlanPtr finish_executions_plan = NULL;
+static SPIPlanPtr save_executions_plan = NULL;
 static SPIPlanPtr insert_history_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
+static SPIPlanPtr next_deadline_plan = NULL;
 static SPIPlanPtr insert_forks_plan = NULL;
 static SPIPlanPtr insert_branches_plan = NULL;
 static SPIPlanPtr finish_branches_plan = NULL;
@@ -67,7 +68,6 @@ static SPIPlanPtr delete_forks_plan = NULL;
 #define DELETE_BRANCHES_CHUNK 50000
 static SPIPlanPtr claim_inflight_plan = NULL;
 static SPIPlanPtr release_inflight_plan = NULL;
-static SPIPlanPtr step_counts_plan = NULL;
 static SPIPlanPtr refresh_plan = NULL;
 static SPIPlanPtr release_waits_plan = NULL;
 static SPIPlanPtr claim_suspect_plan = NULL;
@@ -136,10 +136,10 @@ void
 allma_store_reset(void)
 {
 	SPIPlanPtr *plans[] = {&claim_plan, &update_paths_plan, &delete_paths_plan,
-	&finish_executions_plan, &insert_history_plan, &next_due_plan, &insert_forks_plan,
+	&save_executions_plan, &insert_history_plan, &next_due_plan, &next_deadline_plan, &insert_forks_plan,
 		&insert_branches_plan, &finish_branches_plan, &lock_forks_plan, &count_forks_plan,
 	&wake_parents_plan, &release_branches_plan, &delete_forks_plan, &claim_inflight_plan,
-	&release_inflight_plan, &step_counts_plan, &refresh_plan, &release_waits_plan,
+	&release_inflight_plan, &refresh_plan, &release_waits_plan,
 	&claim_suspect_plan, &suspects_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
@@ -1318,129 +1318,118 @@ save_joined_forks(List *paths)
 	execute_plan(delete_forks_plan, args, SPI_OK_DELETE);
 }
 
-typedef struct StepCount
+typedef struct ExecutionWrite
 {
 	pg_uuid_t	execution_id;
-	int32		n;
-} StepCount;
+	int32		n;				/* step attempts recorded in this batch */
+	AllmaPathState *main;		/* its main path, when that ended here */
+} ExecutionWrite;
 
 static int
-step_count_cmp(const void *a, const void *b)
+execution_write_cmp(const void *a, const void *b)
 {
-	return memcmp(&((const StepCount *) a)->execution_id,
-				  &((const StepCount *) b)->execution_id, sizeof(pg_uuid_t));
+	return memcmp(&((const ExecutionWrite *) a)->execution_id,
+				  &((const ExecutionWrite *) b)->execution_id, sizeof(pg_uuid_t));
 }
 
 /*
- * save_step_counts adds the step attempts the batch recorded to their
- * executions' step_count: one row per execution, in execution id order (so
- * that workers updating the same executions take their row locks in the
- * same order).
+ * save_executions writes what the batch did to its executions in one
+ * statement: every execution's step_count grows by the step attempts the
+ * batch recorded, and the executions whose main path ended (only the main
+ * path decides an execution's fate) get their status, output, error and
+ * ended_at.  One row per execution, in execution id order, so that workers
+ * updating the same executions take their row locks in the same order.
+ *
+ * An execution that another transaction ended meanwhile (cancelled, timed
+ * out) keeps that end; only its step_count grows.  Returns the number of
+ * executions this batch ended; their NOTIFYs and completion actions are
+ * queued in the same transaction.
  */
-static void
-save_step_counts(List *paths)
+static int
+save_executions(List *paths)
 {
-	StepCount  *counts = palloc(sizeof(StepCount) * Max(list_length(paths), 1));
+	ExecutionWrite *w = palloc(sizeof(ExecutionWrite) * Max(list_length(paths), 1));
 	int			n = 0;
 	Column		e,
-				c;
-	Datum		args[2];
-	ListCell   *lc;
-
-	foreach(lc, paths)
-	{
-		AllmaPathState *ps = lfirst(lc);
-
-		if (ps->records == NIL)
-			continue;
-		counts[n].execution_id = ps->execution_id;
-		counts[n].n = list_length(ps->records);
-		n++;
-	}
-	if (n == 0)
-		return;
-	qsort(counts, n, sizeof(StepCount), step_count_cmp);
-	col_init(&e, UUIDOID, n);
-	col_init(&c, INT4OID, n);
-	for (int i = 0; i < n; i++)
-	{
-		int32		sum = counts[i].n;
-
-		while (i + 1 < n && step_count_cmp(&counts[i], &counts[i + 1]) == 0)
-			sum += counts[++i].n;
-		col_add(&e, UUIDPGetDatum(&counts[i].execution_id), false);
-		col_add(&c, Int32GetDatum(sum), false);
-	}
-	if (step_counts_plan == NULL)
-	{
-		Oid			types[2] = {UUIDARRAYOID, INT4ARRAYOID};
-
-		step_counts_plan = prepare_keyed("UPDATE allma.executions x SET step_count = x.step_count + u.n "
-								   "FROM unnest($1, $2) AS u(e, n) "
-								   "WHERE x.execution_id = u.e AND x.execution_id = ANY ($1)",
-								   2, types);
-	}
-	args[0] = col_array(&e);
-	args[1] = col_array(&c);
-	execute_plan(step_counts_plan, args, SPI_OK_UPDATE);
-}
-
-static int
-save_terminal_executions(List *paths)
-{
-	int			n = list_length(paths);
-	Column		e,
+				count,
 				status,
 				output,
 				error;
+	Datum		args[5];
 	ListCell   *lc;
-	Datum		args[4];
-
-	col_init(&e, UUIDOID, n);
-	col_init(&status, TEXTOID, n);
-	col_init(&output, JSONBOID, n);
-	col_init(&error, JSONBOID, n);
 
 	foreach(lc, paths)
 	{
 		AllmaPathState *ps = lfirst(lc);
+		bool		ends = ps->ended && ps->path_id == 0;
 
-		/* only the main path decides the execution's fate */
-		if (!ps->ended || ps->path_id != 0)
+		if (ps->records == NIL && !ends)
 			continue;
-		col_add(&e, UUIDPGetDatum(&ps->execution_id), false);
-		col_add_text(&status, ps->failed ? "FAILED" : "COMPLETED");
-		col_add_jsonb(&output, ps->context);
-		col_add_jsonb(&error, ps->failed ? ps->error : NULL);
+		w[n].execution_id = ps->execution_id;
+		w[n].n = list_length(ps->records);
+		w[n].main = ends ? ps : NULL;
+		n++;
 	}
-	if (e.n == 0)
+	if (n == 0)
 		return 0;
-
-	if (finish_executions_plan == NULL)
+	qsort(w, n, sizeof(ExecutionWrite), execution_write_cmp);
+	col_init(&e, UUIDOID, n);
+	col_init(&count, INT4OID, n);
+	col_init(&status, TEXTOID, n);
+	col_init(&output, JSONBOID, n);
+	col_init(&error, JSONBOID, n);
+	for (int i = 0; i < n; i++)
 	{
-		Oid			types[4] = {UUIDARRAYOID, TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID};
+		int32		sum = w[i].n;
+		AllmaPathState *main = w[i].main;
+
+		while (i + 1 < n && execution_write_cmp(&w[i], &w[i + 1]) == 0)
+		{
+			i++;
+			sum += w[i].n;
+			if (w[i].main != NULL)
+				main = w[i].main;
+		}
+		col_add(&e, UUIDPGetDatum(&w[i].execution_id), false);
+		col_add(&count, Int32GetDatum(sum), false);
+		col_add_text(&status, main == NULL ? NULL : main->failed ? "FAILED" : "COMPLETED");
+		col_add_jsonb(&output, main == NULL ? NULL : main->context);
+		col_add_jsonb(&error, main != NULL && main->failed ? main->error : NULL);
+	}
+
+	if (save_executions_plan == NULL)
+	{
+		Oid			types[5] = {UUIDARRAYOID, INT4ARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
+		JSONBARRAYOID};
 
 		/*
-		 * "Not finished yet" is "none of the final statuses", not status =
-		 * 'RUNNING': that matches the partial index of running executions,
-		 * which statistics taken when few were running make look cheaper
-		 * than the primary key, and which would be read once per key.
+		 * u.status is NULL where the batch only adds step attempts.  "Not
+		 * finished yet" is "none of the final statuses", not status =
+		 * 'RUNNING' (see the partial index of running executions).  Only
+		 * the main path's worker sets COMPLETED or FAILED, so a returned
+		 * status equal to the one written says this statement ended it.
 		 */
-		finish_executions_plan = prepare_keyed(
-										 "UPDATE allma.executions x "
-										 "SET status = u.status, output = u.output, error = u.error, "
-										 "    ended_at = clock_timestamp() "
-										 "FROM unnest($1, $2, $3, $4) AS u(e, status, output, error) "
-										 "WHERE x.execution_id = u.e AND x.execution_id = ANY ($1) "
-										 "  AND x.status <> ALL ('{COMPLETED,FAILED,TIMED_OUT,CANCELLED}') "
-										 "RETURNING x.execution_id::text, x.flow_id, x.status, "
-										 "          x.concurrency_key, x.execution_id", 4, types);
+#define ALLMA_ENDS_HERE "u.status IS NOT NULL AND x.status <> ALL ('{COMPLETED,FAILED,TIMED_OUT,CANCELLED}')"
+		save_executions_plan = prepare_keyed(
+									   "UPDATE allma.executions x "
+									   "SET step_count = x.step_count + u.n, "
+									   "    status = CASE WHEN " ALLMA_ENDS_HERE " THEN u.status ELSE x.status END, "
+									   "    output = CASE WHEN " ALLMA_ENDS_HERE " THEN u.output ELSE x.output END, "
+									   "    error = CASE WHEN " ALLMA_ENDS_HERE " THEN u.error ELSE x.error END, "
+									   "    ended_at = CASE WHEN " ALLMA_ENDS_HERE " THEN clock_timestamp() ELSE x.ended_at END "
+									   "FROM unnest($1, $2, $3, $4, $5) AS u(e, n, status, output, error) "
+									   "WHERE x.execution_id = u.e AND x.execution_id = ANY ($1) "
+									   "RETURNING x.execution_id::text, x.flow_id, x.status, "
+									   "          u.status IS NOT NULL AND x.status = u.status, "
+									   "          x.concurrency_key, x.execution_id", 5, types);
+#undef ALLMA_ENDS_HERE
 	}
 	args[0] = col_array(&e);
-	args[1] = col_array(&status);
-	args[2] = col_array(&output);
-	args[3] = col_array(&error);
-	execute_plan(finish_executions_plan, args, SPI_OK_UPDATE_RETURNING);
+	args[1] = col_array(&count);
+	args[2] = col_array(&status);
+	args[3] = col_array(&output);
+	args[4] = col_array(&error);
+	execute_plan(save_executions_plan, args, SPI_OK_UPDATE_RETURNING);
 
 	/*
 	 * NOTIFY allma_execution_events, delivered when the batch commits.  Every
@@ -1449,27 +1438,32 @@ save_terminal_executions(List *paths)
 	 * id (a wake-up), and listeners read the status through RLS.
 	 */
 	{
-		uint64		nfinished = SPI_processed;
+		uint64		nrows = SPI_processed;
+		SPITupleTable *tuptable = SPI_tuptable;
 		List	   *finished = NIL;
 		int			nkeyed = 0;
-		pg_uuid_t  *keyed_ids = palloc(sizeof(pg_uuid_t) * Max(nfinished, 1));
-		char	  **keys = palloc(sizeof(char *) * Max(nfinished, 1));
-		bool	   *held = palloc(sizeof(bool) * Max(nfinished, 1));
+		pg_uuid_t  *keyed_ids = palloc(sizeof(pg_uuid_t) * Max(nrows, 1));
+		char	  **keys = palloc(sizeof(char *) * Max(nrows, 1));
+		bool	   *held = palloc(sizeof(bool) * Max(nrows, 1));
 
-		for (uint64 i = 0; i < nfinished; i++)
+		for (uint64 i = 0; i < nrows; i++)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			char	   *id = SPI_getvalue(tup, SPI_tuptable->tupdesc, 1);
-			char	   *key = SPI_getvalue(tup, SPI_tuptable->tupdesc, 4);
+			HeapTuple	tup = tuptable->vals[i];
+			bool		isnull;
+			char	   *id;
+			char	   *key;
 
+			/* only the executions this statement ended */
+			if (!DatumGetBool(SPI_getbinval(tup, tuptable->tupdesc, 4, &isnull)) || isnull)
+				continue;
+			id = SPI_getvalue(tup, tuptable->tupdesc, 1);
 			Async_Notify(ALLMA_NOTIFY_CHANNEL, id);
 			finished = lappend(finished, id);
+			key = SPI_getvalue(tup, tuptable->tupdesc, 5);
 			if (key != NULL)
 			{
-				bool		isnull;
-
 				memcpy(&keyed_ids[nkeyed],
-					   DatumGetUUIDP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 5, &isnull)),
+					   DatumGetUUIDP(SPI_getbinval(tup, tuptable->tupdesc, 6, &isnull)),
 					   sizeof(pg_uuid_t));
 				keys[nkeyed] = key;
 				held[nkeyed++] = true;
@@ -1480,7 +1474,7 @@ save_terminal_executions(List *paths)
 		/* their onCompletionActions, in the same transaction */
 		if (finished != NIL)
 			allma_completion_plan(paths, finished);
-		return (int) nfinished;
+		return list_length(finished);
 	}
 }
 
@@ -1605,36 +1599,57 @@ allma_store_save(List *paths)
 	save_new_forks(paths);
 	save_paths(paths);
 	save_branches(paths);
-	save_step_counts(paths);
-	return save_terminal_executions(paths);
+	return save_executions(paths);
 }
 
 /*
- * allma_store_next_due: when the earliest READY path becomes due (0 when
- * there is none).
+ * next_due_query runs one saved next-due statement (a single timestamptz
+ * or NULL) and returns it, 0 for NULL
  */
-TimestampTz
-allma_store_next_due(void)
+static TimestampTz
+next_due_query(SPIPlanPtr plan)
 {
+	MemoryContext cxt = CurrentMemoryContext;
+	int			rc = execute_keyed(plan, NULL, NULL, true, 1);
 	bool		isnull;
 	Datum		d;
+
+	MemoryContextSwitchTo(cxt);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		return 0;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+/*
+ * allma_store_next_due: when the earliest READY path becomes due, a wait
+ * times out or (with deadlines) an execution's deadline passes; 0 when
+ * none.  The deadline is read only when "deadlines" is true (the worker's
+ * deadline checks, every TIMEOUT_CHECK_MS); otherwise the one read last is
+ * used: its query reads the running executions (the planner prefers the
+ * partial index of running executions, which holds all of them, to the
+ * one of deadlines whenever statistics make both look small).
+ */
+TimestampTz
+allma_store_next_due(bool deadlines)
+{
+	static TimestampTz last_deadline = 0;
+	TimestampTz due;
 
 	if (next_due_plan == NULL)
 		next_due_plan = prepare("SELECT least((SELECT min(due_at) FROM allma.execution_paths "
 								"                WHERE status = 'READY'), "
 								"             (SELECT min(due_at) FROM allma.execution_paths "
-								"                WHERE status = 'WAITING' AND request ? 'wait'), "
-								"             (SELECT min(deadline) FROM allma.executions "
-								"                WHERE status = 'RUNNING' AND deadline IS NOT NULL))",
+								"                WHERE status = 'WAITING' AND request ? 'wait'))",
 								0, NULL);
-	{
-		MemoryContext cxt = CurrentMemoryContext;
-		int			rc = execute_keyed(next_due_plan, NULL, NULL, true, 1);
-
-		MemoryContextSwitchTo(cxt);
-		if (rc != SPI_OK_SELECT || SPI_processed != 1)
-			return 0;
-	}
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return isnull ? 0 : DatumGetTimestampTz(d);
+	if (next_deadline_plan == NULL)
+		next_deadline_plan = prepare("SELECT min(deadline) FROM allma.executions "
+									 "WHERE status = 'RUNNING' AND deadline IS NOT NULL",
+									 0, NULL);
+	due = next_due_query(next_due_plan);
+	if (deadlines)
+		last_deadline = next_due_query(next_deadline_plan);
+	if (last_deadline != 0 && (due == 0 || last_deadline < due))
+		due = last_deadline;
+	return due;
 }

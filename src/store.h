@@ -26,7 +26,7 @@ extern List *allma_store_claim_inflight(int n, pg_uuid_t *executions, int64 *pat
 										int32 *attempts, int32 *seqs);
 extern int	allma_store_release_inflight(int slot);
 extern int	allma_store_save(List *paths);
-extern TimestampTz allma_store_next_due(void);
+extern TimestampTz allma_store_next_due(bool deadlines);
 extern void allma_store_reset(void);
 
 /*

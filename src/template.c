@@ -873,6 +873,29 @@ render_string(const char *s, int len, Jsonb *ctx, int depth,
  * Returns value itself when no string needs rendering.  Throws what
  * allma_template_render throws.
  */
+/*
+ * allma_template_value_needs_render: whether some string of value holds a
+ * template, i.e. whether allma_template_render_value would change it (the
+ * caller can skip building a template context when it would not)
+ */
+bool
+allma_template_value_needs_render(Jsonb *value)
+{
+	JsonbIterator *it;
+	JsonbIteratorToken tok;
+	JsonbValue	v;
+
+	if (value == NULL)
+		return false;
+	it = JsonbIteratorInit(&value->root);
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		if ((tok == WJB_VALUE || tok == WJB_ELEM) && string_needs_render(&v))
+			return true;
+	}
+	return false;
+}
+
 Jsonb *
 allma_template_render_value(Jsonb *value, Jsonb *ctx)
 {
@@ -881,7 +904,6 @@ allma_template_render_value(Jsonb *value, Jsonb *ctx)
 	JsonbValue	v;
 	JsonbValue	key;
 	bool		have_key = false;
-	bool		needed = false;
 	JsonbParseState *state = NULL;
 	JsonbValue *res = NULL;
 	MemoryContext callercxt = CurrentMemoryContext;
@@ -893,16 +915,7 @@ allma_template_render_value(Jsonb *value, Jsonb *ctx)
 		return NULL;
 
 	/* fast path: nothing to render */
-	it = JsonbIteratorInit(&value->root);
-	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
-	{
-		if ((tok == WJB_VALUE || tok == WJB_ELEM) && string_needs_render(&v))
-		{
-			needed = true;
-			break;
-		}
-	}
-	if (!needed)
+	if (!allma_template_value_needs_render(value))
 		return value;
 
 	if (ctx == NULL)

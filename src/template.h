@@ -33,5 +33,6 @@ extern char *allma_template_render(const char *tmpl, Jsonb *ctx);
  * Returns value itself when nothing needed rendering.
  */
 extern Jsonb *allma_template_render_value(Jsonb *value, Jsonb *ctx);
+extern bool allma_template_value_needs_render(Jsonb *value);
 
 #endif							/* ALLMA_TEMPLATE_H */

@@ -70,6 +70,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
@@ -96,6 +97,7 @@
 #include "steps/completion.h"
 #include "store.h"
 #include "worker.h"
+#include "spicache.h"
 
 static int	my_slot = -1;
 
@@ -171,6 +173,10 @@ static AllmaHttpClient *http_client = NULL;
 static MemoryContext http_cxt = NULL;
 static WaitEventSet *wait_set = NULL;
 static TimestampTz last_lease_sweep = 0;
+/* execution deadlines are looked for this often (ms), see claim_pass_body */
+#define TIMEOUT_CHECK_MS 50
+static TimestampTz last_timeout_check = 0;
+static bool timeouts_pending = false;
 static bool released_own_inflight = false;
 static bool submitting = false; /* in submit_requests (engine faults) */
 static SPIPlanPtr doomed_plan = NULL;	/* requests whose path moved on */
@@ -194,6 +200,7 @@ reset_caches(void)
 	allma_retention_reset();
 	allma_completion_reset();
 	allma_ratelimit_reset();
+	allma_spi_cache_reset();
 }
 
 /*
@@ -301,6 +308,23 @@ check_schema(void)
 	}
 	if (!OidIsValid(extoid))
 		return GATE_NO_EXTENSION;
+
+	/*
+	 * The pass holds the extension object in share mode until it commits.
+	 * DROP EXTENSION takes that object first (exclusively), before any of
+	 * the tables: so it waits for the pass to end, or the pass waits for it
+	 * before touching a table.  Without this, a pass holding one table and
+	 * wanting the next deadlocked with a DROP holding them the other way
+	 * round.  Once granted, the extension may be gone: look again.
+	 */
+	LockDatabaseObject(ExtensionRelationId, extoid, 0, AccessShareLock);
+	if (installed_extension(version) != extoid)
+	{
+		reset_caches();
+		known_extension_oid = InvalidOid;
+		known_extension_version[0] = '\0';
+		return GATE_NO_EXTENSION;
+	}
 	if (strcmp(version, ALLMA_SCHEMA_VERSION) == 0)
 	{
 		if (allma_shmem_gate_open(MyDatabaseId))
@@ -646,9 +670,25 @@ typedef struct ClaimPass
 	bool		solo;			/* one path after a failed pass (engine faults) */
 	bool		quarantined;	/* ... which was quarantined */
 	bool		recovering;		/* ... of a dead worker's pass (passmark.c) */
+	bool		deadlines_checked;	/* this pass looked for passed deadlines */
 	TimestampTz next_due;		/* earliest future due time, when fewer than
 								 * a full batch were claimed; 0: none */
 } ClaimPass;
+
+/*
+ * read_as_of_claim: the steps of a pass read as of its claim, not as of the
+ * pass's start.  The claim (a statement of its own) sees paths committed
+ * after the pass began; the flows, secrets, prompts and grants those paths
+ * use were committed before them, and read-only reads (which use the
+ * active snapshot) must see them too.  Seen under load: a secret set just
+ * before an execution started was "missing" for its step.
+ */
+static void
+read_as_of_claim(void)
+{
+	PopActiveSnapshot();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
 
 static void
 claim_pass_body(WorkerPass *pass)
@@ -671,15 +711,27 @@ claim_pass_body(WorkerPass *pass)
 		last_lease_sweep = GetCurrentTimestamp();
 	}
 
-	/* executions past their deadline: TIMED_OUT (waiters told at commit) */
-	(void) allma_lifecycle_time_out_executions(allma_batch_size);
 	/*
-	 * waits past their deadline: their steps fail with StepTimeoutError.
-	 * All that are due in one statement (up to a bound): released a batch
-	 * a pass, each pass walked the index entries the previous passes left
-	 * behind, and 10,000 waits with one deadline took seconds to release.
+	 * Executions past their deadline: TIMED_OUT (waiters told at commit);
+	 * waits past their deadline: their steps fail with StepTimeoutError,
+	 * all that are due in one statement (up to a bound: released a batch a
+	 * pass, each pass walked the index entries the previous passes left
+	 * behind, and 10,000 waits with one deadline took seconds).  Looked for
+	 * every TIMEOUT_CHECK_MS, or at once again while a full batch came
+	 * back: claim passes follow each other closely under load, and with the
+	 * statistics of a table that just filled up the planner may read every
+	 * running execution or path for them.
 	 */
-	(void) allma_store_release_due_waits(RELEASE_WAITS_PER_PASS);
+	cp->deadlines_checked = false;
+	if (timeouts_pending ||
+		TimestampDifferenceExceeds(last_timeout_check, GetCurrentTimestamp(), TIMEOUT_CHECK_MS))
+	{
+		cp->deadlines_checked = true;
+		last_timeout_check = GetCurrentTimestamp();
+		timeouts_pending = allma_lifecycle_time_out_executions(allma_batch_size) >= allma_batch_size;
+		if (allma_store_release_due_waits(RELEASE_WAITS_PER_PASS) >= RELEASE_WAITS_PER_PASS)
+			timeouts_pending = true;
+	}
 	/* steps parked on rate limits whose budget has come: READY at their slots */
 	allma_ratelimit_pass();
 	/* (SPI leaves its own context current: the claimed paths outlive it) */
@@ -692,6 +744,8 @@ claim_pass_body(WorkerPass *pass)
 		pass->paths = allma_store_claim(solo_claims > 0 ? 1 : allma_batch_size);
 	cp->npaths = list_length(pass->paths);
 	MemoryContextSwitchTo(pass->batch_cxt);
+	if (cp->npaths > 0)
+		read_as_of_claim();
 	note_running_pass(PASS_CLAIM, pass->paths);
 	if (cp->npaths > 0)
 		ALLMA_FAULT_POINT("after-claim");
@@ -723,7 +777,7 @@ claim_pass_body(WorkerPass *pass)
 	}
 
 	if (cp->npaths < allma_batch_size)
-		cp->next_due = allma_store_next_due();
+		cp->next_due = allma_store_next_due(cp->deadlines_checked);
 }
 
 /* a solo pass that committed: one path fewer to run alone */
@@ -851,6 +905,8 @@ completion_pass_body(WorkerPass *pass)
 	pass->paths = allma_store_claim_inflight(cp->n, cp->executions, cp->path_ids,
 											 cp->attempts, cp->seqs);
 	MemoryContextSwitchTo(pass->batch_cxt);
+	if (pass->paths != NIL)
+		read_as_of_claim();
 	note_running_pass(PASS_COMPLETION, pass->paths);
 	foreach(lc, pass->paths)
 	{
@@ -1252,6 +1308,7 @@ worker_loop(void)
 		SchemaGate	gate;
 		long		timeout_ms;
 		int			npaths;
+		int			ncompleted;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -1283,8 +1340,12 @@ worker_loop(void)
 			record_crashes(batch_cxt);
 		run_abort_pass(batch_cxt);
 		run_purge_pass(batch_cxt);
-		if (run_completion_pass(batch_cxt) > 0)
-			continue;
+		/*
+		 * Responses first, then new work in any case: under a steady stream
+		 * of responses, skipping the claim whenever some had arrived would
+		 * let the requests in flight drain instead of being replaced.
+		 */
+		ncompleted = run_completion_pass(batch_cxt);
 		npaths = run_claim_pass(batch_cxt, &next_due, &gate);
 		if (npaths > 0 && npaths >= allma_batch_size)
 		{
@@ -1292,6 +1353,8 @@ worker_loop(void)
 			allma_wake_workers(1, true);
 			continue;
 		}
+		if (ncompleted > 0 && gate == GATE_OPEN)
+			continue;
 		if (npaths > 0 && next_due != 0 && next_due <= GetCurrentTimestamp())
 			continue;
 
@@ -1311,7 +1374,18 @@ worker_loop(void)
 			TimestampDifference(GetCurrentTimestamp(), next_due, &secs, &usecs);
 			timeout_ms = Min((long) allma_naptime_ms, secs * 1000 + usecs / 1000);
 			if (timeout_ms <= 0)
-				continue;
+			{
+				/*
+				 * Due now: at once, unless what is due is a deadline that
+				 * the next check (TIMEOUT_CHECK_MS) looks for.
+				 */
+				TimestampDifference(GetCurrentTimestamp(),
+									TimestampTzPlusMilliseconds(last_timeout_check, TIMEOUT_CHECK_MS),
+									&secs, &usecs);
+				timeout_ms = secs * 1000 + usecs / 1000;
+				if (timeout_ms <= 0)
+					continue;
+			}
 		}
 		if (gate == GATE_OPEN)
 		{

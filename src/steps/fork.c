@@ -35,6 +35,7 @@
 #include "steps.h"
 #include "store.h"
 #include "template.h"
+#include "spicache.h"
 
 static Jsonb *
 aggregation_config(AllmaStep *step)
@@ -357,7 +358,7 @@ spi_jsonb(const char *sql, AllmaPathState *ps, Jsonb *arg3)
 	 * this pass's first snapshot, which would not show the last branches.
 	 */
 	SPI_connect();
-	if (SPI_execute_with_args(sql, arg3 ? 3 : 2, types, values, NULL, false, 1) != SPI_OK_SELECT ||
+	if (allma_spi_execute(sql, arg3 ? 3 : 2, types, values, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "allma: fork aggregation query failed");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

@@ -45,6 +45,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "common/hashfn.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -60,6 +61,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -564,6 +566,120 @@ allma_sql_rethrow_step_error(MemoryContext cxt)
 	ReThrowError(edata);
 }
 
+/* ----------------------------------------------------------------
+ * Saved plans of SQL steps
+ *
+ * A SQL step's statement is parsed, its parameter types deduced and the
+ * statement planned once per worker, then run from a saved plan: the same
+ * step runs for every execution of its flow.  The key is the statement
+ * text with its number of parameters (the deduced types depend on nothing
+ * else).  The plan cache re-plans by itself when a table the statement
+ * uses changes, when search_path changes, and when the role changes for a
+ * statement that row-level security applies to; privileges are checked at
+ * every execution, as the role running the step.  At most
+ * SQL_PLAN_CACHE_MAX statements are kept per worker; past that a statement
+ * is prepared for each run, as before.
+ * ----------------------------------------------------------------
+ */
+#define SQL_PLAN_CACHE_MAX 256
+
+typedef struct SqlPlanEntry
+{
+	uint64		key;			/* hash of the text and the parameter count */
+	char	   *sql;			/* in TopMemoryContext */
+	int			nvalues;
+	Oid		   *types;			/* the deduced types, in TopMemoryContext */
+	SPIPlanPtr	plan;			/* saved, prepared with those types */
+} SqlPlanEntry;
+
+static HTAB *sql_plans = NULL;
+
+static uint64
+sql_plan_key(const char *sql, int nvalues)
+{
+	return hash_combine64(hash_bytes_extended((const unsigned char *) sql, strlen(sql), 0),
+						  (uint64) nvalues);
+}
+
+/* the saved plan of sql with nvalues parameters, or NULL */
+static SqlPlanEntry *
+sql_plan_lookup(const char *sql, int nvalues)
+{
+	uint64		key = sql_plan_key(sql, nvalues);
+	SqlPlanEntry *e;
+
+	if (sql_plans == NULL)
+		return NULL;
+	e = hash_search(sql_plans, &key, HASH_FIND, NULL);
+	if (e == NULL || e->nvalues != nvalues || strcmp(e->sql, sql) != 0)
+		return NULL;
+	return e;
+}
+
+/* sql_plan_forget drops a saved plan */
+static void
+sql_plan_forget(SqlPlanEntry *e)
+{
+	uint64		key = e->key;
+
+	SPI_freeplan(e->plan);
+	pfree(e->sql);
+	if (e->types != NULL)
+		pfree(e->types);
+	hash_search(sql_plans, &key, HASH_REMOVE, NULL);
+}
+
+/* sql_plan_room: whether a plan of sql would be saved */
+static bool
+sql_plan_room(const char *sql, int nvalues)
+{
+	uint64		key = sql_plan_key(sql, nvalues);
+
+	return sql_plans == NULL ||
+		(hash_get_num_entries(sql_plans) < SQL_PLAN_CACHE_MAX &&
+		 hash_search(sql_plans, &key, HASH_FIND, NULL) == NULL);
+}
+
+/*
+ * sql_plan_save keeps plan (prepared with the fixed types) for sql; false
+ * when it is not kept (cache full, hash taken by another text): the caller
+ * then still owns the plan.
+ */
+static bool
+sql_plan_save(const char *sql, int nvalues, const Oid *types, SPIPlanPtr plan)
+{
+	uint64		key = sql_plan_key(sql, nvalues);
+	SqlPlanEntry *e;
+	bool		found;
+
+	if (sql_plans == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(SqlPlanEntry);
+		ctl.hcxt = TopMemoryContext;
+		sql_plans = hash_create("allma SQL step plans", 64, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	if (hash_get_num_entries(sql_plans) >= SQL_PLAN_CACHE_MAX ||
+		hash_search(sql_plans, &key, HASH_FIND, NULL) != NULL)
+		return false;
+	if (SPI_keepplan(plan) != 0)
+		return false;
+	e = hash_search(sql_plans, &key, HASH_ENTER, &found);
+	e->sql = MemoryContextStrdup(TopMemoryContext, sql);
+	e->nvalues = nvalues;
+	e->types = NULL;
+	if (nvalues > 0)
+	{
+		e->types = MemoryContextAlloc(TopMemoryContext, sizeof(Oid) * nvalues);
+		memcpy(e->types, types, sizeof(Oid) * nvalues);
+	}
+	e->plan = plan;
+	return true;
+}
+
 /*
  * run_statement runs one SQL statement for a system/sql-query
  * (returns_rows) or system/sql-execute step and returns the step output:
@@ -588,6 +704,7 @@ run_statement(Jsonb *config, Jsonb *ctx, bool returns_rows)
 	SPIPlanPtr	plan;
 	List	   *sources;
 	CachedPlanSource *source;
+	SqlPlanEntry *cached;
 	bool		refix = false;
 	ListCell   *lc;
 	ParamListInfo paramli = NULL;
@@ -620,6 +737,28 @@ run_statement(Jsonb *config, Jsonb *ctx, bool returns_rows)
 	pstate = palloc0(sizeof(SqlStepParamState));
 	pstate->ntypes = nvalues;
 	pstate->types = nvalues > 0 ? palloc0(sizeof(Oid) * nvalues) : NULL;
+
+	cached = sql_plan_lookup(sql, nvalues);
+	if (cached != NULL)
+	{
+		source = (CachedPlanSource *) linitial(SPI_plan_get_plan_sources(cached->plan));
+		if (!source->is_valid)
+		{
+			/*
+			 * A table it uses changed since: the parameter types are
+			 * deduced again (the plan cache would re-plan with the old ones).
+			 */
+			sql_plan_forget(cached);
+			cached = NULL;
+		}
+	}
+	if (cached != NULL)
+	{
+		/* checked when it was saved: one statement, enough parameters */
+		plan = cached->plan;
+		pstate->types = cached->types;
+		goto planned;
+	}
 
 	plan = SPI_prepare_params(sql, param_setup_hook, pstate, 0);
 	if (plan == NULL)
@@ -661,7 +800,12 @@ run_statement(Jsonb *config, Jsonb *ctx, bool returns_rows)
 		if (pstate->types[i] == InvalidOid || pstate->types[i] == UNKNOWNOID)
 			pstate->types[i] = TEXTOID;
 	}
-	if (refix)
+	/*
+	 * Prepared again with the fixed types: needed when a type was settled
+	 * late (refix), and for a plan to be saved (one prepared with the
+	 * deduction hook would deduce again when the plan cache re-plans it).
+	 */
+	if (refix || sql_plan_room(sql, nvalues))
 	{
 		SPI_freeplan(plan);
 		plan = SPI_prepare(sql, nvalues, pstate->types);
@@ -669,7 +813,11 @@ run_statement(Jsonb *config, Jsonb *ctx, bool returns_rows)
 			elog(ERROR, "SPI_prepare failed: %s",
 				 SPI_result_code_string(SPI_result));
 		source = (CachedPlanSource *) linitial(SPI_plan_get_plan_sources(plan));
+		if (sql_plan_save(sql, nvalues, pstate->types, plan))
+			pstate->types = sql_plan_lookup(sql, nvalues)->types;
 	}
+
+planned:
 
 	if (returns_rows && source->resultDesc == NULL)
 		ereport(ERROR,
