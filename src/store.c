@@ -36,6 +36,7 @@
 #include "utils/uuid.h"
 
 #include "errors.h"
+#include "claimfloor.h"
 #include "flowcache.h"
 #include "jsonb_util.h"
 #include "lifecycle.h"
@@ -225,11 +226,18 @@ fail_unloadable(AllmaPathState *ps, const char *flow_id, int32 version)
 List *
 allma_store_claim(int limit)
 {
-	Datum		args[2] = {Int32GetDatum(limit), TimestampTzGetDatum(GetCurrentTimestamp())};
+	TimestampTz now = GetCurrentTimestamp();
+	bool		full;
+	TimestampTz floor = allma_claim_floor_begin(now, &full);
+	Datum		args[3] = {Int32GetDatum(limit), TimestampTzGetDatum(now), TimestampTzGetDatum(floor)};
+	List	   *paths;
+	TimestampTz first_key = 0;
+	int32		max_priority = 0;
+	ListCell   *lc;
 
 	if (claim_plan == NULL)
 	{
-		Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
+		Oid			types[3] = {INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 
 		/*
 		 * The paths are picked and locked first, by the claim index in
@@ -240,22 +248,38 @@ allma_store_claim(int limit)
 		 * key is an index condition: the scan stops at the last key a due
 		 * path can have (the time plus the lowest priority's delay) instead
 		 * of reading every later timer when fewer than $1 paths are due;
-		 * the filter skips high-priority timers not due yet.
+		 * the filter skips high-priority timers not due yet (written as
+		 * claim_order(due_at, 0), which is due_at, so that the planner
+		 * cannot read the READY index by due time and sort).  $3 is where
+		 * the claim starts (keyset claims, claimfloor.c): -infinity for a
+		 * full claim.
 		 */
 		claim_plan = prepare("WITH picked AS MATERIALIZED ("
 							 "  SELECT * FROM allma.execution_paths "
 							 "  WHERE status = 'READY' "
+							 "    AND allma.claim_order(due_at, priority) >= $3 "
 							 "    AND allma.claim_order(due_at, priority) <= "
 							 "        allma.claim_order($2, " CppAsString2(ALLMA_PRIORITY_MIN) ") "
-							 "    AND due_at <= $2 "
+							 "    AND allma.claim_order(due_at, 0) <= $2 "
 							 "  ORDER BY allma.claim_order(due_at, priority) LIMIT $1 "
 							 "  FOR UPDATE SKIP LOCKED) "
 							 CLAIM_SELECT "FROM picked p " CLAIM_JOINS
-							 "ORDER BY allma.claim_order(p.due_at, p.priority)", 2, types);
+							 "ORDER BY allma.claim_order(p.due_at, p.priority)", 3, types);
 	}
 
 	execute_plan(claim_plan, args, SPI_OK_SELECT);
-	return paths_from_claim();
+	paths = paths_from_claim();
+	foreach(lc, paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+		TimestampTz key = ps->due_at - (int64) ps->priority * USECS_PER_SEC;
+
+		if (lc == list_head(paths) || key < first_key)
+			first_key = key;
+		max_priority = Max(max_priority, ps->priority);
+	}
+	allma_claim_floor_end(now, full, list_length(paths), first_key, max_priority);
+	return paths;
 }
 
 /*
@@ -1452,17 +1476,24 @@ allma_store_next_due(void)
 	bool		isnull;
 	Datum		d;
 
+	Datum		arg = TimestampTzGetDatum(allma_claim_floor_due());
+	Oid			type = TIMESTAMPTZOID;
+
+	/*
+	 * READY paths due from $1 on (claimfloor.c): the index is read from
+	 * there, not through the dead entries of the paths that ran before.
+	 */
 	if (next_due_plan == NULL)
 		next_due_plan = prepare("SELECT least((SELECT min(due_at) FROM allma.execution_paths "
-								"                WHERE status = 'READY'), "
+								"                WHERE status = 'READY' AND due_at >= $1), "
 								"             (SELECT min(due_at) FROM allma.execution_paths "
 								"                WHERE status = 'WAITING' AND request ? 'wait'), "
 								"             (SELECT min(deadline) FROM allma.executions "
 								"                WHERE status = 'RUNNING' AND deadline IS NOT NULL))",
-								0, NULL);
+								1, &type);
 	{
 		MemoryContext cxt = CurrentMemoryContext;
-		int			rc = execute_keyed(next_due_plan, NULL, NULL, true, 1);
+		int			rc = execute_keyed(next_due_plan, &arg, NULL, true, 1);
 
 		MemoryContextSwitchTo(cxt);
 		if (rc != SPI_OK_SELECT || SPI_processed != 1)
