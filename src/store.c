@@ -7,7 +7,9 @@
  * when the extension is re-created (allma_store_reset).
  *
  * Claim: one statement locks up to allma.batch_size READY paths whose
- * due_at has passed, oldest first, with FOR UPDATE SKIP LOCKED, so that
+ * due_at has passed, in claim order (due time moved by priority,
+ * priority.c) from where the worker's previous claim found work
+ * (claimfloor.c), with FOR UPDATE SKIP LOCKED, so that
  * several workers take disjoint batches and never run the same step twice.
  * The row locks are held until the batch's transaction commits.
  *
@@ -1467,15 +1469,14 @@ allma_store_save(List *paths)
 }
 
 /*
- * allma_store_next_due: when the earliest READY path becomes due (0 when
- * there is none).
+ * allma_store_next_due: when the earliest READY path becomes due, of those
+ * due from the worker's last claim on (0 when there is none).
  */
 TimestampTz
 allma_store_next_due(void)
 {
 	bool		isnull;
 	Datum		d;
-
 	Datum		arg = TimestampTzGetDatum(allma_claim_floor_due());
 	Oid			type = TIMESTAMPTZOID;
 
