@@ -22,7 +22,6 @@ OBJS = \
 	src/http_sql.o \
 	src/store.o \
 	src/priority.o \
-	src/claimfloor.o \
 	src/engine.o \
 	src/retry.o \
 	src/errors.o \

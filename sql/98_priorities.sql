@@ -58,28 +58,26 @@ INSERT INTO q VALUES
   ('default, due 6 min ago', now() - interval '6 min', 0);
 SELECT name FROM q ORDER BY allma.claim_order(due_at, priority), name;
 
--- the claim reads the claim index in claim order, from where it starts
--- (keyset claims: -infinity for a full claim) to the last key a due path
--- can have (the claim's time plus an hour, the lowest priority's delay);
+-- the claim reads the claim index in claim order, up to the last key a
+-- due path can have (the claim's time plus an hour, the lowest priority's delay);
 -- later timers are never read.  Planned as the worker plans it (no
 -- sequential or bitmap scans): due_at is filtered as claim_order(due_at, 0)
 -- so that the READY index by due time cannot be read and sorted instead.
 SELECT indexdef FROM pg_indexes WHERE indexname = 'execution_paths_claim_idx';
 SET enable_seqscan = off;
 SET enable_bitmapscan = off;
-PREPARE claim(int, timestamptz, timestamptz) AS
+PREPARE claim(int, timestamptz) AS
 SELECT * FROM allma.execution_paths
- WHERE status = 'READY' AND allma.claim_order(due_at, priority) >= $3
+ WHERE status = 'READY'
    AND allma.claim_order(due_at, priority) <= allma.claim_order($2, -3600)
    AND allma.claim_order(due_at, 0) <= $2
  ORDER BY allma.claim_order(due_at, priority) LIMIT $1 FOR UPDATE SKIP LOCKED;
 SET plan_cache_mode = force_generic_plan;
-EXPLAIN (COSTS OFF) EXECUTE claim(64, now(), '-infinity');
+EXPLAIN (COSTS OFF) EXECUTE claim(64, now());
 RESET plan_cache_mode;
 DEALLOCATE claim;
 RESET enable_bitmapscan;
 RESET enable_seqscan;
-SELECT name, setting, unit FROM pg_settings WHERE name = 'allma.claim_rescan_interval';
 
 -- branches inherit their fork's priority; sub-flows their parent path's
 -- (the branches wait an hour before their step: their paths can be read)

@@ -28,7 +28,6 @@
 #include "utils/guc.h"
 
 #include "allma.h"
-#include "claimfloor.h"
 #include "email_ingest.h"
 #include "pathfail.h"
 #include "faultpoint.h"
@@ -145,17 +144,6 @@ define_gucs(void)
 							"Workers are woken at once when work is committed; this is a safety net.",
 							&allma_naptime_ms,
 							1000, 10, 60 * 1000,
-							PGC_SIGHUP,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("allma.claim_rescan_interval",
-							"Sets how often a worker's claim reads runnable paths from the start of the claim index.",
-							"In between, claims start where the previous one found work (claimfloor.c), so "
-							"that they do not walk the dead index entries a long transaction keeps; 0 makes "
-							"every claim read from the start.",
-							&allma_claim_rescan_ms,
-							5000, 0, 3600 * 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);

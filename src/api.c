@@ -645,9 +645,6 @@ allma_start_execution(const AllmaStartRequest *req)
 	allma_owner_end(&st);
 
 	allma_request_wake_at_commit();
-	/* its paths sort before where the workers' claims start (claimfloor.c) */
-	if (req->priority > 0)
-		allma_request_claim_rescan_at_commit();
 	return execution_id;
 }
 

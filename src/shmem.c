@@ -70,8 +70,6 @@ typedef struct AllmaSharedState
 	ConditionVariable terminal_cv;
 	pg_atomic_uint64 lifecycle_events;	/* bumped when executions are
 										 * cancelled or time out */
-	pg_atomic_uint64 claim_rescans; /* bumped when executions of a positive
-									 * priority were started (claimfloor.c) */
 } AllmaSharedState;
 
 static AllmaSharedState *allma_shared = NULL;
@@ -84,7 +82,6 @@ static int	wake_units = 0;
 #define WAKE_ALL_UNITS	(INT_MAX / 2)
 /* the current transaction cancelled or timed out executions */
 static bool lifecycle_at_commit = false;
-static bool rescan_at_commit = false;	/* see allma_request_claim_rescan_at_commit */
 static bool xact_callback_registered = false;
 
 static void
@@ -113,7 +110,6 @@ allma_shmem_startup(void)
 		pg_atomic_init_u64(&allma_shared->terminal_events, 0);
 		ConditionVariableInit(&allma_shared->terminal_cv);
 		pg_atomic_init_u64(&allma_shared->lifecycle_events, 0);
-		pg_atomic_init_u64(&allma_shared->claim_rescans, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -480,9 +476,6 @@ wake_xact_callback(XactEvent event, void *arg)
 				allma_notify_terminal();
 			}
 			lifecycle_at_commit = false;
-			if (rescan_at_commit && allma_shared != NULL)
-				pg_atomic_fetch_add_u64(&allma_shared->claim_rescans, 1);
-			rescan_at_commit = false;
 			if (wake_units > 0)
 			{
 				int			batch = Max(allma_batch_size, 1);
@@ -497,7 +490,6 @@ wake_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 			wake_units = 0;
 			lifecycle_at_commit = false;
-			rescan_at_commit = false;
 			break;
 		default:
 			break;
@@ -548,28 +540,6 @@ allma_request_lifecycle_event_at_commit(void)
 	/* every worker: each drops its own requests */
 	allma_request_wake_all_at_commit();
 	lifecycle_at_commit = true;
-}
-
-/*
- * allma_request_claim_rescan_at_commit: the current transaction started
- * executions of a positive priority, whose paths sort before where the
- * workers' claims start (claimfloor.c).  When it commits, the counter is
- * bumped and every worker's next claim reads the claim index from the start.
- */
-void
-allma_request_claim_rescan_at_commit(void)
-{
-	register_wake_callback();
-	rescan_at_commit = true;
-}
-
-/* the claim rescan counter (0 before shared memory exists) */
-uint64
-allma_shmem_claim_rescans(void)
-{
-	if (allma_shared == NULL)
-		return 0;
-	return pg_atomic_read_u64(&allma_shared->claim_rescans);
 }
 
 /* the lifecycle counter (0 before shared memory exists) */

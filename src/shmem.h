@@ -103,8 +103,6 @@ extern void allma_request_wake_all_at_commit(void);
 /* cancel and timeouts: see lifecycle.h */
 extern void allma_request_lifecycle_event_at_commit(void);
 extern uint64 allma_shmem_lifecycle_events(void);
-extern void allma_request_claim_rescan_at_commit(void);
-extern uint64 allma_shmem_claim_rescans(void);
 
 /*
  * Terminal executions: workers call allma_notify_terminal after committing

@@ -8,8 +8,7 @@
  *
  * Claim: one statement locks up to allma.batch_size READY paths whose
  * due_at has passed, in claim order (due time moved by priority,
- * priority.c) from where the worker's previous claim found work
- * (claimfloor.c), with FOR UPDATE SKIP LOCKED, so that
+ * priority.c), with FOR UPDATE SKIP LOCKED, so that
  * several workers take disjoint batches and never run the same step twice.
  * The row locks are held until the batch's transaction commits.
  *
@@ -38,7 +37,6 @@
 #include "utils/uuid.h"
 
 #include "errors.h"
-#include "claimfloor.h"
 #include "flowcache.h"
 #include "jsonb_util.h"
 #include "lifecycle.h"
@@ -228,18 +226,11 @@ fail_unloadable(AllmaPathState *ps, const char *flow_id, int32 version)
 List *
 allma_store_claim(int limit)
 {
-	TimestampTz now = GetCurrentTimestamp();
-	bool		full;
-	TimestampTz floor = allma_claim_floor_begin(now, &full);
-	Datum		args[3] = {Int32GetDatum(limit), TimestampTzGetDatum(now), TimestampTzGetDatum(floor)};
-	List	   *paths;
-	TimestampTz first_key = 0;
-	int32		max_priority = 0;
-	ListCell   *lc;
+	Datum		args[2] = {Int32GetDatum(limit), TimestampTzGetDatum(GetCurrentTimestamp())};
 
 	if (claim_plan == NULL)
 	{
-		Oid			types[3] = {INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+		Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
 
 		/*
 		 * The paths are picked and locked first, by the claim index in
@@ -252,36 +243,22 @@ allma_store_claim(int limit)
 		 * of reading every later timer when fewer than $1 paths are due;
 		 * the filter skips high-priority timers not due yet (written as
 		 * claim_order(due_at, 0), which is due_at, so that the planner
-		 * cannot read the READY index by due time and sort).  $3 is where
-		 * the claim starts (keyset claims, claimfloor.c): -infinity for a
-		 * full claim.
+		 * cannot read the READY index by due time and sort).
 		 */
 		claim_plan = prepare("WITH picked AS MATERIALIZED ("
 							 "  SELECT * FROM allma.execution_paths "
 							 "  WHERE status = 'READY' "
-							 "    AND allma.claim_order(due_at, priority) >= $3 "
 							 "    AND allma.claim_order(due_at, priority) <= "
 							 "        allma.claim_order($2, " CppAsString2(ALLMA_PRIORITY_MIN) ") "
 							 "    AND allma.claim_order(due_at, 0) <= $2 "
 							 "  ORDER BY allma.claim_order(due_at, priority) LIMIT $1 "
 							 "  FOR UPDATE SKIP LOCKED) "
 							 CLAIM_SELECT "FROM picked p " CLAIM_JOINS
-							 "ORDER BY allma.claim_order(p.due_at, p.priority)", 3, types);
+							 "ORDER BY allma.claim_order(p.due_at, p.priority)", 2, types);
 	}
 
 	execute_plan(claim_plan, args, SPI_OK_SELECT);
-	paths = paths_from_claim();
-	foreach(lc, paths)
-	{
-		AllmaPathState *ps = lfirst(lc);
-		TimestampTz key = ps->due_at - (int64) ps->priority * USECS_PER_SEC;
-
-		if (lc == list_head(paths) || key < first_key)
-			first_key = key;
-		max_priority = Max(max_priority, ps->priority);
-	}
-	allma_claim_floor_end(now, full, list_length(paths), first_key, max_priority);
-	return paths;
+	return paths_from_claim();
 }
 
 /*
@@ -1469,32 +1446,26 @@ allma_store_save(List *paths)
 }
 
 /*
- * allma_store_next_due: when the earliest READY path becomes due, of those
- * due from the worker's last claim on (0 when there is none).
+ * allma_store_next_due: when the earliest READY path becomes due (0 when
+ * there is none).
  */
 TimestampTz
 allma_store_next_due(void)
 {
 	bool		isnull;
 	Datum		d;
-	Datum		arg = TimestampTzGetDatum(allma_claim_floor_due());
-	Oid			type = TIMESTAMPTZOID;
 
-	/*
-	 * READY paths due from $1 on (claimfloor.c): the index is read from
-	 * there, not through the dead entries of the paths that ran before.
-	 */
 	if (next_due_plan == NULL)
 		next_due_plan = prepare("SELECT least((SELECT min(due_at) FROM allma.execution_paths "
-								"                WHERE status = 'READY' AND due_at >= $1), "
+								"                WHERE status = 'READY'), "
 								"             (SELECT min(due_at) FROM allma.execution_paths "
 								"                WHERE status = 'WAITING' AND request ? 'wait'), "
 								"             (SELECT min(deadline) FROM allma.executions "
 								"                WHERE status = 'RUNNING' AND deadline IS NOT NULL))",
-								1, &type);
+								0, NULL);
 	{
 		MemoryContext cxt = CurrentMemoryContext;
-		int			rc = execute_keyed(next_due_plan, &arg, NULL, true, 1);
+		int			rc = execute_keyed(next_due_plan, NULL, NULL, true, 1);
 
 		MemoryContextSwitchTo(cxt);
 		if (rc != SPI_OK_SELECT || SPI_processed != 1)
