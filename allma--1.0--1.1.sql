@@ -2051,6 +2051,41 @@ END;
 
 
 
+-- ==== claims: priorities ====
+/*
+ * options.priority of allma_start_flow: a path of priority p is claimed as
+ * if it had become due p seconds earlier (src/priority.c).  Bounded, which
+ * is the aging rule: no path waits more than the difference of two
+ * priorities behind work that became due after it.  Branches and
+ * sub-flows inherit their parent path's priority.  The claim reads
+ * execution_paths_claim_idx in that order; execution_paths_ready_idx stays
+ * for the earliest due time (the workers' sleep).  The column's default
+ * makes the ALTER a catalog change only, and the CHECK a scan.
+ */
+LOCK TABLE allma.execution_paths IN ACCESS EXCLUSIVE MODE;
+
+ALTER TABLE allma.execution_paths ADD COLUMN priority integer NOT NULL DEFAULT 0
+	CONSTRAINT execution_paths_priority_check CHECK (priority BETWEEN -3600 AND 3600);
+COMMENT ON COLUMN allma.execution_paths.priority IS
+	'Seconds of head start in the claim order (options.priority, -3600 to 3600; inherited by branches and sub-flows)';
+
+CREATE FUNCTION allma.claim_order(due_at timestamptz, priority integer)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'allma_claim_order'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION allma.claim_order(timestamptz, integer) IS
+	'The claim order of a runnable path: due_at minus priority seconds (priority bounded to -3600..3600)';
+-- index expressions are evaluated as the writing role: whoever may write paths may run it
+REVOKE EXECUTE ON FUNCTION allma.claim_order(timestamptz, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION allma.claim_order(timestamptz, integer) TO allma_user;
+
+CREATE INDEX execution_paths_claim_idx ON allma.execution_paths
+	(allma.claim_order(due_at, priority)) WHERE status = 'READY';
+COMMENT ON INDEX allma.execution_paths_claim_idx IS
+	'The workers'' claim: runnable paths in claim order (due time moved by priority)';
+
+
 ------------------------------------------------------------------------------
 -- Last: check that every section applied the security model
 ------------------------------------------------------------------------------

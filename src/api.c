@@ -52,6 +52,7 @@
 #include "large_value.h"
 #include "limit_gucs.h"
 #include "owner.h"
+#include "priority.h"
 #include "shmem.h"
 #include "start.h"
 #include "validate.h"
@@ -276,6 +277,7 @@ typedef struct StartOptions
 	int			enable_logs;	/* -1 = unset */
 	char	   *start_step;
 	char	   *trigger_source;
+	int32		priority;		/* seconds of head start in the claim order */
 } StartOptions;
 
 static void
@@ -286,7 +288,7 @@ bad_option(const char *option, const char *why)
 			 errmsg("invalid start option \"%s\"", option),
 			 errdetail("%s", why),
 			 errhint("Valid options are version, executionId, enableExecutionLogs, "
-					 "startStepInstanceId, triggerSource, concurrencyKey and maxConcurrent.")));
+					 "startStepInstanceId, triggerSource, concurrencyKey, maxConcurrent and priority.")));
 }
 
 static void
@@ -355,6 +357,19 @@ parse_start_option(const char *key, Jsonb *value, void *arg)
 	}
 	else if (allma_concurrency_check_option(key, value))
 		;						/* concurrencyKey, maxConcurrent: concurrency.c */
+	else if (strcmp(key, "priority") == 0)
+	{
+		double		d = 0;
+
+		if (scalar && v.type == jbvNumeric)
+			(void) allma_jsonb_get_number(allma_jsonb_set_key(NULL, "v", value), "v", &d);
+		if (!scalar || v.type != jbvNumeric ||
+			!(d >= ALLMA_PRIORITY_MIN && d <= ALLMA_PRIORITY_MAX) || d != (double) (int32) d)
+			bad_option(key, psprintf("The priority must be an integer from %d to %d "
+									 "(seconds of head start in the claim order; the default is 0).",
+									 ALLMA_PRIORITY_MIN, ALLMA_PRIORITY_MAX));
+		opts->priority = (int32) d;
+	}
 	else
 		bad_option(key, "allma does not know this option.");
 }
@@ -415,7 +430,7 @@ Datum
 allma_start_flow(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *options;
-	StartOptions opts = {0, NULL, -1, NULL, NULL};
+	StartOptions opts = {0, NULL, -1, NULL, NULL, 0};
 	AllmaStartRequest req;
 
 	memset(&req, 0, sizeof(req));
@@ -441,6 +456,7 @@ allma_start_flow(PG_FUNCTION_ARGS)
 	req.enable_logs = opts.enable_logs;
 	req.start_step = opts.start_step;
 	req.trigger_source = opts.trigger_source;
+	req.priority = opts.priority;
 	req.starter = GetUserId();
 	req.parent_path_id = -1;
 	PG_RETURN_UUID_P(allma_start_execution(&req));
@@ -650,16 +666,21 @@ allma_start_execution(const AllmaStartRequest *req)
 	due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 									  allma_step_delay_ms(start, true));
 	{
-		Oid			types[4] = {UUIDOID, TEXTOID, JSONBOID, TIMESTAMPTZOID};
-		Datum		values[4];
+		Oid			types[5] = {UUIDOID, TEXTOID, JSONBOID, TIMESTAMPTZOID, INT4OID};
+		Datum		values[5];
 
 		values[0] = UUIDPGetDatum(execution_id);
 		values[1] = CStringGetTextDatum(start->id);
 		values[2] = JsonbPGetDatum(context);
 		values[3] = TimestampTzGetDatum(due);
-		allma_owner_exec("INSERT INTO allma.execution_paths (execution_id, path_id, step_instance_id, "
-				 "context, due_at) VALUES ($1, 0, $2, $3, $4)",
-				 4, types, values, NULL, SPI_OK_INSERT);
+		values[4] = Int32GetDatum(req->priority);
+		/* only a priority names 1.1's column: a 1.0 schema still starts flows */
+		allma_owner_exec(req->priority != 0 ?
+						 "INSERT INTO allma.execution_paths (execution_id, path_id, step_instance_id, "
+						 "context, due_at, priority) VALUES ($1, 0, $2, $3, $4, $5)" :
+						 "INSERT INTO allma.execution_paths (execution_id, path_id, step_instance_id, "
+						 "context, due_at) VALUES ($1, 0, $2, $3, $4)",
+						 req->priority != 0 ? 5 : 4, types, values, NULL, SPI_OK_INSERT);
 	}
 	allma_owner_end(&st);
 

@@ -78,7 +78,8 @@ static SPIPlanPtr plans[NPLANS];
  * Admits, for each key of $1 whose slot row the caller holds, as many
  * queued executions as its limit leaves room for, oldest first: each
  * becomes RUNNING (started_at now, the deadline moved by the time it
- * waited), gets its main path (READY after the start step's delay), leaves
+ * waited), gets its main path (READY after the start step's delay, at the
+ * priority its start options asked for), leaves
  * the queue and takes a slot.  Returns the admitted executions.
  */
 #define ADMIT_SQL \
@@ -89,7 +90,8 @@ static SPIPlanPtr plans[NPLANS];
 	"picked AS (" \
 	"  SELECT q.* FROM free f CROSS JOIN LATERAL (" \
 	"    SELECT q.root_execution_id, q.execution_id, q.concurrency_key, " \
-	"           q.step_instance_id, q.context, q.delay_ms " \
+	"           q.step_instance_id, q.context, q.delay_ms, " \
+	"           coalesce((x.options->>'priority')::int4, 0) AS priority " \
 	"      FROM allma.concurrency_queue q " \
 	"      JOIN allma.executions x ON x.execution_id = q.execution_id " \
 	"     WHERE q.concurrency_key = f.k AND x.status = 'QUEUED' " \
@@ -103,9 +105,10 @@ static SPIPlanPtr plans[NPLANS];
 	"   WHERE x.execution_id = p.execution_id " \
 	"  RETURNING x.execution_id), " \
 	"paths AS (" \
-	"  INSERT INTO allma.execution_paths (execution_id, path_id, step_instance_id, context, due_at) " \
+	"  INSERT INTO allma.execution_paths (execution_id, path_id, step_instance_id, context, due_at, " \
+	"                                     priority) " \
 	"  SELECT p.execution_id, 0, p.step_instance_id, p.context, " \
-	"         clock_timestamp() + p.delay_ms * interval '1 millisecond' FROM picked p), " \
+	"         clock_timestamp() + p.delay_ms * interval '1 millisecond', p.priority FROM picked p), " \
 	"dequeued AS (" \
 	"  DELETE FROM allma.concurrency_queue q USING picked p " \
 	"   WHERE q.root_execution_id = p.root_execution_id AND q.execution_id = p.execution_id), " \

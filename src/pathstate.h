@@ -89,6 +89,7 @@ typedef struct AllmaPathState
 	bool		has_parent;		/* a sub-flow: parent_execution_id is set */
 	pg_uuid_t	parent_execution_id;
 	bool		sync_child;		/* a parent path waits for this execution */
+	int32		priority;		/* claim priority, inherited by sub-flows */
 	TimestampTz step_started_at;	/* when the current step began (engine.c) */
 
 	/* cursor, advanced by the engine */

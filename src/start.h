@@ -27,6 +27,8 @@ typedef struct AllmaStartRequest
 	int			enable_logs;	/* -1: the flow's enableExecutionLogs */
 	const char *start_step;		/* NULL: the flow's start step */
 	const char *trigger_source;
+	int32		priority;		/* options.priority (priority.c); sub-flows
+								 * inherit their parent path's */
 	Oid			starter;		/* runs as this role; START is checked for it */
 
 	/* a sub-flow: its parent, its tree (NULL: a top-level execution) */

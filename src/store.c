@@ -7,7 +7,8 @@
  * when the extension is re-created (allma_store_reset).
  *
  * Claim: one statement locks up to allma.batch_size READY paths whose
- * due_at has passed, oldest first, with FOR UPDATE SKIP LOCKED, so that
+ * due_at has passed, in claim order (due time moved by priority,
+ * priority.c), with FOR UPDATE SKIP LOCKED, so that
  * several workers take disjoint batches and never run the same step twice.
  * The row locks are held until the batch's transaction commits.
  *
@@ -42,6 +43,7 @@
 #include "jsonb_util.h"
 #include "lifecycle.h"
 #include "pathstate.h"
+#include "priority.h"
 #include "store.h"
 #include "steps/completion.h"
 
@@ -229,7 +231,7 @@ col_array(Column *col)
 	"       coalesce(p.branch_ordinal, 0), p.joining, " \
 	"       f.step_instance_id, f.base_context, p.request, " \
 	"       e.step_count, e.depth, coalesce(e.root_execution_id, e.execution_id), " \
-	"       e.parent_execution_id, e.parent_path_id IS NOT NULL "
+	"       e.parent_execution_id, e.parent_path_id IS NOT NULL, p.priority "
 /*
  * The execution and fork of each claimed path, looked up by key: LATERAL
  * subqueries with OFFSET 0 are planned on their own, with the path's key as
@@ -265,32 +267,43 @@ fail_unloadable(AllmaPathState *ps, const char *flow_id, int32 version)
 List *
 allma_store_claim(int limit)
 {
-	Datum		arg = Int32GetDatum(limit);
+	Datum		args[2] = {Int32GetDatum(limit), TimestampTzGetDatum(GetCurrentTimestamp())};
 
 	if (claim_plan == NULL)
 	{
-		Oid			types[1] = {INT4OID};
+		Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
 
 		/*
-		 * The paths are picked and locked first, by the READY index in due
-		 * order, and only those are joined: joining before the LIMIT would
-		 * cost every claim a pass over all runnable paths.
+		 * The paths are picked and locked first, by the claim index in
+		 * claim order (due time moved by priority, priority.c), and only
+		 * those are joined: joining before the LIMIT would cost every
+		 * claim a pass over all runnable paths.  $2 is the claim's time, a
+		 * parameter rather than clock_timestamp(), so that the bound on the
+		 * key is an index condition: the scan stops at the last key a due
+		 * path can have (the time plus the lowest priority's delay) instead
+		 * of reading every later timer when fewer than $1 paths are due;
+		 * the filter skips high-priority timers not due yet (written as
+		 * claim_order(due_at, 0), which is due_at, so that the planner
+		 * cannot read the READY index by due time and sort).
 		 */
 		claim_plan = prepare("WITH picked AS MATERIALIZED ("
 							 "  SELECT * FROM allma.execution_paths "
-							 "  WHERE status = 'READY' AND due_at <= clock_timestamp() "
+							 "  WHERE status = 'READY' "
+							 "    AND allma.claim_order(due_at, priority) <= "
+							 "        allma.claim_order($2, " CppAsString2(ALLMA_PRIORITY_MIN) ") "
+							 "    AND allma.claim_order(due_at, 0) <= $2 "
 							 /* not a dead worker's path: those run alone (claim_suspect) */
 							 "    AND NOT EXISTS (SELECT FROM allma.path_failures s "
 							 "      WHERE s.execution_id = execution_paths.execution_id "
 							 "        AND s.path_id = execution_paths.path_id "
 							 "        AND s.crash_seq = execution_paths.seq) "
-							 "  ORDER BY due_at LIMIT $1 "
+							 "  ORDER BY allma.claim_order(due_at, priority) LIMIT $1 "
 							 "  FOR UPDATE SKIP LOCKED) "
 							 CLAIM_SELECT "FROM picked p " CLAIM_JOINS
-							 "ORDER BY p.due_at", 1, types);
+							 "ORDER BY allma.claim_order(p.due_at, p.priority)", 2, types);
 	}
 
-	execute_plan(claim_plan, &arg, SPI_OK_SELECT);
+	execute_plan(claim_plan, args, SPI_OK_SELECT);
 	return paths_from_claim();
 }
 
@@ -639,6 +652,7 @@ paths_from_claim(void)
 				memcpy(&ps->parent_execution_id, DatumGetUUIDP(parent), sizeof(pg_uuid_t));
 		}
 		ps->sync_child = DatumGetBool(SPI_getbinval(tup, desc, 26, &isnull));
+		ps->priority = DatumGetInt32(SPI_getbinval(tup, desc, 27, &isnull));
 		MemoryContextSwitchTo(oldcxt);
 
 		paths = lappend(paths, ps);
@@ -925,16 +939,22 @@ allma_store_insert_branches(pg_uuid_t *execution_id, int64 parent_path_id,
 		/*
 		 * A queued (WAITING) branch keeps its first step's delay as an
 		 * offset from the epoch in due_at; release_branches_plan turns it
-		 * into a due time when the branch is let go.
+		 * into a due time when the branch is let go.  Branches inherit
+		 * their forking path's priority (one lookup per chunk: all the
+		 * chunk's branches have the same parent).
 		 */
 		insert_branches_plan = prepare(
 									   "INSERT INTO allma.execution_paths (execution_id, path_id, parent_path_id, "
-									   "  branch_id, branch_ordinal, item_index, status, step_instance_id, context, due_at) "
+									   "  branch_id, branch_ordinal, item_index, status, step_instance_id, context, "
+									   "  due_at, priority) "
 									   "SELECT e, nextval('allma.path_id_seq'), parent, bid, ord, item, st, step, ctx, "
 									   "  CASE WHEN st = 'READY' THEN clock_timestamp() ELSE to_timestamp(0) END "
-									   "  + make_interval(secs => d / 1000.0) "
+									   "  + make_interval(secs => d / 1000.0), pr.priority "
 									   "FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-									   "     AS u(e, parent, bid, ord, item, st, step, ctx, d)", 9, types);
+									   "     AS u(e, parent, bid, ord, item, st, step, ctx, d) "
+									   "CROSS JOIN (SELECT coalesce((SELECT x.priority FROM allma.execution_paths x "
+									   "  WHERE x.execution_id = $1[1] AND x.path_id = $2[1]), 0) AS priority) pr",
+									   9, types);
 	}
 	args[0] = col_array(&be);
 	args[1] = col_array(&bparent);

@@ -26,10 +26,43 @@ heldxmin_cpu_ticks() {
   echo "$t"
 }
 
+# heldxmin_probe PHASE: two claim-shaped scans (the worker's claim without
+# its row locks, LIMIT 64), measured by this transaction's statistics: the
+# index entries each walked (pg_stat_get_xact_tuples_returned of the index
+# it read) and its time.  The first reads from the start of the index (what
+# every claim did before keyset claims, and what a full claim still does
+# every allma.claim_rescan_interval); the second from now() - 2 s (a keyset
+# claim, claimfloor.c; builds without the claim index read the READY index
+# from due time now() - 2 s).  Appended to $WORK/heldxmin.probe as
+# "phase full_walked full_ms floor_walked floor_ms".
+heldxmin_probe() {
+  local phase=$1 idx q
+  if [ -n "$("${PSQL[@]}" -c "SELECT 1 FROM pg_class WHERE relname = 'execution_paths_claim_idx'")" ]; then
+    idx=allma.execution_paths_claim_idx
+    q="SELECT execution_id FROM allma.execution_paths WHERE status = 'READY' AND allma.claim_order(due_at, priority) >= %s AND allma.claim_order(due_at, priority) <= allma.claim_order(now(), -3600) AND allma.claim_order(due_at, 0) <= now() ORDER BY allma.claim_order(due_at, priority) LIMIT 64"
+  else
+    idx=allma.execution_paths_ready_idx
+    q="SELECT execution_id FROM allma.execution_paths WHERE status = 'READY' AND due_at >= %s AND due_at <= now() ORDER BY due_at LIMIT 64"
+  fi
+  # shellcheck disable=SC2059
+  "${PSQL[@]}" -F ' ' -c "SET enable_seqscan = off" -c "SET enable_bitmapscan = off" -c "BEGIN" \
+    -c "CREATE TEMP TABLE IF NOT EXISTS probe_t (k int, t timestamptz, n bigint)" \
+    -c "INSERT INTO probe_t VALUES (0, clock_timestamp(), pg_stat_get_xact_tuples_returned('$idx'::regclass))" \
+    -c "SELECT count(*) FROM ($(printf "$q" "'-infinity'")) s" \
+    -c "INSERT INTO probe_t VALUES (1, clock_timestamp(), pg_stat_get_xact_tuples_returned('$idx'::regclass))" \
+    -c "SELECT count(*) FROM ($(printf "$q" "now() - interval '2 s'")) s" \
+    -c "INSERT INTO probe_t VALUES (2, clock_timestamp(), pg_stat_get_xact_tuples_returned('$idx'::regclass))" \
+    -c "SELECT '$phase', b.n - a.n, round(extract(epoch FROM b.t - a.t) * 1000, 1), c.n - b.n, round(extract(epoch FROM c.t - b.t) * 1000, 1)
+          FROM probe_t a, probe_t b, probe_t c WHERE a.k = 0 AND b.k = 1 AND c.k = 2" -c "ROLLBACK" 2>/dev/null \
+    | grep "^$phase " >> "$WORK/heldxmin.probe" || true
+}
+
 heldxmin_run() {
   local rate=${HELDXMIN_RATE:-800} warm=${HELDXMIN_WARMUP:-30} hold=${HELDXMIN_HOLD:-180}
   local after=${HELDXMIN_AFTER:-60} per=${HELDXMIN_PER_XACT:-8} total pgb holder t0 now phase cpu
   total=$((warm + hold + after))
+  : > "$WORK/heldxmin.probe"
+  probe_n=0
   "${PSQL[@]}" -c "DELETE FROM allma.step_executions" -c "DELETE FROM allma.executions" \
     -c "VACUUM ANALYZE allma.executions, allma.execution_paths, allma.step_executions" >/dev/null
   echo "SELECT count(allma_start_flow('hx1')) FROM generate_series(1, $per);" > "$WORK/heldxmin.sql"
@@ -55,6 +88,9 @@ heldxmin_run() {
     else
       phase=after
     fi
+    # every 30 s (and right before the hold ends), probe one claim
+    probe_n=$(( ${probe_n:-0} + 1 ))
+    if [ $((probe_n % 6)) -eq 0 ]; then heldxmin_probe "$phase"; fi
     cpu=$(heldxmin_cpu_ticks)
     "${PSQL[@]}" -c "INSERT INTO bench_heldxmin SELECT extract(epoch FROM clock_timestamp()), '$phase', count(*) FILTER (WHERE status <> 'RUNNING'), count(*), count(*) FILTER (WHERE status = 'RUNNING'), $cpu,
       (SELECT extract(epoch FROM clock_timestamp() - min(due_at)) FROM allma.execution_paths WHERE status = 'READY'),
@@ -94,6 +130,10 @@ heldxmin_run() {
       round(oldest::numeric, 1), workers
       FROM bench_heldxmin WINDOW w AS (ORDER BY t) ORDER BY t" | tr '\n' ';' >&2
   echo >&2
+  # the claim probes: phase, index entries walked, live tuples found, ms
+  echo "claim probes (phase, from the start: index entries walked, ms; from now - 2 s: walked, ms):" >&2
+  tr '\n' ';' < "$WORK/heldxmin.probe" >&2
+  echo >&2
   # errors in the server log (a worker's failed pass pauses it for a second)
   grep -h "ERROR\|FATAL" "$WORK"/server-*.log 2>/dev/null | sed 's/^[^]]*] //' | sort | uniq -c | sort -rn | head -5 >&2 || true
 }
@@ -125,6 +165,12 @@ scenario_heldxmin() {
     report "hx_${ph}_p99" "(hx) $ph: start-to-end p99 of the executions started in the phase" \
       "$(m "${P99[$ph]}") ms" "$([ "$ph" = held ] && echo "< 500 ms")"
     report "hx_${ph}_cpu" "(hx) $ph: allma workers' CPU time per completed execution" "$(m "${CPU[$ph]}") ms" ""
+  done
+  for ph in before held after; do
+    local pr
+    pr=$(awk -v p="$ph" '$1 == p {if ($2 > w) w = $2; if ($3 > m) m = $3; if ($4 > w2) w2 = $4; if ($5 > m2) m2 = $5; n++}
+      END {if (n) printf "from the start: max %d index entries walked, max %.1f ms; from now - 2 s: max %d walked, max %.1f ms (%d probes)", w, m, w2, m2, n}' "$WORK/heldxmin.probe")
+    [ -n "$pr" ] && report "hx_${ph}_probe" "(hx) $ph: a claim-shaped scan (LIMIT 64, no locks) every 30 s of the last run" "$pr" ""
   done
   report hx_left "(hx) backlog (RUNNING executions) when the load stops, ${HELDXMIN_AFTER:-60}s after the hold ended" \
     "$(m "${LEFT[after]:-0}")" "0 (no backlog after recovery)"

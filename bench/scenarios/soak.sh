@@ -95,7 +95,10 @@ scenario_soak() {
   # the load goes on 10 s past the last sample, so that every sample is under load
   "${PSQL[@]}" -c "CALL soak_load($SOAK_RATE, $((SOAK_SECONDS + 10)))" &
   load_pid=$!
-  local hold_from=$((SOAK_SECONDS / 3)) hold_pid=
+  local hold_from=$((SOAK_SECONDS / 3)) hold_pid= t0
+  # samples on a fixed clock (t0 + t): sleeping 10 s after each sample let
+  # the samples drift past the end of the load (a last sample at half load)
+  t0=$(date +%s.%N)
   for t in $(seq 10 10 "$SOAK_SECONDS"); do
     if [ "$SOAK_HOLD" -gt 0 ] && [ -z "$hold_pid" ] && [ "$t" -gt "$hold_from" ]; then
       # a snapshot held open: the xmin horizon stands still for SOAK_HOLD seconds
@@ -104,7 +107,7 @@ scenario_soak() {
       echo "   (from here on a snapshot is held for ${SOAK_HOLD}s)"
       hold_from=$((t - 10))
     fi
-    sleep 10
+    sleep "$(awk -v a="$t0" -v t="$t" -v n="$(date +%s.%N)" 'BEGIN {d = a + t - n; print (d > 0) ? d : 0}')"
     "${PSQL[@]}" -c "CALL soak_sample($t)" >/dev/null
     rss=$(for p in $(worker_pids); do awk '/^RssAnon/ {print $2}' "/proc/$p/status" 2>/dev/null; done | sort -n | tail -1)
     echo -e "$("${PSQL[@]}" -F $'\t' -c "SELECT * FROM soak_samples WHERE t = $t")\t${rss:-}" | tee -a "$out"

@@ -274,6 +274,10 @@ start_child(StepRun *run, SubflowSpec *spec)
 	req.input = spec->initial_context;
 	req.options = allma_jsonb_set_key(NULL, "executionMode",
 									  allma_jsonb_string(spec->sync ? "SYNC" : "ASYNC"));
+	if (ps->priority != 0)
+		req.options = allma_jsonb_set_key(req.options, "priority",
+										  allma_jsonb_int(ps->priority));
+	req.priority = ps->priority;
 	req.enable_logs = spec->enable_logs;
 	/* Allma's: ParentFlow:<parent execution>:<step> */
 	req.trigger_source = psprintf("ParentFlow:%s:%s",
