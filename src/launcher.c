@@ -13,8 +13,10 @@
  * "allma worker" processes connected to it (worker.c holds their loop).
  *
  * Workers are registered with BGW_NEVER_RESTART: the launcher restarts them
- * itself.  A worker that stops after it has run passes (terminated by
- * pg_terminate_backend, or by a FATAL error mid-work) is replaced at once,
+ * itself.  A worker that stops after it has run passes (a FATAL error
+ * mid-work), or that was terminated (pg_terminate_backend, SIGTERM, even
+ * before its first pass: worker.c tells shmem.c on its way out) is replaced
+ * at once, while a sleeping worker is woken to take over its work,
  * up to ALLMA_QUICK_RESTARTS times per ALLMA_QUICK_RESTART_WINDOW_MS per
  * slot; otherwise no more than once every ALLMA_WORKER_RESTART_MS, so a
  * worker that cannot start (database gone, extension missing) cannot turn

@@ -171,6 +171,28 @@ worker_detach(int code, Datum arg)
 	}
 	SpinLockRelease(&allma_shared->mutex);
 	allma_wake_launcher();
+
+	/*
+	 * What this worker held is free again once it is gone (its pass was
+	 * rolled back): a sleeping worker takes over at once, instead of at its
+	 * next naptime, while the launcher replaces this one.
+	 */
+	allma_wake_workers(1, true);
+}
+
+/*
+ * allma_shmem_worker_terminated: the worker of this slot is exiting because
+ * it was asked to (SIGTERM: pg_terminate_backend, a shutdown), not because
+ * it failed to start: the launcher may replace it at once even if it ran no
+ * pass yet.  Called on the way out, before worker_detach.
+ */
+void
+allma_shmem_worker_terminated(int slot)
+{
+	SpinLockAcquire(&allma_shared->mutex);
+	if (allma_shared->workers[slot].pid == MyProcPid)
+		allma_shared->workers[slot].served = true;
+	SpinLockRelease(&allma_shared->mutex);
 }
 
 void

@@ -69,6 +69,7 @@ extern int	allma_shmem_list_workers(AllmaWorkerInfo *out);
 /* the name of a state, as allma_worker_status() shows it */
 extern const char *allma_worker_state_name(AllmaWorkerState state);
 extern bool allma_shmem_worker_served(int slot);
+extern void allma_shmem_worker_terminated(int slot);
 
 /*
  * DROP DATABASE guard.  allma_shmem_pause_database collects the PIDs of the

@@ -1416,12 +1416,28 @@ allma_worker_describe(BackgroundWorker *worker, int slot, Oid dboid)
 	memcpy(worker->bgw_extra, &slot, sizeof(int));
 }
 
+static volatile sig_atomic_t got_sigterm = false;
+
 /* SIGTERM: exiting now is no path's fault (passmark.c), then as die() */
 static void
 worker_die(SIGNAL_ARGS)
 {
+	got_sigterm = true;
 	allma_passmark_terminating();
 	die(postgres_signal_arg);
+}
+
+/*
+ * On the way out: a worker that was terminated (pg_terminate_backend) is
+ * replaced at once by the launcher, even if it was killed before it ran its
+ * first pass (issue: kills twice a second kept slots empty for the 2 s
+ * restart delay of a worker that failed to start).
+ */
+static void
+worker_exit_note(int code, Datum arg)
+{
+	if (got_sigterm)
+		allma_shmem_worker_terminated(my_slot);
 }
 
 /*
@@ -1443,6 +1459,7 @@ allma_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	allma_shmem_register_worker(my_slot, dboid);
+	before_shmem_exit(worker_exit_note, (Datum) 0);	/* runs before its detach */
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("allma worker");
