@@ -543,6 +543,12 @@ allma_store_release_due_waits(int limit)
 		SPIPlanPtr	plan;
 
 		/*
+		 * No join for the planner to turn round: each due row's wait is
+		 * found by its primary key in a subquery of its own, and both
+		 * updates take their rows by ctid (a join planned while the tables'
+		 * statistics said "empty", after a VACUUM of emptied tables, scanned
+		 * every wait for every due row).  A wait's ctid cannot go stale
+		 * unnoticed: an update of it in between (a cancel) is rechecked.
 		 * Each due row's wait is looked up by its primary key.  Its status
 		 * is compared as an expression (status || ''): "status = 'OPEN'"
 		 * is the predicate of the partial index of open waits, and a plan
@@ -553,19 +559,23 @@ allma_store_release_due_waits(int limit)
 		 */
 		plan = SPI_prepare_cursor(
 								  "WITH due AS ("
-									 "  SELECT p.execution_id, p.path_id, p.request->'wait' AS w "
-									 "    FROM allma.execution_paths p "
-									 "   WHERE p.status = 'WAITING' AND p.request ? 'wait' "
-									 "     AND p.due_at <= $2 "
-									 "   ORDER BY p.due_at LIMIT $1 FOR UPDATE OF p SKIP LOCKED), "
-									 "timed AS ("
-									 "  UPDATE allma.waits x SET status = 'TIMED_OUT', ended_at = clock_timestamp() "
-									 "    FROM due "
-									 "   WHERE x.root_execution_id = (due.w->>'rootExecutionId')::uuid "
-									 "     AND x.execution_id = due.execution_id AND x.path_id = due.path_id "
-									 "     AND x.seq = (due.w->>'seq')::int4 AND x.status || '' = 'OPEN') "
-									 "UPDATE allma.execution_paths p SET status = 'READY' FROM due "
-									 "WHERE p.execution_id = due.execution_id AND p.path_id = due.path_id",
+								  "  SELECT p.ctid AS t, p.execution_id, p.path_id, p.request->'wait' AS w "
+								  "    FROM allma.execution_paths p "
+								  "   WHERE p.status = 'WAITING' AND p.request ? 'wait' "
+								  "     AND p.due_at <= $2 "
+								  "   ORDER BY p.due_at LIMIT $1 FOR UPDATE OF p SKIP LOCKED), "
+								  "timed AS ("
+								  "  UPDATE allma.waits x SET status = 'TIMED_OUT', ended_at = clock_timestamp() "
+								  "   WHERE x.ctid = ANY (ARRAY("
+								  "           SELECT (SELECT y.ctid FROM allma.waits y "
+								  "                    WHERE y.root_execution_id = (due.w->>'rootExecutionId')::uuid "
+								  "                      AND y.execution_id = due.execution_id "
+								  "                      AND y.path_id = due.path_id "
+								  "                      AND y.seq = (due.w->>'seq')::int4) "
+								  "             FROM due)) "
+								  "     AND x.status || '' = 'OPEN') "
+								  "UPDATE allma.execution_paths p SET status = 'READY' "
+								  " WHERE p.ctid = ANY (ARRAY(SELECT t FROM due))",
 								  2, types, CURSOR_OPT_GENERIC_PLAN);
 		MemoryContextSwitchTo(cxt);
 		if (plan == NULL)
