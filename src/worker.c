@@ -1463,6 +1463,13 @@ allma_worker_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("allma worker");
+
+	/*
+	 * No JIT: a worker runs millisecond statements over and over, and a plan
+	 * that looks costly (statistics taken while a table was nearly empty)
+	 * paid tens of milliseconds of compilation on every pass.
+	 */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	recovered_n = allma_passmark_open(my_slot, &recovered);
 	crashes_pending = recovered_n > 0;
 	if (recovered_n > 0)
