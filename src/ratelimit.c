@@ -20,14 +20,21 @@
  * it moves the request time on by 60 s / requests_per_minute and the
  * token time by its estimated tokens * 60 s / tokens_per_minute (paced at
  * 98 % of the limits, see RL_PACE).  So the requests of a key are spaced
- * evenly, and a provider never sees more than the limit in any window.  An LLM step's estimate is its prompt's
- * bytes / 4 plus its maxOutputTokens (256 when it sets none); when the
- * reply comes, the token time is corrected by (used - estimated).  A
- * provider's x-ratelimit-remaining-* / x-ratelimit-reset-* headers
- * tighten the times for every step of the key (at most "remaining" more
- * before the reset), a 429 pauses the key for its Retry-After (1 s when
- * it names none).  max_concurrent counts the requests of the key in
- * flight.
+ * evenly, and a provider never sees more than the limit in any window.
+ * An LLM step's estimate is its prompt's bytes / 4 plus its
+ * maxOutputTokens (256 when it sets none).  It is charged the estimate
+ * times the key's used / estimated ratio (a running average over the
+ * replies, starting at 1, kept within [0.05, 2]); when the reply comes,
+ * the token time is corrected by (used - charged): a reply that used more
+ * puts the budget into debt that delays the next grants, one that used
+ * less gives the rest back, but never under the grants already handed
+ * out (so a second of over-charged grants settled lower does not let a
+ * second second's worth go in the same second).  A provider's
+ * x-ratelimit-remaining-* / x-ratelimit-reset-* headers tighten the times
+ * for every step of the key (at most "remaining" more before the reset;
+ * "remaining 0" pauses the key until the reset, granted steps included),
+ * a 429 pauses the key for its Retry-After (1 s when it names none).
+ * max_concurrent counts the requests of the key in flight.
  *
  * Parking.  A step that cannot go now parks its path: WAITING, holding
  * nothing in any worker (no memory, no connection, no transaction), its
@@ -105,7 +112,10 @@ typedef struct RlGroup
 	int32		inflight;		/* requests sent, not answered */
 	TimestampTz req_tat;		/* the next request may go then */
 	TimestampTz tok_tat;		/* the next tokens may be spent then */
+	TimestampTz tok_last;		/* where the latest grant's tokens start */
 	double		tok_ratio;		/* running average of used / estimated tokens */
+	int32		tok_obs;		/* replies with a usage that made it (capped) */
+	int32		settled;		/* replies settled since the group was built (capped) */
 	TimestampTz paused_until;	/* a 429's Retry-After */
 	TimestampTz last_release;
 	TimestampTz last_resync;
@@ -216,7 +226,7 @@ next_slot(RlGroup *g, TimestampTz now)
  */
 #define RL_RATIO_MIN 0.05
 #define RL_RATIO_MAX 2.0
-#define RL_RATIO_WEIGHT 0.2		/* weight of a new observation */
+#define RL_RATIO_WEIGHT 0.2		/* weight of a new observation (after the first 5) */
 
 static int64
 charge_of(RlGroup *g, int64 tokens)
@@ -238,7 +248,10 @@ take_slot(RlGroup *g, TimestampTz slot, int64 charged)
 	if (g->rpm > 0)
 		g->req_tat = Max(g->req_tat, slot) + (int64) ceil(req_interval(g));
 	if (g->tpm > 0)
-		g->tok_tat = Max(g->tok_tat, slot) + (int64) ceil(charged * tok_interval(g));
+	{
+		g->tok_last = Max(g->tok_tat, slot);
+		g->tok_tat = g->tok_last + (int64) ceil(charged * tok_interval(g));
+	}
 }
 
 /*
@@ -632,9 +645,14 @@ allma_ratelimit_settle(Jsonb *request, AllmaHttpCompletion *c, Jsonb *details)
 			/* the key's used / estimated ratio: what the next requests are charged */
 			double		r = Max(RL_RATIO_MIN, Min((in + out) / est, RL_RATIO_MAX));
 			double		old = g->tok_ratio > 0 ? g->tok_ratio : 1.0;
+			double		weight = g->tok_obs < 5 ? 1.0 / (g->tok_obs + 1) : RL_RATIO_WEIGHT;
 
-			g->tok_ratio = old + RL_RATIO_WEIGHT * (r - old);
+			g->tok_ratio = old + weight * (r - old);
+			if (g->tok_obs < PG_INT32_MAX)
+				g->tok_obs++;
 		}
+		if (g->settled < PG_INT32_MAX)
+			g->settled++;
 
 		/*
 		 * settle the charge against the usage: a reply that used less gives
@@ -642,7 +660,24 @@ allma_ratelimit_settle(Jsonb *request, AllmaHttpCompletion *c, Jsonb *details)
 		 * delays the next grants
 		 */
 		if (g->tpm > 0 && have_usage)
-			g->tok_tat += (int64) ((in + out - charged) * tok_interval(g));
+		{
+			int64		delta = (int64) ((in + out - charged) * tok_interval(g));
+
+			if (delta >= 0)
+				g->tok_tat += delta;
+			else
+			{
+				/*
+				 * tokens given back free the budget after the grants already
+				 * handed out, never under them: a second of grants made at
+				 * the estimate and then settled lower must not let another
+				 * second's worth go in the same second
+				 */
+				TimestampTz floor = Min(g->tok_tat, Max(now, g->tok_last));
+
+				g->tok_tat = Max(g->tok_tat + delta, floor);
+			}
+		}
 		tighten(&g->req_tat, req_interval(g), rem_req, reset_req, now);
 		tighten(&g->tok_tat, tok_interval(g), rem_tok, reset_tok, now);
 
@@ -880,6 +915,14 @@ release_group(int gi, const char *group, int want, TimestampTz now)
 			TimestampTz slot = next_slot(g, now);
 
 			if (slot >= now + RL_HORIZON_US)
+				break;
+
+			/*
+			 * until the first reply taught the ratio, one grant at a time: a
+			 * second of grants charged the whole estimate would leave most
+			 * of that second's tokens unused
+			 */
+			if (g->tpm > 0 && g->settled == 0 && (n > 0 || g->inflight > 0))
 				break;
 			tokens = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
 												 SPI_tuptable->tupdesc, 3, &isnull));
