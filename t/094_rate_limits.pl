@@ -205,6 +205,34 @@ cmp_ok($worst, '<=', 100 * ($span + 2) + 2 * $per_req,
 cmp_ok($secs[-1] - $secs[0], '>=', int($tok_total / 100) - 3,
 	"the tokens spread over about their budget's time ($tok_total tokens from second $secs[0] to $secs[-1])");
 
+# --- 5b. replies that use more than estimated: the debt delays the next grants ---
+# mock-echo answers its prompt: a 4,000-byte prompt with maxOutputTokens 1 is
+# estimated at about 1,000 tokens and uses about 2,000.  Under 60,000
+# tokens/min (1,000 a second) 5 of them need about 8 s between the first and
+# the last request; charged only their estimates they would go within about 4 s.
+q1(qq{SELECT allma_create_flow('{"id": "rl-echo", "startStepInstanceId": "ask", "steps": {
+  "ask": {"stepType": "LLM_INVOCATION", "llmProvider": "OPENAI", "modelId": "mock-echo",
+          "inferenceParameters": {"maxOutputTokens": 1},
+          "customConfig": {"baseUrl": "$base/v1", "apiKeySecret": "OPENAI_API_KEY", "prompt": "{{t}}"}}}}')});
+set_limit('OPENAI:mock-echo:OPENAI_API_KEY', 'NULL', 60000);
+q1("DELETE FROM allma.step_executions; DELETE FROM allma.executions");
+mock_post('/__reset');
+$since = int(time());
+q1("SELECT count(allma_start_flow('rl-echo', jsonb_build_object('t', repeat('x', 4000) || g))) FROM generate_series(1, 5) g");
+wait_all('the 5 echo executions finish');
+is(q1("SELECT count(*) FROM allma.executions WHERE status = 'COMPLETED'"), '5', 'all 5 completed');
+$w = windows($since);
+$tok_total = 0;
+$tok_total += $_->{tokens} for @$w;
+cmp_ok($tok_total, '>=', 9000, "each reply used about 2,000 tokens ($tok_total in all)");
+$log = mock_json($base, '/__log?path=/v1/chat');
+@times = sort { $a <=> $b } map { secs($_->{time}) } @$log;
+cmp_ok(scalar(@times), '==', 5, '5 requests');
+cmp_ok($times[-1] - $times[0], '>=', 0.75 * ($tok_total * 4 / 5) / 1000,
+	'the first 4 replies\' tokens spaced the requests at the limit')
+  or diag($json->encode(\@times));
+q1("DELETE FROM allma.rate_limits WHERE key = 'OPENAI:mock-echo:OPENAI_API_KEY'");
+
 # --- 6. x-ratelimit-remaining-requests: 0 pauses the key for its reset ------------
 # max_concurrent 1: the next request can only go once the reply carrying the
 # headers was settled, so the pause is certain to come before it.
