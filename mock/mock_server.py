@@ -1039,6 +1039,8 @@ class MockApp:
         self.reply_tokens = 0       # usage total of the reply being built
         # POST /__ratelimit: a provider's rate limit, emulated
         self.rl = None
+        # POST /__ratelimit?header_replies=N: headers set on the next N answers
+        self.rl_headers = None
 
     # -- connections ---------------------------------------------------------
 
@@ -1101,6 +1103,7 @@ class MockApp:
         self.by_status.clear()
         self.windows.clear()
         self.rl = None
+        self.rl_headers = None
         self.open_peak = len(self.connections)
         self.connections_total = len(self.connections)
 
@@ -1134,6 +1137,8 @@ class MockApp:
         self.count_window(self.reply_tokens)
         if self.rl is not None and not limited:
             self.rate_limit_headers(resp, self.reply_tokens)
+        elif self.rl_headers is not None and not limited:
+            self.scripted_rate_limit_headers(resp)
         self.by_status[resp.status] += 1
         return resp
 
@@ -1182,6 +1187,16 @@ class MockApp:
             rl["req_level"] = min(rl["rpm"], rl["req_level"] + dt * rl["rpm"] / 60.0)
         if rl["tpm"]:
             rl["tok_level"] = min(rl["tpm"], rl["tok_level"] + dt * rl["tpm"] / 60.0)
+
+    def scripted_rate_limit_headers(self, resp):
+        """The headers POST /__ratelimit?header_replies=N asked for, on the
+        next N answers (no emulated limit behind them)."""
+        h = self.rl_headers
+        resp.headers.append(("x-ratelimit-remaining-requests", str(h["remaining"])))
+        resp.headers.append(("x-ratelimit-reset-requests", f"{h['reset']:.3f}s"))
+        h["left"] -= 1
+        if h["left"] <= 0:
+            self.rl_headers = None
 
     def rate_limit_headers(self, resp, tokens):
         """x-ratelimit-* headers as OpenAI sends them (the budget after this
@@ -1538,8 +1553,17 @@ class MockApp:
             tpm = int_param(q, "tokens_per_minute", 0, 0, 1 << 30)
             fail = int_param(q, "fail_429", 0, 0, 1 << 30)
             retry = int_param(q, "retry_after", 1, 0, 86400)
+            replies = int_param(q, "header_replies", 0, 0, 1 << 30)
+            if replies:
+                self.rl_headers = {
+                    "left": replies,
+                    "remaining": int_param(q, "remaining_requests", 0, 0, 1 << 30),
+                    "reset": float(int_param(q, "reset_requests", 1, 0, 86400))}
+                if not (rpm or tpm or fail):
+                    return json_response(200, {"ok": True, "headerReplies": replies})
             if not (rpm or tpm or fail):
                 self.rl = None
+                self.rl_headers = None
                 return json_response(200, {"ok": True, "rateLimit": None})
             self.rl = {"rpm": rpm, "tpm": tpm, "fail_429": fail, "retry_after": retry,
                        "req_level": float(rpm), "tok_level": float(tpm),

@@ -654,6 +654,24 @@ class MockServerTest(unittest.TestCase):
             self.assertIsNone(doc["rateLimit"])
         self.assertNotIn("x-ratelimit-limit-requests", self.openai("mock-json")[1])
 
+    def test_ratelimit_scripted_headers(self):
+        """header_replies=N: the next N answers carry the headers asked for."""
+        try:
+            status, _, doc = self.get_json(
+                "/__ratelimit?header_replies=1&remaining_requests=0&reset_requests=3", "POST")
+            self.assertEqual(status, 200)
+            self.assertEqual(doc["headerReplies"], 1)
+            status, hdrs, _ = self.openai("mock-json")
+            self.assertEqual(status, 200)
+            self.assertEqual(hdrs["x-ratelimit-remaining-requests"], "0")
+            self.assertEqual(hdrs["x-ratelimit-reset-requests"], "3.000s")
+            status, hdrs, _ = self.openai("mock-json")
+            self.assertEqual(status, 200)
+            self.assertNotIn("x-ratelimit-remaining-requests", hdrs)
+            self.assertEqual(self.get_json("/__ratelimit?header_replies=-1", "POST")[0], 400)
+        finally:
+            self.get_json("/__ratelimit", "POST")
+
     def test_many_concurrent_connections(self):
         """500 connections each waiting 300 ms finish together, not in series."""
         n = 500

@@ -20,14 +20,21 @@
  * it moves the request time on by 60 s / requests_per_minute and the
  * token time by its estimated tokens * 60 s / tokens_per_minute (paced at
  * 98 % of the limits, see RL_PACE).  So the requests of a key are spaced
- * evenly, and a provider never sees more than the limit in any window.  An LLM step's estimate is its prompt's
- * bytes / 4 plus its maxOutputTokens (256 when it sets none); when the
- * reply comes, the token time is corrected by (used - estimated).  A
- * provider's x-ratelimit-remaining-* / x-ratelimit-reset-* headers
- * tighten the times for every step of the key (at most "remaining" more
- * before the reset), a 429 pauses the key for its Retry-After (1 s when
- * it names none).  max_concurrent counts the requests of the key in
- * flight.
+ * evenly, and a provider never sees more than the limit in any window.
+ * An LLM step's estimate is its prompt's bytes / 4 plus its
+ * maxOutputTokens (256 when it sets none).  It is charged the estimate
+ * times the key's used / estimated ratio (a running average over the
+ * replies, starting at 1, kept within [0.05, 2]); when the reply comes,
+ * the token time is corrected by (used - charged): a reply that used more
+ * puts the budget into debt that delays the next grants, one that used
+ * less gives the rest back, but never under the grants already handed
+ * out (so a second of over-charged grants settled lower does not let a
+ * second second's worth go in the same second).  A provider's
+ * x-ratelimit-remaining-* / x-ratelimit-reset-* headers tighten the times
+ * for every step of the key (at most "remaining" more before the reset;
+ * "remaining 0" pauses the key until the reset, granted steps included),
+ * a 429 pauses the key for its Retry-After (1 s when it names none).
+ * max_concurrent counts the requests of the key in flight.
  *
  * Parking.  A step that cannot go now parks its path: WAITING, holding
  * nothing in any worker (no memory, no connection, no transaction), its
@@ -105,6 +112,10 @@ typedef struct RlGroup
 	int32		inflight;		/* requests sent, not answered */
 	TimestampTz req_tat;		/* the next request may go then */
 	TimestampTz tok_tat;		/* the next tokens may be spent then */
+	TimestampTz tok_last;		/* where the latest grant's tokens start */
+	double		tok_ratio;		/* running average of used / estimated tokens */
+	int32		tok_obs;		/* replies with a usage that made it (capped) */
+	int32		settled;		/* replies settled since the group was built (capped) */
 	TimestampTz paused_until;	/* a 429's Retry-After */
 	TimestampTz last_release;
 	TimestampTz last_resync;
@@ -206,14 +217,41 @@ next_slot(RlGroup *g, TimestampTz now)
 	return slot;
 }
 
-/* takes the budget of one request of "tokens" at slot (lock held) */
+/*
+ * The tokens charged for a request estimated at "tokens": the estimate
+ * scaled by the key's observed used / estimated ratio (a running average
+ * kept by the settlements, starting at 1 and bounded by RL_RATIO_MIN and
+ * RL_RATIO_MAX), at least 1.  The settlement corrects the charge to the
+ * usage the reply reports, up or down.  Lock held.
+ */
+#define RL_RATIO_MIN 0.05
+#define RL_RATIO_MAX 2.0
+#define RL_RATIO_WEIGHT 0.2		/* weight of a new observation (after the first 5) */
+
+static int64
+charge_of(RlGroup *g, int64 tokens)
+{
+	double		r = g->tok_ratio;
+
+	if (tokens <= 0)
+		return 0;
+	if (!(r >= RL_RATIO_MIN))	/* also NaN and a group not yet set */
+		r = r > 0 ? RL_RATIO_MIN : 1.0;
+	r = Min(r, RL_RATIO_MAX);
+	return Max((int64) 1, (int64) ceil(tokens * r));
+}
+
+/* takes the budget of one request charged "charged" tokens at slot (lock held) */
 static void
-take_slot(RlGroup *g, TimestampTz slot, int64 tokens)
+take_slot(RlGroup *g, TimestampTz slot, int64 charged)
 {
 	if (g->rpm > 0)
 		g->req_tat = Max(g->req_tat, slot) + (int64) ceil(req_interval(g));
 	if (g->tpm > 0)
-		g->tok_tat = Max(g->tok_tat, slot) + (int64) ceil(tokens * tok_interval(g));
+	{
+		g->tok_last = Max(g->tok_tat, slot);
+		g->tok_tat = g->tok_last + (int64) ceil(charged * tok_interval(g));
+	}
 }
 
 /*
@@ -347,6 +385,7 @@ allma_ratelimit_gate(StepRun *run)
 	int			subkey_at;
 	int			gi;
 	int64		tokens = run->rl_key != NULL ? run->rl_tokens : 0;
+	int64		charged = tokens;
 	TimestampTz now = GetCurrentTimestamp();
 	RlDecision	decision = RL_UNGATED;
 	bool		granted = false;
@@ -366,6 +405,14 @@ allma_ratelimit_gate(StepRun *run)
 
 		granted = allma_jsonb_get_number(grant, "epoch", &epoch) &&
 			(int64) epoch == rl->epoch;
+		if (granted)
+		{
+			double		c;
+
+			/* the release charged the grant (a grant of an older build: its estimate) */
+			if (allma_jsonb_get_number(grant, "charged", &c))
+				charged = (int64) Max(0, Min(c, 1e12));
+		}
 	}
 
 	SpinLockAcquire(&rl->mutex);
@@ -385,7 +432,8 @@ allma_ratelimit_gate(StepRun *run)
 			decision = RL_PARK;
 		else if (next_slot(g, now) <= now)
 		{
-			take_slot(g, now, tokens);
+			charged = g->tpm > 0 ? charge_of(g, tokens) : tokens;
+			take_slot(g, now, charged);
 			decision = RL_SEND;
 		}
 		else
@@ -409,6 +457,8 @@ allma_ratelimit_gate(StepRun *run)
 	rec = allma_jsonb_set_key(rec, "tokens", allma_jsonb_int(tokens));
 	if (decision == RL_SEND)
 	{
+		/* what the budget was charged: the settlement corrects it to the usage */
+		rec = allma_jsonb_set_key(rec, "charged", allma_jsonb_int(charged));
 		ps->io_request = allma_jsonb_set_key(ps->io_request, "rateLimit", rec);
 	}
 	else
@@ -542,6 +592,7 @@ allma_ratelimit_settle(Jsonb *request, AllmaHttpCompletion *c, Jsonb *details)
 	Jsonb	   *rec = request ? allma_jsonb_get(request, "rateLimit") : NULL;
 	char	   *group;
 	double		est = 0;
+	double		charged;
 	double		in = 0,
 				out = 0;
 	bool		have_usage = false;
@@ -556,6 +607,11 @@ allma_ratelimit_settle(Jsonb *request, AllmaHttpCompletion *c, Jsonb *details)
 	if (rl == NULL || rec == NULL || (group = allma_jsonb_get_cstring(rec, "group")) == NULL)
 		return;
 	(void) allma_jsonb_get_number(rec, "tokens", &est);
+	est = Max(0, Min(est, 1e12));
+	/* a request gated by an older build was charged its estimate */
+	if (!allma_jsonb_get_number(rec, "charged", &charged))
+		charged = est;
+	charged = Max(0, Min(charged, 1e12));
 	if (details != NULL)
 	{
 		Jsonb	   *usage = allma_jsonb_get(details, "tokenUsage");
@@ -565,7 +621,7 @@ allma_ratelimit_settle(Jsonb *request, AllmaHttpCompletion *c, Jsonb *details)
 			bool		a = allma_jsonb_get_number(usage, "inputTokens", &in);
 			bool		b = allma_jsonb_get_number(usage, "outputTokens", &out);
 
-			have_usage = a || b;
+			have_usage = (a || b) && in >= 0 && out >= 0 && in + out < 1e12;
 		}
 	}
 	rem_req = header_int(c->headers, "x-ratelimit-remaining-requests");
@@ -584,10 +640,54 @@ allma_ratelimit_settle(Jsonb *request, AllmaHttpCompletion *c, Jsonb *details)
 
 		if (g->inflight > 0)
 			g->inflight--;
+		if (have_usage && est > 0)
+		{
+			/* the key's used / estimated ratio: what the next requests are charged */
+			double		r = Max(RL_RATIO_MIN, Min((in + out) / est, RL_RATIO_MAX));
+			double		old = g->tok_ratio > 0 ? g->tok_ratio : 1.0;
+			double		weight = g->tok_obs < 5 ? 1.0 / (g->tok_obs + 1) : RL_RATIO_WEIGHT;
+
+			g->tok_ratio = old + weight * (r - old);
+			if (g->tok_obs < PG_INT32_MAX)
+				g->tok_obs++;
+		}
+		if (g->settled < PG_INT32_MAX)
+			g->settled++;
+
+		/*
+		 * settle the charge against the usage: a reply that used less gives
+		 * the rest back, one that used more puts the budget into debt that
+		 * delays the next grants
+		 */
 		if (g->tpm > 0 && have_usage)
-			g->tok_tat += (int64) ((in + out - est) * tok_interval(g));
+		{
+			int64		delta = (int64) ((in + out - charged) * tok_interval(g));
+
+			if (delta >= 0)
+				g->tok_tat += delta;
+			else
+			{
+				/*
+				 * tokens given back free the budget after the grants already
+				 * handed out, never under them: a second of grants made at
+				 * the estimate and then settled lower must not let another
+				 * second's worth go in the same second
+				 */
+				TimestampTz floor = Min(g->tok_tat, Max(now, g->tok_last));
+
+				g->tok_tat = Max(g->tok_tat + delta, floor);
+			}
+		}
 		tighten(&g->req_tat, req_interval(g), rem_req, reset_req, now);
 		tighten(&g->tok_tat, tok_interval(g), rem_tok, reset_tok, now);
+
+		/*
+		 * none left before the reset: no step of the key may go before it,
+		 * granted or not, whatever this row limits
+		 */
+		if ((rem_req == 0 && reset_req > 0) || (rem_tok == 0 && reset_tok > 0))
+			pause_us = Max(pause_us, Max(rem_req == 0 ? reset_req : -1,
+										 rem_tok == 0 ? reset_tok : -1));
 		if (pause_us >= 0 && now + pause_us > g->paused_until)
 		{
 			g->paused_until = now + pause_us;
@@ -666,6 +766,7 @@ reload_limits(TimestampTz now)
 			g->used = true;
 			g->configured = true;
 			g->dboid = MyDatabaseId;
+			g->tok_ratio = 1.0;
 			strlcpy(g->key, key, sizeof(g->key));
 			g->rpm = rpm;
 			g->tpm = tpm;
@@ -768,6 +869,7 @@ release_group(int gi, const char *group, int want, TimestampTz now)
 	Datum	   *execs;
 	Datum	   *paths;
 	Datum	   *slots;
+	Datum	   *charges;
 	int			n = 0;
 	bool		drained;
 	int64		epoch = rl->epoch;
@@ -800,6 +902,7 @@ release_group(int gi, const char *group, int want, TimestampTz now)
 	execs = palloc(sizeof(Datum) * Max(nrows, 1));
 	paths = palloc(sizeof(Datum) * Max(nrows, 1));
 	slots = palloc(sizeof(Datum) * Max(nrows, 1));
+	charges = palloc(sizeof(Datum) * Max(nrows, 1));
 
 	SpinLockAcquire(&rl->mutex);
 	{
@@ -813,10 +916,20 @@ release_group(int gi, const char *group, int want, TimestampTz now)
 
 			if (slot >= now + RL_HORIZON_US)
 				break;
+
+			/*
+			 * until the first reply taught the ratio, one grant at a time: a
+			 * second of grants charged the whole estimate would leave most
+			 * of that second's tokens unused
+			 */
+			if (g->tpm > 0 && g->settled == 0 && (n > 0 || g->inflight > 0))
+				break;
 			tokens = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
 												 SPI_tuptable->tupdesc, 3, &isnull));
+			tokens = g->tpm > 0 ? charge_of(g, Max(tokens, 0)) : tokens;
 			take_slot(g, slot, tokens);
 			slots[n] = TimestampTzGetDatum(slot);
+			charges[n] = Int64GetDatum(tokens);
 			n++;
 		}
 		drained = n == nrows && nrows < want;
@@ -844,24 +957,27 @@ release_group(int gi, const char *group, int want, TimestampTz now)
 	}
 	if (n > 0)
 	{
-		Oid			types[4] = {UUIDARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT8OID};
-		Datum		args[4];
+		Oid			types[5] = {UUIDARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT8OID, INT8ARRAYOID};
+		Datum		args[5];
 
 		if (grant_plan == NULL)
 			grant_plan = allma_store_prepare(
 											 "UPDATE allma.execution_paths p "
 											 "   SET status = 'READY', due_at = u.slot, "
 											 "       request = jsonb_set(p.request, '{rateLimit,grant}', "
-											 "                 jsonb_build_object('epoch', $4, 'slot', u.slot)) "
-											 "  FROM unnest($1, $2, $3) AS u(e, pid, slot) "
+											 "                 jsonb_build_object('epoch', $4, 'slot', u.slot, "
+											 "                                    'charged', u.charged)) "
+											 "  FROM unnest($1, $2, $3, $5) AS u(e, pid, slot, charged) "
 											 " WHERE p.execution_id = u.e AND p.path_id = u.pid "
 											 "   AND p.status = 'WAITING' AND p.request ? 'rateLimit'",
-											 4, types);
+											 5, types);
 		args[0] = PointerGetDatum(construct_array(execs, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 		args[1] = PointerGetDatum(construct_array(paths, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		args[2] = PointerGetDatum(construct_array(slots, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
 												  TYPALIGN_DOUBLE));
 		args[3] = Int64GetDatum(epoch);
+		args[4] = PointerGetDatum(construct_array(charges, n, INT8OID, 8, FLOAT8PASSBYVAL,
+												  TYPALIGN_DOUBLE));
 		rc = SPI_execute_plan(grant_plan, args, NULL, false, 0);
 		if (rc != SPI_OK_UPDATE)
 			elog(ERROR, "allma: releasing parked steps failed: %s", SPI_result_code_string(rc));

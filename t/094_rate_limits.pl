@@ -3,7 +3,9 @@
 # (the mock counts requests per wall-clock second); a 429 with Retry-After
 # pauses the key for every step using it; 1,000 parked steps cost the
 # workers no memory and no connection; a tenant with 5 steps is not
-# starved by two with 200 each under one group's limit.  Only 127.0.0.1.
+# starved by two with 200 each under one group's limit; a tokens/min limit
+# holds in every span of seconds; x-ratelimit-remaining-requests: 0 with a
+# reset pauses every step of the key.  Only 127.0.0.1.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -166,5 +168,102 @@ my $before_c = q1("SELECT count(*) FROM allma.executions e WHERE e.input->>'tena
 # arrival order would run all 400 first; round robin over the 3 subkeys about 10
 cmp_ok($before_c, '<=', 60, "tenant c finished after only $before_c of the 400 steps of a and b");
 wait_all('all 405 finish');
+
+# --- 5. tokens per minute: 6,000 (100 tokens a second), 60 steps of ~15 tokens -----
+# The budget is paced per second (limit / 60, at 98 %): in every span of
+# W seconds the mock may count at most W + 2 seconds' worth (a second of
+# grants handed out ahead, one request charged less than it used) plus the
+# largest request.  Without the limit the 60 requests go within a second or two.
+set_limit($key, 'NULL', 6000);
+q1("DELETE FROM allma.step_executions; DELETE FROM allma.executions");
+mock_post('/__reset');
+$since = int(time());
+start_many('rl', 60, 'x');
+wait_all('the 60 token-limited executions finish');
+is(q1("SELECT count(*) FROM allma.executions WHERE status = 'COMPLETED'"), '60', 'all 60 completed');
+$w = windows($since);
+my %tok = map { $_->{start} => $_->{tokens} } @$w;
+my @secs = sort { $a <=> $b } keys %tok;
+my $tok_total = 0;
+$tok_total += $_ for values %tok;
+my $req_total = 0;
+$req_total += $_->{requests} for @$w;
+cmp_ok($req_total, '>=', 60, 'the mock saw every request');
+cmp_ok($tok_total, '>', 600, "the run used more than 6 seconds' budget ($tok_total tokens)");
+my $per_req = $tok_total / $req_total;
+my $span = 5;
+my $worst = 0;
+for my $t ($secs[0] .. $secs[-1])
+{
+	my $sum = 0;
+	$sum += $tok{$_} // 0 for $t .. $t + $span - 1;
+	$worst = $sum if $sum > $worst;
+}
+cmp_ok($worst, '<=', 100 * ($span + 2) + 2 * $per_req,
+	"at most $span + 2 seconds' tokens in any $span seconds (max $worst)")
+  or diag($json->encode($w));
+cmp_ok($secs[-1] - $secs[0], '>=', int($tok_total / 100) - 3,
+	"the tokens spread over about their budget's time ($tok_total tokens from second $secs[0] to $secs[-1])");
+
+# --- 5b. replies that use more than estimated: the debt delays the next grants ---
+# mock-echo answers its prompt: a 4,000-byte prompt with maxOutputTokens 1 is
+# estimated at about 1,000 tokens and uses about 2,000.  Under 60,000
+# tokens/min (1,000 a second) 5 of them need about 8 s between the first and
+# the last request; charged only their estimates they would go within about 4 s.
+q1(qq{SELECT allma_create_flow('{"id": "rl-echo", "startStepInstanceId": "ask", "steps": {
+  "ask": {"stepType": "LLM_INVOCATION", "llmProvider": "OPENAI", "modelId": "mock-echo",
+          "inferenceParameters": {"maxOutputTokens": 1},
+          "customConfig": {"baseUrl": "$base/v1", "apiKeySecret": "OPENAI_API_KEY", "prompt": "{{t}}"}}}}')});
+set_limit('OPENAI:mock-echo:OPENAI_API_KEY', 'NULL', 60000);
+q1("DELETE FROM allma.step_executions; DELETE FROM allma.executions");
+mock_post('/__reset');
+$since = int(time());
+q1("SELECT count(allma_start_flow('rl-echo', jsonb_build_object('t', repeat('x', 4000) || g))) FROM generate_series(1, 5) g");
+wait_all('the 5 echo executions finish');
+is(q1("SELECT count(*) FROM allma.executions WHERE status = 'COMPLETED'"), '5', 'all 5 completed');
+$w = windows($since);
+$tok_total = 0;
+$tok_total += $_->{tokens} for @$w;
+cmp_ok($tok_total, '>=', 9000, "each reply used about 2,000 tokens ($tok_total in all)");
+$log = mock_json($base, '/__log?path=/v1/chat');
+@times = sort { $a <=> $b } map { secs($_->{time}) } @$log;
+cmp_ok(scalar(@times), '==', 5, '5 requests');
+cmp_ok($times[-1] - $times[0], '>=', 0.75 * ($tok_total * 4 / 5) / 1000,
+	'the first 4 replies\' tokens spaced the requests at the limit')
+  or diag($json->encode(\@times));
+q1("DELETE FROM allma.rate_limits WHERE key = 'OPENAI:mock-echo:OPENAI_API_KEY'");
+
+# --- 6. x-ratelimit-remaining-requests: 0 pauses the key for its reset ------------
+# max_concurrent 1: the next request can only go once the reply carrying the
+# headers was settled, so the pause is certain to come before it.
+q1("DELETE FROM allma.rate_limits");
+q1("SELECT allma_set_rate_limit('$key', NULL, NULL, 1)");
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM allma_rate_limit_status() WHERE key = '$key' AND max_concurrent = 1"),
+	'the workers hold the max_concurrent limit');
+q1("DELETE FROM allma.step_executions; DELETE FROM allma.executions");
+mock_post('/__reset');
+mock_post('/__ratelimit?header_replies=1&remaining_requests=0&reset_requests=3');
+$since = int(time());
+# 30 steps one at a time take more than 3 s even unpaused (about 0.1 s each
+# here), so the seconds inside the pause would see some
+start_many('rl', 30, 'x');
+wait_all('the 30 executions finish after the pause');
+is(q1("SELECT count(*) FROM allma.executions WHERE status = 'COMPLETED'"), '30', 'all 30 completed');
+$log = mock_json($base, '/__log?path=/v1/chat');
+@times = map { secs($_->{time}) } @$log;
+cmp_ok(scalar(@times), '==', 30, '30 requests, none failed');
+cmp_ok($times[1] - $times[0], '>=', 2.9,
+	'no request of the key went before the reset (3 s) the first reply named')
+  or diag($json->encode(\@times));
+$w = windows($since);
+my %req = map { $_->{start} => $_->{requests} } @$w;
+my $first = (sort { $a <=> $b } keys %req)[0];
+# [T, T + 3) holds the whole seconds first + 1 and first + 2; first and first + 3 are the edges
+is(($req{ $first + 1 } // 0) + ($req{ $first + 2 } // 0), 0,
+	'the mock counted no request in the seconds strictly inside the pause')
+  or diag($json->encode($w));
+is(q1("SELECT count(*) FROM allma.step_executions WHERE status = 'RETRYING'"), '0',
+	'no step failed: the pause came from the headers, not a 429');
 
 done_testing();
