@@ -110,6 +110,19 @@ SELECT allma_wait(:'p');
 SELECT flow_id, options->'priority' AS priority FROM allma.executions
  WHERE root_execution_id = :'p' ORDER BY depth;
 
+CREATE FUNCTION pg_temp.wait_until(condition text, timeout interval DEFAULT '120 s') RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+	ok boolean;
+	deadline timestamptz := clock_timestamp() + timeout;
+BEGIN
+	LOOP
+		EXECUTE condition INTO ok;
+		IF ok THEN RETURN true; END IF;
+		IF clock_timestamp() > deadline THEN RETURN false; END IF;
+		PERFORM pg_sleep(0.02);
+	END LOOP;
+END $$;
 -- an execution queued on a concurrency key gets its priority when it is
 -- admitted (its path is made then)
 SELECT allma_create_flow($${"id": "prio-wait", "startStepInstanceId": "w",
@@ -120,7 +133,14 @@ SELECT allma_start_flow('prio-wait', '{"n": 2}',
                         '{"concurrencyKey": "prio-k", "maxConcurrent": 1, "priority": 120}') AS pb \gset
 SELECT status, (SELECT count(*) FROM allma.execution_paths p WHERE p.execution_id = x.execution_id) AS paths
   FROM allma.executions x WHERE execution_id = :'pb';
+SELECT pg_temp.wait_until(format($$ SELECT EXISTS (SELECT FROM allma.waits w
+       WHERE w.execution_id = %L AND w.status = 'OPEN') $$, :'pa')) AS first_parked;
 SELECT allma_cancel_execution(:'pa') IS NOT NULL AS first_cancelled;
 SELECT x.status, p.priority FROM allma.executions x JOIN allma.execution_paths p USING (execution_id)
  WHERE x.execution_id = :'pb';
+-- (cancelled once parked: a path a worker holds while it is cancelled is
+-- dropped only when a worker next takes it, which a parked wait is not)
+SELECT pg_temp.wait_until(format($$ SELECT EXISTS (SELECT FROM allma.waits w
+       WHERE w.execution_id = %L AND w.status = 'OPEN') $$, :'pb')) AS parked;
 SELECT allma_cancel_execution(:'pb') IS NOT NULL AS second_cancelled;
+SELECT count(*) AS paths_left FROM allma.execution_paths WHERE execution_id IN (:'pa', :'pb');

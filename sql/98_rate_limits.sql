@@ -101,14 +101,18 @@ SELECT count(*) AS started FROM (
                           format('{"executionId": "00000000-0000-4000-8000-0000000098b%s"}', i)::jsonb)
     FROM generate_series(1, 2) i) s;
 SELECT pg_temp.wait_until($$ SELECT count(*) = 5 FROM allma.live_path_waits
-                             WHERE waiting_on = 'rate_limit' $$) AS parked;
+                             WHERE waiting_on = 'rate_limit'
+                               AND execution_id::text LIKE '00000000-0000-4000-8000-0000000098%' $$) AS parked;
 SELECT execution_id, status, waiting_on, rate_limit_key
-  FROM allma.live_path_waits ORDER BY execution_id;
+  FROM allma.live_path_waits
+ WHERE execution_id::text LIKE '00000000-0000-4000-8000-0000000098%' ORDER BY execution_id;
 SELECT p.request->'rateLimit'->>'group' AS "group", p.request->'rateLimit'->>'subkey' AS subkey,
        p.request->'rateLimit' ? 'since' AS has_since, p.status
-  FROM allma.execution_paths p ORDER BY p.execution_id;
+  FROM allma.execution_paths p
+ WHERE p.execution_id::text LIKE '00000000-0000-4000-8000-0000000098%' ORDER BY p.execution_id;
 SELECT execution_id, waiting_on, waits->0->>'waitingOn' AS w, waits->0->>'rateLimitKey' AS key
-  FROM allma.execution_progress ORDER BY execution_id;
+  FROM allma.execution_progress
+ WHERE execution_id::text LIKE '00000000-0000-4000-8000-0000000098%' ORDER BY execution_id;
 SELECT waiting_rate_limits FROM allma.worker_status LIMIT 1;
 SELECT key, parked FROM allma_rate_limit_status() ORDER BY key;
 SET ROLE regress_allma_rl_user;
