@@ -21,6 +21,7 @@ OBJS = \
 	src/http_transfer.o \
 	src/http_sql.o \
 	src/store.o \
+	src/store_forks.o \
 	src/priority.o \
 	src/engine.o \
 	src/retry.o \
