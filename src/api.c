@@ -668,12 +668,21 @@ allma_start_execution(const AllmaStartRequest *req)
 	{
 		Oid			types[5] = {UUIDOID, TEXTOID, JSONBOID, TIMESTAMPTZOID, INT4OID};
 		Datum		values[5];
+		int			keyed_level;
 
 		values[0] = UUIDPGetDatum(execution_id);
 		values[1] = CStringGetTextDatum(start->id);
 		values[2] = JsonbPGetDatum(context);
 		values[3] = TimestampTzGetDatum(due);
 		values[4] = Int32GetDatum(req->priority);
+
+		/*
+		 * As a key lookup: the plan of its foreign-key check is made at the
+		 * first start after a cleanup, when allma.executions is empty, and
+		 * as a sequential scan every later start of a big batch (100,000
+		 * in one statement) would read all executions started before it.
+		 */
+		keyed_level = allma_spi_keyed_begin();
 		/* only a priority names 1.1's column: a 1.0 schema still starts flows */
 		allma_owner_exec(req->priority != 0 ?
 						 "INSERT INTO allma.execution_paths (execution_id, path_id, step_instance_id, "
@@ -681,6 +690,7 @@ allma_start_execution(const AllmaStartRequest *req)
 						 "INSERT INTO allma.execution_paths (execution_id, path_id, step_instance_id, "
 						 "context, due_at) VALUES ($1, 0, $2, $3, $4)",
 						 req->priority != 0 ? 5 : 4, types, values, NULL, SPI_OK_INSERT);
+		allma_spi_keyed_end(keyed_level);
 	}
 	allma_owner_end(&st);
 

@@ -89,13 +89,21 @@ allma_lifecycle_notify_at_commit(void)
 
 /*
  * exec_sql runs a statement through SPI and checks its result; the
- * caller's memory context stays current
+ * caller's memory context stays current.  Every statement here finds its
+ * rows by key or through a partial index: it runs as a key lookup
+ * (allma_spi_execute_keyed), so that a plan made while the tables were
+ * empty (the workers' time-out check, planned at the first pass after a
+ * cleanup, was a sequential scan of allma.executions on every pass once
+ * 100,000 executions waited) cannot scan them later.
  */
 static void
 exec_sql(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 {
 	MemoryContext cxt = CurrentMemoryContext;
+	int			level = allma_spi_keyed_begin();
 	int			rc = allma_spi_execute(sql, nargs, types, values, NULL, false, 0);
+
+	allma_spi_keyed_end(level);
 
 	/* SPI leaves its own context current: the caller's allocations go on */
 	MemoryContextSwitchTo(cxt);
@@ -106,6 +114,7 @@ exec_sql(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 /*
  * exec_kept runs sql as a plan kept in *slot (prepared on first use), for
  * the statements the workers run on every pass; like exec_sql otherwise
+ * (a key lookup too)
  */
 static void
 exec_kept(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types, Datum *values, int expected)
@@ -123,7 +132,7 @@ exec_kept(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types, Datum *value
 		SPI_keepplan(plan);
 		*slot = plan;
 	}
-	rc = SPI_execute_plan(*slot, values, NULL, false, 0);
+	rc = allma_spi_execute_keyed(*slot, values, NULL, false, 0);
 	MemoryContextSwitchTo(cxt);
 	if (rc != expected)
 		elog(ERROR, "allma: lifecycle statement failed (%s)", SPI_result_code_string(rc));
@@ -372,6 +381,17 @@ allma_cancel_execution(PG_FUNCTION_ARGS)
  * would otherwise walk the whole index of parked paths per call; the wait's
  * status is compared as "status || ''" for the same reason: the index of
  * open waits).
+ *
+ * No joins: the wait's starter comes from a subquery of its own that looks
+ * the execution up by its primary key.  A join of waits and executions was
+ * planned, when the statistics said executions was empty (an ANALYZE while
+ * the 100,000 executions' start was still uncommitted records 0 rows on
+ * all their pages), as a nested loop over a full scan of executions_pkey
+ * (ordered for a merge join) with the key as a join filter: every resume
+ * read every execution (t/057_resume_plans.pl).  A single-table lookup
+ * by all columns of a key has no such plan: only the key's index, or a
+ * sequential scan, which costs the table's real size in pages whatever the
+ * statistics say.
  */
 #define RESUME_FIND_OPEN	0
 #define RESUME_FIND_LATEST	1
@@ -383,7 +403,8 @@ static SPIPlanPtr resume_plans[5];
 /*
  * resume_exec runs resume statement "which" (prepared and kept on first
  * use: a resume from SELECT ... FROM a big set would otherwise spend most
- * of its time planning) and checks SPI's result.
+ * of its time planning) as a key lookup (allma_spi_execute_keyed: no plan
+ * made on an empty table scans it later) and checks SPI's result.
  */
 static void
 resume_exec(int which, const char *sql, int nargs, Oid *types, Datum *values, int expected)
@@ -400,7 +421,7 @@ resume_exec(int which, const char *sql, int nargs, Oid *types, Datum *values, in
 		SPI_keepplan(plan);
 		resume_plans[which] = plan;
 	}
-	rc = SPI_execute_plan(resume_plans[which], values, NULL, false, 0);
+	rc = allma_spi_execute_keyed(resume_plans[which], values, NULL, false, 0);
 	if (rc != expected)
 		elog(ERROR, "allma: resume statement failed (%s)", SPI_result_code_string(rc));
 }
@@ -482,28 +503,32 @@ allma_resume_flow(PG_FUNCTION_ARGS)
 
 		/* the open wait with its starter ... */
 		resume_exec(RESUME_FIND_OPEN,
-					"SELECT w.root_execution_id, w.execution_id, w.path_id, w.seq, x.started_by "
-					"  FROM allma.waits w JOIN allma.executions x USING (execution_id) "
+					"SELECT w.root_execution_id, w.execution_id, w.path_id, w.seq, "
+					"       (SELECT x.started_by FROM allma.executions x "
+					"         WHERE x.execution_id = w.execution_id) "
+					"  FROM allma.waits w "
 					" WHERE w.correlation_key = $1 AND w.status = 'OPEN'",
 					1, types, values, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 		{
 			/* ... else the latest, for the error that says how it ended */
 			resume_exec(RESUME_FIND_LATEST,
-						"SELECT w.status, x.started_by "
-						"  FROM allma.waits w JOIN allma.executions x USING (execution_id) "
+						"SELECT w.status, "
+						"       (SELECT x.started_by FROM allma.executions x "
+						"         WHERE x.execution_id = w.execution_id) "
+						"  FROM allma.waits w "
 						" WHERE w.correlation_key = $1 ORDER BY w.created_at DESC LIMIT 1",
 						1, types, values, SPI_OK_SELECT);
 			if (SPI_processed == 0)
 				wait_not_open(key, NULL);
 			starter = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 													 2, &isnull));
-			if (!may_control(caller, starter))
+			if (isnull || !may_control(caller, starter))
 				wait_not_open(key, NULL);
 			wait_not_open(key, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 		}
 		starter = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
-		if (!may_control(caller, starter))
+		if (isnull || !may_control(caller, starter))
 			wait_not_open(key, NULL);
 		root = MemoryContextAlloc(TopTransactionContext, sizeof(pg_uuid_t));
 		memcpy(root, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,

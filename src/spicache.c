@@ -18,6 +18,9 @@
  * the cache.  Two texts with the same 64-bit hash: the second one runs
  * unsaved too (its text is compared, never trusted to the hash).
  *
+ * allma_spi_execute_keyed runs a saved plan of a key lookup with the plan
+ * shapes that scan a table or a whole index disabled (see below).
+ *
  * IDENTIFICATION
  *	  src/spicache.c
  *
@@ -27,6 +30,7 @@
 
 #include "common/hashfn.h"
 #include "executor/spi.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
@@ -147,4 +151,51 @@ allma_spi_cache_reset(void)
 	}
 	hash_destroy(spi_cache);
 	spi_cache = NULL;
+}
+
+/*
+ * allma_spi_execute_keyed runs a saved plan whose every row is found by a
+ * key (allma_resume_flow's statements, a wait's payload): whatever plan it
+ * gets, it must look its rows up by index.  A generic plan is made once and
+ * kept until the tables' statistics change; made while a table was empty
+ * or believed empty (right after a cleanup, or after an ANALYZE that ran
+ * while the rows' inserting transaction was still open), it would be a
+ * sequential scan, and every later call would read the whole table.  So it
+ * runs, and is (re)planned, with sequential scans, bitmap scans, hash and
+ * merge joins disabled (store.c does the same for the workers' batches);
+ * the planner still uses them where nothing else is possible.  The plans
+ * of foreign-key checks (PostgreSQL's own, kept per backend) that a
+ * statement fires are made in the same scope.  allma_spi_keyed_begin and
+ * allma_spi_keyed_end open and close that scope around other statements
+ * (nested in the order of the other GUC nest levels; an error unwinds it).
+ */
+int
+allma_spi_keyed_begin(void)
+{
+	static const char *const off[] = {"enable_seqscan", "enable_bitmapscan",
+	"enable_hashjoin", "enable_mergejoin"};
+	int			nestlevel = NewGUCNestLevel();
+
+	for (int i = 0; i < lengthof(off); i++)
+		(void) set_config_option(off[i], "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+void
+allma_spi_keyed_end(int nestlevel)
+{
+	AtEOXact_GUC(true, nestlevel);
+}
+
+int
+allma_spi_execute_keyed(SPIPlanPtr plan, Datum *values, const char *nulls,
+						bool read_only, long tcount)
+{
+	int			nestlevel = allma_spi_keyed_begin();
+	int			rc;
+
+	rc = SPI_execute_plan(plan, values, nulls, read_only, tcount);
+	allma_spi_keyed_end(nestlevel);
+	return rc;
 }

@@ -35,6 +35,7 @@
 #include "defcheck.h"
 #include "jsonb_util.h"
 #include "lifecycle.h"
+#include "spicache.h"
 #include "steps.h"
 #include "template.h"
 
@@ -61,7 +62,8 @@ run_kept(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types, Datum *values
 		SPI_keepplan(plan);
 		*slot = plan;
 	}
-	return SPI_execute_plan(*slot, values, NULL, false, count);
+	/* key lookups, whatever the statistics said when it was planned */
+	return allma_spi_execute_keyed(*slot, values, NULL, false, count);
 }
 
 /*
