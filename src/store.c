@@ -821,6 +821,7 @@ typedef struct ExecutionWrite
 	pg_uuid_t	execution_id;
 	int32		n;				/* step attempts recorded in this batch */
 	AllmaPathState *main;		/* its main path, when that ended here */
+	bool		parked;			/* a path of it parks (WAITING) in this batch */
 } ExecutionWrite;
 
 static int
@@ -842,12 +843,22 @@ execution_write_cmp(const void *a, const void *b)
  * out) keeps that end; only its step_count grows.  Returns the number of
  * executions this batch ended; their NOTIFYs and completion actions are
  * queued in the same transaction.
+ *
+ * Executions of which a path parks (WAITING: an external event, a sync
+ * sub-flow) are written too, even without a step attempt: the row lock
+ * orders this batch with a cancel or a time-out of the execution.  One that
+ * ended first (while this pass held the path, which the ending skipped)
+ * has its paths dropped and its waits released here, instead of a parked
+ * path staying until its deadline; one that ends after this batch commits
+ * finds the parked path and its wait committed, and drops them itself.
  */
 static int
 save_executions(List *paths)
 {
 	ExecutionWrite *w = palloc(sizeof(ExecutionWrite) * Max(list_length(paths), 1));
 	int			n = 0;
+	pg_uuid_t  *parked_ids;
+	int			nparked = 0;
 	Column		e,
 				count,
 				status,
@@ -860,16 +871,19 @@ save_executions(List *paths)
 	{
 		AllmaPathState *ps = lfirst(lc);
 		bool		ends = ps->ended && ps->path_id == 0;
+		bool		parks = ps->waiting && !ps->ended && ps->path_id >= 0;
 
-		if (ps->records == NIL && !ends)
+		if (ps->records == NIL && !ends && !parks)
 			continue;
 		w[n].execution_id = ps->execution_id;
 		w[n].n = list_length(ps->records);
 		w[n].main = ends ? ps : NULL;
+		w[n].parked = parks;
 		n++;
 	}
 	if (n == 0)
 		return 0;
+	parked_ids = palloc(sizeof(pg_uuid_t) * n);
 	qsort(w, n, sizeof(ExecutionWrite), execution_write_cmp);
 	col_init(&e, UUIDOID, n);
 	col_init(&count, INT4OID, n);
@@ -880,6 +894,7 @@ save_executions(List *paths)
 	{
 		int32		sum = w[i].n;
 		AllmaPathState *main = w[i].main;
+		bool		parked = w[i].parked;
 
 		while (i + 1 < n && execution_write_cmp(&w[i], &w[i + 1]) == 0)
 		{
@@ -887,7 +902,10 @@ save_executions(List *paths)
 			sum += w[i].n;
 			if (w[i].main != NULL)
 				main = w[i].main;
+			parked = parked || w[i].parked;
 		}
+		if (parked)
+			parked_ids[nparked++] = w[i].execution_id;
 		col_add(&e, UUIDPGetDatum(&w[i].execution_id), false);
 		col_add(&count, Int32GetDatum(sum), false);
 		col_add_text(&status, main == NULL ? NULL : main->failed ? "FAILED" : "COMPLETED");
@@ -943,6 +961,8 @@ save_executions(List *paths)
 		pg_uuid_t  *keyed_ids = palloc(sizeof(pg_uuid_t) * Max(nrows, 1));
 		char	  **keys = palloc(sizeof(char *) * Max(nrows, 1));
 		bool	   *held = palloc(sizeof(bool) * Max(nrows, 1));
+		pg_uuid_t  *dead = palloc(sizeof(pg_uuid_t) * Max(nparked, 1));
+		int			ndead = 0;
 
 		for (uint64 i = 0; i < nrows; i++)
 		{
@@ -951,6 +971,24 @@ save_executions(List *paths)
 			char	   *id;
 			char	   *key;
 
+			/* parked paths of an execution another transaction ended */
+			if (nparked > 0)
+			{
+				char	   *st = SPI_getvalue(tup, tuptable->tupdesc, 3);
+				pg_uuid_t  *xid = DatumGetUUIDP(SPI_getbinval(tup, tuptable->tupdesc, 6, &isnull));
+
+				if (strcmp(st, "CANCELLED") == 0 || strcmp(st, "TIMED_OUT") == 0)
+				{
+					for (int k = 0; k < nparked; k++)
+					{
+						if (memcmp(&parked_ids[k], xid, sizeof(pg_uuid_t)) == 0)
+						{
+							memcpy(&dead[ndead++], xid, sizeof(pg_uuid_t));
+							break;
+						}
+					}
+				}
+			}
 			/* only the executions this statement ended */
 			if (!DatumGetBool(SPI_getbinval(tup, tuptable->tupdesc, 4, &isnull)) || isnull)
 				continue;
@@ -972,6 +1010,8 @@ save_executions(List *paths)
 		/* their onCompletionActions, in the same transaction */
 		if (finished != NIL)
 			allma_completion_plan(paths, finished);
+		/* dropped, not parked: the paths, and their waits released */
+		allma_lifecycle_drop_paths(ndead, dead);
 		return list_length(finished);
 	}
 }
