@@ -11,7 +11,10 @@
  * waits with SKIP LOCKED, so it never waits for a path a worker holds and
  * cannot deadlock with a pass: a path held by a pass stays until the
  * worker next claims it and, seeing the execution is no longer RUNNING,
- * drops it without running a step.  A pass that ends the execution at the
+ * drops it without running a step; a pass that parks the path (a wait, a
+ * sync sub-flow) would not claim it again before the wait's deadline, so
+ * its save writes the execution's row, finds it ended and drops the path
+ * and releases the wait itself (store.c).  A pass that ends the execution at the
  * same moment updates it only while it is still RUNNING: whichever commits
  * first decides, exactly one terminal status.
  *
