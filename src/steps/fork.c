@@ -522,7 +522,7 @@ collect_out_of_line(AllmaPathState *ps)
 						   "  ORDER BY path_id LIMIT " CppAsString2(ALLMA_LARGE_PART_ELEMENTS) ") b), "
 						   "g AS (SELECT count(*) AS n, coalesce(max(path_id), 0) AS last, "
 						   "  coalesce(max(k), -1) AS klast, coalesce(bool_and(k > coalesce(prev, $6)), true) AS sorted, "
-						   "  jsonb_agg(r ORDER BY path_id) AS v FROM c), "
+						   "  jsonb_agg(r) AS v FROM c), "
 						   "ins AS (INSERT INTO allma.large_values (root_execution_id, value_id, part, "
 						   "  first_element, execution_id, value, bytes) "
 						   "  SELECT $3, $4, $7, $8, $1, v, pg_column_size(v) FROM g WHERE n > 0 AND sorted "
