@@ -1147,13 +1147,42 @@ save_history(List *paths)
 int
 allma_store_save(List *paths)
 {
+	bool		woke;
+
+	allma_store_save_paths(paths);
+	return allma_store_save_counts(paths, &woke);
+}
+
+/*
+ * allma_store_save_paths writes the batch's history, forks and paths: the
+ * first half of allma_store_save.  SPI must be connected.
+ */
+void
+allma_store_save_paths(List *paths)
+{
 	if (paths == NIL)
-		return 0;
+		return;
 	save_history(paths);
 	allma_store_save_joined_forks(paths);
 	allma_store_save_new_forks(paths);
 	save_paths(paths);
-	allma_store_save_branches(paths);
+}
+
+/*
+ * allma_store_save_counts counts finished branches into their forks and
+ * writes the executions: the second half of allma_store_save, the one that
+ * takes row locks other workers wait for (a fork's row, an execution's row,
+ * held until commit), so a pass runs what it may between the halves.
+ * *woke says whether it made paths due now (a joining parent, released
+ * branches).  Returns the number of executions that became terminal.
+ */
+int
+allma_store_save_counts(List *paths, bool *woke)
+{
+	*woke = false;
+	if (paths == NIL)
+		return 0;
+	*woke = allma_store_save_branches(paths);
 	return save_executions(paths);
 }
 

@@ -39,8 +39,12 @@
 #define prepare(sql, nargs, types) allma_store_prepare(sql, nargs, types)
 #define prepare_keyed(sql, nargs, types) allma_store_keyed_prepare(sql, nargs, types)
 
-/* the branches of a joined fork are deleted this many at a time */
-#define DELETE_BRANCHES_CHUNK 50000
+/*
+ * the branches of a joined fork are deleted this many at a time (the
+ * chunk's row addresses are one array in the worker: 10,000 of them, ~0.5 MB
+ * while it is built)
+ */
+#define DELETE_BRANCHES_CHUNK 10000
 
 static SPIPlanPtr insert_forks_plan = NULL;
 static SPIPlanPtr insert_branches_plan = NULL;
@@ -234,9 +238,10 @@ typedef struct ForkTally
  * last branch just finished runnable again, to join.  The fork rows are
  * locked in a fixed order first, so that concurrent workers neither
  * deadlock nor both see the count reach zero: exactly one transaction
- * triggers each join.
+ * triggers each join.  Returns whether it made paths due now (a parent to
+ * join, released branches).
  */
-void
+bool
 allma_store_save_branches(List *paths)
 {
 	ListCell   *lc;
@@ -254,6 +259,7 @@ allma_store_save_branches(List *paths)
 	Datum		args[5];
 	Column		we,
 				wp;
+	bool		woke = false;
 
 	foreach(lc, paths)
 	{
@@ -263,7 +269,7 @@ allma_store_save_branches(List *paths)
 			nended++;
 	}
 	if (nended == 0)
-		return;
+		return false;
 
 	col_init(&e, UUIDOID, nended);
 	col_init(&p, INT8OID, nended);
@@ -423,6 +429,8 @@ allma_store_save_branches(List *paths)
 				rargs[1] = Int64GetDatum(fork);
 				rargs[2] = Int32GetDatum(finished);
 				execute_plan(release_branches_plan, rargs, SPI_OK_UPDATE);
+				if (SPI_processed > 0)
+					woke = true;
 			}
 		}
 	}
@@ -443,7 +451,9 @@ allma_store_save_branches(List *paths)
 		args[0] = col_array(&we);
 		args[1] = col_array(&wp);
 		execute_plan(wake_parents_plan, args, SPI_OK_UPDATE);
+		woke = true;
 	}
+	return woke;
 }
 
 /*
@@ -502,7 +512,7 @@ allma_store_save_joined_forks(List *paths)
 
 			/*
 			 * The branches of one fork in chunks, in path order from where
-			 * the last chunk ended (a million-branch fork: 20 statements,
+			 * the last chunk ended (a million-branch fork: 100 statements,
 			 * none rescanning the rows deleted before it).  Planned for its
 			 * values each time (a generic plan, a cached plan after five
 			 * runs, joined every chunk against all the execution's rows),
