@@ -22,4 +22,7 @@
 #define ALLMA_PRIORITY_MIN		(-3600)
 #define ALLMA_PRIORITY_MAX		3600
 
+/* allma.claim_order(due_at, priority): the claim key (SQL-callable) */
+extern Datum allma_claim_order(PG_FUNCTION_ARGS);
+
 #endif							/* ALLMA_PRIORITY_H */

@@ -52,6 +52,28 @@
 int			allma_store_owner_slot = -1;
 
 static SPIPlanPtr claim_plan = NULL;
+
+/*
+ * The claim's floor.  Paths leave the claim index's key order at its low
+ * end (each claimed path is updated out of READY), and the entries of the
+ * old row versions stay in the index until a vacuum: a wide fork leaves a
+ * million of them, which a claim reading from the start walks every time
+ * (thousands of index pages per claim at a million branches).  So while
+ * claims come back full, the next claim starts at the lowest key the last
+ * one took (an index condition: the walk is skipped): what is still READY
+ * below it is either locked by another worker or became due below it since
+ * (a high priority, a past due time), and the claim reads from the start
+ * again once it finds less than a batch, and at least every
+ * CLAIM_FULL_SCAN_EVERY claims or CLAIM_FULL_SCAN_MS, whichever comes
+ * first: under a full queue such a path waits at most that long.  (Counted
+ * in claims first, so that the share of claims that walk the old entries
+ * does not grow when passes slow down.)
+ */
+#define CLAIM_FULL_SCAN_EVERY 16
+#define CLAIM_FULL_SCAN_MS 1000
+static TimestampTz claim_floor = DT_NOBEGIN;
+static TimestampTz last_full_claim = 0;
+static int	claims_since_full = 0;
 static SPIPlanPtr update_paths_plan = NULL;
 static SPIPlanPtr delete_paths_plan = NULL;
 static SPIPlanPtr save_executions_plan = NULL;
@@ -139,6 +161,7 @@ allma_store_reset(void)
 			SPI_freeplan(*plans[i]);
 		*plans[i] = NULL;
 	}
+	claim_floor = DT_NOBEGIN;
 	allma_store_forks_reset();
 }
 
@@ -192,11 +215,17 @@ fail_unloadable(AllmaPathState *ps, const char *flow_id, int32 version)
 List *
 allma_store_claim(int limit)
 {
-	Datum		args[2] = {Int32GetDatum(limit), TimestampTzGetDatum(GetCurrentTimestamp())};
+	TimestampTz now = GetCurrentTimestamp();
+	bool		full = claim_floor == DT_NOBEGIN || ++claims_since_full >= CLAIM_FULL_SCAN_EVERY ||
+		TimestampDifferenceExceeds(last_full_claim, now, CLAIM_FULL_SCAN_MS);
+	Datum		args[3] = {Int32GetDatum(limit), TimestampTzGetDatum(now),
+	TimestampTzGetDatum(full ? DT_NOBEGIN : claim_floor)};
+	List	   *paths;
+	ListCell   *lc;
 
 	if (claim_plan == NULL)
 	{
-		Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
+		Oid			types[3] = {INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 
 		/*
 		 * The paths are picked and locked first, by the claim index in
@@ -217,6 +246,7 @@ allma_store_claim(int limit)
 							 "    AND allma.claim_order(due_at, priority) <= "
 							 "        allma.claim_order($2, " CppAsString2(ALLMA_PRIORITY_MIN) ") "
 							 "    AND allma.claim_order(due_at, 0) <= $2 "
+							 "    AND allma.claim_order(due_at, priority) >= $3 "
 							 /* not a dead worker's path: those run alone (claim_suspect) */
 							 "    AND NOT EXISTS (SELECT FROM allma.path_failures s "
 							 "      WHERE s.execution_id = execution_paths.execution_id "
@@ -225,11 +255,38 @@ allma_store_claim(int limit)
 							 "  ORDER BY allma.claim_order(due_at, priority) LIMIT $1 "
 							 "  FOR UPDATE SKIP LOCKED) "
 							 CLAIM_SELECT "FROM picked p " CLAIM_JOINS
-							 "ORDER BY allma.claim_order(p.due_at, p.priority)", 2, types);
+							 "ORDER BY allma.claim_order(p.due_at, p.priority)", 3, types);
 	}
 
 	execute_plan(claim_plan, args, SPI_OK_SELECT);
-	return paths_from_claim();
+	paths = paths_from_claim();
+
+	/*
+	 * The next claim starts at the lowest key claimed now while batches
+	 * come full; a claim that finds less than a batch, and one every
+	 * CLAIM_FULL_SCAN_MS, reads from the start again.
+	 */
+	if (full)
+	{
+		last_full_claim = now;
+		claims_since_full = 0;
+	}
+	if (list_length(paths) < limit)
+		claim_floor = DT_NOBEGIN;
+	else
+	{
+		claim_floor = DT_NOEND;
+		foreach(lc, paths)
+		{
+			AllmaPathState *ps = lfirst(lc);
+			TimestampTz key = DatumGetTimestampTz(DirectFunctionCall2(allma_claim_order,
+																	  TimestampTzGetDatum(ps->due_at),
+																	  Int32GetDatum(ps->priority)));
+
+			claim_floor = Min(claim_floor, key);
+		}
+	}
+	return paths;
 }
 
 /*
@@ -1130,13 +1187,42 @@ save_history(List *paths)
 int
 allma_store_save(List *paths)
 {
+	bool		woke;
+
+	allma_store_save_paths(paths);
+	return allma_store_save_counts(paths, &woke);
+}
+
+/*
+ * allma_store_save_paths writes the batch's history, forks and paths: the
+ * first half of allma_store_save.  SPI must be connected.
+ */
+void
+allma_store_save_paths(List *paths)
+{
 	if (paths == NIL)
-		return 0;
+		return;
 	save_history(paths);
 	allma_store_save_joined_forks(paths);
 	allma_store_save_new_forks(paths);
 	save_paths(paths);
-	allma_store_save_branches(paths);
+}
+
+/*
+ * allma_store_save_counts counts finished branches into their forks and
+ * writes the executions: the second half of allma_store_save, the one that
+ * takes row locks other workers wait for (a fork's row, an execution's row,
+ * held until commit), so a pass runs what it may between the halves.
+ * *woke says whether it made paths due now (a joining parent, released
+ * branches).  Returns the number of executions that became terminal.
+ */
+int
+allma_store_save_counts(List *paths, bool *woke)
+{
+	*woke = false;
+	if (paths == NIL)
+		return 0;
+	*woke = allma_store_save_branches(paths);
 	return save_executions(paths);
 }
 

@@ -26,6 +26,8 @@ extern List *allma_store_claim_inflight(int n, pg_uuid_t *executions, int64 *pat
 										int32 *attempts, int32 *seqs);
 extern int	allma_store_release_inflight(int slot);
 extern int	allma_store_save(List *paths);
+extern void allma_store_save_paths(List *paths);
+extern int	allma_store_save_counts(List *paths, bool *woke);
 extern TimestampTz allma_store_next_due(bool deadlines);
 extern void allma_store_reset(void);
 

@@ -39,8 +39,12 @@
 #define prepare(sql, nargs, types) allma_store_prepare(sql, nargs, types)
 #define prepare_keyed(sql, nargs, types) allma_store_keyed_prepare(sql, nargs, types)
 
-/* the branches of a joined fork are deleted this many at a time */
-#define DELETE_BRANCHES_CHUNK 50000
+/*
+ * the branches of a joined fork are deleted this many at a time (the
+ * chunk's row addresses are one array in the worker: 10,000 of them, ~0.5 MB
+ * while it is built)
+ */
+#define DELETE_BRANCHES_CHUNK 10000
 
 static SPIPlanPtr insert_forks_plan = NULL;
 static SPIPlanPtr insert_branches_plan = NULL;
@@ -234,9 +238,10 @@ typedef struct ForkTally
  * last branch just finished runnable again, to join.  The fork rows are
  * locked in a fixed order first, so that concurrent workers neither
  * deadlock nor both see the count reach zero: exactly one transaction
- * triggers each join.
+ * triggers each join.  Returns whether it made paths due now (a parent to
+ * join, released branches).
  */
-void
+bool
 allma_store_save_branches(List *paths)
 {
 	ListCell   *lc;
@@ -254,6 +259,7 @@ allma_store_save_branches(List *paths)
 	Datum		args[5];
 	Column		we,
 				wp;
+	bool		woke = false;
 
 	foreach(lc, paths)
 	{
@@ -263,7 +269,7 @@ allma_store_save_branches(List *paths)
 			nended++;
 	}
 	if (nended == 0)
-		return;
+		return false;
 
 	col_init(&e, UUIDOID, nended);
 	col_init(&p, INT8OID, nended);
@@ -423,6 +429,8 @@ allma_store_save_branches(List *paths)
 				rargs[1] = Int64GetDatum(fork);
 				rargs[2] = Int32GetDatum(finished);
 				execute_plan(release_branches_plan, rargs, SPI_OK_UPDATE);
+				if (SPI_processed > 0)
+					woke = true;
 			}
 		}
 	}
@@ -443,7 +451,9 @@ allma_store_save_branches(List *paths)
 		args[0] = col_array(&we);
 		args[1] = col_array(&wp);
 		execute_plan(wake_parents_plan, args, SPI_OK_UPDATE);
+		woke = true;
 	}
+	return woke;
 }
 
 /*
@@ -494,25 +504,40 @@ allma_store_save_joined_forks(List *paths)
 		bargs[2] = Int64GetDatum(-1);
 		do
 		{
+			static const char *const off[] = {"enable_seqscan", "enable_bitmapscan", "enable_sort", "jit"};
 			bool		isnull;
 			Oid			btypes[3] = {UUIDOID, INT8OID, INT8OID};
+			int			nestlevel;
+			int			rc;
 
 			/*
 			 * The branches of one fork in chunks, in path order from where
-			 * the last chunk ended (a million-branch fork: 20 statements,
+			 * the last chunk ended (a million-branch fork: 100 statements,
 			 * none rescanning the rows deleted before it).  Planned for its
-			 * values each time: a generic plan (a cached plan after five
-			 * runs) joined every chunk against all the execution's rows.
+			 * values each time (a generic plan, a cached plan after five
+			 * runs, joined every chunk against all the execution's rows),
+			 * and with sorts, sequential and bitmap scans disabled: the
+			 * primary key's ordered scan is then the only plan, whatever
+			 * the statistics say (the branch index, sorted, would read all
+			 * the remaining branches for each chunk).  The chunk's row
+			 * addresses are one array: no tuple store of deleted rows.
 			 */
-			if (SPI_execute_with_args("WITH d AS (DELETE FROM allma.execution_paths x "
-									  " WHERE x.ctid = ANY (ARRAY("
-									  "   SELECT y.ctid FROM allma.execution_paths y "
-									  "    WHERE y.execution_id = $1 AND y.path_id > $3 AND y.parent_path_id = $2 "
-									  "      AND y.status IN ('DONE', 'FAILED') "
-									  "    ORDER BY y.path_id LIMIT " CppAsString2(DELETE_BRANCHES_CHUNK) ")) "
-									  " RETURNING x.path_id) "
-									  "SELECT count(*), coalesce(max(path_id), 0) FROM d",
-									  3, btypes, bargs, NULL, false, 0) != SPI_OK_SELECT)
+			nestlevel = NewGUCNestLevel();
+			for (int i = 0; i < lengthof(off); i++)
+				(void) set_config_option(off[i], "off", PGC_USERSET, PGC_S_SESSION,
+										 GUC_ACTION_SAVE, true, 0, false);
+			rc = SPI_execute_with_args("WITH s AS (SELECT array_agg(y.ctid) AS t, count(*) AS n, "
+									   "  coalesce(max(y.path_id), 0) AS last FROM ("
+									   "   SELECT ctid, path_id FROM allma.execution_paths "
+									   "    WHERE execution_id = $1 AND path_id > $3 AND parent_path_id = $2 "
+									   "      AND status IN ('DONE', 'FAILED') "
+									   "    ORDER BY path_id LIMIT " CppAsString2(DELETE_BRANCHES_CHUNK) ") y), "
+									   "d AS (DELETE FROM allma.execution_paths x "
+									   "  WHERE x.ctid = ANY ((SELECT t FROM s)::tid[])) "
+									   "SELECT n, last FROM s",
+									   3, btypes, bargs, NULL, false, 0);
+			AtEOXact_GUC(true, nestlevel);
+			if (rc != SPI_OK_SELECT)
 				elog(ERROR, "allma: deleting the branches of a joined fork failed");
 			deleted = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 			bargs[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);

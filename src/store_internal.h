@@ -90,7 +90,7 @@ extern void allma_store_execute_plan(SPIPlanPtr plan, Datum *args, int expected)
 
 /* store_forks.c: a batch's fork writes, and its plans */
 extern void allma_store_save_new_forks(List *paths);
-extern void allma_store_save_branches(List *paths);
+extern bool allma_store_save_branches(List *paths);
 extern void allma_store_save_joined_forks(List *paths);
 extern void allma_store_forks_reset(void);
 

@@ -695,6 +695,7 @@ claim_pass_body(WorkerPass *pass)
 {
 	ClaimPass  *cp = (ClaimPass *) pass;
 	ListCell   *lc;
+	bool		woke;
 
 	/*
 	 * Requests in flight in this slot's previous process were lost with it:
@@ -768,16 +769,25 @@ claim_pass_body(WorkerPass *pass)
 			pass->nsteps += ps->steps_run;
 		}
 	}
-	pass->nterminal = allma_store_save(pass->paths);
+	/*
+	 * The next due time is read between the two halves of the save: after
+	 * the paths are written, before the statements whose row locks (a fork's
+	 * counters, an execution's row) other workers wait for until this pass
+	 * commits.  What the second half makes due (a joining parent, released
+	 * branches) is due now.
+	 */
+	allma_store_save_paths(pass->paths);
+	if (cp->npaths < allma_batch_size)
+		cp->next_due = allma_store_next_due(cp->deadlines_checked);
+	pass->nterminal = allma_store_save_counts(pass->paths, &woke);
+	if (woke && cp->npaths < allma_batch_size)
+		cp->next_due = GetCurrentTimestamp();
 	if (cp->solo && !cp->quarantined)
 	{
 		AllmaPathState *ps = linitial(pass->paths);
 
 		allma_pathfail_forget(&ps->execution_id, ps->path_id);
 	}
-
-	if (cp->npaths < allma_batch_size)
-		cp->next_due = allma_store_next_due(cp->deadlines_checked);
 }
 
 /* a solo pass that committed: one path fewer to run alone */

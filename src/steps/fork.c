@@ -22,6 +22,8 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/uuid.h"
 
@@ -377,9 +379,11 @@ spi_jsonb(const char *sql, AllmaPathState *ps, Jsonb *arg3)
 	" FROM allma.execution_paths WHERE execution_id = $1 AND parent_path_id = $2"
 
 /*
- * collect_out_of_line builds a COLLECT_ARRAY aggregate straight into
- * allma.large_values, in parts of ALLMA_LARGE_PART_ELEMENTS branch results,
- * and returns its pointer.  The aggregate is built by one INSERT ... SELECT:
+ * collect_sorted_out_of_line builds a COLLECT_ARRAY aggregate straight
+ * into allma.large_values, in parts of ALLMA_LARGE_PART_ELEMENTS branch
+ * results, and returns its pointer: the fallback of collect_out_of_line for
+ * branches whose path order is not their item order (none that allma
+ * makes).  The aggregate is built by one INSERT ... SELECT:
  * the ordered aggregate cannot be hashed, so the parts are aggregated one
  * group at a time (each group's state is reset before the next), and the
  * sorts spill to disk past work_mem; the worker never holds more than one
@@ -387,7 +391,7 @@ spi_jsonb(const char *sql, AllmaPathState *ps, Jsonb *arg3)
  * than allma.out_of_line_threshold is read back and kept in line.
  */
 static Jsonb *
-collect_out_of_line(AllmaPathState *ps)
+collect_sorted_out_of_line(AllmaPathState *ps)
 {
 	Oid			types[4] = {UUIDOID, INT8OID, UUIDOID, UUIDOID};
 	Datum		args[4];
@@ -411,9 +415,9 @@ collect_out_of_line(AllmaPathState *ps)
 				   "  FROM b GROUP BY n / %d), "
 				   "ins AS (INSERT INTO allma.large_values (root_execution_id, value_id, part, "
 				   "  first_element, execution_id, value, bytes) "
-				   "  SELECT $3, $4, part, first, $1, v, pg_column_size(v) FROM g RETURNING bytes, first_element, value) "
-				   "SELECT coalesce(sum(bytes), 0)::int8, "
-				   "  coalesce(max(first_element + jsonb_array_length(value)), 0)::int8 FROM ins",
+				   "  SELECT $3, $4, part, first, $1, v, pg_column_size(v) FROM g "
+				   "  RETURNING bytes, first_element + jsonb_array_length(value) AS past) "
+				   "SELECT coalesce(sum(bytes), 0)::int8, coalesce(max(past), 0)::int8 FROM ins",
 				   ALLMA_LARGE_PART_ELEMENTS, ALLMA_LARGE_PART_ELEMENTS);
 	args[0] = UUIDPGetDatum(&ps->execution_id);
 	args[1] = Int64GetDatum(ps->path_id);
@@ -436,6 +440,129 @@ collect_out_of_line(AllmaPathState *ps)
 						 4, types, args, NULL, SPI_OK_DELETE);
 		allma_owner_end(&st);
 		return data;
+	}
+	return allma_large_make_ref(&id, bytes, count);
+}
+
+/*
+ * exec_in_path_order runs one of the streamed join's statements as the
+ * execution's owner, planned with sorts, sequential and bitmap scans
+ * disabled: they read a fork's branches a part at a time in path order from
+ * where the last part ended, and the only plan that does that without
+ * reading every branch for every part is the primary key's ordered scan --
+ * whatever the statistics of a table that was empty a minute ago say.
+ */
+static void
+exec_in_path_order(const char *sql, int nargs, Oid *types, Datum *args, int expected)
+{
+	static const char *const off[] = {"enable_seqscan", "enable_bitmapscan", "enable_sort", "jit"};
+	int			nestlevel = NewGUCNestLevel();
+
+	for (int i = 0; i < lengthof(off); i++)
+		(void) set_config_option(off[i], "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	allma_owner_exec(sql, nargs, types, args, NULL, expected);
+	AtEOXact_GUC(true, nestlevel);
+}
+
+/*
+ * collect_out_of_line streams a wide COLLECT_ARRAY aggregate into
+ * allma.large_values, one part of ALLMA_LARGE_PART_ELEMENTS branch results
+ * per statement, and returns its pointer.  Each statement reads the next
+ * part's branches in path order from where the last one ended (by the
+ * primary key), so the worker holds one part at a time and nothing it does
+ * grows with the fork's width: no sort or window over all branches.
+ * Branches are inserted in item order, so path order is the aggregate's
+ * order (item, then branch); each part checks that, and on a branch out of
+ * that order the parts written are dropped and the aggregate is built by
+ * collect_sorted_out_of_line instead.  An aggregate that turns out no
+ * larger than allma.out_of_line_threshold is read back and kept in line.
+ */
+static Jsonb *
+collect_out_of_line(AllmaPathState *ps)
+{
+	Oid			types[8] = {UUIDOID, INT8OID, UUIDOID, UUIDOID, INT8OID, INT8OID, INT4OID, INT8OID};
+	Datum		args[8];
+	pg_uuid_t	id;
+	AllmaAsOwner st;
+	int64		bytes = 0;
+	int64		count = 0;
+	int32		part = 0;
+	bool		sorted = true;
+	int64		n;
+
+	if (!pg_strong_random(id.data, UUID_LEN))
+		elog(ERROR, "allma: could not generate a value id");
+	id.data[6] = (id.data[6] & 0x0f) | 0x40;	/* version 4 */
+	id.data[8] = (id.data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+
+	args[0] = UUIDPGetDatum(&ps->execution_id);
+	args[1] = Int64GetDatum(ps->path_id);
+	args[2] = UUIDPGetDatum(&ps->root_execution_id);
+	args[3] = UUIDPGetDatum(&id);
+	args[4] = Int64GetDatum(-1);	/* the last path id read */
+	args[5] = Int64GetDatum(-1);	/* the last (item, branch) key read */
+	allma_owner_begin(&st);
+	do
+	{
+		bool		isnull;
+		SPITupleTable *t;
+
+		CHECK_FOR_INTERRUPTS();
+		args[6] = Int32GetDatum(part);
+		args[7] = Int64GetDatum(count);
+		exec_in_path_order(
+						   "WITH c AS (SELECT path_id, k, r, lag(k) OVER (ORDER BY path_id) AS prev FROM ("
+						   "  SELECT path_id, "
+						   "    coalesce(item_index, 0)::int8 * 4294967296 + coalesce(branch_ordinal, 0) AS k, "
+						   "    CASE WHEN status = 'DONE' THEN result "
+						   "    ELSE jsonb_build_object('branchId', branch_id, 'error', error) END AS r "
+						   "  FROM allma.execution_paths "
+						   "  WHERE execution_id = $1 AND path_id > $5 AND parent_path_id = $2 "
+						   "  ORDER BY path_id LIMIT " CppAsString2(ALLMA_LARGE_PART_ELEMENTS) ") b), "
+						   "g AS (SELECT count(*) AS n, coalesce(max(path_id), 0) AS last, "
+						   "  coalesce(max(k), -1) AS klast, coalesce(bool_and(k > coalesce(prev, $6)), true) AS sorted, "
+						   "  jsonb_agg(r) AS v FROM c), "
+						   "ins AS (INSERT INTO allma.large_values (root_execution_id, value_id, part, "
+						   "  first_element, execution_id, value, bytes) "
+						   "  SELECT $3, $4, $7, $8, $1, v, pg_column_size(v) FROM g WHERE n > 0 AND sorted "
+						   "  RETURNING bytes) "
+						   "SELECT n, last, klast, sorted, coalesce((SELECT sum(bytes) FROM ins), 0)::int8 FROM g",
+						   8, types, args, SPI_OK_SELECT);
+		t = SPI_tuptable;
+		n = DatumGetInt64(SPI_getbinval(t->vals[0], t->tupdesc, 1, &isnull));
+		args[4] = Int64GetDatum(DatumGetInt64(SPI_getbinval(t->vals[0], t->tupdesc, 2, &isnull)));
+		args[5] = Int64GetDatum(DatumGetInt64(SPI_getbinval(t->vals[0], t->tupdesc, 3, &isnull)));
+		sorted = DatumGetBool(SPI_getbinval(t->vals[0], t->tupdesc, 4, &isnull));
+		bytes += DatumGetInt64(SPI_getbinval(t->vals[0], t->tupdesc, 5, &isnull));
+		SPI_freetuptable(t);
+		count += n;
+		part++;
+	} while (sorted && n == ALLMA_LARGE_PART_ELEMENTS);
+
+	allma_owner_end(&st);
+
+	/* small after all: back in line (at most the threshold is read) */
+	if (sorted && bytes <= allma_out_of_line_threshold)
+	{
+		Jsonb	   *data = allma_large_fetch(&id);
+
+		allma_owner_begin(&st);
+		allma_owner_exec("DELETE FROM allma.large_values WHERE root_execution_id = $3 AND value_id = $4 "
+						 "AND $1 IS NOT NULL AND $2 IS NOT NULL",
+						 4, types, args, NULL, SPI_OK_DELETE);
+		allma_owner_end(&st);
+		return data;
+	}
+	/* a branch out of item order: the parts written go, and all is sorted */
+	if (!sorted)
+	{
+		allma_owner_begin(&st);
+		allma_owner_exec("DELETE FROM allma.large_values WHERE root_execution_id = $3 AND value_id = $4 "
+						 "AND $1 IS NOT NULL AND $2 IS NOT NULL",
+						 4, types, args, NULL, SPI_OK_DELETE);
+		allma_owner_end(&st);
+		return collect_sorted_out_of_line(ps);
 	}
 	return allma_large_make_ref(&id, bytes, count);
 }
