@@ -27,6 +27,7 @@
 
 #include "common/hashfn.h"
 #include "executor/spi.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
@@ -126,6 +127,25 @@ allma_spi_execute(const char *sql, int nargs, Oid *types, Datum *values,
 	if (plan == NULL)
 		return SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, tcount);
 	return SPI_execute_plan(plan, values, nulls, read_only, tcount);
+}
+
+int
+allma_keyed_planning_begin(void)
+{
+	static const char *const off[] = {"enable_seqscan", "enable_bitmapscan",
+	"enable_hashjoin", "enable_mergejoin"};
+	int			level = NewGUCNestLevel();
+
+	for (int i = 0; i < lengthof(off); i++)
+		(void) set_config_option(off[i], "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+void
+allma_keyed_planning_end(int level)
+{
+	AtEOXact_GUC(true, level);
 }
 
 void
