@@ -175,9 +175,12 @@ worker_detach(int code, Datum arg)
 	/*
 	 * What this worker held is free again once it is gone (its pass was
 	 * rolled back): a sleeping worker takes over at once, instead of at its
-	 * next naptime, while the launcher replaces this one.
+	 * next naptime, while the launcher replaces this one.  If none sleeps,
+	 * a busy one's latch is set: one that found nothing to claim only
+	 * because this worker still held it, and is on its way to sleep, then
+	 * claims again at once instead of sleeping through allma.naptime.
 	 */
-	allma_wake_workers(1, true);
+	allma_wake_workers(1, false);
 }
 
 /*

@@ -44,6 +44,7 @@
 #include "lifecycle.h"
 #include "pathstate.h"
 #include "priority.h"
+#include "spicache.h"
 #include "store.h"
 #include "store_internal.h"
 #include "steps/completion.h"
@@ -687,17 +688,7 @@ paths_from_claim(void)
 static int
 execute_keyed(SPIPlanPtr plan, Datum *args, const char *nulls, bool read_only, long count)
 {
-	static const char *const off[] = {"enable_seqscan", "enable_bitmapscan",
-	"enable_hashjoin", "enable_mergejoin"};
-	int			nestlevel = NewGUCNestLevel();
-	int			rc;
-
-	for (int i = 0; i < lengthof(off); i++)
-		(void) set_config_option(off[i], "off", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-	rc = SPI_execute_plan(plan, args, nulls, read_only, count);
-	AtEOXact_GUC(true, nestlevel);
-	return rc;
+	return allma_spi_execute_keyed(plan, args, nulls, read_only, count);
 }
 
 /*
