@@ -1992,6 +1992,40 @@ COMMENT ON INDEX allma.execution_paths_claim_idx IS
 	'The workers'' claim: runnable paths in claim order (due time moved by priority)';
 
 
+-- ==== soak: table maintenance under sustained load ====
+/*
+ * Storage parameters of the three tables every execution writes, for
+ * months of sustained load with retention purging (bench/RESULTS.md, "The
+ * soak after table maintenance"; docs/operations.md).  Autovacuum visits a
+ * database once per autovacuum_naptime (1 min by default) and vacuums the
+ * tables past their thresholds; these decide which tables qualify.
+ *
+ * allma.executions: inserted at the start, updated by the passes that run
+ * its steps and when it ends, deleted by the purge.  Vacuumed once 5 % of
+ * its rows are dead rather than 20 %: with a long retention the table is
+ * large, and the purge deletes from it in batches all day.  (A fillfactor
+ * of 85 for HOT updates was measured in the soak and not kept: the table
+ * grew by a tenth while only a fifth of the updates became HOT, since a
+ * page's inserts are updated within milliseconds, all together.)
+ *
+ * allma.execution_paths is a queue: a row is inserted, updated with a new
+ * due time (never HOT: due_at is indexed) and deleted within seconds, so
+ * the table holds few live rows and many dead ones, whose entries every
+ * claim walks in the claim index until vacuum removes them.  Vacuumed once
+ * 1,000 rows are dead, whatever its size (a scale factor would let a queue
+ * with many waiting paths collect dead rows in proportion).
+ *
+ * allma.step_executions: inserted, never updated, deleted by the purge:
+ * vacuumed after 5 % dead or 5 % newly inserted rows (the insert threshold
+ * keeps its visibility map current and freezes history in small steps).
+ */
+ALTER TABLE allma.executions SET (autovacuum_vacuum_scale_factor = 0.05);
+ALTER TABLE allma.execution_paths SET (autovacuum_vacuum_scale_factor = 0,
+									   autovacuum_vacuum_threshold = 1000);
+ALTER TABLE allma.step_executions SET (autovacuum_vacuum_scale_factor = 0.05,
+									   autovacuum_vacuum_insert_scale_factor = 0.05);
+
+
 ------------------------------------------------------------------------------
 -- Last: check that every section applied the security model
 ------------------------------------------------------------------------------

@@ -12,12 +12,17 @@
  * execution deletes the rest and no orphan can exist.
  *
  * Batches: at most allma.purge_batch_size executions per statement, oldest
- * first, picked by the index on ended_at.  Worker 0 runs one batch per
- * transaction (a pass of its own, between its other passes), every
- * allma.purge_interval, and batch after batch while full batches come
- * back; so a backlog is worked off in many short transactions, never in
- * one huge one, and the executions a worker is finishing are skipped
- * (SKIP LOCKED) rather than waited for.
+ * first, picked by the index on ended_at and deleted by their primary key:
+ * the statement is "= ANY (ARRAY(picked))", not a join with the picked
+ * rows, whose generic plan hashed a sequential scan of all of
+ * allma.executions for every batch (a cost that grew with the retention
+ * period; bench/RESULTS.md, the soak's diagnosis).  Worker 0 runs one
+ * batch per transaction (a pass of its own, between its other passes),
+ * every allma.purge_interval, and batch after batch while full batches
+ * come back, each when it has nothing else due (worker.c); so a backlog is
+ * worked off in many short transactions, never in one huge one, and the
+ * executions a worker is finishing are skipped (SKIP LOCKED) rather than
+ * waited for.
  *
  * allma_purge(older_than, flow_id) is for callers: it runs batches in the
  * caller's transaction until nothing older is left and returns how many
@@ -97,12 +102,12 @@ allma_retention_purge_batch(void)
 	if (allma_retention_s <= 0)
 		return 0;
 	if (worker_plan == NULL)
-		worker_plan = allma_store_prepare("WITH picked AS ("
+		worker_plan = allma_store_prepare("DELETE FROM allma.executions "
+										  " WHERE execution_id = ANY (ARRAY("
 										  "  SELECT execution_id FROM allma.executions "
 										  "   WHERE ended_at < $1 AND " FINISHED
-										  "   ORDER BY ended_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
-										  "DELETE FROM allma.executions e USING picked p "
-										  " WHERE e.execution_id = p.execution_id", 2, types);
+										  "   ORDER BY ended_at LIMIT $2 FOR UPDATE SKIP LOCKED))",
+										  2, types);
 	args[0] = TimestampTzGetDatum(GetCurrentTimestamp() - (int64) allma_retention_s * USECS_PER_SEC);
 	args[1] = Int32GetDatum(allma_purge_batch_size);
 	rc = SPI_execute_plan(worker_plan, args, NULL, false, 0);
