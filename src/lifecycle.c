@@ -273,6 +273,28 @@ allma_lifecycle_drop_paths(int n, pg_uuid_t *executions)
 			 1, types, values, SPI_OK_SELECT);
 }
 
+void
+allma_lifecycle_drop_parked(int n, pg_uuid_t *executions, char **statuses)
+{
+	for (int i = 0; i < n; i++)
+	{
+		char	   *idtext = DatumGetCString(DirectFunctionCall1(uuid_out,
+																 UUIDPGetDatum(&executions[i])));
+		bool		cancelled = strcmp(statuses[i], "CANCELLED") == 0;
+		Jsonb	   *child_error;
+
+		child_error = allma_error_make(cancelled ? ALLMA_ERR_CANCELLED : ALLMA_ERR_EXECUTION_TIMEOUT,
+									   psprintf(cancelled ? "parent execution %s was cancelled" :
+												"parent execution %s timed out", idtext),
+									   allma_jsonb_set_key(NULL, cancelled ? "cancelledExecutionId" :
+														   "timedOutExecutionId",
+														   allma_jsonb_string(idtext)));
+		/* only its running descendants: the execution itself has ended */
+		(void) allma_lifecycle_end_tree(&executions[i], statuses[i], child_error, child_error);
+	}
+	allma_lifecycle_drop_paths(n, executions);
+}
+
 /* ----------------------------------------------------------------
  * allma_cancel_execution
  * ----------------------------------------------------------------
