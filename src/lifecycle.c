@@ -273,6 +273,28 @@ allma_lifecycle_drop_paths(int n, pg_uuid_t *executions)
 			 1, types, values, SPI_OK_SELECT);
 }
 
+void
+allma_lifecycle_drop_parked(int n, pg_uuid_t *executions, char **statuses)
+{
+	for (int i = 0; i < n; i++)
+	{
+		char	   *idtext = DatumGetCString(DirectFunctionCall1(uuid_out,
+																 UUIDPGetDatum(&executions[i])));
+		bool		cancelled = strcmp(statuses[i], "CANCELLED") == 0;
+		Jsonb	   *child_error;
+
+		child_error = allma_error_make(cancelled ? ALLMA_ERR_CANCELLED : ALLMA_ERR_EXECUTION_TIMEOUT,
+									   psprintf(cancelled ? "parent execution %s was cancelled" :
+												"parent execution %s timed out", idtext),
+									   allma_jsonb_set_key(NULL, cancelled ? "cancelledExecutionId" :
+														   "timedOutExecutionId",
+														   allma_jsonb_string(idtext)));
+		/* only its running descendants: the execution itself has ended */
+		(void) allma_lifecycle_end_tree(&executions[i], statuses[i], child_error, child_error);
+	}
+	allma_lifecycle_drop_paths(n, executions);
+}
+
 /* ----------------------------------------------------------------
  * allma_cancel_execution
  * ----------------------------------------------------------------
@@ -406,8 +428,9 @@ static SPIPlanPtr resume_plans[5];
 /*
  * resume_exec runs resume statement "which" (prepared and kept on first
  * use: a resume from SELECT ... FROM a big set would otherwise spend most
- * of its time planning) as a key lookup (allma_spi_execute_keyed: no plan
- * made on an empty table scans it later) and checks SPI's result.
+ * of its time planning) and checks SPI's result.  The caller runs it in
+ * the scope of a key lookup (allma_spi_keyed_begin: no plan made on an
+ * empty table scans it later), one scope for the whole resume.
  */
 static void
 resume_exec(int which, const char *sql, int nargs, Oid *types, Datum *values, int expected)
@@ -424,7 +447,7 @@ resume_exec(int which, const char *sql, int nargs, Oid *types, Datum *values, in
 		SPI_keepplan(plan);
 		resume_plans[which] = plan;
 	}
-	rc = allma_spi_execute_keyed(resume_plans[which], values, NULL, false, 0);
+	rc = SPI_execute_plan(resume_plans[which], values, NULL, false, 0);
 	if (rc != expected)
 		elog(ERROR, "allma: resume statement failed (%s)", SPI_result_code_string(rc));
 }
@@ -481,6 +504,7 @@ allma_resume_flow(PG_FUNCTION_ARGS)
 	Datum		wait_key[4];	/* root, execution, path, seq */
 	Oid			starter;
 	bool		isnull;
+	int			keyed_level;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -499,6 +523,8 @@ allma_resume_flow(PG_FUNCTION_ARGS)
 						(size_t) VARSIZE(payload), allma_max_context_bytes)));
 
 	allma_owner_begin(&st);
+	/* (an error unwinds it with the transaction or the caller's subtransaction) */
+	keyed_level = allma_spi_keyed_begin();
 	{
 		Oid			types[1] = {TEXTOID};
 		Datum		values[1] = {CStringGetTextDatum(key)};
@@ -604,6 +630,7 @@ allma_resume_flow(PG_FUNCTION_ARGS)
 			wait_not_open(key, "CANCELLED");
 		}
 	}
+	allma_spi_keyed_end(keyed_level);
 	allma_owner_end(&st);
 	allma_request_wake_at_commit();
 	PG_RETURN_DATUM(execution);

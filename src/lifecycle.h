@@ -72,6 +72,15 @@ extern int	allma_lifecycle_end_tree(pg_uuid_t *id, const char *status, Jsonb *er
 extern void allma_lifecycle_drop_paths(int n, pg_uuid_t *executions);
 
 /*
+ * allma_lifecycle_drop_parked: executions (statuses[i]: CANCELLED or
+ * TIMED_OUT) ended by another transaction while this one's pass held a
+ * path of theirs, which it then parked.  What the ending could not see is
+ * undone: the sub-flows the pass started are ended with the execution's
+ * status, the paths dropped and their waits released.  SPI connected.
+ */
+extern void allma_lifecycle_drop_parked(int n, pg_uuid_t *executions, char **statuses);
+
+/*
  * allma_lifecycle_notify_at_commit: when the current transaction commits,
  * wake the workers (so that they drop requests of ended executions) and
  * allma_wait callers.

@@ -896,7 +896,8 @@ execution_write_cmp(const void *a, const void *b)
  * sub-flow) are written too, even without a step attempt: the row lock
  * orders this batch with a cancel or a time-out of the execution.  One that
  * ended first (while this pass held the path, which the ending skipped)
- * has its paths dropped and its waits released here, instead of a parked
+ * has its paths dropped, its waits released and the sub-flows the pass
+ * started ended here (allma_lifecycle_drop_parked), instead of a parked
  * path staying until its deadline; one that ends after this batch commits
  * finds the parked path and its wait committed, and drops them itself.
  */
@@ -1010,6 +1011,7 @@ save_executions(List *paths)
 		char	  **keys = palloc(sizeof(char *) * Max(nrows, 1));
 		bool	   *held = palloc(sizeof(bool) * Max(nrows, 1));
 		pg_uuid_t  *dead = palloc(sizeof(pg_uuid_t) * Max(nparked, 1));
+		char	  **dead_status = palloc(sizeof(char *) * Max(nparked, 1));
 		int			ndead = 0;
 
 		for (uint64 i = 0; i < nrows; i++)
@@ -1031,7 +1033,8 @@ save_executions(List *paths)
 					{
 						if (memcmp(&parked_ids[k], xid, sizeof(pg_uuid_t)) == 0)
 						{
-							memcpy(&dead[ndead++], xid, sizeof(pg_uuid_t));
+							memcpy(&dead[ndead], xid, sizeof(pg_uuid_t));
+							dead_status[ndead++] = st;
 							break;
 						}
 					}
@@ -1058,8 +1061,8 @@ save_executions(List *paths)
 		/* their onCompletionActions, in the same transaction */
 		if (finished != NIL)
 			allma_completion_plan(paths, finished);
-		/* dropped, not parked: the paths, and their waits released */
-		allma_lifecycle_drop_paths(ndead, dead);
+		/* dropped, not parked: the paths, their waits, sub-flows started */
+		allma_lifecycle_drop_parked(ndead, dead, dead_status);
 		return list_length(finished);
 	}
 }
