@@ -696,6 +696,7 @@ claim_pass_body(WorkerPass *pass)
 	ClaimPass  *cp = (ClaimPass *) pass;
 	ListCell   *lc;
 	bool		woke;
+	bool		branches = false;
 
 	/*
 	 * Requests in flight in this slot's previous process were lost with it:
@@ -770,18 +771,36 @@ claim_pass_body(WorkerPass *pass)
 		}
 	}
 	/*
-	 * The next due time is read between the two halves of the save: after
-	 * the paths are written, before the statements whose row locks (a fork's
-	 * counters, an execution's row) other workers wait for until this pass
+	 * A pass that finished fork branches reads the next due time between
+	 * the two halves of the save: after the paths are written, before the
+	 * statements whose row locks (the fork's counters, the execution's row)
+	 * the other workers running the fork's branches wait for until this pass
 	 * commits.  What the second half makes due (a joining parent, released
-	 * branches) is due now.
+	 * branches, a sync parent or queued executions of an execution that
+	 * ended) is then due now.  Other passes save first, as always.
 	 */
-	allma_store_save_paths(pass->paths);
-	if (cp->npaths < allma_batch_size)
-		cp->next_due = allma_store_next_due(cp->deadlines_checked);
-	pass->nterminal = allma_store_save_counts(pass->paths, &woke);
-	if (woke && cp->npaths < allma_batch_size)
-		cp->next_due = GetCurrentTimestamp();
+	foreach(lc, pass->paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+
+		if (ps->ended && ps->is_branch)
+			branches = true;
+	}
+	if (branches)
+	{
+		allma_store_save_paths(pass->paths);
+		if (cp->npaths < allma_batch_size)
+			cp->next_due = allma_store_next_due(cp->deadlines_checked);
+		pass->nterminal = allma_store_save_counts(pass->paths, &woke);
+		if ((woke || pass->nterminal > 0) && cp->npaths < allma_batch_size)
+			cp->next_due = GetCurrentTimestamp();
+	}
+	else
+	{
+		pass->nterminal = allma_store_save(pass->paths);
+		if (cp->npaths < allma_batch_size)
+			cp->next_due = allma_store_next_due(cp->deadlines_checked);
+	}
 	if (cp->solo && !cp->quarantined)
 	{
 		AllmaPathState *ps = linitial(pass->paths);

@@ -139,5 +139,46 @@ is($node->safe_psql('postgres',
 		"SELECT count(*) FROM allma.execution_paths WHERE execution_id = '$e'"),
 	'0', 'no branch row left');
 
+# The streamed aggregate relies on path order being item order (branches
+# are inserted in item order); a branch out of that order makes the join
+# drop the parts it wrote and build the aggregate sorted.  1,200 branches
+# park on waits; two of them swap items; the aggregate still follows items.
+$node->safe_psql('postgres', q{
+ALTER SYSTEM SET allma.out_of_line_threshold = 1000;
+SELECT pg_reload_conf();
+SELECT allma_create_flow('{"id": "parked", "startStepInstanceId": "fork", "steps": {
+  "fork": {"stepType": "PARALLEL_FORK_MANAGER", "itemsPath": "$.items",
+           "parallelBranches": [{"branchId": "w", "stepInstanceId": "wait"}]},
+  "wait": {"stepType": "WAIT_FOR_EXTERNAL_EVENT", "correlationKeyTemplate": "scale-{{currentItem}}"}}}')});
+my $p = $node->safe_psql('postgres', q{
+SELECT allma_start_flow('parked', jsonb_build_object('items', (SELECT jsonb_agg(g) FROM generate_series(1, 1200) g)))});
+$node->poll_query_until('postgres', qq{
+	SELECT count(*) = 1200 FROM allma.waits WHERE execution_id = '$p' AND status = 'OPEN'})
+  or die 'the branches did not park';
+# the first two branches in path order trade items
+$node->safe_psql('postgres', qq{
+	UPDATE allma.execution_paths x SET item_index = 1 - x.item_index
+	  FROM (SELECT path_id FROM allma.execution_paths WHERE execution_id = '$p' AND parent_path_id IS NOT NULL
+	        ORDER BY path_id LIMIT 2) f
+	 WHERE x.execution_id = '$p' AND x.path_id = f.path_id});
+$node->safe_psql('postgres', q{
+	SELECT count(allma_resume_flow('scale-' || g, jsonb_build_object('i', g))) FROM generate_series(1, 1200) g});
+$node->poll_query_until('postgres', "SELECT status <> 'RUNNING' FROM allma.executions WHERE execution_id = '$p'")
+  or die 'the parked fork did not end';
+is($node->safe_psql('postgres', qq{
+	SELECT status || ' ' || (output->'steps_output'->'fork'->'aggregatedData' ? '\$allma_ref')
+	  FROM allma.executions WHERE execution_id = '$p'}), 'COMPLETED true', 'the parked fork completed, its aggregate out of line');
+is($node->safe_psql('postgres', qq{
+	SELECT string_agg(v->>'i', ',' ORDER BY o) FILTER (WHERE o <= 3) || ' ' || count(*)
+	  FROM allma.executions x,
+	       jsonb_array_elements(allma_hydrate(x.output->'steps_output'->'fork'->'aggregatedData')) WITH ORDINALITY AS a(v, o)
+	 WHERE x.execution_id = '$p'}), '2,1,3 1200', 'item order, not path order');
+is($node->safe_psql('postgres', qq{
+	SELECT count(DISTINCT l.value_id) FROM allma.large_values l, allma.executions x
+	 WHERE x.execution_id = '$p' AND l.root_execution_id = x.execution_id
+	   AND l.value_id::text NOT IN (coalesce(x.output->'steps_output'->'fork'->'aggregatedData'->>'\$allma_ref', ''),
+	                                coalesce(x.output->'items'->>'\$allma_ref', ''))}),
+	'0', 'the streamed parts were dropped');
+
 $node->stop;
 done_testing();
