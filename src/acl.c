@@ -37,6 +37,7 @@
 #include "owner.h"
 #include "prompt.h"
 #include "secret.h"
+#include "xactmemo.h"
 
 PG_FUNCTION_INFO_V1(allma_grant_flow);
 PG_FUNCTION_INFO_V1(allma_revoke_flow);
@@ -305,11 +306,22 @@ allma_acl_use_check(AllmaObjectKind kind, const char *id, Oid role, bool role_is
 Oid
 allma_flow_version_creator(const char *flow_id, int32 version)
 {
+	/* a version's creator never changes: read once per transaction */
+	static AllmaXactMemo creator_memo = ALLMA_XACTMEMO_INIT("allma flow version creator memo");
 	AllmaAsOwner st;
 	Oid			types[2] = {TEXTOID, INT4OID};
-	Datum		values[2] = {CStringGetTextDatum(flow_id), Int32GetDatum(version)};
+	Datum		values[2];
 	Oid			creator = InvalidOid;
+	char	   *key = psprintf("%d/%s", version, flow_id);
+	const Oid  *known = allma_xactmemo_get(&creator_memo, key);
 
+	if (known != NULL)
+	{
+		pfree(key);
+		return *known;
+	}
+	values[0] = CStringGetTextDatum(flow_id);
+	values[1] = Int32GetDatum(version);
 	allma_owner_begin(&st);
 	allma_owner_exec("SELECT created_by FROM allma.flow_versions WHERE flow_id = $1 AND version = $2",
 					 2, types, values, NULL, SPI_OK_SELECT);
@@ -322,6 +334,9 @@ allma_flow_version_creator(const char *flow_id, int32 version)
 			creator = DatumGetObjectId(d);
 	}
 	allma_owner_end(&st);
+	if (OidIsValid(creator))
+		(void) allma_xactmemo_put(&creator_memo, key, &creator, sizeof(creator));
+	pfree(key);
 	return creator;
 }
 

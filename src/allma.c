@@ -55,8 +55,8 @@ int			allma_max_context_bytes = 16 * 1024 * 1024;
 int			allma_max_fork_branches = 1000000;
 int			allma_sql_step_timeout_ms = 60000;
 char	   *allma_http_allowlist = NULL;
-int			allma_http_max_in_flight = 1000;
-int			allma_http_max_per_host = 1000;
+int			allma_http_max_in_flight = 2500;
+int			allma_http_max_per_host = 2500;
 int			allma_http_timeout_ms = 30000;
 int			allma_http_connect_timeout_ms = 10000;
 int			allma_http_max_response_bytes = 10 * 1024 * 1024;
@@ -214,9 +214,9 @@ define_gucs(void)
 
 	DefineCustomIntVariable("allma.http_max_in_flight",
 							"Sets how many HTTP requests one worker keeps in flight.",
-							NULL,
+							"Each holds a socket: a worker keeps fewer when its open-files limit leaves no room for more.",
 							&allma_http_max_in_flight,
-							1000, 1, 100000,
+							2500, 1, 100000,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
@@ -226,7 +226,7 @@ define_gucs(void)
 							"The default equals allma.http_max_in_flight: with one provider host a lower "
 							"per-host limit only caps throughput; lower it for hosts that cannot take that many connections.",
 							&allma_http_max_per_host,
-							1000, 1, 100000,
+							2500, 1, 100000,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);

@@ -68,6 +68,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
@@ -147,11 +148,13 @@ typedef enum PassKind
 {
 	PASS_NONE,
 	PASS_CLAIM,
-	PASS_COMPLETION
+	PASS_COMPLETION,
+	PASS_COMBINED				/* responses recorded in a claim pass */
 } PassKind;
 
 static PassKind running_pass = PASS_NONE;	/* the pass under way, if any */
 static int	running_npaths = 0;	/* paths (responses) it holds */
+static int	running_nclaimed = 0;	/* of those, claimed READY (combined) */
 static pg_uuid_t running_execution; /* its path, when it holds one */
 static int64 running_path_id;
 static int	solo_claims = 0;	/* claim passes left to run with one path */
@@ -398,12 +401,44 @@ raise_fd_limit(void)
 	}
 }
 
-/* the HTTP client limits the GUCs ask for */
+/*
+ * fd_room: how many sockets this worker can hold beside PostgreSQL's own
+ * files (max_files_per_process) and a reserve; -1 when unknown.
+ */
+static int
+fd_room(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return -1;
+	return (int) Min((rlim_t) INT_MAX, rl.rlim_cur) - max_files_per_process - 64;
+}
+
+/*
+ * the HTTP client limits the GUCs ask for; in flight at most as many
+ * requests as the worker may open sockets (said once in the log)
+ */
 static void
 http_limits_from_gucs(AllmaHttpLimits *limits)
 {
+	static int	said_fd_room = 0;
+	int			room = fd_room();
+
 	memset(limits, 0, sizeof(*limits));
 	limits->max_in_flight = allma_http_max_in_flight;
+	if (room >= 0 && limits->max_in_flight > Max(room, 16))
+	{
+		limits->max_in_flight = Max(room, 16);
+		if (said_fd_room != limits->max_in_flight)
+			ereport(LOG,
+					(errmsg("allma worker keeps at most %d HTTP requests in flight, not allma.http_max_in_flight = %d",
+							limits->max_in_flight, allma_http_max_in_flight),
+					 errdetail("Each request holds a socket; the open-files limit (ulimit -n) leaves room for %d beside max_files_per_process = %d.",
+							   Max(room, 0), max_files_per_process),
+					 errhint("Raise the server's open-files limit (LimitNOFILE in its systemd unit) or lower allma.http_max_in_flight.")));
+		said_fd_room = limits->max_in_flight;
+	}
 	limits->max_per_host = allma_http_max_per_host;
 	limits->connect_timeout_ms = allma_http_connect_timeout_ms;
 	limits->timeout_ms = allma_http_timeout_ms;
@@ -422,9 +457,9 @@ get_http_client(void)
 	if (http_cxt == NULL)
 		http_cxt = AllocSetContextCreate(TopMemoryContext, "allma http",
 										 ALLOCSET_DEFAULT_SIZES);
+	raise_fd_limit();
 	http_limits_from_gucs(&limits);
 	allma_http_set_allowlist(allma_http_allowlist ? allma_http_allowlist : "");
-	raise_fd_limit();
 	oldcxt = MemoryContextSwitchTo(http_cxt);
 	http_client = allma_http_client_create(&limits);
 	MemoryContextSwitchTo(oldcxt);
@@ -568,6 +603,7 @@ note_running_pass(PassKind kind, List *paths)
 {
 	running_pass = kind;
 	running_npaths = list_length(paths);
+	running_nclaimed = 0;
 	/* on disk before any step runs: a crash from here on is blamed on them */
 	allma_passmark_set(paths);
 	if (running_npaths == 1)
@@ -599,6 +635,19 @@ pass_failed(ErrorData *edata)
 		allma_pathfail_is_systemic(edata->sqlerrcode))
 	{
 		held_responses_failed();
+		return;
+	}
+	if (kind == PASS_COMBINED)
+	{
+		/*
+		 * Responses and new paths in one pass: nothing to pin the error on.
+		 * The responses are recorded one per pass from now on, the claimed
+		 * paths claimed one per pass, each in passes of their own kind,
+		 * which count a failure against their path as usual.
+		 */
+		held_responses_failed();
+		if (running_nclaimed > 0)
+			solo_claims = running_nclaimed;
 		return;
 	}
 	if (running_npaths == 1)
@@ -673,7 +722,18 @@ typedef struct ClaimPass
 	bool		deadlines_checked;	/* this pass looked for passed deadlines */
 	TimestampTz next_due;		/* earliest future due time, when fewer than
 								 * a full batch were claimed; 0: none */
+
+	/*
+	 * Responses to record in the same pass (run_combined_pass), unless the
+	 * claim turned out solo; merged says they were.
+	 */
+	struct CompletionPass *merge;
+	bool		merged;
 } ClaimPass;
+
+static bool recording_held;		/* defined with the held responses */
+static List *claim_with_responses(struct CompletionPass *cp);
+static void advance_with_responses(WorkerPass *pass, List *paths, bool *quarantined);
 
 /*
  * read_as_of_claim: the steps of a pass read as of its claim, not as of the
@@ -697,6 +757,7 @@ claim_pass_body(WorkerPass *pass)
 	ListCell   *lc;
 	bool		woke;
 	bool		branches = false;
+	List	   *responded = NIL;
 
 	/*
 	 * Requests in flight in this slot's previous process were lost with it:
@@ -746,12 +807,30 @@ claim_pass_body(WorkerPass *pass)
 		pass->paths = allma_store_claim(solo_claims > 0 ? 1 : allma_batch_size);
 	cp->npaths = list_length(pass->paths);
 	MemoryContextSwitchTo(pass->batch_cxt);
-	if (cp->npaths > 0)
+	cp->solo = (solo_claims > 0 || cp->recovering) && cp->npaths == 1;
+
+	/*
+	 * Responses that arrived, recorded in this pass too (one commit for
+	 * both), unless a path must run alone.
+	 */
+	if (cp->merge != NULL && !cp->solo && !cp->recovering)
+	{
+		recording_held = true;
+		cp->merged = true;
+		responded = claim_with_responses(cp->merge);
+		MemoryContextSwitchTo(pass->batch_cxt);
+	}
+	if (cp->npaths > 0 || responded != NIL)
 		read_as_of_claim();
-	note_running_pass(PASS_CLAIM, pass->paths);
+	if (cp->merged)
+	{
+		note_running_pass(PASS_COMBINED, list_concat_copy(pass->paths, responded));
+		running_nclaimed = cp->npaths;
+	}
+	else
+		note_running_pass(PASS_CLAIM, pass->paths);
 	if (cp->npaths > 0)
 		ALLMA_FAULT_POINT("after-claim");
-	cp->solo = (solo_claims > 0 || cp->recovering) && cp->npaths == 1;
 	if (cp->npaths == 0)
 		solo_claims = 0;
 
@@ -769,6 +848,13 @@ claim_pass_body(WorkerPass *pass)
 				allma_engine_advance_guarded(ps, allma_max_chain_steps);
 			pass->nsteps += ps->steps_run;
 		}
+	}
+	if (responded != NIL)
+	{
+		bool		quarantined = false;
+
+		advance_with_responses(pass, responded, &quarantined);
+		pass->paths = list_concat(pass->paths, responded);
 	}
 	/*
 	 * A pass that finished fork branches reads the next due time between
@@ -924,36 +1010,73 @@ typedef struct CompletionPass
 	int32	   *seqs;
 } CompletionPass;
 
-static void
-completion_pass_body(WorkerPass *pass)
+/*
+ * claim_with_responses locks the INFLIGHT paths the held responses cp->done
+ * answer and gives each its response (a late response matches no path).
+ * In the caller's context (SPI may leave its own current).
+ */
+static List *
+claim_with_responses(CompletionPass *cp)
 {
-	CompletionPass *cp = (CompletionPass *) pass;
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *paths;
 	ListCell   *lc;
-	bool		quarantined = false;
+	int			next = 0;
 
-	pass->paths = allma_store_claim_inflight(cp->n, cp->executions, cp->path_ids,
-											 cp->attempts, cp->seqs);
-	MemoryContextSwitchTo(pass->batch_cxt);
-	if (pass->paths != NIL)
-		read_as_of_claim();
-	note_running_pass(PASS_COMPLETION, pass->paths);
-	foreach(lc, pass->paths)
+	paths = allma_store_claim_inflight(cp->n, cp->executions, cp->path_ids,
+									   cp->attempts, cp->seqs);
+	MemoryContextSwitchTo(cxt);
+	foreach(lc, paths)
 	{
 		AllmaPathState *ps = lfirst(lc);
 
-		for (int i = 0; i < cp->n; i++)
+		/* usually in the order of the keys: look from the last match on */
+		for (int k = 0; k < cp->n; k++)
 		{
+			int			i = (next + k) % cp->n;
+
 			if (cp->path_ids[i] == ps->path_id && cp->attempts[i] == ps->attempt &&
 				cp->seqs[i] == ps->seq &&
 				memcmp(&cp->executions[i], &ps->execution_id, sizeof(pg_uuid_t)) == 0)
+			{
 				ps->response = &cp->done[i];
+				next = i + 1;
+				break;
+			}
 		}
+	}
+	return paths;
+}
+
+/* advance_with_responses completes the steps of paths from their responses */
+static void
+advance_with_responses(WorkerPass *pass, List *paths, bool *quarantined)
+{
+	ListCell   *lc;
+
+	foreach(lc, paths)
+	{
+		AllmaPathState *ps = lfirst(lc);
+
 		if (held_solo && allma_pathfail_quarantine(ps))
-			quarantined = true; /* failed: saved as such, never sent again */
+			*quarantined = true;	/* failed: saved as such, never sent again */
 		else if (!ps->ended && ps->response != NULL)
 			allma_engine_advance_guarded(ps, allma_max_chain_steps);
 		pass->nsteps += ps->steps_run;
 	}
+}
+
+static void
+completion_pass_body(WorkerPass *pass)
+{
+	CompletionPass *cp = (CompletionPass *) pass;
+	bool		quarantined = false;
+
+	pass->paths = claim_with_responses(cp);
+	if (pass->paths != NIL)
+		read_as_of_claim();
+	note_running_pass(PASS_COMPLETION, pass->paths);
+	advance_with_responses(pass, pass->paths, &quarantined);
 	pass->nterminal = allma_store_save(pass->paths);
 	if (held_solo && !quarantined && list_length(pass->paths) == 1)
 	{
@@ -986,13 +1109,19 @@ completion_pass_committed(WorkerPass *pass)
  * short transaction, completes the steps waiting for them.  Returns how
  * many responses it handled.
  */
+/*
+ * take_responses: the responses held (not recorded yet), after taking
+ * those that arrived from the HTTP client when none were held.
+ */
 static int
-run_completion_pass(MemoryContext batch_cxt)
+take_responses(void)
 {
-	CompletionPass cp;
+	AllmaHttpCompletion *done;
 	int			n;
 
-	if (held_count == 0 && http_pending() == 0)
+	if (held_count > 0)
+		return held_count - held_next;
+	if (http_pending() == 0)
 		return 0;
 
 	/*
@@ -1002,45 +1131,62 @@ run_completion_pass(MemoryContext batch_cxt)
 	if (held_cxt == NULL)
 		held_cxt = AllocSetContextCreate(TopMemoryContext, "allma held responses",
 										 ALLOCSET_DEFAULT_SIZES);
-	if (held_count == 0)
+	MemoryContextSwitchTo(held_cxt);
+	done = palloc(sizeof(AllmaHttpCompletion) * MAX_COMPLETIONS);
+	n = allma_http_poll(http_client, 0, done, MAX_COMPLETIONS);
+	MemoryContextSwitchTo(TopMemoryContext);
+	if (n == 0)
 	{
-		AllmaHttpCompletion *done;
-
-		MemoryContextSwitchTo(held_cxt);
-		done = palloc(sizeof(AllmaHttpCompletion) * MAX_COMPLETIONS);
-		n = allma_http_poll(http_client, 0, done, MAX_COMPLETIONS);
-		MemoryContextSwitchTo(TopMemoryContext);
-		if (n == 0)
-		{
-			MemoryContextReset(held_cxt);
-			return 0;
-		}
-		held = done;
-		held_count = n;
+		MemoryContextReset(held_cxt);
+		return 0;
 	}
-	n = held_solo ? 1 : held_count;
-	recording_held = true;
+	held = done;
+	held_count = n;
+	return n;
+}
 
-	memset(&cp, 0, sizeof(cp));
-	cp.pass.activity = "allma: recording responses";
-	cp.pass.body = completion_pass_body;
-	cp.pass.committed = completion_pass_committed;
-	cp.pass.batch_cxt = batch_cxt;
-	cp.done = held + held_next;
-	cp.n = n;
-	cp.executions = MemoryContextAlloc(batch_cxt, sizeof(pg_uuid_t) * n);
-	cp.path_ids = MemoryContextAlloc(batch_cxt, sizeof(int64) * n);
-	cp.attempts = MemoryContextAlloc(batch_cxt, sizeof(int32) * n);
-	cp.seqs = MemoryContextAlloc(batch_cxt, sizeof(int32) * n);
+/*
+ * prepare_completion sets cp up to record the held responses (one when
+ * they are recorded one at a time); returns how many.
+ */
+static int
+prepare_completion(CompletionPass *cp, MemoryContext batch_cxt)
+{
+	int			n = held_solo ? 1 : held_count - held_next;
+
+	recording_held = true;
+	memset(cp, 0, sizeof(*cp));
+	cp->pass.activity = "allma: recording responses";
+	cp->pass.body = completion_pass_body;
+	cp->pass.committed = completion_pass_committed;
+	cp->pass.batch_cxt = batch_cxt;
+	cp->done = held + held_next;
+	cp->n = n;
+	cp->executions = MemoryContextAlloc(batch_cxt, sizeof(pg_uuid_t) * n);
+	cp->path_ids = MemoryContextAlloc(batch_cxt, sizeof(int64) * n);
+	cp->attempts = MemoryContextAlloc(batch_cxt, sizeof(int32) * n);
+	cp->seqs = MemoryContextAlloc(batch_cxt, sizeof(int32) * n);
 	for (int i = 0; i < n; i++)
 	{
-		InflightTag *tag = cp.done[i].tag;
+		InflightTag *tag = cp->done[i].tag;
 
-		cp.executions[i] = tag->execution_id;
-		cp.path_ids[i] = tag->path_id;
-		cp.attempts[i] = tag->attempt;
-		cp.seqs[i] = tag->seq;
+		cp->executions[i] = tag->execution_id;
+		cp->path_ids[i] = tag->path_id;
+		cp->attempts[i] = tag->attempt;
+		cp->seqs[i] = tag->seq;
 	}
+	return n;
+}
+
+static int
+run_completion_pass(MemoryContext batch_cxt)
+{
+	CompletionPass cp;
+	int			n;
+
+	if (take_responses() == 0)
+		return 0;
+	n = prepare_completion(&cp, batch_cxt);
 
 	if (run_pass_transaction(&cp.pass) != GATE_OPEN)
 	{
@@ -1052,6 +1198,55 @@ run_completion_pass(MemoryContext batch_cxt)
 		MemoryContextReset(batch_cxt);
 	}
 	return n;
+}
+
+/* a combined pass that committed: its responses are recorded */
+static void
+combined_pass_committed(WorkerPass *pass)
+{
+	claim_pass_committed(pass);
+	if (((ClaimPass *) pass)->merged)
+		forget_held_responses();
+}
+
+/*
+ * run_combined_pass records the held responses in a claim pass: one
+ * transaction and one commit instead of two (under a steady stream of
+ * responses every turn of the loop has both).  A claim that must run alone
+ * (a solo or a dead worker's path) leaves the responses held for the next
+ * completion pass.  Returns the paths claimed; *ncompleted: the responses
+ * recorded.
+ */
+static int
+run_combined_pass(MemoryContext batch_cxt, TimestampTz *next_due, SchemaGate *gate,
+				  int *ncompleted)
+{
+	ClaimPass	cp;
+	CompletionPass resp;
+
+	*ncompleted = prepare_completion(&resp, batch_cxt);
+	recording_held = false;		/* set once the claim pass takes them */
+	memset(&cp, 0, sizeof(cp));
+	cp.pass.activity = "allma: claiming paths and recording responses";
+	cp.pass.body = claim_pass_body;
+	cp.pass.committed = combined_pass_committed;
+	cp.pass.batch_cxt = batch_cxt;
+	cp.merge = &resp;
+	*gate = run_pass_transaction(&cp.pass);
+	if (*gate != GATE_OPEN)
+	{
+		/* as in run_completion_pass: their steps run again after the lease */
+		forget_held_responses();
+		MemoryContextReset(batch_cxt);
+		*ncompleted = 0;
+	}
+	else if (!cp.merged)
+	{
+		recording_held = false;
+		*ncompleted = 0;
+	}
+	*next_due = cp.next_due;
+	return cp.npaths;
 }
 
 /* ----------------------------------------------------------------
@@ -1411,12 +1606,18 @@ worker_loop(void)
 		if (purge_overdue())
 			run_purge_pass(batch_cxt);
 		/*
-		 * Responses first, then new work in any case: under a steady stream
-		 * of responses, skipping the claim whenever some had arrived would
-		 * let the requests in flight drain instead of being replaced.
+		 * Responses and new work in any case: under a steady stream of
+		 * responses, skipping the claim whenever some had arrived would let
+		 * the requests in flight drain instead of being replaced.  Both in
+		 * one pass (one commit) unless paths run alone after a failure.
 		 */
-		ncompleted = run_completion_pass(batch_cxt);
-		npaths = run_claim_pass(batch_cxt, &next_due, &gate);
+		if (solo_claims == 0 && !held_solo && take_responses() > 0)
+			npaths = run_combined_pass(batch_cxt, &next_due, &gate, &ncompleted);
+		else
+		{
+			ncompleted = run_completion_pass(batch_cxt);
+			npaths = run_claim_pass(batch_cxt, &next_due, &gate);
+		}
 		if (npaths > 0 && npaths >= allma_batch_size)
 		{
 			/* likely more work: go on at once, and bring in a sleeper */

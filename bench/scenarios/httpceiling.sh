@@ -30,7 +30,7 @@ ceiling_loadgen() {  # KEY LABEL N C [loadgen args...]: sets CEILING
 }
 
 ceiling_allma() {  # KEY PROC LABEL N: steps/s of N executions, ratio to CEILING
-  local key=$1 proc=$2 label=$3 n=$4 list=() xacts=() secs x0 x1
+  local key=$1 proc=$2 label=$3 n=$4 list=() xacts=() secs x0 x1 fds=0 f
   clear_history
   "${PSQL[@]}" -c "CALL $proc(200, '$MOCK_URL', NULL)" >/dev/null   # warm-up: connections, plans
   for r in $(seq 1 "$RUNS"); do
@@ -38,6 +38,8 @@ ceiling_allma() {  # KEY PROC LABEL N: steps/s of N executions, ratio to CEILING
     x0=$(next_xid)
     secs=$("${PSQL[@]}" -c "CALL $proc($n, '$MOCK_URL', NULL)")
     x1=$(next_xid)
+    # sockets the workers still hold (the connection cache) and their peak memory
+    for p in $(worker_pids); do f=$(ls "/proc/$p/fd" 2>/dev/null | wc -l); [ "$f" -gt "$fds" ] && fds=$f; done
     list+=("$(awk -v s="$secs" -v n="$n" 'BEGIN {printf "%.0f", n / s}')")
     xacts+=("$(awk -v s="$secs" -v d=$((x1 - x0)) 'BEGIN {printf "%.0f", d / s}')")
     echo "   run $r: ${secs}s, ${list[-1]} steps/s, ${xacts[-1]} write transactions/s"
@@ -46,7 +48,7 @@ ceiling_allma() {  # KEY PROC LABEL N: steps/s of N executions, ratio to CEILING
   sps=$(printf '%s\n' "${list[@]}" | median)
   xps=$(printf '%s\n' "${xacts[@]}" | median)
   report "$key" "$label" \
-    "$sps steps/s (runs: ${list[*]}), $xps write transactions/s; $(awk -v a="$sps" -v c="$CEILING" 'BEGIN {printf "%.0f", 100 * a / c}') % of the ceiling" \
+    "$sps steps/s (runs: ${list[*]}), $xps write transactions/s; $(awk -v a="$sps" -v c="$CEILING" 'BEGIN {printf "%.0f", 100 * a / c}') % of the ceiling; workers' peak VmHWM $(( $(worker_hwm) / 1024 )) MB, up to $fds open files each" \
     ">= 90 % of the ceiling"
 }
 
