@@ -208,7 +208,18 @@ prove_installcheck:
 # Faults and limits (engine faults): switching between a test build
 # (FAULT_INJECTION=1) and a normal one rebuilds everything, so that a
 # fault-injection object never ends up in a normal build
+#
+# The stamp of the wanted build is made while the Makefile is read, not by a
+# rule: PGXS's Makefile.global declares ".SECONDARY:" with no prerequisites,
+# which makes every file an intermediate one, and make does not rebuild a
+# target because an intermediate prerequisite is missing.  So a missing
+# stamp rebuilt nothing by itself, only the objects make happened to
+# consider after something else had made it remake the stamp: a switch
+# left objects of both builds in one library.
 FAULT_STAMP = src/.fault-injection-$(if $(filter 1,$(FAULT_INJECTION)),on,off)
+ifeq ($(wildcard $(FAULT_STAMP)),)
+$(shell mkdir -p src && rm -f src/.fault-injection-on src/.fault-injection-off && touch $(FAULT_STAMP))
+endif
 $(OBJS): $(FAULT_STAMP)
 $(FAULT_STAMP):
 	mkdir -p $(dir $@)
@@ -218,8 +229,21 @@ $(FAULT_STAMP):
 # Fuzzing (issue 13): switching between a sanitized build (SANITIZE=1) and a
 # normal one rebuilds everything too
 SANITIZE_STAMP = src/.sanitize-$(if $(filter 1 address,$(SANITIZE)),$(SANITIZE),off)
+ifeq ($(wildcard $(SANITIZE_STAMP)),)
+$(shell mkdir -p src && rm -f src/.sanitize-1 src/.sanitize-address src/.sanitize-off && touch $(SANITIZE_STAMP))
+endif
 $(OBJS): $(SANITIZE_STAMP)
 $(SANITIZE_STAMP):
 	mkdir -p $(dir $@)
 	rm -f src/.sanitize-1 src/.sanitize-address src/.sanitize-off
 	touch $@
+
+# The LLVM bitcode PGXS builds next to each object (installed for JIT
+# inlining) depends on the same headers and build switches: without this,
+# switching between a test build and a normal one (or changing a header)
+# rebuilt the objects but left the old bitcode, so the installed bitcode
+# no longer matched the library
+ifeq ($(with_llvm), yes)
+$(patsubst %.o,%.bc,$(OBJS)): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/*/*.h) $(srcdir)/$(EXTENSION).control
+$(patsubst %.o,%.bc,$(OBJS)): $(FAULT_STAMP) $(SANITIZE_STAMP)
+endif
