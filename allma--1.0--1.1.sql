@@ -2027,6 +2027,12 @@ ALTER TABLE allma.step_executions SET (autovacuum_vacuum_scale_factor = 0.05,
 
 
 ------------------------------------------------------------------------------
+-- ==== lead: waits found by their execution ====
+-- Deleting an execution (retention, allma_purge, a test's cleanup) cascades
+-- to its waits by execution_id, which the primary key (root first) cannot
+-- look up: without this index every deleted execution scanned the waits.
+CREATE INDEX waits_execution_idx ON allma.waits (execution_id);
+
 -- Last: check that every section applied the security model
 ------------------------------------------------------------------------------
 
