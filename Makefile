@@ -10,6 +10,8 @@ OBJS = \
 	src/shmem.o \
 	src/launcher.o \
 	src/worker.o \
+	src/worker_gate.o \
+	src/http_limits.o \
 	src/parsecache.o \
 	src/xactmemo.o \
 	src/textutil.o \

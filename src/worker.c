@@ -98,23 +98,11 @@
 #include "steps/completion.h"
 #include "store.h"
 #include "worker.h"
+#include "worker_gate.h"
+#include "http_limits.h"
 #include "spicache.h"
 
 static int	my_slot = -1;
-
-/* the extension as the last pass found it (a change resets every cache) */
-static Oid	known_extension_oid = InvalidOid;
-static char known_extension_version[NAMEDATALEN] = "";
-
-/* what the schema gate found at the start of a pass */
-typedef enum SchemaGate
-{
-	GATE_OPEN,					/* installed at ALLMA_SCHEMA_VERSION: work */
-	GATE_NO_EXTENSION,			/* not installed */
-	GATE_NEEDS_UPDATE,			/* installed at an older version */
-	GATE_VERSION_MISMATCH		/* installed at a version this library does
-								 * not know */
-} SchemaGate;
 
 /* how long a gated worker sleeps before it looks again, at most */
 #define GATE_RECHECK_MS 1000
@@ -206,246 +194,6 @@ reset_caches(void)
 	allma_spi_cache_reset();
 }
 
-/*
- * installed_extension returns the OID of extension allma in this database
- * (InvalidOid when it is not installed) and copies its version into
- * version[NAMEDATALEN].  One lookup in pg_extension's name index, like
- * get_extension_oid's.
- */
-static Oid
-installed_extension(char *version)
-{
-	Relation	rel;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-	Oid			extoid = InvalidOid;
-
-	version[0] = '\0';
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
-				CStringGetDatum(ALLMA_EXTENSION_NAME));
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
-									 RelationGetDescr(rel), &isnull);
-
-		extoid = ((Form_pg_extension) GETSTRUCT(tup))->oid;
-		if (!isnull)
-			text_to_cstring_buffer(DatumGetTextPP(d), version, NAMEDATALEN);
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return extoid;
-}
-
-/*
- * compare_versions compares two dotted version strings ("1.0", "1.10")
- * component by component as numbers; false when either is not made of
- * numbers and dots.
- */
-static bool
-compare_versions(const char *a, const char *b, int *cmp)
-{
-	while (*a || *b)
-	{
-		char	   *enda;
-		char	   *endb;
-		long		x;
-		long		y;
-
-		if (!isdigit((unsigned char) *a) || !isdigit((unsigned char) *b))
-			return false;
-		x = strtol(a, &enda, 10);
-		y = strtol(b, &endb, 10);
-		if (x != y)
-		{
-			*cmp = x < y ? -1 : 1;
-			return true;
-		}
-		if ((*enda != '.' && *enda != '\0') || (*endb != '.' && *endb != '\0'))
-			return false;
-		a = *enda ? enda + 1 : enda;
-		b = *endb ? endb + 1 : endb;
-		if (*a == '\0' && *b != '\0')
-		{
-			*cmp = -1;
-			return true;
-		}
-		if (*b == '\0' && *a != '\0')
-		{
-			*cmp = 1;
-			return true;
-		}
-	}
-	*cmp = 0;
-	return true;
-}
-
-/*
- * check_schema is the schema gate: may this pass run against the
- * extension's SQL objects as installed?  Needs a transaction.  When the
- * extension's OID or version changed since the last pass, every cached
- * plan and definition is thrown away.  The first worker to find a version
- * it cannot run against says so in the log (once, not every pass); the
- * first to find it fixed says that it resumes.
- */
-static SchemaGate
-check_schema(void)
-{
-	char		version[NAMEDATALEN];
-	Oid			extoid = installed_extension(version);
-	char	   *dbname;
-	int			cmp;
-	SchemaGate	gate;
-
-	if (extoid != known_extension_oid ||
-		strcmp(version, known_extension_version) != 0)
-	{
-		reset_caches();
-		known_extension_oid = extoid;
-		strlcpy(known_extension_version, version, NAMEDATALEN);
-	}
-	if (!OidIsValid(extoid))
-		return GATE_NO_EXTENSION;
-
-	/*
-	 * The pass holds the extension object in share mode until it commits.
-	 * DROP EXTENSION takes that object first (exclusively), before any of
-	 * the tables: so it waits for the pass to end, or the pass waits for it
-	 * before touching a table.  Without this, a pass holding one table and
-	 * wanting the next deadlocked with a DROP holding them the other way
-	 * round.  Once granted, the extension may be gone: look again.
-	 */
-	LockDatabaseObject(ExtensionRelationId, extoid, 0, AccessShareLock);
-	if (installed_extension(version) != extoid)
-	{
-		reset_caches();
-		known_extension_oid = InvalidOid;
-		known_extension_version[0] = '\0';
-		return GATE_NO_EXTENSION;
-	}
-	if (strcmp(version, ALLMA_SCHEMA_VERSION) == 0)
-	{
-		if (allma_shmem_gate_open(MyDatabaseId))
-			ereport(LOG,
-					(errmsg("allma's workers resume: extension \"%s\" is at version %s",
-							ALLMA_EXTENSION_NAME, version)));
-		return GATE_OPEN;
-	}
-
-	if (compare_versions(version, ALLMA_SCHEMA_VERSION, &cmp) && cmp < 0)
-		gate = GATE_NEEDS_UPDATE;
-	else
-		gate = GATE_VERSION_MISMATCH;
-	if (!allma_shmem_gate_notice(MyDatabaseId, version))
-		return gate;
-
-	dbname = get_database_name(MyDatabaseId);
-	if (gate == GATE_NEEDS_UPDATE)
-		ereport(LOG,
-				(errmsg("allma's workers are idle: extension \"%s\" in database \"%s\" is at version %s, but this allma library needs version %s",
-						ALLMA_EXTENSION_NAME, dbname ? dbname : "?", version,
-						ALLMA_SCHEMA_VERSION),
-				 errdetail("No execution advances until the extension is updated."),
-				 errhint("Run ALTER EXTENSION %s UPDATE in database \"%s\"; the workers resume by themselves once it commits.",
-						 ALLMA_EXTENSION_NAME, dbname ? dbname : "?")));
-	else
-		ereport(LOG,
-				(errmsg("allma's workers are idle: extension \"%s\" in database \"%s\" is at version %s, which this allma library (schema version %s) cannot run",
-						ALLMA_EXTENSION_NAME, dbname ? dbname : "?", version,
-						ALLMA_SCHEMA_VERSION),
-				 errdetail("No execution advances until the library and the extension match."),
-				 errhint("Install the allma binaries of version %s and restart the server.",
-						 version)));
-	return gate;
-}
-
-/* the worker state that shows a closed gate */
-static AllmaWorkerState
-gate_state(SchemaGate gate)
-{
-	switch (gate)
-	{
-		case GATE_NO_EXTENSION:
-			return ALLMA_WORKER_NO_EXTENSION;
-		case GATE_NEEDS_UPDATE:
-			return ALLMA_WORKER_NEEDS_UPDATE;
-		case GATE_VERSION_MISMATCH:
-			return ALLMA_WORKER_VERSION_MISMATCH;
-		case GATE_OPEN:
-			break;
-	}
-	return ALLMA_WORKER_IDLE;
-}
-
-/*
- * raise_fd_limit: every HTTP request in flight holds a socket, and the
- * default soft limit (often 1024) would cap a worker far below
- * allma.http_max_in_flight.  Sockets are not PostgreSQL's virtual file
- * descriptors, so raising the soft limit to the hard one is safe.
- */
-static void
-raise_fd_limit(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
-	{
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-			ereport(DEBUG1, (errmsg_internal("allma could not raise its file descriptor limit: %m")));
-	}
-}
-
-/*
- * fd_room: how many sockets this worker can hold beside PostgreSQL's own
- * files (max_files_per_process) and a reserve; -1 when unknown.
- */
-static int
-fd_room(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
-		return -1;
-	return (int) Min((rlim_t) INT_MAX, rl.rlim_cur) - max_files_per_process - 64;
-}
-
-/*
- * the HTTP client limits the GUCs ask for; in flight at most as many
- * requests as the worker may open sockets (said once in the log)
- */
-static void
-http_limits_from_gucs(AllmaHttpLimits *limits)
-{
-	static int	said_fd_room = 0;
-	int			room = fd_room();
-
-	memset(limits, 0, sizeof(*limits));
-	limits->max_in_flight = allma_http_max_in_flight;
-	if (room >= 0 && limits->max_in_flight > Max(room, 16))
-	{
-		limits->max_in_flight = Max(room, 16);
-		if (said_fd_room != limits->max_in_flight)
-			ereport(LOG,
-					(errmsg("allma worker keeps at most %d HTTP requests in flight, not allma.http_max_in_flight = %d",
-							limits->max_in_flight, allma_http_max_in_flight),
-					 errdetail("Each request holds a socket; the open-files limit (ulimit -n) leaves room for %d beside max_files_per_process = %d.",
-							   Max(room, 0), max_files_per_process),
-					 errhint("Raise the server's open-files limit (LimitNOFILE in its systemd unit) or lower allma.http_max_in_flight.")));
-		said_fd_room = limits->max_in_flight;
-	}
-	limits->max_per_host = allma_http_max_per_host;
-	limits->connect_timeout_ms = allma_http_connect_timeout_ms;
-	limits->timeout_ms = allma_http_timeout_ms;
-	limits->max_response_bytes = allma_http_max_response_bytes;
-	limits->max_inflight_bytes = (size_t) allma_max_inflight_kb * 1024;	/* limit_gucs.c */
-}
-
 static AllmaHttpClient *
 get_http_client(void)
 {
@@ -457,8 +205,8 @@ get_http_client(void)
 	if (http_cxt == NULL)
 		http_cxt = AllocSetContextCreate(TopMemoryContext, "allma http",
 										 ALLOCSET_DEFAULT_SIZES);
-	raise_fd_limit();
-	http_limits_from_gucs(&limits);
+	allma_http_raise_fd_limit();
+	allma_http_limits_from_gucs(&limits);
 	allma_http_set_allowlist(allma_http_allowlist ? allma_http_allowlist : "");
 	oldcxt = MemoryContextSwitchTo(http_cxt);
 	http_client = allma_http_client_create(&limits);
@@ -553,14 +301,14 @@ finish_pass(WorkerPass *pass)
  * run_pass_transaction is the skeleton of every pass: start a transaction
  * and take a snapshot, check the schema gate, connect SPI, run the body,
  * commit, then finish the pass.  When the gate is closed nothing else runs
- * and the gate is returned; GATE_OPEN once the pass committed.  An error
+ * and the gate is returned; ALLMA_GATE_OPEN once the pass committed.  An error
  * anywhere goes to the worker loop's error recovery, which aborts the
  * transaction.
  */
-static SchemaGate
+static AllmaSchemaGate
 run_pass_transaction(WorkerPass *pass)
 {
-	SchemaGate	gate;
+	AllmaSchemaGate	gate;
 
 	pass->paths = NIL;
 	pass->nterminal = 0;
@@ -569,8 +317,8 @@ run_pass_transaction(WorkerPass *pass)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	gate = check_schema();
-	if (gate != GATE_OPEN)
+	gate = allma_worker_check_schema(reset_caches);
+	if (gate != ALLMA_GATE_OPEN)
 	{
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -591,7 +339,7 @@ run_pass_transaction(WorkerPass *pass)
 	if (pass->committed)
 		pass->committed(pass);
 	finish_pass(pass);
-	return GATE_OPEN;
+	return ALLMA_GATE_OPEN;
 }
 
 /*
@@ -909,7 +657,7 @@ claim_pass_committed(WorkerPass *pass)
  * than a full batch.  *gate says whether the schema gate let it run.
  */
 static int
-run_claim_pass(MemoryContext batch_cxt, TimestampTz *next_due, SchemaGate *gate)
+run_claim_pass(MemoryContext batch_cxt, TimestampTz *next_due, AllmaSchemaGate *gate)
 {
 	ClaimPass	cp;
 
@@ -1188,7 +936,7 @@ run_completion_pass(MemoryContext batch_cxt)
 		return 0;
 	n = prepare_completion(&cp, batch_cxt);
 
-	if (run_pass_transaction(&cp.pass) != GATE_OPEN)
+	if (run_pass_transaction(&cp.pass) != ALLMA_GATE_OPEN)
 	{
 		/*
 		 * The extension is gone (or at another version): its rows cannot be
@@ -1218,7 +966,7 @@ combined_pass_committed(WorkerPass *pass)
  * recorded.
  */
 static int
-run_combined_pass(MemoryContext batch_cxt, TimestampTz *next_due, SchemaGate *gate,
+run_combined_pass(MemoryContext batch_cxt, TimestampTz *next_due, AllmaSchemaGate *gate,
 				  int *ncompleted)
 {
 	ClaimPass	cp;
@@ -1233,7 +981,7 @@ run_combined_pass(MemoryContext batch_cxt, TimestampTz *next_due, SchemaGate *ga
 	cp.pass.batch_cxt = batch_cxt;
 	cp.merge = &resp;
 	*gate = run_pass_transaction(&cp.pass);
-	if (*gate != GATE_OPEN)
+	if (*gate != ALLMA_GATE_OPEN)
 	{
 		/* as in run_completion_pass: their steps run again after the lease */
 		forget_held_responses();
@@ -1477,7 +1225,7 @@ run_purge_pass(MemoryContext batch_cxt)
 	pp.pass.activity = "allma: purging expired executions";
 	pp.pass.body = purge_pass_body;
 	pp.pass.batch_cxt = batch_cxt;
-	if (run_pass_transaction(&pp.pass) == GATE_OPEN)
+	if (run_pass_transaction(&pp.pass) == ALLMA_GATE_OPEN)
 		purge_more = pp.npurged >= allma_purge_batch_size;
 }
 
@@ -1560,7 +1308,7 @@ worker_loop(void)
 		}
 		/* plans may point at dropped objects */
 		reset_caches();
-		known_extension_oid = InvalidOid;
+		allma_worker_gate_forget();
 		RESUME_INTERRUPTS();
 		backoff = true;
 	}
@@ -1569,7 +1317,7 @@ worker_loop(void)
 	for (;;)
 	{
 		TimestampTz next_due = 0;
-		SchemaGate	gate;
+		AllmaSchemaGate	gate;
 		long		timeout_ms;
 		int			npaths;
 		int			ncompleted;
@@ -1584,7 +1332,7 @@ worker_loop(void)
 			{
 				AllmaHttpLimits limits;
 
-				http_limits_from_gucs(&limits);
+				allma_http_limits_from_gucs(&limits);
 				allma_http_client_set_limits(http_client, &limits);
 			}
 		}
@@ -1624,22 +1372,22 @@ worker_loop(void)
 			allma_wake_workers(1, true);
 			continue;
 		}
-		if (ncompleted > 0 && gate == GATE_OPEN)
+		if (ncompleted > 0 && gate == ALLMA_GATE_OPEN)
 			continue;
 		if (npaths > 0 && next_due != 0 && next_due <= GetCurrentTimestamp())
 			continue;
 
 		/* nothing due right now: worker 0's purge, if due, then look again */
-		if (gate == GATE_OPEN && purge_due())
+		if (gate == ALLMA_GATE_OPEN && purge_due())
 		{
 			run_purge_pass(batch_cxt);
 			continue;
 		}
 
-		if (gate != GATE_OPEN)
+		if (gate != ALLMA_GATE_OPEN)
 		{
-			allma_shmem_set_worker_state(my_slot, gate_state(gate), 0);
-			timeout_ms = gate == GATE_NO_EXTENSION ? allma_naptime_ms :
+			allma_shmem_set_worker_state(my_slot, allma_worker_gate_state(gate), 0);
+			timeout_ms = gate == ALLMA_GATE_NO_EXTENSION ? allma_naptime_ms :
 				Min(allma_naptime_ms, GATE_RECHECK_MS);
 		}
 		else if (next_due == 0)
@@ -1665,7 +1413,7 @@ worker_loop(void)
 					continue;
 			}
 		}
-		if (gate == GATE_OPEN)
+		if (gate == ALLMA_GATE_OPEN)
 		{
 			/* parked on rate limits: release them when their budget comes */
 			long		rl_ms = allma_ratelimit_wake_ms();
