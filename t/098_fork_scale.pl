@@ -14,7 +14,7 @@
 #   buffers per branch in all (re-reading the remaining branches for each
 #   part would be ten times that), and the workers' private memory
 #   (RssAnon) in the join no higher than while the branches ran, plus a
-#   margin.
+#   margin (6 MB).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -133,7 +133,8 @@ diag("join: $pcalls part statements, $pblks buffers; $dcalls delete chunks, $dbl
 	  . "worker RssAnon peak $run_peak kB while the branches ran, $join_peak kB from the join on");
 is($pcalls, $branches / 10_000 + 1, 'the aggregate was streamed a part at a time');
 cmp_ok(($pblks + $dblks) / $branches, '<', 8, 'the join read each branch a few times, not once per part');
-cmp_ok($join_peak, '<', $run_peak + 4 * 1024, 'the join pass needed no more memory than the branches, plus a margin');
+# measured: 0-2.8 MB above; the join that sorted all branches: ~8 MB above
+cmp_ok($join_peak, '<', $run_peak + 6 * 1024, 'the join pass needed no more memory than the branches, plus a margin');
 
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM allma.execution_paths WHERE execution_id = '$e'"),
