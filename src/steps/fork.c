@@ -379,6 +379,25 @@ spi_jsonb(const char *sql, AllmaPathState *ps, Jsonb *arg3)
 	" FROM allma.execution_paths WHERE execution_id = $1 AND parent_path_id = $2"
 
 /*
+ * aggregate_back_in_line: an aggregate written out of line that turned out
+ * no bigger than allma.out_of_line_threshold goes back into the context:
+ * read it, delete its parts (args[2], args[3]: the root and value ids)
+ */
+static Jsonb *
+aggregate_back_in_line(Oid *types, Datum *args, pg_uuid_t *id)
+{
+	Jsonb	   *data = allma_large_fetch(id);
+	AllmaAsOwner st;
+
+	allma_owner_begin(&st);
+	allma_owner_exec("DELETE FROM allma.large_values WHERE root_execution_id = $3 AND value_id = $4 "
+					 "AND $1 IS NOT NULL AND $2 IS NOT NULL",
+					 4, types, args, NULL, SPI_OK_DELETE);
+	allma_owner_end(&st);
+	return data;
+}
+
+/*
  * collect_sorted_out_of_line builds a COLLECT_ARRAY aggregate straight
  * into allma.large_values, in parts of ALLMA_LARGE_PART_ELEMENTS branch
  * results, and returns its pointer: the fallback of collect_out_of_line for
@@ -432,14 +451,7 @@ collect_sorted_out_of_line(AllmaPathState *ps)
 	/* small after all: back in line (at most the threshold is read) */
 	if (bytes <= allma_out_of_line_threshold)
 	{
-		Jsonb	   *data = allma_large_fetch(&id);
-
-		allma_owner_begin(&st);
-		allma_owner_exec("DELETE FROM allma.large_values WHERE root_execution_id = $3 AND value_id = $4 "
-						 "AND $1 IS NOT NULL AND $2 IS NOT NULL",
-						 4, types, args, NULL, SPI_OK_DELETE);
-		allma_owner_end(&st);
-		return data;
+		return aggregate_back_in_line(types, args, &id);
 	}
 	return allma_large_make_ref(&id, bytes, count);
 }
@@ -545,14 +557,7 @@ collect_out_of_line(AllmaPathState *ps)
 	/* small after all: back in line (at most the threshold is read) */
 	if (sorted && bytes <= allma_out_of_line_threshold)
 	{
-		Jsonb	   *data = allma_large_fetch(&id);
-
-		allma_owner_begin(&st);
-		allma_owner_exec("DELETE FROM allma.large_values WHERE root_execution_id = $3 AND value_id = $4 "
-						 "AND $1 IS NOT NULL AND $2 IS NOT NULL",
-						 4, types, args, NULL, SPI_OK_DELETE);
-		allma_owner_end(&st);
-		return data;
+		return aggregate_back_in_line(types, args, &id);
 	}
 	/* a branch out of item order: the parts written go, and all is sorted */
 	if (!sorted)
