@@ -130,6 +130,8 @@ typedef struct RlShared
 								 * that could throw */
 	int64		epoch;			/* when this state was built: grants of
 								 * another epoch are void */
+	int			nconfigured;	/* groups of rows, all databases: while it is
+								 * 0 no step needs the gate */
 	RlGroup		groups[RL_MAX_GROUPS];
 } RlShared;
 
@@ -176,10 +178,17 @@ allma_ratelimit_reset(void)
 	last_reload = 0;
 }
 
+/*
+ * has_limits_hint: may a step of this database need the gate?  Each worker
+ * reloads the rows once a second (has_limits), but a row one worker has
+ * loaded into shared memory governs every worker's steps at once: the
+ * shared count says so without waiting for this worker's next reload (an
+ * unlocked read of an int; a stale answer only costs a lookup).
+ */
 static inline bool
 has_limits_hint(void)
 {
-	return has_limits;
+	return has_limits || ((volatile RlShared *) rl)->nconfigured > 0;
 }
 
 /*
@@ -765,6 +774,7 @@ reload_limits(TimestampTz now)
 			memset(g, 0, sizeof(RlGroup));
 			g->used = true;
 			g->configured = true;
+			rl->nconfigured++;
 			g->dboid = MyDatabaseId;
 			g->tok_ratio = 1.0;
 			strlcpy(g->key, key, sizeof(g->key));
@@ -795,6 +805,7 @@ reload_limits(TimestampTz now)
 		if (g->used && g->dboid == MyDatabaseId && !g->seen)
 		{
 			g->used = g->configured = false;
+			rl->nconfigured--;
 			dropped = true;
 		}
 	}
@@ -996,7 +1007,7 @@ allma_ratelimit_pass(void)
 		reload_limits(now);
 		last_reload = now;
 	}
-	if (!has_limits)
+	if (!has_limits_hint())
 		return;
 
 	for (int gi = 0; gi < RL_MAX_GROUPS; gi++)
@@ -1061,7 +1072,7 @@ allma_ratelimit_wake_ms(void)
 {
 	long		ms = -1;
 
-	if (rl == NULL || !has_limits)
+	if (rl == NULL || !has_limits_hint())
 		return -1;
 	SpinLockAcquire(&rl->mutex);
 	for (int i = 0; i < RL_MAX_GROUPS; i++)
