@@ -2,7 +2,8 @@
  *
  * retention.c
  *	  Purging finished executions with their history: the allma.retention
- *	  setting, applied by worker 0, and allma_purge() for callers.
+ *	  setting, applied by worker 0 (when its passes are due: the schedule
+ *	  at the end of this file), and allma_purge() for callers.
  *
  * What is purged: executions in a final status (COMPLETED, FAILED,
  * TIMED_OUT, CANCELLED) whose ended_at is older than the cut-off.  Only
@@ -211,4 +212,76 @@ allma_purge(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	PG_RETURN_INT64(total);
+}
+
+/* ----------------------------------------------------------------
+ * When worker 0 purges (worker.c runs the passes)
+ * ----------------------------------------------------------------
+ */
+
+static TimestampTz last_purge = 0;
+static bool purge_more = false;
+
+/* purge_enabled: this worker purges (worker 0, allma.retention > 0) */
+static bool
+purge_enabled(int slot)
+{
+	return slot == 0 && allma_retention_s > 0;
+}
+
+/*
+ * purge_wait_ms: in how many milliseconds worker 0's next purge pass is
+ * due, negative when it is overdue.  A pass is due every
+ * allma.purge_interval after the last one began, and at once after a
+ * batch that came back full.
+ */
+static int64
+purge_wait_ms(void)
+{
+	TimestampTz due;
+
+	due = purge_more ? last_purge :
+		TimestampTzPlusMilliseconds(last_purge, allma_purge_interval_ms);
+	return (int64) (due - GetCurrentTimestamp()) / 1000;
+}
+
+int64
+allma_retention_purge_wait_ms(int slot)
+{
+	return purge_enabled(slot) ? purge_wait_ms() : -1;
+}
+
+bool
+allma_retention_purge_due(int slot)
+{
+	return purge_enabled(slot) && purge_wait_ms() <= 0;
+}
+
+/*
+ * A purge pass overdue by PURGE_DEFER_MS.  The loop runs a due purge when it
+ * has nothing else to do right now, just before it would sleep, so that a
+ * batch of deletes does not stand between work that has just arrived (the
+ * wake-up that made the worker look) and its claim; a worker that never
+ * runs out of work purges once the pass is overdue (a batch every
+ * PURGE_DEFER_MS at most), so retention keeps pace under load.
+ */
+#define PURGE_DEFER_MS 200
+
+bool
+allma_retention_purge_overdue(int slot)
+{
+	return purge_enabled(slot) && -purge_wait_ms() >= PURGE_DEFER_MS;
+}
+
+void
+allma_retention_purge_started(void)
+{
+	last_purge = GetCurrentTimestamp();
+	purge_more = false;
+}
+
+void
+allma_retention_purge_finished(int64 npurged)
+{
+	purge_more = npurged >= allma_purge_batch_size;
 }

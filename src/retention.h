@@ -30,6 +30,18 @@ extern void allma_retention_define_gucs(void);
  */
 extern int64 allma_retention_purge_batch(void);
 
+/*
+ * When worker 0 (slot 0) purges: a pass is due every allma.purge_interval
+ * after the last began, at once after a full batch.  purge_wait_ms is -1
+ * for a worker that does not purge; purge_overdue says a due pass waited
+ * long enough to go before other work.  started/finished frame each pass.
+ */
+extern int64 allma_retention_purge_wait_ms(int slot);
+extern bool allma_retention_purge_due(int slot);
+extern bool allma_retention_purge_overdue(int slot);
+extern void allma_retention_purge_started(void);
+extern void allma_retention_purge_finished(int64 npurged);
+
 /* forgets the worker's saved plan (the extension was re-created) */
 extern void allma_retention_reset(void);
 

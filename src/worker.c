@@ -1148,9 +1148,6 @@ run_abort_pass(MemoryContext batch_cxt)
  * ----------------------------------------------------------------
  */
 
-static TimestampTz last_purge = 0;
-static bool purge_more = false;
-
 typedef struct PurgePass
 {
 	WorkerPass	pass;			/* first */
@@ -1163,70 +1160,23 @@ purge_pass_body(WorkerPass *pass)
 	((PurgePass *) pass)->npurged = allma_retention_purge_batch();
 }
 
-/* purge_enabled: this worker purges (worker 0, allma.retention > 0) */
-static bool
-purge_enabled(void)
-{
-	return my_slot == 0 && allma_retention_s > 0;
-}
-
-/*
- * purge_wait_ms: in how many milliseconds worker 0's next purge pass is
- * due, negative when it is overdue.  A pass is due every
- * allma.purge_interval after the last one began, and at once after a
- * batch that came back full.
- */
-static int64
-purge_wait_ms(void)
-{
-	TimestampTz due;
-
-	due = purge_more ? last_purge :
-		TimestampTzPlusMilliseconds(last_purge, allma_purge_interval_ms);
-	return (int64) (due - GetCurrentTimestamp()) / 1000;
-}
-
-static bool
-purge_due(void)
-{
-	return purge_enabled() && purge_wait_ms() <= 0;
-}
-
-/*
- * purge_overdue: a purge pass has been due for PURGE_DEFER_MS.  The loop
- * runs a due purge when it has nothing else to do right now, just before
- * it would sleep, so that a batch of deletes does not stand between work
- * that has just arrived (the wake-up that made the worker look) and its
- * claim; a worker that never runs out of work purges once the pass is
- * overdue (a batch every PURGE_DEFER_MS at most), so retention keeps pace
- * under load.
- */
-#define PURGE_DEFER_MS 200
-
-static bool
-purge_overdue(void)
-{
-	return purge_enabled() && -purge_wait_ms() >= PURGE_DEFER_MS;
-}
-
 /*
  * run_purge_pass: worker 0 deletes one batch of expired executions (see
  * retention.c).  Each batch is its own short transaction, between the
- * worker's other passes.  Called when a pass is due (purge_due).
+ * worker's other passes.  Called when a pass is due (allma_retention_purge_due).
  */
 static void
 run_purge_pass(MemoryContext batch_cxt)
 {
 	PurgePass	pp;
 
-	last_purge = GetCurrentTimestamp();
-	purge_more = false;
+	allma_retention_purge_started();
 	memset(&pp, 0, sizeof(pp));
 	pp.pass.activity = "allma: purging expired executions";
 	pp.pass.body = purge_pass_body;
 	pp.pass.batch_cxt = batch_cxt;
 	if (run_pass_transaction(&pp.pass) == ALLMA_GATE_OPEN)
-		purge_more = pp.npurged >= allma_purge_batch_size;
+		allma_retention_purge_finished(pp.npurged);
 }
 
 /*
@@ -1351,7 +1301,7 @@ worker_loop(void)
 		if (crashes_pending)
 			record_crashes(batch_cxt);
 		run_abort_pass(batch_cxt);
-		if (purge_overdue())
+		if (allma_retention_purge_overdue(my_slot))
 			run_purge_pass(batch_cxt);
 		/*
 		 * Responses and new work in any case: under a steady stream of
@@ -1378,7 +1328,7 @@ worker_loop(void)
 			continue;
 
 		/* nothing due right now: worker 0's purge, if due, then look again */
-		if (gate == ALLMA_GATE_OPEN && purge_due())
+		if (gate == ALLMA_GATE_OPEN && allma_retention_purge_due(my_slot))
 		{
 			run_purge_pass(batch_cxt);
 			continue;
@@ -1418,7 +1368,7 @@ worker_loop(void)
 			/* parked on rate limits: release them when their budget comes */
 			long		rl_ms = allma_ratelimit_wake_ms();
 			/* worker 0: awake when its next purge pass is due */
-			int64		purge_ms = purge_enabled() ? purge_wait_ms() : -1;
+			int64		purge_ms = allma_retention_purge_wait_ms(my_slot);
 
 			if (rl_ms >= 0 && rl_ms < timeout_ms)
 				timeout_ms = rl_ms;
