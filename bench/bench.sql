@@ -88,14 +88,35 @@ SELECT allma_create_flow('{"id": "fanout", "startStepInstanceId": "fork", "steps
            "aggregationConfig": {"strategy": "COLLECT_ARRAY"}},
   "noop": {"stepType": "NO_OP"}}}');
 
+-- bench_wait: allma_wait for a long run in statements of at most a second,
+-- committed in between.  One statement waiting for the whole run holds its
+-- snapshot, and with it the xmin horizon, from start to end: no row version
+-- the run leaves behind can be removed or its index entries killed, and a
+-- million-branch fork then walks every finished branch's dead versions
+-- (the claim, the next-due search).  A client polling from outside holds
+-- nothing; neither does this.
+CREATE OR REPLACE PROCEDURE bench_wait(e uuid, lim interval, INOUT st text)
+LANGUAGE plpgsql AS $$
+DECLARE
+	t0 timestamptz := clock_timestamp();
+BEGIN
+	LOOP
+		st := allma_wait(e, '1 s');
+		COMMIT;
+		EXIT WHEN st NOT IN ('RUNNING', 'QUEUED') OR clock_timestamp() - t0 > lim;
+	END LOOP;
+END $$;
+
 CREATE OR REPLACE PROCEDURE bench_fork_run(n int, INOUT seconds double precision)
 LANGUAGE plpgsql AS $$
 DECLARE
 	e uuid;
+	st text;
 BEGIN
 	e := allma_start_flow('fanout', jsonb_build_object('items', (SELECT jsonb_agg(g) FROM generate_series(1, n) g)));
 	COMMIT;
-	IF allma_wait(e, '30 min') <> 'COMPLETED' THEN
+	CALL bench_wait(e, '30 min', st);
+	IF st <> 'COMPLETED' THEN
 		RAISE EXCEPTION 'fan-out run: execution % did not complete', e;
 	END IF;
 	SELECT extract(epoch FROM ended_at - started_at) INTO seconds FROM allma.executions WHERE execution_id = e;
@@ -121,10 +142,12 @@ CREATE OR REPLACE PROCEDURE bench_fork_flow_run(f text, n int, INOUT seconds dou
 LANGUAGE plpgsql AS $$
 DECLARE
 	e uuid;
+	st text;
 BEGIN
 	e := allma_start_flow(f, jsonb_build_object('items', (SELECT jsonb_agg(g) FROM generate_series(1, n) g)));
 	COMMIT;
-	IF allma_wait(e, '60 min') <> 'COMPLETED' THEN
+	CALL bench_wait(e, '60 min', st);
+	IF st <> 'COMPLETED' THEN
 		RAISE EXCEPTION 'fan-out run: execution % did not complete', e;
 	END IF;
 	SELECT extract(epoch FROM ended_at - started_at) INTO seconds FROM allma.executions WHERE execution_id = e;
