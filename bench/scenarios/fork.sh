@@ -5,26 +5,32 @@
 # memory (RssAnon) peak, its ratio to the 10,000-branch run of the same
 # flow, and VmHWM (which also counts shared-buffer pages a worker touched).
 # FORK_WIDTHS / FORK_SQL_WIDTHS override the widths (the million-branch runs
-# take minutes: one run each whatever --runs says).
+# take minutes: one run each whatever --runs says).  Write transactions
+# (next_xid) are counted across each run: commits/s and branches per commit
+# beside branches/s (the run's own few statements included).
 fork_width() {
-  local flow=$1 n=$2 key=$3 label=$4 runs=$RUNS list=() secs sampler peak
+  local flow=$1 n=$2 key=$3 label=$4 runs=$RUNS list=() secs sampler peak x0 x1 xacts=()
   [ "$n" -ge 1000000 ] && runs=1
   bench_restart
   : > "$WORK/rss.$flow.$n"
   sample_rss "$WORK/rss.$flow.$n" & sampler=$!
   for r in $(seq 1 "$runs"); do
+    x0=$(next_xid)
     secs=$("${PSQL[@]}" -c "CALL bench_fork_flow_run('$flow', $n, NULL)")
+    x1=$(next_xid)
     list+=("$(awk -v s="$secs" -v n="$n" 'BEGIN {printf "%.0f", n / s}')")
-    echo "   $flow $n branches, run $r: ${secs}s, ${list[-1]} branches/s"
+    xacts+=("$(awk -v s="$secs" -v x=$((x1 - x0)) -v n="$n" 'BEGIN {printf "%.0f write xacts/s, %.1f branches each", x / s, n / x}')")
+    echo "   $flow $n branches, run $r: ${secs}s, ${list[-1]} branches/s, ${xacts[-1]}"
   done
   kill $sampler; wait $sampler 2>/dev/null || true
   peak=$(sort -n "$WORK/rss.$flow.$n" | tail -1)
   eval "FORK_PEAK_${flow}_$n=$peak"
-  local base ratio=""
+  local base ratio="" xs
+  xs=$(printf '%s; ' "${xacts[@]}"); xs=${xs%; }
   base=$(eval echo "\${FORK_PEAK_${flow}_10000:-}")
   [ -n "$base" ] && [ "$n" -ne 10000 ] && ratio="; $(awk -v a="$peak" -v b="$base" 'BEGIN {printf "%.2f", a / b}')x the 10,000-branch run"
   report "$key" "$label" \
-    "$(printf '%s\n' "${list[@]}" | median) branches/s (runs: ${list[*]}); peak worker RssAnon $(awk -v k="$peak" 'BEGIN {printf "%.1f", k / 1024}') MB$ratio; VmHWM $(( $(worker_hwm) / 1024 )) MB" \
+    "$(printf '%s\n' "${list[@]}" | median) branches/s (runs: ${list[*]}; $xs); peak worker RssAnon $(awk -v k="$peak" 'BEGIN {printf "%.1f", k / 1024}') MB$ratio; VmHWM $(( $(worker_hwm) / 1024 )) MB" \
     ">= 15,000 branches/s, RssAnon <= 1.2x the 10,000-branch run"
 }
 
