@@ -7,10 +7,15 @@
 # FORK_WIDTHS / FORK_SQL_WIDTHS override the widths (the million-branch runs
 # take minutes: one run each whatever --runs says).  Write transactions
 # (next_xid) are counted across each run: commits/s and branches per commit
-# beside branches/s (the run's own few statements included).
+# beside branches/s (the run's own few statements included).  The 10,000-
+# branch width, the memory reference, runs at least 3 times: one run lasts
+# a third of a second, 6 samples of RssAnon at 50 ms, and its sampled peak
+# alone moved between 9.8 and 13.1 MB from run to run (the million-branch
+# run, sampled 700 times, between 12.5 and 13.7 MB).
 fork_width() {
   local flow=$1 n=$2 key=$3 label=$4 runs=$RUNS list=() secs sampler peak x0 x1 xacts=()
   [ "$n" -ge 1000000 ] && runs=1
+  [ "$n" -le 10000 ] && [ "$runs" -lt 3 ] && runs=3
   bench_restart
   : > "$WORK/rss.$flow.$n"
   sample_rss "$WORK/rss.$flow.$n" & sampler=$!
