@@ -8,6 +8,7 @@ PGFILEDESC = "allma - durable workflow engine in background workers"
 OBJS = \
 	src/allma.o \
 	src/shmem.o \
+	src/listeners.o \
 	src/launcher.o \
 	src/worker.o \
 	src/worker_gate.o \

@@ -229,3 +229,26 @@ BEGIN
 			(SELECT count(*) FROM allma.executions WHERE status <> 'COMPLETED');
 	END IF;
 END $$;
+
+-- workers.sh (w1): one-step executions doing 1 ms of work (a SQL step that
+-- sleeps), started as the queue empties so that about `queue` runnable
+-- paths are always waiting, for `seconds`.
+SELECT allma_create_flow('{"id": "workers_sql", "startStepInstanceId": "a", "steps": {
+  "a": {"stepType": "DATA_LOAD", "moduleIdentifier": "system/sql-query",
+        "customConfig": {"sql": "SELECT pg_sleep(0.001)"}}}}');
+
+CREATE OR REPLACE PROCEDURE bench_workers_feed(f text, queue int, seconds double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+	stop timestamptz := clock_timestamp() + make_interval(secs => seconds);
+	missing int;
+BEGIN
+	WHILE clock_timestamp() < stop LOOP
+		SELECT queue - count(*) INTO missing FROM allma.execution_paths WHERE status = 'READY';
+		IF missing > 0 THEN
+			PERFORM allma_start_flow(f) FROM generate_series(1, missing);
+		END IF;
+		COMMIT;
+		PERFORM pg_sleep(0.002);
+	END LOOP;
+END $$;

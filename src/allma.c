@@ -39,6 +39,7 @@
 #include "lifecycle.h"
 #include "retention.h"
 #include "large_value.h"
+#include "listeners.h"
 #include "shmem.h"
 #include "steps/steps.h"
 
@@ -48,6 +49,8 @@ PG_MODULE_MAGIC;
 char	   *allma_database_name = NULL;
 int			allma_max_workers = 2;
 int			allma_batch_size = 64;
+int			allma_max_concurrent_passes = 0;
+int			allma_pass_stall_ms = 100;
 int			allma_max_chain_steps = 16;
 int			allma_naptime_ms = 1000;
 double		allma_timer_scale = 1.0;
@@ -129,6 +132,27 @@ define_gucs(void)
 							64, 1, 10000,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.max_concurrent_passes",
+							"Sets the most workers that run a pass at the same time.",
+							"The others wait on their latches for a turn.  0 means twice the number "
+							"of CPUs.  A pass running user SQL (SQL steps, bound functions) gives its "
+							"turn back, and one running longer than allma.pass_stall_timeout stops counting.",
+							&allma_max_concurrent_passes,
+							0, 0, ALLMA_MAX_WORKERS,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("allma.pass_stall_timeout",
+							"Sets how long a pass may hold its turn before it stops counting against allma.max_concurrent_passes.",
+							"Such a pass is taken to be waiting on a lock rather than using a CPU, "
+							"and another worker may run meanwhile.",
+							&allma_pass_stall_ms,
+							100, 1, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("allma.max_chain_steps",
@@ -360,6 +384,7 @@ allma_process_utility(PlannedStmt *pstmt, const char *queryString,
 	Node	   *parsetree = pstmt->utilityStmt;
 
 	allma_drop_guard_check(parsetree);	/* DROP EXTENSION allma, see drop_guard.c */
+	allma_listeners_utility(parsetree); /* LISTEN allma_execution_events */
 	if (IsA(parsetree, DropdbStmt))
 	{
 		DropdbStmt *stmt = (DropdbStmt *) parsetree;

@@ -93,6 +93,8 @@
 extern char *allma_database_name;
 extern int	allma_max_workers;
 extern int	allma_batch_size;
+extern int	allma_max_concurrent_passes;
+extern int	allma_pass_stall_ms;
 extern int	allma_max_chain_steps;
 extern int	allma_naptime_ms;
 extern double allma_timer_scale;

@@ -5,7 +5,9 @@
  *
  * In a build made with "make FAULT_INJECTION=1", allma.fault_point
  * (superuser, reload) names one fault point and what it does when reached:
- * 'after-claim:error', 'before-join:sigkill', ...  Each fault fires once:
+ * 'after-claim:error', 'before-join:sigkill', ...; 'wait' waits in the
+ * pass for pg_advisory_xact_lock(7277), which a test holds to keep a
+ * worker inside a pass.  Each fault fires once:
  * when it fires it creates the file allma_fault_fired.<name> in the data
  * directory, and while that file exists the point does nothing -- so a
  * fault that kills the server does not kill it again after the restart.
@@ -30,7 +32,11 @@
 #include <unistd.h>
 
 #include "miscadmin.h"
+#include "utils/fmgrprotos.h"
 #include "utils/guc.h"
+
+/* action 'wait': the transaction-level advisory lock the point waits for */
+#define ALLMA_FAULT_WAIT_LOCK 7277
 
 static char *allma_fault_point_setting = NULL;
 
@@ -39,7 +45,7 @@ allma_faultpoint_define_gucs(void)
 {
 	DefineCustomStringVariable("allma.fault_point",
 							   "Test builds only: the fault point that fails, and how.",
-							   "'<name>:<error|fatal|sigkill>'; empty: none.  Each fires once "
+							   "'<name>:<error|fatal|sigkill|wait>'; empty: none.  Each fires once "
 							   "(until the file allma_fault_fired.<name> in the data directory is removed).",
 							   &allma_fault_point_setting, "", PGC_SIGHUP, GUC_NO_SHOW_ALL,
 							   NULL, NULL, NULL);
@@ -68,6 +74,15 @@ allma_fault_point(const char *name)
 		ereport(LOG, (errmsg("allma fault point \"%s\": SIGKILL", name)));
 		(void) kill(MyProcPid, SIGKILL);
 		pg_usleep(10 * 1000000L);	/* the signal arrives first */
+	}
+	if (strcmp(action, "wait") == 0)
+	{
+		/* held by a test: the pass goes on once the test lets go */
+		ereport(LOG, (errmsg("allma fault point \"%s\": waiting for advisory lock %d",
+							 name, ALLMA_FAULT_WAIT_LOCK)));
+		(void) DirectFunctionCall1(pg_advisory_xact_lock_int8,
+								   Int64GetDatum(ALLMA_FAULT_WAIT_LOCK));
+		return;
 	}
 	if (strcmp(action, "fatal") == 0)
 		ereport(FATAL,

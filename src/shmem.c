@@ -52,6 +52,8 @@ typedef struct AllmaWorkerSlot
 	bool		served;			/* ran a pass with the gate open; kept after
 								 * the worker exits, for the launcher */
 	bool		sleeping;		/* waiting for work on its latch */
+	TimestampTz turn_since;		/* running a pass on a turn since (0: none) */
+	bool		waiting_turn;	/* waiting on its latch for a turn */
 } AllmaWorkerSlot;
 
 typedef struct AllmaSharedState
@@ -67,10 +69,14 @@ typedef struct AllmaSharedState
 	char		gate_version[NAMEDATALEN];
 	AllmaWorkerSlot workers[ALLMA_MAX_WORKERS];
 	uint32		wake_cursor;	/* where the next wake-up starts looking */
+	uint32		turn_cursor;	/* where the next freed turn starts looking */
 	pg_atomic_uint64 terminal_events;	/* bumped when executions end */
 	ConditionVariable terminal_cv;
 	pg_atomic_uint64 lifecycle_events;	/* bumped when executions are
 										 * cancelled or time out */
+	pg_atomic_uint64 claim_floor;	/* TimestampTz: where claims start (store.c) */
+	pg_atomic_uint32 event_listeners;	/* sessions that LISTEN on
+										 * allma_execution_events */
 } AllmaSharedState;
 
 static AllmaSharedState *allma_shared = NULL;
@@ -112,6 +118,8 @@ allma_shmem_startup(void)
 		pg_atomic_init_u64(&allma_shared->terminal_events, 0);
 		ConditionVariableInit(&allma_shared->terminal_cv);
 		pg_atomic_init_u64(&allma_shared->lifecycle_events, 0);
+		pg_atomic_init_u32(&allma_shared->event_listeners, 0);
+		pg_atomic_init_u64(&allma_shared->claim_floor, (uint64) DT_NOBEGIN);
 	}
 	/* the rate limits' state (ratelimit.c) */
 	{
@@ -163,10 +171,13 @@ worker_detach(int code, Datum arg)
 {
 	int			slot = DatumGetInt32(arg);
 
+	/* a turn held by a pass that died is another worker's now */
+	allma_shmem_end_turn(slot, true);
 	SpinLockAcquire(&allma_shared->mutex);
 	if (allma_shared->workers[slot].pid == MyProcPid)
 	{
 		allma_shared->workers[slot].pid = 0;
+		allma_shared->workers[slot].waiting_turn = false;
 		allma_shared->workers[slot].state = ALLMA_WORKER_FREE;
 	}
 	SpinLockRelease(&allma_shared->mutex);
@@ -210,6 +221,8 @@ allma_shmem_register_worker(int slot, Oid dboid)
 	allma_shared->workers[slot].steps_done = 0;
 	allma_shared->workers[slot].served = false;
 	allma_shared->workers[slot].sleeping = false;
+	allma_shared->workers[slot].turn_since = 0;
+	allma_shared->workers[slot].waiting_turn = false;
 	SpinLockRelease(&allma_shared->mutex);
 	before_shmem_exit(worker_detach, Int32GetDatum(slot));
 }
@@ -286,6 +299,8 @@ allma_worker_state_name(AllmaWorkerState state)
 			return "starting";
 		case ALLMA_WORKER_IDLE:
 			return "idle";
+		case ALLMA_WORKER_WAITING_TURN:
+			return "waiting for a turn";
 		case ALLMA_WORKER_BUSY:
 			return "busy";
 		case ALLMA_WORKER_NO_EXTENSION:
@@ -467,6 +482,102 @@ allma_wake_launcher(void)
 		SetLatch(ALLMA_PROC_LATCH(procno));
 }
 
+/*
+ * Turns: the most workers that run a pass at the same time.  On a machine
+ * with few CPUs, thirty-two workers running passes at once are slower than
+ * a few: they preempt each other while holding buffer and lock-manager
+ * locks, and each claim skips the rows the others hold.  A worker takes a
+ * turn before a claim pass and keeps it while its claims come back full
+ * (handing turns around costs a process switch per pass, and thirty-two
+ * processes taking turns run out of the CPU caches); it gives it back when
+ * it goes to sleep, and when its pass starts user code, which may wait on
+ * locks (that wakes a waiting worker).  The others wait on their latches.
+ * A turn held longer than stall_ms no longer counts: its pass is waiting
+ * on a lock (a user's transaction, say) rather than using a CPU, and must
+ * not stop the other workers.  (Given back after the commit, not before:
+ * passes committing while the next ones claimed left more rows locked for
+ * every claim to step over.)
+ *
+ * allma_shmem_take_turn takes one for the slot if fewer than max_turns
+ * fresh ones are held, or whatever the count if force (a worker with
+ * requests in flight records their responses without waiting).  Otherwise
+ * it marks the slot waiting, sets *wait_ms to the time until the oldest
+ * turn turns stale, and returns false.
+ */
+bool
+allma_shmem_take_turn(int slot, int max_turns, long stall_ms, bool force, long *wait_ms)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz oldest = 0;
+	int			held = 0;
+	bool		taken;
+
+	SpinLockAcquire(&allma_shared->mutex);
+	for (int i = 0; i < ALLMA_MAX_WORKERS && !force; i++)
+	{
+		AllmaWorkerSlot *w = &allma_shared->workers[i];
+
+		if (i == slot || w->pid == 0 || w->turn_since == 0 ||
+			TimestampDifferenceExceeds(w->turn_since, now, (int) stall_ms))
+			continue;
+		held++;
+		if (oldest == 0 || w->turn_since < oldest)
+			oldest = w->turn_since;
+	}
+	taken = force || held < max_turns;
+	if (taken)
+		allma_shared->workers[slot].turn_since = now;
+	allma_shared->workers[slot].waiting_turn = !taken;
+	SpinLockRelease(&allma_shared->mutex);
+
+	if (!taken)
+	{
+		long		secs;
+		int			usecs;
+
+		TimestampDifference(now, TimestampTzPlusMilliseconds(oldest, stall_ms), &secs, &usecs);
+		*wait_ms = Max(secs * 1000 + usecs / 1000, 1);
+	}
+	return taken;
+}
+
+/*
+ * allma_shmem_end_turn gives the slot's turn back (if it holds one) and,
+ * if wake, wakes one worker waiting for a turn: a pass that runs user code
+ * leaves the CPU to another worker.  A worker going to sleep does not wake
+ * one (it found nothing to do); waiters look again when the oldest turn
+ * would turn stale, at the latest after stall_ms.
+ */
+void
+allma_shmem_end_turn(int slot, bool wake)
+{
+	int			procno = -1;
+
+	if (allma_shared == NULL || slot < 0)
+		return;
+	SpinLockAcquire(&allma_shared->mutex);
+	if (allma_shared->workers[slot].turn_since != 0)
+	{
+		uint32		start = allma_shared->turn_cursor++;
+
+		allma_shared->workers[slot].turn_since = 0;
+		for (int k = 0; k < ALLMA_MAX_WORKERS && wake; k++)
+		{
+			AllmaWorkerSlot *w = &allma_shared->workers[(start + k) % ALLMA_MAX_WORKERS];
+
+			if (w->pid != 0 && w->waiting_turn)
+			{
+				w->waiting_turn = false;
+				procno = w->procno;
+				break;
+			}
+		}
+	}
+	SpinLockRelease(&allma_shared->mutex);
+	if (procno >= 0)
+		SetLatch(ALLMA_PROC_LATCH(procno));
+}
+
 /* allma_notify_terminal tells allma_wait callers to look again */
 void
 allma_notify_terminal(void)
@@ -583,4 +694,45 @@ allma_shmem_lifecycle_events(void)
 	if (allma_shared == NULL)
 		return 0;
 	return pg_atomic_read_u64(&allma_shared->lifecycle_events);
+}
+
+/*
+ * Listeners of allma_execution_events (listeners.c counts them): a session
+ * adds itself before its LISTEN commits and takes itself away after its
+ * UNLISTEN commits or when it exits.
+ */
+void
+allma_shmem_count_listener(int delta)
+{
+	if (allma_shared == NULL)
+		return;
+	if (delta > 0)
+		pg_atomic_fetch_add_u32(&allma_shared->event_listeners, delta);
+	else
+		pg_atomic_fetch_sub_u32(&allma_shared->event_listeners, -delta);
+}
+
+uint32
+allma_shmem_listeners(void)
+{
+	if (allma_shared == NULL)
+		return 1;				/* not known: as if somebody listened */
+	pg_memory_barrier();
+	return pg_atomic_read_u32(&allma_shared->event_listeners);
+}
+
+/* the workers' claim floor (see store.c); DT_NOBEGIN: claim from the start */
+TimestampTz
+allma_shmem_claim_floor(void)
+{
+	if (allma_shared == NULL)
+		return DT_NOBEGIN;
+	return (TimestampTz) pg_atomic_read_u64(&allma_shared->claim_floor);
+}
+
+void
+allma_shmem_set_claim_floor(TimestampTz floor)
+{
+	if (allma_shared != NULL)
+		pg_atomic_write_u64(&allma_shared->claim_floor, (uint64) floor);
 }

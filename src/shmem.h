@@ -29,6 +29,7 @@ typedef enum AllmaWorkerState
 	ALLMA_WORKER_STARTING,
 	ALLMA_WORKER_IDLE,
 	ALLMA_WORKER_BUSY,
+	ALLMA_WORKER_WAITING_TURN,	/* work to do, waiting for a turn (shmem.c) */
 	ALLMA_WORKER_NO_EXTENSION,	/* allma is not installed in the database */
 	ALLMA_WORKER_NEEDS_UPDATE,	/* installed at an older version than this
 								 * library's: ALTER EXTENSION allma UPDATE */
@@ -97,6 +98,19 @@ extern bool allma_shmem_gate_open(Oid dboid);
 /* wake-ups */
 extern void allma_wake_workers(int wanted, bool sleepers_only);
 extern void allma_shmem_set_sleeping(int slot, bool sleeping);
+
+/* turns: how many workers run a pass at once (see shmem.c) */
+extern bool allma_shmem_take_turn(int slot, int max_turns, long stall_ms, bool force,
+								  long *wait_ms);
+extern void allma_shmem_end_turn(int slot, bool wake);
+
+/* sessions listening on allma_execution_events (see listeners.c) */
+extern void allma_shmem_count_listener(int delta);
+extern uint32 allma_shmem_listeners(void);
+
+/* the workers' shared claim floor (see store.c) */
+extern TimestampTz allma_shmem_claim_floor(void);
+extern void allma_shmem_set_claim_floor(TimestampTz floor);
 extern void allma_wake_launcher(void);
 extern void allma_request_wake_at_commit(void);
 extern void allma_request_wake_all_at_commit(void);

@@ -48,6 +48,7 @@
 #include "secret_use.h"
 #include "sqlstep.h"
 #include "step.h"
+#include "worker.h"
 #include "steps/steps.h"
 #include "template.h"
 #include "limit_gucs.h"
@@ -630,6 +631,8 @@ void
 allma_step_enter_user_code(StepRun *run, AllmaUserCodeState *st)
 {
 	allma_user_code_guard(run->ps->run_as, run->step->id);
+	/* user SQL may wait on locks for long: not on a worker's turn */
+	allma_worker_give_back_turn();
 	GetUserIdAndSecContext(&st->save_userid, &st->save_sec);
 	SetUserIdAndSecContext(run->ps->run_as,
 						   st->save_sec | SECURITY_LOCAL_USERID_CHANGE |

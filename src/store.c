@@ -26,7 +26,6 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "commands/async.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -45,6 +44,8 @@
 #include "pathstate.h"
 #include "priority.h"
 #include "spicache.h"
+#include "listeners.h"
+#include "shmem.h"
 #include "store.h"
 #include "store_internal.h"
 #include "steps/completion.h"
@@ -68,11 +69,12 @@ static SPIPlanPtr claim_plan = NULL;
  * CLAIM_FULL_SCAN_EVERY claims or CLAIM_FULL_SCAN_MS, whichever comes
  * first: under a full queue such a path waits at most that long.  (Counted
  * in claims first, so that the share of claims that walk the old entries
- * does not grow when passes slow down.)
+ * does not grow when passes slow down.)  The floor is shared by the
+ * workers (shmem.c): a worker whose last claim is a while back (it waited
+ * for a turn) would otherwise walk every entry the others claimed since.
  */
 #define CLAIM_FULL_SCAN_EVERY 16
 #define CLAIM_FULL_SCAN_MS 1000
-static TimestampTz claim_floor = DT_NOBEGIN;
 static TimestampTz last_full_claim = 0;
 static int	claims_since_full = 0;
 static SPIPlanPtr update_paths_plan = NULL;
@@ -162,7 +164,7 @@ allma_store_reset(void)
 			SPI_freeplan(*plans[i]);
 		*plans[i] = NULL;
 	}
-	claim_floor = DT_NOBEGIN;
+	allma_shmem_set_claim_floor(DT_NOBEGIN);
 	allma_store_forks_reset();
 }
 
@@ -217,6 +219,7 @@ List *
 allma_store_claim(int limit)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz claim_floor = allma_shmem_claim_floor();
 	bool		full = claim_floor == DT_NOBEGIN || ++claims_since_full >= CLAIM_FULL_SCAN_EVERY ||
 		TimestampDifferenceExceeds(last_full_claim, now, CLAIM_FULL_SCAN_MS);
 	Datum		args[3] = {Int32GetDatum(limit), TimestampTzGetDatum(now),
@@ -287,6 +290,7 @@ allma_store_claim(int limit)
 			claim_floor = Min(claim_floor, key);
 		}
 	}
+	allma_shmem_set_claim_floor(claim_floor);
 	return paths;
 }
 
@@ -997,7 +1001,8 @@ save_executions(List *paths)
 	execute_plan(save_executions_plan, args, SPI_OK_UPDATE_RETURNING);
 
 	/*
-	 * NOTIFY allma_execution_events, delivered when the batch commits.  Every
+	 * NOTIFY allma_execution_events, delivered when the batch commits (only
+	 * while some session listens, see listeners.c).  Every
 	 * listener gets it, whatever row-level security lets it see, and any
 	 * role can send one on this channel: the payload is only the execution
 	 * id (a wake-up), and listeners read the status through RLS.
@@ -1044,7 +1049,7 @@ save_executions(List *paths)
 			if (!DatumGetBool(SPI_getbinval(tup, tuptable->tupdesc, 4, &isnull)) || isnull)
 				continue;
 			id = SPI_getvalue(tup, tuptable->tupdesc, 1);
-			Async_Notify(ALLMA_NOTIFY_CHANNEL, id);
+			allma_event_notify(id);
 			finished = lappend(finished, id);
 			key = SPI_getvalue(tup, tuptable->tupdesc, 5);
 			if (key != NULL)

@@ -52,6 +52,8 @@
  */
 #include "postgres.h"
 
+#include <unistd.h>
+
 #include <ctype.h>
 #include <sys/resource.h>
 
@@ -97,6 +99,7 @@
 #include "shmem.h"
 #include "steps/completion.h"
 #include "store.h"
+#include "listeners.h"
 #include "worker.h"
 #include "worker_gate.h"
 #include "http_limits.h"
@@ -286,6 +289,7 @@ typedef struct WorkerPass
 static void
 finish_pass(WorkerPass *pass)
 {
+	allma_events_after_commit();
 	MemoryContextSwitchTo(pass->batch_cxt);
 	submit_requests(pass->paths);
 	MemoryContextSwitchTo(TopMemoryContext);
@@ -641,6 +645,8 @@ claim_pass_body(WorkerPass *pass)
 
 		allma_pathfail_forget(&ps->execution_id, ps->path_id);
 	}
+	if (cp->npaths > 0)
+		ALLMA_FAULT_POINT("before-claim-commit");
 }
 
 /* a solo pass that committed: one path fewer to run alone */
@@ -1215,6 +1221,47 @@ wait_for_work(long timeout_ms)
 		ResetLatch(MyLatch);
 }
 
+/*
+ * take_turn: a turn to run a claim pass (allma.max_concurrent_passes, see
+ * shmem.c), or false after waiting on the latch for one.  A worker with
+ * requests in flight takes one whatever the count: its responses are
+ * recorded by nobody else, and its client's sockets wait meanwhile.
+ */
+static bool
+take_turn(void)
+{
+	int			max_turns = allma_max_concurrent_passes;
+	long		wait_ms;
+
+	if (max_turns <= 0)
+	{
+		long		ncpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+		max_turns = 2 * (int) Max(ncpus, 1);
+	}
+	if (allma_shmem_take_turn(my_slot, max_turns, allma_pass_stall_ms,
+							  held_count > 0 || http_pending() > 0, &wait_ms))
+		return true;
+	allma_shmem_set_worker_state(my_slot, ALLMA_WORKER_WAITING_TURN, 0);
+	pgstat_report_activity(STATE_IDLE, "allma: waiting for a turn");
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 Min(wait_ms, allma_pass_stall_ms), PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	return false;
+}
+
+/*
+ * allma_worker_give_back_turn: the pass under way runs user code (a SQL
+ * step, a bound function), which may wait on locks for long: its turn goes
+ * to a waiting worker.  Nothing outside a worker.
+ */
+void
+allma_worker_give_back_turn(void)
+{
+	if (my_slot >= 0)
+		allma_shmem_end_turn(my_slot, true);
+}
+
 static void
 worker_loop(void)
 {
@@ -1239,6 +1286,7 @@ worker_loop(void)
 		MemoryContextSwitchTo(TopMemoryContext);
 		edata = CopyErrorData();
 		AbortCurrentTransaction();
+		allma_shmem_end_turn(my_slot, true);
 		MemoryContextSwitchTo(TopMemoryContext);
 		FlushErrorState();
 		MemoryContextReset(batch_cxt);
@@ -1309,6 +1357,8 @@ worker_loop(void)
 		 * the requests in flight drain instead of being replaced.  Both in
 		 * one pass (one commit) unless paths run alone after a failure.
 		 */
+		if (!take_turn())
+			continue;
 		if (solo_claims == 0 && !held_solo && take_responses() > 0)
 			npaths = run_combined_pass(batch_cxt, &next_due, &gate, &ncompleted);
 		else
@@ -1376,6 +1426,8 @@ worker_loop(void)
 				timeout_ms = Max((long) purge_ms, 1);
 		}
 
+		/* nothing to do: the turn is free (the waiters look again soon) */
+		allma_shmem_end_turn(my_slot, false);
 		allma_shmem_set_sleeping(my_slot, true);
 		wait_for_work(timeout_ms);
 		allma_shmem_set_sleeping(my_slot, false);
@@ -1450,6 +1502,8 @@ allma_worker_main(Datum main_arg)
 	 * paid tens of milliseconds of compilation on every pass.
 	 */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/* NOTIFY allma_execution_events only while a session listens */
+	allma_events_defer();
 	recovered_n = allma_passmark_open(my_slot, &recovered);
 	crashes_pending = recovered_n > 0;
 	if (recovered_n > 0)

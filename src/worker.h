@@ -30,5 +30,6 @@ extern void allma_worker_describe(BackgroundWorker *worker, int slot, Oid dboid)
 
 /* the worker's entry point (named in bgw_function_name) */
 extern PGDLLEXPORT void allma_worker_main(Datum main_arg);
+extern void allma_worker_give_back_turn(void);
 
 #endif							/* ALLMA_WORKER_H */
