@@ -289,7 +289,6 @@ typedef struct WorkerPass
 static void
 finish_pass(WorkerPass *pass)
 {
-	allma_events_after_commit();
 	MemoryContextSwitchTo(pass->batch_cxt);
 	submit_requests(pass->paths);
 	MemoryContextSwitchTo(TopMemoryContext);
@@ -299,6 +298,8 @@ finish_pass(WorkerPass *pass)
 	if (pass->nterminal > 0)
 		allma_notify_terminal();
 	allma_shmem_set_worker_state(my_slot, ALLMA_WORKER_IDLE, pass->nsteps);
+	/* last: a transaction of its own, if a session began to listen */
+	allma_events_after_commit();
 }
 
 /*
@@ -1230,14 +1231,16 @@ wait_for_work(long timeout_ms)
 static bool
 take_turn(void)
 {
+	static int	default_turns = 0;
 	int			max_turns = allma_max_concurrent_passes;
 	long		wait_ms;
 
 	if (max_turns <= 0)
 	{
-		long		ncpus = sysconf(_SC_NPROCESSORS_ONLN);
-
-		max_turns = 2 * (int) Max(ncpus, 1);
+		/* twice the CPUs, asked once (it reads a file under /sys) */
+		if (default_turns == 0)
+			default_turns = 2 * (int) Max(sysconf(_SC_NPROCESSORS_ONLN), 1);
+		max_turns = default_turns;
 	}
 	if (allma_shmem_take_turn(my_slot, max_turns, allma_pass_stall_ms,
 							  held_count > 0 || http_pending() > 0, &wait_ms))
