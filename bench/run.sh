@@ -54,7 +54,8 @@ DATA=
 cleanup() {
   [ -n "$MOCK_PID" ] && kill "$MOCK_PID" 2>/dev/null || true
   bench_stop
-  rm -rf "$WORK"
+  # BENCH_KEEP=1 keeps the work directory (server logs) for a look afterwards
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "work directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 

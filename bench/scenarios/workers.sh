@@ -24,6 +24,8 @@ workers_drain() {
   t0=$("${PSQL[@]}" -c "SELECT clock_timestamp() FROM (SELECT count(allma_start_flow('workers1')) FROM generate_series(1, 60000)) s")
   workers_wait_done workers1
   rate=$("${PSQL[@]}" -c "SELECT round(count(*) / extract(epoch FROM max(ended_at) - '$t0')) FROM allma.executions WHERE flow_id = 'workers1'")
+  # where the time went, for the log: seconds to the median, the 99th percentile and the last end
+  echo "   drain: $("${PSQL[@]}" -c "SELECT string_agg(round(extract(epoch FROM q - '$t0')::numeric, 3)::text, ' / ') FROM unnest((SELECT percentile_disc(ARRAY[0.5, 0.99, 1]) WITHIN GROUP (ORDER BY ended_at) FROM allma.executions WHERE flow_id = 'workers1')) q") s to 50 % / 99 % / all" >&2
   workers_clean workers1
   echo "$rate"
 }
@@ -46,7 +48,7 @@ scenario_workers() {
   # the bench starts executions as the bootstrap superuser (as fork.sh)
   set_guc allma.allow_superuser_sql_steps on
   local w list list1
-  for w in 2 8 16 32; do
+  for w in ${WORKERS_WIDTHS:-2 8 16 32}; do
     set_guc allma.max_workers "$w"
     for _ in $(seq 1 100); do
       [ "$("${PSQL[@]}" -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'allma worker'")" -ge "$w" ] && break
