@@ -26,6 +26,8 @@
  */
 #include "postgres.h"
 
+#include <unistd.h>
+
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -38,6 +40,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 
+#include "allma.h"
 #include "compat.h"
 #include "ratelimit.h"
 #include "shmem.h"
@@ -539,6 +542,36 @@ allma_shmem_take_turn(int slot, int max_turns, long stall_ms, bool force, long *
 		*wait_ms = Max(secs * 1000 + usecs / 1000, 1);
 	}
 	return taken;
+}
+
+/*
+ * allma_shmem_wait_for_turn: a worker's turn to run a claim pass, or false
+ * after waiting on its latch for one (its state then shows it).  The count
+ * is allma.max_concurrent_passes, by default twice the CPUs; a turn is
+ * stale after allma.pass_stall_timeout.
+ */
+bool
+allma_shmem_wait_for_turn(int slot, bool force)
+{
+	static int	default_turns = 0;
+	int			max_turns = allma_max_concurrent_passes;
+	long		wait_ms;
+
+	if (max_turns <= 0)
+	{
+		/* asked once: it reads a file under /sys */
+		if (default_turns == 0)
+			default_turns = 2 * (int) Max(sysconf(_SC_NPROCESSORS_ONLN), 1);
+		max_turns = default_turns;
+	}
+	if (allma_shmem_take_turn(slot, max_turns, allma_pass_stall_ms, force, &wait_ms))
+		return true;
+	allma_shmem_set_worker_state(slot, ALLMA_WORKER_WAITING_TURN, 0);
+	pgstat_report_activity(STATE_IDLE, "allma: waiting for a turn");
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 Min(wait_ms, allma_pass_stall_ms), PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	return false;
 }
 
 /*

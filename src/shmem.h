@@ -103,6 +103,7 @@ extern void allma_shmem_set_sleeping(int slot, bool sleeping);
 extern bool allma_shmem_take_turn(int slot, int max_turns, long stall_ms, bool force,
 								  long *wait_ms);
 extern void allma_shmem_end_turn(int slot, bool wake);
+extern bool allma_shmem_wait_for_turn(int slot, bool force);
 
 /* sessions listening on allma_execution_events (see listeners.c) */
 extern void allma_shmem_count_listener(int delta);

@@ -52,8 +52,6 @@
  */
 #include "postgres.h"
 
-#include <unistd.h>
-
 #include <ctype.h>
 #include <sys/resource.h>
 
@@ -1223,34 +1221,14 @@ wait_for_work(long timeout_ms)
 }
 
 /*
- * take_turn: a turn to run a claim pass (allma.max_concurrent_passes, see
- * shmem.c), or false after waiting on the latch for one.  A worker with
- * requests in flight takes one whatever the count: its responses are
- * recorded by nobody else, and its client's sockets wait meanwhile.
+ * take_turn: a turn to run a claim pass (shmem.c), or false after waiting
+ * on the latch for one.  A worker with requests in flight takes one
+ * whatever the count: its responses are recorded by nobody else.
  */
 static bool
 take_turn(void)
 {
-	static int	default_turns = 0;
-	int			max_turns = allma_max_concurrent_passes;
-	long		wait_ms;
-
-	if (max_turns <= 0)
-	{
-		/* twice the CPUs, asked once (it reads a file under /sys) */
-		if (default_turns == 0)
-			default_turns = 2 * (int) Max(sysconf(_SC_NPROCESSORS_ONLN), 1);
-		max_turns = default_turns;
-	}
-	if (allma_shmem_take_turn(my_slot, max_turns, allma_pass_stall_ms,
-							  held_count > 0 || http_pending() > 0, &wait_ms))
-		return true;
-	allma_shmem_set_worker_state(my_slot, ALLMA_WORKER_WAITING_TURN, 0);
-	pgstat_report_activity(STATE_IDLE, "allma: waiting for a turn");
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					 Min(wait_ms, allma_pass_stall_ms), PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
-	return false;
+	return allma_shmem_wait_for_turn(my_slot, held_count > 0 || http_pending() > 0);
 }
 
 /*
