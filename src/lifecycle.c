@@ -753,9 +753,7 @@ allma_lifecycle_time_out_executions(int limit)
 	 * likely cause of a bench round whose workers spent 1,130 us per
 	 * resume instead of 57 us).  The deadline index gives the order itself.
 	 */
-	sort_level = NewGUCNestLevel();
-	(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	sort_level = allma_spi_ordered_begin();
 	exec_kept(&time_out_plan,
 			 "SELECT x.execution_id, "
 			 "       extract(epoch FROM x.deadline - x.started_at)::float8 "
@@ -764,7 +762,7 @@ allma_lifecycle_time_out_executions(int limit)
 			 "   AND x.deadline <= $2 "
 			 " ORDER BY x.deadline LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
 			 2, types, values, SPI_OK_SELECT);
-	AtEOXact_GUC(true, sort_level);
+	allma_spi_keyed_end(sort_level);
 	n = (int) SPI_processed;
 	if (n == 0)
 		return 0;

@@ -18,7 +18,7 @@
  * DISCARD ALL, commits, or when it exits.  Where it cannot be sure (a
  * subtransaction that rolled back an UNLISTEN) it stays counted: an extra
  * NOTIFY costs time, a missing one a wake-up.  LISTEN issued by C code that
- * calls Async_Listen directly is not seen (docs/reference.md).
+ * calls Async_Listen directly is not seen (README, Guarantees).
  *
  * The race this leaves: a worker reads the count before it commits; a
  * session that LISTENs after that read and then reads the execution's status

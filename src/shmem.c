@@ -528,8 +528,12 @@ allma_shmem_take_turn(int slot, int max_turns, long stall_ms, bool force, long *
 			oldest = w->turn_since;
 	}
 	taken = force || held < max_turns;
-	if (taken)
-		allma_shared->workers[slot].turn_since = now;
+	/*
+	 * One that cannot take a turn holds none: a worker whose turn was still
+	 * fresh (others took turns past the count: force, stale turns) must not
+	 * be counted by the others while it waits.
+	 */
+	allma_shared->workers[slot].turn_since = taken ? now : 0;
 	allma_shared->workers[slot].waiting_turn = !taken;
 	SpinLockRelease(&allma_shared->mutex);
 

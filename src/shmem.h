@@ -98,6 +98,13 @@ extern bool allma_shmem_gate_open(Oid dboid);
 /* wake-ups */
 extern void allma_wake_workers(int wanted, bool sleepers_only);
 extern void allma_shmem_set_sleeping(int slot, bool sleeping);
+extern void allma_wake_launcher(void);
+extern void allma_request_wake_at_commit(void);
+extern void allma_request_wake_all_at_commit(void);
+
+/* cancel and timeouts: see lifecycle.h */
+extern void allma_request_lifecycle_event_at_commit(void);
+extern uint64 allma_shmem_lifecycle_events(void);
 
 /* turns: how many workers run a pass at once (see shmem.c) */
 extern bool allma_shmem_take_turn(int slot, int max_turns, long stall_ms, bool force,
@@ -112,13 +119,6 @@ extern uint32 allma_shmem_listeners(void);
 /* the workers' shared claim floor (see store.c) */
 extern TimestampTz allma_shmem_claim_floor(void);
 extern void allma_shmem_set_claim_floor(TimestampTz floor);
-extern void allma_wake_launcher(void);
-extern void allma_request_wake_at_commit(void);
-extern void allma_request_wake_all_at_commit(void);
-
-/* cancel and timeouts: see lifecycle.h */
-extern void allma_request_lifecycle_event_at_commit(void);
-extern uint64 allma_shmem_lifecycle_events(void);
 
 /*
  * Terminal executions: workers call allma_notify_terminal after committing

@@ -182,6 +182,24 @@ allma_spi_keyed_begin(void)
 	return nestlevel;
 }
 
+/*
+ * allma_spi_ordered_begin: the keyed scope, and sorts off as well, for a
+ * statement that takes the first rows of an index in its order (ORDER BY
+ * ... LIMIT).  On statistics that say the table is (nearly) empty, another
+ * index read whole with a filter and a sort looks as cheap as the ordered
+ * one, and every call would then read the whole table; with sorts off the
+ * index that gives the order wins.  Closed by allma_spi_keyed_end.
+ */
+int
+allma_spi_ordered_begin(void)
+{
+	int			nestlevel = allma_spi_keyed_begin();
+
+	(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
 void
 allma_spi_keyed_end(int nestlevel)
 {

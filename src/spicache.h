@@ -33,6 +33,7 @@ extern int	allma_spi_execute_keyed(SPIPlanPtr plan, Datum *values, const char *n
 
 /* the same scope around other statements: begin returns what end takes */
 extern int	allma_spi_keyed_begin(void);
+extern int	allma_spi_ordered_begin(void);
 extern void allma_spi_keyed_end(int nestlevel);
 
 /* allma_spi_cache_reset frees every saved statement plan */

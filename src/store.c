@@ -264,19 +264,16 @@ allma_store_claim(int limit)
 	}
 
 	/*
-	 * Planned, and run, with sorts disabled as well as the keyed scope's
-	 * scans and joins (execute_plan): on statistics taken while the table
-	 * was empty (an ANALYZE between two bursts), the primary key's index
+	 * Planned, and run, with sorts off as well (allma_spi_ordered_begin): on
+	 * statistics an ANALYZE took during a burst, the primary key's index
 	 * with a filter on the status and a sort looked as cheap as the claim
-	 * index, and every claim then read every row of the table (1.9 s a
-	 * claim at 60,000 runnable paths, bench/RESULTS.md "More workers never
-	 * slower").  The claim index gives the order itself.
+	 * index, and every claim then read every row of the table (claims of
+	 * up to 1.9 s at 60,000 runnable paths, bench/RESULTS.md "More workers
+	 * never slower").  The claim index gives the order itself.
 	 */
-	sort_level = NewGUCNestLevel();
-	(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	sort_level = allma_spi_ordered_begin();
 	execute_plan(claim_plan, args, SPI_OK_SELECT);
-	AtEOXact_GUC(true, sort_level);
+	allma_spi_keyed_end(sort_level);
 	paths = paths_from_claim();
 
 	/*
